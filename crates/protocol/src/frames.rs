@@ -1,0 +1,196 @@
+//! Frames the server sends, as one tagged enum.
+//!
+//! The same type serves both directions of the wire: the server serializes it,
+//! clients deserialize it. Fields the contract marks optional are skipped when
+//! empty so the JSON matches the contract's examples exactly.
+
+use serde::{Deserialize, Serialize};
+
+use crate::codes::ErrorCode;
+use crate::request::Ref;
+
+/// A user as the wire shows it: stable id and display name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct User {
+    pub id: String,
+    pub name: String,
+}
+
+/// Members of a room are listed as users.
+pub type Member = User;
+
+/// A stored chat message, as broadcast, acked, and returned by history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    pub room: String,
+    pub seq: u64,
+    pub id: String,
+    pub from: User,
+    pub text: String,
+    /// Server clock at commit, milliseconds since the Unix epoch (UTC).
+    pub ts: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PresenceEvent {
+    Join,
+    Leave,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// Every frame a server sends on the native protocol.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerFrame {
+    Welcome {
+        session: String,
+        user: User,
+        heartbeat_ms: u64,
+        text: String,
+    },
+    Joined {
+        #[serde(rename = "ref", default, skip_serializing_if = "Option::is_none")]
+        reference: Option<Ref>,
+        room: String,
+        /// The room's latest sequence number (0 for an empty room).
+        seq: u64,
+        members: Vec<Member>,
+        messages: Vec<Message>,
+        /// False when more messages were missed than returned.
+        complete: bool,
+    },
+    Left {
+        #[serde(rename = "ref", default, skip_serializing_if = "Option::is_none")]
+        reference: Option<Ref>,
+        room: String,
+    },
+    Ack {
+        #[serde(rename = "ref", default, skip_serializing_if = "Option::is_none")]
+        reference: Option<Ref>,
+        room: String,
+        id: String,
+        seq: u64,
+        ts: i64,
+        /// Set when the `id` had already been stored: nothing new was stored
+        /// or broadcast, and the fields are those of the original.
+        #[serde(default, skip_serializing_if = "is_false")]
+        duplicate: bool,
+    },
+    Message(Message),
+    History {
+        #[serde(rename = "ref", default, skip_serializing_if = "Option::is_none")]
+        reference: Option<Ref>,
+        room: String,
+        messages: Vec<Message>,
+        /// More messages exist beyond this page, in the paging direction.
+        more: bool,
+    },
+    Typing {
+        room: String,
+        user: User,
+    },
+    Pong {
+        #[serde(rename = "ref", default, skip_serializing_if = "Option::is_none")]
+        reference: Option<Ref>,
+        ts: i64,
+    },
+    Presence {
+        room: String,
+        event: PresenceEvent,
+        user: User,
+    },
+    Error {
+        #[serde(rename = "ref", default, skip_serializing_if = "Option::is_none")]
+        reference: Option<Ref>,
+        code: ErrorCode,
+        message: String,
+    },
+}
+
+impl ServerFrame {
+    /// Encodes the frame as the JSON text of one WebSocket message.
+    pub fn to_json(&self) -> String {
+        // Serializing these plain structs cannot fail: every map key is a
+        // string and no value is a float.
+        serde_json::to_string(self).unwrap_or_else(|_| String::from("{}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn alice() -> User {
+        User {
+            id: "u_1".into(),
+            name: "alice".into(),
+        }
+    }
+
+    #[test]
+    fn message_frame_matches_the_contract() {
+        let frame = ServerFrame::Message(Message {
+            room: "general".into(),
+            seq: 132,
+            id: "c-7f3a".into(),
+            from: alice(),
+            text: "hello 你好 👋".into(),
+            ts: 1763800000123,
+        });
+        let value: serde_json::Value = serde_json::from_str(&frame.to_json()).unwrap();
+        assert_eq!(
+            value,
+            json!({"type":"message","room":"general","seq":132,"id":"c-7f3a",
+                   "from":{"id":"u_1","name":"alice"},"text":"hello 你好 👋","ts":1763800000123u64})
+        );
+    }
+
+    #[test]
+    fn ack_omits_ref_and_duplicate_when_absent() {
+        let frame = ServerFrame::Ack {
+            reference: None,
+            room: "r".into(),
+            id: "x".into(),
+            seq: 1,
+            ts: 5,
+            duplicate: false,
+        };
+        assert_eq!(
+            frame.to_json(),
+            r#"{"type":"ack","room":"r","id":"x","seq":1,"ts":5}"#
+        );
+    }
+
+    #[test]
+    fn frames_round_trip() {
+        let frames = vec![
+            ServerFrame::Error {
+                reference: Some(Ref::Text("a".into())),
+                code: ErrorCode::RateLimited,
+                message: "slow down".into(),
+            },
+            ServerFrame::Presence {
+                room: "r".into(),
+                event: PresenceEvent::Leave,
+                user: alice(),
+            },
+            ServerFrame::Joined {
+                reference: Some(Ref::Number(7.into())),
+                room: "r".into(),
+                seq: 0,
+                members: vec![alice()],
+                messages: vec![],
+                complete: true,
+            },
+        ];
+        for frame in frames {
+            let back: ServerFrame = serde_json::from_str(&frame.to_json()).unwrap();
+            assert_eq!(back, frame);
+        }
+    }
+}

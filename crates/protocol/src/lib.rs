@@ -1,0 +1,23 @@
+//! Wire types of the chat protocol v1, shared by the server and every Rust
+//! client.
+//!
+//! The contract lives in `docs/protocol.md`. This crate owns three things:
+//!
+//! - [`request`]: parsing a client's text frame into a [`request::Request`],
+//!   with the exact error code the contract assigns to each kind of bad input;
+//! - [`frames`]: the frames a server sends, serializable and deserializable,
+//!   so the server encodes them and clients decode them with the same types;
+//! - [`validate`]: the limits on room names, message text and client ids,
+//!   parameterised by the configured maxima.
+//!
+//! It knows nothing of sockets or storage: it only turns bytes into values
+//! and values into bytes.
+
+pub mod codes;
+pub mod frames;
+pub mod request;
+pub mod validate;
+
+pub use codes::{CloseCode, ErrorCode};
+pub use frames::{Member, Message, PresenceEvent, ServerFrame, User};
+pub use request::{Ref, Request, RequestError, parse_request};

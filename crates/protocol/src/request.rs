@@ -1,0 +1,308 @@
+//! Parsing client frames.
+//!
+//! Parsing happens in two steps so every kind of bad input gets the code the
+//! contract gives it, and the error still carries the request's `ref` when
+//! one could be read: first the envelope (a JSON object with a string `type`
+//! and an optional `ref`), then the fields of that type. Unknown fields are
+//! ignored so clients may send extensions to older servers.
+//!
+//! Semantic limits (room name length, text length) depend on configuration
+//! and are checked by [`crate::validate`], not here.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::codes::ErrorCode;
+
+/// Longest string `ref` a client may send, in characters.
+pub const MAX_REF_CHARS: usize = 64;
+
+/// A client's correlation value, echoed on every direct reply.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Ref {
+    Number(serde_json::Number),
+    Text(String),
+}
+
+/// A well-formed client request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    Join {
+        room: String,
+        since: Option<u64>,
+    },
+    Leave {
+        room: String,
+    },
+    Send {
+        room: String,
+        text: String,
+        id: Option<String>,
+    },
+    /// `before` and `after` are exclusive bounds; at most one is honoured,
+    /// `after` winning (an extension of the contract, which has `before` only).
+    History {
+        room: String,
+        before: Option<u64>,
+        after: Option<u64>,
+        limit: Option<u64>,
+    },
+    Typing {
+        room: String,
+    },
+    Ping,
+}
+
+/// Why a frame could not be parsed, with the `ref` to answer it under.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct RequestError {
+    pub reference: Option<Ref>,
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+/// A parsed frame: its `ref` and what it asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Envelope {
+    pub reference: Option<Ref>,
+    pub request: Request,
+}
+
+/// Parses one text frame.
+pub fn parse_request(text: &str) -> Result<Envelope, RequestError> {
+    let bad = |message: String| RequestError {
+        reference: None,
+        code: ErrorCode::BadRequest,
+        message,
+    };
+    let value: Value =
+        serde_json::from_str(text).map_err(|e| bad(format!("frame is not valid JSON: {e}")))?;
+    let Value::Object(mut map) = value else {
+        return Err(bad("frame must be a JSON object".into()));
+    };
+    let reference = match map.remove("ref") {
+        None | Some(Value::Null) => None,
+        Some(Value::Number(n)) => Some(Ref::Number(n)),
+        Some(Value::String(s)) if s.chars().count() <= MAX_REF_CHARS => Some(Ref::Text(s)),
+        Some(Value::String(_)) => {
+            return Err(bad(format!(
+                "`ref` must be at most {MAX_REF_CHARS} characters"
+            )));
+        }
+        Some(_) => return Err(bad("`ref` must be a number or a string".into())),
+    };
+    let kind = match map.remove("type") {
+        Some(Value::String(kind)) => kind,
+        Some(_) => return Err(with_ref(&reference, bad("`type` must be a string".into()))),
+        None => return Err(with_ref(&reference, bad("`type` is missing".into()))),
+    };
+    let mut fields = Fields {
+        map,
+        first_problem: None,
+    };
+    let request = match kind.as_str() {
+        "join" => Ok(Request::Join {
+            room: fields.string("room"),
+            since: fields.opt_u64("since"),
+        }),
+        "leave" => Ok(Request::Leave {
+            room: fields.string("room"),
+        }),
+        "send" => Ok(Request::Send {
+            room: fields.string("room"),
+            text: fields.string("text"),
+            id: fields.opt_string("id"),
+        }),
+        "history" => Ok(Request::History {
+            room: fields.string("room"),
+            before: fields.opt_u64("before"),
+            after: fields.opt_u64("after"),
+            limit: fields.opt_u64("limit"),
+        }),
+        "typing" => Ok(Request::Typing {
+            room: fields.string("room"),
+        }),
+        "ping" => Ok(Request::Ping),
+        other => Err(RequestError {
+            reference: None,
+            code: ErrorCode::UnknownType,
+            message: format!("unknown frame type `{}`", truncate(other, 32)),
+        }),
+    };
+    match (request, fields.finish()) {
+        (Err(e), _) => Err(with_ref(&reference, e)),
+        (Ok(_), Some(message)) => Err(with_ref(&reference, bad(message))),
+        (Ok(request), None) => Ok(Envelope { reference, request }),
+    }
+}
+
+fn with_ref(reference: &Option<Ref>, mut error: RequestError) -> RequestError {
+    error.reference = reference.clone();
+    error
+}
+
+fn truncate(s: &str, max_chars: usize) -> &str {
+    match s.char_indices().nth(max_chars) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+/// Field extraction that records the first problem instead of failing at
+/// once, so the request builders above read as plain struct literals.
+struct Fields {
+    map: Map<String, Value>,
+    first_problem: Option<String>,
+}
+
+impl Fields {
+    fn problem(&mut self, message: String) {
+        self.first_problem.get_or_insert(message);
+    }
+
+    fn string(&mut self, name: &str) -> String {
+        match self.map.remove(name) {
+            Some(Value::String(s)) => s,
+            Some(_) => {
+                self.problem(format!("`{name}` must be a string"));
+                String::new()
+            }
+            None => {
+                self.problem(format!("`{name}` is missing"));
+                String::new()
+            }
+        }
+    }
+
+    fn opt_string(&mut self, name: &str) -> Option<String> {
+        match self.map.remove(name) {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(s),
+            Some(_) => {
+                self.problem(format!("`{name}` must be a string"));
+                None
+            }
+        }
+    }
+
+    fn opt_u64(&mut self, name: &str) -> Option<u64> {
+        match self.map.remove(name) {
+            None | Some(Value::Null) => None,
+            Some(Value::Number(n)) if n.as_u64().is_some() => n.as_u64(),
+            Some(_) => {
+                self.problem(format!("`{name}` must be a non-negative integer"));
+                None
+            }
+        }
+    }
+
+    /// The first problem met while extracting, if any.
+    fn finish(self) -> Option<String> {
+        self.first_problem
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code_of(text: &str) -> (ErrorCode, Option<Ref>) {
+        let e = parse_request(text).unwrap_err();
+        (e.code, e.reference)
+    }
+
+    #[test]
+    fn parses_every_request_type() {
+        let cases = [
+            (
+                r#"{"type":"join","room":"general","since":130,"ref":1}"#,
+                Request::Join {
+                    room: "general".into(),
+                    since: Some(130),
+                },
+            ),
+            (
+                r#"{"type":"leave","room":"general"}"#,
+                Request::Leave {
+                    room: "general".into(),
+                },
+            ),
+            (
+                r#"{"type":"send","room":"r","text":"hi","id":"c-1"}"#,
+                Request::Send {
+                    room: "r".into(),
+                    text: "hi".into(),
+                    id: Some("c-1".into()),
+                },
+            ),
+            (
+                r#"{"type":"history","room":"r","before":132,"limit":50}"#,
+                Request::History {
+                    room: "r".into(),
+                    before: Some(132),
+                    after: None,
+                    limit: Some(50),
+                },
+            ),
+            (
+                r#"{"type":"typing","room":"r"}"#,
+                Request::Typing { room: "r".into() },
+            ),
+            (r#"{"type":"ping","ref":"p"}"#, Request::Ping),
+        ];
+        for (text, want) in cases {
+            assert_eq!(parse_request(text).unwrap().request, want, "{text}");
+        }
+    }
+
+    #[test]
+    fn keeps_the_ref_on_errors_after_the_envelope() {
+        assert_eq!(
+            code_of(r#"{"type":"nope","ref":5}"#),
+            (ErrorCode::UnknownType, Some(Ref::Number(5.into())))
+        );
+        assert_eq!(
+            code_of(r#"{"type":"send","room":"r","ref":"x"}"#),
+            (ErrorCode::BadRequest, Some(Ref::Text("x".into())))
+        );
+        assert_eq!(
+            code_of(r#"{"type":"join","room":"r","since":-1,"ref":2}"#),
+            (ErrorCode::BadRequest, Some(Ref::Number(2.into())))
+        );
+    }
+
+    #[test]
+    fn rejects_malformed_envelopes_without_ref() {
+        for text in [
+            "not json",
+            "[1,2]",
+            "\"join\"",
+            r#"{"room":"r"}"#,
+            r#"{"type":7}"#,
+            r#"{"type":"ping","ref":{"a":1}}"#,
+            r#"{"type":"ping","ref":true}"#,
+            r#"{"type":"send","room":"r","text":"\ud800"}"#,
+            r#"{"type":"join","room":"r","since":1e400}"#,
+        ] {
+            let e = parse_request(text).unwrap_err();
+            assert_eq!(e.code, ErrorCode::BadRequest, "{text}");
+        }
+        let long_ref = format!(r#"{{"type":"ping","ref":"{}"}}"#, "x".repeat(65));
+        assert_eq!(code_of(&long_ref), (ErrorCode::BadRequest, None));
+    }
+
+    #[test]
+    fn null_optional_fields_count_as_absent() {
+        let env = parse_request(r#"{"type":"join","room":"r","since":null,"ref":null}"#).unwrap();
+        assert_eq!(env.reference, None);
+        assert_eq!(
+            env.request,
+            Request::Join {
+                room: "r".into(),
+                since: None
+            }
+        );
+    }
+}

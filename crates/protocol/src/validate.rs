@@ -1,0 +1,156 @@
+//! Limits on names, text and ids.
+//!
+//! Lengths are counted in Unicode scalar values (`char`s), not bytes, so
+//! `聊天室` is three characters, the way a person counts them. Maxima come from
+//! configuration; the defaults are the contract's.
+
+use crate::codes::ErrorCode;
+
+/// Default maximum room name length, in characters.
+pub const DEFAULT_MAX_ROOM_CHARS: usize = 64;
+/// Default maximum message text length, in characters.
+pub const DEFAULT_MAX_TEXT_CHARS: usize = 4000;
+/// Maximum length of a client-chosen message id, in characters.
+pub const MAX_ID_CHARS: usize = 64;
+/// Maximum length of a display name, in characters.
+pub const MAX_NAME_CHARS: usize = 64;
+
+/// A rejected value: the error code to answer with and why, in words.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct Invalid {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+fn invalid(code: ErrorCode, message: impl Into<String>) -> Invalid {
+    Invalid {
+        code,
+        message: message.into(),
+    }
+}
+
+/// A name shown to people: `1..=max_chars` characters, no control
+/// characters, and no space at either end (which would make two names that
+/// look the same differ).
+fn check_name(name: &str, max_chars: usize, what: &str) -> Result<(), String> {
+    let chars = name.chars().count();
+    if chars == 0 {
+        return Err(format!("{what} must not be empty"));
+    }
+    if chars > max_chars {
+        return Err(format!("{what} must be at most {max_chars} characters"));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(format!("{what} must not contain control characters"));
+    }
+    if name.starts_with(char::is_whitespace) || name.ends_with(char::is_whitespace) {
+        return Err(format!("{what} must not start or end with a space"));
+    }
+    Ok(())
+}
+
+/// Checks a room name (error code `invalid_room`).
+pub fn room(name: &str, max_chars: usize) -> Result<(), Invalid> {
+    check_name(name, max_chars, "room name").map_err(|m| invalid(ErrorCode::InvalidRoom, m))
+}
+
+/// Checks a display name (refused at the upgrade, so no error code applies;
+/// `bad_request` is used where one is needed).
+pub fn display_name(name: &str) -> Result<(), Invalid> {
+    check_name(name, MAX_NAME_CHARS, "name").map_err(|m| invalid(ErrorCode::BadRequest, m))
+}
+
+/// Checks message text: `1..=max_chars` characters; tab, newline and carriage
+/// return are the only control characters allowed, since others (NUL, escape
+/// sequences) corrupt terminals and logs of whoever displays the text.
+pub fn text(text: &str, max_chars: usize) -> Result<(), Invalid> {
+    if text.is_empty() {
+        return Err(invalid(ErrorCode::BadRequest, "text must not be empty"));
+    }
+    let mut chars = 0usize;
+    for c in text.chars() {
+        chars += 1;
+        if c.is_control() && !matches!(c, '\t' | '\n' | '\r') {
+            return Err(invalid(
+                ErrorCode::BadRequest,
+                "text must not contain control characters other than tab and newline",
+            ));
+        }
+    }
+    if chars > max_chars {
+        return Err(invalid(
+            ErrorCode::TooLong,
+            format!("text is {chars} characters; at most {max_chars} are allowed"),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a client-chosen message id.
+pub fn client_id(id: &str) -> Result<(), Invalid> {
+    let chars = id.chars().count();
+    if chars == 0 || chars > MAX_ID_CHARS {
+        return Err(invalid(
+            ErrorCode::BadRequest,
+            format!("id must be 1 to {MAX_ID_CHARS} characters"),
+        ));
+    }
+    if id.chars().any(char::is_control) {
+        return Err(invalid(
+            ErrorCode::BadRequest,
+            "id must not contain control characters",
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn room_names_follow_the_contract() {
+        for ok in [
+            "general",
+            "聊天室",
+            "a",
+            "with space inside",
+            &"x".repeat(64),
+        ] {
+            assert!(room(ok, 64).is_ok(), "{ok}");
+        }
+        for bad in ["", " lead", "trail ", "tab\there", "nul\0", &"x".repeat(65)] {
+            assert_eq!(
+                room(bad, 64).unwrap_err().code,
+                ErrorCode::InvalidRoom,
+                "{bad:?}"
+            );
+        }
+        // Counted in characters: 64 CJK characters are 192 bytes and allowed.
+        assert!(room(&"聊".repeat(64), 64).is_ok());
+    }
+
+    #[test]
+    fn text_limits() {
+        assert!(text("hello 你好 👋\nline two", 4000).is_ok());
+        assert!(text(&"é".repeat(4000), 4000).is_ok());
+        assert_eq!(
+            text(&"é".repeat(4001), 4000).unwrap_err().code,
+            ErrorCode::TooLong
+        );
+        assert_eq!(text("", 4000).unwrap_err().code, ErrorCode::BadRequest);
+        assert_eq!(text("a\0b", 4000).unwrap_err().code, ErrorCode::BadRequest);
+        assert_eq!(
+            text("\u{1b}[2J", 4000).unwrap_err().code,
+            ErrorCode::BadRequest
+        );
+    }
+
+    #[test]
+    fn ids() {
+        assert!(client_id("c-7f3a").is_ok());
+        assert!(client_id("").is_err());
+        assert!(client_id(&"i".repeat(65)).is_err());
+    }
+}

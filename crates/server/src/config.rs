@@ -1,0 +1,313 @@
+//! Configuration from flags, `CHAT_*` environment variables and an optional
+//! TOML file, in that order of precedence.
+//!
+//! One struct, [`Settings`], is both the clap parser and the file schema, so
+//! a setting cannot exist in one place and be missing from the other. Every
+//! field is optional there; [`Config::resolve`] layers flags over the file
+//! and fills in defaults.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+use serde::Deserialize;
+
+use crate::core::Limits;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// A real-time chat server: rooms, presence, typing, durable history and
+/// resume-after-reconnect over WebSocket (`/ws`).
+///
+/// Every option can also be set by the environment variable shown, or by
+/// the same name in snake_case in the TOML file given with `--config`.
+/// Flags win over the environment, which wins over the file.
+#[derive(Debug, Default, Clone, Parser, Deserialize)]
+#[command(name = "chat-server", version, about, long_about)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// TOML file with settings (keys as below, in snake_case).
+    #[arg(long, env = "CHAT_CONFIG", value_name = "FILE")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+
+    /// Address to listen on [default: 127.0.0.1:3000].
+    #[arg(long, env = "CHAT_LISTEN", value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+
+    /// Directory for the SQLite database [default: ./chat-data].
+    #[arg(long, env = "CHAT_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// WebSocket ping interval; silent connections close after two [default: 25000].
+    #[arg(long, env = "CHAT_HEARTBEAT_MS", value_name = "MS")]
+    pub heartbeat_ms: Option<u64>,
+
+    /// Largest WebSocket frame or message accepted, in bytes; larger ones close with 1009 [default: 65536].
+    #[arg(long, env = "CHAT_MAX_FRAME_BYTES", value_name = "BYTES")]
+    pub max_frame_bytes: Option<usize>,
+
+    /// Longest message text, in characters [default: 4000].
+    #[arg(long, env = "CHAT_MAX_TEXT_CHARS", value_name = "N")]
+    pub max_text_chars: Option<usize>,
+
+    /// Longest room name, in characters [default: 64].
+    #[arg(long, env = "CHAT_MAX_ROOM_CHARS", value_name = "N")]
+    pub max_room_chars: Option<usize>,
+
+    /// Sends per second per connection, on average [default: 20].
+    #[arg(long, env = "CHAT_SEND_RATE", value_name = "N")]
+    pub send_rate: Option<f64>,
+
+    /// Sends a connection may burst above the rate [default: 40].
+    #[arg(long, env = "CHAT_SEND_BURST", value_name = "N")]
+    pub send_burst: Option<f64>,
+
+    /// Typing notices per second per connection; excess ones are dropped [default: 5].
+    #[arg(long, env = "CHAT_TYPING_RATE", value_name = "N")]
+    pub typing_rate: Option<f64>,
+
+    /// Rooms one connection may be in at once [default: 100].
+    #[arg(long, env = "CHAT_MAX_ROOMS_PER_CONNECTION", value_name = "N")]
+    pub max_rooms_per_connection: Option<usize>,
+
+    /// Frames queued per connection before it is dropped as too slow (1013) [default: 1024].
+    #[arg(long, env = "CHAT_OUTBOUND_QUEUE", value_name = "N")]
+    pub outbound_queue: Option<usize>,
+
+    /// Sends waiting for commit before new ones are refused as overloaded [default: 10000].
+    #[arg(long, env = "CHAT_MAX_PENDING_SENDS", value_name = "N")]
+    pub max_pending_sends: Option<usize>,
+
+    /// Most messages stored per transaction (one fsync each) [default: 1024].
+    #[arg(long, env = "CHAT_COMMIT_BATCH", value_name = "N")]
+    pub commit_batch: Option<usize>,
+
+    /// How long a store operation waits for a locked database [default: 5000].
+    #[arg(long, env = "CHAT_STORE_BUSY_TIMEOUT_MS", value_name = "MS")]
+    pub store_busy_timeout_ms: Option<u64>,
+
+    /// How long shutdown waits for connections to close [default: 5000].
+    #[arg(long, env = "CHAT_SHUTDOWN_TIMEOUT_MS", value_name = "MS")]
+    pub shutdown_timeout_ms: Option<u64>,
+
+    /// Log format [default: text].
+    #[arg(long, env = "CHAT_LOG_FORMAT", value_name = "FORMAT")]
+    pub log_format: Option<LogFormat>,
+
+    /// Log level or tracing filter, e.g. `debug` or `chat_server=debug,info` [default: info].
+    #[arg(long, env = "CHAT_LOG_LEVEL", value_name = "FILTER")]
+    pub log_level: Option<String>,
+}
+
+/// Fully resolved configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub heartbeat: Duration,
+    pub max_frame_bytes: usize,
+    pub limits: Limits,
+    pub store_busy_timeout: Duration,
+    pub shutdown_timeout: Duration,
+    pub log_format: LogFormat,
+    pub log_level: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {source}")]
+    Parse {
+        path: PathBuf,
+        source: Box<toml::de::Error>,
+    },
+    #[error("invalid setting `{name}`: {why}")]
+    Invalid { name: &'static str, why: String },
+}
+
+/// Takes each field from `flags` when set there, else from `file`.
+macro_rules! layer {
+    ($flags:ident over $file:ident: $($field:ident),+ $(,)?) => {
+        Settings { config: $flags.config, $($field: $flags.$field.or($file.$field)),+ }
+    };
+}
+
+impl Config {
+    /// Parses the process's flags and environment, and the file they name.
+    pub fn from_env() -> Result<Config, ConfigError> {
+        Config::resolve(Settings::parse())
+    }
+
+    /// Layers `flags` over the file they name (if any) over the defaults.
+    pub fn resolve(flags: Settings) -> Result<Config, ConfigError> {
+        let file = match &flags.config {
+            Some(path) => read_file(path)?,
+            None => Settings::default(),
+        };
+        let s = layer!(flags over file:
+            listen, data_dir, heartbeat_ms, max_frame_bytes, max_text_chars, max_room_chars,
+            send_rate, send_burst, typing_rate, max_rooms_per_connection, outbound_queue,
+            max_pending_sends, commit_batch, store_busy_timeout_ms, shutdown_timeout_ms,
+            log_format, log_level,
+        );
+        let defaults = Limits::default();
+        let limits = Limits {
+            max_text_chars: at_least(
+                1,
+                "max_text_chars",
+                s.max_text_chars,
+                defaults.max_text_chars,
+            )?,
+            max_room_chars: at_least(
+                1,
+                "max_room_chars",
+                s.max_room_chars,
+                defaults.max_room_chars,
+            )?,
+            send_rate: positive("send_rate", s.send_rate, defaults.send_rate)?,
+            send_burst: positive("send_burst", s.send_burst, defaults.send_burst)?.max(1.0),
+            typing_rate: positive("typing_rate", s.typing_rate, defaults.typing_rate)?,
+            max_rooms_per_connection: at_least(
+                1,
+                "max_rooms_per_connection",
+                s.max_rooms_per_connection,
+                defaults.max_rooms_per_connection,
+            )?,
+            outbound_queue: at_least(
+                1,
+                "outbound_queue",
+                s.outbound_queue,
+                defaults.outbound_queue,
+            )?,
+            max_pending_sends: at_least(
+                1,
+                "max_pending_sends",
+                s.max_pending_sends,
+                defaults.max_pending_sends,
+            )?,
+            commit_batch: at_least(1, "commit_batch", s.commit_batch, defaults.commit_batch)?,
+        };
+        let heartbeat_ms = at_least(
+            10,
+            "heartbeat_ms",
+            s.heartbeat_ms.map(|v| v as usize),
+            25_000,
+        )?;
+        Ok(Config {
+            listen: s.listen.unwrap_or_else(|| ([127, 0, 0, 1], 3000).into()),
+            data_dir: s.data_dir.unwrap_or_else(|| PathBuf::from("chat-data")),
+            heartbeat: Duration::from_millis(heartbeat_ms as u64),
+            // A frame must at least hold a small request.
+            max_frame_bytes: at_least(256, "max_frame_bytes", s.max_frame_bytes, 64 * 1024)?,
+            limits,
+            store_busy_timeout: Duration::from_millis(s.store_busy_timeout_ms.unwrap_or(5000)),
+            shutdown_timeout: Duration::from_millis(s.shutdown_timeout_ms.unwrap_or(5000)),
+            log_format: s.log_format.unwrap_or(LogFormat::Text),
+            log_level: s.log_level.unwrap_or_else(|| "info".into()),
+        })
+    }
+}
+
+fn read_file(path: &Path) -> Result<Settings, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|source| ConfigError::Parse {
+        path: path.to_owned(),
+        source: Box::new(source),
+    })
+}
+
+fn at_least(
+    min: usize,
+    name: &'static str,
+    value: Option<usize>,
+    default: usize,
+) -> Result<usize, ConfigError> {
+    let value = value.unwrap_or(default);
+    if value < min {
+        return Err(ConfigError::Invalid {
+            name,
+            why: format!("must be at least {min}, got {value}"),
+        });
+    }
+    Ok(value)
+}
+
+fn positive(name: &'static str, value: Option<f64>, default: f64) -> Result<f64, ConfigError> {
+    let value = value.unwrap_or(default);
+    if !(value.is_finite() && value > 0.0) {
+        return Err(ConfigError::Invalid {
+            name,
+            why: format!("must be a positive number, got {value}"),
+        });
+    }
+    Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Settings {
+        Settings::try_parse_from(std::iter::once("chat-server").chain(args.iter().copied()))
+            .expect("valid flags")
+    }
+
+    #[test]
+    fn defaults_are_the_contracts() {
+        let c = Config::resolve(parse(&[])).unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:3000");
+        assert_eq!(c.data_dir, PathBuf::from("chat-data"));
+        assert_eq!(c.max_frame_bytes, 65536);
+        assert_eq!(c.limits.max_text_chars, 4000);
+        assert_eq!(c.limits.send_rate, 20.0);
+        assert_eq!(c.limits.send_burst, 40.0);
+        assert_eq!(c.limits.max_rooms_per_connection, 100);
+        assert_eq!(c.heartbeat, Duration::from_secs(25));
+    }
+
+    #[test]
+    fn flags_win_over_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("chat.toml");
+        std::fs::write(
+            &file,
+            "listen = \"127.0.0.1:4000\"\nsend_rate = 5.0\nlog_format = \"json\"\n",
+        )
+        .unwrap();
+        let c = Config::resolve(parse(&[
+            "--config",
+            file.to_str().unwrap(),
+            "--send-rate",
+            "7",
+        ]))
+        .unwrap();
+        assert_eq!(c.listen.port(), 4000);
+        assert_eq!(c.limits.send_rate, 7.0);
+        assert_eq!(c.log_format, LogFormat::Json);
+    }
+
+    #[test]
+    fn bad_files_and_values_are_refused_clearly() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("chat.toml");
+        std::fs::write(&file, "listn = \"x\"\n").unwrap();
+        let e = Config::resolve(parse(&["--config", file.to_str().unwrap()])).unwrap_err();
+        assert!(e.to_string().contains("listn"), "{e}");
+        let e = Config::resolve(parse(&["--outbound-queue", "0"])).unwrap_err();
+        assert!(e.to_string().contains("outbound_queue"), "{e}");
+    }
+}

@@ -1,0 +1,198 @@
+//! What flows from the core to a connection: shared room events and direct
+//! replies, through a bounded per-connection [`Outbox`].
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use bytes::Bytes;
+use chat_protocol::{Message, PresenceEvent, ServerFrame, User};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::metrics::Metrics;
+
+/// Identifies one connection within this node.
+pub type ConnId = u64;
+
+/// Something that happened in a room. One value is shared (behind an `Arc`)
+/// by every receiver, and so is each encoding of it.
+#[derive(Debug)]
+pub struct RoomEvent {
+    pub room: Arc<str>,
+    pub kind: EventKind,
+    /// A connection that must not receive the event: the one typing, or the
+    /// one whose join is announced (it learns from its `joined` reply).
+    pub skip: Option<ConnId>,
+    encodings: [OnceLock<Bytes>; Encoding::COUNT],
+}
+
+#[derive(Debug)]
+pub enum EventKind {
+    Message(Message),
+    Presence { event: PresenceEvent, user: User },
+    Typing { user: User },
+}
+
+/// The wire formats a transport may encode events into. Each is computed at
+/// most once per event, by the first receiver that needs it.
+#[derive(Debug, Clone, Copy)]
+pub enum Encoding {
+    Native = 0,
+}
+
+impl Encoding {
+    const COUNT: usize = 1;
+}
+
+impl RoomEvent {
+    pub fn new(room: Arc<str>, kind: EventKind, skip: Option<ConnId>) -> Arc<Self> {
+        Arc::new(RoomEvent {
+            room,
+            kind,
+            skip,
+            encodings: Default::default(),
+        })
+    }
+
+    /// The message's sequence number, for message events.
+    pub fn seq(&self) -> Option<u64> {
+        match &self.kind {
+            EventKind::Message(m) => Some(m.seq),
+            _ => None,
+        }
+    }
+
+    /// The event in `encoding`, encoded by `encode` on first use and shared
+    /// afterwards.
+    pub fn encoded(&self, encoding: Encoding, encode: impl FnOnce(&RoomEvent) -> Bytes) -> Bytes {
+        self.encodings[encoding as usize]
+            .get_or_init(|| encode(self))
+            .clone()
+    }
+
+    /// The native protocol frame for this event.
+    pub fn to_frame(&self) -> ServerFrame {
+        match &self.kind {
+            EventKind::Message(m) => ServerFrame::Message(m.clone()),
+            EventKind::Presence { event, user } => ServerFrame::Presence {
+                room: self.room.to_string(),
+                event: *event,
+                user: user.clone(),
+            },
+            EventKind::Typing { user } => ServerFrame::Typing {
+                room: self.room.to_string(),
+                user: user.clone(),
+            },
+        }
+    }
+}
+
+/// One item in a connection's outbound queue.
+#[derive(Debug)]
+pub enum Outbound {
+    /// A room event shared with other receivers.
+    Event(Arc<RoomEvent>),
+    /// A reply to this connection only (boxed to keep queue slots small).
+    Reply(Box<ServerFrame>),
+}
+
+/// Why a connection's outbox stopped accepting items.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dropped {
+    /// The queue was full: the connection is too slow for its rooms.
+    SlowConsumer,
+}
+
+/// Sending side of a connection's bounded queue. Cloned into every room the
+/// connection joins and into pending sends awaiting their ack.
+///
+/// A push never waits: a full queue means the receiver cannot keep up, and
+/// waiting would slow the whole room down to its pace. Instead the
+/// connection is marked dropped; its transport closes it with 1013 and the
+/// client resumes with `join` + `since`.
+#[derive(Debug, Clone)]
+pub struct Outbox {
+    tx: mpsc::Sender<Outbound>,
+    shared: Arc<OutboxShared>,
+}
+
+#[derive(Debug)]
+struct OutboxShared {
+    conn: ConnId,
+    dropped: CancellationToken,
+    slow: AtomicBool,
+    metrics: Metrics,
+}
+
+/// Receiving side, owned by the connection's transport task. The two
+/// halves are separate fields so a task can wait on both at once.
+#[derive(Debug)]
+pub struct OutboxReceiver {
+    pub rx: mpsc::Receiver<Outbound>,
+    pub dropped: DroppedSignal,
+}
+
+/// Fires when the connection must be dropped.
+#[derive(Debug)]
+pub struct DroppedSignal {
+    shared: Arc<OutboxShared>,
+}
+
+/// Creates a connection's queue holding at most `capacity` items.
+pub fn outbox(conn: ConnId, capacity: usize, metrics: Metrics) -> (Outbox, OutboxReceiver) {
+    let (tx, rx) = mpsc::channel(capacity.max(1));
+    let shared = Arc::new(OutboxShared {
+        conn,
+        dropped: CancellationToken::new(),
+        slow: AtomicBool::new(false),
+        metrics,
+    });
+    (
+        Outbox {
+            tx,
+            shared: shared.clone(),
+        },
+        OutboxReceiver {
+            rx,
+            dropped: DroppedSignal { shared },
+        },
+    )
+}
+
+impl Outbox {
+    pub fn conn(&self) -> ConnId {
+        self.shared.conn
+    }
+
+    /// Queues an item; returns false if the connection is gone or too slow.
+    pub fn push(&self, item: Outbound) -> bool {
+        match self.tx.try_send(item) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.mark_slow();
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+
+    pub fn reply(&self, frame: ServerFrame) -> bool {
+        self.push(Outbound::Reply(Box::new(frame)))
+    }
+
+    /// Marks the connection as too slow, once.
+    pub fn mark_slow(&self) {
+        if !self.shared.slow.swap(true, Ordering::Relaxed) {
+            self.shared.metrics.slow_consumer_dropped();
+            self.shared.dropped.cancel();
+        }
+    }
+}
+
+impl DroppedSignal {
+    /// Resolves when the connection must be dropped, and says why.
+    pub async fn wait(&self) -> Dropped {
+        self.shared.dropped.cancelled().await;
+        Dropped::SlowConsumer
+    }
+}

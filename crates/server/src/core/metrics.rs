@@ -1,0 +1,94 @@
+//! The core's counters, through the `metrics` facade.
+//!
+//! Handles are resolved once at start-up so the hot paths (one increment per
+//! delivery) do not look metrics up by name. Without an installed recorder
+//! (unit tests) every handle is a no-op.
+
+use std::time::Duration;
+
+use metrics::{Counter, Gauge, Histogram};
+
+pub const CONNECTIONS: &str = "chat_connections";
+pub const ROOMS: &str = "chat_rooms";
+pub const MESSAGES_IN: &str = "chat_messages_in_total";
+pub const MESSAGES_OUT: &str = "chat_messages_out_total";
+pub const ACK_LATENCY: &str = "chat_ack_latency_seconds";
+pub const SLOW_CONSUMERS: &str = "chat_slow_consumers_dropped_total";
+pub const COMMIT_BATCH: &str = "chat_commit_batch_size";
+
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    connections: Gauge,
+    rooms: Gauge,
+    messages_in: Counter,
+    messages_out: Counter,
+    ack_latency: Histogram,
+    slow_consumers: Counter,
+    commit_batch: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        metrics::describe_gauge!(CONNECTIONS, "Open client connections");
+        metrics::describe_gauge!(ROOMS, "Rooms with at least one member on this node");
+        metrics::describe_counter!(MESSAGES_IN, "Messages stored (acked sends)");
+        metrics::describe_counter!(MESSAGES_OUT, "Message deliveries queued to connections");
+        metrics::describe_histogram!(
+            ACK_LATENCY,
+            metrics::Unit::Seconds,
+            "Time from receiving a send to queuing its ack (includes the durable commit)"
+        );
+        metrics::describe_counter!(
+            SLOW_CONSUMERS,
+            "Connections dropped because they could not keep up (closed with 1013)"
+        );
+        metrics::describe_histogram!(COMMIT_BATCH, "Messages per durable commit");
+        Metrics {
+            connections: metrics::gauge!(CONNECTIONS),
+            rooms: metrics::gauge!(ROOMS),
+            messages_in: metrics::counter!(MESSAGES_IN),
+            messages_out: metrics::counter!(MESSAGES_OUT),
+            ack_latency: metrics::histogram!(ACK_LATENCY),
+            slow_consumers: metrics::counter!(SLOW_CONSUMERS),
+            commit_batch: metrics::histogram!(COMMIT_BATCH),
+        }
+    }
+
+    pub fn connection_opened(&self) {
+        self.connections.increment(1.0);
+    }
+
+    pub fn connection_closed(&self) {
+        self.connections.decrement(1.0);
+    }
+
+    pub fn set_rooms(&self, rooms: usize) {
+        self.rooms.set(rooms as f64);
+    }
+
+    pub fn message_stored(&self) {
+        self.messages_in.increment(1);
+    }
+
+    pub fn delivered(&self, count: u64) {
+        self.messages_out.increment(count);
+    }
+
+    pub fn acked_after(&self, latency: Duration) {
+        self.ack_latency.record(latency.as_secs_f64());
+    }
+
+    pub fn slow_consumer_dropped(&self) {
+        self.slow_consumers.increment(1);
+    }
+
+    pub fn committed_batch(&self, size: usize) {
+        self.commit_batch.record(size as f64);
+    }
+}

@@ -1,0 +1,505 @@
+//! The chat core: rooms, membership, sequencing, presence and fan-out.
+//!
+//! It knows nothing of WebSocket, Socket.IO or SQL. A transport turns each
+//! connection into a [`Session`] (requests in, via [`Session::handle`]) and an
+//! [`OutboxReceiver`] (frames and shared events out). Storage is a
+//! [`Store`](crate::store::Store) and cross-node fan-out a
+//! [`Broker`](crate::broker::Broker).
+//!
+//! The path of a message: `Session::handle(send)` validates it and queues it
+//! for the committer ([`committer`]), which stores batches durably, acks
+//! each sender and publishes the message through the broker; the broker hands
+//! it to the room registry ([`rooms`]), which pushes it to every member's
+//! outbox in `seq` order.
+
+pub mod committer;
+pub mod event;
+pub mod metrics;
+pub mod rate;
+pub mod rooms;
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chat_protocol::request::Envelope;
+use chat_protocol::validate::{self, Invalid};
+use chat_protocol::{ErrorCode, PresenceEvent, Ref, Request, RequestError, ServerFrame, User};
+use rand::Rng;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::broker::Broker;
+use crate::store::{Draft, Page, Store, StoreError};
+use committer::{CommitQueue, PendingSend, SubmitError};
+pub use event::{
+    ConnId, Dropped, Encoding, EventKind, Outbound, Outbox, OutboxReceiver, RoomEvent,
+};
+pub use metrics::Metrics;
+use rate::TokenBucket;
+use rooms::Rooms;
+
+/// Messages in a `joined` reply without `since`.
+pub const JOIN_HISTORY: usize = 50;
+/// Most messages in a `joined` reply with `since`.
+pub const RESUME_LIMIT: usize = 1000;
+/// `history` page size when the client gives no `limit`.
+pub const HISTORY_DEFAULT: usize = 50;
+/// Largest `history` page.
+pub const HISTORY_MAX: usize = 200;
+
+/// Limits the core enforces. Defaults are the contract's.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_text_chars: usize,
+    pub max_room_chars: usize,
+    /// Sends per second per connection, on average.
+    pub send_rate: f64,
+    pub send_burst: f64,
+    /// Typing notices per second per connection; excess ones are dropped.
+    pub typing_rate: f64,
+    pub max_rooms_per_connection: usize,
+    /// Items queued per connection before it counts as too slow.
+    pub outbound_queue: usize,
+    /// Sends accepted but not yet committed, node-wide.
+    pub max_pending_sends: usize,
+    /// Most sends per durable commit.
+    pub commit_batch: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_text_chars: validate::DEFAULT_MAX_TEXT_CHARS,
+            max_room_chars: validate::DEFAULT_MAX_ROOM_CHARS,
+            send_rate: 20.0,
+            send_burst: 40.0,
+            typing_rate: 5.0,
+            max_rooms_per_connection: 100,
+            outbound_queue: 1024,
+            max_pending_sends: 10_000,
+            commit_batch: 1024,
+        }
+    }
+}
+
+/// The core's shared state; cheap to clone.
+#[derive(Clone)]
+pub struct Hub {
+    inner: Arc<HubInner>,
+}
+
+struct HubInner {
+    rooms: Arc<Rooms>,
+    store: Arc<dyn Store>,
+    broker: Arc<dyn Broker>,
+    commits: CommitQueue,
+    committer: Mutex<Option<JoinHandle<()>>>,
+    limits: Limits,
+    metrics: Metrics,
+    next_conn: AtomicU64,
+    /// Cancelled first at shutdown: no new sends.
+    closing: CancellationToken,
+    /// Cancelled once pending sends are committed: transports close now.
+    disconnect: CancellationToken,
+}
+
+impl Hub {
+    /// Starts a hub over `store`, fanning out through the broker that
+    /// `make_broker` builds around the local room registry.
+    pub fn new(
+        store: Arc<dyn Store>,
+        limits: Limits,
+        metrics: Metrics,
+        make_broker: impl FnOnce(Arc<Rooms>) -> Arc<dyn Broker>,
+    ) -> Hub {
+        let rooms = Arc::new(Rooms::new(limits.outbound_queue, metrics.clone()));
+        let broker = make_broker(rooms.clone());
+        let closing = CancellationToken::new();
+        let (commits, committer) = committer::start(
+            store.clone(),
+            broker.clone(),
+            metrics.clone(),
+            limits.max_pending_sends,
+            limits.commit_batch,
+            closing.clone(),
+        );
+        Hub {
+            inner: Arc::new(HubInner {
+                rooms,
+                store,
+                broker,
+                commits,
+                committer: Mutex::new(Some(committer)),
+                limits,
+                metrics,
+                next_conn: AtomicU64::new(1),
+                closing,
+                disconnect: CancellationToken::new(),
+            }),
+        }
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.inner.limits
+    }
+
+    /// Opens a session for a new connection. `name` has been validated by
+    /// the transport; without one the user is called `guest-NNNN`.
+    pub fn connect(&self, name: Option<String>) -> (Session, OutboxReceiver) {
+        let conn = self.inner.next_conn.fetch_add(1, Ordering::Relaxed);
+        let name =
+            name.unwrap_or_else(|| format!("guest-{}", rand::rng().random_range(1000..10000)));
+        let user = Arc::new(User {
+            id: format!("u_{}", ulid::Ulid::new()),
+            name,
+        });
+        let limits = &self.inner.limits;
+        let (outbox, receiver) =
+            event::outbox(conn, limits.outbound_queue, self.inner.metrics.clone());
+        self.inner.metrics.connection_opened();
+        let session = Session {
+            hub: self.inner.clone(),
+            id: format!("s_{}", ulid::Ulid::new()),
+            user,
+            outbox,
+            joined: HashSet::new(),
+            sends: TokenBucket::new(limits.send_rate, limits.send_burst),
+            typing: TokenBucket::new(limits.typing_rate, limits.typing_rate.max(1.0)),
+        };
+        (session, receiver)
+    }
+
+    /// Resolves when transports must close their connections (with 1001):
+    /// the server is shutting down and every accepted send is answered.
+    pub async fn disconnecting(&self) {
+        self.inner.disconnect.cancelled().await;
+    }
+
+    /// Whether the node can serve: not shutting down and storage answering.
+    pub async fn ready(&self) -> Result<(), String> {
+        if self.inner.closing.is_cancelled() {
+            return Err("shutting down".into());
+        }
+        self.inner.store.check().await.map_err(|e| e.to_string())
+    }
+
+    /// Stops taking sends, waits until every accepted send is committed and
+    /// answered, then tells transports to disconnect.
+    pub async fn shutdown(&self) {
+        self.inner.closing.cancel();
+        let committer = self
+            .inner
+            .committer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(task) = committer
+            && let Err(e) = task.await
+        {
+            tracing::error!(error = %e, "committer task failed");
+        }
+        self.inner.disconnect.cancel();
+    }
+}
+
+/// One connection's view of the core: its user, its rooms, its limits.
+///
+/// Requests are handled one at a time in arrival order, so replies to one
+/// connection come in the order of its requests (acks excepted: they follow
+/// the commit, but still in the order of that connection's sends).
+pub struct Session {
+    hub: Arc<HubInner>,
+    id: String,
+    user: Arc<User>,
+    outbox: Outbox,
+    joined: HashSet<Arc<str>>,
+    sends: TokenBucket,
+    typing: TokenBucket,
+}
+
+fn rejected(reference: Option<Ref>, code: ErrorCode, message: impl Into<String>) -> ServerFrame {
+    ServerFrame::Error {
+        reference,
+        code,
+        message: message.into(),
+    }
+}
+
+fn store_failed(reference: Option<Ref>, e: &StoreError) -> ServerFrame {
+    tracing::warn!(error = %e, "history read failed");
+    rejected(
+        reference,
+        ErrorCode::Internal,
+        format!("history unavailable ({e})"),
+    )
+}
+
+impl Session {
+    pub fn user(&self) -> &User {
+        &self.user
+    }
+
+    /// The first frame of every connection.
+    pub fn welcome(&self, heartbeat: Duration) -> ServerFrame {
+        ServerFrame::Welcome {
+            session: self.id.clone(),
+            user: (*self.user).clone(),
+            heartbeat_ms: heartbeat.as_millis() as u64,
+            text: "Welcome to the chat server!".into(),
+        }
+    }
+
+    /// Answers a frame that could not be parsed.
+    pub fn reject(&self, error: RequestError) {
+        self.outbox
+            .reply(rejected(error.reference, error.code, error.message));
+    }
+
+    /// Handles one request; every outcome reaches the client through the
+    /// outbox.
+    pub async fn handle(&mut self, envelope: Envelope) {
+        let reference = envelope.reference;
+        let result = match envelope.request {
+            Request::Join { room, since } => self.join(reference.clone(), room, since).await,
+            Request::Leave { room } => self.leave(reference.clone(), room),
+            Request::Send { room, text, id } => self.send(reference.clone(), room, text, id),
+            Request::History {
+                room,
+                before,
+                after,
+                limit,
+            } => {
+                self.history(reference.clone(), room, before, after, limit)
+                    .await
+            }
+            Request::Typing { room } => self.typing(room),
+            Request::Ping => {
+                self.outbox.reply(ServerFrame::Pong {
+                    reference: reference.clone(),
+                    ts: committer::now_ms(),
+                });
+                Ok(())
+            }
+        };
+        if let Err(invalid) = result {
+            self.outbox
+                .reply(rejected(reference, invalid.code, invalid.message));
+        }
+    }
+
+    fn room_name(&self, room: String) -> Result<Arc<str>, Invalid> {
+        validate::room(&room, self.hub.limits.max_room_chars)?;
+        Ok(Arc::from(room))
+    }
+
+    fn publish(&self, room: &Arc<str>, kind: EventKind, skip: Option<ConnId>) {
+        self.hub
+            .broker
+            .publish(RoomEvent::new(room.clone(), kind, skip));
+    }
+
+    fn announce(&self, room: &Arc<str>, event: PresenceEvent, user: &User) {
+        let skip = (event == PresenceEvent::Join).then_some(self.outbox.conn());
+        self.publish(
+            room,
+            EventKind::Presence {
+                event,
+                user: user.clone(),
+            },
+            skip,
+        );
+    }
+
+    async fn join(
+        &mut self,
+        reference: Option<Ref>,
+        room: String,
+        since: Option<u64>,
+    ) -> Result<(), Invalid> {
+        let room = self.room_name(room)?;
+        let limit = self.hub.limits.max_rooms_per_connection;
+        if !self.joined.contains(&room) && self.joined.len() >= limit {
+            return Err(Invalid {
+                code: ErrorCode::Forbidden,
+                message: format!("at most {limit} rooms per connection; leave one first"),
+            });
+        }
+        let rooms = &self.hub.rooms;
+        let conn = self.outbox.conn();
+        let registered = rooms.register(&room, &self.user, &self.outbox);
+        self.joined.insert(room.clone());
+        if !registered.rejoin && registered.first_of_user {
+            self.announce(&room, PresenceEvent::Join, &self.user);
+        }
+        let page = match since {
+            Some(since) => self.hub.store.after(&room, since, RESUME_LIMIT).await,
+            None => self.hub.store.before(&room, None, JOIN_HISTORY).await,
+        };
+        match page {
+            Ok(Page {
+                messages,
+                more,
+                latest_seq,
+            }) => {
+                let complete = since.is_none() || !more;
+                rooms.finish_join(&room, conn, latest_seq, |members| ServerFrame::Joined {
+                    reference,
+                    room: room.to_string(),
+                    seq: latest_seq,
+                    members,
+                    messages,
+                    complete,
+                });
+            }
+            Err(e) if registered.rejoin => {
+                // Still a member: resume live delivery after the error.
+                rooms.finish_join(&room, conn, 0, |_| store_failed(reference, &e));
+            }
+            Err(e) => {
+                self.joined.remove(&room);
+                if let Some(user) = rooms.unregister(&room, conn) {
+                    self.announce(&room, PresenceEvent::Leave, &user);
+                }
+                self.outbox.reply(store_failed(reference, &e));
+            }
+        }
+        Ok(())
+    }
+
+    fn leave(&mut self, reference: Option<Ref>, room: String) -> Result<(), Invalid> {
+        let room = self.room_name(room)?;
+        if self.joined.remove(&room)
+            && let Some(user) = self.hub.rooms.unregister(&room, self.outbox.conn())
+        {
+            self.announce(&room, PresenceEvent::Leave, &user);
+        }
+        self.outbox.reply(ServerFrame::Left {
+            reference,
+            room: room.to_string(),
+        });
+        Ok(())
+    }
+
+    fn send(
+        &mut self,
+        reference: Option<Ref>,
+        room: String,
+        text: String,
+        id: Option<String>,
+    ) -> Result<(), Invalid> {
+        let received = Instant::now();
+        let room = self.room_name(room)?;
+        validate::text(&text, self.hub.limits.max_text_chars)?;
+        if let Some(id) = &id {
+            validate::client_id(id)?;
+        }
+        if !self.joined.contains(&room) {
+            return Err(Invalid {
+                code: ErrorCode::NotJoined,
+                message: format!("join room `{room}` before sending to it"),
+            });
+        }
+        if !self.sends.try_take() {
+            return Err(Invalid {
+                code: ErrorCode::RateLimited,
+                message: format!(
+                    "at most {} messages per second (bursts of {})",
+                    self.hub.limits.send_rate, self.hub.limits.send_burst
+                ),
+            });
+        }
+        let pending = PendingSend {
+            draft: Draft {
+                room: room.to_string(),
+                id: id.unwrap_or_else(|| format!("m_{}", ulid::Ulid::new())),
+                from: (*self.user).clone(),
+                text,
+            },
+            reference,
+            reply_to: self.outbox.clone(),
+            received,
+            room,
+        };
+        self.hub.commits.submit(pending).map_err(|e| Invalid {
+            code: ErrorCode::Overloaded,
+            message: match e {
+                SubmitError::Full => "too many messages waiting to be stored; retry shortly".into(),
+                SubmitError::Closed => {
+                    "the server is shutting down; retry after reconnecting".into()
+                }
+            },
+        })
+    }
+
+    async fn history(
+        &mut self,
+        reference: Option<Ref>,
+        room: String,
+        before: Option<u64>,
+        after: Option<u64>,
+        limit: Option<u64>,
+    ) -> Result<(), Invalid> {
+        let room = self.room_name(room)?;
+        let limit = match limit {
+            None => HISTORY_DEFAULT,
+            Some(0) => {
+                return Err(Invalid {
+                    code: ErrorCode::BadRequest,
+                    message: "`limit` must be at least 1".into(),
+                });
+            }
+            Some(n) => n.min(HISTORY_MAX as u64) as usize,
+        };
+        let page = match after {
+            Some(after) => self.hub.store.after(&room, after, limit).await,
+            None => self.hub.store.before(&room, before, limit).await,
+        };
+        self.outbox.reply(match page {
+            Ok(page) => ServerFrame::History {
+                reference,
+                room: room.to_string(),
+                messages: page.messages,
+                more: page.more,
+            },
+            Err(e) => store_failed(reference, &e),
+        });
+        Ok(())
+    }
+
+    fn typing(&mut self, room: String) -> Result<(), Invalid> {
+        let room = self.room_name(room)?;
+        if !self.joined.contains(&room) {
+            return Err(Invalid {
+                code: ErrorCode::NotJoined,
+                message: format!("join room `{room}` before typing in it"),
+            });
+        }
+        // Typing notices are hints: excess ones are dropped, not refused.
+        if self.typing.try_take() {
+            self.publish(
+                &room,
+                EventKind::Typing {
+                    user: (*self.user).clone(),
+                },
+                Some(self.outbox.conn()),
+            );
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Session {
+    /// Leaving every room on drop, rather than in an explicit close, means a
+    /// transport that fails in any way still announces the user's departure.
+    fn drop(&mut self) {
+        let conn = self.outbox.conn();
+        for room in std::mem::take(&mut self.joined) {
+            if let Some(user) = self.hub.rooms.unregister(&room, conn) {
+                self.announce(&room, PresenceEvent::Leave, &user);
+            }
+        }
+        self.hub.metrics.connection_closed();
+    }
+}

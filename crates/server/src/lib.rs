@@ -1,0 +1,19 @@
+//! The chat server as a library: the `chat-server` binary is a thin shell
+//! around [`server::Server`], and tests can start servers in-process.
+//!
+//! Layers, from the wire inwards (see `docs/architecture.md`):
+//!
+//! - [`transport`]: WebSocket (native JSON protocol) connections;
+//! - [`core`]: rooms, membership, sequencing, presence and fan-out, which
+//!   know nothing of sockets or SQL;
+//! - [`store`] (durable history, the sequencer of record) and [`broker`]
+//!   (fan-out between nodes), the two seams backends plug into;
+//! - [`server`], [`http`], [`config`]: wiring, operator endpoints, settings.
+
+pub mod broker;
+pub mod config;
+pub mod core;
+pub mod http;
+pub mod server;
+pub mod store;
+pub mod transport;

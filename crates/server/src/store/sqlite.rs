@@ -1,0 +1,459 @@
+//! The embedded store: one SQLite file in WAL mode with `synchronous=FULL`,
+//! so a commit is fsynced before it returns and an acked message survives
+//! `kill -9` and power loss.
+//!
+//! One writer connection (SQLite allows one writer at a time anyway) and a
+//! small pool of reader connections, which WAL lets read while the writer
+//! commits. All SQLite calls run on tokio's blocking pool so they never stall
+//! the threads that serve sockets.
+//!
+//! A lock file in the data directory keeps a second server from using the
+//! same directory: two writers would each be consistent alone but interleave
+//! sequence numbers unpredictably from the clients' point of view.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chat_protocol::{Message, User};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
+
+use super::{Appended, Draft, Page, Store, StoreError};
+
+/// Idle reader connections kept open for reuse.
+const READER_POOL: usize = 4;
+
+const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS rooms (
+    name TEXT PRIMARY KEY,
+    seq  INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS messages (
+    room      TEXT    NOT NULL,
+    seq       INTEGER NOT NULL,
+    id        TEXT    NOT NULL,
+    user_id   TEXT    NOT NULL,
+    user_name TEXT    NOT NULL,
+    text      TEXT    NOT NULL,
+    ts        INTEGER NOT NULL,
+    PRIMARY KEY (room, seq)
+) WITHOUT ROWID;
+CREATE UNIQUE INDEX IF NOT EXISTS messages_room_id ON messages (room, id);
+";
+
+pub struct SqliteStore {
+    path: PathBuf,
+    busy_timeout: Duration,
+    writer: Arc<Mutex<Connection>>,
+    readers: Arc<Mutex<Vec<Connection>>>,
+    /// Held for the life of the store: the data directory's lock.
+    _lock: File,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("cannot create data directory {dir}: {source}")]
+    CreateDir {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot lock {path}: {source}")]
+    LockFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("data directory {dir} is in use by another chat-server process")]
+    InUse { dir: PathBuf },
+    #[error("cannot open database {path}: {source}")]
+    Database {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error("database {path} has schema version {found}; this server knows up to {SCHEMA_VERSION}")]
+    NewerSchema { path: PathBuf, found: i64 },
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn store_error(e: rusqlite::Error) -> StoreError {
+    match e.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
+            StoreError::Busy(e.to_string())
+        }
+        _ => StoreError::Backend(e.to_string()),
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) `DIR/chat.db`, applying the schema.
+    pub fn open(dir: &Path, busy_timeout: Duration) -> Result<Self, OpenError> {
+        std::fs::create_dir_all(dir).map_err(|source| OpenError::CreateDir {
+            dir: dir.to_owned(),
+            source,
+        })?;
+        let lock_path = dir.join("chat.lock");
+        let lock_file = File::create(&lock_path).map_err(|source| OpenError::LockFile {
+            path: lock_path.clone(),
+            source,
+        })?;
+        match lock_file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(OpenError::InUse {
+                    dir: dir.to_owned(),
+                });
+            }
+            Err(std::fs::TryLockError::Error(source)) => {
+                return Err(OpenError::LockFile {
+                    path: lock_path,
+                    source,
+                });
+            }
+        }
+        let path = dir.join("chat.db");
+        let db_error = |source| OpenError::Database {
+            path: path.clone(),
+            source,
+        };
+        let writer = open_connection(&path, busy_timeout).map_err(db_error)?;
+        let version: i64 = writer
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(db_error)?;
+        if version > SCHEMA_VERSION {
+            return Err(OpenError::NewerSchema {
+                path,
+                found: version,
+            });
+        }
+        writer
+            .execute_batch(&format!(
+                "BEGIN; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+            ))
+            .map_err(db_error)?;
+        Ok(SqliteStore {
+            path,
+            busy_timeout,
+            writer: Arc::new(Mutex::new(writer)),
+            readers: Arc::new(Mutex::new(Vec::new())),
+            _lock: lock_file,
+        })
+    }
+
+    /// Runs `f` with a reader connection on the blocking pool.
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let readers = self.readers.clone();
+        let path = self.path.clone();
+        let busy_timeout = self.busy_timeout;
+        tokio::task::spawn_blocking(move || {
+            let pooled = lock(&readers).pop();
+            let mut conn = match pooled {
+                Some(conn) => conn,
+                None => open_connection(&path, busy_timeout).map_err(store_error)?,
+            };
+            let result = f(&mut conn).map_err(store_error);
+            let mut readers = lock(&readers);
+            if readers.len() < READER_POOL {
+                readers.push(conn);
+            }
+            result
+        })
+        .await
+        .map_err(|e| StoreError::Backend(format!("storage task failed: {e}")))?
+    }
+}
+
+fn open_connection(path: &Path, busy_timeout: Duration) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(busy_timeout)?;
+    // WAL: readers never block the writer; FULL: fsync the WAL on every
+    // commit, which is what makes an ack a promise.
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    Ok(conn)
+}
+
+const SELECT_MESSAGE: &str = "SELECT seq, id, user_id, user_name, text, ts FROM messages";
+
+fn message_from_row(room: &str, row: &rusqlite::Row<'_>) -> rusqlite::Result<Message> {
+    Ok(Message {
+        room: room.to_owned(),
+        seq: row.get::<_, i64>(0)? as u64,
+        id: row.get(1)?,
+        from: User {
+            id: row.get(2)?,
+            name: row.get(3)?,
+        },
+        text: row.get(4)?,
+        ts: row.get(5)?,
+    })
+}
+
+fn latest_seq(conn: &Connection, room: &str) -> rusqlite::Result<u64> {
+    let seq: Option<i64> = conn
+        .prepare_cached("SELECT seq FROM rooms WHERE name = ?1")?
+        .query_row([room], |r| r.get(0))
+        .optional()?;
+    Ok(seq.unwrap_or(0) as u64)
+}
+
+/// Seq values are stored as SQLite integers (i64); clamp client bounds so a
+/// huge `before`/`since` reads as "everything" rather than overflowing.
+fn to_sql_seq(seq: u64) -> i64 {
+    i64::try_from(seq).unwrap_or(i64::MAX)
+}
+
+fn append_batch(
+    conn: &mut Connection,
+    drafts: Vec<Draft>,
+    ts: i64,
+) -> rusqlite::Result<Vec<Appended>> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut outcomes = Vec::with_capacity(drafts.len());
+    {
+        let mut find =
+            tx.prepare_cached(&format!("{SELECT_MESSAGE} WHERE room = ?1 AND id = ?2"))?;
+        let mut insert = tx.prepare_cached(
+            "INSERT INTO messages (room, seq, id, user_id, user_name, text, ts)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )?;
+        let mut seqs: HashMap<String, u64> = HashMap::new();
+        for draft in drafts {
+            if let Some(original) = find
+                .query_row(params![draft.room, draft.id], |row| {
+                    message_from_row(&draft.room, row)
+                })
+                .optional()?
+            {
+                outcomes.push(Appended::Duplicate(original));
+                continue;
+            }
+            let seq = match seqs.get_mut(&draft.room) {
+                Some(seq) => seq,
+                None => {
+                    let latest = latest_seq(&tx, &draft.room)?;
+                    seqs.entry(draft.room.clone()).or_insert(latest)
+                }
+            };
+            *seq += 1;
+            insert.execute(params![
+                draft.room,
+                to_sql_seq(*seq),
+                draft.id,
+                draft.from.id,
+                draft.from.name,
+                draft.text,
+                ts
+            ])?;
+            outcomes.push(Appended::New(Message {
+                seq: *seq,
+                room: draft.room,
+                id: draft.id,
+                from: draft.from,
+                text: draft.text,
+                ts,
+            }));
+        }
+        let mut upsert = tx.prepare_cached(
+            "INSERT INTO rooms (name, seq) VALUES (?1, ?2)
+             ON CONFLICT (name) DO UPDATE SET seq = excluded.seq",
+        )?;
+        for (room, seq) in &seqs {
+            upsert.execute(params![room, to_sql_seq(*seq)])?;
+        }
+    }
+    tx.commit()?;
+    Ok(outcomes)
+}
+
+fn page_after(
+    conn: &mut Connection,
+    room: &str,
+    after: u64,
+    limit: usize,
+) -> rusqlite::Result<Page> {
+    let tx = conn.transaction()?;
+    let latest_seq = latest_seq(&tx, room)?;
+    let mut messages = tx
+        .prepare_cached(&format!(
+            "{SELECT_MESSAGE} WHERE room = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3"
+        ))?
+        .query_map(params![room, to_sql_seq(after), limit as i64 + 1], |row| {
+            message_from_row(room, row)
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let more = messages.len() > limit;
+    messages.truncate(limit);
+    Ok(Page {
+        messages,
+        more,
+        latest_seq,
+    })
+}
+
+fn page_before(
+    conn: &mut Connection,
+    room: &str,
+    before: Option<u64>,
+    limit: usize,
+) -> rusqlite::Result<Page> {
+    let tx = conn.transaction()?;
+    let latest_seq = latest_seq(&tx, room)?;
+    let before = before.map_or(i64::MAX, to_sql_seq);
+    let mut messages = tx
+        .prepare_cached(&format!(
+            "{SELECT_MESSAGE} WHERE room = ?1 AND seq < ?2 ORDER BY seq DESC LIMIT ?3"
+        ))?
+        .query_map(params![room, before, limit as i64 + 1], |row| {
+            message_from_row(room, row)
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let more = messages.len() > limit;
+    messages.truncate(limit);
+    messages.reverse();
+    Ok(Page {
+        messages,
+        more,
+        latest_seq,
+    })
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn append(&self, drafts: Vec<Draft>, ts: i64) -> Result<Vec<Appended>, StoreError> {
+        let writer = self.writer.clone();
+        tokio::task::spawn_blocking(move || append_batch(&mut lock(&writer), drafts, ts))
+            .await
+            .map_err(|e| StoreError::Backend(format!("storage task failed: {e}")))?
+            .map_err(store_error)
+    }
+
+    async fn after(&self, room: &str, after: u64, limit: usize) -> Result<Page, StoreError> {
+        let room = room.to_owned();
+        self.read(move |conn| page_after(conn, &room, after, limit))
+            .await
+    }
+
+    async fn before(
+        &self,
+        room: &str,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Page, StoreError> {
+        let room = room.to_owned();
+        self.read(move |conn| page_before(conn, &room, before, limit))
+            .await
+    }
+
+    async fn check(&self) -> Result<(), StoreError> {
+        self.read(|conn| conn.query_row("SELECT 1", [], |_| Ok(())))
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn draft(room: &str, id: &str) -> Draft {
+        Draft {
+            room: room.into(),
+            id: id.into(),
+            from: User {
+                id: "u1".into(),
+                name: "alice".into(),
+            },
+            text: format!("text of {id}"),
+        }
+    }
+
+    fn seqs(outcomes: &[Appended]) -> Vec<(bool, u64)> {
+        outcomes
+            .iter()
+            .map(|o| match o {
+                Appended::New(m) => (true, m.seq),
+                Appended::Duplicate(m) => (false, m.seq),
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn sequences_per_room_and_deduplicates_by_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path(), Duration::from_secs(1)).unwrap();
+        let out = store
+            .append(
+                vec![
+                    draft("a", "1"),
+                    draft("b", "1"),
+                    draft("a", "2"),
+                    draft("a", "1"),
+                ],
+                7,
+            )
+            .await
+            .unwrap();
+        assert_eq!(seqs(&out), [(true, 1), (true, 1), (true, 2), (false, 1)]);
+        let out = store.append(vec![draft("a", "3")], 8).await.unwrap();
+        assert_eq!(seqs(&out), [(true, 3)]);
+
+        let page = store.after("a", 1, 10).await.unwrap();
+        assert_eq!(page.latest_seq, 3);
+        assert_eq!(
+            page.messages.iter().map(|m| m.seq).collect::<Vec<_>>(),
+            [2, 3]
+        );
+        assert!(!page.more);
+        let page = store.before("a", None, 2).await.unwrap();
+        assert_eq!(
+            page.messages.iter().map(|m| m.seq).collect::<Vec<_>>(),
+            [2, 3]
+        );
+        assert!(page.more);
+        let page = store.before("a", Some(2), 5).await.unwrap();
+        assert_eq!(page.messages.iter().map(|m| m.seq).collect::<Vec<_>>(), [1]);
+        assert!(!page.more);
+        assert_eq!(store.after("nobody", 0, 5).await.unwrap(), Page::default());
+    }
+
+    #[tokio::test]
+    async fn survives_reopen_and_refuses_a_second_opener() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = SqliteStore::open(dir.path(), Duration::from_secs(1)).unwrap();
+            assert!(matches!(
+                SqliteStore::open(dir.path(), Duration::from_secs(1)),
+                Err(OpenError::InUse { .. })
+            ));
+            store.append(vec![draft("a", "x")], 1).await.unwrap();
+        }
+        let store = SqliteStore::open(dir.path(), Duration::from_secs(1)).unwrap();
+        let out = store
+            .append(vec![draft("a", "x"), draft("a", "y")], 2)
+            .await
+            .unwrap();
+        assert_eq!(seqs(&out), [(false, 1), (true, 2)]);
+    }
+}
