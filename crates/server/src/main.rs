@@ -1,7 +1,7 @@
 //! `chat-server`: parses configuration, sets up logging and metrics, and
 //! runs the server until SIGINT or SIGTERM.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -39,6 +39,7 @@ fn init_logging(config: &Config) -> anyhow::Result<()> {
         .with_context(|| format!("invalid log level `{}`", config.log_level))?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     match config.log_format {
         LogFormat::Text => builder.init(),
