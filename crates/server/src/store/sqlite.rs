@@ -23,7 +23,9 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, pa
 
 use super::{Appended, Draft, Page, Store, StoreError};
 
-/// Idle reader connections kept open for reuse.
+/// Reader connections: at most this many reads run at once, each on a
+/// pooled connection, so a burst of joins queues briefly instead of opening
+/// (and closing) a connection per read.
 const READER_POOL: usize = 4;
 
 const SCHEMA_VERSION: i64 = 1;
@@ -51,6 +53,7 @@ pub struct SqliteStore {
     busy_timeout: Duration,
     writer: Arc<Mutex<Connection>>,
     readers: Arc<Mutex<Vec<Connection>>>,
+    read_permits: tokio::sync::Semaphore,
     /// Held for the life of the store: the data directory's lock.
     _lock: File,
 }
@@ -150,6 +153,7 @@ impl SqliteStore {
             busy_timeout,
             writer: Arc::new(Mutex::new(writer)),
             readers: Arc::new(Mutex::new(Vec::new())),
+            read_permits: tokio::sync::Semaphore::new(READER_POOL),
             _lock: lock_file,
         })
     }
@@ -159,6 +163,11 @@ impl SqliteStore {
         &self,
         f: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T, StoreError> {
+        let _permit = self
+            .read_permits
+            .acquire()
+            .await
+            .map_err(|_| StoreError::Backend("store is closed".into()))?;
         let readers = self.readers.clone();
         let path = self.path.clone();
         let busy_timeout = self.busy_timeout;
@@ -169,10 +178,7 @@ impl SqliteStore {
                 None => open_connection(&path, busy_timeout).map_err(store_error)?,
             };
             let result = f(&mut conn).map_err(store_error);
-            let mut readers = lock(&readers);
-            if readers.len() < READER_POOL {
-                readers.push(conn);
-            }
+            lock(&readers).push(conn);
             result
         })
         .await

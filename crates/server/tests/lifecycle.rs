@@ -1,0 +1,270 @@
+//! Connection and process lifecycle: heartbeats, graceful shutdown, slow
+//! consumers, the HTTP probes, identity at the upgrade, and the data-dir lock
+//! (docs/DECISIONS-for-helpers.tmp).
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::json;
+
+const FAST_HEARTBEAT: &[&str] = &["--heartbeat-ms", "300"];
+
+#[tokio::test]
+async fn heartbeat_closes_a_client_that_never_answers() {
+    let server = Server::start(FAST_HEARTBEAT);
+    let mut observer = server.client("observer").await;
+    observer.join("r").await;
+
+    // This client never answers the server's WebSocket pings, nor sends
+    // anything after joining.
+    let (mut silent, welcome) = SilentClient::connect(&server, "silent").await;
+    assert_eq!(welcome["heartbeat_ms"], 300);
+    silent
+        .send_json(&json!({"type": "join", "room": "r", "ref": 1}))
+        .await;
+    assert_eq!(silent.recv_json().await["type"], "joined");
+    let silent_user = welcome["user"].clone();
+
+    // After two intervals (600 ms) the server must close it; 4 s leaves
+    // plenty of slack on a loaded machine. The observer keeps reading meanwhile
+    // (which keeps it alive) and is told the silent user left.
+    let frames = observer.stay_connected_for(Duration::from_secs(4)).await;
+    let leave = json!({"type": "presence", "room": "r", "event": "leave", "user": silent_user});
+    assert!(
+        frames.contains(&leave),
+        "no presence leave for the silent client: {frames:?}"
+    );
+
+    let ended = silent.recv_until_end(RECV_TIMEOUT).await;
+    assert_eq!(
+        ended,
+        Ended::Close(Some(1001)),
+        "heartbeat timeout closes with 1001"
+    );
+    observer.assert_alive().await;
+}
+
+#[tokio::test]
+async fn heartbeat_keeps_a_reading_client_open() {
+    let server = Server::start(FAST_HEARTBEAT);
+    let mut c = server.client("reader").await;
+    // Reading answers the server's pings: the connection outlives many intervals.
+    c.stay_connected_for(Duration::from_millis(2500)).await;
+    c.assert_alive().await;
+}
+
+#[tokio::test]
+async fn sigterm_closes_every_connection_with_1001_and_exits_0() {
+    let mut server = Server::start(&[]);
+    let mut clients = Vec::new();
+    for name in ["a", "b", "c"] {
+        let mut c = server.client(name).await;
+        c.join("r").await;
+        clients.push(c);
+    }
+    // Sends the server has read when the signal arrives must be committed
+    // and acked before the close. The pong proves all 30 were read (a
+    // connection's frames are handled in order); their acks may come before
+    // or after it.
+    let mut sender = server.client("sender").await;
+    sender.join("r").await;
+    for i in 0..30 {
+        let id = format!("m{i}");
+        sender
+            .send_json(&json!({"type": "send", "room": "r", "text": id, "id": id, "ref": i}))
+            .await;
+    }
+    let mut frames = sender.frames_before_pong().await;
+    let signalled = Instant::now();
+    server.sigterm();
+
+    for c in &mut clients {
+        c.expect_close(1001).await;
+    }
+    let (rest, ended) = sender.recv_until_end(RECV_TIMEOUT).await;
+    assert_eq!(ended, Ended::Close(Some(1001)));
+    frames.extend(rest);
+    let deadline = signalled + Duration::from_secs(5);
+    let status = server
+        .wait_exit(deadline.saturating_duration_since(Instant::now()))
+        .expect("server still running 5 s after SIGTERM");
+    assert!(status.success(), "exit status after SIGTERM: {status}");
+
+    let acks: Vec<_> = frames.iter().filter(|f| f["type"] == "ack").collect();
+    let acked: BTreeSet<&str> = acks.iter().map(|a| a["id"].as_str().unwrap()).collect();
+    assert_eq!(
+        acked.len(),
+        30,
+        "every send read before SIGTERM is acked: {frames:?}"
+    );
+
+    // And what was acked is there after a restart.
+    server.restart();
+    let mut reader = server.client("reader").await;
+    let joined = reader.join_since("r", 0).await;
+    assert_eq!(message_seqs(&joined), (1..=30).collect::<Vec<_>>());
+    let stored = joined["messages"].as_array().unwrap();
+    for ack in acks {
+        let m = stored
+            .iter()
+            .find(|m| m["id"] == ack["id"])
+            .unwrap_or_else(|| panic!("acked {ack} lost over a graceful shutdown"));
+        assert_eq!(m["seq"], ack["seq"]);
+    }
+}
+
+#[tokio::test]
+async fn slow_consumer_is_dropped_with_1013_and_others_are_served() {
+    // A long heartbeat, so that the non-reader is dropped for its queue and
+    // not for failing to answer pings, however long the flood takes.
+    let server = Server::start(&[
+        "--heartbeat-ms",
+        "300000",
+        "--outbound-queue",
+        "16",
+        "--send-rate",
+        "100000",
+        "--send-burst",
+        "100000",
+    ]);
+    let mut slow = server.client("slow").await;
+    slow.join("flood").await;
+    let mut flooder = server.client("flooder").await;
+    flooder.join("flood").await;
+
+    // The non-reader's queue fills once the kernel's socket buffers do, which
+    // takes some megabytes; how many depends on the machine, so flood until
+    // the server reports a dropped consumer (bounded: 100 MB). The flooder
+    // sends small windows and reads its replies in between, so that it is
+    // never the slow one itself.
+    let text = "x".repeat(4000);
+    let mut sent = 0;
+    while sent < 25_000 {
+        for _ in 0..25 {
+            // 4 sends: their acks and broadcasts (8 frames) stay well
+            // within the flooder's own 16-frame queue.
+            let window = (0..4)
+                .map(|_| json!({"type": "send", "room": "flood", "text": text}))
+                .collect();
+            for reply in flooder.blast(window).await {
+                assert_eq!(reply["type"], "ack", "{reply}");
+            }
+            sent += 4;
+        }
+        let metrics = server.get("/metrics").await.body;
+        if metric_value(&metrics, "chat_slow_consumers_dropped_total").unwrap_or(0.0) >= 1.0 {
+            break;
+        }
+    }
+
+    // Reading now, after the flood: whatever was buffered, then close 1013.
+    slow.expect_close(1013).await;
+
+    // The server keeps serving the others, and newcomers.
+    flooder.assert_alive().await;
+    let ack = flooder.say("flood", "still here").await;
+    let mut late = server.client("late").await;
+    let joined = late.join("flood").await;
+    assert_eq!(joined["seq"], ack["seq"]);
+}
+
+#[tokio::test]
+async fn health_readiness_and_metrics() {
+    let server = Server::start(&[]);
+
+    let health = server.get("/healthz").await;
+    assert_eq!(health.status, 200, "{health:?}");
+    assert_eq!(health.body.trim(), "ok");
+
+    let ready = server.get("/readyz").await;
+    assert_eq!(ready.status, 200, "{ready:?}");
+
+    // Some traffic, so that every counter and the histogram have samples.
+    let mut alice = server.client("alice").await;
+    let mut bob = server.client("bob").await;
+    alice.join("r").await;
+    bob.join("r").await;
+    alice.say("r", "hello").await;
+    bob.recv_until(|f| f["type"] == "message").await;
+
+    let metrics = server.get("/metrics").await;
+    assert_eq!(metrics.status, 200, "{metrics:?}");
+    let body = &metrics.body;
+    for name in [
+        "chat_connections",
+        "chat_rooms",
+        "chat_messages_in_total",
+        "chat_messages_out_total",
+        "chat_slow_consumers_dropped_total",
+    ] {
+        assert!(
+            metric_value(body, name).is_some(),
+            "/metrics lacks {name}:\n{body}"
+        );
+    }
+    assert!(
+        body.contains("chat_ack_latency_seconds_bucket"),
+        "chat_ack_latency_seconds must be a histogram:\n{body}"
+    );
+    assert!(
+        metric_value(body, "chat_connections").unwrap() >= 2.0,
+        "{body}"
+    );
+    assert!(metric_value(body, "chat_rooms").unwrap() >= 1.0, "{body}");
+    assert!(
+        metric_value(body, "chat_messages_in_total").unwrap() >= 1.0,
+        "{body}"
+    );
+    assert!(
+        metric_value(body, "chat_messages_out_total").unwrap() >= 1.0,
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn name_is_checked_at_the_upgrade() {
+    let server = Server::start(&[]);
+    let long = "n".repeat(65);
+    for bad in [
+        "a%01b",
+        "bell%07",
+        "%20alice",
+        "alice%20",
+        "",
+        long.as_str(),
+    ] {
+        let url = server.ws_url(&format!("name={bad}"));
+        assert_eq!(
+            upgrade_status(&url).await,
+            400,
+            "?name={bad} must be refused"
+        );
+    }
+
+    // Valid names, any script, up to 64 characters, are taken as given.
+    let c = server.client("%E7%88%B1%E4%B8%BD%E4%B8%9D").await; // 爱丽丝
+    assert_eq!(c.user()["name"], "爱丽丝");
+    let c = server.client(&"n".repeat(64)).await;
+    assert_eq!(c.user()["name"], "n".repeat(64));
+}
+
+#[tokio::test]
+async fn second_server_on_the_same_data_dir_refuses_to_start() {
+    let server = Server::start(&[]);
+    let failure = server
+        .try_start_another_on_same_dir()
+        .expect_err("a second server started on a data dir in use");
+    assert!(!failure.status.success(), "{failure:?}");
+    assert!(
+        !failure.stderr.trim().is_empty(),
+        "the refusal is explained on stderr"
+    );
+
+    // The first one is unaffected.
+    let mut c = server.client("still-there").await;
+    c.join("r").await;
+    c.say("r", "hello").await;
+}
