@@ -1,6 +1,6 @@
 //! Every error code and the close codes for bad frames
 //! (shared/protocol-v1.md "error", "Limits", "Close codes";
-//! docs/DECISIONS-for-helpers.tmp "Frames").
+//! docs/protocol.md "Frames").
 //!
 //! An error frame never closes the connection: after each one we check a
 //! ping still gets its pong.

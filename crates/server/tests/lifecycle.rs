@@ -1,6 +1,6 @@
 //! Connection and process lifecycle: heartbeats, graceful shutdown, slow
 //! consumers, the HTTP probes, identity at the upgrade, and the data-dir lock
-//! (docs/DECISIONS-for-helpers.tmp).
+//! (docs/protocol.md).
 
 mod common;
 

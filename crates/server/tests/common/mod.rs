@@ -34,7 +34,7 @@ pub const RECV_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the binary may take from spawn to printing its listening line.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The line the server prints once bound (docs/DECISIONS-for-helpers.tmp).
+/// The line the server prints once bound (printed by main.rs).
 const LISTENING_PREFIX: &str = "chat-server listening on http://";
 
 /// Flags that lift the per-connection send rate limit, for tests that need
@@ -124,7 +124,7 @@ impl Server {
         self.data_dir.path()
     }
 
-    /// The SQLite file (docs/DECISIONS-for-helpers.tmp: DATA_DIR/chat.db).
+    /// The SQLite file (DATA_DIR/chat.db).
     pub fn db_path(&self) -> PathBuf {
         self.data_dir.path().join("chat.db")
     }

@@ -1,0 +1,73 @@
+//! `chat-bench`: load generator for `chat-server`.
+//!
+//! ```text
+//! chat-bench idle    --url ws://127.0.0.1:3000/ws --connections 10000 --rooms 100 --hold 10
+//! chat-bench durable --url ws://127.0.0.1:3000/ws --rooms 100 --senders-per-room 1 --messages 2000
+//! ```
+//!
+//! For `durable`, start the server with `--send-rate 1000000 --send-burst 1000000`
+//! so its per-connection rate limit does not cap the measurement. Pass
+//! `--server-pid` to get the server's RSS and CPU time in the report. Run the
+//! bench as its own process (and ideally on its own CPU, e.g. `taskset -c 1`)
+//! so its file descriptors and CPU are not shared with the server's.
+//!
+//! Exit status: 0 when every check passed, 1 when the run completed with
+//! failures (errors, dropped connections, seq violations), 2 on a usage or
+//! setup error.
+
+use std::process::ExitCode;
+
+use chat_client::bench::{durable, idle};
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "chat-bench", version, about = "Load generator for chat-server")]
+struct Cli {
+    /// Worker threads of the bench's runtime [default: the CPUs this process
+    /// may run on].
+    #[arg(long, global = true, value_name = "N")]
+    threads: Option<usize>,
+    #[command(subcommand)]
+    scenario: Scenario,
+}
+
+#[derive(Debug, Subcommand)]
+enum Scenario {
+    /// Open many connections, join rooms, hold them; connect+join rate and
+    /// server memory per connection.
+    Idle(idle::IdleArgs),
+    /// Pipelined durable sends; acked msg/s, ack latency, seq checks.
+    Durable(durable::DurableArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.enable_all();
+    if let Some(n) = cli.threads {
+        builder.worker_threads(n.max(1));
+    }
+    let runtime = match builder.build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("chat-bench: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.scenario {
+            Scenario::Idle(args) => idle::run(args).await,
+            Scenario::Durable(args) => durable::run(args).await,
+        }
+    });
+    // Don't wait for connection tasks still closing: the report is out.
+    runtime.shutdown_background();
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("chat-bench: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
