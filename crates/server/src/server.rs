@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::routing::get;
+use axum::serve::ListenerExt;
 use metrics_exporter_prometheus::PrometheusHandle;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -51,6 +52,32 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
+/// Pending connections the kernel queues before `accept`.
+/// `TcpListener::bind` uses std's 128: a burst of thousands of clients
+/// connecting at once then overflows it and sees SYN retries with one-second
+/// stalls. The kernel caps this at `net.core.somaxconn`.
+const LISTEN_BACKLOG: u32 = 4096;
+
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    // Lets a restarted server bind while old connections sit in TIME_WAIT.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
+/// Chat frames are small and latency-bound, and the transport already
+/// batches queued frames into one write, so Nagle's delay only adds latency.
+fn no_delay(stream: &mut TcpStream) {
+    if let Err(error) = stream.set_nodelay(true) {
+        tracing::debug!(%error, "could not set TCP_NODELAY");
+    }
+}
+
 /// A bound, ready-to-serve server.
 pub struct Server {
     state: Arc<AppState>,
@@ -71,13 +98,10 @@ impl Server {
         let hub = Hub::new(store, config.limits.clone(), Metrics::new(), |rooms| {
             Arc::new(LocalBroker::new(rooms)) as Arc<dyn Broker>
         });
-        let listener =
-            TcpListener::bind(config.listen)
-                .await
-                .map_err(|source| ServerError::Bind {
-                    addr: config.listen,
-                    source,
-                })?;
+        let listener = listen(config.listen).map_err(|source| ServerError::Bind {
+            addr: config.listen,
+            source,
+        })?;
         let state = Arc::new(AppState {
             hub,
             heartbeat: config.heartbeat,
@@ -111,7 +135,7 @@ impl Server {
         let stop_accepting = CancellationToken::new();
         let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
         let http = tokio::spawn(
-            axum::serve(listener, app)
+            axum::serve(listener.tap_io(no_delay), app)
                 .with_graceful_shutdown(stop_accepting.clone().cancelled_owned())
                 .into_future(),
         );

@@ -1,0 +1,204 @@
+//! The native protocol on `/ws`: JSON text frames over WebSocket.
+//!
+//! One task per connection owns the socket and selects over five things:
+//! the two reasons to hang up (server shutdown, too slow), the socket
+//! (frames from the client, and progress on queued output), items from the
+//! connection's outbox, and the heartbeat tick. Everything it does to the
+//! chat is a call into its [`Session`](crate::core::Session); this module
+//! only speaks WebSocket.
+//!
+//! Memory per idle connection is what limits how many a node holds, so
+//! buffers are sized for many mostly-idle connections: a 512-byte read
+//! buffer (grown on demand up to the frame limit), and an output buffer
+//! that exists only while there is something to write ([`socket`]). Under
+//! load, everything queued in the outbox is formatted into one buffer and
+//! written with one syscall.
+
+mod handshake;
+mod socket;
+
+use std::future::poll_fn;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Query, Request, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use chat_protocol::{CloseCode, parse_request, validate};
+use hyper_util::rt::TokioIo;
+use serde::Deserialize;
+use tokio::time::{Instant, MissedTickBehavior};
+use tungstenite::protocol::WebSocketConfig;
+use tungstenite::{Error, Message};
+
+use crate::core::{Encoding, Outbound, OutboxReceiver};
+use crate::server::AppState;
+use socket::WsSocket;
+
+/// Initial read buffer per connection: client frames are small requests.
+const READ_BUFFER: usize = 512;
+/// Output queued before the connection stops taking items from its outbox
+/// until the socket drains: a client that does not read fills its outbox and
+/// is dropped as too slow, instead of growing this buffer.
+const OUTPUT_HIGH_WATER: usize = 64 * 1024;
+/// Most outbox items formatted per wake-up, so one busy connection cannot
+/// keep its task from reading for long.
+const MAX_BATCH: usize = 256;
+/// How long the final frames may take to go out.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+
+#[derive(Debug, Deserialize)]
+pub struct ConnectParams {
+    name: Option<String>,
+}
+
+/// `GET /ws`: checks the query and upgrades.
+pub async fn upgrade(
+    State(app): State<Arc<AppState>>,
+    Query(params): Query<ConnectParams>,
+    mut request: Request,
+) -> Response {
+    if let Some(name) = &params.name
+        && let Err(invalid) = validate::display_name(name)
+    {
+        return (StatusCode::BAD_REQUEST, invalid.message).into_response();
+    }
+    let (response, on_upgrade) = match handshake::accept(&mut request) {
+        Ok(accepted) => accepted,
+        Err(refused) => return refused.into_response(),
+    };
+    let config = WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER)
+        .max_message_size(Some(app.max_frame_bytes))
+        .max_frame_size(Some(app.max_frame_bytes));
+    let tracked = app.connections.token();
+    tokio::spawn(async move {
+        // Counted until the connection ends, so shutdown can wait for it.
+        let _tracked = tracked;
+        match on_upgrade.await {
+            Ok(upgraded) => {
+                let socket = WsSocket::new(TokioIo::new(upgraded), config);
+                serve(app, socket, params.name).await;
+            }
+            Err(error) => tracing::debug!(%error, "WebSocket upgrade did not complete"),
+        }
+    });
+    response
+}
+
+/// Why the server ends a connection, when it is the one ending it.
+type Hangup = Option<(u16, &'static str)>;
+
+fn hangup(code: CloseCode, reason: &'static str) -> Hangup {
+    Some((code.code(), reason))
+}
+
+const TOO_SLOW: &str = "too slow for this room's traffic; resume with join and since";
+
+async fn serve<S>(app: Arc<AppState>, mut socket: WsSocket<S>, name: Option<String>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let heartbeat = app.heartbeat;
+    let (mut session, mut outbox) = app.hub.connect(name);
+    socket.queue_text(session.welcome(heartbeat).to_json().as_bytes());
+    let mut ticks = tokio::time::interval_at(Instant::now() + heartbeat, heartbeat);
+    ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut last_heard = Instant::now();
+
+    let hangup = loop {
+        tokio::select! {
+            biased;
+            _ = app.hub.disconnecting() => {
+                // Acks of sends committed during shutdown are queued: let
+                // them out before saying goodbye.
+                while let Ok(item) = outbox.rx.try_recv() {
+                    queue(&mut socket, item);
+                }
+                break hangup(CloseCode::GoingAway, "server shutting down");
+            }
+            _ = outbox.dropped.wait() => break hangup(CloseCode::Overloaded, TOO_SLOW),
+            incoming = poll_fn(|cx| socket.poll_next(cx)) => {
+                last_heard = Instant::now();
+                match incoming {
+                    Ok(Message::Text(text)) => match parse_request(text.as_str()) {
+                        Ok(envelope) => {
+                            // Boxed: the handler's state would otherwise sit
+                            // in every idle connection's task, used or not.
+                            Box::pin(session.handle(envelope)).await
+                        }
+                        Err(error) => session.reject(error),
+                    },
+                    Ok(Message::Binary(_)) => {
+                        break hangup(CloseCode::Unsupported, "binary frames are not accepted; send JSON text");
+                    }
+                    Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => {}
+                    Ok(Message::Close(_)) => break None,
+                    Err(e) => break hangup_for(e),
+                }
+            }
+            Some(first) = outbox.rx.recv(), if socket.pending() < OUTPUT_HIGH_WATER => {
+                queue(&mut socket, first);
+                queue_more(&mut socket, &mut outbox);
+            }
+            _ = ticks.tick() => {
+                if last_heard.elapsed() >= heartbeat * 2 {
+                    break hangup(CloseCode::GoingAway, "heartbeat timeout");
+                }
+                if socket.queue_ping().is_err() {
+                    break None;
+                }
+            }
+        }
+    };
+    // Leave rooms (and announce it) before the goodbye, which may be slow.
+    drop(session);
+    // Our close frame, or the reply to the client's.
+    socket.queue_close(hangup);
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, poll_fn(|cx| socket.poll_flush(cx))).await;
+}
+
+/// Formats whatever else is queued, up to a batch, so it leaves in the same
+/// write.
+fn queue_more<S>(socket: &mut WsSocket<S>, outbox: &mut OutboxReceiver)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    for _ in 1..MAX_BATCH {
+        if socket.pending() >= OUTPUT_HIGH_WATER {
+            break;
+        }
+        match outbox.rx.try_recv() {
+            Ok(item) => queue(socket, item),
+            Err(_) => break,
+        }
+    }
+}
+
+fn queue<S>(socket: &mut WsSocket<S>, item: Outbound)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    match item {
+        Outbound::Event(event) => {
+            let bytes = event.encoded(Encoding::Native, |e| Bytes::from(e.to_frame().to_json()));
+            socket.queue_text(&bytes);
+        }
+        Outbound::Reply(frame) => socket.queue_text(frame.to_json().as_bytes()),
+    }
+}
+
+/// Maps a read error to the close code RFC 6455 and the contract give it;
+/// `None` when the connection is simply gone.
+fn hangup_for(error: Error) -> Hangup {
+    use tungstenite::error::CapacityError;
+    match error {
+        Error::Capacity(CapacityError::MessageTooLong { .. }) => {
+            hangup(CloseCode::TooBig, "frame too big")
+        }
+        Error::Utf8(_) => hangup(CloseCode::InvalidPayload, "text frame is not valid UTF-8"),
+        Error::Protocol(_) => hangup(CloseCode::ProtocolError, "WebSocket protocol error"),
+        _ => None,
+    }
+}
