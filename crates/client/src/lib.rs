@@ -1,15 +1,75 @@
-//! Rust client side of the chat protocol v1 (`/work/shared/protocol-v1.md`,
-//! the project's `docs/protocol.md`).
+//! Rust client for the chat protocol v1 (`/work/shared/protocol-v1.md`, the
+//! project's `docs/protocol.md`), and the engine of the `chat-bench` load
+//! generator.
 //!
-//! For now this crate holds only [`bench`], the engine behind the
-//! `chat-bench` load generator. The general client library (a connection
-//! type with request/reply matching, reconnect with `join` + `since`) and the
-//! `chat` CLI will live next to it as sibling modules; `bench` deliberately
-//! keeps its own lean connection handling because a load generator must not
-//! pay for conveniences (per-request futures, channels, owned frames) that a
-//! normal client wants.
+//! # The client library
+//!
+//! A [`Client`] is a cheap-to-clone handle on one connection that a
+//! background task keeps alive. Requests ([`Client::join`],
+//! [`Client::send`], [`Client::history`], …) are async methods that return
+//! the server's reply, or a typed [`Error`]; everything the server pushes
+//! arrives on [`Events`] as [`Event`]s.
+//!
+//! What it adds to a bare WebSocket, so applications need not:
+//!
+//! - **Resume without gaps or doubles.** For each joined room the client
+//!   remembers the last `seq` it delivered. After a reconnect it re-joins
+//!   with `since` = that `seq`, pages through history if the server could not
+//!   return everything at once, and delivers only what is new: per room,
+//!   [`Event::Message`]s come in `seq` order, each exactly once.
+//! - **Sends that are acked exactly once.** Every send has an `id`; a send
+//!   cut off by a disconnect is sent again with the same `id` after
+//!   reconnecting, so it is stored once and its caller gets the ack.
+//! - **Reconnect with backoff.** Exponential with full jitter ([`Backoff`]),
+//!   after a drop, a server shutdown (close 1001), a slow-consumer drop
+//!   (1013), or a server that went silent for two heartbeat intervals.
+//!
+//! ```no_run
+//! use chat_client::{ClientBuilder, Event};
+//!
+//! # async fn demo() -> chat_client::Result<()> {
+//! let (client, mut events) = ClientBuilder::new("ws://127.0.0.1:3000/ws")
+//!     .name("alice")
+//!     .connect()
+//!     .await?;
+//! client.join("general").await?;
+//! client.send("general", "hello 你好 👋").await?;
+//! while let Some(event) = events.recv().await {
+//!     match event {
+//!         Event::Message(m) => println!("#{} {} {}: {}", m.room, m.seq, m.from.name, m.text),
+//!         Event::Reconnecting { reason, .. } => eprintln!("reconnecting: {reason}"),
+//!         _ => {}
+//!     }
+//! }
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! The `examples/` directory has runnable programs, and the `chat` binary
+//! (`src/bin/chat.rs`) is a command-line client built on this library.
+//!
+//! # The load generator
+//!
+//! [`bench`] is the engine behind `chat-bench`. It keeps its own lean
+//! connection handling because a load generator must not pay for the
+//! conveniences (per-request futures, channels, owned frames) this client
+//! provides.
 //!
 //! Wire types come from [`chat_protocol`], shared with the server, so client
 //! and server cannot drift apart silently.
 
 pub mod bench;
+
+mod backoff;
+mod client;
+mod connection;
+mod error;
+mod event;
+mod feed;
+mod wire;
+
+pub use backoff::Backoff;
+pub use chat_protocol::{ErrorCode, Member, Message, PresenceEvent, User};
+pub use client::{Client, ClientBuilder, HistoryQuery};
+pub use error::{Error, Result};
+pub use event::{Ack, CloseReason, Event, Events, History, Joined, Session};

@@ -1,0 +1,307 @@
+//! The client's side of the wire: the frames it sends, and opening a
+//! connection (WebSocket upgrade with identity, then the `welcome` frame).
+//!
+//! Frames the server sends are decoded with [`chat_protocol::ServerFrame`],
+//! shared with the server. Requests are encoded here from borrowed fields:
+//! the protocol crate's `Request` is the server's parsed form and is not
+//! meant to be serialized.
+
+use std::time::Duration;
+
+use chat_protocol::ServerFrame;
+use futures_util::StreamExt;
+use serde::Serialize;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::http::header::AUTHORIZATION;
+use tokio_tungstenite::tungstenite::{self, Message as WsMessage};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+use crate::error::{Error, Result};
+use crate::event::Session;
+
+/// An open client WebSocket.
+pub(crate) type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// One request frame. Every request but `typing` carries a numeric `ref`,
+/// which the server echoes on its reply (or error).
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub(crate) enum Request<'a> {
+    Join {
+        room: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        since: Option<u64>,
+        #[serde(rename = "ref")]
+        reference: u64,
+    },
+    Leave {
+        room: &'a str,
+        #[serde(rename = "ref")]
+        reference: u64,
+    },
+    Send {
+        room: &'a str,
+        text: &'a str,
+        id: &'a str,
+        #[serde(rename = "ref")]
+        reference: u64,
+    },
+    History {
+        room: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        before: Option<u64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        after: Option<u64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        limit: Option<u64>,
+        #[serde(rename = "ref")]
+        reference: u64,
+    },
+    Typing {
+        room: &'a str,
+    },
+    Ping {
+        #[serde(rename = "ref")]
+        reference: u64,
+    },
+}
+
+impl Request<'_> {
+    /// The JSON text of the frame.
+    pub(crate) fn encode(&self) -> String {
+        // Plain strings and integers: serializing cannot fail.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+/// Where and as whom to connect; fixed for the life of a client so every
+/// reconnect presents the same identity.
+#[derive(Debug, Clone)]
+pub(crate) struct Target {
+    /// The WebSocket URL, with `?name=` added when a name was given.
+    pub(crate) url: String,
+    /// `Authorization: Bearer …`, when a token was given.
+    pub(crate) authorization: Option<HeaderValue>,
+}
+
+impl Target {
+    pub(crate) fn new(url: &str, name: Option<&str>, token: Option<&str>) -> Result<Target> {
+        let url = match name {
+            Some(name) => with_query(url, "name", name),
+            None => url.to_owned(),
+        };
+        // Checked now so a bad URL fails before any connection attempt.
+        if !(url.starts_with("ws://") || url.starts_with("wss://")) {
+            return Err(Error::InvalidUrl {
+                url,
+                why: "the scheme must be ws:// or wss://".into(),
+            });
+        }
+        url.as_str()
+            .into_client_request()
+            .map_err(|e| Error::InvalidUrl {
+                url: url.clone(),
+                why: e.to_string(),
+            })?;
+        let authorization = token
+            .map(|token| {
+                let mut value = HeaderValue::from_str(&format!("Bearer {token}"))
+                    .map_err(|_| Error::InvalidToken)?;
+                value.set_sensitive(true);
+                Ok::<_, Error>(value)
+            })
+            .transpose()?;
+        Ok(Target { url, authorization })
+    }
+
+    /// Opens a connection and reads its `welcome`, all within `timeout`.
+    pub(crate) async fn open(&self, timeout: Duration) -> Result<(Ws, Session)> {
+        tokio::time::timeout(timeout, self.open_now())
+            .await
+            .map_err(|_| Error::Timeout(timeout))?
+    }
+
+    async fn open_now(&self) -> Result<(Ws, Session)> {
+        let mut request =
+            self.url
+                .as_str()
+                .into_client_request()
+                .map_err(|e| Error::InvalidUrl {
+                    url: self.url.clone(),
+                    why: e.to_string(),
+                })?;
+        if let Some(value) = &self.authorization {
+            request.headers_mut().insert(AUTHORIZATION, value.clone());
+        }
+        let (mut ws, _) = tokio_tungstenite::connect_async_with_config(request, None, true)
+            .await
+            .map_err(|e| self.connect_error(e))?;
+        let session = read_welcome(&mut ws).await?;
+        Ok((ws, session))
+    }
+
+    fn connect_error(&self, error: tungstenite::Error) -> Error {
+        match error {
+            tungstenite::Error::Http(response) => Error::Rejected {
+                status: response.status().as_u16(),
+                body: response
+                    .body()
+                    .as_deref()
+                    .map(|b| String::from_utf8_lossy(b).into_owned())
+                    .unwrap_or_default(),
+            },
+            tungstenite::Error::Url(e) => Error::InvalidUrl {
+                url: self.url.clone(),
+                why: e.to_string(),
+            },
+            other => Error::Connect {
+                url: self.url.clone(),
+                source: Box::new(other),
+            },
+        }
+    }
+}
+
+/// Reads frames until the `welcome`, which the contract makes the first.
+async fn read_welcome(ws: &mut Ws) -> Result<Session> {
+    while let Some(item) = ws.next().await {
+        let text = match item {
+            Ok(WsMessage::Text(text)) => text,
+            Ok(WsMessage::Close(frame)) => {
+                return Err(Error::Protocol(format!(
+                    "the server closed the connection before its welcome: {}",
+                    frame.map(|f| f.to_string()).unwrap_or_default()
+                )));
+            }
+            Ok(_) => continue,
+            Err(e) => {
+                return Err(Error::Protocol(format!(
+                    "connection broke before the welcome: {e}"
+                )));
+            }
+        };
+        return match serde_json::from_str::<ServerFrame>(&text) {
+            Ok(ServerFrame::Welcome {
+                session,
+                user,
+                heartbeat_ms,
+                ..
+            }) => Ok(Session {
+                id: session,
+                user,
+                heartbeat: Duration::from_millis(heartbeat_ms),
+            }),
+            _ => Err(Error::Protocol(format!(
+                "expected a welcome frame first, got {}",
+                truncate(&text, 200)
+            ))),
+        };
+    }
+    Err(Error::Protocol(
+        "the connection ended before the welcome".into(),
+    ))
+}
+
+fn truncate(s: &str, max_chars: usize) -> &str {
+    match s.char_indices().nth(max_chars) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+/// `url` with `key=value` added to its query, `value` percent-encoded
+/// (names may hold spaces and any script).
+fn with_query(url: &str, key: &str, value: &str) -> String {
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let mut out = format!("{url}{sep}{key}=");
+    for byte in value.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_encode_as_the_contract_shows() {
+        let join = Request::Join {
+            room: "general",
+            since: Some(130),
+            reference: 1,
+        };
+        assert_eq!(
+            join.encode(),
+            r#"{"type":"join","room":"general","since":130,"ref":1}"#
+        );
+        let join = Request::Join {
+            room: "general",
+            since: None,
+            reference: 1,
+        };
+        assert_eq!(join.encode(), r#"{"type":"join","room":"general","ref":1}"#);
+        let send = Request::Send {
+            room: "r",
+            text: "hello 你好",
+            id: "c-1",
+            reference: 3,
+        };
+        assert_eq!(
+            send.encode(),
+            r#"{"type":"send","room":"r","text":"hello 你好","id":"c-1","ref":3}"#
+        );
+        let history = Request::History {
+            room: "r",
+            before: None,
+            after: Some(9),
+            limit: Some(200),
+            reference: 4,
+        };
+        assert_eq!(
+            history.encode(),
+            r#"{"type":"history","room":"r","after":9,"limit":200,"ref":4}"#
+        );
+        assert_eq!(
+            Request::Typing { room: "r" }.encode(),
+            r#"{"type":"typing","room":"r"}"#
+        );
+    }
+
+    #[test]
+    fn names_are_percent_encoded() {
+        assert_eq!(
+            with_query("ws://h/ws", "name", "bob smith+1"),
+            "ws://h/ws?name=bob%20smith%2B1"
+        );
+        assert_eq!(
+            with_query("ws://h/ws?x=1", "name", "é"),
+            "ws://h/ws?x=1&name=%C3%A9"
+        );
+    }
+
+    #[test]
+    fn bad_targets_fail_early() {
+        assert!(matches!(
+            Target::new("not a url", None, None),
+            Err(Error::InvalidUrl { .. })
+        ));
+        assert!(matches!(
+            Target::new("http://h/ws", None, None),
+            Err(Error::InvalidUrl { .. })
+        ));
+        assert!(matches!(
+            Target::new("ws://h/ws", None, Some("bad\ntoken")),
+            Err(Error::InvalidToken)
+        ));
+        let t = Target::new("ws://h/ws", Some("alice"), Some("t0k")).unwrap();
+        assert_eq!(t.url, "ws://h/ws?name=alice");
+        assert!(t.authorization.unwrap().is_sensitive());
+    }
+}

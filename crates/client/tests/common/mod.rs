@@ -1,0 +1,214 @@
+//! Harness for the client's end-to-end tests: the real `chat-server`, run
+//! in-process on a real socket, which a test can stop and start again on
+//! the same port and data directory to cut every client off.
+//!
+//! Every wait is bounded by [`WAIT`] and waits for a condition, never for a
+//! fixed time, so the tests are deterministic and cannot hang.
+
+// Each test binary uses a different part of the harness.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use chat_client::{Backoff, Client, ClientBuilder, Event, Events, Message};
+use chat_server::config::{Config, Settings};
+use chat_server::server::{Server, ServerError};
+use chat_server::store::sqlite::OpenError;
+use clap::Parser;
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// The longest any single wait may take. Generous, because the suite must
+/// pass on a loaded 2-core machine; a working client needs milliseconds.
+pub const WAIT: Duration = Duration::from_secs(20);
+
+/// Server flags lifting the per-connection send rate limit, for tests that
+/// need many messages quickly and are not about rate limiting.
+pub const NO_RATE_LIMIT: &[&str] = &["--send-rate", "100000", "--send-burst", "100000"];
+
+/// A running in-process server.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    data_dir: TempDir,
+    args: Vec<String>,
+    running: Option<Running>,
+}
+
+struct Running {
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<Result<(), ServerError>>,
+}
+
+impl TestServer {
+    /// Starts a server on an ephemeral loopback port with a fresh data dir.
+    pub async fn start(args: &[&str]) -> TestServer {
+        let data_dir = tempfile::tempdir().expect("create a temp data dir");
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        let (addr, running) = launch("127.0.0.1:0".parse().unwrap(), data_dir.path(), &args).await;
+        TestServer {
+            addr,
+            data_dir,
+            args,
+            running: Some(running),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("ws://{}/ws", self.addr)
+    }
+
+    /// Shuts the server down gracefully (pending sends acked, every
+    /// connection closed with 1001) and waits until it has stopped.
+    pub async fn stop(&mut self) {
+        if let Some(running) = self.running.take() {
+            running.stop_and_wait().await;
+        }
+    }
+
+    /// Starts the stopped server again on the same port and data dir.
+    pub async fn restart(&mut self) {
+        assert!(self.running.is_none(), "stop() the server first");
+        let (_, running) = launch(self.addr, self.data_dir.path(), &self.args).await;
+        self.running = Some(running);
+    }
+
+    /// While this server is stopped, runs `f` against a server on the same
+    /// data dir but another port (which clients of this one do not know), so
+    /// a test can change a room while those clients are certainly cut off.
+    pub async fn elsewhere<F, Fut>(&self, f: F)
+    where
+        F: FnOnce(String) -> Fut,
+        Fut: std::future::Future<Output = ()>,
+    {
+        assert!(self.running.is_none(), "stop() the server first");
+        let (addr, running) = launch(
+            "127.0.0.1:0".parse().unwrap(),
+            self.data_dir.path(),
+            &self.args,
+        )
+        .await;
+        f(format!("ws://{addr}/ws")).await;
+        running.stop_and_wait().await;
+    }
+}
+
+impl Running {
+    async fn stop_and_wait(self) {
+        let _ = self.stop.send(());
+        tokio::time::timeout(WAIT, self.task)
+            .await
+            .expect("server stops in time")
+            .expect("server task did not panic")
+            .expect("server stopped cleanly");
+    }
+}
+
+/// Binds and starts serving. The previous server on this port or data dir
+/// may still be letting go of them (sockets closing, the data dir's lock),
+/// so binding is retried until [`WAIT`] passes.
+async fn launch(addr: SocketAddr, data_dir: &Path, args: &[String]) -> (SocketAddr, Running) {
+    let mut argv = vec![
+        "chat-server".to_owned(),
+        "--listen".into(),
+        addr.to_string(),
+        "--data-dir".into(),
+        data_dir.display().to_string(),
+        "--shutdown-timeout-ms".into(),
+        "3000".into(),
+    ];
+    argv.extend(args.iter().cloned());
+    let config = Config::resolve(Settings::parse_from(argv)).expect("valid test config");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let server = loop {
+        match Server::bind(&config, None).await {
+            Ok(server) => break server,
+            Err(ServerError::Bind { .. } | ServerError::Store(OpenError::InUse { .. }))
+                if tokio::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(e) => panic!("cannot start the server: {e}"),
+        }
+    };
+    let addr = server.local_addr().expect("bound address");
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(server.serve(async {
+        let _ = stopped.await;
+    }));
+    (addr, Running { stop, task })
+}
+
+/// Reconnect quickly: tests cut connections on purpose.
+pub fn fast_backoff() -> Backoff {
+    Backoff {
+        initial: Duration::from_millis(20),
+        max: Duration::from_millis(200),
+        max_attempts: None,
+    }
+}
+
+/// A client named `name` with fast reconnects.
+pub async fn client(url: &str, name: &str) -> (Client, Events) {
+    ClientBuilder::new(url)
+        .name(name)
+        .backoff(fast_backoff())
+        .request_timeout(WAIT)
+        .connect()
+        .await
+        .expect("connect")
+}
+
+/// The next event matching `want`, skipping others; panics after [`WAIT`].
+pub async fn next_matching(
+    events: &mut Events,
+    what: &str,
+    want: impl Fn(&Event) -> bool,
+) -> Event {
+    tokio::time::timeout(WAIT, async {
+        loop {
+            match events.recv().await {
+                Some(event) if want(&event) => return event,
+                Some(_) => {}
+                None => panic!("event stream ended while waiting for {what}"),
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no {what} within {WAIT:?}"))
+}
+
+/// Collects the messages of `room` from the event stream until one has
+/// `seq >= last`, returning all of them (other events are skipped).
+pub async fn messages_until(events: &mut Events, room: &str, last: u64) -> Vec<Message> {
+    let mut got = Vec::new();
+    tokio::time::timeout(WAIT, async {
+        loop {
+            match events.recv().await {
+                Some(Event::Message(m)) if m.room == room => {
+                    let seq = m.seq;
+                    got.push(m);
+                    if seq >= last {
+                        return;
+                    }
+                }
+                Some(_) => {}
+                None => panic!("event stream ended before seq {last} of {room}"),
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| {
+        panic!(
+            "seq {last} of {room} did not arrive within {WAIT:?}; got {:?}",
+            seqs(&got)
+        )
+    });
+    got
+}
+
+pub fn seqs(messages: &[Message]) -> Vec<u64> {
+    messages.iter().map(|m| m.seq).collect()
+}

@@ -1,0 +1,179 @@
+//! Reconnecting: after the server restarts, the event stream goes on with
+//! no gaps and no doubles, and sends made during the outage are acked once.
+
+mod common;
+
+use std::time::Duration;
+
+use chat_client::{Backoff, ClientBuilder, CloseReason, Error, Event};
+use common::{NO_RATE_LIMIT, TestServer, WAIT, client, messages_until, next_matching, seqs};
+use futures_util::SinkExt;
+use futures_util::future::join_all;
+use tokio::net::TcpListener;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+/// More than a `joined` reply returns (1000), so resuming must page.
+const MISSED: u64 = 1200;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resumes_after_a_restart_without_gaps_or_doubles() {
+    let mut args = NO_RATE_LIMIT.to_vec();
+    args.extend(["--outbound-queue", "100000"]);
+    let mut server = TestServer::start(&args).await;
+    let (alice, mut alice_events) = client(&server.url(), "alice").await;
+    let (bob, _bob_events) = client(&server.url(), "bob").await;
+    alice.join("room").await.expect("alice joins");
+    bob.join("room").await.expect("bob joins");
+    for i in 1..=3 {
+        bob.send("room", &format!("before {i}"))
+            .await
+            .expect("send");
+    }
+    let before = messages_until(&mut alice_events, "room", 3).await;
+    assert_eq!(seqs(&before), [1, 2, 3]);
+
+    server.stop().await;
+    next_matching(&mut alice_events, "reconnecting", |e| {
+        matches!(e, Event::Reconnecting { .. })
+    })
+    .await;
+
+    // A send made while the server is down waits for the next connection.
+    let outage_send = {
+        let alice = alice.clone();
+        tokio::spawn(async move { alice.send("room", "sent during the outage").await })
+    };
+
+    // Meanwhile the room moves on where alice cannot see it.
+    server
+        .elsewhere(|url| async move {
+            let (carol, _events) = client(&url, "carol").await;
+            carol.join("room").await.expect("carol joins");
+            for chunk in (4..4 + MISSED).collect::<Vec<_>>().chunks(200) {
+                let texts: Vec<String> = chunk.iter().map(|i| format!("missed {i}")).collect();
+                let sends = texts.iter().map(|text| carol.send("room", text));
+                for ack in join_all(sends).await {
+                    ack.expect("carol's send is acked");
+                }
+            }
+            carol.close().await;
+        })
+        .await;
+
+    server.restart().await;
+    let reconnected = next_matching(&mut alice_events, "reconnected", |e| {
+        matches!(e, Event::Reconnected(_))
+    })
+    .await;
+    let Event::Reconnected(session) = reconnected else {
+        unreachable!()
+    };
+    assert_eq!(session.user.name, "alice");
+    assert_eq!(alice.session(), session);
+
+    let ack = tokio::time::timeout(WAIT, outage_send)
+        .await
+        .expect("the outage send completes")
+        .expect("task")
+        .expect("the outage send is acked after reconnecting");
+    let last = 3 + MISSED + 1;
+    assert_eq!((ack.seq, ack.duplicate), (last, false));
+
+    let after = messages_until(&mut alice_events, "room", last).await;
+    assert_eq!(
+        seqs(&after),
+        (4..=last).collect::<Vec<_>>(),
+        "every missed message exactly once, in order"
+    );
+    assert_eq!(after[0].text, "missed 4");
+    assert_eq!(
+        after.last().map(|m| m.text.as_str()),
+        Some("sent during the outage")
+    );
+
+    // The live stream goes on after the resume.
+    bob.join("room").await.expect("bob is back too");
+    bob.send("room", "after").await.expect("send");
+    let live = messages_until(&mut alice_events, "room", last + 1).await;
+    assert_eq!(seqs(&live), [last + 1]);
+}
+
+#[tokio::test]
+async fn a_silent_server_is_declared_dead_and_left() {
+    // A fake server that says welcome and then nothing, not even pings.
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("ws://{}/ws", listener.local_addr().expect("addr"));
+    let (accepted_tx, mut accepted) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else {
+                continue;
+            };
+            let welcome = r#"{"type":"welcome","session":"s_1","user":{"id":"u_1","name":"x"},"heartbeat_ms":100,"text":"hi"}"#;
+            if ws.send(WsMessage::text(welcome)).await.is_ok() {
+                held.push(ws);
+                let _ = accepted_tx.send(());
+            }
+        }
+    });
+    let (client, mut events) = ClientBuilder::new(&url)
+        .backoff(common::fast_backoff())
+        .connect()
+        .await
+        .expect("connect");
+    assert_eq!(client.session().heartbeat, Duration::from_millis(100));
+    accepted.recv().await.expect("first connection");
+    let lost = next_matching(&mut events, "reconnecting", |e| {
+        matches!(e, Event::Reconnecting { .. })
+    })
+    .await;
+    assert!(
+        matches!(&lost, Event::Reconnecting { reason, .. } if reason.contains("no frame")),
+        "{lost:?}"
+    );
+    tokio::time::timeout(WAIT, accepted.recv())
+        .await
+        .expect("reconnects in time")
+        .expect("second connection");
+    next_matching(&mut events, "reconnected", |e| {
+        matches!(e, Event::Reconnected(_))
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn gives_up_after_the_configured_attempts() {
+    let mut server = TestServer::start(&[]).await;
+    let (alice, mut events) = ClientBuilder::new(server.url())
+        .backoff(Backoff {
+            initial: Duration::from_millis(10),
+            max: Duration::from_millis(20),
+            max_attempts: Some(2),
+        })
+        .request_timeout(WAIT)
+        .connect()
+        .await
+        .expect("connect");
+    alice.join("r").await.expect("join");
+    let waiting = {
+        let alice = alice.clone();
+        tokio::spawn(async move { alice.history("r", Default::default()).await })
+    };
+    server.stop().await;
+    let closed = next_matching(&mut events, "closed", |e| matches!(e, Event::Closed(_))).await;
+    assert!(
+        matches!(
+            &closed,
+            Event::Closed(CloseReason::GaveUp { attempts: 2, .. })
+        ),
+        "{closed:?}"
+    );
+    // A request either got its answer before the stop or fails as closed.
+    let outcome = tokio::time::timeout(WAIT, waiting)
+        .await
+        .expect("in time")
+        .expect("task");
+    assert!(matches!(outcome, Ok(_) | Err(Error::Closed)), "{outcome:?}");
+    assert!(matches!(alice.ping().await, Err(Error::Closed)));
+}
