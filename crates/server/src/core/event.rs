@@ -96,11 +96,25 @@ pub enum Outbound {
     Reply(Box<ServerFrame>),
 }
 
-/// Why a connection's outbox stopped accepting items.
+impl Outbound {
+    /// Whether the item may wait a little to share a write with others:
+    /// presence and typing are hints whose exact timing nobody notices,
+    /// while replies and messages are what latency is measured on.
+    pub fn can_wait(&self) -> bool {
+        match self {
+            Outbound::Event(event) => !matches!(event.kind, EventKind::Message(_)),
+            Outbound::Reply(_) => false,
+        }
+    }
+}
+
+/// Why a connection must end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dropped {
     /// The queue was full: the connection is too slow for its rooms.
     SlowConsumer,
+    /// The server is shutting down; every accepted send has been answered.
+    Shutdown,
 }
 
 /// Sending side of a connection's bounded queue. Cloned into every room the
@@ -139,11 +153,19 @@ pub struct DroppedSignal {
 }
 
 /// Creates a connection's queue holding at most `capacity` items.
-pub fn outbox(conn: ConnId, capacity: usize, metrics: Metrics) -> (Outbox, OutboxReceiver) {
+/// `shutdown` is a child of the hub's disconnect token: one token per
+/// connection covers both reasons to end it, so its task waits on one
+/// future instead of two.
+pub fn outbox(
+    conn: ConnId,
+    capacity: usize,
+    metrics: Metrics,
+    shutdown: CancellationToken,
+) -> (Outbox, OutboxReceiver) {
     let (tx, rx) = mpsc::channel(capacity.max(1));
     let shared = Arc::new(OutboxShared {
         conn,
-        dropped: CancellationToken::new(),
+        dropped: shutdown,
         slow: AtomicBool::new(false),
         metrics,
     });
@@ -190,9 +212,13 @@ impl Outbox {
 }
 
 impl DroppedSignal {
-    /// Resolves when the connection must be dropped, and says why.
+    /// Resolves when the connection must end, and says why.
     pub async fn wait(&self) -> Dropped {
         self.shared.dropped.cancelled().await;
-        Dropped::SlowConsumer
+        if self.shared.slow.load(Ordering::Relaxed) {
+            Dropped::SlowConsumer
+        } else {
+            Dropped::Shutdown
+        }
     }
 }

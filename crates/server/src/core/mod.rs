@@ -156,8 +156,12 @@ impl Hub {
             name,
         });
         let limits = &self.inner.limits;
-        let (outbox, receiver) =
-            event::outbox(conn, limits.outbound_queue, self.inner.metrics.clone());
+        let (outbox, receiver) = event::outbox(
+            conn,
+            limits.outbound_queue,
+            self.inner.metrics.clone(),
+            self.inner.disconnect.child_token(),
+        );
         self.inner.metrics.connection_opened();
         let session = Session {
             hub: self.inner.clone(),
@@ -169,12 +173,6 @@ impl Hub {
             typing: TokenBucket::new(limits.typing_rate, limits.typing_rate.max(1.0)),
         };
         (session, receiver)
-    }
-
-    /// Resolves when transports must close their connections (with 1001):
-    /// the server is shutting down and every accepted send is answered.
-    pub async fn disconnecting(&self) {
-        self.inner.disconnect.cancelled().await;
     }
 
     /// Whether the node can serve: not shutting down and storage answering.

@@ -217,6 +217,7 @@ mod tests {
     use super::*;
     use crate::core::event::{EventKind, outbox};
     use chat_protocol::{Message, PresenceEvent};
+    use tokio_util::sync::CancellationToken;
 
     fn user(id: &str) -> Arc<User> {
         Arc::new(User {
@@ -276,7 +277,7 @@ mod tests {
     fn pending_join_buffers_and_drops_covered_messages() {
         let rooms = Rooms::new(16, Metrics::new());
         let name: Arc<str> = "r".into();
-        let (tx, mut rx) = outbox(1, 16, Metrics::new());
+        let (tx, mut rx) = outbox(1, 16, Metrics::new(), CancellationToken::new());
         rooms.register(&name, &user("a"), &tx);
         // Published while the history read runs: 4 is in the history, 5 not.
         rooms.deliver(&message(&name, 4));
@@ -292,8 +293,8 @@ mod tests {
         let rooms = Rooms::new(16, Metrics::new());
         let name: Arc<str> = "r".into();
         let alice = user("alice");
-        let (tab1, _rx1) = outbox(1, 16, Metrics::new());
-        let (tab2, _rx2) = outbox(2, 16, Metrics::new());
+        let (tab1, _rx1) = outbox(1, 16, Metrics::new(), CancellationToken::new());
+        let (tab2, _rx2) = outbox(2, 16, Metrics::new(), CancellationToken::new());
         assert!(rooms.register(&name, &alice, &tab1).first_of_user);
         assert!(!rooms.register(&name, &alice, &tab2).first_of_user);
         assert!(rooms.register(&name, &alice, &tab1).rejoin);
@@ -308,8 +309,8 @@ mod tests {
     fn a_full_queue_marks_the_member_slow_without_blocking() {
         let rooms = Rooms::new(16, Metrics::new());
         let name: Arc<str> = "r".into();
-        let (slow, slow_rx) = outbox(1, 2, Metrics::new());
-        let (fast, mut fast_rx) = outbox(2, 64, Metrics::new());
+        let (slow, slow_rx) = outbox(1, 2, Metrics::new(), CancellationToken::new());
+        let (fast, mut fast_rx) = outbox(2, 64, Metrics::new(), CancellationToken::new());
         rooms.register(&name, &user("s"), &slow);
         rooms.register(&name, &user("f"), &fast);
         rooms.finish_join("r", 1, 0, joined("r", 0));
@@ -326,8 +327,8 @@ mod tests {
     fn skip_excludes_the_originating_connection() {
         let rooms = Rooms::new(16, Metrics::new());
         let name: Arc<str> = "r".into();
-        let (a, mut a_rx) = outbox(1, 16, Metrics::new());
-        let (b, mut b_rx) = outbox(2, 16, Metrics::new());
+        let (a, mut a_rx) = outbox(1, 16, Metrics::new(), CancellationToken::new());
+        let (b, mut b_rx) = outbox(2, 16, Metrics::new(), CancellationToken::new());
         rooms.register(&name, &user("a"), &a);
         rooms.register(&name, &user("b"), &b);
         rooms.finish_join("r", 1, 0, joined("r", 0));

@@ -94,18 +94,30 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsSocket<S> {
         };
     }
 
-    /// The next message from the client. Also moves queued output along,
-    /// without waiting for it.
-    pub fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Result<Message, Error>> {
-        let read = {
-            let mut sink = self.sink(Some(cx));
-            match sink.protocol.read(&mut sink.bridge) {
-                Err(Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => Poll::Pending,
-                other => Poll::Ready(other),
-            }
-        };
+    /// The next message from the client. Reading may queue a pong or a
+    /// close reply; the caller flushes.
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Result<Message, Error>> {
+        let mut sink = self.sink(Some(cx));
+        match sink.protocol.read(&mut sink.bridge) {
+            Err(Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => Poll::Pending,
+            other => Poll::Ready(other),
+        }
+    }
+
+    /// Writes queued output when `flush` allows it, and reads the next
+    /// message from the client: the one future a connection waits on for
+    /// its socket.
+    pub fn poll_io(&mut self, cx: &mut Context<'_>, flush: bool) -> Poll<Result<Message, Error>> {
+        if flush
+            && self.pending() > 0
+            && let Poll::Ready(Err(e)) = self.poll_flush(cx)
+        {
+            return Poll::Ready(Err(Error::Io(e)));
+        }
+        let read = self.poll_next(cx);
         // Reading may have queued a pong or a close reply.
-        if self.pending() > 0
+        if flush
+            && self.pending() > 0
             && let Poll::Ready(Err(e)) = self.poll_flush(cx)
         {
             return Poll::Ready(Err(Error::Io(e)));
