@@ -17,3 +17,4 @@ pub mod http;
 pub mod server;
 pub mod store;
 pub mod transport;
+pub mod web;

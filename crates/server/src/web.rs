@@ -1,0 +1,204 @@
+//! The web chat page at `/`: the files of the repository's `web/` directory,
+//! embedded in the binary at compile time, so starting the server is all it
+//! takes to use the page: no front-end build, no files to deploy next to it.
+//!
+//! Each file gets its own route (no wildcard), so the page never shadows a
+//! route added elsewhere. File names carry no content hash, so responses say
+//! `Cache-Control: no-cache` and carry an `ETag`: a browser revalidates on
+//! every load, gets `304 Not Modified` while the binary is the same, and picks
+//! up a new build at once.
+
+use axum::Router;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+
+/// One embedded file and where it is served.
+pub struct Asset {
+    /// URL path.
+    pub path: &'static str,
+    /// Path inside `web/`.
+    pub file: &'static str,
+    pub content_type: &'static str,
+    pub body: &'static [u8],
+}
+
+/// Embeds `web/$file`, served at `/assets/$file` unless a path is given.
+macro_rules! asset {
+    ($file:literal, $content_type:expr) => {
+        asset!(concat!("/assets/", $file), $file, $content_type)
+    };
+    ($path:expr, $file:literal, $content_type:expr) => {
+        Asset {
+            path: $path,
+            file: $file,
+            content_type: $content_type,
+            body: include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../web/", $file)),
+        }
+    };
+}
+
+const HTML: &str = "text/html; charset=utf-8";
+const CSS: &str = "text/css; charset=utf-8";
+const JS: &str = "text/javascript; charset=utf-8";
+const SVG: &str = "image/svg+xml";
+
+/// Every file of `web/` (a test checks that none is missing).
+pub static ASSETS: &[Asset] = &[
+    asset!("/", "index.html", HTML),
+    asset!("style.css", CSS),
+    asset!("favicon.svg", SVG),
+    asset!("js/main.js", JS),
+    asset!("js/connection.js", JS),
+    asset!("js/client.js", JS),
+    asset!("js/outbox.js", JS),
+    asset!("js/store.js", JS),
+    asset!("js/storage.js", JS),
+    asset!("js/validate.js", JS),
+    asset!("js/format.js", JS),
+    asset!("js/dom.js", JS),
+    asset!("js/view/app.js", JS),
+    asset!("js/view/messages.js", JS),
+    asset!("js/view/sidebar.js", JS),
+    asset!("js/view/members.js", JS),
+];
+
+/// What the page may load and where it may connect: only this origin, no
+/// inline script or style. Message text is only ever inserted as text, and
+/// this is the second line of defence should a bug ever change that.
+const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
+     style-src 'self'; img-src 'self' data:; connect-src 'self'; \
+     base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+/// Routes for every embedded file, for any router state.
+pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
+    ASSETS.iter().fold(Router::new(), |router, asset| {
+        let etag = etag(asset.body);
+        router.route(
+            asset.path,
+            get(move |request: HeaderMap| async move { respond(asset, &etag, &request) }),
+        )
+    })
+}
+
+fn respond(asset: &'static Asset, etag: &HeaderValue, request: &HeaderMap) -> Response {
+    let mut headers = HeaderMap::new();
+    headers.insert(header::ETAG, etag.clone());
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    if asset.content_type == HTML {
+        headers.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+        );
+        headers.insert(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        );
+    }
+    if is_fresh(request, etag) {
+        return (StatusCode::NOT_MODIFIED, headers).into_response();
+    }
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(asset.content_type),
+    );
+    (headers, asset.body).into_response()
+}
+
+/// Whether the browser's cached copy (`If-None-Match`) is the one we serve.
+/// A header we cannot read counts as no match: the full file is sent.
+fn is_fresh(request: &HeaderMap, etag: &HeaderValue) -> bool {
+    let Ok(etag) = etag.to_str() else {
+        return false;
+    };
+    request
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(|tag| tag.trim())
+        .any(|tag| tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == etag)
+}
+
+/// A strong validator from the content (64-bit FNV-1a): the same file gives
+/// the same tag in every process and on every node of a cluster.
+fn etag(body: &[u8]) -> HeaderValue {
+    let hash = body.iter().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+        (hash ^ u64::from(*byte)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    // Hex digits and quotes are always a valid header value.
+    HeaderValue::from_str(&format!("\"{hash:016x}\""))
+        .unwrap_or_else(|_| HeaderValue::from_static("\"0\""))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+
+    use super::*;
+
+    fn files_under(dir: &Path, found: &mut Vec<String>) {
+        for entry in std::fs::read_dir(dir).expect("read web/") {
+            let path = entry.expect("read web/ entry").path();
+            if path.is_dir() {
+                files_under(&path, found);
+            } else {
+                found.push(path.to_string_lossy().into_owned());
+            }
+        }
+    }
+
+    #[test]
+    fn every_file_of_web_is_embedded_once() {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../web");
+        let mut on_disk = Vec::new();
+        files_under(&root, &mut on_disk);
+        let prefix = format!("{}/", root.to_string_lossy());
+        let mut on_disk: Vec<String> = on_disk
+            .iter()
+            .map(|path| path.trim_start_matches(&prefix).replace('\\', "/"))
+            .collect();
+        on_disk.sort();
+        let mut embedded: Vec<String> = ASSETS.iter().map(|a| a.file.to_owned()).collect();
+        embedded.sort();
+        assert_eq!(embedded, on_disk, "list new web/ files in web::ASSETS");
+        let mut paths: Vec<&str> = ASSETS.iter().map(|a| a.path).collect();
+        paths.dedup();
+        assert_eq!(paths.len(), ASSETS.len());
+    }
+
+    #[test]
+    fn page_is_html_with_a_content_security_policy() {
+        let page = &ASSETS[0];
+        let response = respond(page, &etag(page.body), &HeaderMap::new());
+        assert_eq!(response.status(), StatusCode::OK);
+        let headers = response.headers();
+        assert_eq!(headers[header::CONTENT_TYPE], HTML);
+        assert_eq!(headers[header::CACHE_CONTROL], "no-cache");
+        assert!(headers.contains_key(header::CONTENT_SECURITY_POLICY));
+    }
+
+    #[test]
+    fn a_matching_if_none_match_gets_304() {
+        let asset = &ASSETS[1];
+        let tag = etag(asset.body);
+        for sent in [
+            tag.to_str().unwrap().to_owned(),
+            format!("W/{}", tag.to_str().unwrap()),
+            format!("\"other\", {}", tag.to_str().unwrap()),
+            "*".to_owned(),
+        ] {
+            let mut request = HeaderMap::new();
+            request.insert(header::IF_NONE_MATCH, HeaderValue::from_str(&sent).unwrap());
+            let response = respond(asset, &tag, &request);
+            assert_eq!(response.status(), StatusCode::NOT_MODIFIED, "{sent}");
+        }
+        let mut request = HeaderMap::new();
+        request.insert(header::IF_NONE_MATCH, HeaderValue::from_static("\"old\""));
+        assert_eq!(respond(asset, &tag, &request).status(), StatusCode::OK);
+    }
+}

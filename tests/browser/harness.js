@@ -1,0 +1,224 @@
+// Test harness: runs the real chat-server binary and drives the chat page
+// in real Chromium through playwright-core.
+//
+// Environment:
+//   CHAT_SERVER_BIN     the server binary (crates/server/tests/browser.rs
+//                       passes the one cargo built; default target/debug)
+//   CHROMIUM_PATH       the browser (default /usr/bin/chromium, Debian's)
+//   CHAT_ARTIFACTS_DIR  where screenshots go (default ci-artifacts/)
+
+import { spawn } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const SERVER_BIN = process.env.CHAT_SERVER_BIN || path.join(repoRoot, 'target/debug/chat-server');
+const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
+export const ARTIFACTS = process.env.CHAT_ARTIFACTS_DIR || path.join(repoRoot, 'ci-artifacts');
+
+/** How long any one condition may take to come true. */
+export const WAIT_MS = 15_000;
+const START_TIMEOUT_MS = 30_000;
+const STOP_TIMEOUT_MS = 10_000;
+
+/**
+ * A chat-server process on 127.0.0.1 with its own temporary data dir. It
+ * can be stopped and started again on the same port and data, as an
+ * operator's restart would.
+ */
+export class ChatServer {
+  static async start(extraArgs = []) {
+    const server = new ChatServer(mkdtempSync(path.join(tmpdir(), 'chat-browser-')), extraArgs);
+    await server.spawn('127.0.0.1:0');
+    return server;
+  }
+
+  constructor(dataDir, extraArgs) {
+    this.dataDir = dataDir;
+    this.extraArgs = extraArgs;
+    this.child = null;
+    this.url = null;
+    this.stderr = '';
+  }
+
+  spawn(listen) {
+    const child = spawn(SERVER_BIN, ['--listen', listen, '--data-dir', this.dataDir, ...this.extraArgs], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    this.child = child;
+    this.stderr = '';
+    child.stderr.setEncoding('utf8');
+    child.stderr.on('data', (chunk) => {
+      this.stderr += chunk;
+    });
+    return new Promise((resolve, reject) => {
+      const fail = (why) => {
+        clearTimeout(timer);
+        reject(new Error(`chat-server (${SERVER_BIN}) ${why}\nstderr:\n${this.stderr}`));
+      };
+      const timer = setTimeout(() => fail('printed no listening line in time'), START_TIMEOUT_MS);
+      let stdout = '';
+      child.stdout.setEncoding('utf8');
+      child.stdout.on('data', (chunk) => {
+        stdout += chunk;
+        const match = /chat-server listening on (http:\/\/\S+)/.exec(stdout);
+        if (match && this.url === null) {
+          clearTimeout(timer);
+          this.url = match[1].endsWith('/') ? match[1] : `${match[1]}/`;
+          resolve();
+        }
+      });
+      child.on('error', (error) => fail(`could not start: ${error.message}`));
+      child.on('exit', (code, signal) => {
+        if (this.url === null) fail(`exited early (code ${code}, signal ${signal})`);
+      });
+    });
+  }
+
+  /** SIGTERM, as an operator would; waits for the process to be gone. */
+  async stop() {
+    const child = this.child;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    child.kill('SIGTERM');
+    const timer = setTimeout(() => child.kill('SIGKILL'), STOP_TIMEOUT_MS);
+    await exited;
+    clearTimeout(timer);
+  }
+
+  /** Stops the server and starts it again on the same address and data. */
+  async restart() {
+    const address = new URL(this.url).host;
+    await this.stop();
+    this.url = null;
+    await this.spawn(address);
+  }
+
+  async close() {
+    await this.stop();
+    rmSync(this.dataDir, { recursive: true, force: true });
+  }
+}
+
+export async function launchBrowser() {
+  // Playwright already turns off background networking, sync and updates;
+  // these keep Chromium off the network too (CI reaches nothing else).
+  return chromium.launch({ executablePath: CHROMIUM, args: ['--disable-gpu', '--disable-quic'] });
+}
+
+/** The chat page as a person uses it: through labels and buttons. */
+export class ChatPage {
+  static async open(browser, url, contextOptions = {}) {
+    const context = await browser.newContext({ viewport: { width: 1280, height: 800 }, ...contextOptions });
+    const page = await context.newPage();
+    const chat = new ChatPage(page);
+    page.on('pageerror', (error) => chat.errors.push(error.message));
+    page.on('console', (message) => {
+      if (message.type() === 'error') chat.errors.push(message.text());
+    });
+    await page.goto(url);
+    return chat;
+  }
+
+  constructor(page) {
+    this.page = page;
+    /** Script errors and console errors; a test checks there are none. */
+    this.errors = [];
+    this.name = page.getByLabel('Name', { exact: true });
+    this.room = page.getByLabel('Room', { exact: true });
+    this.message = page.getByLabel('Message', { exact: true });
+    this.joinButton = page.getByRole('button', { name: 'Join', exact: true });
+    this.sendButton = page.getByRole('button', { name: 'Send', exact: true });
+    this.log = page.getByRole('log');
+    this.members = page.getByRole('list', { name: 'Members', exact: true });
+  }
+
+  /** Fills Name and Room, presses Join, and waits until the room is joined. */
+  async join(name, room) {
+    await this.name.fill(name);
+    await this.room.fill(room);
+    await this.joinButton.click();
+    await this.waitFor(
+      (room) => document.querySelector('#room-title')?.textContent === `#${room}` &&
+        !/Joining/.test(document.querySelector('#room-subtitle')?.textContent ?? ''),
+      room,
+    );
+  }
+
+  /** Types a message and presses Enter. */
+  async send(text) {
+    await this.message.fill(text);
+    await this.message.press('Enter');
+  }
+
+  /** The message texts in the log, top to bottom. */
+  texts() {
+    return this.log.locator('article.message .text').allTextContents();
+  }
+
+  memberNames() {
+    return this.members.locator('.member-name').allTextContents();
+  }
+
+  /** Waits until `predicate(arg)`, evaluated in the page, is true. */
+  waitFor(predicate, arg, timeout = WAIT_MS) {
+    return this.page.waitForFunction(predicate, arg, { timeout, polling: 50 });
+  }
+
+  /** Waits until the log shows exactly `expected` (message texts, in order). */
+  async waitForTexts(expected, timeout = WAIT_MS) {
+    try {
+      await this.waitFor(
+        (expected) => {
+          const texts = [...document.querySelectorAll('[role=log] article.message .text')].map((t) => t.textContent);
+          return JSON.stringify(texts) === JSON.stringify(expected);
+        },
+        expected,
+        timeout,
+      );
+    } catch (error) {
+      const actual = await this.texts();
+      throw new Error(`log never showed ${JSON.stringify(expected)}; it shows ${JSON.stringify(actual)}`, {
+        cause: error,
+      });
+    }
+  }
+
+  /** Waits until the member list holds exactly `names` (any order). */
+  async waitForMembers(names) {
+    const want = [...names].sort();
+    try {
+      await this.waitFor(
+        (want) => {
+          const list = document.querySelector('[role=list][aria-label=Members], ul[aria-label=Members]');
+          const have = [...list.querySelectorAll('.member-name')].map((n) => n.textContent).sort();
+          return JSON.stringify(have) === JSON.stringify(want);
+        },
+        want,
+      );
+    } catch (error) {
+      throw new Error(`members never became ${JSON.stringify(want)}: ${JSON.stringify(await this.memberNames())}`, {
+        cause: error,
+      });
+    }
+  }
+
+  /** The status line ("Reconnecting…"), or '' when hidden. */
+  async status() {
+    const status = this.page.locator('#status');
+    return (await status.isVisible()) ? (await status.textContent()).trim() : '';
+  }
+
+  async screenshot(file) {
+    mkdirSync(ARTIFACTS, { recursive: true });
+    // Transitions (drawers sliding in) are finished first.
+    await this.page.screenshot({ path: path.join(ARTIFACTS, file), animations: 'disabled' });
+  }
+
+  async close() {
+    await this.page.context().close();
+  }
+}

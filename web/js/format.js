@@ -1,0 +1,62 @@
+// How times, days and people look on the page.
+
+const timeFormat = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit' });
+const fullFormat = new Intl.DateTimeFormat(undefined, { dateStyle: 'full', timeStyle: 'medium' });
+const dayFormat = new Intl.DateTimeFormat(undefined, { weekday: 'long', day: 'numeric', month: 'long' });
+const dayWithYearFormat = new Intl.DateTimeFormat(undefined, {
+  weekday: 'long', day: 'numeric', month: 'long', year: 'numeric',
+});
+const graphemes = new Intl.Segmenter(undefined, { granularity: 'grapheme' });
+
+/** 14:03, in the reader's locale and time zone. */
+export function formatTime(ts) {
+  return timeFormat.format(ts);
+}
+
+/** The full date and time, for tooltips. */
+export function formatFullTime(ts) {
+  return fullFormat.format(ts);
+}
+
+/** A key that is equal for two timestamps on the same local day. */
+export function dayKey(ts) {
+  const d = new Date(ts);
+  return `${d.getFullYear()}-${d.getMonth() + 1}-${d.getDate()}`;
+}
+
+/** "Today", "Yesterday", or the date, for day separators. */
+export function formatDay(ts, now = Date.now()) {
+  const key = dayKey(ts);
+  if (key === dayKey(now)) return 'Today';
+  if (key === dayKey(now - 86_400_000)) return 'Yesterday';
+  const sameYear = new Date(ts).getFullYear() === new Date(now).getFullYear();
+  return (sameYear ? dayFormat : dayWithYearFormat).format(ts);
+}
+
+/**
+ * The first character of a name as a person sees it (a whole emoji or
+ * accented letter, not half of one), for avatars.
+ */
+export function initial(name) {
+  for (const { segment } of graphemes.segment(name.trim())) return segment.toLocaleUpperCase();
+  return '?';
+}
+
+/**
+ * A stable hue per name, so the same person has the same colour in every
+ * room, on every reload and after reconnecting (which changes the user id).
+ */
+export function hueOf(key) {
+  let hash = 0;
+  for (const ch of key) hash = (hash * 31 + ch.codePointAt(0)) >>> 0;
+  return hash % 360;
+}
+
+/** "alice is typing…", "alice and bob are typing…", "4 people are typing…". */
+export function typingLine(names) {
+  if (names.length === 0) return '';
+  if (names.length === 1) return `${names[0]} is typing…`;
+  if (names.length === 2) return `${names[0]} and ${names[1]} are typing…`;
+  if (names.length === 3) return `${names[0]}, ${names[1]} and ${names[2]} are typing…`;
+  return `${names.length} people are typing…`;
+}

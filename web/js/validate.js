@@ -1,0 +1,26 @@
+// Client-side copies of the server's rules (crates/protocol/src/validate.rs),
+// so a bad value is explained before anything is sent. The server stays the
+// judge: for rooms and text the page shows the server's own error instead.
+
+export const MAX_NAME_CHARS = 64;
+
+/** Length as the server counts it: Unicode scalar values. */
+export function charCount(text) {
+  let n = 0;
+  for (const _ of text) n += 1;
+  return n;
+}
+
+/**
+ * The server refuses a bad display name at the WebSocket upgrade with HTTP
+ * 400, which a browser cannot read, so the page must check it itself.
+ * Returns why `name` is not allowed, or null when it is.
+ */
+export function displayNameProblem(name) {
+  const n = charCount(name);
+  if (n === 0) return 'Name must not be empty.';
+  if (n > MAX_NAME_CHARS) return `Name must be at most ${MAX_NAME_CHARS} characters (this one has ${n}).`;
+  if (/\p{Cc}/u.test(name)) return 'Name must not contain control characters.';
+  if (/^\s|\s$/u.test(name)) return 'Name must not start or end with a space.';
+  return null;
+}

@@ -1,0 +1,319 @@
+// The page: binds the controls of index.html to the client and renders the
+// store into them, at most once per animation frame.
+
+import { describeJoinError } from '../client.js';
+import { setText, showError } from '../dom.js';
+import { remember } from '../storage.js';
+import { charCount, displayNameProblem } from '../validate.js';
+import { MemberList } from './members.js';
+import { MessageList } from './messages.js';
+import { RoomList } from './sidebar.js';
+
+// The server's default text limit; the counter appears as it gets close.
+const TEXT_LIMIT = 4000;
+const COUNTER_FROM = 3500;
+
+export class AppView {
+  /** name: the remembered display name, shown in the Name field. */
+  constructor(store, client, { name }) {
+    this.store = store;
+    this.client = client;
+    this.frame = 0;
+    this.statusTimer = 0;
+    /** room name → unsent text, kept while looking at another room. */
+    this.drafts = new Map();
+    this.shownRoom = null;
+
+    const $ = (id) => document.getElementById(id);
+    this.el = {
+      app: $('app'),
+      nameForm: $('name-form'),
+      nameInput: $('name-input'),
+      nameError: $('name-error'),
+      joinForm: $('join-form'),
+      roomInput: $('room-input'),
+      roomError: $('room-error'),
+      dot: $('connection-dot'),
+      menuButton: $('menu-button'),
+      title: $('room-title'),
+      subtitle: $('room-subtitle'),
+      peopleButton: $('people-button'),
+      peopleCount: $('people-count'),
+      leaveButton: $('leave-button'),
+      status: $('status'),
+      statusText: $('status-text'),
+      statusRetry: $('status-retry'),
+      empty: $('empty'),
+      composer: $('composer'),
+      messageInput: $('message-input'),
+      counter: $('counter'),
+      sendButton: $('send-button'),
+      scrim: $('scrim'),
+    };
+
+    this.rooms = new RoomList($('room-list'), (name) => {
+      store.setActive(name);
+      this.closePanels();
+    });
+    this.members = new MemberList($('member-list'), $('typing'));
+    this.messages = new MessageList($('log'), $('jump-button'), {
+      loadOlder: (room) => client.loadOlder(room),
+      retry: (room, id) => client.retry(room, id),
+      discard: (room, id) => client.discard(room, id),
+      edit: (room, id) => this.edit(room, id),
+    });
+
+    this.el.nameInput.value = name;
+    this.bind();
+    store.addEventListener('change', () => {
+      // The title is what a background tab shows, and animation frames do
+      // not run there: update it at once.
+      this.renderTitle();
+      this.schedule();
+    });
+    this.render();
+  }
+
+  bind() {
+    const { el, client, store } = this;
+    el.nameForm.addEventListener('submit', (event) => {
+      event.preventDefault();
+      this.applyName({ allowEmpty: false });
+    });
+    el.nameInput.addEventListener('change', () => this.applyName({ allowEmpty: true }));
+
+    el.joinForm.addEventListener('submit', (event) => {
+      event.preventDefault();
+      this.join();
+    });
+
+    el.composer.addEventListener('submit', (event) => {
+      event.preventDefault();
+      this.send();
+    });
+    el.messageInput.addEventListener('keydown', (event) => {
+      // Enter sends, Shift+Enter is a new line; Enter that confirms an input
+      // method's composition (Chinese, Japanese, …) is not a send.
+      if (event.key === 'Enter' && !event.shiftKey && !event.isComposing && event.keyCode !== 229) {
+        event.preventDefault();
+        this.send();
+      }
+    });
+    el.messageInput.addEventListener('input', () => {
+      this.fitComposer();
+      if (el.messageInput.value.trim() && store.active) client.typing(store.active);
+    });
+
+    el.leaveButton.addEventListener('click', () => {
+      const name = store.active;
+      if (name === null) return;
+      this.drafts.delete(name);
+      this.messages.forget(name);
+      client.leave(name);
+    });
+    el.statusRetry.addEventListener('click', () => client.connection.retryNow());
+
+    el.menuButton.addEventListener('click', () => this.togglePanel('sidebar-open'));
+    el.peopleButton.addEventListener('click', () => this.togglePanel('members-open'));
+    el.scrim.addEventListener('click', () => this.closePanels());
+    document.addEventListener('keydown', (event) => {
+      if (event.key === 'Escape') this.closePanels();
+    });
+    document.addEventListener('visibilitychange', () => {
+      // Coming back to the tab counts as reading the room on screen.
+      if (document.visibilityState === 'visible' && store.active !== null) store.setActive(store.active);
+    });
+  }
+
+  /**
+   * Takes the name in the Name field: checks it as the server would and
+   * (re)connects under it when it changed. With `allowEmpty`, an empty field
+   * lets the server pick a guest name. Returns whether the name is usable.
+   */
+  applyName({ allowEmpty }) {
+    const { el, client } = this;
+    const name = el.nameInput.value;
+    const problem = name === '' && allowEmpty ? null : displayNameProblem(name);
+    showError(el.nameError, problem);
+    if (problem) return false;
+    if (name === '' && client.started) return true;
+    if (name !== '') remember.name(name);
+    if (!client.started || client.connection.name !== name || client.connection.state === 'refused') {
+      client.connect(name);
+    }
+    return true;
+  }
+
+  join() {
+    const { el, client } = this;
+    const room = el.roomInput.value;
+    if (room === '') {
+      showError(el.roomError, 'Type the name of a room to join.');
+      return;
+    }
+    if (!this.applyName({ allowEmpty: true })) return;
+    showError(el.roomError, '');
+    client.join(room).then(
+      () => {
+        if (el.roomInput.value === room) el.roomInput.value = '';
+        this.closePanels();
+      },
+      (error) => {
+        showError(el.roomError, describeJoinError(error));
+        el.roomInput.focus();
+      },
+    );
+  }
+
+  send() {
+    const { el, client, store } = this;
+    const text = el.messageInput.value;
+    if (!text.trim() || store.active === null) return;
+    client.send(store.active, text);
+    el.messageInput.value = '';
+    this.drafts.delete(store.active);
+    this.fitComposer();
+    this.messages.scrollToBottom();
+  }
+
+  /** Puts a failed message back into the composer to change it. */
+  edit(name, id) {
+    const entry = this.store.room(name)?.pending.get(id);
+    if (!entry) return;
+    this.client.discard(name, id);
+    this.el.messageInput.value = entry.text;
+    this.fitComposer();
+    this.el.messageInput.focus();
+  }
+
+  fitComposer() {
+    const { messageInput, counter } = this.el;
+    messageInput.style.height = 'auto';
+    messageInput.style.height = `${messageInput.scrollHeight}px`;
+    const n = charCount(messageInput.value);
+    counter.hidden = n < COUNTER_FROM;
+    setText(counter, `${n} / ${TEXT_LIMIT}`);
+    counter.classList.toggle('over', n > TEXT_LIMIT);
+  }
+
+  togglePanel(name) {
+    const open = !this.el.app.classList.contains(name);
+    this.closePanels();
+    this.el.app.classList.toggle(name, open);
+    this.renderPanels();
+  }
+
+  closePanels() {
+    this.el.app.classList.remove('sidebar-open', 'members-open');
+    this.renderPanels();
+  }
+
+  renderPanels() {
+    const { app, menuButton, peopleButton, scrim } = this.el;
+    menuButton.setAttribute('aria-expanded', String(app.classList.contains('sidebar-open')));
+    peopleButton.setAttribute('aria-expanded', String(app.classList.contains('members-open')));
+    scrim.hidden = !app.classList.contains('sidebar-open') && !app.classList.contains('members-open');
+  }
+
+  schedule() {
+    if (this.frame) return;
+    this.frame = requestAnimationFrame(() => {
+      this.frame = 0;
+      this.render();
+    });
+  }
+
+  render() {
+    const { store, client, el } = this;
+    const room = store.activeRoom;
+    const online = client.connection.online;
+    this.switchDraft(room);
+
+    el.app.classList.toggle('no-room', !room);
+    el.empty.hidden = Boolean(room);
+    this.renderStatus();
+    this.rooms.render(store);
+    this.members.render(room, store);
+    this.messages.render(room, { me: store.me, online, isOwn: (m) => store.isOwn(m) });
+
+    setText(el.title, room ? `#${room.name}` : 'Welcome');
+    el.title.dir = 'auto';
+    setText(el.subtitle, room ? this.subtitle(room) : 'Not in a room yet');
+    el.leaveButton.hidden = !room;
+    el.peopleButton.hidden = !room;
+    setText(el.peopleCount, String(room?.members.size ?? 0));
+
+    el.messageInput.disabled = !room;
+    el.sendButton.disabled = !room;
+    el.messageInput.placeholder = room ? `Message #${room.name}` : 'Join a room to write';
+
+    if (store.me && el.nameInput.value === '' && document.activeElement !== el.nameInput) {
+      el.nameInput.value = store.me.name;
+    }
+    this.renderTitle();
+  }
+
+  subtitle(room) {
+    if (!room.everJoined) return 'Joining…';
+    if (!room.joined) return 'Offline: will catch up when reconnected';
+    const n = room.members.size;
+    return n === 1 ? '1 member: just you so far' : `${n} members`;
+  }
+
+  /** Keeps what was typed in each room when switching between them. */
+  switchDraft(room) {
+    const name = room?.name ?? null;
+    if (name === this.shownRoom) return;
+    const input = this.el.messageInput;
+    if (this.shownRoom !== null && input.value) this.drafts.set(this.shownRoom, input.value);
+    input.value = (name !== null && this.drafts.get(name)) || '';
+    this.shownRoom = name;
+    this.fitComposer();
+  }
+
+  renderStatus() {
+    const { connection } = this.client;
+    const { el } = this;
+    clearTimeout(this.statusTimer);
+    let text = '';
+    let retry = false;
+    if (connection.state === 'connecting') {
+      text = 'Connecting…';
+    } else if (connection.state === 'reconnecting') {
+      text = 'Reconnecting…';
+      if (connection.retryAt !== null) {
+        const seconds = Math.ceil((connection.retryAt - Date.now()) / 1000);
+        if (seconds > 1) {
+          text += ` Next try in ${seconds} s.`;
+          retry = true;
+        }
+        // The countdown ticks on its own.
+        this.statusTimer = setTimeout(() => this.renderStatus(), 500);
+      }
+    } else if (connection.state === 'refused') {
+      text = connection.refusal;
+      showError(el.nameError, connection.refusal);
+    }
+    setText(el.statusText, text);
+    el.status.hidden = !text;
+    el.status.dataset.state = connection.state;
+    el.statusRetry.hidden = !retry;
+    const dotTitle = {
+      idle: 'Not connected',
+      connecting: 'Connecting',
+      online: 'Connected',
+      reconnecting: 'Reconnecting',
+      refused: 'Not connected',
+    }[connection.state];
+    el.dot.title = dotTitle;
+    el.dot.dataset.state = connection.state;
+  }
+
+  renderTitle() {
+    const unread = this.store.totalUnread;
+    const room = this.store.active;
+    const base = room === null ? 'Chat' : `#${room} · Chat`;
+    const title = unread ? `(${unread}) ${base}` : base;
+    if (document.title !== title) document.title = title;
+  }
+}

@@ -1,0 +1,38 @@
+// Who is in the active room (presence), and who is typing there.
+
+import { h, reconcile, setText } from '../dom.js';
+import { hueOf, initial, typingLine } from '../format.js';
+
+export class MemberList {
+  constructor(list, typingLineEl) {
+    this.list = list;
+    this.typingLine = typingLineEl;
+    this.sig = null;
+  }
+
+  render(room, store) {
+    const members = room ? [...room.members.values()] : [];
+    const mine = (user) => store.myIds.has(user.id);
+    // You first, then everyone by name in the reader's language.
+    members.sort((a, b) => mine(b) - mine(a) || a.name.localeCompare(b.name));
+    const sig = members.map((m) => `${m.id}\u0000${m.name}\u0000${mine(m)}`).join('\u0001');
+    if (sig !== this.sig) {
+      this.sig = sig;
+      reconcile(this.list, members.map((member) => memberNode(member, mine(member))));
+    }
+    const typing = room ? [...room.typing.values()].map((t) => t.user.name) : [];
+    setText(this.typingLine, typingLine(typing));
+  }
+}
+
+function memberNode(user, isMe) {
+  const avatar = h('span', { class: 'avatar small', 'aria-hidden': 'true' }, initial(user.name));
+  avatar.style.setProperty('--hue', hueOf(user.name));
+  return h(
+    'li',
+    { class: `member${isMe ? ' me' : ''}` },
+    avatar,
+    h('span', { class: 'member-name', dir: 'auto' }, user.name),
+    isMe ? h('span', { class: 'tag' }, 'you') : null,
+  );
+}
