@@ -39,7 +39,8 @@ impl PeekRef {
 /// The top-level fields of any server frame that the hot path reads.
 ///
 /// Field names are the wire names of [`ServerFrame`]'s variants (`type`,
-/// `ref`, `room`, `seq`, `duplicate`).
+/// `ref`, `room`, `seq`, `duplicate`, and a broadcast's `text`, which
+/// carries the latency stamp of the load scenarios).
 #[derive(Debug, Deserialize)]
 pub struct Peek<'a> {
     #[serde(rename = "type", borrow)]
@@ -52,12 +53,20 @@ pub struct Peek<'a> {
     pub seq: Option<u64>,
     #[serde(default)]
     pub duplicate: bool,
+    #[serde(default, borrow)]
+    pub text: Option<Cow<'a, str>>,
 }
 
 impl<'a> Peek<'a> {
     /// Reads the hot fields of one text frame.
     pub fn parse(text: &'a str) -> Result<Peek<'a>, serde_json::Error> {
         serde_json::from_str(text)
+    }
+
+    /// Reads the hot fields of one text frame given as bytes (the JSON
+    /// parser validates the UTF-8 of what it reads).
+    pub fn parse_bytes(text: &'a [u8]) -> Result<Peek<'a>, serde_json::Error> {
+        serde_json::from_slice(text)
     }
 
     /// The frame's numeric `ref`, if it has one.
@@ -115,6 +124,9 @@ mod tests {
         let peek = Peek::parse(&text).unwrap();
         assert_eq!(peek.kind, "message");
         assert_eq!(peek.seq, Some(9));
+        assert_eq!(peek.text.as_deref(), Some("{\"seq\": 1000}"));
+        let from_bytes = Peek::parse_bytes(text.as_bytes()).unwrap();
+        assert_eq!(from_bytes.seq, Some(9));
         assert_eq!(peek.ref_number(), None);
         assert!(!peek.duplicate);
     }

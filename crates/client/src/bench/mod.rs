@@ -8,6 +8,10 @@
 //! - [`durable`]: pipelined sends with unique client ids; acked messages per
 //!   second, ack latency percentiles, and a check that each room's acked
 //!   `seq`s are exactly `1..=total`.
+//! - [`fanout`]: rooms × members at a fixed send rate; deliveries per second,
+//!   end-to-end latency, lost / duplicated / out-of-order deliveries.
+//! - [`ramp`]: the fanout load at rising rates until p99 exceeds a bound or
+//!   anything is lost; the highest good rate.
 //!
 //! The generator is built not to be the bottleneck: tasks share nothing on
 //! the hot path but relaxed atomic counters (for the once-a-second progress
@@ -15,14 +19,25 @@
 //! once the task ends. Hot frames (acks, broadcasts, presence) are decoded
 //! through a borrowed view ([`frame::Peek`]) that allocates nothing; rare
 //! frames are decoded with the shared [`chat_protocol::ServerFrame`].
+//! `fanout` and `ramp`, which hold thousands of busy connections, go one
+//! step further and read their sockets with the minimal client in
+//! [`rawws`] (see [`fleet`] for how a delivery is accounted for).
 
 pub mod conn;
 pub mod durable;
+pub mod fanout;
+pub mod fleet;
 pub mod frame;
 pub mod idle;
+pub mod pacer;
 pub mod procstat;
 pub mod progress;
+pub mod ramp;
+pub mod rawws;
+pub mod schedule;
 pub mod seqcheck;
+pub mod seqset;
+pub mod stamp;
 pub mod stats;
 
 use std::io::Write;

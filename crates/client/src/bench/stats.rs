@@ -35,7 +35,7 @@ pub fn merge(into: &mut Histogram<u64>, from: &Histogram<u64>) {
 }
 
 /// Percentiles of a latency distribution, microseconds.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
 pub struct LatencySummary {
     pub count: u64,
     pub min: u64,

@@ -3,9 +3,11 @@
 //! ```text
 //! chat-bench idle    --url ws://127.0.0.1:3000/ws --connections 10000 --rooms 100 --hold 10
 //! chat-bench durable --url ws://127.0.0.1:3000/ws --rooms 100 --senders-per-room 1 --messages 2000
+//! chat-bench fanout  --url ws://127.0.0.1:3000/ws --rooms 100 --members 50 --rate 10 --duration 10
+//! chat-bench ramp    --url ws://127.0.0.1:3000/ws --rooms 100 --members 50 --start-rate 2 --p99-bound-ms 100
 //! ```
 //!
-//! For `durable`, start the server with `--send-rate 1000000 --send-burst 1000000`
+//! For `durable`, `fanout` and `ramp`, start the server with `--send-rate 1000000 --send-burst 1000000`
 //! so its per-connection rate limit does not cap the measurement. Pass
 //! `--server-pid` to get the server's RSS and CPU time in the report. Run the
 //! bench as its own process (and ideally on its own CPU, e.g. `taskset -c 1`)
@@ -17,14 +19,15 @@
 
 use std::process::ExitCode;
 
-use chat_client::bench::{durable, idle};
+use chat_client::bench::{durable, fanout, idle, ramp};
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
 #[command(name = "chat-bench", version, about = "Load generator for chat-server")]
 struct Cli {
     /// Worker threads of the bench's runtime [default: the CPUs this process
-    /// may run on].
+    /// may run on]. With one (e.g. under `taskset -c 1`) the bench runs on a
+    /// single-threaded runtime, which spends nothing on cross-thread wakeups.
     #[arg(long, global = true, value_name = "N")]
     threads: Option<usize>,
     #[command(subcommand)]
@@ -38,15 +41,27 @@ enum Scenario {
     Idle(idle::IdleArgs),
     /// Pipelined durable sends; acked msg/s, ack latency, seq checks.
     Durable(durable::DurableArgs),
+    /// Rooms x members at a fixed send rate; deliveries/s, end-to-end
+    /// latency, lost / duplicated / out-of-order deliveries.
+    Fanout(fanout::FanoutArgs),
+    /// The fanout load at rising rates until p99 exceeds a bound or anything
+    /// is lost; the highest good rate.
+    Ramp(ramp::RampArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    let threads = cli.threads.unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+    });
+    let mut builder = if threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(threads);
+        b
+    };
     builder.enable_all();
-    if let Some(n) = cli.threads {
-        builder.worker_threads(n.max(1));
-    }
     let runtime = match builder.build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -58,6 +73,8 @@ fn main() -> ExitCode {
         match cli.scenario {
             Scenario::Idle(args) => idle::run(args).await,
             Scenario::Durable(args) => durable::run(args).await,
+            Scenario::Fanout(args) => fanout::run(args).await,
+            Scenario::Ramp(args) => ramp::run(args).await,
         }
     });
     // Don't wait for connection tasks still closing: the report is out.
