@@ -28,7 +28,7 @@ use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 use crate::backoff::Backoff;
 use crate::client::HistoryQuery;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, describe};
 use crate::event::{Ack, CloseReason, Event, History, Joined, Session};
 use crate::feed::Feed;
 use crate::wire::{Request, Target, Ws};
@@ -650,6 +650,7 @@ impl Connection {
                     return ControlFlow::Continue(());
                 };
                 entry.join_sent = false;
+                let was_joined = entry.feed.is_some();
                 if rejoin && retryable {
                     // Still a member as far as the user knows: reconnect
                     // (with backoff) and try again.
@@ -657,7 +658,14 @@ impl Connection {
                         "re-joining {room} failed: {code}: {message}"
                     )));
                 }
-                let was_joined = entry.feed.is_some();
+                if was_joined && retryable {
+                    // A repeated join of a room we are in: the server keeps
+                    // us in it, so only this call failed.
+                    for waiter in std::mem::take(&mut entry.waiters) {
+                        let _ = waiter.send(Err(error()));
+                    }
+                    return ControlFlow::Continue(());
+                }
                 if let Some(entry) = self.rooms.remove(&room) {
                     for waiter in entry.waiters {
                         let _ = waiter.send(Err(error()));
@@ -799,7 +807,7 @@ impl Connection {
                 Err(Error::Rejected { status, .. }) if refusal_is_final(status) => {
                     return Err(CloseReason::Rejected { status });
                 }
-                Err(error) => why = error.to_string(),
+                Err(error) => why = describe(&error),
             }
         }
     }

@@ -45,7 +45,7 @@ pub enum Error {
     Rejected { status: u16, body: String },
 
     /// The connection could not be opened, or broke while opening.
-    #[error("cannot connect to {url}: {source}")]
+    #[error("cannot connect to {url}")]
     Connect {
         url: String,
         #[source]
@@ -103,9 +103,38 @@ impl Error {
     }
 }
 
+/// `error` and its sources on one line, skipping a source whose text an
+/// outer error already includes (wrapped I/O errors often repeat it).
+pub(crate) fn describe(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut line = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !line.contains(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+        source = cause.source();
+    }
+    line
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn describe_includes_causes_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        let e = Error::Connect {
+            url: "ws://h/ws".into(),
+            source: Box::new(io.into()),
+        };
+        assert_eq!(
+            describe(&e),
+            "cannot connect to ws://h/ws: IO error: refused"
+        );
+    }
 
     #[test]
     fn server_errors_expose_their_code() {

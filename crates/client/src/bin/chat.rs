@@ -32,20 +32,12 @@ use tokio::sync::mpsc;
 ///
 /// `chat ROOM` is short for `chat chat ROOM`.
 #[derive(Debug, Parser)]
-#[command(
-    name = "chat",
-    version,
-    about,
-    long_about,
-    args_conflicts_with_subcommands = true
-)]
+#[command(name = "chat", version)]
 struct Cli {
     #[command(flatten)]
     global: Global,
     #[command(subcommand)]
-    command: Option<Command>,
-    /// Room to chat in interactively (same as `chat chat ROOM`).
-    room: Option<String>,
+    command: Command,
 }
 
 #[derive(Debug, Args)]
@@ -119,6 +111,9 @@ enum Command {
         #[arg(short = 'n', long, value_name = "N", default_value_t = 10)]
         lines: usize,
     },
+    /// `chat ROOM`: interactive chat in ROOM.
+    #[command(external_subcommand)]
+    Room(Vec<String>),
 }
 
 fn main() -> ExitCode {
@@ -140,23 +135,40 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("chat: {error:#}");
+            eprintln!("chat: {}", describe(&error));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes on one line, skipping a cause whose text an
+/// outer error already includes (common with wrapped I/O errors).
+fn describe(error: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
 }
 
 async fn run(cli: Cli) -> Result<()> {
     let out = Output {
         json: cli.global.json,
     };
-    let command = match (cli.command, cli.room) {
-        (Some(command), _) => command,
-        (None, Some(room)) => Command::Chat { room, lines: 10 },
-        (None, None) => bail!("name a room (`chat ROOM`) or a command; see `chat --help`"),
-    };
+    if let Command::Room(words) = &cli.command
+        && words.len() != 1
+    {
+        bail!("`chat ROOM` takes just the room name; see `chat --help`");
+    }
     let (client, events) = connect(&cli.global).await?;
-    let result = match command {
+    let result = match cli.command {
         Command::Tail {
             room,
             since,
@@ -182,6 +194,8 @@ async fn run(cli: Cli) -> Result<()> {
             history(&client, &out, &room, query).await
         }
         Command::Chat { room, lines } => interactive(&client, events, &out, &room, lines).await,
+        // Checked above: exactly one word, the room.
+        Command::Room(words) => interactive(&client, events, &out, &words.concat(), 10).await,
     };
     client.close().await;
     result
@@ -218,13 +232,13 @@ async fn tail(
             client
                 .join_since(room, since)
                 .await
-                .with_context(|| format!("cannot join {room}"))?;
+                .with_context(|| format!("cannot join {room:?}"))?;
         }
         None => {
             let joined = client
                 .join(room)
                 .await
-                .with_context(|| format!("cannot join {room}"))?;
+                .with_context(|| format!("cannot join {room:?}"))?;
             let skip = joined.recent.len().saturating_sub(lines);
             for message in &joined.recent[skip..] {
                 if done(printed) {
@@ -260,12 +274,12 @@ async fn send(
     client
         .join(room)
         .await
-        .with_context(|| format!("cannot join {room}"))?;
+        .with_context(|| format!("cannot join {room:?}"))?;
     let ack = match id {
         Some(id) => client.send_with_id(room, text, id).await,
         None => client.send(room, text).await,
     }
-    .with_context(|| format!("cannot send to {room}"))?;
+    .with_context(|| format!("cannot send to {room:?}"))?;
     out.ack(&ack);
     Ok(())
 }
@@ -274,7 +288,7 @@ async fn history(client: &Client, out: &Output, room: &str, query: HistoryQuery)
     let page = client
         .history(room, query)
         .await
-        .with_context(|| format!("cannot read the history of {room}"))?;
+        .with_context(|| format!("cannot read the history of {room:?}"))?;
     for message in &page.messages {
         out.message(message);
     }
@@ -302,7 +316,7 @@ async fn interactive(
     let joined = client
         .join(room)
         .await
-        .with_context(|| format!("cannot join {room}"))?;
+        .with_context(|| format!("cannot join {room:?}"))?;
     if !out.json {
         let names: Vec<&str> = joined.members.iter().map(|m| m.name.as_str()).collect();
         eprintln!(

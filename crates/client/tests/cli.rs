@@ -1,0 +1,244 @@
+//! The `chat` binary against the real server: send, history, tail, and the
+//! interactive mode with piped input.
+
+mod common;
+
+use std::process::{Output, Stdio};
+
+use common::{TestServer, WAIT};
+use serde_json::Value;
+use tokio::io::AsyncWriteExt;
+use tokio::process::Command;
+
+/// Runs `chat --url URL ARGS…` with `stdin` as its input; waits at most
+/// [`WAIT`].
+async fn chat(server: &TestServer, args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_chat"))
+        .arg("--url")
+        .arg(server.url())
+        .args(args)
+        .env_remove("CHAT_NAME")
+        .env_remove("CHAT_TOKEN")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn chat");
+    let mut input = child.stdin.take().expect("stdin");
+    input
+        .write_all(stdin.as_bytes())
+        .await
+        .expect("write stdin");
+    drop(input);
+    tokio::time::timeout(WAIT, child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("chat {args:?} did not finish within {WAIT:?}"))
+        .expect("run chat")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn succeeded(args: &[&str], output: &Output) {
+    assert!(
+        output.status.success(),
+        "chat {args:?} failed: {}\nstdout: {}\nstderr: {}",
+        output.status,
+        stdout(output),
+        stderr(output)
+    );
+}
+
+/// Each stdout line parsed as JSON.
+fn json_lines(output: &Output) -> Vec<Value> {
+    stdout(output)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_then_history_then_tail() {
+    let server = TestServer::start(&[]).await;
+
+    let args = ["--name", "alice", "send", "general", "hello", "world"];
+    let sent = chat(&server, &args, "").await;
+    succeeded(&args, &sent);
+    assert!(
+        stdout(&sent).starts_with("sent #general seq 1 id "),
+        "{}",
+        stdout(&sent)
+    );
+
+    let args = ["--json", "send", "general", "second 你好", "--id", "x-2"];
+    let sent = chat(&server, &args, "").await;
+    succeeded(&args, &sent);
+    let ack = &json_lines(&sent)[0];
+    assert_eq!(
+        (&ack["type"], &ack["seq"], &ack["id"]),
+        (&"ack".into(), &2.into(), &"x-2".into())
+    );
+    // The same id again is not stored twice.
+    let again = chat(&server, &args, "").await;
+    succeeded(&args, &again);
+    let ack = &json_lines(&again)[0];
+    assert_eq!((&ack["seq"], &ack["duplicate"]), (&2.into(), &true.into()));
+
+    let args = ["history", "general", "--json"];
+    let history = chat(&server, &args, "").await;
+    succeeded(&args, &history);
+    let frames = json_lines(&history);
+    let texts: Vec<&str> = frames.iter().filter_map(|f| f["text"].as_str()).collect();
+    assert_eq!(texts, ["hello world", "second 你好"]);
+    assert!(frames.iter().all(|f| f["type"] == "message"));
+    assert_eq!(frames[0]["from"]["name"], "alice");
+
+    let args = ["history", "general"];
+    let history = chat(&server, &args, "").await;
+    succeeded(&args, &history);
+    let first = stdout(&history)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    let (clock, rest) = first.split_at(10);
+    assert!(
+        clock.starts_with('[')
+            && clock.ends_with(']')
+            && clock.chars().filter(|c| *c == ':').count() == 2,
+        "{first}"
+    );
+    assert_eq!(rest, " #general 1 alice: hello world");
+
+    let args = ["tail", "general", "--since", "1", "--count", "1", "--json"];
+    let tail = chat(&server, &args, "").await;
+    succeeded(&args, &tail);
+    let frames = json_lines(&tail);
+    assert_eq!(frames.len(), 1);
+    assert_eq!(
+        (&frames[0]["seq"], &frames[0]["text"]),
+        (&2.into(), &"second 你好".into())
+    );
+
+    let args = ["tail", "general", "-n", "1", "--count", "1"];
+    let tail = chat(&server, &args, "").await;
+    succeeded(&args, &tail);
+    let out = stdout(&tail);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 1, "{out}");
+    assert!(lines[0].contains(" #general 2 guest-"), "{out}");
+    assert!(lines[0].ends_with(": second 你好"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tail_follows_live_messages() {
+    let server = TestServer::start(&[]).await;
+    let tail = {
+        let args = ["tail", "live", "--since", "0", "--count", "3", "--json"];
+        let url = server.url();
+        tokio::spawn(async move {
+            Command::new(env!("CARGO_BIN_EXE_chat"))
+                .arg("--url")
+                .arg(url)
+                .args(args)
+                .stdin(Stdio::null())
+                .kill_on_drop(true)
+                .output()
+                .await
+                .expect("run chat tail")
+        })
+    };
+    let (sender, _events) = common::client(&server.url(), "bob").await;
+    sender.join("live").await.expect("join");
+    for text in ["a", "b", "c"] {
+        sender.send("live", text).await.expect("send");
+    }
+    let output = tokio::time::timeout(WAIT, tail)
+        .await
+        .expect("tail exits after three messages")
+        .expect("task");
+    succeeded(&["tail"], &output);
+    let texts: Vec<String> = json_lines(&output)
+        .iter()
+        .map(|f| f["text"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(texts, ["a", "b", "c"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interactive_mode_sends_piped_lines() {
+    let server = TestServer::start(&[]).await;
+    let args = ["--json", "--name", "carol", "room1"];
+    let output = chat(
+        &server,
+        &args,
+        "first line\n\nsecond line\n/quit\nnot sent\n",
+    )
+    .await;
+    succeeded(&args, &output);
+    let frames = json_lines(&output);
+    let echoed: Vec<(u64, &str)> = frames
+        .iter()
+        .filter(|f| f["type"] == "message")
+        .map(|f| {
+            (
+                f["seq"].as_u64().unwrap_or(0),
+                f["text"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(echoed, [(1, "first line"), (2, "second line")]);
+
+    // `chat chat ROOM` is the same mode; the earlier lines show as context.
+    let args = ["chat", "room1"];
+    let output = chat(&server, &args, "third\n").await;
+    succeeded(&args, &output);
+    let out = stdout(&output);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    assert!(lines[0].ends_with("#room1 1 carol: first line"), "{out}");
+    assert!(lines[2].contains("#room1 3 guest-"), "{out}");
+    assert!(lines[2].ends_with(": third"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_exit_non_zero_with_the_reason() {
+    let server = TestServer::start(&["--max-text-chars", "5"]).await;
+
+    let args = ["send", " bad room", "hi"];
+    let output = chat(&server, &args, "").await;
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("invalid_room"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(stdout(&output).is_empty());
+
+    let args = ["send", "r", "too long for five"];
+    let output = chat(&server, &args, "").await;
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("too_long"), "{}", stderr(&output));
+
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let dead = format!("ws://{}/ws", listener.local_addr().expect("addr"));
+    drop(listener);
+    let output = Command::new(env!("CARGO_BIN_EXE_chat"))
+        .args(["--url", &dead, "history", "r"])
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .expect("run chat");
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).starts_with(&format!("chat: cannot connect to {dead}")),
+        "{}",
+        stderr(&output)
+    );
+}
