@@ -109,6 +109,13 @@ test('two people chat, see presence, typing, unread counts; a latecomer sees the
 
   await alice.screenshot('chat-light.png');
 
+  // A reload keeps the name, the rooms and which messages are one's own.
+  await alice.page.reload();
+  await alice.waitForTexts(conversation);
+  assert.equal(await alice.name.inputValue(), 'alice');
+  assert.deepEqual(await alice.page.locator('#room-list .room-name').allTextContents(), ['general', 'random']);
+  assert.equal(await alice.log.locator('article.message.own').count(), 4);
+
   // Leaving: the others see carol go.
   await carol.page.getByRole('button', { name: 'Leave', exact: true }).click();
   await alice.waitForMembers(['alice', 'bob']);

@@ -50,7 +50,6 @@ export class Connection {
     this.onState = onState;
     this.onDrop = onDrop;
     this.state = 'idle';
-    this.everOnline = false;
     this.name = '';
     this.attempt = 0;
     this.retryAt = null;
@@ -113,7 +112,8 @@ export class Connection {
 
   connect() {
     this.retryAt = null;
-    const url = new URL('/ws', location.href);
+    // Relative to the page, so it also works behind a proxy under a path prefix.
+    const url = new URL('ws', location.href);
     url.protocol = location.protocol === 'https:' ? 'wss:' : 'ws:';
     if (this.name) url.searchParams.set('name', this.name);
     const socket = new WebSocket(url);
@@ -149,7 +149,6 @@ export class Connection {
     }
     if (frame.type === 'welcome') {
       this.attempt = 0;
-      this.everOnline = true;
       this.startPinging(frame.heartbeat_ms);
       this.setState('online');
     }
@@ -184,7 +183,7 @@ export class Connection {
 
   async serverIsUp() {
     try {
-      const response = await fetch('/healthz', { cache: 'no-store' });
+      const response = await fetch(new URL('healthz', location.href), { cache: 'no-store' });
       return response.ok;
     } catch {
       return false;

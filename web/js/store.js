@@ -168,6 +168,16 @@ export class Store extends EventTarget {
    * room's latest seq; a resumed one (`since`) continues where it was.
    */
   applyJoined(room, joined, resumed) {
+    if (resumed && joined.seq < room.lastSeq) {
+      // The server has fewer messages than we saw: its history was reset.
+      // Start again from what it has rather than drop its new messages as
+      // already seen.
+      room.messages.clear();
+      room.sortedCache = null;
+      room.lastSeq = 0;
+      room.olderExist = true;
+      resumed = false;
+    }
     if (!resumed) room.lastSeq = Math.max(room.lastSeq, joined.seq - joined.messages.length);
     room.everJoined = true;
     room.joined = true;

@@ -67,7 +67,7 @@ pub static ASSETS: &[Asset] = &[
 /// inline script or style. Message text is only ever inserted as text, and
 /// this is the second line of defence should a bug ever change that.
 const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
-     style-src 'self'; img-src 'self' data:; connect-src 'self'; \
+     style-src 'self'; img-src 'self'; connect-src 'self'; \
      base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
 /// Routes for every embedded file, for any router state.

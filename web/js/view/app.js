@@ -78,9 +78,9 @@ export class AppView {
     const { el, client, store } = this;
     el.nameForm.addEventListener('submit', (event) => {
       event.preventDefault();
-      this.applyName({ allowEmpty: false });
+      this.applyName({ allowEmpty: false, connect: false });
     });
-    el.nameInput.addEventListener('change', () => this.applyName({ allowEmpty: true }));
+    el.nameInput.addEventListener('change', () => this.applyName({ allowEmpty: true, connect: false }));
 
     el.joinForm.addEventListener('submit', (event) => {
       event.preventDefault();
@@ -126,21 +126,31 @@ export class AppView {
   }
 
   /**
-   * Takes the name in the Name field: checks it as the server would and
-   * (re)connects under it when it changed. With `allowEmpty`, an empty field
-   * lets the server pick a guest name. Returns whether the name is usable.
+   * Checks the Name field as the server would, showing why a name is not
+   * allowed next to it. With `allowEmpty`, an empty field is fine: the
+   * server then picks a guest name. Returns the name, or null.
    */
-  applyName({ allowEmpty }) {
-    const { el, client } = this;
-    const name = el.nameInput.value;
+  checkName({ allowEmpty }) {
+    const { nameInput, nameError } = this.el;
+    const name = nameInput.value;
     const problem = name === '' && allowEmpty ? null : displayNameProblem(name);
-    showError(el.nameError, problem);
-    if (problem) return false;
-    if (name === '' && client.started) return true;
+    showError(nameError, problem);
+    return problem ? null : name;
+  }
+
+  /**
+   * Takes a new name: remembered, and used at once if connected (the name
+   * is part of the connection, so that means reconnecting; every room is
+   * resumed). `connect` also starts a connection that was never opened.
+   */
+  applyName({ allowEmpty, connect }) {
+    const { client } = this;
+    const name = this.checkName({ allowEmpty });
+    if (name === null) return false;
     if (name !== '') remember.name(name);
-    if (!client.started || client.connection.name !== name || client.connection.state === 'refused') {
-      client.connect(name);
-    }
+    const { state } = client.connection;
+    const changed = name !== '' && name !== client.connection.name;
+    if (client.started ? changed || state === 'refused' : connect) client.connect(name);
     return true;
   }
 
@@ -151,12 +161,13 @@ export class AppView {
       showError(el.roomError, 'Type the name of a room to join.');
       return;
     }
-    if (!this.applyName({ allowEmpty: true })) return;
+    if (!this.applyName({ allowEmpty: true, connect: true })) return;
     showError(el.roomError, '');
     client.join(room).then(
       () => {
         if (el.roomInput.value === room) el.roomInput.value = '';
         this.closePanels();
+        if (this.store.active === room) el.messageInput.focus();
       },
       (error) => {
         showError(el.roomError, describeJoinError(error));

@@ -20,6 +20,8 @@ export class MemberList {
       this.sig = sig;
       reconcile(this.list, members.map((member) => memberNode(member, mine(member))));
     }
+    // While reconnecting the list is what it was, shown as such.
+    this.list.classList.toggle('stale', Boolean(room) && !room.joined);
     const typing = room ? [...room.typing.values()].map((t) => t.user.name) : [];
     setText(this.typingLine, typingLine(typing));
   }
