@@ -97,10 +97,10 @@ pub struct Settings {
     #[arg(long, env = "CHAT_SHUTDOWN_TIMEOUT_MS", value_name = "MS")]
     pub shutdown_timeout_ms: Option<u64>,
 
-    /// Longest wait before presence and typing events are written, so that a
-    /// burst of them (many people joining) shares one write; messages and
-    /// replies never wait, and take any waiting events with them. 0 writes at
-    /// once [default: 100].
+    /// Longest wait before presence and typing events are delivered, so that
+    /// a burst of them (many people joining) reaches each member in one
+    /// write; a message never waits, and takes waiting events of its room
+    /// along first. 0 delivers each at once [default: 100].
     #[arg(long, env = "CHAT_PRESENCE_DELAY_MS", value_name = "MS")]
     pub presence_delay_ms: Option<u64>,
 
@@ -123,7 +123,6 @@ pub struct Config {
     pub limits: Limits,
     pub store_busy_timeout: Duration,
     pub shutdown_timeout: Duration,
-    pub presence_delay: Duration,
     pub log_format: LogFormat,
     pub log_level: String,
 }
@@ -205,6 +204,9 @@ impl Config {
                 defaults.max_pending_sends,
             )?,
             commit_batch: at_least(1, "commit_batch", s.commit_batch, defaults.commit_batch)?,
+            presence_delay: s
+                .presence_delay_ms
+                .map_or(defaults.presence_delay, Duration::from_millis),
         };
         let heartbeat_ms = at_least(
             10,
@@ -221,7 +223,6 @@ impl Config {
             limits,
             store_busy_timeout: Duration::from_millis(s.store_busy_timeout_ms.unwrap_or(5000)),
             shutdown_timeout: Duration::from_millis(s.shutdown_timeout_ms.unwrap_or(5000)),
-            presence_delay: Duration::from_millis(s.presence_delay_ms.unwrap_or(100)),
             log_format: s.log_format.unwrap_or(LogFormat::Text),
             log_level: s.log_level.unwrap_or_else(|| "info".into()),
         })

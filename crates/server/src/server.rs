@@ -25,8 +25,6 @@ pub struct AppState {
     pub hub: Hub,
     pub heartbeat: Duration,
     pub max_frame_bytes: usize,
-    /// How long presence and typing events may wait to share a write.
-    pub presence_delay: Duration,
     /// Open WebSocket connections, so shutdown can wait for them.
     pub connections: TaskTracker,
     pub prometheus: Option<PrometheusHandle>,
@@ -109,7 +107,6 @@ impl Server {
             hub,
             heartbeat: config.heartbeat,
             max_frame_bytes: config.max_frame_bytes,
-            presence_delay: config.presence_delay,
             connections: TaskTracker::new(),
             prometheus,
         });

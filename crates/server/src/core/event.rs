@@ -96,18 +96,6 @@ pub enum Outbound {
     Reply(Box<ServerFrame>),
 }
 
-impl Outbound {
-    /// Whether the item may wait a little to share a write with others:
-    /// presence and typing are hints whose exact timing nobody notices,
-    /// while replies and messages are what latency is measured on.
-    pub fn can_wait(&self) -> bool {
-        match self {
-            Outbound::Event(event) => !matches!(event.kind, EventKind::Message(_)),
-            Outbound::Reply(_) => false,
-        }
-    }
-}
-
 /// Why a connection must end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dropped {

@@ -66,6 +66,9 @@ pub struct Limits {
     pub max_pending_sends: usize,
     /// Most sends per durable commit.
     pub commit_batch: usize,
+    /// How long presence and typing events may wait in their room to be
+    /// delivered together; zero delivers each at once.
+    pub presence_delay: Duration,
 }
 
 impl Default for Limits {
@@ -80,6 +83,7 @@ impl Default for Limits {
             outbound_queue: 1024,
             max_pending_sends: 10_000,
             commit_batch: 1024,
+            presence_delay: Duration::from_millis(100),
         }
     }
 }
@@ -114,7 +118,18 @@ impl Hub {
         metrics: Metrics,
         make_broker: impl FnOnce(Arc<Rooms>) -> Arc<dyn Broker>,
     ) -> Hub {
-        let rooms = Arc::new(Rooms::new(limits.outbound_queue, metrics.clone()));
+        let batch_presence = !limits.presence_delay.is_zero();
+        let rooms = Arc::new(Rooms::new(
+            limits.outbound_queue,
+            batch_presence,
+            metrics.clone(),
+        ));
+        if batch_presence {
+            tokio::spawn(flush_presence(
+                Arc::downgrade(&rooms),
+                limits.presence_delay,
+            ));
+        }
         let broker = make_broker(rooms.clone());
         let closing = CancellationToken::new();
         let (commits, committer) = committer::start(
@@ -199,6 +214,20 @@ impl Hub {
             tracing::error!(error = %e, "committer task failed");
         }
         self.inner.disconnect.cancel();
+    }
+}
+
+/// Delivers waiting presence and typing events every `period`, until the
+/// registry is gone.
+async fn flush_presence(rooms: std::sync::Weak<Rooms>, period: Duration) {
+    let mut ticks = tokio::time::interval(period);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let Some(rooms) = rooms.upgrade() else {
+            return;
+        };
+        rooms.flush_waiting();
     }
 }
 

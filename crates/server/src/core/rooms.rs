@@ -11,9 +11,15 @@
 //!   the read completes, its `joined` reply and then the buffered events are
 //!   queued under the room lock, dropping messages the reply already holds.
 //!   So a joiner sees `joined`, then every later message exactly once.
+//! - Presence and typing events may wait in their room (when a batch delay
+//!   is set) and are delivered together by [`Rooms::flush_waiting`]: a burst
+//!   of joins then costs each member one wake-up and one write per batch
+//!   instead of one per event. A member gets a waiting event only if it
+//!   was in the room when the event happened (its join epoch), and a
+//!   message never overtakes waiting events: they are delivered first.
 //! - A room entry exists while it has members; the registry holds no history.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use chat_protocol::{ServerFrame, User};
@@ -28,11 +34,18 @@ struct Member {
     outbox: Outbox,
     /// `Some` while a join's history read is in flight.
     pending: Option<Vec<Arc<RoomEvent>>>,
+    /// The room's epoch when this connection (re-)joined.
+    joined_epoch: u64,
 }
 
 #[derive(Debug, Default)]
 struct Room {
     members: Vec<Member>,
+    /// Counts (re-)joins, so waiting events can tell who was there.
+    epoch: u64,
+    /// Presence and typing events not yet delivered, with the epoch each
+    /// happened in; oldest first.
+    waiting: Vec<(u64, Arc<RoomEvent>)>,
 }
 
 impl Room {
@@ -42,15 +55,72 @@ impl Room {
             .any(|m| m.user.id == user_id && m.conn != conn)
     }
 
-    /// One entry per user, in order of joining.
-    fn users(&self) -> Vec<User> {
-        let mut users: Vec<User> = Vec::new();
-        for m in &self.members {
-            if !users.iter().any(|u| u.id == m.user.id) {
-                users.push((*m.user).clone());
+    /// Pushes `event` to every member but the one it skips, or into the
+    /// buffer of a pending member. Returns how many messages were queued.
+    fn push_to_members(&mut self, event: &Arc<RoomEvent>, pending_limit: usize) -> u64 {
+        let is_message = event.seq().is_some();
+        let mut delivered = 0;
+        for member in self.members.iter_mut() {
+            if event.skip != Some(member.conn) && member.push(event, pending_limit) == Push::Queued
+            {
+                delivered += u64::from(is_message);
             }
         }
-        users
+        delivered
+    }
+
+    /// Delivers the waiting events, each to the members that were in the
+    /// room when it happened.
+    fn flush_waiting(&mut self, pending_limit: usize) {
+        let waiting = std::mem::take(&mut self.waiting);
+        for member in self.members.iter_mut() {
+            let from = waiting.partition_point(|(epoch, _)| *epoch < member.joined_epoch);
+            for (_, event) in &waiting[from..] {
+                if event.skip != Some(member.conn)
+                    && member.push(event, pending_limit) == Push::Refused
+                {
+                    break;
+                }
+            }
+        }
+    }
+
+    /// One entry per user, in order of joining.
+    fn users(&self) -> Vec<User> {
+        let mut seen = HashSet::with_capacity(self.members.len());
+        self.members
+            .iter()
+            .filter(|m| seen.insert(m.user.id.as_str()))
+            .map(|m| (*m.user).clone())
+            .collect()
+    }
+}
+
+/// What became of an event pushed to a member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Push {
+    Queued,
+    /// Held until the member's pending join completes.
+    Buffered,
+    /// The connection is gone or too slow.
+    Refused,
+}
+
+impl Member {
+    /// Queues `event`, or buffers it while the join is pending.
+    fn push(&mut self, event: &Arc<RoomEvent>, pending_limit: usize) -> Push {
+        match &mut self.pending {
+            Some(buffer) if buffer.len() < pending_limit => {
+                buffer.push(event.clone());
+                Push::Buffered
+            }
+            Some(_) => {
+                self.outbox.mark_slow();
+                Push::Refused
+            }
+            None if self.outbox.push(Outbound::Event(event.clone())) => Push::Queued,
+            None => Push::Refused,
+        }
     }
 }
 
@@ -68,6 +138,10 @@ pub struct Rooms {
     rooms: Mutex<HashMap<Arc<str>, Arc<Mutex<Room>>>>,
     /// Bound on events buffered for a pending member, the same as its queue.
     pending_limit: usize,
+    /// Whether presence and typing wait for [`Rooms::flush_waiting`].
+    batch_waiting: bool,
+    /// Rooms with waiting events. Lock order: a room, then this list.
+    with_waiting: Mutex<Vec<Arc<Mutex<Room>>>>,
     metrics: Metrics,
 }
 
@@ -78,10 +152,14 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Rooms {
-    pub fn new(pending_limit: usize, metrics: Metrics) -> Self {
+    /// With `batch_waiting`, presence and typing events wait in their room
+    /// until the next [`Rooms::flush_waiting`].
+    pub fn new(pending_limit: usize, batch_waiting: bool, metrics: Metrics) -> Self {
         Rooms {
             rooms: Mutex::new(HashMap::new()),
             pending_limit,
+            batch_waiting,
+            with_waiting: Mutex::new(Vec::new()),
             metrics,
         }
     }
@@ -100,8 +178,11 @@ impl Rooms {
         drop(rooms);
         let conn = outbox.conn();
         let first_of_user = !room.has_user_other_than(&user.id, conn);
+        room.epoch += 1;
+        let epoch = room.epoch;
         if let Some(member) = room.members.iter_mut().find(|m| m.conn == conn) {
             member.pending.get_or_insert_with(Vec::new);
+            member.joined_epoch = epoch;
             return Registered {
                 rejoin: true,
                 first_of_user,
@@ -112,6 +193,7 @@ impl Rooms {
             user: user.clone(),
             outbox: outbox.clone(),
             pending: Some(Vec::new()),
+            joined_epoch: epoch,
         });
         Registered {
             rejoin: false,
@@ -186,29 +268,34 @@ impl Rooms {
             .unwrap_or_default()
     }
 
-    /// Pushes an event to every member of its room on this node.
+    /// Pushes an event to every member of its room on this node, or, for
+    /// presence and typing when batching, leaves it waiting in the room.
     pub fn deliver(&self, event: &Arc<RoomEvent>) {
-        let Some(room) = self.room(&event.room) else {
+        let Some(room_arc) = self.room(&event.room) else {
             return;
         };
-        let is_message = event.seq().is_some();
-        let mut delivered = 0u64;
-        let mut room = lock(&room);
-        for member in room.members.iter_mut() {
-            if event.skip == Some(member.conn) {
-                continue;
+        let mut room = lock(&room_arc);
+        if self.batch_waiting && event.seq().is_none() {
+            if room.waiting.is_empty() {
+                lock(&self.with_waiting).push(room_arc.clone());
             }
-            match &mut member.pending {
-                Some(buffer) if buffer.len() < self.pending_limit => buffer.push(event.clone()),
-                Some(_) => member.outbox.mark_slow(),
-                None => {
-                    if member.outbox.push(Outbound::Event(event.clone())) {
-                        delivered += u64::from(is_message);
-                    }
-                }
-            }
+            let epoch = room.epoch;
+            room.waiting.push((epoch, event.clone()));
+            return;
         }
+        if !room.waiting.is_empty() {
+            room.flush_waiting(self.pending_limit);
+        }
+        let delivered = room.push_to_members(event, self.pending_limit);
         self.metrics.delivered(delivered);
+    }
+
+    /// Delivers every waiting presence and typing event.
+    pub fn flush_waiting(&self) {
+        let rooms = std::mem::take(&mut *lock(&self.with_waiting));
+        for room in rooms {
+            lock(&room).flush_waiting(self.pending_limit);
+        }
     }
 }
 
@@ -275,7 +362,7 @@ mod tests {
 
     #[test]
     fn pending_join_buffers_and_drops_covered_messages() {
-        let rooms = Rooms::new(16, Metrics::new());
+        let rooms = Rooms::new(16, false, Metrics::new());
         let name: Arc<str> = "r".into();
         let (tx, mut rx) = outbox(1, 16, Metrics::new(), CancellationToken::new());
         rooms.register(&name, &user("a"), &tx);
@@ -290,7 +377,7 @@ mod tests {
 
     #[test]
     fn presence_follows_users_not_connections() {
-        let rooms = Rooms::new(16, Metrics::new());
+        let rooms = Rooms::new(16, false, Metrics::new());
         let name: Arc<str> = "r".into();
         let alice = user("alice");
         let (tab1, _rx1) = outbox(1, 16, Metrics::new(), CancellationToken::new());
@@ -307,7 +394,7 @@ mod tests {
 
     #[test]
     fn a_full_queue_marks_the_member_slow_without_blocking() {
-        let rooms = Rooms::new(16, Metrics::new());
+        let rooms = Rooms::new(16, false, Metrics::new());
         let name: Arc<str> = "r".into();
         let (slow, slow_rx) = outbox(1, 2, Metrics::new(), CancellationToken::new());
         let (fast, mut fast_rx) = outbox(2, 64, Metrics::new(), CancellationToken::new());
@@ -325,7 +412,7 @@ mod tests {
 
     #[test]
     fn skip_excludes_the_originating_connection() {
-        let rooms = Rooms::new(16, Metrics::new());
+        let rooms = Rooms::new(16, false, Metrics::new());
         let name: Arc<str> = "r".into();
         let (a, mut a_rx) = outbox(1, 16, Metrics::new(), CancellationToken::new());
         let (b, mut b_rx) = outbox(2, 16, Metrics::new(), CancellationToken::new());
@@ -344,6 +431,44 @@ mod tests {
         rooms.deliver(&typing);
         assert_eq!(drain(&mut a_rx), ["joined@0"]);
         assert_eq!(drain(&mut b_rx), ["joined@0", "event"]);
+    }
+
+    fn presence(room: &Arc<str>, who: &str, skip: Option<ConnId>) -> Arc<RoomEvent> {
+        RoomEvent::new(
+            room.clone(),
+            EventKind::Presence {
+                event: PresenceEvent::Join,
+                user: (*user(who)).clone(),
+            },
+            skip,
+        )
+    }
+
+    #[test]
+    fn waiting_presence_goes_to_those_present_and_never_after_a_message() {
+        let rooms = Rooms::new(16, true, Metrics::new());
+        let name: Arc<str> = "r".into();
+        let (a, mut a_rx) = outbox(1, 16, Metrics::new(), CancellationToken::new());
+        let (b, mut b_rx) = outbox(2, 16, Metrics::new(), CancellationToken::new());
+        rooms.register(&name, &user("a"), &a);
+        rooms.finish_join("r", 1, 0, joined("r", 0));
+        rooms.register(&name, &user("b"), &b);
+        rooms.deliver(&presence(&name, "b", Some(2)));
+        rooms.finish_join("r", 2, 0, joined("r", 0));
+        assert_eq!(drain(&mut a_rx), ["joined@0"], "the presence waits");
+        // c joins after b's presence: it must not get it.
+        let (c, mut c_rx) = outbox(3, 16, Metrics::new(), CancellationToken::new());
+        rooms.register(&name, &user("c"), &c);
+        rooms.deliver(&presence(&name, "c", Some(3)));
+        rooms.finish_join("r", 3, 0, joined("r", 0));
+        // A message takes the waiting events along, in order, first.
+        rooms.deliver(&message(&name, 1));
+        assert_eq!(drain(&mut a_rx), ["event", "event", "m1"]);
+        assert_eq!(drain(&mut b_rx), ["joined@0", "event", "m1"]);
+        assert_eq!(drain(&mut c_rx), ["joined@0", "m1"]);
+        rooms.deliver(&presence(&name, "a", None));
+        rooms.flush_waiting();
+        assert_eq!(drain(&mut c_rx), ["event"]);
     }
 
     fn tokio_test_block_on<F: std::future::Future>(f: F) -> F::Output {

@@ -107,9 +107,6 @@ where
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut last_heard = Instant::now();
 
-    // While set, queued output holds only events that may wait, until then.
-    let mut hold_until: Option<Instant> = None;
-
     let hangup = loop {
         tokio::select! {
             biased;
@@ -124,7 +121,7 @@ where
                     break hangup(CloseCode::GoingAway, "server shutting down");
                 }
             },
-            incoming = poll_fn(|cx| socket.poll_io(cx, hold_until.is_none())) => {
+            incoming = poll_fn(|cx| socket.poll_io(cx)) => {
                 last_heard = Instant::now();
                 match incoming {
                     Ok(Message::Text(text)) => match parse_request(text.as_str()) {
@@ -138,30 +135,13 @@ where
                     Ok(Message::Binary(_)) => {
                         break hangup(CloseCode::Unsupported, "binary frames are not accepted; send JSON text");
                     }
-                    // The pong is queued by the next read; send it promptly.
-                    Ok(Message::Ping(_)) => hold_until = None,
-                    Ok(Message::Pong(_) | Message::Frame(_)) => {}
+                    Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => {}
                     Ok(Message::Close(_)) => break None,
                     Err(e) => break hangup_for(e),
                 }
             }
-            _ = tokio::time::sleep_until(hold_until.unwrap_or_else(Instant::now)), if hold_until.is_some() => {
-                hold_until = None;
-            }
             Some(first) = outbox.rx.recv(), if socket.pending() < OUTPUT_HIGH_WATER => {
-                let was_empty = socket.pending() == 0;
-                let all_can_wait = queue_batch(&mut socket, first, &mut outbox);
-                hold_until = match (all_can_wait, was_empty, hold_until) {
-                    // Something urgent: everything goes now.
-                    (false, _, _) => None,
-                    // Only waiting events, after others still waiting.
-                    (true, _, Some(until)) => Some(until),
-                    // Start waiting, unless other output is already due.
-                    (true, true, None) if !app.presence_delay.is_zero() => {
-                        Some(Instant::now() + app.presence_delay)
-                    }
-                    (true, _, None) => None,
-                };
+                queue_batch(&mut socket, first, &mut outbox);
             }
             _ = ticks.tick() => {
                 if last_heard.elapsed() >= heartbeat * 2 {
@@ -170,7 +150,6 @@ where
                 if socket.queue_ping().is_err() {
                     break None;
                 }
-                hold_until = None;
             }
         }
     };
@@ -182,26 +161,21 @@ where
 }
 
 /// Formats `first` and whatever else is queued, up to a batch, so they
-/// leave in one write. Returns whether every item may wait.
-fn queue_batch<S>(socket: &mut WsSocket<S>, first: Outbound, outbox: &mut OutboxReceiver) -> bool
+/// leave in one write.
+fn queue_batch<S>(socket: &mut WsSocket<S>, first: Outbound, outbox: &mut OutboxReceiver)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
-    let mut all_can_wait = first.can_wait();
     queue(socket, first);
     for _ in 1..MAX_BATCH {
         if socket.pending() >= OUTPUT_HIGH_WATER {
             break;
         }
         match outbox.rx.try_recv() {
-            Ok(item) => {
-                all_can_wait &= item.can_wait();
-                queue(socket, item);
-            }
+            Ok(item) => queue(socket, item),
             Err(_) => break,
         }
     }
-    all_can_wait
 }
 
 fn queue<S>(socket: &mut WsSocket<S>, item: Outbound)

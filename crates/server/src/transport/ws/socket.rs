@@ -104,20 +104,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsSocket<S> {
         }
     }
 
-    /// Writes queued output when `flush` allows it, and reads the next
-    /// message from the client: the one future a connection waits on for
-    /// its socket.
-    pub fn poll_io(&mut self, cx: &mut Context<'_>, flush: bool) -> Poll<Result<Message, Error>> {
-        if flush
-            && self.pending() > 0
+    /// Writes queued output and reads the next message from the client: the
+    /// one future a connection waits on for its socket.
+    pub fn poll_io(&mut self, cx: &mut Context<'_>) -> Poll<Result<Message, Error>> {
+        if self.pending() > 0
             && let Poll::Ready(Err(e)) = self.poll_flush(cx)
         {
             return Poll::Ready(Err(Error::Io(e)));
         }
         let read = self.poll_next(cx);
         // Reading may have queued a pong or a close reply.
-        if flush
-            && self.pending() > 0
+        if self.pending() > 0
             && let Poll::Ready(Err(e)) = self.poll_flush(cx)
         {
             return Poll::Ready(Err(Error::Io(e)));
