@@ -74,7 +74,7 @@ test('errors from the server are shown in words next to their cause', async () =
   await dave.joinButton.click();
   const roomError = dave.page.locator('#room-error');
   await roomError.waitFor({ state: 'visible' });
-  assert.match(await roomError.textContent(), /Invalid room name: .*at most 64/);
+  assert.match(await roomError.textContent(), /^Room name must be at most 64 characters/);
   assert.deepEqual(await dave.page.locator('#room-list .room-name').allTextContents(), ['errors']);
 
   // Too long a message: said on the message itself, which offers Edit.

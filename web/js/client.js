@@ -14,12 +14,18 @@ const CATCH_UP_PAGE = 200;
 // in the seqs is given a moment to fill before the room is resynced.
 const GAP_GRACE_MS = 1500;
 
+/** "room name must be …" → "Room name must be ….", for showing on its own. */
+function sentence(text) {
+  const capitalized = text.charAt(0).toUpperCase() + text.slice(1);
+  return /[.!?]$/.test(capitalized) ? capitalized : `${capitalized}.`;
+}
+
 /** Words for an error answering a join. */
 export function describeJoinError(error) {
   if (!(error instanceof ProtocolError)) return `Could not join: ${error.message}.`;
   switch (error.code) {
     case 'invalid_room':
-      return `Invalid room name: ${error.message}.`;
+      return sentence(error.message);
     case 'forbidden':
       return `Not allowed: ${error.message}.`;
     default:

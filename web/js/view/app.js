@@ -34,6 +34,7 @@ export class AppView {
       roomInput: $('room-input'),
       roomError: $('room-error'),
       dot: $('connection-dot'),
+      roomsHint: $('rooms-hint'),
       menuButton: $('menu-button'),
       title: $('room-title'),
       subtitle: $('room-subtitle'),
@@ -238,12 +239,16 @@ export class AppView {
     const { store, client, el } = this;
     const room = store.activeRoom;
     const online = client.connection.online;
+    el.messageInput.disabled = !room;
+    el.sendButton.disabled = !room;
+    el.messageInput.placeholder = room ? `Message #${room.name}` : 'Join a room to write';
     this.switchDraft(room);
 
     el.app.classList.toggle('no-room', !room);
     el.empty.hidden = Boolean(room);
     this.renderStatus();
     this.rooms.render(store);
+    el.roomsHint.hidden = store.rooms.size > 0;
     this.members.render(room, store);
     this.messages.render(room, { me: store.me, online, isOwn: (m) => store.isOwn(m) });
 
@@ -253,10 +258,6 @@ export class AppView {
     el.leaveButton.hidden = !room;
     el.peopleButton.hidden = !room;
     setText(el.peopleCount, String(room?.members.size ?? 0));
-
-    el.messageInput.disabled = !room;
-    el.sendButton.disabled = !room;
-    el.messageInput.placeholder = room ? `Message #${room.name}` : 'Join a room to write';
 
     if (store.me && el.nameInput.value === '' && document.activeElement !== el.nameInput) {
       el.nameInput.value = store.me.name;

@@ -52,7 +52,7 @@ export class MessageList {
       else this.log.scrollTop = saved;
     } else if (this.pinned) {
       this.log.scrollTop = this.log.scrollHeight;
-    } else if (anchor) {
+    } else if (anchor?.node.isConnected) {
       // Older messages were added above: keep what the reader looks at in place.
       this.log.scrollTop = anchor.node.offsetTop - anchor.offset;
     }
@@ -98,10 +98,16 @@ export class MessageList {
     }
   }
 
-  /** The first element at least partly visible, and its distance from the top. */
+  /**
+   * The first message at least partly visible, and its distance from the
+   * top: what the reader is looking at. (Not the history edge, rebuilt when
+   * a page arrives, nor a day separator, which moves up above older
+   * messages of its day.)
+   */
   anchor() {
     const top = this.log.scrollTop;
     for (const node of this.log.children) {
+      if (node.tagName !== 'ARTICLE') continue;
       if (node.offsetTop + node.offsetHeight > top) return { node, offset: node.offsetTop - top };
     }
     return null;
