@@ -111,9 +111,11 @@ export async function launchBrowser() {
 
 /** The chat page as a person uses it: through labels and buttons. */
 export class ChatPage {
-  static async open(browser, url, contextOptions = {}) {
+  /** `setup(page)` runs before the page loads (e.g. to route its WebSocket). */
+  static async open(browser, url, contextOptions = {}, setup = async () => {}) {
     const context = await browser.newContext({ viewport: { width: 1280, height: 800 }, ...contextOptions });
     const page = await context.newPage();
+    await setup(page);
     const chat = new ChatPage(page);
     page.on('pageerror', (error) => chat.errors.push(error.message));
     page.on('console', (message) => {

@@ -27,8 +27,8 @@ function notConnectionNoise(text) {
   return !/WebSocket connection to .* failed|ERR_CONNECTION_REFUSED|Failed to load resource/.test(text);
 }
 
-async function open() {
-  const chat = await ChatPage.open(browser, server.url);
+async function open(setup) {
+  const chat = await ChatPage.open(browser, server.url, {}, setup);
   pages.push(chat);
   return chat;
 }
@@ -94,3 +94,62 @@ test('a server restart mid-conversation loses and doubles nothing', async () => 
   await bob.send('after the restart');
   await alice.waitForTexts([...aliceSees, 'after the restart']);
 });
+
+/**
+ * A link between a page and the server that fails once: the first frame
+ * matching `cut` (going `up` to the server or `down` to the page) is lost,
+ * and the connection with it, as when a network drops mid-exchange.
+ */
+function failingOnce(direction, cut) {
+  const link = { connections: 0, lost: null };
+  link.setup = (page) =>
+    page.routeWebSocket(/\/ws/, (ws) => {
+      link.connections += 1;
+      const server = ws.connectToServer();
+      const pass = (from, to, dir) =>
+        from.onMessage((frame) => {
+          if (link.lost === null && dir === direction && cut(JSON.parse(frame))) {
+            link.lost = JSON.parse(frame);
+            ws.close({ code: 1001 });
+            server.close();
+            return;
+          }
+          to.send(frame);
+        });
+      pass(ws, server, 'up');
+      pass(server, ws, 'down');
+    });
+  return link;
+}
+
+for (const [what, direction, cut] of [
+  ['stored but never acked', 'down', (frame) => frame.type === 'ack'],
+  ['lost on its way to the server', 'up', (frame) => frame.type === 'send'],
+]) {
+  test(`a message ${what} is delivered once after the reconnect`, async () => {
+    const link = failingOnce(direction, cut);
+    const room = `cut-${direction}`;
+    const alice = await open(link.setup);
+    const bob = await open();
+    await alice.join('alice', room);
+    await bob.join('bob', room);
+
+    const text = `a message ${what}`;
+    await alice.send(text);
+    await bob.waitForTexts([text]);
+    await alice.waitFor(() => document.querySelector('[role=log] article.message')?.dataset.state === 'sent');
+    assert.ok(link.lost, 'the link failed');
+    assert.equal(link.connections, 2, 'the page reconnected once');
+
+    // The conversation goes on, and nothing was doubled, in the pages or
+    // in what the server stored.
+    await alice.send('and the next one');
+    await bob.send('got both');
+    const expected = [text, 'and the next one', 'got both'];
+    await alice.waitForTexts(expected);
+    await bob.waitForTexts(expected);
+    const carol = await open();
+    await carol.join('carol', room);
+    await carol.waitForTexts(expected);
+  });
+}
