@@ -1,28 +1,77 @@
 #!/usr/bin/env bash
-# Runs one chat-bench scenario against a fresh chat-server, each pinned to
+# Runs one chat-bench scenario against a fresh server process, each pinned to
 # its own CPU so neither steals the other's cycles (server on CPU 0, bench on
-# CPU 1; override with SERVER_CPU / BENCH_CPU). The server gets a new empty
-# data directory and the flags the bench needs (no send rate limit, 100 rooms
-# per connection), and its PID is passed to the bench so the report includes
-# the server's RSS and CPU time.
+# CPU 1; override with SERVER_CPU / BENCH_CPU). The server's PID is passed to
+# the bench so the report includes the server's RSS and CPU time.
 #
 #   crates/client/scripts/bench-fresh-server.sh idle --connections 10000 --rooms 100 --hold 10
-#   crates/client/scripts/bench-fresh-server.sh durable --rooms 100 --senders-per-room 1 --messages 2000
+#   SERVER=rust-minimal crates/client/scripts/bench-fresh-server.sh fanout --rate 10 --duration 10
 #
-# Build first: cargo build --release -p chat-server -p chat-client
+# SERVER picks the server under test:
+#   ours          target/release/chat-server, SQLite in a new empty data
+#                 directory (every ack after commit), no send rate limit,
+#                 100 rooms per connection (the default)
+#   rust-minimal  the "speed of light" peer from shared/peers (in memory)
+#   node-ws       the Node `ws` peer from shared/peers (in memory)
+# The peers speak the native protocol's subset the bench uses; the Socket.IO
+# peers need a Socket.IO bench, which chat-bench does not have yet.
+#
+# Other knobs: PORT (default 23400), BENCH_NICE (a nice level for server and
+# bench, e.g. -10 on a machine shared with other work; default 0 = unchanged),
+# BENCH_RT (a SCHED_RR priority, e.g. 10, for server and bench instead of
+# BENCH_NICE: on a machine where other work steals the CPU for tens of ms at
+# a time, which no nice level prevents; its cost is that threads of one
+# process on one core then take turns in 100 ms slices when both are busy,
+# which makes a multi-threaded server's overload point come a little early),
+# PEERS_DIR (default: shared/peers beside the repository).
+#
+# Build first (bench-all.sh does all of it): cargo build --release -p
+# chat-server -p chat-client; the peers as bench-all.sh builds them.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/../../.." && pwd)
 bin="$root/target/release"
-port=${PORT:-3900}
+peers=${PEERS_DIR:-$(cd "$root/.." && pwd)/shared/peers}
+kind=${SERVER:-ours}
+port=${PORT:-23400}
 server_cpu=${SERVER_CPU:-0}
 bench_cpu=${BENCH_CPU:-1}
+nice_level=${BENCH_NICE:-0}
+if [ -n "${BENCH_RT:-}" ]; then
+    priority=(chrt -r "$BENCH_RT")
+else
+    priority=(nice -n "$nice_level")
+fi
 data=$(mktemp -d)
 log=$(mktemp)
 
-taskset -c "$server_cpu" "$bin/chat-server" --listen "127.0.0.1:$port" --data-dir "$data" \
-    --send-rate 1000000 --send-burst 1000000 --max-rooms-per-connection 100 \
-    --log-level warn >"$log" 2>&1 &
+# Thousands of connections, each a file descriptor here and in the server.
+ulimit -n "$(ulimit -Hn)"
+
+case "$kind" in
+ours)
+    server_cmd=("$bin/chat-server" --listen "127.0.0.1:$port" --data-dir "$data"
+        --send-rate 1000000 --send-burst 1000000 --max-rooms-per-connection 100
+        --log-level warn)
+    ;;
+rust-minimal)
+    server_cmd=(env "PORT=$port" "$root/target/peers/rust-minimal/release/peer-rust-minimal")
+    ;;
+node-ws)
+    # The peer's dependencies are installed under target/ (bench-all.sh),
+    # not in shared/peers, which stays as it was given.
+    server_cmd=(env "PORT=$port" "NODE_PATH=$root/target/peers/node-ws/node_modules"
+        node "$peers/node-ws/server.js")
+    ;;
+*)
+    echo "unknown SERVER=$kind (ours | rust-minimal | node-ws)" >&2
+    exit 2
+    ;;
+esac
+
+# chrt, nice, taskset and env all exec what follows, so $! is the server
+# itself.
+"${priority[@]}" taskset -c "$server_cpu" "${server_cmd[@]}" >"$log" 2>&1 &
 server=$!
 cleanup() {
     kill "$server" 2>/dev/null || true
@@ -31,14 +80,21 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# Ready when the port accepts a connection.
 for _ in $(seq 100); do
-    grep -q "chat-server listening on" "$log" && break
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+        break
+    fi
     kill -0 "$server" 2>/dev/null || { cat "$log" >&2; exit 2; }
     sleep 0.1
 done
-grep -q "chat-server listening on" "$log" || { echo "server did not start" >&2; cat "$log" >&2; exit 2; }
+(exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || {
+    echo "$kind did not start listening on $port" >&2
+    cat "$log" >&2
+    exit 2
+}
 
 scenario=$1
 shift
-taskset -c "$bench_cpu" "$bin/chat-bench" "$scenario" --url "ws://127.0.0.1:$port/ws" \
-    --server-pid "$server" "$@"
+"${priority[@]}" taskset -c "$bench_cpu" "$bin/chat-bench" "$scenario" \
+    --url "ws://127.0.0.1:$port/ws" --server-pid "$server" "$@"

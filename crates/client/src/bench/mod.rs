@@ -39,6 +39,7 @@ pub mod seqcheck;
 pub mod seqset;
 pub mod stamp;
 pub mod stats;
+pub mod summary;
 
 use std::io::Write;
 

@@ -19,7 +19,7 @@
 
 use std::process::ExitCode;
 
-use chat_client::bench::{durable, fanout, idle, ramp};
+use chat_client::bench::{durable, fanout, idle, ramp, summary};
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
@@ -47,6 +47,8 @@ enum Scenario {
     /// The fanout load at rising rates until p99 exceeds a bound or anything
     /// is lost; the highest good rate.
     Ramp(ramp::RampArgs),
+    /// Markdown tables from the results file of scripts/bench-all.sh.
+    Summarize(summary::SummarizeArgs),
 }
 
 fn main() -> ExitCode {
@@ -75,6 +77,7 @@ fn main() -> ExitCode {
             Scenario::Durable(args) => durable::run(args).await,
             Scenario::Fanout(args) => fanout::run(args).await,
             Scenario::Ramp(args) => ramp::run(args).await,
+            Scenario::Summarize(args) => summary::run(args),
         }
     });
     // Don't wait for connection tasks still closing: the report is out.
