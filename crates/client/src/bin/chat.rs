@@ -507,8 +507,16 @@ impl Output {
                 attempt,
                 delay,
                 reason,
+            } if *attempt == 1 => eprintln!(
+                "chat: connection lost ({reason}); reconnecting in {:.1}s",
+                delay.as_secs_f64()
+            ),
+            Event::Reconnecting {
+                attempt,
+                delay,
+                reason,
             } => eprintln!(
-                "chat: connection lost ({reason}); reconnecting in {:.1}s (attempt {attempt})",
+                "chat: reconnect failed ({reason}); attempt {attempt} in {:.1}s",
                 delay.as_secs_f64()
             ),
             Event::Reconnected(session) => {
