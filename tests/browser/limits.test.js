@@ -75,7 +75,9 @@ test('errors from the server are shown in words next to their cause', async () =
   const roomError = dave.page.locator('#room-error');
   await roomError.waitFor({ state: 'visible' });
   assert.match(await roomError.textContent(), /^Room name must be at most 64 characters/);
-  assert.deepEqual(await dave.page.locator('#room-list .room-name').allTextContents(), ['errors']);
+  await dave.waitFor(
+    () => [...document.querySelectorAll('#room-list .room-name')].map((n) => n.textContent).join() === 'errors',
+  );
 
   // Too long a message: said on the message itself, which offers Edit.
   const tooLong = 'y'.repeat(4001);
