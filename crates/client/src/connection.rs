@@ -289,8 +289,14 @@ impl Connection {
         let mut last_heard = Instant::now();
         let mut close_frame: Option<(u16, String)> = None;
         loop {
-            if let Err(error) = self.flush(ws).await {
-                return Stop::Lost(format!("write failed: {error}"));
+            // A server that stopped reading would block the write forever;
+            // it is as dead as one that stopped talking.
+            match tokio::time::timeout(dead_after, self.flush(ws)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => return Stop::Lost(format!("write failed: {error}")),
+                Err(_) => {
+                    return Stop::Lost(format!("the server took no data for {dead_after:?}"));
+                }
             }
             tokio::select! {
                 item = ws.next() => {

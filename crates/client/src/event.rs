@@ -57,8 +57,10 @@ pub struct Ack {
     pub seq: u64,
     /// Server time of the commit, milliseconds since the Unix epoch (UTC).
     pub ts: i64,
-    /// True when this `id` had been stored before (a retry): nothing new was
-    /// stored or broadcast, and the fields are those of the original.
+    /// True when this `id` had been stored before: nothing new was stored or
+    /// broadcast, and the fields are those of the original. Besides your own
+    /// retries, this happens when the client re-sent a message after a
+    /// reconnect because the first attempt's ack was lost.
     pub duplicate: bool,
 }
 

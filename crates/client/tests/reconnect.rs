@@ -177,3 +177,130 @@ async fn gives_up_after_the_configured_attempts() {
     assert!(matches!(outcome, Ok(_) | Err(Error::Closed)), "{outcome:?}");
     assert!(matches!(alice.ping().await, Err(Error::Closed)));
 }
+
+#[tokio::test]
+async fn an_idle_client_answers_heartbeats_and_stays_connected() {
+    // The server closes connections silent for two intervals; the client
+    // declares a server dead after two intervals without a frame. Over six
+    // intervals neither may happen: pongs go out, pings come in.
+    let server = TestServer::start(&["--heartbeat-ms", "250"]).await;
+    let (alice, mut events) = client(&server.url(), "alice").await;
+    assert_eq!(alice.session().heartbeat, Duration::from_millis(250));
+    alice.join("r").await.expect("join");
+    let quiet = tokio::time::timeout(Duration::from_millis(1500), events.recv()).await;
+    assert!(quiet.is_err(), "no event while idle, got {quiet:?}");
+    let session = alice.session();
+    alice.send("r", "still here").await.expect("send");
+    assert_eq!(alice.session(), session, "the same connection");
+}
+
+/// A TCP proxy in front of the server that can swallow what the server
+/// says (so an ack is lost) and cut every connection on demand.
+struct Proxy {
+    url: String,
+    swallow: tokio::sync::watch::Sender<bool>,
+    cut: tokio::sync::watch::Sender<u64>,
+}
+
+impl Proxy {
+    async fn start(upstream: std::net::SocketAddr) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("ws://{}/ws", listener.local_addr().expect("addr"));
+        let (swallow, _) = tokio::sync::watch::channel(false);
+        let (cut, _) = tokio::sync::watch::channel(0u64);
+        let (swallow_rx, cut_rx) = (swallow.subscribe(), cut.subscribe());
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = tokio::net::TcpStream::connect(upstream).await else {
+                    continue;
+                };
+                tokio::spawn(pipe(client, server, swallow_rx.clone(), cut_rx.clone()));
+            }
+        });
+        Proxy { url, swallow, cut }
+    }
+
+    /// Drops everything the server sends from now on, until the next cut.
+    fn swallow_replies(&self) {
+        self.swallow.send_replace(true);
+    }
+
+    /// Closes every connection through the proxy; new ones work normally.
+    fn cut(&self) {
+        self.swallow.send_replace(false);
+        self.cut.send_modify(|n| *n += 1);
+    }
+}
+
+async fn pipe(
+    client: tokio::net::TcpStream,
+    server: tokio::net::TcpStream,
+    swallow: tokio::sync::watch::Receiver<bool>,
+    mut cut: tokio::sync::watch::Receiver<u64>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    cut.mark_unchanged();
+    let (mut client_read, mut client_write) = client.into_split();
+    let (mut server_read, mut server_write) = server.into_split();
+    let up = async {
+        let mut buf = vec![0u8; 16 * 1024];
+        while let Ok(n @ 1..) = client_read.read(&mut buf).await {
+            if server_write.write_all(&buf[..n]).await.is_err() {
+                break;
+            }
+        }
+    };
+    let down = async {
+        let mut buf = vec![0u8; 16 * 1024];
+        while let Ok(n @ 1..) = server_read.read(&mut buf).await {
+            if !*swallow.borrow() && client_write.write_all(&buf[..n]).await.is_err() {
+                break;
+            }
+        }
+    };
+    tokio::select! {
+        () = up => {}
+        () = down => {}
+        _ = cut.changed() => {}
+    }
+}
+
+#[tokio::test]
+async fn a_send_whose_ack_was_lost_is_acked_once_after_reconnecting() {
+    let server = TestServer::start(&[]).await;
+    let proxy = Proxy::start(server.addr).await;
+    let (alice, mut alice_events) = client(&proxy.url, "alice").await;
+    let (bob, mut bob_events) = client(&server.url(), "bob").await;
+    alice.join("r").await.expect("join");
+    bob.join("r").await.expect("join");
+    alice.send("r", "first").await.expect("send");
+    assert_eq!(seqs(&messages_until(&mut alice_events, "r", 1).await), [1]);
+
+    // The send reaches the server and is stored, but its ack (and the
+    // broadcast) never reach alice.
+    proxy.swallow_replies();
+    let send = {
+        let alice = alice.clone();
+        tokio::spawn(async move { alice.send("r", "ack lost").await })
+    };
+    let stored = messages_until(&mut bob_events, "r", 2).await;
+    assert_eq!(stored.last().map(|m| m.text.as_str()), Some("ack lost"));
+
+    proxy.cut();
+    let ack = tokio::time::timeout(WAIT, send)
+        .await
+        .expect("the send completes")
+        .expect("task")
+        .expect("acked after reconnecting");
+    assert_eq!(ack.seq, 2);
+    assert!(ack.duplicate, "the retry found the stored message");
+
+    bob.send("r", "third").await.expect("send");
+    let got = messages_until(&mut alice_events, "r", 3).await;
+    assert_eq!(seqs(&got), [2, 3], "the lost broadcast once, then live");
+    let page = bob
+        .history("r", chat_client::HistoryQuery::latest(10))
+        .await
+        .expect("history");
+    assert_eq!(seqs(&page.messages), [1, 2, 3], "stored once");
+}
