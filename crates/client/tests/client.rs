@@ -253,3 +253,20 @@ async fn connecting_to_nothing_fails_at_once() {
         "{result:?}"
     );
 }
+
+#[tokio::test]
+async fn a_refused_upgrade_is_reported_with_its_status() {
+    let server = TestServer::start(&[]).await;
+    // Names may not start with a space: refused with HTTP 400, no WebSocket.
+    let result = chat_client::ClientBuilder::new(server.url())
+        .name(" padded")
+        .connect()
+        .await;
+    assert!(
+        matches!(result, Err(Error::Rejected { status: 400, .. })),
+        "{result:?}"
+    );
+    // Any script is fine, percent-encoded on the way.
+    let (client, _events) = common::client(&server.url(), "Zoë 你好").await;
+    assert_eq!(client.session().user.name, "Zoë 你好");
+}
