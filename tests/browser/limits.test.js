@@ -45,6 +45,31 @@ test('a burst of sends beyond the rate limit arrives once each, in order', async
   await alice.waitForTexts(BURST);
 });
 
+test('on a server with a lower rate limit, rate-limited sends say so, wait, and go through in order', async () => {
+  const strict = await ChatServer.start(['--send-rate', '2', '--send-burst', '2']);
+  const alice = await ChatPage.open(browser, strict.url);
+  const bob = await ChatPage.open(browser, strict.url);
+  try {
+    await alice.join('alice', 'slow');
+    await bob.join('bob', 'slow');
+    const texts = ['one', 'two', 'three', 'four', 'five'];
+    for (const text of texts) await alice.send(text);
+    await alice.page.getByText('Sending too fast; trying again in a moment…').first().waitFor();
+    await bob.waitForTexts(texts, WAIT_MS * 2);
+    await alice.waitFor(
+      () => document.querySelectorAll('[role=log] article.message[data-state=sent]').length === 5,
+      undefined,
+      WAIT_MS * 2,
+    );
+    assert.deepEqual([...alice.errors, ...bob.errors], [], 'no script errors on the pages');
+  } finally {
+    // Pages first: they would try to reconnect to the stopped server.
+    await alice.close();
+    await bob.close();
+    await strict.close();
+  }
+});
+
 test('older history loads when scrolling up', async () => {
   const carol = await open();
   await carol.join('carol', 'busy');
