@@ -17,7 +17,7 @@ import { chromium } from 'playwright-core';
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const SERVER_BIN = process.env.CHAT_SERVER_BIN || path.join(repoRoot, 'target/debug/chat-server');
 const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
-export const ARTIFACTS = process.env.CHAT_ARTIFACTS_DIR || path.join(repoRoot, 'ci-artifacts');
+const ARTIFACTS = process.env.CHAT_ARTIFACTS_DIR || path.join(repoRoot, 'ci-artifacts');
 
 /** How long any one condition may take to come true. */
 export const WAIT_MS = 15_000;

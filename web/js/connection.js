@@ -29,9 +29,9 @@ const PING_EVERY_MAX_MS = 15_000;
  * drawn from the upper half of the interval so that many pages dropped by
  * the same restart do not all come back in the same millisecond.
  */
-export function backoffDelay(attempt, random = Math.random) {
+function backoffDelay(attempt) {
   const ceiling = Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** attempt);
-  return ceiling / 2 + random() * (ceiling / 2);
+  return ceiling / 2 + Math.random() * (ceiling / 2);
 }
 
 /**

@@ -20,7 +20,7 @@ const BUSY_BACKOFF_MAX_MS = 10_000;
 const RETRYABLE = new Set(['rate_limited', 'overloaded', 'internal']);
 
 /** Words for an error next to the message it concerns. */
-export function describeSendError(error) {
+function describeSendError(error) {
   switch (error.code) {
     case 'too_long':
       return `Too long: ${error.message}.`;

@@ -2,7 +2,7 @@
 // so a bad value is explained before anything is sent. The server stays the
 // judge: for rooms and text the page shows the server's own error instead.
 
-export const MAX_NAME_CHARS = 64;
+const MAX_NAME_CHARS = 64;
 
 /** Length as the server counts it: Unicode scalar values. */
 export function charCount(text) {
