@@ -69,7 +69,8 @@ else
 fi
 
 machine="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), $(nproc) CPUs; \
-kernel $(uname -r); $(rustc --version); node $(node --version 2>/dev/null || echo none)"
+kernel $(uname -r); $(rustc --version); node $(node --version 2>/dev/null || echo none); \
+commit $(git -C "$root" describe --always --dirty 2>/dev/null || echo unknown)"
 
 # A new port per run (below the ephemeral range, so no client socket holds
 # it): the previous run's connections linger in TIME_WAIT.
