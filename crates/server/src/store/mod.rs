@@ -5,12 +5,18 @@
 //! gap and a restart continues where the last commit ended. The core batches
 //! sends and calls [`Store::append`] once per batch (group commit: one fsync
 //! for many messages).
+//!
+//! Two backends: [`SqliteStore`], embedded, for a single node (the default),
+//! and [`PostgresStore`], shared, for several nodes over one history
+//! (`--database-url`).
 
+pub mod postgres;
 pub mod sqlite;
 
 use async_trait::async_trait;
 use chat_protocol::{Message, User};
 
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 /// A message to store; the store assigns its `seq`.
