@@ -45,6 +45,17 @@ pub struct Settings {
     #[arg(long, env = "CHAT_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
 
+    /// PostgreSQL URL (`postgres://user:password@host:5432/database`): keep
+    /// history there instead of SQLite in --data-dir, so several nodes can
+    /// share it. Tables are created or migrated at start-up.
+    #[arg(long, env = "CHAT_DATABASE_URL", value_name = "URL")]
+    pub database_url: Option<String>,
+
+    /// PostgreSQL schema for the tables, created if missing (lowercase
+    /// letters, digits, `_`) [default: the database's search_path, usually public].
+    #[arg(long, env = "CHAT_DATABASE_SCHEMA", value_name = "NAME")]
+    pub database_schema: Option<String>,
+
     /// WebSocket ping interval; silent connections close after two [default: 25000].
     #[arg(long, env = "CHAT_HEARTBEAT_MS", value_name = "MS")]
     pub heartbeat_ms: Option<u64>,
@@ -118,6 +129,9 @@ pub struct Settings {
 pub struct Config {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
+    /// PostgreSQL instead of SQLite when set.
+    pub database_url: Option<String>,
+    pub database_schema: Option<String>,
     pub heartbeat: Duration,
     pub max_frame_bytes: usize,
     pub limits: Limits,
@@ -164,6 +178,7 @@ impl Config {
         };
         let s = layer!(flags over file:
             listen, data_dir, heartbeat_ms, max_frame_bytes, max_text_chars, max_room_chars,
+            database_url, database_schema,
             send_rate, send_burst, typing_rate, max_rooms_per_connection, outbound_queue,
             max_pending_sends, commit_batch, store_busy_timeout_ms, shutdown_timeout_ms,
             presence_delay_ms, log_format, log_level,
@@ -208,6 +223,12 @@ impl Config {
                 .presence_delay_ms
                 .map_or(defaults.presence_delay, Duration::from_millis),
         };
+        if s.database_schema.is_some() && s.database_url.is_none() {
+            return Err(ConfigError::Invalid {
+                name: "database_schema",
+                why: "is a PostgreSQL schema and needs database_url".into(),
+            });
+        }
         let heartbeat_ms = at_least(
             10,
             "heartbeat_ms",
@@ -217,6 +238,8 @@ impl Config {
         Ok(Config {
             listen: s.listen.unwrap_or_else(|| ([127, 0, 0, 1], 3000).into()),
             data_dir: s.data_dir.unwrap_or_else(|| PathBuf::from("chat-data")),
+            database_url: s.database_url,
+            database_schema: s.database_schema,
             heartbeat: Duration::from_millis(heartbeat_ms as u64),
             // A frame must at least hold a small request.
             max_frame_bytes: at_least(256, "max_frame_bytes", s.max_frame_bytes, 64 * 1024)?,
@@ -287,6 +310,18 @@ mod tests {
         assert_eq!(c.limits.send_burst, 40.0);
         assert_eq!(c.limits.max_rooms_per_connection, 100);
         assert_eq!(c.heartbeat, Duration::from_secs(25));
+        assert_eq!(c.database_url, None);
+    }
+
+    #[test]
+    fn a_database_schema_needs_a_database_url() {
+        let url = "postgres://chat@127.0.0.1:5432/chat";
+        let c =
+            Config::resolve(parse(&["--database-url", url, "--database-schema", "eu"])).unwrap();
+        assert_eq!(c.database_url.as_deref(), Some(url));
+        assert_eq!(c.database_schema.as_deref(), Some("eu"));
+        let e = Config::resolve(parse(&["--database-schema", "eu"])).unwrap_err();
+        assert!(e.to_string().contains("database_url"), "{e}");
     }
 
     #[test]

@@ -17,7 +17,7 @@ use tokio_util::task::TaskTracker;
 use crate::broker::{Broker, LocalBroker};
 use crate::config::Config;
 use crate::core::{Hub, Metrics};
-use crate::store::{SqliteStore, Store};
+use crate::store::{PostgresStore, SqliteStore, Store};
 use crate::{http, transport};
 
 /// What every request handler can reach.
@@ -34,6 +34,8 @@ pub struct AppState {
 pub enum ServerError {
     #[error(transparent)]
     Store(#[from] crate::store::sqlite::OpenError),
+    #[error(transparent)]
+    Postgres(#[from] crate::store::postgres::ConnectError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -92,10 +94,21 @@ impl Server {
         config: &Config,
         prometheus: Option<PrometheusHandle>,
     ) -> Result<Server, ServerError> {
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(
-            &config.data_dir,
-            config.store_busy_timeout,
-        )?);
+        // SQLite in the data directory unless a PostgreSQL URL is given.
+        let store: Arc<dyn Store> = match &config.database_url {
+            Some(url) => Arc::new(
+                PostgresStore::connect(
+                    url,
+                    config.database_schema.clone(),
+                    config.store_busy_timeout,
+                )
+                .await?,
+            ),
+            None => Arc::new(SqliteStore::open(
+                &config.data_dir,
+                config.store_busy_timeout,
+            )?),
+        };
         let hub = Hub::new(store, config.limits.clone(), Metrics::new(), |rooms| {
             Arc::new(LocalBroker::new(rooms)) as Arc<dyn Broker>
         });
