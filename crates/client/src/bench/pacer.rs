@@ -126,31 +126,50 @@ fn pace(origin: Instant, wake: &[Arc<Notify>], plans: &mpsc::Receiver<PacePlan>)
 mod tests {
     use super::*;
 
+    /// Each sender, doing what a real one does (on each wakeup, send what is
+    /// due), gets through its whole schedule and is never woken early. (A
+    /// pacer woken late by a busy machine wakes several senders at once, or
+    /// one sender once for two due times, so neither order nor the number
+    /// of wakeups is asserted.)
     #[tokio::test]
-    async fn senders_are_woken_in_due_order_and_on_time() {
+    async fn each_sender_is_woken_at_or_after_each_due_time() {
         let origin = Instant::now();
         let wake: Vec<Arc<Notify>> = (0..3).map(|_| Arc::new(Notify::new())).collect();
         let pacer = Pacer::start(origin, wake.clone()).unwrap();
         let start = origin.elapsed().as_micros() as u64 + 20_000;
-        // 3 senders at 100/s spread over 10 ms: one due every 3.3 ms.
-        let schedules = (0..3)
-            .map(|i| Schedule::new(start, start + 20_000, 100.0, i, 3))
+        // 3 senders at 100/s for 20 ms, spread over the 10 ms period: two
+        // due times each.
+        let schedule = move |i| Schedule::new(start, start + 20_000, 100.0, i, 3);
+        pacer.plan(PacePlan {
+            schedules: (0..3).map(schedule).collect(),
+        });
+        let waiters: Vec<_> = (0..3u64)
+            .map(|i| {
+                let wake = wake[i as usize].clone();
+                tokio::spawn(async move {
+                    let mut due = schedule(i);
+                    let mut woken = Vec::new();
+                    while due.next_due().is_some() {
+                        wake.notified().await;
+                        let now = origin.elapsed().as_micros() as u64;
+                        while let Some(t) = due.pop_due(now) {
+                            woken.push((t, now));
+                        }
+                    }
+                    woken
+                })
+            })
             .collect();
-        pacer.plan(PacePlan { schedules });
-        let mut order = Vec::new();
-        for _ in 0..6 {
-            let (i, at) = tokio::select! {
-                () = wake[0].notified() => (0, origin.elapsed()),
-                () = wake[1].notified() => (1, origin.elapsed()),
-                () = wake[2].notified() => (2, origin.elapsed()),
-            };
-            order.push(i);
-            let due = Schedule::new(start, start + 20_000, 100.0, i as u64, 3)
-                .next_due()
+        for waiter in waiters {
+            let woken = tokio::time::timeout(Duration::from_secs(10), waiter)
+                .await
+                .expect("every due time is woken for")
                 .unwrap();
-            assert!(at.as_micros() as u64 >= due, "woken before due");
+            assert_eq!(woken.len(), 2);
+            for (due, at) in woken {
+                assert!(at >= due, "woken at {at} µs, due at {due} µs");
+            }
         }
-        assert_eq!(order, vec![0, 1, 2, 0, 1, 2]);
         drop(pacer);
     }
 }

@@ -31,6 +31,18 @@ use super::stats::micros;
 /// much about the bench as about the server.
 pub const BENCH_SATURATED: f64 = 0.9;
 
+/// CPU (fraction of one core) of the server or the bench at or above which
+/// a failing step is explained by load. Below it on both sides, the step
+/// failed on latency stalls that neither process caused: on a shared
+/// machine, other work; the ramp's answer is then a lower bound.
+pub const LOADED: f64 = 0.85;
+
+/// Whether a step ran with the server or the bench near a full core.
+pub fn loaded(step: &StepReport) -> bool {
+    step.server_cpu_fraction.is_some_and(|f| f >= LOADED)
+        || step.bench_cpu_fraction.is_some_and(|f| f >= LOADED)
+}
+
 #[derive(Debug, Clone, clap::Args)]
 pub struct RampArgs {
     #[command(flatten)]
@@ -144,6 +156,10 @@ pub struct RampReport {
     /// The highest extrapolated bench ceiling over the steps.
     pub bench_ceiling_deliveries_per_sec: Option<f64>,
     pub stop_reason: String,
+    /// When a bad step ended the ramp: whether the server or the bench was
+    /// near a full core in it ([`LOADED`]). `false` means the ramp stopped
+    /// on stalls from elsewhere and its answer is only a lower bound.
+    pub stopped_loaded: Option<bool>,
 }
 
 impl RampReport {
@@ -227,6 +243,14 @@ impl RampReport {
             row("bench ceiling (extrap.)", format!("~{c:.0} deliveries/s"));
         }
         row("stopped", self.stop_reason.clone());
+        if self.stopped_loaded == Some(false) {
+            row(
+                "warning",
+                "neither the server nor the bench was near a full core in the last step: \
+                 it failed on stalls from elsewhere, so the answer is a lower bound"
+                    .into(),
+            );
+        }
         t
     }
 }
@@ -247,6 +271,7 @@ pub async fn run(args: RampArgs) -> anyhow::Result<bool> {
     let window = Duration::from_secs_f64(args.step_secs);
     let mut steps: Vec<RampStep> = Vec::new();
     let mut stop_reason = "reached --max-steps or --max-rate".to_string();
+    let mut stopped_loaded = None;
     'rates: for rate in rates(args.start_rate, args.factor, args.max_steps, args.max_rate) {
         for attempt in 1..=args.retries + 1 {
             if fleet.alive() == 0 {
@@ -269,6 +294,7 @@ pub async fn run(args: RampArgs) -> anyhow::Result<bool> {
             match why {
                 None => continue 'rates,
                 Some(why) if attempt > args.retries => {
+                    stopped_loaded = steps.last().map(|s| loaded(&s.report));
                     stop_reason = format!(
                         "{rate:.2} msg/s per room not good in {attempt} attempts; last: {why}"
                     );
@@ -316,6 +342,7 @@ pub async fn run(args: RampArgs) -> anyhow::Result<bool> {
         setup,
         steps,
         stop_reason,
+        stopped_loaded,
     };
     emit(&load.common, &report.table(), &report)?;
     Ok(report.setup.failed == 0 && report.best_step.is_some())
@@ -359,6 +386,17 @@ mod tests {
         let mut refused = step(1_000);
         refused.errors.insert("rate_limited".into(), 2);
         assert_eq!(fault(&refused, 100_000).as_deref(), Some("errors 2"));
+    }
+
+    #[test]
+    fn a_step_is_loaded_when_either_side_nears_a_core() {
+        let mut s = step(1_000);
+        assert!(!loaded(&s), "no CPU figures");
+        s.server_cpu_fraction = Some(0.7);
+        s.bench_cpu_fraction = Some(0.7);
+        assert!(!loaded(&s));
+        s.bench_cpu_fraction = Some(0.9);
+        assert!(loaded(&s));
     }
 
     #[test]

@@ -194,7 +194,13 @@ pub fn markdown(runs: &[Run]) -> String {
                     time(v, "/best_p99_us"),
                     percent(step, "/server_cpu_fraction"),
                     percent(step, "/bench_cpu_fraction"),
-                    v["stop_reason"].as_str().unwrap_or("-").to_string(),
+                    match v["stopped_loaded"].as_bool() {
+                        Some(false) => format!(
+                            "{} — **neither side near a full core: stopped by stalls, a lower bound**",
+                            v["stop_reason"].as_str().unwrap_or("-")
+                        ),
+                        _ => v["stop_reason"].as_str().unwrap_or("-").to_string(),
+                    },
                 ]
             })
             .collect(),
