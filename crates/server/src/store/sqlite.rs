@@ -7,6 +7,12 @@
 //! commits. All SQLite calls run on tokio's blocking pool so they never stall
 //! the threads that serve sockets.
 //!
+//! WAL checkpoints (copying committed pages back into the database file,
+//! with an fsync of it) run on a thread of their own every
+//! [`CHECKPOINT_INTERVAL`], not inside a commit: SQLite's automatic
+//! checkpoint would make every thousandth commit, and every ack waiting on
+//! it, tens of milliseconds late.
+//!
 //! A lock file in the data directory keeps a second server from using the
 //! same directory: two writers would each be consistent alone but interleave
 //! sequence numbers unpredictably from the clients' point of view.
@@ -27,6 +33,9 @@ use super::{Appended, Draft, Page, Store, StoreError};
 /// pooled connection, so a burst of joins queues briefly instead of opening
 /// (and closing) a connection per read.
 const READER_POOL: usize = 4;
+
+/// How often the checkpoint thread moves the WAL into the database file.
+const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
 
 const SCHEMA_VERSION: i64 = 1;
 
@@ -54,6 +63,8 @@ pub struct SqliteStore {
     writer: Arc<Mutex<Connection>>,
     readers: Arc<Mutex<Vec<Connection>>>,
     read_permits: tokio::sync::Semaphore,
+    /// Dropping it stops the checkpoint thread (after a last checkpoint).
+    _checkpoints: std::sync::mpsc::Sender<()>,
     /// Held for the life of the store: the data directory's lock.
     _lock: File,
 }
@@ -87,6 +98,8 @@ pub enum OpenError {
     },
     #[error("database {path} has schema version {found}; this server knows up to {SCHEMA_VERSION}")]
     NewerSchema { path: PathBuf, found: i64 },
+    #[error("cannot start the checkpoint thread: {0}")]
+    Thread(std::io::Error),
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -148,12 +161,22 @@ impl SqliteStore {
                 "BEGIN; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
             ))
             .map_err(db_error)?;
+        writer
+            .pragma_update(None, "wal_autocheckpoint", 0)
+            .map_err(db_error)?;
+        let checkpointer = open_connection(&path, busy_timeout).map_err(db_error)?;
+        let (stop, stopped) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("chat-sqlite-checkpoint".into())
+            .spawn(move || checkpoint_until_dropped(&checkpointer, &stopped))
+            .map_err(OpenError::Thread)?;
         Ok(SqliteStore {
             path,
             busy_timeout,
             writer: Arc::new(Mutex::new(writer)),
             readers: Arc::new(Mutex::new(Vec::new())),
             read_permits: tokio::sync::Semaphore::new(READER_POOL),
+            _checkpoints: stop,
             _lock: lock_file,
         })
     }
@@ -183,6 +206,25 @@ impl SqliteStore {
         })
         .await
         .map_err(|e| StoreError::Backend(format!("storage task failed: {e}")))?
+    }
+}
+
+/// Checkpoints the WAL every [`CHECKPOINT_INTERVAL`] until the store (the
+/// sender of `stopped`) is dropped. PASSIVE never waits for readers or the
+/// writer: it copies what it can, and the writer restarts the WAL from its
+/// beginning once everything is copied, so the file does not grow.
+fn checkpoint_until_dropped(conn: &Connection, stopped: &std::sync::mpsc::Receiver<()>) {
+    loop {
+        let last = matches!(
+            stopped.recv_timeout(CHECKPOINT_INTERVAL),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected)
+        );
+        if let Err(error) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::warn!(%error, "WAL checkpoint failed; retrying in a second");
+        }
+        if last {
+            return;
+        }
     }
 }
 
@@ -403,6 +445,23 @@ mod tests {
                 Appended::Duplicate(m) => (false, m.seq),
             })
             .collect()
+    }
+
+    #[tokio::test]
+    async fn committed_pages_reach_the_database_file_without_a_commit_doing_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path(), Duration::from_secs(1)).unwrap();
+        let db_size = || std::fs::metadata(dir.path().join("chat.db")).unwrap().len();
+        let before = db_size();
+        let drafts = (0..2000).map(|i| draft("a", &i.to_string())).collect();
+        store.append(drafts, 1).await.unwrap();
+        // Commits leave pages in the WAL; only the checkpoint thread moves
+        // them into the database file.
+        let deadline = std::time::Instant::now() + CHECKPOINT_INTERVAL * 5;
+        while db_size() == before {
+            assert!(std::time::Instant::now() < deadline, "no checkpoint ran");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     #[tokio::test]
