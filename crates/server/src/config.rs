@@ -13,7 +13,9 @@ use std::time::Duration;
 use clap::{Parser, ValueEnum};
 use serde::Deserialize;
 
+use crate::auth::{AuthConfig, JwtConfig, JwtKey, Secret};
 use crate::core::Limits;
+use crate::tls::TlsConfig;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -122,6 +124,52 @@ pub struct Settings {
     /// Log level or tracing filter, e.g. `debug` or `chat_server=debug,info` [default: info].
     #[arg(long, env = "CHAT_LOG_LEVEL", value_name = "FILTER")]
     pub log_level: Option<String>,
+
+    /// PEM certificate chain; with --tls-key, the server speaks https://
+    /// and wss:// instead of http:// and ws://. Both files are read again
+    /// on SIGHUP and when they change.
+    #[arg(long, env = "CHAT_TLS_CERT", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "CHAT_TLS_KEY", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Shared secret for HS256 tokens, at least 32 bytes. Prefer the
+    /// environment or --jwt-secret-file: other users can read arguments.
+    #[arg(
+        long,
+        env = "CHAT_JWT_SECRET",
+        value_name = "SECRET",
+        hide_env_values = true
+    )]
+    pub jwt_secret: Option<Secret>,
+
+    /// File holding the shared secret for HS256 tokens.
+    #[arg(long, env = "CHAT_JWT_SECRET_FILE", value_name = "FILE")]
+    pub jwt_secret_file: Option<PathBuf>,
+
+    /// PEM public key for RS256 or ES256 tokens (also PS256, ES384, EdDSA…).
+    #[arg(long, env = "CHAT_JWT_PUBLIC_KEY", value_name = "FILE")]
+    pub jwt_public_key: Option<PathBuf>,
+
+    /// The one token algorithm accepted [default: HS256 for a secret; RS256,
+    /// ES256, ES384 or EdDSA as the public key is].
+    #[arg(long, env = "CHAT_JWT_ALGORITHM", value_name = "ALG")]
+    pub jwt_algorithm: Option<String>,
+
+    /// Required `aud` claim. Without it, tokens that carry an `aud` are refused.
+    #[arg(long, env = "CHAT_JWT_AUDIENCE", value_name = "AUD")]
+    pub jwt_audience: Option<String>,
+
+    /// Required `iss` claim.
+    #[arg(long, env = "CHAT_JWT_ISSUER", value_name = "ISS")]
+    pub jwt_issuer: Option<String>,
+
+    /// Let connections without a token in as anonymous users [default: true
+    /// without a JWT key, false with one].
+    #[arg(long, env = "CHAT_ALLOW_ANONYMOUS", value_name = "BOOL")]
+    pub allow_anonymous: Option<bool>,
 }
 
 /// Fully resolved configuration.
@@ -139,6 +187,9 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     pub log_format: LogFormat,
     pub log_level: String,
+    /// `None`: plain HTTP.
+    pub tls: Option<TlsConfig>,
+    pub auth: AuthConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -182,6 +233,8 @@ impl Config {
             send_rate, send_burst, typing_rate, max_rooms_per_connection, outbound_queue,
             max_pending_sends, commit_batch, store_busy_timeout_ms, shutdown_timeout_ms,
             presence_delay_ms, log_format, log_level,
+            tls_cert, tls_key, jwt_secret, jwt_secret_file, jwt_public_key, jwt_algorithm,
+            jwt_audience, jwt_issuer, allow_anonymous,
         );
         let defaults = Limits::default();
         let limits = Limits {
@@ -248,8 +301,96 @@ impl Config {
             shutdown_timeout: Duration::from_millis(s.shutdown_timeout_ms.unwrap_or(5000)),
             log_format: s.log_format.unwrap_or(LogFormat::Text),
             log_level: s.log_level.unwrap_or_else(|| "info".into()),
+            tls: match (s.tls_cert, s.tls_key) {
+                (Some(cert), Some(key)) => Some(TlsConfig { cert, key }),
+                (None, None) => None,
+                _ => {
+                    return Err(ConfigError::Invalid {
+                        name: "tls_cert",
+                        why: "--tls-cert and --tls-key go together: give both or neither".into(),
+                    });
+                }
+            },
+            auth: auth_config(
+                s.jwt_secret,
+                s.jwt_secret_file,
+                s.jwt_public_key,
+                s.jwt_algorithm,
+                s.jwt_audience,
+                s.jwt_issuer,
+                s.allow_anonymous,
+            )?,
         })
     }
+}
+
+/// Who may connect: checks that the JWT settings make one key, and that
+/// someone can connect at all.
+fn auth_config(
+    secret: Option<Secret>,
+    secret_file: Option<PathBuf>,
+    public_key: Option<PathBuf>,
+    algorithm: Option<String>,
+    audience: Option<String>,
+    issuer: Option<String>,
+    allow_anonymous: Option<bool>,
+) -> Result<AuthConfig, ConfigError> {
+    let invalid = |name, why: &str| ConfigError::Invalid {
+        name,
+        why: why.into(),
+    };
+    let key = match (secret, secret_file, public_key) {
+        (None, None, None) => None,
+        (Some(secret), None, None) => Some(JwtKey::Secret(secret)),
+        (None, Some(path), None) => Some(JwtKey::SecretFile(path)),
+        (None, None, Some(path)) => Some(JwtKey::PublicKey(path)),
+        _ => {
+            return Err(invalid(
+                "jwt_secret",
+                "give one of --jwt-secret, --jwt-secret-file and --jwt-public-key",
+            ));
+        }
+    };
+    let algorithm = algorithm
+        .map(|name| {
+            name.parse().map_err(|_| ConfigError::Invalid {
+                name: "jwt_algorithm",
+                why: format!(
+                    "unknown algorithm `{name}`; use HS256, HS384, HS512, RS256, RS384, \
+                     RS512, PS256, PS384, PS512, ES256, ES384 or EdDSA"
+                ),
+            })
+        })
+        .transpose()?;
+    let allow_anonymous = allow_anonymous.unwrap_or(key.is_none());
+    let Some(key) = key else {
+        if !allow_anonymous {
+            return Err(invalid(
+                "allow_anonymous",
+                "without a JWT key nobody could connect; set --jwt-secret, \
+                 --jwt-secret-file or --jwt-public-key",
+            ));
+        }
+        if algorithm.is_some() || audience.is_some() || issuer.is_some() {
+            return Err(invalid(
+                "jwt_algorithm",
+                "--jwt-algorithm, --jwt-audience and --jwt-issuer need a JWT key",
+            ));
+        }
+        return Ok(AuthConfig {
+            jwt: None,
+            allow_anonymous,
+        });
+    };
+    Ok(AuthConfig {
+        jwt: Some(JwtConfig {
+            key,
+            algorithm,
+            audience,
+            issuer,
+        }),
+        allow_anonymous,
+    })
 }
 
 fn read_file(path: &Path) -> Result<Settings, ConfigError> {
@@ -322,6 +463,48 @@ mod tests {
         assert_eq!(c.database_schema.as_deref(), Some("eu"));
         let e = Config::resolve(parse(&["--database-schema", "eu"])).unwrap_err();
         assert!(e.to_string().contains("database_url"), "{e}");
+    }
+
+    #[test]
+    fn tls_needs_both_files_and_jwt_one_key() {
+        let c = Config::resolve(parse(&[])).unwrap();
+        assert!(c.tls.is_none());
+        assert!(c.auth.jwt.is_none() && c.auth.allow_anonymous);
+        let c = Config::resolve(parse(&["--tls-cert", "c.pem", "--tls-key", "k.pem"])).unwrap();
+        assert_eq!(c.tls.unwrap().key, PathBuf::from("k.pem"));
+        let e = Config::resolve(parse(&["--tls-cert", "c.pem"])).unwrap_err();
+        assert!(e.to_string().contains("both or neither"), "{e}");
+
+        let c = Config::resolve(parse(&["--jwt-public-key", "p.pem"])).unwrap();
+        assert!(
+            !c.auth.allow_anonymous,
+            "a key turns anonymous off by default"
+        );
+        let c = Config::resolve(parse(&[
+            "--jwt-secret",
+            "s3cret",
+            "--jwt-algorithm",
+            "HS512",
+            "--allow-anonymous",
+            "true",
+        ]))
+        .unwrap();
+        assert!(c.auth.allow_anonymous);
+        let jwt = c.auth.jwt.unwrap();
+        assert_eq!(jwt.algorithm, Some(jsonwebtoken::Algorithm::HS512));
+        assert!(
+            !format!("{jwt:?}").contains("s3cret"),
+            "the secret never prints"
+        );
+
+        for refused in [
+            &["--jwt-secret", "s", "--jwt-public-key", "p.pem"][..],
+            &["--jwt-secret", "s", "--jwt-algorithm", "none"],
+            &["--allow-anonymous", "false"],
+            &["--jwt-audience", "chat"],
+        ] {
+            assert!(Config::resolve(parse(refused)).is_err(), "{refused:?}");
+        }
     }
 
     #[test]

@@ -8,13 +8,17 @@
 //!   know nothing of sockets or SQL;
 //! - [`store`] (durable history, the sequencer of record) and [`broker`]
 //!   (fan-out between nodes), the two seams backends plug into;
-//! - [`server`], [`http`], [`config`]: wiring, operator endpoints, settings.
+//! - [`server`], [`http`], [`config`]: wiring, operator endpoints, settings;
+//! - [`auth`] (who a connection is: JWT or anonymous) and [`tls`]
+//!   (`https://` and `wss://`), both below the transports.
 
+pub mod auth;
 pub mod broker;
 pub mod config;
 pub mod core;
 pub mod http;
 pub mod server;
 pub mod store;
+pub mod tls;
 pub mod transport;
 pub mod web;

@@ -1,5 +1,6 @@
 //! `chat-server`: parses configuration, sets up logging and metrics, and
-//! runs the server until SIGINT or SIGTERM.
+//! runs the server until SIGINT or SIGTERM; SIGHUP reloads the TLS
+//! certificate.
 
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
@@ -24,10 +25,14 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let prometheus = install_metrics()?;
     let server = Server::bind(&config, Some(prometheus)).await?;
     let addr = server.local_addr()?;
-    tracing::info!(%addr, data_dir = %config.data_dir.display(), "chat-server listening");
+    let scheme = server.scheme();
+    tracing::info!(%addr, scheme, data_dir = %config.data_dir.display(), "chat-server listening");
+    if let Some(tls) = server.tls() {
+        tokio::spawn(reload_on_sighup(tls));
+    }
     // The one line on stdout: people and test harnesses read the URL here.
     let mut stdout = std::io::stdout();
-    writeln!(stdout, "chat-server listening on http://{addr}")?;
+    writeln!(stdout, "chat-server listening on {scheme}://{addr}")?;
     stdout.flush()?;
     server.serve(shutdown_signal()).await?;
     tracing::info!("stopped");
@@ -72,6 +77,31 @@ fn install_metrics() -> anyhow::Result<PrometheusHandle> {
     });
     Ok(handle)
 }
+
+/// Reloads the TLS certificate and key on each SIGHUP, the usual signal
+/// for "read your files again" (certbot and logrotate hooks send it).
+#[cfg(unix)]
+async fn reload_on_sighup(tls: std::sync::Arc<chat_server::tls::Tls>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangups = match signal(SignalKind::hangup()) {
+        Ok(signal) => signal,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for SIGHUP; certificates reload only when their files change");
+            return;
+        }
+    };
+    while hangups.recv().await.is_some() {
+        match tls.reload() {
+            Ok(()) => tracing::info!("SIGHUP: TLS certificate reloaded"),
+            Err(error) => {
+                tracing::warn!(%error, "SIGHUP: cannot reload the TLS certificate; keeping the current one")
+            }
+        }
+    }
+}
+
+#[cfg(not(unix))]
+async fn reload_on_sighup(_tls: std::sync::Arc<chat_server::tls::Tls>) {}
 
 async fn shutdown_signal() {
     let interrupt = tokio::signal::ctrl_c();

@@ -14,10 +14,12 @@ use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::auth::Authenticator;
 use crate::broker::{Broker, LocalBroker};
 use crate::config::Config;
 use crate::core::{Hub, Metrics};
 use crate::store::{PostgresStore, SqliteStore, Store};
+use crate::tls::Tls;
 use crate::{http, transport};
 
 /// What every request handler can reach.
@@ -28,6 +30,8 @@ pub struct AppState {
     /// Open WebSocket connections, so shutdown can wait for them.
     pub connections: TaskTracker,
     pub prometheus: Option<PrometheusHandle>,
+    /// Turns a connection's credentials into who it is.
+    pub auth: Authenticator,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +47,10 @@ pub enum ServerError {
     },
     #[error("server failed: {0}")]
     Serve(std::io::Error),
+    #[error(transparent)]
+    Auth(#[from] crate::auth::SetupError),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
@@ -86,6 +94,8 @@ pub struct Server {
     state: Arc<AppState>,
     listener: TcpListener,
     shutdown_timeout: Duration,
+    /// `None`: plain HTTP.
+    tls: Option<Arc<Tls>>,
 }
 
 impl Server {
@@ -94,6 +104,9 @@ impl Server {
         config: &Config,
         prometheus: Option<PrometheusHandle>,
     ) -> Result<Server, ServerError> {
+        // Keys and certificates first: a bad one stops the start at once.
+        let auth = Authenticator::new(&config.auth)?;
+        let tls = config.tls.clone().map(Tls::load).transpose()?;
         // SQLite in the data directory unless a PostgreSQL URL is given.
         let store: Arc<dyn Store> = match &config.database_url {
             Some(url) => Arc::new(
@@ -122,12 +135,24 @@ impl Server {
             max_frame_bytes: config.max_frame_bytes,
             connections: TaskTracker::new(),
             prometheus,
+            auth,
         });
         Ok(Server {
             state,
             listener,
             shutdown_timeout: config.shutdown_timeout,
+            tls,
         })
+    }
+
+    /// `https` with TLS, else `http`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() { "https" } else { "http" }
+    }
+
+    /// The TLS state, for reloading the certificate (on SIGHUP in main.rs).
+    pub fn tls(&self) -> Option<Arc<Tls>> {
+        self.tls.clone()
     }
 
     pub fn local_addr(&self) -> Result<SocketAddr, ServerError> {
@@ -145,14 +170,30 @@ impl Server {
             state,
             listener,
             shutdown_timeout,
+            tls,
         } = self;
         let stop_accepting = CancellationToken::new();
         let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
-        let http = tokio::spawn(
-            axum::serve(listener.tap_io(no_delay), app)
-                .with_graceful_shutdown(stop_accepting.clone().cancelled_owned())
+        let stopped = stop_accepting.clone().cancelled_owned();
+        let http = match tls {
+            None => tokio::spawn(
+                axum::serve(listener.tap_io(no_delay), app)
+                    .with_graceful_shutdown(stopped)
+                    .into_future(),
+            ),
+            // `tap_io` is also what gives a listener of our own axum's
+            // `ConnectInfo<SocketAddr>`; `no_delay` runs before the handshake.
+            Some(tls) => tokio::spawn(
+                axum::serve(
+                    tls.listener(listener, no_delay)
+                        .map_err(ServerError::Serve)?
+                        .tap_io(|_| ()),
+                    app,
+                )
+                .with_graceful_shutdown(stopped)
                 .into_future(),
-        );
+            ),
+        };
         shutdown.await;
         tracing::info!("shutting down: committing pending messages, closing connections");
         stop_accepting.cancel();

@@ -14,6 +14,7 @@
 
 pub mod committer;
 pub mod event;
+pub mod identity;
 pub mod metrics;
 pub mod rate;
 pub mod rooms;
@@ -26,7 +27,6 @@ use std::time::{Duration, Instant};
 use chat_protocol::request::Envelope;
 use chat_protocol::validate::{self, Invalid};
 use chat_protocol::{ErrorCode, PresenceEvent, Ref, Request, RequestError, ServerFrame, User};
-use rand::Rng;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -36,6 +36,7 @@ use committer::{CommitQueue, PendingSend, SubmitError};
 pub use event::{
     ConnId, Dropped, Encoding, EventKind, Outbound, Outbox, OutboxReceiver, RoomEvent,
 };
+pub use identity::{Identity, RoomAccess, RoomPattern};
 pub use metrics::Metrics;
 use rate::TokenBucket;
 use rooms::Rooms;
@@ -160,16 +161,10 @@ impl Hub {
         &self.inner.limits
     }
 
-    /// Opens a session for a new connection. `name` has been validated by
-    /// the transport; without one the user is called `guest-NNNN`.
-    pub fn connect(&self, name: Option<String>) -> (Session, OutboxReceiver) {
+    /// Opens a session for a new connection of the user `identity` names
+    /// (see [`Identity::anonymous`] for a connection nobody vouches for).
+    pub fn connect(&self, identity: Identity) -> (Session, OutboxReceiver) {
         let conn = self.inner.next_conn.fetch_add(1, Ordering::Relaxed);
-        let name =
-            name.unwrap_or_else(|| format!("guest-{}", rand::rng().random_range(1000..10000)));
-        let user = Arc::new(User {
-            id: format!("u_{}", ulid::Ulid::new()),
-            name,
-        });
         let limits = &self.inner.limits;
         let (outbox, receiver) = event::outbox(
             conn,
@@ -181,7 +176,8 @@ impl Hub {
         let session = Session {
             hub: self.inner.clone(),
             id: format!("s_{}", ulid::Ulid::new()),
-            user,
+            user: Arc::new(identity.user),
+            rooms: identity.rooms,
             outbox,
             joined: HashSet::new(),
             sends: TokenBucket::new(limits.send_rate, limits.send_burst),
@@ -240,6 +236,8 @@ pub struct Session {
     hub: Arc<HubInner>,
     id: String,
     user: Arc<User>,
+    /// The rooms this user may join at all.
+    rooms: RoomAccess,
     outbox: Outbox,
     joined: HashSet<Arc<str>>,
     sends: TokenBucket,
@@ -346,6 +344,12 @@ impl Session {
         since: Option<u64>,
     ) -> Result<(), Invalid> {
         let room = self.room_name(room)?;
+        if !self.rooms.allows(&room) {
+            return Err(Invalid {
+                code: ErrorCode::Forbidden,
+                message: format!("your token does not allow room `{room}`"),
+            });
+        }
         let limit = self.hub.limits.max_rooms_per_connection;
         if !self.joined.contains(&room) && self.joined.len() >= limit {
             return Err(Invalid {

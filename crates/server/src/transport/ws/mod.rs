@@ -32,7 +32,8 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tungstenite::protocol::WebSocketConfig;
 use tungstenite::{Error, Message};
 
-use crate::core::{Dropped, Encoding, Outbound, OutboxReceiver};
+use crate::auth;
+use crate::core::{Dropped, Encoding, Identity, Outbound, OutboxReceiver};
 use crate::server::AppState;
 use socket::WsSocket;
 
@@ -48,12 +49,15 @@ const MAX_BATCH: usize = 256;
 /// How long the final frames may take to go out.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
-#[derive(Debug, Deserialize)]
+/// The upgrade URL's query. Not `Debug`: it may hold a token, which must
+/// never reach a log.
+#[derive(Deserialize)]
 pub struct ConnectParams {
     name: Option<String>,
+    token: Option<String>,
 }
 
-/// `GET /ws`: checks the query and upgrades.
+/// `GET /ws`: checks the query and the credentials, and upgrades.
 pub async fn upgrade(
     State(app): State<Arc<AppState>>,
     Query(params): Query<ConnectParams>,
@@ -64,6 +68,15 @@ pub async fn upgrade(
     {
         return (StatusCode::BAD_REQUEST, invalid.message).into_response();
     }
+    // The header wins over the query: it stays out of URLs and their logs.
+    let token = auth::bearer_token(request.headers()).or(params.token.as_deref());
+    let identity = match app.auth.authenticate(token, params.name) {
+        Ok(identity) => identity,
+        Err(refused) => {
+            tracing::debug!(reason = %refused, "upgrade refused");
+            return refused.into_response();
+        }
+    };
     let (response, on_upgrade) = match handshake::accept(&mut request) {
         Ok(accepted) => accepted,
         Err(refused) => return refused.into_response(),
@@ -79,7 +92,7 @@ pub async fn upgrade(
         match on_upgrade.await {
             Ok(upgraded) => {
                 let socket = WsSocket::new(TokioIo::new(upgraded), config);
-                serve(app, socket, params.name).await;
+                serve(app, socket, identity).await;
             }
             Err(error) => tracing::debug!(%error, "WebSocket upgrade did not complete"),
         }
@@ -96,12 +109,12 @@ fn hangup(code: CloseCode, reason: &'static str) -> Hangup {
 
 const TOO_SLOW: &str = "too slow for this room's traffic; resume with join and since";
 
-async fn serve<S>(app: Arc<AppState>, mut socket: WsSocket<S>, name: Option<String>)
+async fn serve<S>(app: Arc<AppState>, mut socket: WsSocket<S>, identity: Identity)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
     let heartbeat = app.heartbeat;
-    let (mut session, mut outbox) = app.hub.connect(name);
+    let (mut session, mut outbox) = app.hub.connect(identity);
     socket.queue_text(session.welcome(heartbeat).to_json().as_bytes());
     let mut ticks = tokio::time::interval_at(Instant::now() + heartbeat, heartbeat);
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);

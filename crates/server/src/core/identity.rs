@@ -1,0 +1,128 @@
+//! Who a connection speaks for, as its transport established it.
+//!
+//! The core does not know how a user proved who they are (a JWT, nothing at
+//! all): a transport asks [`auth`](crate::auth) for an [`Identity`] before
+//! it opens a session, and the core only applies what the identity says —
+//! the user id that ties several connections into one presence entry, and
+//! which rooms the user may join.
+
+use chat_protocol::User;
+use rand::Rng;
+
+/// The user behind a connection and what they may do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub user: User,
+    pub rooms: RoomAccess,
+}
+
+impl Identity {
+    /// An anonymous user: every connection is a new user (`u_<ulid>`),
+    /// called `name` (validated by the transport) or `guest-NNNN`.
+    pub fn anonymous(name: Option<String>) -> Identity {
+        let name =
+            name.unwrap_or_else(|| format!("guest-{}", rand::rng().random_range(1000..10000)));
+        Identity {
+            user: User {
+                id: format!("u_{}", ulid::Ulid::new()),
+                name,
+            },
+            rooms: RoomAccess::Any,
+        }
+    }
+}
+
+/// Which rooms a user may join.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RoomAccess {
+    Any,
+    /// Only rooms matching one of these (an empty list allows none).
+    Only(Vec<RoomPattern>),
+}
+
+impl RoomAccess {
+    /// Reads a token's `rooms` claim: each entry is a room name, or a
+    /// prefix followed by `*` (`team-*`; a lone `*` is every room). A `*`
+    /// anywhere else is part of the name.
+    pub fn from_patterns<S: AsRef<str>>(patterns: &[S]) -> RoomAccess {
+        RoomAccess::Only(
+            patterns
+                .iter()
+                .map(|p| match p.as_ref().strip_suffix('*') {
+                    Some(prefix) => RoomPattern::Prefix(prefix.to_owned()),
+                    None => RoomPattern::Exact(p.as_ref().to_owned()),
+                })
+                .collect(),
+        )
+    }
+
+    pub fn allows(&self, room: &str) -> bool {
+        match self {
+            RoomAccess::Any => true,
+            RoomAccess::Only(patterns) => patterns.iter().any(|p| p.matches(room)),
+        }
+    }
+}
+
+/// One entry of a `rooms` claim. Matching is on the exact characters of
+/// the room name: no case folding or normalization, as room names are
+/// compared everywhere else.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RoomPattern {
+    Exact(String),
+    Prefix(String),
+}
+
+impl RoomPattern {
+    pub fn matches(&self, room: &str) -> bool {
+        match self {
+            RoomPattern::Exact(name) => room == name,
+            RoomPattern::Prefix(prefix) => room.starts_with(prefix.as_str()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_match_exactly_and_star_patterns_by_prefix() {
+        let access = RoomAccess::from_patterns(&["general", "team-*", "聊天*"]);
+        assert!(access.allows("general"));
+        assert!(!access.allows("general2"));
+        assert!(!access.allows("General"));
+        assert!(access.allows("team-"));
+        assert!(access.allows("team-red"));
+        assert!(!access.allows("team"));
+        assert!(!access.allows("my-team-red"));
+        assert!(access.allows("聊天室"));
+        assert!(!access.allows("random"));
+    }
+
+    #[test]
+    fn a_lone_star_allows_all_and_an_empty_list_none() {
+        assert!(RoomAccess::from_patterns(&["*"]).allows("anything at all"));
+        assert!(!RoomAccess::from_patterns::<&str>(&[]).allows("general"));
+        assert!(RoomAccess::Any.allows("general"));
+    }
+
+    #[test]
+    fn only_a_trailing_star_is_a_wildcard() {
+        let access = RoomAccess::from_patterns(&["a*b"]);
+        assert!(access.allows("a*b"));
+        assert!(!access.allows("axb"));
+        assert!(RoomAccess::from_patterns(&["a**"]).allows("a*c"));
+        assert!(!RoomAccess::from_patterns(&["a**"]).allows("ac"));
+    }
+
+    #[test]
+    fn anonymous_users_are_new_users_with_a_guest_name() {
+        let a = Identity::anonymous(None);
+        let b = Identity::anonymous(Some("alice".into()));
+        assert!(a.user.id.starts_with("u_") && a.user.id != b.user.id);
+        assert!(a.user.name.starts_with("guest-"));
+        assert_eq!(b.user.name, "alice");
+        assert_eq!(b.rooms, RoomAccess::Any);
+    }
+}
