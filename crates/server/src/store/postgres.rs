@@ -32,6 +32,10 @@
 //!    gap appears), inserts them, and moves each counter to its last `seq`;
 //! 4. commits. A failed transaction rolls back counters and messages alike.
 //!
+//! Steps 1 and 2 go out with `BEGIN` in one write, and step 3 with `COMMIT`
+//! in another (PostgreSQL runs a connection's statements in order), so a
+//! batch costs two round trips plus the WAL flush.
+//!
 //! The UNIQUE `(room, id)` and `(room, seq)` keys are the backstop: if the
 //! reasoning above were ever wrong, the batch would fail (the senders get
 //! `internal` and retry) instead of storing a duplicate.
@@ -269,21 +273,37 @@ impl PostgresStore {
     }
 
     /// Returns an operation's result, or an error if it ran past the
-    /// deadline, in which case the connection leaves the pool: it may be
-    /// stuck on a network that stopped answering.
+    /// deadline.
     fn settle<T>(
         &self,
         client: Object,
         outcome: Result<Result<T, StoreError>, tokio::time::error::Elapsed>,
     ) -> Result<T, StoreError> {
-        match outcome {
-            Ok(result) => result,
-            Err(_) => {
+        outcome.unwrap_or_else(|_| Err(self.abandon(client)))
+    }
+
+    /// Takes a connection that ran past the deadline out of the pool (it
+    /// may be stuck on a network that stopped answering, or inside a
+    /// transaction) and says so.
+    fn abandon(&self, client: Object) -> StoreError {
+        drop(Object::take(client));
+        StoreError::Backend(format!(
+            "PostgreSQL at {} did not answer within {:?}",
+            self.target, self.deadline
+        ))
+    }
+
+    /// Ends the transaction a failed append may have left open, so the
+    /// connection goes back to the pool clean, or else takes it out.
+    async fn roll_back(&self, client: Object) {
+        match tokio::time::timeout(self.deadline, client.batch_execute("ROLLBACK")).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "dropping a connection that cannot roll back");
                 drop(Object::take(client));
-                Err(StoreError::Backend(format!(
-                    "PostgreSQL at {} did not answer within {:?}",
-                    self.target, self.deadline
-                )))
+            }
+            Err(_) => {
+                self.abandon(client);
             }
         }
     }
@@ -524,6 +544,9 @@ fn message_from_row(room: &str, row: &Row, first: usize) -> Result<Message, Stor
     })
 }
 
+/// A statement parameter.
+type Param<'a> = dyn tokio_postgres::types::ToSql + Sync + 'a;
+
 /// What the batch does with one draft, decided while the rooms are locked.
 enum Decision {
     /// Already stored by an earlier transaction (from any node).
@@ -534,34 +557,45 @@ enum Decision {
     New(i64),
 }
 
+/// Stores a batch in two round trips: `BEGIN`, the room locks and the
+/// duplicate lookup go out together (PostgreSQL runs them in order, so the
+/// lookup sees the rooms locked), then the inserts, the counters and
+/// `COMMIT`. On error a transaction may be left open: the caller rolls back.
 async fn append_batch(
-    client: &mut Object,
+    client: &Object,
     drafts: Vec<Draft>,
     ts: i64,
 ) -> Result<Vec<Appended>, StoreError> {
     let mut rooms: Vec<&str> = drafts.iter().map(|d| d.room.as_str()).collect();
     rooms.sort_unstable();
     rooms.dedup();
+    let draft_rooms: Vec<&str> = drafts.iter().map(|d| d.room.as_str()).collect();
+    let draft_ids: Vec<&str> = drafts.iter().map(|d| d.id.as_str()).collect();
 
-    let tx = client.transaction().await.map_err(db_error)?;
-    let lock = tx.prepare_cached(LOCK_ROOMS).await.map_err(db_error)?;
+    let (lock, find, insert, advance) = tokio::try_join!(
+        client.prepare_cached(LOCK_ROOMS),
+        client.prepare_cached(FIND_EXISTING),
+        client.prepare_cached(INSERT_MESSAGES),
+        client.prepare_cached(ADVANCE_ROOMS),
+    )
+    .map_err(db_error)?;
+    let lock_params: [&Param<'_>; 1] = [&rooms];
+    let find_params: [&Param<'_>; 2] = [&draft_rooms, &draft_ids];
+    let (began, locked, found) = tokio::join!(
+        client.batch_execute("BEGIN"),
+        client.query(&lock, &lock_params),
+        client.query(&find, &find_params),
+    );
+    began.map_err(db_error)?;
     // Room → (seq when locked, seq after this batch).
     let mut counters: HashMap<String, (i64, i64)> = HashMap::with_capacity(rooms.len());
-    for row in tx.query(&lock, &[&rooms]).await.map_err(db_error)? {
+    for row in locked.map_err(db_error)? {
         let name: String = row.try_get(0).map_err(db_error)?;
         let seq: i64 = row.try_get(1).map_err(db_error)?;
         counters.insert(name, (seq, seq));
     }
-
-    let find = tx.prepare_cached(FIND_EXISTING).await.map_err(db_error)?;
-    let draft_rooms: Vec<&str> = drafts.iter().map(|d| d.room.as_str()).collect();
-    let draft_ids: Vec<&str> = drafts.iter().map(|d| d.id.as_str()).collect();
     let mut stored: HashMap<(String, String), Message> = HashMap::new();
-    for row in tx
-        .query(&find, &[&draft_rooms, &draft_ids])
-        .await
-        .map_err(db_error)?
-    {
+    for row in found.map_err(db_error)? {
         let room: String = row.try_get(0).map_err(db_error)?;
         let message = message_from_row(&room, &row, 1)?;
         stored.insert((room, message.id.clone()), message);
@@ -594,36 +628,38 @@ async fn append_batch(
             _ => None,
         })
         .collect();
-    if !new.is_empty() {
-        let insert = tx.prepare_cached(INSERT_MESSAGES).await.map_err(db_error)?;
+    if new.is_empty() {
+        // Only duplicates: nothing to store, and no commit to wait for.
+        client.batch_execute("ROLLBACK").await.map_err(db_error)?;
+    } else {
         let column = |f: fn(&Draft) -> &str| new.iter().map(|(d, _)| f(d)).collect::<Vec<_>>();
         let seqs: Vec<i64> = new.iter().map(|(_, seq)| *seq).collect();
-        tx.execute(
-            &insert,
-            &[
-                &column(|d| &d.room),
-                &seqs,
-                &column(|d| &d.id),
-                &column(|d| &d.from.id),
-                &column(|d| &d.from.name),
-                &column(|d| &d.text),
-                &ts,
-            ],
-        )
-        .await
-        .map_err(db_error)?;
-
-        let (names, seqs): (Vec<&str>, Vec<i64>) = counters
+        let (rooms, ids, user_ids, user_names, texts) = (
+            column(|d| &d.room),
+            column(|d| &d.id),
+            column(|d| &d.from.id),
+            column(|d| &d.from.name),
+            column(|d| &d.text),
+        );
+        let (names, latest): (Vec<&str>, Vec<i64>) = counters
             .iter()
             .filter(|(_, (locked, now))| now != locked)
             .map(|(name, (_, now))| (name.as_str(), *now))
             .unzip();
-        let advance = tx.prepare_cached(ADVANCE_ROOMS).await.map_err(db_error)?;
-        tx.execute(&advance, &[&names, &seqs])
-            .await
-            .map_err(db_error)?;
+        // After a failed statement PostgreSQL answers this COMMIT by
+        // rolling back, so success is all three succeeding.
+        let insert_params: [&Param<'_>; 7] =
+            [&rooms, &seqs, &ids, &user_ids, &user_names, &texts, &ts];
+        let advance_params: [&Param<'_>; 2] = [&names, &latest];
+        let (inserted, advanced, committed) = tokio::join!(
+            client.execute(&insert, &insert_params),
+            client.execute(&advance, &advance_params),
+            client.batch_execute("COMMIT"),
+        );
+        inserted.map_err(db_error)?;
+        advanced.map_err(db_error)?;
+        committed.map_err(db_error)?;
     }
-    tx.commit().await.map_err(db_error)?;
 
     let mut outcomes: Vec<Appended> = Vec::with_capacity(drafts.len());
     for (draft, decision) in drafts.into_iter().zip(decisions) {
@@ -705,10 +741,16 @@ impl Store for PostgresStore {
         if drafts.is_empty() {
             return Ok(Vec::new());
         }
-        let mut client = self.client().await?;
-        let outcome =
-            tokio::time::timeout(self.deadline, append_batch(&mut client, drafts, ts)).await;
-        self.settle(client, outcome)
+        let client = self.client().await?;
+        let outcome = tokio::time::timeout(self.deadline, append_batch(&client, drafts, ts)).await;
+        match outcome {
+            Ok(Ok(outcomes)) => Ok(outcomes),
+            Ok(Err(e)) => {
+                self.roll_back(client).await;
+                Err(e)
+            }
+            Err(_) => Err(self.abandon(client)),
+        }
     }
 
     async fn after(&self, room: &str, after: u64, limit: usize) -> Result<Page, StoreError> {
@@ -1167,6 +1209,41 @@ mod tests {
             "every stored id was new once"
         );
         assert!(new_count.values().all(|&c| c == 1));
+    }
+
+    /// Another node stuck mid-transaction on a room: appends to that room
+    /// fail as busy after the lock timeout instead of hanging, the
+    /// connection is rolled back and reused, and once the lock is gone the
+    /// room continues without a gap.
+    #[tokio::test]
+    async fn a_room_locked_elsewhere_makes_appends_busy_not_stuck() {
+        let Some(db) = TestDb::new().await else {
+            return;
+        };
+        let store = db.store().await;
+        store.append(vec![draft("a", "1")], 1).await.unwrap();
+        db.admin
+            .batch_execute(&format!(
+                "BEGIN; SELECT 1 FROM {}.rooms WHERE name = 'a' FOR UPDATE",
+                quote_ident(&db.schema)
+            ))
+            .await
+            .unwrap();
+        let started = Instant::now();
+        let e = store.append(vec![draft("a", "2")], 2).await.unwrap_err();
+        assert!(matches!(e, StoreError::Busy(_)), "{e}");
+        assert!(started.elapsed() < TIMEOUT * 3, "{:?}", started.elapsed());
+        // Other rooms are not held up meanwhile.
+        let out = store.append(vec![draft("b", "1")], 3).await.unwrap();
+        assert_eq!(seqs(&out), [(true, 1)]);
+
+        db.admin.batch_execute("ROLLBACK").await.unwrap();
+        let out = store
+            .append(vec![draft("a", "2"), draft("a", "1")], 4)
+            .await
+            .unwrap();
+        assert_eq!(seqs(&out), [(true, 2), (false, 1)]);
+        assert_eq!(store.pool.status().size, 1, "the connection was reused");
     }
 
     /// Killing the store's connections on the server side: operations in
