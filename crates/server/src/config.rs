@@ -16,6 +16,7 @@ use serde::Deserialize;
 use crate::auth::{AuthConfig, JwtConfig, JwtKey, Secret};
 use crate::core::Limits;
 use crate::tls::TlsConfig;
+use crate::transport::origin::AllowedOrigins;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -25,7 +26,7 @@ pub enum LogFormat {
 }
 
 /// A real-time chat server: rooms, presence, typing, durable history and
-/// resume-after-reconnect over WebSocket (`/ws`).
+/// resume-after-reconnect over WebSocket (`/ws`) and Socket.IO (`/socket.io/`).
 ///
 /// Every option can also be set by the environment variable shown, or by
 /// the same name in snake_case in the TOML file given with `--config`.
@@ -117,6 +118,19 @@ pub struct Settings {
     #[arg(long, env = "CHAT_PRESENCE_DELAY_MS", value_name = "MS")]
     pub presence_delay_ms: Option<u64>,
 
+    /// Web pages from other sites allowed to connect, comma-separated:
+    /// `https://app.example.com`, `http://localhost:*` (any port), or `*`
+    /// (any site). The server's own origin is always allowed, and so are
+    /// clients that are not web pages [default: http(s)://localhost:*,
+    /// http(s)://127.0.0.1:*, http(s)://[::1]:*].
+    #[arg(
+        long,
+        env = "CHAT_ALLOWED_ORIGINS",
+        value_name = "ORIGINS",
+        value_delimiter = ','
+    )]
+    pub allowed_origins: Option<Vec<String>>,
+
     /// Log format [default: text].
     #[arg(long, env = "CHAT_LOG_FORMAT", value_name = "FORMAT")]
     pub log_format: Option<LogFormat>,
@@ -185,6 +199,7 @@ pub struct Config {
     pub limits: Limits,
     pub store_busy_timeout: Duration,
     pub shutdown_timeout: Duration,
+    pub allowed_origins: AllowedOrigins,
     pub log_format: LogFormat,
     pub log_level: String,
     /// `None`: plain HTTP.
@@ -232,7 +247,7 @@ impl Config {
             database_url, database_schema,
             send_rate, send_burst, typing_rate, max_rooms_per_connection, outbound_queue,
             max_pending_sends, commit_batch, store_busy_timeout_ms, shutdown_timeout_ms,
-            presence_delay_ms, log_format, log_level,
+            presence_delay_ms, allowed_origins, log_format, log_level,
             tls_cert, tls_key, jwt_secret, jwt_secret_file, jwt_public_key, jwt_algorithm,
             jwt_audience, jwt_issuer, allow_anonymous,
         );
@@ -299,6 +314,13 @@ impl Config {
             limits,
             store_busy_timeout: Duration::from_millis(s.store_busy_timeout_ms.unwrap_or(5000)),
             shutdown_timeout: Duration::from_millis(s.shutdown_timeout_ms.unwrap_or(5000)),
+            allowed_origins: match &s.allowed_origins {
+                Some(list) => AllowedOrigins::parse(list).map_err(|e| ConfigError::Invalid {
+                    name: "allowed_origins",
+                    why: e.to_string(),
+                })?,
+                None => AllowedOrigins::default(),
+            },
             log_format: s.log_format.unwrap_or(LogFormat::Text),
             log_level: s.log_level.unwrap_or_else(|| "info".into()),
             tls: match (s.tls_cert, s.tls_key) {
@@ -537,5 +559,26 @@ mod tests {
         assert!(e.to_string().contains("listn"), "{e}");
         let e = Config::resolve(parse(&["--outbound-queue", "0"])).unwrap_err();
         assert!(e.to_string().contains("outbound_queue"), "{e}");
+        let e = Config::resolve(parse(&["--allowed-origins", "localhost:5173"])).unwrap_err();
+        assert!(e.to_string().contains("allowed_origins"), "{e}");
+    }
+
+    #[test]
+    fn allowed_origins_from_flags_and_files() {
+        let c = Config::resolve(parse(&[])).unwrap();
+        assert_eq!(c.allowed_origins, AllowedOrigins::default());
+        let c = Config::resolve(parse(&[
+            "--allowed-origins",
+            "https://app.example.com,http://localhost:*",
+        ]))
+        .unwrap();
+        let want = AllowedOrigins::parse(&["https://app.example.com", "http://localhost:*"]);
+        assert_eq!(Ok(c.allowed_origins), want);
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("chat.toml");
+        std::fs::write(&file, "allowed_origins = [\"*\"]\n").unwrap();
+        let c = Config::resolve(parse(&["--config", file.to_str().unwrap()])).unwrap();
+        assert_eq!(Ok(c.allowed_origins), AllowedOrigins::parse(&["*"]));
     }
 }

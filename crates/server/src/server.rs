@@ -20,6 +20,7 @@ use crate::config::Config;
 use crate::core::{Hub, Metrics};
 use crate::store::{PostgresStore, SqliteStore, Store};
 use crate::tls::Tls;
+use crate::transport::origin::AllowedOrigins;
 use crate::{http, transport};
 
 /// What every request handler can reach.
@@ -27,8 +28,10 @@ pub struct AppState {
     pub hub: Hub,
     pub heartbeat: Duration,
     pub max_frame_bytes: usize,
-    /// Open WebSocket connections, so shutdown can wait for them.
+    /// Open WebSocket and Socket.IO connections, so shutdown can wait for them.
     pub connections: TaskTracker,
+    /// Web pages from other sites allowed to connect.
+    pub allowed_origins: AllowedOrigins,
     pub prometheus: Option<PrometheusHandle>,
     /// Turns a connection's credentials into who it is.
     pub auth: Authenticator,
@@ -60,6 +63,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/readyz", get(http::readyz))
         .route("/metrics", get(http::metrics))
         .merge(crate::web::router())
+        .merge(transport::socketio::router(&state))
         .with_state(state)
 }
 
@@ -134,6 +138,7 @@ impl Server {
             heartbeat: config.heartbeat,
             max_frame_bytes: config.max_frame_bytes,
             connections: TaskTracker::new(),
+            allowed_origins: config.allowed_origins.clone(),
             prometheus,
             auth,
         });

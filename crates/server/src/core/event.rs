@@ -1,10 +1,10 @@
 //! What flows from the core to a connection: shared room events and direct
 //! replies, through a bounded per-connection [`Outbox`].
 
+use std::any::Any;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use bytes::Bytes;
 use chat_protocol::{Message, PresenceEvent, ServerFrame, User};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -23,7 +23,10 @@ pub struct RoomEvent {
     /// A connection that must not receive the event: the one typing, or the
     /// one whose join is announced (it learns from its `joined` reply).
     pub skip: Option<ConnId>,
-    encodings: [OnceLock<Bytes>; Encoding::COUNT],
+    /// One slot per [`Encoding`]. Each transport caches the value it hands
+    /// to its sockets (bytes for WebSocket frames, engine.io strings for
+    /// Socket.IO), so a receiver only clones a shared buffer.
+    encodings: [OnceLock<Box<dyn Any + Send + Sync>>; Encoding::COUNT],
 }
 
 #[derive(Debug)]
@@ -37,11 +40,14 @@ pub enum EventKind {
 /// most once per event, by the first receiver that needs it.
 #[derive(Debug, Clone, Copy)]
 pub enum Encoding {
+    /// The native protocol's JSON text frame (`/ws`).
     Native = 0,
+    /// Socket.IO event packets (`/socket.io/`).
+    SocketIo = 1,
 }
 
 impl Encoding {
-    const COUNT: usize = 1;
+    const COUNT: usize = 2;
 }
 
 impl RoomEvent {
@@ -63,11 +69,19 @@ impl RoomEvent {
     }
 
     /// The event in `encoding`, encoded by `encode` on first use and shared
-    /// afterwards.
-    pub fn encoded(&self, encoding: Encoding, encode: impl FnOnce(&RoomEvent) -> Bytes) -> Bytes {
-        self.encodings[encoding as usize]
-            .get_or_init(|| encode(self))
-            .clone()
+    /// afterwards. `T` is what the transport hands its sockets, cheap to
+    /// clone (a reference-counted buffer); an encoding always has one `T`.
+    pub fn encoded<T>(&self, encoding: Encoding, encode: impl Fn(&RoomEvent) -> T) -> T
+    where
+        T: Clone + Send + Sync + 'static,
+    {
+        let cached = self.encodings[encoding as usize].get_or_init(|| Box::new(encode(self)));
+        match cached.downcast_ref::<T>() {
+            Some(value) => value.clone(),
+            // One encoding used with two types is a transport bug: stay
+            // correct, uncached, rather than fail the delivery.
+            None => encode(self),
+        }
     }
 
     /// The native protocol frame for this event.
@@ -192,14 +206,26 @@ impl Outbox {
 
     /// Marks the connection as too slow, once.
     pub fn mark_slow(&self) {
-        if !self.shared.slow.swap(true, Ordering::Relaxed) {
-            self.shared.metrics.slow_consumer_dropped();
-            self.shared.dropped.cancel();
+        self.shared.mark_slow();
+    }
+}
+
+impl OutboxShared {
+    fn mark_slow(&self) {
+        if !self.slow.swap(true, Ordering::Relaxed) {
+            self.metrics.slow_consumer_dropped();
+            self.dropped.cancel();
         }
     }
 }
 
 impl DroppedSignal {
+    /// Marks the connection as too slow, as a full queue does: for a
+    /// transport whose own write queue, downstream of the outbox, is full.
+    pub fn mark_slow(&self) {
+        self.shared.mark_slow();
+    }
+
     /// Resolves when the connection must end, and says why.
     pub async fn wait(&self) -> Dropped {
         self.shared.dropped.cancelled().await;

@@ -186,6 +186,13 @@ impl Hub {
         (session, receiver)
     }
 
+    /// Resolves when connections must close because the server is shutting
+    /// down. Sessions learn it from their outbox; this is for a transport's
+    /// connections that have no session yet.
+    pub async fn disconnecting(&self) {
+        self.inner.disconnect.cancelled().await;
+    }
+
     /// Whether the node can serve: not shutting down and storage answering.
     pub async fn ready(&self) -> Result<(), String> {
         if self.inner.closing.is_cancelled() {
@@ -266,6 +273,11 @@ impl Session {
         &self.user
     }
 
+    /// The session id, `s_…`, as in `welcome`.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
     /// The first frame of every connection.
     pub fn welcome(&self, heartbeat: Duration) -> ServerFrame {
         ServerFrame::Welcome {
@@ -285,7 +297,16 @@ impl Session {
     /// Handles one request; every outcome reaches the client through the
     /// outbox.
     pub async fn handle(&mut self, envelope: Envelope) {
+        self.handle_reporting(envelope).await;
+    }
+
+    /// [`Session::handle`], also telling whether a reply to the request was
+    /// or will be queued: every request gets one except an accepted
+    /// `typing` notice. A transport whose clients expect an answer to each
+    /// request (Socket.IO ack callbacks) answers that one itself.
+    pub async fn handle_reporting(&mut self, envelope: Envelope) -> bool {
         let reference = envelope.reference;
+        let silent_on_success = matches!(envelope.request, Request::Typing { .. });
         let result = match envelope.request {
             Request::Join { room, since } => self.join(reference.clone(), room, since).await,
             Request::Leave { room } => self.leave(reference.clone(), room),
@@ -308,9 +329,13 @@ impl Session {
                 Ok(())
             }
         };
-        if let Err(invalid) = result {
-            self.outbox
-                .reply(rejected(reference, invalid.code, invalid.message));
+        match result {
+            Ok(()) => !silent_on_success,
+            Err(invalid) => {
+                self.outbox
+                    .reply(rejected(reference, invalid.code, invalid.message));
+                true
+            }
         }
     }
 

@@ -2,4 +2,6 @@
 //! [`Session`](crate::core::Session) calls and encodes what comes out of the
 //! connection's outbox.
 
+pub mod origin;
+pub mod socketio;
 pub mod ws;

@@ -1,0 +1,303 @@
+//! One Socket.IO connection's task: the namespace handshake, then the same
+//! loop as the WebSocket transport's, over the engine's socket.
+//!
+//! It selects over the reasons to hang up (server shutdown, too slow), the
+//! transport closing, the session's outbox, and requests from the inbox.
+//! Requests are handled one at a time, in the order they arrived. Output
+//! goes to the engine's send queue, whose writer batches whatever is
+//! queued into one write; a full send queue means the client does not keep
+//! up, and the connection is dropped as too slow.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::Query;
+use chat_protocol::{ErrorCode, Ref, Request, RequestError, ServerFrame, validate};
+use engineioxide::{DisconnectReason, Str};
+use serde::Deserialize;
+use socketioxide_core::Value;
+use socketioxide_core::parser::Parse;
+use socketioxide_parser_common::CommonParser;
+use tokio::sync::mpsc::error::TrySendError;
+use tokio::time::Instant;
+
+use super::{EngineSocket, Incoming, mapping};
+use crate::auth;
+use crate::core::{Dropped, Encoding, Identity, Outbound, OutboxReceiver, Session};
+use crate::server::AppState;
+
+/// How long a client has to send its namespace `CONNECT` after the
+/// transport opened (Socket.IO servers' `connectTimeout`).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(45);
+/// How long the final packets may take to go out at shutdown.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+/// Most outbox items moved per wake-up, so a busy room cannot keep the
+/// task from taking requests for long.
+const MAX_BATCH: usize = 256;
+
+/// Why the loop ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Hangup {
+    /// The transport closed: the client left, or went silent.
+    Gone,
+    /// The client disconnected from the namespace.
+    Left,
+    /// The client could not keep up with its rooms.
+    TooSlow,
+    /// The server is shutting down.
+    Shutdown,
+}
+
+/// The engine's send queue refused a packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refused {
+    Full,
+    Closed,
+}
+
+/// Runs one connection from the transport's opening to its end.
+pub async fn run(app: Arc<AppState>, socket: Arc<EngineSocket>) {
+    let Some(identity) = handshake(&app, &socket).await else {
+        socket.data.inbox.close();
+        return;
+    };
+    let (mut session, mut outbox) = app.hub.connect(identity);
+    let welcome = session.welcome(app.heartbeat);
+    let greeted = send(&socket, mapping::connected(session.id()))
+        .and_then(|()| send(&socket, mapping::reply(&welcome)));
+    let hangup = match greeted {
+        Ok(()) => serve(&socket, &mut session, &mut outbox).await,
+        Err(_) => Hangup::Gone,
+    };
+    tracing::debug!(
+        session = session.id(),
+        ?hangup,
+        "Socket.IO connection ended"
+    );
+    // Leave rooms (and announce it) before closing, which may be slow.
+    drop(session);
+    socket.data.inbox.close();
+    match hangup {
+        Hangup::Gone => {}
+        // Closing the transport, not the namespace: the client reconnects
+        // by itself, and resumes with `join` + `since`.
+        Hangup::Left | Hangup::TooSlow => socket.close(DisconnectReason::TransportClose),
+        Hangup::Shutdown => {
+            socket.close(DisconnectReason::ClosingServer);
+            // The engine's writer lets go of the queue once it has written
+            // what was in it, the acks of the last commits among them.
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, socket.closed()).await;
+        }
+    }
+}
+
+/// The handshake's `auth` payload. Not `Debug`: it may hold a token,
+/// which must never reach a log.
+#[derive(Default, Deserialize)]
+#[serde(default)]
+struct Auth {
+    name: Option<String>,
+    token: Option<String>,
+}
+
+/// The handshake URL's query, the fallback for clients that cannot set
+/// `auth` (as `/ws` takes them). Not `Debug` either.
+#[derive(Deserialize)]
+struct HandshakeQuery {
+    name: Option<String>,
+    token: Option<String>,
+}
+
+/// Waits for the namespace `CONNECT` and returns who connects; `None`
+/// when the client never connects.
+async fn handshake(app: &AppState, socket: &EngineSocket) -> Option<Identity> {
+    let deadline = Instant::now() + CONNECT_TIMEOUT;
+    loop {
+        let incoming = tokio::select! {
+            () = app.hub.disconnecting() => {
+                socket.close(DisconnectReason::ClosingServer);
+                return None;
+            }
+            () = tokio::time::sleep_until(deadline) => {
+                tracing::debug!("no Socket.IO CONNECT in time; closing");
+                socket.close(DisconnectReason::TransportClose);
+                return None;
+            }
+            incoming = socket.data.inbox.next() => incoming?,
+        };
+        // Events before the CONNECT belong to no namespace: ignored, as
+        // Socket.IO servers do.
+        if let Incoming::Connect(auth) = incoming {
+            match identify(app, socket, auth.as_ref()) {
+                Ok(identity) => return Some(identity),
+                Err(why) => {
+                    tracing::debug!(%why, "Socket.IO CONNECT refused");
+                    // The client hears `connect_error` and gives up by itself.
+                    send(socket, mapping::connect_error(why)).ok()?;
+                }
+            }
+        }
+    }
+}
+
+/// Who connects: `auth: {token, name}` in the `CONNECT`, else, as on
+/// `/ws`, `Authorization: Bearer`, `?token=` and `?name=` on the
+/// handshake request. Refusals say why without quoting the token.
+fn identify(
+    app: &AppState,
+    socket: &EngineSocket,
+    auth: Option<&Value>,
+) -> Result<Identity, String> {
+    let auth: Auth = CommonParser
+        .decode_default(auth)
+        .map_err(|_| "`auth` must be an object like {name, token}".to_owned())?;
+    let request = &socket.req_parts;
+    let query = Query::<HandshakeQuery>::try_from_uri(&request.uri)
+        .ok()
+        .map(|Query(query)| query);
+    let (query_name, query_token) = match query {
+        Some(query) => (query.name, query.token),
+        None => (None, None),
+    };
+    let name = auth.name.or(query_name);
+    if let Some(name) = &name {
+        validate::display_name(name).map_err(|invalid| invalid.message)?;
+    }
+    let token = auth
+        .token
+        .as_deref()
+        .or_else(|| auth::bearer_token(&request.headers))
+        .or(query_token.as_deref());
+    app.auth
+        .authenticate(token, name)
+        .map_err(|refused| refused.to_string())
+}
+
+async fn serve(
+    socket: &EngineSocket,
+    session: &mut Session,
+    outbox: &mut OutboxReceiver,
+) -> Hangup {
+    loop {
+        tokio::select! {
+            biased;
+            reason = outbox.dropped.wait() => match reason {
+                Dropped::SlowConsumer => return Hangup::TooSlow,
+                Dropped::Shutdown => {
+                    // Acks of sends committed during shutdown are queued:
+                    // let them out before closing.
+                    while let Ok(item) = outbox.rx.try_recv() {
+                        if forward(socket, item).is_err() {
+                            break;
+                        }
+                    }
+                    return Hangup::Shutdown;
+                }
+            },
+            () = socket.closed() => return Hangup::Gone,
+            Some(first) = outbox.rx.recv() => {
+                if let Err(refused) = forward_batch(socket, first, outbox) {
+                    match refused {
+                        Refused::Full => outbox.dropped.mark_slow(),
+                        Refused::Closed => return Hangup::Gone,
+                    }
+                }
+            }
+            incoming = socket.data.inbox.next() => match incoming {
+                None => return Hangup::Gone,
+                Some(Incoming::Event { data, ack }) => {
+                    // Boxed: the handler's state would otherwise sit in
+                    // every idle connection's task, used or not.
+                    if let Err(Refused::Closed) = Box::pin(handle(socket, session, outbox, &data, ack)).await {
+                        return Hangup::Gone;
+                    }
+                }
+                Some(Incoming::Binary { ack }) => session.reject(RequestError {
+                    reference: ack.map(|id| Ref::Number(id.into())),
+                    code: ErrorCode::BadRequest,
+                    message: "binary attachments are not accepted; send JSON".into(),
+                }),
+                Some(Incoming::Disconnect) => return Hangup::Left,
+                // Already connected: a repeated CONNECT changes nothing.
+                Some(Incoming::Connect(_)) => {}
+            },
+        }
+    }
+}
+
+/// Handles one event. Every request has exactly one answer for a client
+/// that passed a callback; the core answers all but an accepted `typing`,
+/// which is answered here, after whatever the outbox already holds.
+async fn handle(
+    socket: &EngineSocket,
+    session: &mut Session,
+    outbox: &mut OutboxReceiver,
+    data: &Str,
+    ack: Option<i64>,
+) -> Result<(), Refused> {
+    let envelope = match mapping::request(data, ack) {
+        Ok(envelope) => envelope,
+        Err(error) => {
+            session.reject(error);
+            return Ok(());
+        }
+    };
+    let typing_room = match (&envelope.request, ack) {
+        (Request::Typing { room }, Some(_)) => Some(room.clone()),
+        _ => None,
+    };
+    let answered = session.handle_reporting(envelope).await;
+    if let (false, Some(room), Some(id)) = (answered, typing_room, ack) {
+        while let Ok(item) = outbox.rx.try_recv() {
+            forward(socket, item)?;
+        }
+        send(socket, mapping::acknowledge_room(id, &room))?;
+    }
+    Ok(())
+}
+
+/// Moves `first` and whatever else is queued, up to a batch, to the engine.
+fn forward_batch(
+    socket: &EngineSocket,
+    first: Outbound,
+    outbox: &mut OutboxReceiver,
+) -> Result<(), Refused> {
+    forward(socket, first)?;
+    for _ in 1..MAX_BATCH {
+        match outbox.rx.try_recv() {
+            Ok(item) => forward(socket, item)?,
+            Err(_) => break,
+        }
+    }
+    Ok(())
+}
+
+fn forward(socket: &EngineSocket, item: Outbound) -> Result<(), Refused> {
+    match item {
+        Outbound::Event(event) => {
+            let packets = event.encoded(Encoding::SocketIo, mapping::event);
+            send(socket, packets.first)?;
+            match packets.system {
+                Some(system) => send(socket, system),
+                None => Ok(()),
+            }
+        }
+        Outbound::Reply(frame) => send(socket, mapping::reply(&frame)),
+    }
+}
+
+fn send(socket: &EngineSocket, packet: Str) -> Result<(), Refused> {
+    socket.emit(packet).map_err(|error| match error {
+        TrySendError::Full(_) => Refused::Full,
+        TrySendError::Closed(_) => Refused::Closed,
+    })
+}
+
+/// The answer to an event that found the inbox full.
+pub(super) fn overloaded(ack: Option<i64>) -> Str {
+    mapping::reply(&ServerFrame::Error {
+        reference: ack.map(|id| Ref::Number(id.into())),
+        code: ErrorCode::Overloaded,
+        message: "too many requests waiting on this connection; retry shortly".into(),
+    })
+}

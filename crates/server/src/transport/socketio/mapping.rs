@@ -1,0 +1,699 @@
+//! The Socket.IO mapping of the chat protocol (the contract's "Socket.IO
+//! mapping" section): events in, native requests out; native frames in,
+//! Socket.IO packets out. Pure functions, no I/O.
+//!
+//! In: an event's first argument is turned into the native JSON request it
+//! stands for and parsed by [`parse_request`], so both protocols share one
+//! parser, one set of checks and one set of error codes. The ack id, when
+//! the client passed a callback, becomes the request's `ref`.
+//!
+//! Out: a reply whose `ref` is an ack id goes to that callback as the reply
+//! without `type` (an error as `{error: {code, message}}`); a reply to a
+//! request without callback is emitted as an event named after its native
+//! type (`joined`, `ack`, `left`, `history`, `error`). Room events are
+//! emitted as `message`, `presence` and `typing` with the native frame;
+//! every message object also carries `content` (= `text`), the field
+//! clients written for `io.to(room).emit('message', data)` render.
+
+use chat_protocol::{
+    ErrorCode, Message, PresenceEvent, Ref, RequestError, ServerFrame, User,
+    request::{Envelope, parse_request},
+};
+use engineioxide::Str;
+use serde::Serialize;
+use serde_json::{Map, Value as Json};
+use socketioxide_core::Value;
+use socketioxide_core::packet::Packet;
+use socketioxide_core::parser::Parse;
+use socketioxide_parser_common::CommonParser;
+
+use crate::core::{EventKind, RoomEvent};
+
+/// The only namespace served.
+pub const NAMESPACE: &str = "/";
+
+/// Events a client may emit, for error messages.
+const EVENTS: &str = "join, message, leave, history, typing";
+
+/// An event's engine.io message(s), encoded once and shared by every
+/// Socket.IO receiver of the event.
+#[derive(Debug, Clone)]
+pub struct EventPackets {
+    pub first: Str,
+    /// The system message that follows a presence `leave`.
+    pub system: Option<Str>,
+}
+
+/// The native request a client event stands for. `data` is the event
+/// packet's payload, `["event", arg, ...]`; `ack` its ack id, if any.
+pub fn request(data: &Str, ack: Option<i64>) -> Result<Envelope, RequestError> {
+    let reference = ack.map(|id| Ref::Number(id.into()));
+    let bad = |code: ErrorCode, message: String| RequestError {
+        reference: reference.clone(),
+        code,
+        message,
+    };
+    let mut value = Value::Str(data.clone(), None);
+    let parser = CommonParser;
+    let event = parser
+        .read_event(&value)
+        .map_err(|_| {
+            bad(
+                ErrorCode::BadRequest,
+                "the event name must be a string".into(),
+            )
+        })?
+        .to_owned();
+    let arg: Json = parser.decode_value(&mut value, true).map_err(|_| {
+        bad(
+            ErrorCode::BadRequest,
+            format!("`{event}` needs an argument"),
+        )
+    })?;
+    let (kind, fields) = match event.as_str() {
+        "join" | "leave" | "typing" | "history" => (event.as_str(), room_fields(&event, arg)),
+        "message" => ("send", message_fields(arg)),
+        _ => {
+            return Err(bad(
+                ErrorCode::UnknownType,
+                format!(
+                    "unknown event `{}`; the events are {EVENTS}",
+                    event.chars().take(32).collect::<String>()
+                ),
+            ));
+        }
+    };
+    let mut fields = fields.map_err(|message| bad(ErrorCode::BadRequest, message))?;
+    // The client's own `type` or `ref` fields must not steer the request.
+    fields.insert("type".into(), Json::from(kind));
+    match ack {
+        Some(id) => fields.insert("ref".into(), Json::from(id)),
+        None => fields.remove("ref"),
+    };
+    parse_request(&Json::Object(fields).to_string())
+}
+
+/// `"general"` or `{room, ...}`.
+fn room_fields(event: &str, arg: Json) -> Result<Map<String, Json>, String> {
+    match arg {
+        Json::String(room) => Ok(Map::from_iter([("room".to_owned(), Json::String(room))])),
+        Json::Object(fields) => Ok(fields),
+        _ => Err(format!(
+            "`{event}` takes a room name or an object with `room`"
+        )),
+    }
+}
+
+/// `{room, content}` (or `text`), optional `id`.
+fn message_fields(arg: Json) -> Result<Map<String, Json>, String> {
+    let Json::Object(mut fields) = arg else {
+        return Err("`message` takes an object: {room, content}".into());
+    };
+    match fields.remove("content") {
+        Some(content @ Json::String(_)) => {
+            fields.insert("text".into(), content);
+        }
+        Some(_) => return Err("`content` must be a string".into()),
+        None if fields.contains_key("text") => {}
+        None => return Err("`content` is missing".into()),
+    }
+    Ok(fields)
+}
+
+/// The packets for a room event.
+pub fn event(event: &RoomEvent) -> EventPackets {
+    match &event.kind {
+        EventKind::Message(message) => EventPackets {
+            first: emit("message", &WithContent::event(message)),
+            system: None,
+        },
+        EventKind::Presence {
+            event: PresenceEvent::Leave,
+            user,
+        } => EventPackets {
+            first: emit("presence", &event.to_frame()),
+            system: Some(emit(
+                "message",
+                &SystemMessage {
+                    kind: "system",
+                    room: &event.room,
+                    content: &format!("{} left the room", user.name),
+                },
+            )),
+        },
+        EventKind::Presence { .. } => EventPackets {
+            first: emit("presence", &event.to_frame()),
+            system: None,
+        },
+        EventKind::Typing { .. } => EventPackets {
+            first: emit("typing", &event.to_frame()),
+            system: None,
+        },
+    }
+}
+
+/// The packet for a reply: an ack when its `ref` is an ack id, else an
+/// event named after the reply's native type.
+pub fn reply(frame: &ServerFrame) -> Str {
+    let ack = match reference(frame) {
+        Some(Ref::Number(n)) => n.as_i64(),
+        _ => None,
+    };
+    match (frame, ack) {
+        (ServerFrame::Error { code, message, .. }, Some(id)) => acknowledge(
+            id,
+            &AckError {
+                error: ErrorBody {
+                    code: *code,
+                    message,
+                },
+            },
+        ),
+        (ServerFrame::Error { code, message, .. }, None) => emit(
+            "error",
+            &ErrorBody {
+                code: *code,
+                message,
+            },
+        ),
+        (frame, Some(id)) => acknowledge(id, &ReplyBody(frame)),
+        (frame, None) => emit(native_type(frame), &ReplyBody(frame)),
+    }
+}
+
+/// The answer to a request the core answers with nothing (`typing`), for
+/// a client that passed a callback.
+pub fn acknowledge_room(id: i64, room: &str) -> Str {
+    acknowledge(id, &RoomOnly { room })
+}
+
+/// The namespace `CONNECT` answer, with the client's socket id.
+pub fn connected(sid: &str) -> Str {
+    #[derive(Serialize)]
+    struct Connected<'a> {
+        sid: &'a str,
+    }
+    let parser = CommonParser;
+    let payload = parser
+        .encode_default(&Connected { sid })
+        .unwrap_or_else(|_| Value::Str(Str::from("{}"), None));
+    packet_text(parser.encode(Packet::connect(NAMESPACE, Some(payload))))
+}
+
+/// A refused namespace `CONNECT`; the client gets a `connect_error`.
+pub fn connect_error(message: impl Into<String>) -> Str {
+    connect_error_in(NAMESPACE, message)
+}
+
+/// A `CONNECT` to a namespace we do not serve.
+pub fn connect_error_in(namespace: &str, message: impl Into<String>) -> Str {
+    packet_text(CommonParser.encode(Packet::connect_error(
+        Str::copy_from_slice(namespace),
+        message,
+    )))
+}
+
+/// An event packet.
+pub fn emit<T: Serialize + ?Sized>(name: &str, payload: &T) -> Str {
+    let parser = CommonParser;
+    match parser.encode_value(payload, Some(name)) {
+        Ok(value) => packet_text(parser.encode(Packet::event(NAMESPACE, value))),
+        Err(error) => internal(&error),
+    }
+}
+
+fn acknowledge<T: Serialize + ?Sized>(id: i64, payload: &T) -> Str {
+    let parser = CommonParser;
+    match parser.encode_value(payload, None) {
+        Ok(value) => packet_text(parser.encode(Packet::ack(NAMESPACE, value, id))),
+        Err(error) => internal(&error),
+    }
+}
+
+/// Serializing our own plain structs does not fail (string keys, no
+/// floats); should it ever, the client hears `internal` rather than nothing.
+fn internal(error: &dyn std::fmt::Display) -> Str {
+    tracing::error!(%error, "could not encode a Socket.IO packet");
+    Str::from(r#"2["error",{"code":"internal","message":"the server could not encode a reply"}]"#)
+}
+
+fn packet_text(value: Value) -> Str {
+    match value {
+        Value::Str(text, _) => text,
+        // The common parser only produces text packets for text payloads.
+        Value::Bytes(_) => Str::from(""),
+    }
+}
+
+fn reference(frame: &ServerFrame) -> Option<&Ref> {
+    match frame {
+        ServerFrame::Joined { reference, .. }
+        | ServerFrame::Left { reference, .. }
+        | ServerFrame::Ack { reference, .. }
+        | ServerFrame::History { reference, .. }
+        | ServerFrame::Pong { reference, .. }
+        | ServerFrame::Error { reference, .. } => reference.as_ref(),
+        ServerFrame::Welcome { .. }
+        | ServerFrame::Message(_)
+        | ServerFrame::Typing { .. }
+        | ServerFrame::Presence { .. } => None,
+    }
+}
+
+fn native_type(frame: &ServerFrame) -> &'static str {
+    match frame {
+        ServerFrame::Welcome { .. } => "welcome",
+        ServerFrame::Joined { .. } => "joined",
+        ServerFrame::Left { .. } => "left",
+        ServerFrame::Ack { .. } => "ack",
+        ServerFrame::Message(_) => "message",
+        ServerFrame::History { .. } => "history",
+        ServerFrame::Typing { .. } => "typing",
+        ServerFrame::Pong { .. } => "pong",
+        ServerFrame::Presence { .. } => "presence",
+        ServerFrame::Error { .. } => "error",
+    }
+}
+
+/// A message as Socket.IO clients see it: the native object plus `content`.
+#[derive(Serialize)]
+struct WithContent<'a> {
+    /// `"message"` on a broadcast, as in the native frame; absent inside
+    /// `joined` and `history`, as there.
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    kind: Option<&'static str>,
+    room: &'a str,
+    seq: u64,
+    id: &'a str,
+    from: &'a User,
+    text: &'a str,
+    ts: i64,
+    content: &'a str,
+}
+
+impl<'a> WithContent<'a> {
+    fn of(message: &'a Message) -> Self {
+        WithContent {
+            kind: None,
+            room: &message.room,
+            seq: message.seq,
+            id: &message.id,
+            from: &message.from,
+            text: &message.text,
+            ts: message.ts,
+            content: &message.text,
+        }
+    }
+
+    fn event(message: &'a Message) -> Self {
+        WithContent {
+            kind: Some("message"),
+            ..WithContent::of(message)
+        }
+    }
+}
+
+fn with_content(messages: &[Message]) -> Vec<WithContent<'_>> {
+    messages.iter().map(WithContent::of).collect()
+}
+
+#[derive(Serialize)]
+struct SystemMessage<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    room: &'a str,
+    content: &'a str,
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    code: ErrorCode,
+    message: &'a str,
+}
+
+#[derive(Serialize)]
+struct AckError<'a> {
+    error: ErrorBody<'a>,
+}
+
+#[derive(Serialize)]
+struct RoomOnly<'a> {
+    room: &'a str,
+}
+
+/// A reply's fields without `type` and `ref`, messages with `content`.
+struct ReplyBody<'a>(&'a ServerFrame);
+
+impl Serialize for ReplyBody<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Joined<'a> {
+            room: &'a str,
+            seq: u64,
+            members: &'a [User],
+            messages: Vec<WithContent<'a>>,
+            complete: bool,
+        }
+        #[derive(Serialize)]
+        struct Ack<'a> {
+            room: &'a str,
+            id: &'a str,
+            seq: u64,
+            ts: i64,
+            #[serde(skip_serializing_if = "std::ops::Not::not")]
+            duplicate: bool,
+        }
+        #[derive(Serialize)]
+        struct History<'a> {
+            room: &'a str,
+            messages: Vec<WithContent<'a>>,
+            more: bool,
+        }
+        #[derive(Serialize)]
+        struct Pong {
+            ts: i64,
+        }
+        #[derive(Serialize)]
+        struct Welcome<'a> {
+            session: &'a str,
+            user: &'a User,
+            heartbeat_ms: u64,
+            text: &'a str,
+        }
+        match self.0 {
+            ServerFrame::Joined {
+                room,
+                seq,
+                members,
+                messages,
+                complete,
+                ..
+            } => Joined {
+                room,
+                seq: *seq,
+                members,
+                messages: with_content(messages),
+                complete: *complete,
+            }
+            .serialize(serializer),
+            ServerFrame::Left { room, .. } => RoomOnly { room }.serialize(serializer),
+            ServerFrame::Ack {
+                room,
+                id,
+                seq,
+                ts,
+                duplicate,
+                ..
+            } => Ack {
+                room,
+                id,
+                seq: *seq,
+                ts: *ts,
+                duplicate: *duplicate,
+            }
+            .serialize(serializer),
+            ServerFrame::History {
+                room,
+                messages,
+                more,
+                ..
+            } => History {
+                room,
+                messages: with_content(messages),
+                more: *more,
+            }
+            .serialize(serializer),
+            ServerFrame::Pong { ts, .. } => Pong { ts: *ts }.serialize(serializer),
+            ServerFrame::Error { code, message, .. } => ErrorBody {
+                code: *code,
+                message,
+            }
+            .serialize(serializer),
+            ServerFrame::Welcome {
+                session,
+                user,
+                heartbeat_ms,
+                text,
+            } => Welcome {
+                session,
+                user,
+                heartbeat_ms: *heartbeat_ms,
+                text,
+            }
+            .serialize(serializer),
+            ServerFrame::Message(message) => WithContent::event(message).serialize(serializer),
+            frame @ (ServerFrame::Typing { .. } | ServerFrame::Presence { .. }) => {
+                frame.serialize(serializer)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chat_protocol::Request;
+    use serde_json::json;
+
+    fn request_of(packet_data: &str, ack: Option<i64>) -> Result<Envelope, RequestError> {
+        request(&Str::from(packet_data.to_owned()), ack)
+    }
+
+    fn alice() -> User {
+        User {
+            id: "u_1".into(),
+            name: "alice".into(),
+        }
+    }
+
+    fn message(seq: u64) -> Message {
+        Message {
+            room: "general".into(),
+            seq,
+            id: format!("c-{seq}"),
+            from: alice(),
+            text: "hello 你好".into(),
+            ts: 1_763_800_000_123,
+        }
+    }
+
+    /// Splits `2["name",{...}]` or `3<id>[{...}]` into its parts.
+    fn parsed(packet: &Str) -> (String, Json) {
+        let text = packet.as_str();
+        let start = text.find('[').expect("a payload array");
+        (
+            text[..start].to_owned(),
+            serde_json::from_str(&text[start..]).unwrap(),
+        )
+    }
+
+    #[test]
+    fn events_become_native_requests_with_the_ack_id_as_ref() {
+        let join = request_of(r#"["join","general"]"#, Some(3)).unwrap();
+        assert_eq!(join.reference, Some(Ref::Number(3.into())));
+        assert_eq!(
+            join.request,
+            Request::Join {
+                room: "general".into(),
+                since: None
+            }
+        );
+        let resume = request_of(r#"["join",{"room":"聊天室","since":130}]"#, None).unwrap();
+        assert_eq!(resume.reference, None);
+        assert_eq!(
+            resume.request,
+            Request::Join {
+                room: "聊天室".into(),
+                since: Some(130)
+            }
+        );
+        let send = request_of(
+            r#"["message",{"room":"r","content":"hi","id":"c-1"}]"#,
+            None,
+        );
+        assert_eq!(
+            send.unwrap().request,
+            Request::Send {
+                room: "r".into(),
+                text: "hi".into(),
+                id: Some("c-1".into())
+            }
+        );
+        let text = request_of(r#"["message",{"room":"r","text":"hi"}]"#, Some(1)).unwrap();
+        assert!(matches!(text.request, Request::Send { text, .. } if text == "hi"));
+        let history = request_of(r#"["history",{"room":"r","before":9,"limit":5}]"#, None);
+        assert_eq!(
+            history.unwrap().request,
+            Request::History {
+                room: "r".into(),
+                before: Some(9),
+                after: None,
+                limit: Some(5)
+            }
+        );
+        for (data, want) in [
+            (r#"["leave","r"]"#, Request::Leave { room: "r".into() }),
+            (
+                r#"["typing",{"room":"r"}]"#,
+                Request::Typing { room: "r".into() },
+            ),
+            // Extra arguments (a callback's place in other clients) are ignored.
+            (r#"["typing","r",1]"#, Request::Typing { room: "r".into() }),
+        ] {
+            assert_eq!(request_of(data, None).unwrap().request, want, "{data}");
+        }
+    }
+
+    #[test]
+    fn a_client_cannot_smuggle_type_or_ref() {
+        let e = request_of(r#"["join",{"room":"r","type":"send","ref":99}]"#, None).unwrap();
+        assert_eq!(e.reference, None);
+        assert!(matches!(e.request, Request::Join { .. }));
+        let e = request_of(r#"["leave",{"room":"r","ref":"x"}]"#, Some(7)).unwrap();
+        assert_eq!(e.reference, Some(Ref::Number(7.into())));
+    }
+
+    #[test]
+    fn bad_events_get_the_contract_codes_under_their_ack_id() {
+        let cases = [
+            (r#"["dance","r"]"#, ErrorCode::UnknownType),
+            (r#"["join"]"#, ErrorCode::BadRequest),
+            (r#"["join",5]"#, ErrorCode::BadRequest),
+            (r#"["join",{"room":"r","since":-1}]"#, ErrorCode::BadRequest),
+            (r#"["message","hi"]"#, ErrorCode::BadRequest),
+            (r#"["message",{"room":"r"}]"#, ErrorCode::BadRequest),
+            (
+                r#"["message",{"room":"r","content":7}]"#,
+                ErrorCode::BadRequest,
+            ),
+            (
+                r#"["history",{"room":"r","limit":"x"}]"#,
+                ErrorCode::BadRequest,
+            ),
+        ];
+        for (data, code) in cases {
+            let e = request_of(data, Some(4)).unwrap_err();
+            assert_eq!(e.code, code, "{data}: {}", e.message);
+            assert_eq!(e.reference, Some(Ref::Number(4.into())), "{data}");
+        }
+        let e = request_of(r#"["message",{"room":"r"}]"#, None).unwrap_err();
+        assert!(e.message.contains("content"), "{}", e.message);
+    }
+
+    #[test]
+    fn broadcasts_carry_content_and_a_leave_adds_the_system_message() {
+        let m = RoomEvent::new("general".into(), EventKind::Message(message(7)), None);
+        let packets = event(&m);
+        let (head, payload) = parsed(&packets.first);
+        assert_eq!(head, "2");
+        assert_eq!(
+            payload,
+            json!(["message", {"type": "message", "room": "general", "seq": 7, "id": "c-7",
+                "from": {"id": "u_1", "name": "alice"}, "text": "hello 你好",
+                "ts": 1_763_800_000_123_i64, "content": "hello 你好"}])
+        );
+        assert!(packets.system.is_none());
+
+        let leave = RoomEvent::new(
+            "general".into(),
+            EventKind::Presence {
+                event: PresenceEvent::Leave,
+                user: alice(),
+            },
+            None,
+        );
+        let packets = event(&leave);
+        let (_, presence) = parsed(&packets.first);
+        assert_eq!(
+            presence,
+            json!(["presence", {"type": "presence", "room": "general", "event": "leave",
+                "user": {"id": "u_1", "name": "alice"}}])
+        );
+        let (_, system) = parsed(&packets.system.expect("a system message"));
+        assert_eq!(
+            system,
+            json!(["message", {"type": "system", "room": "general", "content": "alice left the room"}])
+        );
+
+        let typing = RoomEvent::new("general".into(), EventKind::Typing { user: alice() }, None);
+        let (_, payload) = parsed(&event(&typing).first);
+        assert_eq!(payload[0], "typing");
+        assert_eq!(payload[1]["user"]["name"], "alice");
+    }
+
+    #[test]
+    fn replies_go_to_callbacks_without_type_or_become_events() {
+        let joined = ServerFrame::Joined {
+            reference: Some(Ref::Number(12.into())),
+            room: "general".into(),
+            seq: 7,
+            members: vec![alice()],
+            messages: vec![message(7)],
+            complete: true,
+        };
+        let (head, payload) = parsed(&reply(&joined));
+        assert_eq!(head, "312");
+        assert_eq!(payload[0]["seq"], 7);
+        assert_eq!(payload[0]["messages"][0]["content"], "hello 你好");
+        assert!(payload[0]["messages"][0].get("type").is_none());
+        assert!(payload[0].get("type").is_none() && payload[0].get("ref").is_none());
+
+        let ack = ServerFrame::Ack {
+            reference: Some(Ref::Number(3.into())),
+            room: "general".into(),
+            id: "c-7".into(),
+            seq: 7,
+            ts: 5,
+            duplicate: false,
+        };
+        let (head, payload) = parsed(&reply(&ack));
+        assert_eq!(head, "33");
+        assert_eq!(
+            payload,
+            json!([{"room": "general", "id": "c-7", "seq": 7, "ts": 5}])
+        );
+
+        let left = ServerFrame::Left {
+            reference: None,
+            room: "general".into(),
+        };
+        let (head, payload) = parsed(&reply(&left));
+        assert_eq!(head, "2");
+        assert_eq!(payload, json!(["left", {"room": "general"}]));
+
+        let error = |reference| ServerFrame::Error {
+            reference,
+            code: ErrorCode::NotJoined,
+            message: "join first".into(),
+        };
+        let (head, payload) = parsed(&reply(&error(Some(Ref::Number(5.into())))));
+        assert_eq!(head, "35");
+        assert_eq!(
+            payload,
+            json!([{"error": {"code": "not_joined", "message": "join first"}}])
+        );
+        let (head, payload) = parsed(&reply(&error(None)));
+        assert_eq!(head, "2");
+        assert_eq!(
+            payload,
+            json!(["error", {"code": "not_joined", "message": "join first"}])
+        );
+
+        let (head, payload) = parsed(&acknowledge_room(9, "general"));
+        assert_eq!(head, "39");
+        assert_eq!(payload, json!([{"room": "general"}]));
+    }
+
+    #[test]
+    fn connect_answers() {
+        assert_eq!(connected("s_1").as_str(), r#"0{"sid":"s_1"}"#);
+        assert_eq!(
+            connect_error("bad name").as_str(),
+            r#"4{"message":"bad name"}"#
+        );
+        assert_eq!(
+            connect_error_in("/admin", "Invalid namespace").as_str(),
+            r#"4/admin,{"message":"Invalid namespace"}"#
+        );
+    }
+}

@@ -1,0 +1,371 @@
+//! Socket.IO v4 on `/socket.io/` (Engine.IO v4, WebSocket and HTTP
+//! long-polling), onto the same core as `/ws`: the same rooms, sequence,
+//! history, presence, limits and error codes. The event mapping is the
+//! contract's (see [`mapping`]).
+//!
+//! # Layers
+//!
+//! Engine.IO (transports, handshake, polling, upgrade to WebSocket,
+//! heartbeats) is `engineioxide`, and the Socket.IO packet codec is
+//! `socketioxide-parser-common`: both from the socketioxide project. We do
+//! not use `socketioxide` itself, whose model is a handler per event and
+//! rooms of its own, because our core already owns rooms and needs three
+//! things it does not give:
+//!
+//! - one connection's requests handled one at a time, in order (it spawns a
+//!   task per incoming event, so a `message` may overtake the `join` before
+//!   it);
+//! - each broadcast encoded once and the same bytes handed to every
+//!   receiver (it serializes per `emit`);
+//! - hanging up a slow consumer by closing its transport, so its client
+//!   reconnects and resumes, rather than with a namespace `DISCONNECT`,
+//!   after which a client does not reconnect.
+//!
+//! What remains ours is small: a `CONNECT` with its `auth`, events with
+//! their ack ids, `DISCONNECT`.
+//!
+//! # One connection
+//!
+//! The engine calls [`Handler`] from its reading task for every message;
+//! we decode it there and queue it in the socket's [`Inbox`]. One task per
+//! connection ([`connection::run`]) then does what the WebSocket
+//! transport's task does: takes requests one at a time to its
+//! [`Session`](crate::core::Session), and moves what the session's outbox
+//! yields into the engine's send queue. That queue holds at most
+//! `--outbound-queue` packets; a client that cannot keep up fills it and
+//! is dropped (its transport closed), as `/ws` closes with 1013.
+//!
+//! # Memory
+//!
+//! Per idle connection the engine keeps its socket (with the handshake's
+//! request head), a send queue, a heartbeat task and, on WebSocket, a
+//! reader and a writer task. We set its WebSocket read buffer to 512 bytes
+//! (requests are small; it grows on demand to the frame limit); the send
+//! queue's slots are allocated as used. Our inbox is a deque that is empty
+//! (no allocation) while nothing waits in it.
+//!
+//! # Origins
+//!
+//! A page on another site may connect only from an allowed origin
+//! ([`AllowedOrigins`]): others are refused with 403 before the engine sees
+//! the request (no session is made), and allowed ones get CORS headers, so
+//! a front end served from its own origin (a Vite dev server on
+//! `localhost:5173`, say) can use long-polling.
+
+mod connection;
+mod mapping;
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::any;
+use bytes::Bytes;
+use engineioxide::config::EngineIoConfig;
+use engineioxide::handler::EngineIoHandler;
+use engineioxide::service::EngineIoService;
+use engineioxide::{DisconnectReason, Socket, Str};
+use socketioxide_core::Value;
+use socketioxide_core::packet::{Packet, PacketData};
+use socketioxide_core::parser::{Parse, ParseConfig, ParseError, ParserState};
+use socketioxide_parser_common::CommonParser;
+use tokio::sync::Notify;
+use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer};
+
+use crate::server::AppState;
+use crate::transport::origin::AllowedOrigins;
+
+/// Where Socket.IO clients connect (their default `path`).
+pub const PATH: &str = "/socket.io/";
+/// Initial WebSocket read buffer per connection: requests are small.
+const READ_BUFFER: usize = 512;
+/// Requests a connection may have waiting for its task; more are refused
+/// with `overloaded`. A long-polling client posts many at once.
+const INBOX_LIMIT: usize = 256;
+/// Binary attachments are refused, but read first (within limits) so the
+/// refusal can name the event's ack id and the connection stays usable.
+const MAX_ATTACHMENTS: usize = 8;
+/// How long a browser may cache a CORS preflight answer.
+const PREFLIGHT_MAX_AGE: Duration = Duration::from_secs(3600);
+
+/// The `/socket.io/` route, with its origin check and CORS headers.
+pub fn router<S>(app: &Arc<AppState>) -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    let config = EngineIoConfig::builder()
+        .req_path(PATH)
+        // A silent client is dropped within two heartbeats, as on `/ws`.
+        .ping_interval(app.heartbeat)
+        .ping_timeout(app.heartbeat)
+        .max_buffer_size(app.hub.limits().outbound_queue)
+        .max_payload(app.max_frame_bytes as u64)
+        .ws_read_buffer_size(READ_BUFFER)
+        .ws_max_message_size(app.max_frame_bytes)
+        .ws_max_frame_size(app.max_frame_bytes)
+        .build();
+    let handler = Handler {
+        app: app.clone(),
+        parse: ParseConfig {
+            max_incoming_binary_buf_size: app.max_frame_bytes,
+            max_incoming_binaries: MAX_ATTACHMENTS,
+            ..ParseConfig::default()
+        },
+    };
+    let endpoint = Arc::new(Endpoint {
+        engine: EngineIoService::with_config(Arc::new(handler), config),
+        origins: app.allowed_origins.clone(),
+    });
+    let cors = cors(app.allowed_origins.clone());
+    Router::new().route(
+        PATH,
+        any(move |request: Request| endpoint.clone().serve(request)).layer(cors),
+    )
+}
+
+fn cors(origins: AllowedOrigins) -> CorsLayer {
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::predicate(move |origin, request| {
+            origins.allows(origin, request.headers.get(header::HOST))
+        }))
+        .allow_methods([Method::GET, Method::POST])
+        .allow_headers(AllowHeaders::mirror_request())
+        // socket.io-client's `withCredentials` (cookies, e.g. for sticky
+        // sessions behind a load balancer).
+        .allow_credentials(true)
+        .max_age(PREFLIGHT_MAX_AGE)
+}
+
+struct Endpoint {
+    engine: EngineIoService<Handler>,
+    origins: AllowedOrigins,
+}
+
+impl Endpoint {
+    async fn serve(self: Arc<Self>, request: Request) -> Response {
+        if !self.origins.allows_request(request.headers()) {
+            return (
+                StatusCode::FORBIDDEN,
+                "pages from this origin may not connect (see --allowed-origins)",
+            )
+                .into_response();
+        }
+        match hyper::service::Service::call(&self.engine, detach_head(request)).await {
+            Ok(response) => response.map(Body::new),
+            Err(never) => match never {},
+        }
+    }
+}
+
+/// Headers the engine or we read after the request itself is done: the
+/// WebSocket handshake's, the polling body's type, and a bearer token.
+const KEPT_HEADERS: [header::HeaderName; 6] = [
+    header::CONNECTION,
+    header::UPGRADE,
+    header::SEC_WEBSOCKET_KEY,
+    header::SEC_WEBSOCKET_VERSION,
+    header::CONTENT_TYPE,
+    header::AUTHORIZATION,
+];
+
+/// The engine keeps a socket's handshake request head for the socket's
+/// whole life. hyper parses a head without copying: its URI and header
+/// values are slices of the connection's read buffer, and keeping any of
+/// them keeps all of it (8–16 KiB) alive. So the engine gets copies, and
+/// only of the headers anyone reads.
+fn detach_head(request: Request) -> Request {
+    let (mut parts, body) = request.into_parts();
+    let mut headers = HeaderMap::with_capacity(KEPT_HEADERS.len());
+    for name in KEPT_HEADERS {
+        for value in parts.headers.get_all(&name) {
+            if let Ok(mut copy) = HeaderValue::from_bytes(value.as_bytes()) {
+                copy.set_sensitive(value.is_sensitive());
+                headers.append(name.clone(), copy);
+            }
+        }
+    }
+    parts.headers = headers;
+    if let Ok(uri) = parts.uri.to_string().parse::<Uri>() {
+        parts.uri = uri;
+    }
+    Request::from_parts(parts, body)
+}
+
+/// Receives what the engine reads, on the engine's reading task.
+struct Handler {
+    app: Arc<AppState>,
+    parse: ParseConfig,
+}
+
+impl std::fmt::Debug for Handler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("socketio::Handler").finish_non_exhaustive()
+    }
+}
+
+type EngineSocket = Socket<SocketData>;
+
+impl EngineIoHandler for Handler {
+    type Data = SocketData;
+
+    fn on_connect(self: Arc<Self>, socket: Arc<EngineSocket>) {
+        // Counted until the connection ends, so shutdown can wait for it.
+        let tracked = self.app.connections.token();
+        let app = self.app.clone();
+        tokio::spawn(async move {
+            let _tracked = tracked;
+            connection::run(app, socket).await;
+        });
+    }
+
+    fn on_disconnect(&self, socket: Arc<EngineSocket>, reason: DisconnectReason) {
+        tracing::debug!(?reason, "Socket.IO transport closed");
+        socket.data.inbox.close();
+    }
+
+    fn on_message(self: &Arc<Self>, message: Str, socket: Arc<EngineSocket>) {
+        let decoded = CommonParser.decode_str(&self.parse, &socket.data.parser, message);
+        self.receive(&socket, decoded);
+    }
+
+    fn on_binary(self: &Arc<Self>, data: Bytes, socket: Arc<EngineSocket>) {
+        let decoded = CommonParser.decode_bin(&self.parse, &socket.data.parser, data);
+        self.receive(&socket, decoded);
+    }
+}
+
+impl Handler {
+    fn receive(&self, socket: &EngineSocket, decoded: Result<Packet, ParseError>) {
+        let packet = match decoded {
+            Ok(packet) => packet,
+            Err(ParseError::NeedsMoreBinaryData) => return,
+            Err(error) => {
+                // Not Socket.IO framing: a protocol error, like a malformed
+                // WebSocket frame on `/ws`.
+                tracing::debug!(%error, "malformed Socket.IO packet; closing");
+                socket.close(DisconnectReason::PacketParsingError);
+                return;
+            }
+        };
+        if packet.ns.as_str() != mapping::NAMESPACE {
+            if let PacketData::Connect(_) = packet.inner {
+                let refusal = mapping::connect_error_in(&packet.ns, "Invalid namespace");
+                let _ = socket.emit(refusal);
+            }
+            return;
+        }
+        let incoming = match packet.inner {
+            PacketData::Connect(auth) => Incoming::Connect(auth),
+            PacketData::Event(Value::Str(data, None), ack) => Incoming::Event { data, ack },
+            PacketData::Event(_, ack) | PacketData::BinaryEvent(_, ack) => Incoming::Binary { ack },
+            PacketData::Disconnect => Incoming::Disconnect,
+            // We never ask clients for acks; clients send no errors.
+            PacketData::EventAck(..) | PacketData::BinaryAck(..) | PacketData::ConnectError(_) => {
+                return;
+            }
+        };
+        if let Err(refused) = socket.data.inbox.push(incoming) {
+            match refused {
+                Incoming::Event { ack, .. } | Incoming::Binary { ack } => {
+                    let _ = socket.emit(connection::overloaded(ack));
+                }
+                Incoming::Connect(_) | Incoming::Disconnect => {
+                    socket.close(DisconnectReason::TransportClose);
+                }
+            }
+        }
+    }
+}
+
+/// What the engine keeps for each socket on our behalf.
+#[derive(Debug, Default)]
+pub struct SocketData {
+    /// Partial binary packets being read (to be refused whole).
+    parser: ParserState,
+    inbox: Inbox,
+}
+
+/// A Socket.IO packet for the connection's task.
+#[derive(Debug)]
+enum Incoming {
+    /// Namespace `CONNECT`, with the client's `auth` payload.
+    Connect(Option<Value>),
+    /// An event: its `["name", args…]` array and its ack id, if any.
+    Event { data: Str, ack: Option<i64> },
+    /// An event with binary attachments, which the chat does not take.
+    Binary { ack: Option<i64> },
+    /// Namespace `DISCONNECT`: the client is leaving.
+    Disconnect,
+}
+
+/// Packets read but not yet handled: a bounded queue from the engine's
+/// reading task (which must not wait) to the connection's task. A deque
+/// behind a lock rather than a channel, because a channel allocates its
+/// first block of slots up front and most connections are idle.
+#[derive(Debug, Default)]
+struct Inbox {
+    queue: Mutex<Queue>,
+    ready: Notify,
+}
+
+#[derive(Debug, Default)]
+struct Queue {
+    packets: VecDeque<Incoming>,
+    closed: bool,
+}
+
+impl Inbox {
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        self.queue
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Queues a packet; gives it back when the inbox is full or closed.
+    fn push(&self, incoming: Incoming) -> Result<(), Incoming> {
+        let mut queue = self.lock();
+        if queue.closed || queue.packets.len() >= INBOX_LIMIT {
+            return Err(incoming);
+        }
+        queue.packets.push_back(incoming);
+        drop(queue);
+        self.ready.notify_one();
+        Ok(())
+    }
+
+    /// The next packet; `None` once the inbox is closed and empty.
+    async fn next(&self) -> Option<Incoming> {
+        loop {
+            {
+                let mut queue = self.lock();
+                if let Some(incoming) = queue.packets.pop_front() {
+                    if queue.packets.is_empty() {
+                        // Give back what a burst grew.
+                        queue.packets = VecDeque::new();
+                    }
+                    return Some(incoming);
+                }
+                if queue.closed {
+                    return None;
+                }
+            }
+            // A push between the check and here leaves a permit behind, so
+            // this returns at once: no wake-up is lost.
+            self.ready.notified().await;
+        }
+    }
+
+    /// Refuses further packets and drops waiting ones.
+    fn close(&self) {
+        let mut queue = self.lock();
+        queue.closed = true;
+        queue.packets = VecDeque::new();
+        drop(queue);
+        self.ready.notify_one();
+    }
+}
