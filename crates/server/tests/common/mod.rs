@@ -23,6 +23,7 @@ use serde_json::{Value, json};
 use tempfile::TempDir;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
@@ -34,8 +35,9 @@ pub const RECV_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the binary may take from spawn to printing its listening line.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The line the server prints once bound (printed by main.rs).
-const LISTENING_PREFIX: &str = "chat-server listening on http://";
+/// The line the server prints once bound (printed by main.rs), followed by
+/// `http://ADDR`, or `https://ADDR` with TLS.
+const LISTENING_PREFIX: &str = "chat-server listening on ";
 
 /// Flags that lift the per-connection send rate limit, for tests that need
 /// many messages in a room quickly and are not about rate limiting.
@@ -99,6 +101,23 @@ impl Server {
         }
     }
 
+    /// Starts the binary with `args`, which must make it refuse to start;
+    /// returns how it failed.
+    pub fn start_failure(args: &[&str]) -> StartFailure {
+        let data_dir = tempfile::tempdir().expect("create temp data dir");
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        let mut spawned = spawn(data_dir.path(), &args);
+        if let Ok(addr) = spawned.addr {
+            let _ = spawned.child.kill();
+            let _ = spawned.child.wait();
+            panic!("chat-server started on {addr} with {args:?}; expected a refusal");
+        }
+        let status = wait_with_timeout(&mut spawned.child, START_TIMEOUT)
+            .expect("chat-server neither started nor exited");
+        let stderr = spawned.stderr.lock().unwrap().clone();
+        StartFailure { status, stderr }
+    }
+
     /// Tries to start a second process on this server's data dir (used to
     /// check that two servers refuse to share one). Returns the failure, or
     /// the running server's address if it (wrongly) started.
@@ -145,10 +164,19 @@ impl Server {
 
     /// Asks for a graceful shutdown.
     pub fn sigterm(&self) {
+        self.signal(libc::SIGTERM);
+    }
+
+    /// Asks the server to read its TLS certificate and key again.
+    pub fn sighup(&self) {
+        self.signal(libc::SIGHUP);
+    }
+
+    fn signal(&self, signal: libc::c_int) {
         let pid = libc::pid_t::try_from(self.child.id()).expect("pid fits pid_t");
         // SAFETY: plain kill(2) on our own child's pid; no memory is involved.
-        let rc = unsafe { libc::kill(pid, libc::SIGTERM) };
-        assert_eq!(rc, 0, "kill(SIGTERM) failed");
+        let rc = unsafe { libc::kill(pid, signal) };
+        assert_eq!(rc, 0, "kill({signal}) failed");
     }
 
     /// Waits up to `timeout` for the process to exit; `None` if it is still running.
@@ -244,7 +272,12 @@ fn spawn(data_dir: &Path, args: &[String]) -> Spawned {
             let mut lines = BufReader::new(pipe).lines();
             let mut tx = Some(tx);
             while let Some(Ok(line)) = lines.next() {
-                match (tx.take(), line.strip_prefix(LISTENING_PREFIX)) {
+                let url = line.strip_prefix(LISTENING_PREFIX);
+                let addr = url.and_then(|u| {
+                    u.strip_prefix("http://")
+                        .or_else(|| u.strip_prefix("https://"))
+                });
+                match (tx.take(), addr) {
                     (Some(tx), Some(rest)) => {
                         let parsed = rest
                             .trim()
@@ -414,11 +447,24 @@ impl Client {
     }
 
     pub async fn connect_url(url: &str) -> Client {
-        let (ws, _response) =
-            tokio::time::timeout(RECV_TIMEOUT, tokio_tungstenite::connect_async(url))
-                .await
-                .unwrap_or_else(|_| panic!("WebSocket connect to {url} timed out"))
-                .unwrap_or_else(|e| panic!("WebSocket connect to {url} failed: {e}"));
+        Client::connect_with(url, None).await
+    }
+
+    /// Connects with a request of our own (headers, say) and, for `wss://`,
+    /// a TLS client configuration (which certificates to trust).
+    pub async fn connect_with(
+        request: impl IntoClientRequest + Unpin,
+        tls: Option<Arc<rustls::ClientConfig>>,
+    ) -> Client {
+        let request = request.into_client_request().expect("a valid request");
+        let url = request.uri().to_string();
+        let connector = tls.map(tokio_tungstenite::Connector::Rustls);
+        let connect =
+            tokio_tungstenite::connect_async_tls_with_config(request, None, false, connector);
+        let (ws, _response) = tokio::time::timeout(RECV_TIMEOUT, connect)
+            .await
+            .unwrap_or_else(|_| panic!("WebSocket connect to {url} timed out"))
+            .unwrap_or_else(|e| panic!("WebSocket connect to {url} failed: {e}"));
         let mut client = Client {
             ws,
             welcome: Value::Null,
@@ -923,12 +969,32 @@ fn parse_frame(buf: &[u8]) -> Option<(u8, Vec<u8>, usize)> {
 
 /// Connecting must be refused at the upgrade: returns the HTTP status.
 pub async fn upgrade_status(url: &str) -> u16 {
-    match tokio::time::timeout(RECV_TIMEOUT, tokio_tungstenite::connect_async(url))
+    upgrade_refusal(url, None).await.0
+}
+
+/// Like [`upgrade_status`] with a request of our own and, for `wss://`, a
+/// TLS client configuration; returns the status and the response body
+/// (101 and nothing if the upgrade went through).
+pub async fn upgrade_refusal(
+    request: impl IntoClientRequest + Unpin,
+    tls: Option<Arc<rustls::ClientConfig>>,
+) -> (u16, String) {
+    let request = request.into_client_request().expect("a valid request");
+    let url = request.uri().to_string();
+    let connector = tls.map(tokio_tungstenite::Connector::Rustls);
+    let connect = tokio_tungstenite::connect_async_tls_with_config(request, None, false, connector);
+    match tokio::time::timeout(RECV_TIMEOUT, connect)
         .await
         .unwrap_or_else(|_| panic!("WebSocket connect to {url} timed out"))
     {
-        Ok(_) => 101,
-        Err(tungstenite::Error::Http(resp)) => resp.status().as_u16(),
+        Ok(_) => (101, String::new()),
+        Err(tungstenite::Error::Http(resp)) => {
+            let body = resp.body().as_deref().unwrap_or_default();
+            (
+                resp.status().as_u16(),
+                String::from_utf8_lossy(body).into_owned(),
+            )
+        }
         Err(e) => panic!("connect to {url}: unexpected error {e}"),
     }
 }

@@ -1,0 +1,307 @@
+//! JWT authentication end to end, against the real binary: who a token makes
+//! a connection, which tokens are refused at the upgrade (HTTP 401, no
+//! WebSocket), the `rooms` claim on `join`, anonymous connections on and
+//! off, and that no token or secret ever reaches the logs.
+
+mod common;
+
+use common::{Client, Server, assert_error, upgrade_refusal};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::{Value, json};
+use tempfile::TempDir;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+const SECRET: &str = "an HS256 secret of at least thirty-two bytes";
+
+fn now() -> u64 {
+    jsonwebtoken::get_current_timestamp()
+}
+
+fn sign(algorithm: Algorithm, key: &EncodingKey, claims: &Value) -> String {
+    jsonwebtoken::encode(&Header::new(algorithm), claims, key).expect("sign a token")
+}
+
+fn hs256(claims: &Value) -> String {
+    sign(
+        Algorithm::HS256,
+        &EncodingKey::from_secret(SECRET.as_bytes()),
+        claims,
+    )
+}
+
+/// A server checking HS256 tokens with [`SECRET`], read from a file; logs
+/// at debug level, so the no-secrets check covers what debug logging says.
+fn start_hs256(extra: &[&str]) -> (Server, TempDir) {
+    let dir = tempfile::tempdir().expect("temp dir for the secret");
+    let file = dir.path().join("jwt-secret");
+    std::fs::write(&file, format!("{SECRET}\n")).expect("write the secret");
+    let mut args = vec![
+        "--jwt-secret-file",
+        file.to_str().unwrap(),
+        "--log-level",
+        "debug",
+    ];
+    args.extend_from_slice(extra);
+    (Server::start(&args), dir)
+}
+
+async fn connect_with_token(server: &Server, token: &str) -> Client {
+    Client::connect_url(&server.ws_url(&format!("token={token}"))).await
+}
+
+/// Asserts connecting with `token` in the query is refused with 401.
+async fn assert_refused(server: &Server, token: &str, why: &str) {
+    let (status, body) = upgrade_refusal(server.ws_url(&format!("token={token}")), None).await;
+    assert_eq!(status, 401, "{why}: {body}");
+    assert!(
+        !body.contains(token) || token.is_empty(),
+        "the reply echoes the token"
+    );
+}
+
+#[tokio::test]
+async fn a_valid_token_names_the_user_by_query_or_header() {
+    let (server, _dir) = start_hs256(&[]);
+    let token = hs256(&json!({"sub": "user-42", "name": "Alice", "exp": now() + 300}));
+
+    let by_query = connect_with_token(&server, &token).await;
+    assert_eq!(by_query.user(), &json!({"id": "user-42", "name": "Alice"}));
+
+    let mut request = server.ws_url("").into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    let mut by_header = Client::connect_with(request, None).await;
+    assert_eq!(by_header.user(), &json!({"id": "user-42", "name": "Alice"}));
+    by_header.join("general").await;
+    by_header.say("general", "hi").await;
+
+    // Without a `name` claim, the client's `?name=` is the display name.
+    let nameless = hs256(&json!({"sub": "user-7", "exp": now() + 300}));
+    let client = Client::connect_url(&server.ws_url(&format!("token={nameless}&name=seven"))).await;
+    assert_eq!(client.user(), &json!({"id": "user-7", "name": "seven"}));
+}
+
+#[tokio::test]
+async fn bad_tokens_are_refused_at_the_upgrade_and_never_logged() {
+    let (server, _dir) = start_hs256(&[]);
+    let claims = json!({"sub": "mallory", "exp": now() + 300});
+    let valid = hs256(&claims);
+    let payload = valid.split('.').nth(1).unwrap();
+    let refused = [
+        (
+            hs256(&json!({"sub": "mallory", "exp": now() - 3600})),
+            "expired",
+        ),
+        (
+            sign(
+                Algorithm::HS256,
+                &EncodingKey::from_secret(b"some other secret, thirty-two bytes"),
+                &claims,
+            ),
+            "wrong key",
+        ),
+        (
+            sign(
+                Algorithm::HS512,
+                &EncodingKey::from_secret(SECRET.as_bytes()),
+                &claims,
+            ),
+            "wrong algorithm",
+        ),
+        // {"alg":"none","typ":"JWT"}: unsigned.
+        (
+            format!("eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.{payload}."),
+            "alg none",
+        ),
+        (
+            format!("{}x", &valid[..valid.len() - 1]),
+            "altered signature",
+        ),
+        ("not.a.jwt".to_owned(), "malformed"),
+        (hs256(&json!({"exp": now() + 300})), "no sub"),
+        (hs256(&json!({"sub": "mallory"})), "no exp"),
+    ];
+    for (token, why) in &refused {
+        assert_refused(&server, token, why).await;
+    }
+
+    // A bad header is refused too, even with a good token in the query.
+    let mut request = server
+        .ws_url(&format!("token={valid}"))
+        .into_client_request()
+        .unwrap();
+    request.headers_mut().insert(
+        "authorization",
+        format!("Bearer {}", refused[0].0).parse().unwrap(),
+    );
+    let (status, body) = upgrade_refusal(request, None).await;
+    assert_eq!((status, body.as_str()), (401, "token expired"));
+
+    // No token: anonymous connections are off once a key is configured.
+    let (status, body) = upgrade_refusal(server.ws_url("name=anon"), None).await;
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("token is required"), "{body}");
+
+    connect_with_token(&server, &valid)
+        .await
+        .assert_alive()
+        .await;
+    let logs = server.stderr();
+    assert!(
+        logs.contains("upgrade refused"),
+        "debug logs say why: {logs}"
+    );
+    for (token, _) in &refused {
+        assert!(!logs.contains(token.as_str()), "a token reached the logs");
+    }
+    assert!(!logs.contains(&valid), "a token reached the logs");
+    assert!(!logs.contains(SECRET), "the secret reached the logs");
+}
+
+#[tokio::test]
+async fn the_rooms_claim_limits_joins() {
+    let (server, _dir) = start_hs256(&[]);
+    let token = hs256(&json!({"sub": "u1", "name": "Dana", "exp": now() + 300,
+                              "rooms": ["general", "team-*"]}));
+    let mut client = connect_with_token(&server, &token).await;
+    client.join("general").await;
+    client.join("team-red").await;
+    client.join("team-").await;
+
+    for room in ["random", "team", "general-2", "my-team-red"] {
+        let reply = client.request(json!({"type": "join", "room": room})).await;
+        assert_error(&reply, "forbidden", Some(&reply["ref"]));
+        assert!(reply["message"].as_str().unwrap().contains(room), "{reply}");
+    }
+    // Refused joins leave the connection usable and the user out of the room.
+    client.say("team-red", "still here").await;
+    let reply = client
+        .request(json!({"type": "send", "room": "random", "text": "x"}))
+        .await;
+    assert_error(&reply, "not_joined", Some(&reply["ref"]));
+
+    // No rooms claim: any room.
+    let free = hs256(&json!({"sub": "u2", "exp": now() + 300}));
+    connect_with_token(&server, &free)
+        .await
+        .join("random")
+        .await;
+    // An empty list: none.
+    let none = hs256(&json!({"sub": "u3", "exp": now() + 300, "rooms": []}));
+    let mut locked = connect_with_token(&server, &none).await;
+    let reply = locked
+        .request(json!({"type": "join", "room": "general"}))
+        .await;
+    assert_error(&reply, "forbidden", Some(&reply["ref"]));
+}
+
+#[tokio::test]
+async fn one_user_on_two_connections_is_one_member() {
+    let (server, _dir) = start_hs256(&[]);
+    let alice = hs256(&json!({"sub": "alice", "name": "Alice", "exp": now() + 300}));
+    let bob = hs256(&json!({"sub": "bob", "name": "Bob", "exp": now() + 300}));
+    let mut watcher = connect_with_token(&server, &bob).await;
+    watcher.join("general").await;
+
+    let mut phone = connect_with_token(&server, &alice).await;
+    let mut laptop = connect_with_token(&server, &alice).await;
+    assert_ne!(phone.welcome["session"], laptop.welcome["session"]);
+    phone.join("general").await;
+    let joined = laptop.join("general").await;
+    let members = joined["members"].as_array().unwrap();
+    let alices = members.iter().filter(|m| m["id"] == "alice").count();
+    assert_eq!((members.len(), alices), (2, 1), "{joined}");
+
+    // Bob saw Alice arrive once, and sees her leave only with her last
+    // connection. (A message brings the room's waiting presence along.)
+    laptop.leave("general").await;
+    phone.say("general", "still here").await;
+    let frames = watcher.recv_all_until(|f| f["type"] == "message").await;
+    let presence: Vec<&Value> = frames.iter().filter(|f| f["type"] == "presence").collect();
+    assert_eq!(presence.len(), 1, "{frames:?}");
+    assert_eq!(presence[0]["event"], "join");
+    assert_eq!(presence[0]["user"], json!({"id": "alice", "name": "Alice"}));
+    phone.close().await;
+    let left = watcher.recv_until(|f| f["type"] == "presence").await;
+    assert_eq!(left["event"], "leave");
+    assert_eq!(left["user"]["id"], "alice");
+}
+
+#[tokio::test]
+async fn es256_tokens_with_a_public_key_and_no_key_confusion() {
+    let pair = rcgen::KeyPair::generate().expect("an ECDSA P-256 key pair");
+    let public_pem = pair.public_key_pem();
+    let dir = tempfile::tempdir().unwrap();
+    let public = dir.path().join("jwt-public.pem");
+    std::fs::write(&public, &public_pem).unwrap();
+    let server = Server::start(&["--jwt-public-key", public.to_str().unwrap()]);
+
+    let claims = json!({"sub": "ec-user", "name": "Eve", "exp": now() + 300});
+    let private = EncodingKey::from_ec_pem(pair.serialize_pem().as_bytes()).unwrap();
+    let client = connect_with_token(&server, &sign(Algorithm::ES256, &private, &claims)).await;
+    assert_eq!(client.user()["id"], "ec-user");
+
+    // HS256 "signed" with the public key as the secret: the classic confusion.
+    let confused = sign(
+        Algorithm::HS256,
+        &EncodingKey::from_secret(public_pem.as_bytes()),
+        &claims,
+    );
+    assert_refused(&server, &confused, "HS256 over the public key").await;
+    let stranger = rcgen::KeyPair::generate().unwrap();
+    let other = EncodingKey::from_ec_pem(stranger.serialize_pem().as_bytes()).unwrap();
+    assert_refused(
+        &server,
+        &sign(Algorithm::ES256, &other, &claims),
+        "another key",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn anonymous_connections_can_stay_on_beside_tokens() {
+    let (server, _dir) = start_hs256(&["--allow-anonymous", "true"]);
+    let guest = Client::connect(&server, "guest").await;
+    assert_eq!(guest.user()["name"], "guest");
+    assert!(guest.user_id().starts_with("u_"));
+    let token = hs256(&json!({"sub": "member", "exp": now() + 300}));
+    assert_eq!(
+        connect_with_token(&server, &token).await.user_id(),
+        "member"
+    );
+    // A bad token is still refused rather than treated as anonymous.
+    assert_refused(&server, "not.a.jwt", "bad token with anonymous on").await;
+}
+
+#[tokio::test]
+async fn a_server_without_a_key_refuses_tokens() {
+    let server = Server::start(&[]);
+    let token = hs256(&json!({"sub": "u", "exp": now() + 300}));
+    let (status, body) = upgrade_refusal(server.ws_url(&format!("token={token}")), None).await;
+    assert_eq!(
+        (status, body.as_str()),
+        (401, "this server accepts no tokens")
+    );
+    Client::connect(&server, "anon").await.assert_alive().await;
+}
+
+#[test]
+fn impossible_auth_settings_stop_the_start() {
+    let failure = Server::start_failure(&["--allow-anonymous", "false"]);
+    assert!(
+        failure.stderr.contains("nobody could connect"),
+        "{}",
+        failure.stderr
+    );
+    let failure = Server::start_failure(&["--jwt-secret", "too short"]);
+    assert!(
+        failure.stderr.contains("at least 32 bytes"),
+        "{}",
+        failure.stderr
+    );
+    assert!(
+        !failure.stderr.contains("too short"),
+        "the secret reached the logs"
+    );
+}
