@@ -170,7 +170,12 @@ fn identify(
         .or(query_token.as_deref());
     app.auth
         .authenticate(token, name)
-        .map_err(|refused| refused.to_string())
+        .map_err(|refused| match refused {
+            auth::Refused::Missing => {
+                "a token is required: connect with auth: {token: <jwt>}".into()
+            }
+            refused => refused.to_string(),
+        })
 }
 
 async fn serve(

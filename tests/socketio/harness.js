@@ -1,0 +1,221 @@
+// Test harness: runs the real chat-server binary, and gives the tests a
+// Socket.IO client (the official socket.io-client), a native-protocol
+// client (JSON over `ws`), and waits with deadlines.
+//
+// Environment:
+//   CHAT_SERVER_BIN  the server binary (crates/server/tests/socketio.rs
+//                    passes the one cargo built; default target/debug)
+
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { io } from 'socket.io-client';
+import WebSocket from 'ws';
+
+export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const SERVER_BIN = process.env.CHAT_SERVER_BIN || path.join(repoRoot, 'target/debug/chat-server');
+
+/** How long any one condition may take to come true. */
+export const WAIT_MS = 10_000;
+const START_TIMEOUT_MS = 30_000;
+const STOP_TIMEOUT_MS = 10_000;
+
+/** A chat-server process on 127.0.0.1 with its own temporary data dir. */
+export class ChatServer {
+  static async start(extraArgs = []) {
+    const server = new ChatServer(mkdtempSync(path.join(tmpdir(), 'chat-socketio-')), extraArgs);
+    await server.spawn('127.0.0.1:0');
+    return server;
+  }
+
+  constructor(dataDir, extraArgs) {
+    this.dataDir = dataDir;
+    this.extraArgs = extraArgs;
+    this.child = null;
+    /** `http://127.0.0.1:PORT`, no trailing slash. */
+    this.url = null;
+    this.stderr = '';
+  }
+
+  spawn(listen) {
+    const child = spawn(SERVER_BIN, ['--listen', listen, '--data-dir', this.dataDir, ...this.extraArgs], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    this.child = child;
+    this.stderr = '';
+    child.stderr.setEncoding('utf8');
+    child.stderr.on('data', (chunk) => {
+      this.stderr += chunk;
+    });
+    return new Promise((resolve, reject) => {
+      const fail = (why) => {
+        clearTimeout(timer);
+        reject(new Error(`chat-server (${SERVER_BIN}) ${why}\nstderr:\n${this.stderr}`));
+      };
+      const timer = setTimeout(() => fail('printed no listening line in time'), START_TIMEOUT_MS);
+      let stdout = '';
+      child.stdout.setEncoding('utf8');
+      child.stdout.on('data', (chunk) => {
+        stdout += chunk;
+        const match = /chat-server listening on (http:\/\/\S+)/.exec(stdout);
+        if (match && this.url === null) {
+          clearTimeout(timer);
+          this.url = match[1].replace(/\/$/, '');
+          resolve();
+        }
+      });
+      child.on('error', (error) => fail(`could not start: ${error.message}`));
+      child.on('exit', (code, signal) => {
+        if (this.url === null) fail(`exited early (code ${code}, signal ${signal})`);
+      });
+    });
+  }
+
+  /** SIGTERM, as an operator would; waits for the process to be gone. */
+  async stop() {
+    const child = this.child;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    child.kill('SIGTERM');
+    const timer = setTimeout(() => child.kill('SIGKILL'), STOP_TIMEOUT_MS);
+    await exited;
+    clearTimeout(timer);
+  }
+
+  async close() {
+    await this.stop();
+    rmSync(this.dataDir, { recursive: true, force: true });
+  }
+}
+
+/** Rejects after `ms` with `what` in the message, unless `promise` settles first. */
+export function deadline(promise, what, ms = WAIT_MS) {
+  let timer;
+  const timeout = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+/**
+ * Records every event a Socket.IO client receives, so a test can wait for
+ * one that matches, whenever it arrived.
+ */
+export class SioClient {
+  /** Connects and waits for `connect`. `options` go to `io()`. */
+  static async connect(url, options = {}) {
+    const client = new SioClient(url, options);
+    await client.connected();
+    return client;
+  }
+
+  constructor(url, options = {}) {
+    this.socket = io(url, { reconnectionDelay: 100, reconnectionDelayMax: 500, ...options });
+    /** `[event, payload]`, in arrival order. */
+    this.events = [];
+    this.waiters = [];
+    this.socket.onAny((event, payload) => {
+      this.events.push([event, payload]);
+      this.check();
+    });
+  }
+
+  connected() {
+    if (this.socket.connected) return Promise.resolve();
+    return deadline(
+      new Promise((resolve, reject) => {
+        this.socket.once('connect', resolve);
+        this.socket.once('connect_error', reject);
+      }),
+      'connect',
+    );
+  }
+
+  check() {
+    this.waiters = this.waiters.filter(({ predicate, resolve }) => {
+      const found = this.events.find(predicate);
+      if (found) resolve(found[1]);
+      return !found;
+    });
+  }
+
+  /** The payload of the first event named `event` for which `test(payload)` holds. */
+  waitFor(event, test = () => true, what = `a '${event}' event`) {
+    const predicate = ([name, payload]) => name === event && test(payload);
+    const found = this.events.find(predicate);
+    if (found) return Promise.resolve(found[1]);
+    return deadline(new Promise((resolve) => this.waiters.push({ predicate, resolve })), what);
+  }
+
+  /** Payloads of the events named `event`, in arrival order. */
+  received(event) {
+    return this.events.filter(([name]) => name === event).map(([, payload]) => payload);
+  }
+
+  /** Emits with an ack callback and returns what the server acknowledged. */
+  request(event, payload) {
+    return deadline(this.socket.emitWithAck(event, payload), `the ack of '${event}'`);
+  }
+
+  close() {
+    this.socket.disconnect();
+  }
+}
+
+/** A native-protocol client on `/ws`: JSON text frames, replies by `ref`. */
+export class NativeClient {
+  static async connect(serverUrl, name) {
+    const url = `${serverUrl.replace(/^http/, 'ws')}/ws?name=${encodeURIComponent(name)}`;
+    const client = new NativeClient(new WebSocket(url));
+    client.welcome = await client.waitFor((f) => f.type === 'welcome', 'welcome');
+    return client;
+  }
+
+  constructor(ws) {
+    this.ws = ws;
+    this.frames = [];
+    this.waiters = [];
+    this.nextRef = 1;
+    ws.on('message', (data) => {
+      this.frames.push(JSON.parse(data.toString()));
+      this.waiters = this.waiters.filter(({ predicate, resolve }) => {
+        const found = this.frames.find(predicate);
+        if (found) resolve(found);
+        return !found;
+      });
+    });
+  }
+
+  waitFor(predicate, what) {
+    const found = this.frames.find(predicate);
+    if (found) return Promise.resolve(found);
+    return deadline(new Promise((resolve) => this.waiters.push({ predicate, resolve })), what);
+  }
+
+  /** Sends a frame with a fresh `ref` and returns the reply carrying it. */
+  request(frame) {
+    const ref = this.nextRef++;
+    this.ws.send(JSON.stringify({ ...frame, ref }));
+    return this.waitFor((f) => f.ref === ref, `the reply to ${frame.type}`);
+  }
+
+  /** Message frames of `room`, in arrival order. */
+  messages(room) {
+    return this.frames.filter((f) => f.type === 'message' && f.room === room);
+  }
+
+  close() {
+    this.ws.close();
+  }
+}
+
+/** Waits until `condition()` is true, checking every 20 ms. */
+export async function until(condition, what, ms = WAIT_MS) {
+  const started = Date.now();
+  while (!(await condition())) {
+    if (Date.now() - started > ms) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
