@@ -62,6 +62,10 @@ test('anonymous mode: the name from auth, else from the query; bad names are ref
 
   const notAnObject = client(server, { auth: { name: 42 } });
   assert.match((await refusal(notAnObject)).message, /auth/);
+
+  const elsewhere = new SioClient(`${server.url}/admin`, { auth: { name: 'eve' } });
+  clients.push(elsewhere);
+  assert.equal((await refusal(elsewhere)).message, 'Invalid namespace');
 });
 
 test('token mode: auth.token names the user and their rooms', async () => {
