@@ -18,6 +18,7 @@ use serde::Deserialize;
 use socketioxide_core::Value;
 use socketioxide_core::parser::Parse;
 use socketioxide_parser_common::CommonParser;
+use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::time::Instant;
 
@@ -62,9 +63,8 @@ pub async fn run(app: Arc<AppState>, socket: Arc<EngineSocket>) {
         return;
     };
     let (mut session, mut outbox) = app.hub.connect(identity);
-    let welcome = session.welcome(app.heartbeat);
     let greeted = send(&socket, mapping::connected(session.id()))
-        .and_then(|()| send(&socket, mapping::reply(&welcome)));
+        .and_then(|()| send(&socket, mapping::reply(&session.welcome(app.heartbeat))));
     let hangup = match greeted {
         Ok(()) => serve(&socket, &mut session, &mut outbox).await,
         Err(_) => Hangup::Gone,
@@ -183,15 +183,23 @@ async fn serve(
     session: &mut Session,
     outbox: &mut OutboxReceiver,
 ) -> Hangup {
+    let OutboxReceiver { rx, dropped } = outbox;
+    let dropped = &*dropped;
+    // Made once, not per wake-up: each registers a waiter, and registering
+    // anew for every delivery would cost lock round trips each time.
+    let hangup = dropped.wait();
+    tokio::pin!(hangup);
+    let closed = socket.closed();
+    tokio::pin!(closed);
     loop {
         tokio::select! {
             biased;
-            reason = outbox.dropped.wait() => match reason {
+            reason = &mut hangup => match reason {
                 Dropped::SlowConsumer => return Hangup::TooSlow,
                 Dropped::Shutdown => {
                     // Acks of sends committed during shutdown are queued:
                     // let them out before closing.
-                    while let Ok(item) = outbox.rx.try_recv() {
+                    while let Ok(item) = rx.try_recv() {
                         if forward(socket, item).is_err() {
                             break;
                         }
@@ -199,11 +207,11 @@ async fn serve(
                     return Hangup::Shutdown;
                 }
             },
-            () = socket.closed() => return Hangup::Gone,
-            Some(first) = outbox.rx.recv() => {
-                if let Err(refused) = forward_batch(socket, first, outbox) {
+            () = &mut closed => return Hangup::Gone,
+            Some(first) = rx.recv() => {
+                if let Err(refused) = forward_batch(socket, first, rx) {
                     match refused {
-                        Refused::Full => outbox.dropped.mark_slow(),
+                        Refused::Full => dropped.mark_slow(),
                         Refused::Closed => return Hangup::Gone,
                     }
                 }
@@ -213,7 +221,7 @@ async fn serve(
                 Some(Incoming::Event { data, ack }) => {
                     // Boxed: the handler's state would otherwise sit in
                     // every idle connection's task, used or not.
-                    if let Err(Refused::Closed) = Box::pin(handle(socket, session, outbox, &data, ack)).await {
+                    if let Err(Refused::Closed) = Box::pin(handle(socket, session, rx, &data, ack)).await {
                         return Hangup::Gone;
                     }
                 }
@@ -236,7 +244,7 @@ async fn serve(
 async fn handle(
     socket: &EngineSocket,
     session: &mut Session,
-    outbox: &mut OutboxReceiver,
+    outbox: &mut mpsc::Receiver<Outbound>,
     data: &Str,
     ack: Option<i64>,
 ) -> Result<(), Refused> {
@@ -253,7 +261,7 @@ async fn handle(
     };
     let answered = session.handle_reporting(envelope).await;
     if let (false, Some(room), Some(id)) = (answered, typing_room, ack) {
-        while let Ok(item) = outbox.rx.try_recv() {
+        while let Ok(item) = outbox.try_recv() {
             forward(socket, item)?;
         }
         send(socket, mapping::acknowledge_room(id, &room))?;
@@ -265,11 +273,11 @@ async fn handle(
 fn forward_batch(
     socket: &EngineSocket,
     first: Outbound,
-    outbox: &mut OutboxReceiver,
+    outbox: &mut mpsc::Receiver<Outbound>,
 ) -> Result<(), Refused> {
     forward(socket, first)?;
     for _ in 1..MAX_BATCH {
-        match outbox.rx.try_recv() {
+        match outbox.try_recv() {
             Ok(item) => forward(socket, item)?,
             Err(_) => break,
         }
