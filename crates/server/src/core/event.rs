@@ -2,12 +2,13 @@
 //! replies, through a bounded per-connection [`Outbox`].
 
 use std::any::Any;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, OnceLock};
+use std::task::Poll;
 
 use chat_protocol::{Message, PresenceEvent, ServerFrame, User};
+use futures_util::task::AtomicWaker;
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 
 use super::metrics::Metrics;
 
@@ -112,11 +113,12 @@ pub enum Outbound {
 
 /// Why a connection must end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
 pub enum Dropped {
     /// The queue was full: the connection is too slow for its rooms.
-    SlowConsumer,
+    SlowConsumer = 0,
     /// The server is shutting down; every accepted send has been answered.
-    Shutdown,
+    Shutdown = 1,
 }
 
 /// Sending side of a connection's bounded queue. Cloned into every room the
@@ -135,9 +137,43 @@ pub struct Outbox {
 #[derive(Debug)]
 struct OutboxShared {
     conn: ConnId,
-    dropped: CancellationToken,
-    slow: AtomicBool,
+    hangup: Hangup,
     metrics: Metrics,
+}
+
+/// A connection's reason to end, set once, and its task's waker.
+///
+/// The transport's task polls this on every wake-up, so it is lock-free:
+/// an atomic and an `AtomicWaker` (a `CancellationToken` takes a mutex on
+/// every poll, which showed up at a few percent of the server's CPU under
+/// fan-out load).
+#[derive(Debug, Default)]
+struct Hangup {
+    /// 0 while the connection may stay, else `Dropped as u8 + 1`.
+    reason: AtomicU8,
+    waker: AtomicWaker,
+}
+
+impl Hangup {
+    /// Sets the reason unless one is set; returns whether this call set it.
+    fn set(&self, reason: Dropped) -> bool {
+        let set = self
+            .reason
+            .compare_exchange(0, reason as u8 + 1, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok();
+        if set {
+            self.waker.wake();
+        }
+        set
+    }
+
+    fn get(&self) -> Option<Dropped> {
+        match self.reason.load(Ordering::Acquire) {
+            0 => None,
+            1 => Some(Dropped::SlowConsumer),
+            _ => Some(Dropped::Shutdown),
+        }
+    }
 }
 
 /// Receiving side, owned by the connection's transport task. The two
@@ -155,20 +191,11 @@ pub struct DroppedSignal {
 }
 
 /// Creates a connection's queue holding at most `capacity` items.
-/// `shutdown` is a child of the hub's disconnect token: one token per
-/// connection covers both reasons to end it, so its task waits on one
-/// future instead of two.
-pub fn outbox(
-    conn: ConnId,
-    capacity: usize,
-    metrics: Metrics,
-    shutdown: CancellationToken,
-) -> (Outbox, OutboxReceiver) {
+pub fn outbox(conn: ConnId, capacity: usize, metrics: Metrics) -> (Outbox, OutboxReceiver) {
     let (tx, rx) = mpsc::channel(capacity.max(1));
     let shared = Arc::new(OutboxShared {
         conn,
-        dropped: shutdown,
-        slow: AtomicBool::new(false),
+        hangup: Hangup::default(),
         metrics,
     });
     (
@@ -208,13 +235,18 @@ impl Outbox {
     pub fn mark_slow(&self) {
         self.shared.mark_slow();
     }
+
+    /// Tells the connection's transport to close it: the server is shutting
+    /// down.
+    pub fn shut_down(&self) {
+        self.shared.hangup.set(Dropped::Shutdown);
+    }
 }
 
 impl OutboxShared {
     fn mark_slow(&self) {
-        if !self.slow.swap(true, Ordering::Relaxed) {
+        if self.hangup.set(Dropped::SlowConsumer) {
             self.metrics.slow_consumer_dropped();
-            self.dropped.cancel();
         }
     }
 }
@@ -228,11 +260,16 @@ impl DroppedSignal {
 
     /// Resolves when the connection must end, and says why.
     pub async fn wait(&self) -> Dropped {
-        self.shared.dropped.cancelled().await;
-        if self.shared.slow.load(Ordering::Relaxed) {
-            Dropped::SlowConsumer
-        } else {
-            Dropped::Shutdown
-        }
+        let hangup = &self.shared.hangup;
+        std::future::poll_fn(|cx| {
+            // Registered before looking, so a reason set in between still
+            // wakes us.
+            hangup.waker.register(cx.waker());
+            match hangup.get() {
+                Some(reason) => Poll::Ready(reason),
+                None => Poll::Pending,
+            }
+        })
+        .await
     }
 }

@@ -19,7 +19,7 @@ pub mod metrics;
 pub mod rate;
 pub mod rooms;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -108,6 +108,15 @@ struct HubInner {
     closing: CancellationToken,
     /// Cancelled once pending sends are committed: transports close now.
     disconnect: CancellationToken,
+    /// Every open session's outbox, to tell each when the server shuts down.
+    sessions: Mutex<Sessions>,
+}
+
+/// The open sessions, and whether they must close already.
+#[derive(Debug, Default)]
+struct Sessions {
+    outboxes: HashMap<ConnId, Outbox>,
+    shut_down: bool,
 }
 
 impl Hub {
@@ -153,6 +162,7 @@ impl Hub {
                 next_conn: AtomicU64::new(1),
                 closing,
                 disconnect: CancellationToken::new(),
+                sessions: Mutex::new(Sessions::default()),
             }),
         }
     }
@@ -166,12 +176,15 @@ impl Hub {
     pub fn connect(&self, identity: Identity) -> (Session, OutboxReceiver) {
         let conn = self.inner.next_conn.fetch_add(1, Ordering::Relaxed);
         let limits = &self.inner.limits;
-        let (outbox, receiver) = event::outbox(
-            conn,
-            limits.outbound_queue,
-            self.inner.metrics.clone(),
-            self.inner.disconnect.child_token(),
-        );
+        let (outbox, receiver) =
+            event::outbox(conn, limits.outbound_queue, self.inner.metrics.clone());
+        {
+            let mut sessions = lock(&self.inner.sessions);
+            if sessions.shut_down {
+                outbox.shut_down();
+            }
+            sessions.outboxes.insert(conn, outbox.clone());
+        }
         self.inner.metrics.connection_opened();
         let session = Session {
             hub: self.inner.clone(),
@@ -216,8 +229,19 @@ impl Hub {
         {
             tracing::error!(error = %e, "committer task failed");
         }
+        let mut sessions = lock(&self.inner.sessions);
+        sessions.shut_down = true;
+        for outbox in sessions.outboxes.values() {
+            outbox.shut_down();
+        }
+        drop(sessions);
         self.inner.disconnect.cancel();
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding the lock leaves plain data, still usable.
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Delivers waiting presence and typing events every `period`, until the
@@ -556,6 +580,7 @@ impl Drop for Session {
                 self.announce(&room, PresenceEvent::Leave, &user);
             }
         }
+        lock(&self.hub.sessions).outboxes.remove(&conn);
         self.hub.metrics.connection_closed();
     }
 }

@@ -304,7 +304,6 @@ mod tests {
     use super::*;
     use crate::core::event::{EventKind, outbox};
     use chat_protocol::{Message, PresenceEvent};
-    use tokio_util::sync::CancellationToken;
 
     fn user(id: &str) -> Arc<User> {
         Arc::new(User {
@@ -364,7 +363,7 @@ mod tests {
     fn pending_join_buffers_and_drops_covered_messages() {
         let rooms = Rooms::new(16, false, Metrics::new());
         let name: Arc<str> = "r".into();
-        let (tx, mut rx) = outbox(1, 16, Metrics::new(), CancellationToken::new());
+        let (tx, mut rx) = outbox(1, 16, Metrics::new());
         rooms.register(&name, &user("a"), &tx);
         // Published while the history read runs: 4 is in the history, 5 not.
         rooms.deliver(&message(&name, 4));
@@ -380,8 +379,8 @@ mod tests {
         let rooms = Rooms::new(16, false, Metrics::new());
         let name: Arc<str> = "r".into();
         let alice = user("alice");
-        let (tab1, _rx1) = outbox(1, 16, Metrics::new(), CancellationToken::new());
-        let (tab2, _rx2) = outbox(2, 16, Metrics::new(), CancellationToken::new());
+        let (tab1, _rx1) = outbox(1, 16, Metrics::new());
+        let (tab2, _rx2) = outbox(2, 16, Metrics::new());
         assert!(rooms.register(&name, &alice, &tab1).first_of_user);
         assert!(!rooms.register(&name, &alice, &tab2).first_of_user);
         assert!(rooms.register(&name, &alice, &tab1).rejoin);
@@ -396,8 +395,8 @@ mod tests {
     fn a_full_queue_marks_the_member_slow_without_blocking() {
         let rooms = Rooms::new(16, false, Metrics::new());
         let name: Arc<str> = "r".into();
-        let (slow, slow_rx) = outbox(1, 2, Metrics::new(), CancellationToken::new());
-        let (fast, mut fast_rx) = outbox(2, 64, Metrics::new(), CancellationToken::new());
+        let (slow, slow_rx) = outbox(1, 2, Metrics::new());
+        let (fast, mut fast_rx) = outbox(2, 64, Metrics::new());
         rooms.register(&name, &user("s"), &slow);
         rooms.register(&name, &user("f"), &fast);
         rooms.finish_join("r", 1, 0, joined("r", 0));
@@ -414,8 +413,8 @@ mod tests {
     fn skip_excludes_the_originating_connection() {
         let rooms = Rooms::new(16, false, Metrics::new());
         let name: Arc<str> = "r".into();
-        let (a, mut a_rx) = outbox(1, 16, Metrics::new(), CancellationToken::new());
-        let (b, mut b_rx) = outbox(2, 16, Metrics::new(), CancellationToken::new());
+        let (a, mut a_rx) = outbox(1, 16, Metrics::new());
+        let (b, mut b_rx) = outbox(2, 16, Metrics::new());
         rooms.register(&name, &user("a"), &a);
         rooms.register(&name, &user("b"), &b);
         rooms.finish_join("r", 1, 0, joined("r", 0));
@@ -448,8 +447,8 @@ mod tests {
     fn waiting_presence_goes_to_those_present_and_never_after_a_message() {
         let rooms = Rooms::new(16, true, Metrics::new());
         let name: Arc<str> = "r".into();
-        let (a, mut a_rx) = outbox(1, 16, Metrics::new(), CancellationToken::new());
-        let (b, mut b_rx) = outbox(2, 16, Metrics::new(), CancellationToken::new());
+        let (a, mut a_rx) = outbox(1, 16, Metrics::new());
+        let (b, mut b_rx) = outbox(2, 16, Metrics::new());
         rooms.register(&name, &user("a"), &a);
         rooms.finish_join("r", 1, 0, joined("r", 0));
         rooms.register(&name, &user("b"), &b);
@@ -457,7 +456,7 @@ mod tests {
         rooms.finish_join("r", 2, 0, joined("r", 0));
         assert_eq!(drain(&mut a_rx), ["joined@0"], "the presence waits");
         // c joins after b's presence: it must not get it.
-        let (c, mut c_rx) = outbox(3, 16, Metrics::new(), CancellationToken::new());
+        let (c, mut c_rx) = outbox(3, 16, Metrics::new());
         rooms.register(&name, &user("c"), &c);
         rooms.deliver(&presence(&name, "c", Some(3)));
         rooms.finish_join("r", 3, 0, joined("r", 0));

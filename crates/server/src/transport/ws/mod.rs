@@ -28,12 +28,13 @@ use bytes::Bytes;
 use chat_protocol::{CloseCode, parse_request, validate};
 use hyper_util::rt::TokioIo;
 use serde::Deserialize;
+use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior};
 use tungstenite::protocol::WebSocketConfig;
 use tungstenite::{Error, Message};
 
 use crate::auth;
-use crate::core::{Dropped, Encoding, Identity, Outbound, OutboxReceiver};
+use crate::core::{Dropped, Encoding, Identity, Outbound};
 use crate::server::AppState;
 use socket::WsSocket;
 
@@ -119,11 +120,16 @@ where
     let mut ticks = tokio::time::interval_at(Instant::now() + heartbeat, heartbeat);
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut last_heard = Instant::now();
+    // Made once, not per wake-up: waiting registers with the connection's
+    // cancellation token, and registering anew for every delivery would
+    // cost two lock round trips each time.
+    let dropped = outbox.dropped.wait();
+    tokio::pin!(dropped);
 
     let hangup = loop {
         tokio::select! {
             biased;
-            reason = outbox.dropped.wait() => match reason {
+            reason = &mut dropped => match reason {
                 Dropped::SlowConsumer => break hangup(CloseCode::Overloaded, TOO_SLOW),
                 Dropped::Shutdown => {
                     // Acks of sends committed during shutdown are queued:
@@ -154,7 +160,7 @@ where
                 }
             }
             Some(first) = outbox.rx.recv(), if socket.pending() < OUTPUT_HIGH_WATER => {
-                queue_batch(&mut socket, first, &mut outbox);
+                queue_batch(&mut socket, first, &mut outbox.rx);
             }
             _ = ticks.tick() => {
                 if last_heard.elapsed() >= heartbeat * 2 {
@@ -175,7 +181,7 @@ where
 
 /// Formats `first` and whatever else is queued, up to a batch, so they
 /// leave in one write.
-fn queue_batch<S>(socket: &mut WsSocket<S>, first: Outbound, outbox: &mut OutboxReceiver)
+fn queue_batch<S>(socket: &mut WsSocket<S>, first: Outbound, outbox: &mut mpsc::Receiver<Outbound>)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
@@ -184,7 +190,7 @@ where
         if socket.pending() >= OUTPUT_HIGH_WATER {
             break;
         }
-        match outbox.rx.try_recv() {
+        match outbox.try_recv() {
             Ok(item) => queue(socket, item),
             Err(_) => break,
         }
