@@ -268,3 +268,23 @@ async fn second_server_on_the_same_data_dir_refuses_to_start() {
     c.join("r").await;
     c.say("r", "hello").await;
 }
+
+#[tokio::test]
+async fn a_burst_larger_than_the_output_buffer_is_all_answered() {
+    // 25 pipelined sends of 12 KB: their broadcasts, formatted together,
+    // pass the connection's 64 KiB output mark, which pauses taking more
+    // from its queue until the socket drains. The drain itself must resume
+    // it: with a long heartbeat nothing else would wake the connection.
+    let mut args = vec!["--heartbeat-ms", "300000"];
+    args.extend_from_slice(NO_RATE_LIMIT);
+    let server = Server::start(&args);
+    let mut client = server.client("bulk").await;
+    client.join("bulk").await;
+    let text = "你".repeat(4000);
+    let sends = (0..25)
+        .map(|i| json!({"type": "send", "room": "bulk", "text": text, "id": format!("b{i}")}))
+        .collect();
+    let replies = client.blast(sends).await;
+    assert!(replies.iter().all(|r| r["type"] == "ack"), "{replies:?}");
+    client.assert_alive().await;
+}

@@ -36,7 +36,7 @@ use tungstenite::{Error, Message};
 use crate::auth;
 use crate::core::{Dropped, Encoding, Identity, Outbound};
 use crate::server::AppState;
-use socket::WsSocket;
+use socket::{SocketEvent, WsSocket};
 
 /// Initial read buffer per connection: client frames are small requests.
 const READ_BUFFER: usize = 512;
@@ -140,9 +140,17 @@ where
                     break hangup(CloseCode::GoingAway, "server shutting down");
                 }
             },
-            incoming = poll_fn(|cx| socket.poll_io(cx)) => {
+            // While the outbox branch is off for a full output buffer, the
+            // socket branch must end the wait once the buffer drains, or
+            // nothing would turn the outbox branch back on.
+            incoming = poll_fn(|cx| socket.poll_io(cx, OUTPUT_HIGH_WATER)) => {
+                let message = match incoming {
+                    Ok(SocketEvent::Drained) => continue,
+                    Ok(SocketEvent::Message(message)) => Ok(message),
+                    Err(e) => Err(e),
+                };
                 last_heard = Instant::now();
-                match incoming {
+                match message {
                     Ok(Message::Text(text)) => match parse_request(text.as_str()) {
                         Ok(envelope) => {
                             // Boxed: the handler's state would otherwise sit

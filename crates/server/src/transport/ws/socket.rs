@@ -25,6 +25,14 @@ use tungstenite::{Error, Message};
 /// connection holds no write memory.
 const KEEP_CAPACITY: usize = 512;
 
+/// What the socket has for the connection's loop.
+pub enum SocketEvent {
+    /// A message from the client.
+    Message(Message),
+    /// Queued output fell below the high-water mark: take more.
+    Drained,
+}
+
 /// Longest frame header a server writes (no mask): 2 bytes plus an 8-byte
 /// length.
 const MAX_HEADER: usize = 10;
@@ -105,8 +113,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsSocket<S> {
     }
 
     /// Writes queued output and reads the next message from the client: the
-    /// one future a connection waits on for its socket.
-    pub fn poll_io(&mut self, cx: &mut Context<'_>) -> Poll<Result<Message, Error>> {
+    /// one future a connection waits on for its socket. Also ends the wait
+    /// with [`SocketEvent::Drained`] when output that was at or above
+    /// `high_water` has drained below it.
+    pub fn poll_io(
+        &mut self,
+        cx: &mut Context<'_>,
+        high_water: usize,
+    ) -> Poll<Result<SocketEvent, Error>> {
+        let was_full = self.pending() >= high_water;
         if self.pending() > 0
             && let Poll::Ready(Err(e)) = self.poll_flush(cx)
         {
@@ -119,7 +134,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsSocket<S> {
         {
             return Poll::Ready(Err(Error::Io(e)));
         }
-        read
+        match read {
+            Poll::Ready(message) => Poll::Ready(message.map(SocketEvent::Message)),
+            Poll::Pending if was_full && self.pending() < high_water => {
+                Poll::Ready(Ok(SocketEvent::Drained))
+            }
+            Poll::Pending => Poll::Pending,
+        }
     }
 
     /// Writes everything queued, then releases the buffer.
