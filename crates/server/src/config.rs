@@ -114,7 +114,7 @@ pub struct Settings {
     /// Longest wait before presence and typing events are delivered, so that
     /// a burst of them (many people joining) reaches each member in one
     /// write; a message never waits, and takes waiting events of its room
-    /// along first. 0 delivers each at once [default: 100].
+    /// along first. 0 delivers each at once [default: 250].
     #[arg(long, env = "CHAT_PRESENCE_DELAY_MS", value_name = "MS")]
     pub presence_delay_ms: Option<u64>,
 

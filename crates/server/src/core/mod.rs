@@ -84,7 +84,7 @@ impl Default for Limits {
             outbound_queue: 1024,
             max_pending_sends: 10_000,
             commit_batch: 1024,
-            presence_delay: Duration::from_millis(100),
+            presence_delay: Duration::from_millis(250),
         }
     }
 }
