@@ -6,89 +6,15 @@
 //   CHAT_SERVER_BIN  the server binary (crates/server/tests/socketio.rs
 //                    passes the one cargo built; default target/debug)
 
-import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { io } from 'socket.io-client';
 import WebSocket from 'ws';
 
-export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const SERVER_BIN = process.env.CHAT_SERVER_BIN || path.join(repoRoot, 'target/debug/chat-server');
+import { ChatServer, repoRoot } from '../support/chat-server.js';
+
+export { ChatServer, repoRoot };
 
 /** How long any one condition may take to come true. */
 export const WAIT_MS = 10_000;
-const START_TIMEOUT_MS = 30_000;
-const STOP_TIMEOUT_MS = 10_000;
-
-/** A chat-server process on 127.0.0.1 with its own temporary data dir. */
-export class ChatServer {
-  static async start(extraArgs = []) {
-    const server = new ChatServer(mkdtempSync(path.join(tmpdir(), 'chat-socketio-')), extraArgs);
-    await server.spawn('127.0.0.1:0');
-    return server;
-  }
-
-  constructor(dataDir, extraArgs) {
-    this.dataDir = dataDir;
-    this.extraArgs = extraArgs;
-    this.child = null;
-    /** `http://127.0.0.1:PORT`, no trailing slash. */
-    this.url = null;
-    this.stderr = '';
-  }
-
-  spawn(listen) {
-    const child = spawn(SERVER_BIN, ['--listen', listen, '--data-dir', this.dataDir, ...this.extraArgs], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    this.child = child;
-    this.stderr = '';
-    child.stderr.setEncoding('utf8');
-    child.stderr.on('data', (chunk) => {
-      this.stderr += chunk;
-    });
-    return new Promise((resolve, reject) => {
-      const fail = (why) => {
-        clearTimeout(timer);
-        reject(new Error(`chat-server (${SERVER_BIN}) ${why}\nstderr:\n${this.stderr}`));
-      };
-      const timer = setTimeout(() => fail('printed no listening line in time'), START_TIMEOUT_MS);
-      let stdout = '';
-      child.stdout.setEncoding('utf8');
-      child.stdout.on('data', (chunk) => {
-        stdout += chunk;
-        const match = /chat-server listening on (http:\/\/\S+)/.exec(stdout);
-        if (match && this.url === null) {
-          clearTimeout(timer);
-          this.url = match[1].replace(/\/$/, '');
-          resolve();
-        }
-      });
-      child.on('error', (error) => fail(`could not start: ${error.message}`));
-      child.on('exit', (code, signal) => {
-        if (this.url === null) fail(`exited early (code ${code}, signal ${signal})`);
-      });
-    });
-  }
-
-  /** SIGTERM, as an operator would; waits for the process to be gone. */
-  async stop() {
-    const child = this.child;
-    if (!child || child.exitCode !== null || child.signalCode !== null) return;
-    const exited = new Promise((resolve) => child.once('exit', resolve));
-    child.kill('SIGTERM');
-    const timer = setTimeout(() => child.kill('SIGKILL'), STOP_TIMEOUT_MS);
-    await exited;
-    clearTimeout(timer);
-  }
-
-  async close() {
-    await this.stop();
-    rmSync(this.dataDir, { recursive: true, force: true });
-  }
-}
 
 /** Rejects after `ms` with `what` in the message, unless `promise` settles first. */
 export function deadline(promise, what, ms = WAIT_MS) {
