@@ -1,0 +1,128 @@
+//! Running a Node.js test suite of the repository (`tests/<name>/`, Node's
+//! own test runner) against the binary cargo just built, for the Rust test
+//! files that wrap them (`browser.rs`, `socketio.rs`).
+//!
+//! What a suite needs (node, npm, Chromium, its `node_modules`) is checked
+//! first: missing, it fails the test when `CI=true` (`.ci/run` installs it)
+//! and is skipped, saying why, everywhere else.
+
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A suite normally takes well under a minute; this only stops a hung
+/// client or browser from hanging the test run.
+const SUITE_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// One Node test suite: `tests/<dir>` at the repository root.
+pub struct Suite {
+    /// What the suite is, for messages ("the browser tests").
+    pub what: &'static str,
+    pub repo: PathBuf,
+    pub dir: PathBuf,
+}
+
+impl Suite {
+    pub fn new(what: &'static str, dir: &str) -> Suite {
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let dir = repo.join("tests").join(dir);
+        Suite { what, repo, dir }
+    }
+
+    /// Fails under CI, says why it skips (returning false) elsewhere.
+    pub fn require(&self, available: bool, missing: &str) -> bool {
+        if available {
+            return true;
+        }
+        let in_ci = std::env::var("CI").is_ok_and(|value| value == "true" || value == "1");
+        assert!(
+            !in_ci,
+            "{missing}: {} cannot run, and CI=true makes that a failure \
+             (.ci/run installs what they need)",
+            self.what
+        );
+        eprintln!(
+            "SKIPPED {}: {missing}. `.ci/run` installs what they need.",
+            self.what
+        );
+        false
+    }
+
+    /// Whether node (and npm) run here.
+    pub fn has_node(&self) -> bool {
+        self.require(
+            runs("node", &["--version"], &self.dir),
+            "node is not installed",
+        ) && self.require(
+            runs("npm", &["--version"], &self.dir),
+            "npm is not installed",
+        )
+    }
+
+    /// `npm ci` in `dir` unless `probe` (a package in its `node_modules`) is
+    /// there.
+    pub fn installed(&self, dir: &Path, probe: &str) -> bool {
+        dir.join("node_modules").join(probe).exists()
+            || self.require(
+                runs("npm", &["ci", "--no-audit", "--no-fund"], dir),
+                &format!("`npm ci` in {} failed", dir.display()),
+            )
+    }
+
+    /// The browser the suites drive: `CHROMIUM_PATH`, else Debian's.
+    pub fn chromium() -> PathBuf {
+        std::env::var_os("CHROMIUM_PATH")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"))
+    }
+
+    /// Runs `node --test` on `files` (all the suite's when empty) and
+    /// asserts that it passes; its output goes to ours.
+    pub fn run(&self, files: &[String]) {
+        let mut node = Command::new("node")
+            // Its own process group, so a timeout also ends the servers and
+            // browsers it started.
+            .process_group(0)
+            .args(["--test", "--test-concurrency=1"])
+            .args(files)
+            .current_dir(&self.dir)
+            .env("CHAT_SERVER_BIN", env!("CARGO_BIN_EXE_chat-server"))
+            .env("CHROMIUM_PATH", Suite::chromium())
+            .env("CHAT_ARTIFACTS_DIR", self.repo.join("ci-artifacts"))
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("start node");
+        let started = Instant::now();
+        let status = loop {
+            if let Some(status) = node.try_wait().expect("wait for node") {
+                break status;
+            }
+            if started.elapsed() > SUITE_TIMEOUT {
+                if let Ok(group) = i32::try_from(node.id()) {
+                    // SAFETY: kill(2) takes no pointers; a negative pid
+                    // names the process group made for node above.
+                    unsafe { libc::kill(-group, libc::SIGKILL) };
+                }
+                let _ = node.kill();
+                let _ = node.wait();
+                panic!("{} did not finish within {SUITE_TIMEOUT:?}", self.what);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        assert!(
+            status.success(),
+            "{} failed ({status}); their output is above",
+            self.what
+        );
+    }
+}
+
+fn runs(program: &str, args: &[&str], dir: &Path) -> bool {
+    Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success())
+}
