@@ -542,18 +542,7 @@ impl DurableReport {
             ),
         );
         row("ack latency", self.ack_latency_us.row());
-        row(
-            "errors",
-            if self.errors.is_empty() {
-                "0".into()
-            } else {
-                self.errors
-                    .iter()
-                    .map(|(code, n)| format!("{code} {n}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            },
-        );
+        row("errors", super::error_counts(&self.errors));
         row(
             "seq violations",
             format!(

@@ -377,15 +377,7 @@ impl StepReport {
                 self.sent,
                 self.acked,
                 self.unanswered,
-                if self.errors.is_empty() {
-                    "0".to_string()
-                } else {
-                    self.errors
-                        .iter()
-                        .map(|(c, n)| format!("{c} {n}"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                }
+                super::error_counts(&self.errors)
             ),
         );
         row(

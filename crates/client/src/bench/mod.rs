@@ -71,6 +71,18 @@ impl CommonArgs {
     }
 }
 
+/// Error codes and how often each came back, as `code n, code n`, or `0`.
+pub fn error_counts<K: std::fmt::Display>(errors: &std::collections::BTreeMap<K, u64>) -> String {
+    if errors.is_empty() {
+        return "0".into();
+    }
+    errors
+        .iter()
+        .map(|(code, n)| format!("{code} {n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Prints the human table, and the JSON line when asked.
 ///
 /// With `--json` the table goes to stderr so a script can take stdout as
