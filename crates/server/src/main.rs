@@ -26,7 +26,17 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let server = Server::bind(&config, Some(prometheus)).await?;
     let addr = server.local_addr()?;
     let scheme = server.scheme();
-    tracing::info!(%addr, scheme, data_dir = %config.data_dir.display(), "chat-server listening");
+    // The database URL is not logged: it may carry a password.
+    match &config.database_url {
+        Some(_) => tracing::info!(%addr, scheme, storage = "postgresql", "chat-server listening"),
+        None => tracing::info!(
+            %addr,
+            scheme,
+            storage = "sqlite",
+            data_dir = %config.data_dir.display(),
+            "chat-server listening"
+        ),
+    }
     if let Some(tls) = server.tls() {
         tokio::spawn(reload_on_sighup(tls));
     }
