@@ -79,3 +79,35 @@ pub trait Store: Send + Sync + 'static {
     /// Whether the store can serve requests now.
     async fn check(&self) -> Result<(), StoreError>;
 }
+
+/// Builders and views the stores' unit tests share.
+#[cfg(test)]
+mod test_support {
+    use chat_protocol::User;
+
+    use super::{Appended, Draft};
+
+    /// A draft from `alice` whose text names its id.
+    pub fn draft(room: &str, id: &str) -> Draft {
+        Draft {
+            room: room.into(),
+            id: id.into(),
+            from: User {
+                id: "u1".into(),
+                name: "alice".into(),
+            },
+            text: format!("text of {id}"),
+        }
+    }
+
+    /// Each outcome as (stored anew, seq).
+    pub fn seqs(outcomes: &[Appended]) -> Vec<(bool, u64)> {
+        outcomes
+            .iter()
+            .map(|o| match o {
+                Appended::New(m) => (true, m.seq),
+                Appended::Duplicate(m) => (false, m.seq),
+            })
+            .collect()
+    }
+}

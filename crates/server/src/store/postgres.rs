@@ -801,6 +801,7 @@ mod tests {
 
     use super::*;
     use crate::store::SqliteStore;
+    use crate::store::test_support::{draft, seqs};
 
     /// Where the tests find PostgreSQL; `CHAT_TEST_DATABASE_URL` overrides.
     const DEFAULT_TEST_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
@@ -896,28 +897,6 @@ mod tests {
                 eprintln!("could not drop test schema {}: {e}", self.schema);
             }
         }
-    }
-
-    fn draft(room: &str, id: &str) -> Draft {
-        Draft {
-            room: room.into(),
-            id: id.into(),
-            from: User {
-                id: "u1".into(),
-                name: "alice".into(),
-            },
-            text: format!("text of {id}"),
-        }
-    }
-
-    fn seqs(outcomes: &[Appended]) -> Vec<(bool, u64)> {
-        outcomes
-            .iter()
-            .map(|o| match o {
-                Appended::New(m) => (true, m.seq),
-                Appended::Duplicate(m) => (false, m.seq),
-            })
-            .collect()
     }
 
     fn message(outcome: &Appended) -> &Message {

@@ -424,28 +424,7 @@ impl Store for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn draft(room: &str, id: &str) -> Draft {
-        Draft {
-            room: room.into(),
-            id: id.into(),
-            from: User {
-                id: "u1".into(),
-                name: "alice".into(),
-            },
-            text: format!("text of {id}"),
-        }
-    }
-
-    fn seqs(outcomes: &[Appended]) -> Vec<(bool, u64)> {
-        outcomes
-            .iter()
-            .map(|o| match o {
-                Appended::New(m) => (true, m.seq),
-                Appended::Duplicate(m) => (false, m.seq),
-            })
-            .collect()
-    }
+    use crate::store::test_support::{draft, seqs};
 
     #[tokio::test]
     async fn committed_pages_reach_the_database_file_without_a_commit_doing_it() {
