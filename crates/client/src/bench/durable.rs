@@ -36,7 +36,7 @@ use super::procstat::{self, ProcSample, Usage};
 use super::progress::{Counters, Rate, spawn_reporter};
 use super::seqcheck::{self, Coverage};
 use super::stats::{self, LatencySummary};
-use super::{CommonArgs, emit};
+use super::{CommonArgs, Table, emit};
 
 /// How long a sender keeps reading broadcasts after its own acks, when no
 /// frame arrives, before deciding the rest are not coming.
@@ -507,11 +507,10 @@ impl DurableReport {
     }
 
     pub fn table(&self) -> String {
-        let mut t = String::new();
-        let mut row = |k: &str, v: String| t.push_str(&format!("  {k:<24} {v}\n"));
-        row("scenario", "durable".into());
-        row("url", self.url.clone());
-        row(
+        let mut t = Table::new(24);
+        t.row("scenario", "durable".into());
+        t.row("url", self.url.clone());
+        t.row(
             "load",
             format!(
                 "{} rooms x {} senders x {} messages, window {}, {} B text",
@@ -522,7 +521,7 @@ impl DurableReport {
                 self.text_bytes
             ),
         );
-        row(
+        t.row(
             "connections",
             format!(
                 "{} (setup failed {}, dropped {})",
@@ -532,18 +531,18 @@ impl DurableReport {
             ),
         );
         for (reason, n) in self.setup_failures.iter().chain(&self.dropped_connections) {
-            row("  connection problem", format!("{n} x {reason}"));
+            t.row("  connection problem", format!("{n} x {reason}"));
         }
-        row(
+        t.row(
             "acked",
             format!(
                 "{} of {} sent in {:.3} s = {:.0} msg/s",
                 self.acked, self.sent, self.wall_secs, self.acks_per_sec
             ),
         );
-        row("ack latency", self.ack_latency_us.row());
-        row("errors", super::error_counts(&self.errors));
-        row(
+        t.row("ack latency", self.ack_latency_us.row());
+        t.row("errors", super::error_counts(&self.errors));
+        t.row(
             "seq violations",
             format!(
                 "{} (repeated {}, outside {}, missing {}) over {} acks",
@@ -554,7 +553,7 @@ impl DurableReport {
                 self.seq_coverage.acks
             ),
         );
-        row(
+        t.row(
             "other anomalies",
             format!(
                 "duplicate acks {}, unmatched {}, wrong room {}, undecodable {}, stalled {}",
@@ -565,7 +564,7 @@ impl DurableReport {
                 self.stalled_sends
             ),
         );
-        row(
+        t.row(
             "broadcasts received",
             format!(
                 "{} ({:.0}/s), missing {}, out of order {}",
@@ -573,7 +572,7 @@ impl DurableReport {
             ),
         );
         if let Some(s) = &self.server {
-            row(
+            t.row(
                 "server CPU",
                 format!(
                     "{:.2} s ({:.1} µs per acked message)",
@@ -581,7 +580,7 @@ impl DurableReport {
                     self.server_cpu_us_per_message.unwrap_or(0.0)
                 ),
             );
-            row(
+            t.row(
                 "server RSS",
                 format!(
                     "{} -> {} KiB (delta {} KiB)",
@@ -590,14 +589,14 @@ impl DurableReport {
             );
         }
         if let Some(c) = self.bench_cpu_seconds {
-            row("bench CPU", format!("{c:.2} s"));
+            t.row("bench CPU", format!("{c:.2} s"));
         }
         if self.errors.contains_key("rate_limited") {
-            t.push_str(
+            t.line(
                 "  hint: rate_limited: start the server with --send-rate 1000000 --send-burst 1000000\n",
             );
         }
-        t
+        t.finish()
     }
 }
 

@@ -13,9 +13,9 @@ use std::time::Duration;
 use anyhow::ensure;
 use serde::Serialize;
 
-use super::emit;
 use super::fleet::{Fleet, LoadArgs, SetupReport, StepReport};
 use super::procstat::ProcSample;
+use super::{Table, emit};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct FanoutArgs {
@@ -54,29 +54,28 @@ impl FanoutReport {
     }
 
     pub fn table(&self) -> String {
-        let mut t = String::new();
-        let mut row = |k: &str, v: String| t.push_str(&format!("  {k:<24} {v}\n"));
-        row("scenario", "fanout".into());
-        row("url", self.url.clone());
-        row(
+        let mut t = Table::new(24);
+        t.row("scenario", "fanout".into());
+        t.row("url", self.url.clone());
+        t.row(
             "load",
             format!(
                 "{} rooms x {} members ({} sending), {} B text, {:.1} s warm-up",
                 self.rooms, self.members, self.senders_per_room, self.text_bytes, self.warmup_secs
             ),
         );
-        setup_rows(&self.setup, &mut row);
-        self.result.rows(&mut row);
+        setup_rows(&self.setup, &mut t);
+        self.result.rows(&mut t);
         if let Some(k) = self.bench_rss_kib {
-            row("bench RSS", format!("{k} KiB"));
+            t.row("bench RSS", format!("{k} KiB"));
         }
-        t
+        t.finish()
     }
 }
 
 /// Table rows for the connection phase, shared with `ramp`.
-pub fn setup_rows(setup: &SetupReport, row: &mut dyn FnMut(&str, String)) {
-    row(
+pub fn setup_rows(setup: &SetupReport, t: &mut Table) {
+    t.row(
         "connections",
         format!(
             "{} joined of {} in {:.2} s ({:.0}/s), failed {}",
@@ -84,7 +83,7 @@ pub fn setup_rows(setup: &SetupReport, row: &mut dyn FnMut(&str, String)) {
         ),
     );
     for (reason, n) in &setup.failures {
-        row("  failure", format!("{n} x {reason}"));
+        t.row("  failure", format!("{n} x {reason}"));
     }
 }
 

@@ -42,7 +42,6 @@ use serde::Serialize;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::JoinHandle;
 
-use super::CommonArgs;
 use super::conn::{self, JOIN_REF};
 use super::frame::{Peek, decode_full};
 use super::pacer::{PacePlan, Pacer};
@@ -54,6 +53,7 @@ use super::seqcheck;
 use super::seqset::{Seen, SeqSet};
 use super::stamp::Stamp;
 use super::stats::{self, LatencySummary};
+use super::{CommonArgs, Table};
 
 /// Latency histograms shared by the receivers, each for a slice of rooms.
 const LATENCY_SHARDS: usize = 16;
@@ -352,25 +352,25 @@ impl StepReport {
     }
 
     /// Rows of the human table.
-    pub fn rows(&self, row: &mut dyn FnMut(&str, String)) {
-        row(
+    pub fn rows(&self, t: &mut Table) {
+        t.row(
             "rate",
             format!(
                 "{:.2} msg/s per room = {:.0} deliveries/s offered",
                 self.rate_per_room, self.offered_deliveries_per_sec
             ),
         );
-        row(
+        t.row(
             "delivered",
             format!(
                 "{:.0}/s over the {:.1} s window; {} of {} expected in the step",
                 self.deliveries_per_sec, self.window_secs, self.delivered, self.expected_deliveries
             ),
         );
-        row("latency", self.latency_us.row());
-        row("ack latency", self.ack_latency_us.row());
-        row("send lag (bench)", self.send_lag_us.row());
-        row(
+        t.row("latency", self.latency_us.row());
+        t.row("ack latency", self.ack_latency_us.row());
+        t.row("send lag (bench)", self.send_lag_us.row());
+        t.row(
             "sent / acked",
             format!(
                 "{} / {} (unanswered {}, errors {})",
@@ -380,7 +380,7 @@ impl StepReport {
                 super::error_counts(&self.errors)
             ),
         );
-        row(
+        t.row(
             "lost / dup / reordered",
             format!(
                 "{} / {} / {} (unexpected {}, stale {}, seq violations {})",
@@ -393,7 +393,7 @@ impl StepReport {
             ),
         );
         if self.undecodable + self.unstamped + self.unmatched_acks > 0 {
-            row(
+            t.row(
                 "anomalies",
                 format!(
                     "undecodable {}, unstamped {}, unmatched acks {}",
@@ -402,11 +402,11 @@ impl StepReport {
             );
         }
         for (reason, n) in &self.dropped_connections {
-            row("dropped", format!("{n} x {reason}"));
+            t.row("dropped", format!("{n} x {reason}"));
         }
-        row("drain", format!("{:.2} s", self.drain_secs));
+        t.row("drain", format!("{:.2} s", self.drain_secs));
         if let Some(s) = &self.server {
-            row(
+            t.row(
                 "server",
                 format!(
                     "CPU {:.2} s ({:.0}% of a core), RSS {} -> {} KiB",
@@ -418,7 +418,7 @@ impl StepReport {
             );
         }
         if let Some(f) = self.bench_cpu_fraction {
-            row(
+            t.row(
                 "bench CPU",
                 format!(
                     "{:.0}% of a core; ceiling at this cost ~{:.0} deliveries/s",

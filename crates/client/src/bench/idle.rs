@@ -24,7 +24,7 @@ use super::conn::{self, Buffers};
 use super::procstat::{self, ProcSample, Usage};
 use super::progress::{Counters, Rate, spawn_reporter};
 use super::stats::{self, LatencySummary};
-use super::{CommonArgs, emit};
+use super::{CommonArgs, Table, emit};
 
 /// File descriptors the bench keeps for itself besides its connections
 /// (stdio, the runtime's epoll and eventfds, /proc reads).
@@ -99,33 +99,32 @@ impl IdleReport {
     }
 
     pub fn table(&self) -> String {
-        let mut t = String::new();
-        let mut row = |k: &str, v: String| t.push_str(&format!("  {k:<28} {v}\n"));
-        row("scenario", "idle".into());
-        row("url", self.url.clone());
-        row(
+        let mut t = Table::new(28);
+        t.row("scenario", "idle".into());
+        t.row("url", self.url.clone());
+        t.row(
             "connections",
             format!(
                 "{} requested over {} rooms, {} at a time",
                 self.connections, self.rooms, self.concurrency
             ),
         );
-        row(
+        t.row(
             "joined",
             format!("{} (failed {})", self.joined, self.failed),
         );
         for (reason, n) in &self.failures {
-            row("  failure", format!("{n} x {reason}"));
+            t.row("  failure", format!("{n} x {reason}"));
         }
-        row(
+        t.row(
             "ramp",
             format!(
                 "{:.2} s, {:.0} connect+join/s",
                 self.ramp_secs, self.joins_per_sec
             ),
         );
-        row("connect+join latency", self.connect_join_latency_us.row());
-        row(
+        t.row("connect+join latency", self.connect_join_latency_us.row());
+        t.row(
             "held",
             format!(
                 "{} s, dropped {}, frames received {}",
@@ -133,7 +132,7 @@ impl IdleReport {
             ),
         );
         if let Some(s) = &self.server {
-            row(
+            t.row(
                 "server RSS",
                 format!(
                     "{} -> {} KiB (delta {} KiB)",
@@ -141,9 +140,9 @@ impl IdleReport {
                 ),
             );
             if let Some(k) = self.server_kib_per_connection {
-                row("server RSS per connection", format!("{k:.2} KiB"));
+                t.row("server RSS per connection", format!("{k:.2} KiB"));
             }
-            row(
+            t.row(
                 "server CPU",
                 format!(
                     "{:.2} s total ({:.2} s ramp, {:.2} s hold)",
@@ -154,12 +153,12 @@ impl IdleReport {
             );
         }
         if let Some(k) = self.bench_rss_kib {
-            row("bench RSS", format!("{k} KiB"));
+            t.row("bench RSS", format!("{k} KiB"));
         }
         if let Some(c) = self.bench_cpu_ramp_secs {
-            row("bench CPU in ramp", format!("{c:.2} s"));
+            t.row("bench CPU in ramp", format!("{c:.2} s"));
         }
-        t
+        t.finish()
     }
 }
 

@@ -71,6 +71,36 @@ impl CommonArgs {
     }
 }
 
+/// A scenario's human report: `key  value` rows under one another, and
+/// free lines between them (the ramp's step table).
+pub struct Table {
+    out: String,
+    key_width: usize,
+}
+
+impl Table {
+    /// Keys are padded to `key_width` characters so values line up.
+    pub fn new(key_width: usize) -> Table {
+        Table {
+            out: String::new(),
+            key_width,
+        }
+    }
+
+    pub fn row(&mut self, key: &str, value: String) {
+        let width = self.key_width;
+        self.out.push_str(&format!("  {key:<width$} {value}\n"));
+    }
+
+    pub fn line(&mut self, text: &str) {
+        self.out.push_str(text);
+    }
+
+    pub fn finish(self) -> String {
+        self.out
+    }
+}
+
 /// Error codes and how often each came back, as `code n, code n`, or `0`.
 pub fn error_counts<K: std::fmt::Display>(errors: &std::collections::BTreeMap<K, u64>) -> String {
     if errors.is_empty() {

@@ -22,10 +22,10 @@ use std::time::Duration;
 use anyhow::ensure;
 use serde::Serialize;
 
-use super::emit;
 use super::fanout::setup_rows;
 use super::fleet::{Fleet, LoadArgs, SetupReport, StepReport};
 use super::stats::micros;
+use super::{Table, emit};
 
 /// Bench CPU (fraction of one core) above which a step's figures say as
 /// much about the bench as about the server.
@@ -164,11 +164,10 @@ pub struct RampReport {
 
 impl RampReport {
     pub fn table(&self) -> String {
-        let mut t = String::new();
-        let mut row = |k: &str, v: String| t.push_str(&format!("  {k:<24} {v}\n"));
-        row("scenario", "ramp".into());
-        row("url", self.url.clone());
-        row(
+        let mut t = Table::new(24);
+        t.row("scenario", "ramp".into());
+        t.row("url", self.url.clone());
+        t.row(
             "load",
             format!(
                 "{} rooms x {} members ({} sending), {} B text; steps x{} of {:.1} s + {:.1} s warm-up",
@@ -181,8 +180,8 @@ impl RampReport {
                 self.warmup_secs
             ),
         );
-        setup_rows(&self.setup, &mut row);
-        t.push_str(&format!(
+        setup_rows(&self.setup, &mut t);
+        t.line(&format!(
             "\n  {:>4} {:>9} {:>10} {:>10} {:>9} {:>9} {:>9} {:>6} {:>6} {:>7} {:>7}  verdict\n",
             "step",
             "msg/s/rm",
@@ -198,7 +197,7 @@ impl RampReport {
         ));
         for s in &self.steps {
             let r = &s.report;
-            t.push_str(&format!(
+            t.line(&format!(
                 "  {:>4} {:>9.2} {:>10.0} {:>10.0} {:>9} {:>9} {:>9} {:>6} {:>6} {:>7} {:>7}  {}\n",
                 r.step,
                 r.rate_per_room,
@@ -219,10 +218,9 @@ impl RampReport {
                 },
             ));
         }
-        t.push('\n');
-        let mut row = |k: &str, v: String| t.push_str(&format!("  {k:<24} {v}\n"));
+        t.line("\n");
         match (self.best_deliveries_per_sec, self.best_rate_per_room) {
-            (Some(d), Some(r)) => row(
+            (Some(d), Some(r)) => t.row(
                 "highest good rate",
                 format!(
                     "{d:.0} deliveries/s ({r:.2} msg/s per room, p99 {}){}",
@@ -234,24 +232,24 @@ impl RampReport {
                     }
                 ),
             ),
-            _ => row(
+            _ => t.row(
                 "highest good rate",
                 "none: the first step was not good".into(),
             ),
         }
         if let Some(c) = self.bench_ceiling_deliveries_per_sec {
-            row("bench ceiling (extrap.)", format!("~{c:.0} deliveries/s"));
+            t.row("bench ceiling (extrap.)", format!("~{c:.0} deliveries/s"));
         }
-        row("stopped", self.stop_reason.clone());
+        t.row("stopped", self.stop_reason.clone());
         if self.stopped_loaded == Some(false) {
-            row(
+            t.row(
                 "warning",
                 "neither the server nor the bench was near a full core in the last step: \
                  it failed on stalls from elsewhere, so the answer is a lower bound"
                     .into(),
             );
         }
-        t
+        t.finish()
     }
 }
 
