@@ -1,32 +1,13 @@
 // Two people chat in one room; a third arrives later and sees the history.
 
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
-import { ChatPage, ChatServer, launchBrowser } from './harness.js';
+import { test } from 'node:test';
+import { useChat } from './harness.js';
 
 const HTML_PAYLOAD = '<img src=x onerror="window.__injected=1"><b>bold?</b><script>window.__injected=2</script>';
 const LONG_WORD = `https://example.com/${'averyveryverylongpathwithoutanybreaks'.repeat(6)}`;
 
-let server;
-let browser;
-const pages = [];
-
-async function open(options) {
-  const chat = await ChatPage.open(browser, server.url, options);
-  pages.push(chat);
-  return chat;
-}
-
-before(async () => {
-  server = await ChatServer.start();
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  for (const chat of pages) assert.deepEqual(chat.errors, [], 'no script errors on the page');
-  await browser?.close();
-  await server?.close();
-});
+const { open } = useChat();
 
 test('two people chat, see presence, typing, unread counts; a latecomer sees the history', async () => {
   const alice = await open();

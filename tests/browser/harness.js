@@ -7,7 +7,9 @@
 //   CHROMIUM_PATH       the browser (default /usr/bin/chromium, Debian's)
 //   CHAT_ARTIFACTS_DIR  where screenshots go (default ci-artifacts/)
 
+import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
+import { after, before } from 'node:test';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
 import { ChatServer, repoRoot } from '../support/chat-server.js';
@@ -24,6 +26,37 @@ export async function launchBrowser() {
   // Playwright already turns off background networking, sync and updates;
   // these keep Chromium off the network too (CI reaches nothing else).
   return chromium.launch({ executablePath: CHROMIUM, args: ['--disable-gpu', '--disable-quic'] });
+}
+
+/**
+ * Sets up one test file: a server and a browser before its tests, and
+ * after them a check that no page opened through `open` logged a script
+ * error (other than those `ignored` accepts), then both closed.
+ */
+export function useChat({ ignored = () => false } = {}) {
+  const session = {
+    server: null,
+    browser: null,
+    pages: [],
+    /** Opens the chat page; see `ChatPage.open` for `options` and `setup`. */
+    async open(options = {}, setup = undefined) {
+      const chat = await ChatPage.open(session.browser, session.server.url, options, setup);
+      session.pages.push(chat);
+      return chat;
+    },
+  };
+  before(async () => {
+    session.server = await ChatServer.start();
+    session.browser = await launchBrowser();
+  });
+  after(async () => {
+    for (const chat of session.pages) {
+      assert.deepEqual(chat.errors.filter((error) => !ignored(error)), [], 'no script errors on the page');
+    }
+    await session.browser?.close();
+    await session.server?.close();
+  });
+  return session;
 }
 
 /** The chat page as a person uses it: through labels and buttons. */

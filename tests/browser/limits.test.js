@@ -3,30 +3,12 @@
 // and at phone width.
 
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
-import { ChatPage, ChatServer, launchBrowser, WAIT_MS } from './harness.js';
+import { test } from 'node:test';
+import { ChatPage, ChatServer, useChat, WAIT_MS } from './harness.js';
 
-let server;
-let browser;
-const pages = [];
-
-before(async () => {
-  // Default limits: 20 sends a second, bursts of 40.
-  server = await ChatServer.start();
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  for (const chat of pages) assert.deepEqual(chat.errors, [], 'no script errors on the page');
-  await browser?.close();
-  await server?.close();
-});
-
-async function open(options) {
-  const chat = await ChatPage.open(browser, server.url, options);
-  pages.push(chat);
-  return chat;
-}
+// The server has the default limits: 20 sends a second, bursts of 40.
+const session = useChat();
+const { open } = session;
 
 const BURST = Array.from({ length: 70 }, (_, i) => `burst message ${i + 1}`);
 
@@ -47,8 +29,8 @@ test('a burst of sends beyond the rate limit arrives once each, in order', async
 
 test('on a server with a lower rate limit, rate-limited sends say so, wait, and go through in order', async () => {
   const strict = await ChatServer.start(['--send-rate', '2', '--send-burst', '2']);
-  const alice = await ChatPage.open(browser, strict.url);
-  const bob = await ChatPage.open(browser, strict.url);
+  const alice = await ChatPage.open(session.browser, strict.url);
+  const bob = await ChatPage.open(session.browser, strict.url);
   try {
     await alice.join('alice', 'slow');
     await bob.join('bob', 'slow');

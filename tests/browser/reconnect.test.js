@@ -3,35 +3,15 @@
 // the outage is delivered exactly once.
 
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
-import { ChatPage, ChatServer, launchBrowser, WAIT_MS } from './harness.js';
-
-let server;
-let browser;
-const pages = [];
-
-before(async () => {
-  server = await ChatServer.start();
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  for (const chat of pages) assert.deepEqual(chat.errors.filter(notConnectionNoise), [], 'no script errors');
-  await browser?.close();
-  await server?.close();
-});
+import { test } from 'node:test';
+import { useChat, WAIT_MS } from './harness.js';
 
 // Chromium logs failed WebSocket handshakes while the server is down; those
 // are the outage itself, not page errors.
-function notConnectionNoise(text) {
-  return !/WebSocket connection to .* failed|ERR_CONNECTION_REFUSED|Failed to load resource/.test(text);
-}
-
-async function open(setup) {
-  const chat = await ChatPage.open(browser, server.url, {}, setup);
-  pages.push(chat);
-  return chat;
-}
+const session = useChat({
+  ignored: (text) => /WebSocket connection to .* failed|ERR_CONNECTION_REFUSED|Failed to load resource/.test(text),
+});
+const { open } = session;
 
 test('a server restart mid-conversation loses and doubles nothing', async () => {
   const alice = await open();
@@ -44,7 +24,7 @@ test('a server restart mid-conversation loses and doubles nothing', async () => 
   const before = ['before the restart (alice)', 'before the restart (bob)'];
   await alice.waitForTexts(before);
 
-  await server.stop();
+  await session.server.stop();
   for (const chat of [alice, bob]) {
     await chat.waitFor(() => /Reconnecting…/.test(document.querySelector('#status')?.textContent ?? ''));
     assert.ok((await chat.status()).startsWith('Reconnecting…'));
@@ -59,7 +39,7 @@ test('a server restart mid-conversation loses and doubles nothing', async () => 
   assert.equal(await alice.log.locator('article.message[data-state=pending]').count(), 2);
   await alice.screenshot('chat-reconnecting.png');
 
-  await server.restart();
+  await session.server.restart();
   for (const chat of [alice, bob]) {
     await chat.waitFor(() => document.querySelector('#status')?.hidden === true, undefined, WAIT_MS * 2);
   }
@@ -129,7 +109,7 @@ for (const [what, direction, cut] of [
   test(`a message ${what} is delivered once after the reconnect`, async () => {
     const link = failingOnce(direction, cut);
     const room = `cut-${direction}`;
-    const alice = await open(link.setup);
+    const alice = await open({}, link.setup);
     const bob = await open();
     await alice.join('alice', room);
     await bob.join('bob', room);
