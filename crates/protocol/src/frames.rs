@@ -112,6 +112,22 @@ pub enum ServerFrame {
 }
 
 impl ServerFrame {
+    /// The frame's `type` on the wire (Socket.IO uses it as an event name).
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            ServerFrame::Welcome { .. } => "welcome",
+            ServerFrame::Joined { .. } => "joined",
+            ServerFrame::Left { .. } => "left",
+            ServerFrame::Ack { .. } => "ack",
+            ServerFrame::Message(_) => "message",
+            ServerFrame::History { .. } => "history",
+            ServerFrame::Typing { .. } => "typing",
+            ServerFrame::Pong { .. } => "pong",
+            ServerFrame::Presence { .. } => "presence",
+            ServerFrame::Error { .. } => "error",
+        }
+    }
+
     /// Encodes the frame as the JSON text of one WebSocket message.
     pub fn to_json(&self) -> String {
         // Serializing these plain structs cannot fail: every map key is a
@@ -129,6 +145,33 @@ mod tests {
         User {
             id: "u_1".into(),
             name: "alice".into(),
+        }
+    }
+
+    #[test]
+    fn type_name_is_the_serialized_type() {
+        let frames = [
+            ServerFrame::Left {
+                reference: None,
+                room: "r".into(),
+            },
+            ServerFrame::Pong {
+                reference: None,
+                ts: 1,
+            },
+            ServerFrame::Typing {
+                room: "r".into(),
+                user: alice(),
+            },
+            ServerFrame::Error {
+                reference: None,
+                code: ErrorCode::BadRequest,
+                message: "m".into(),
+            },
+        ];
+        for frame in frames {
+            let value: serde_json::Value = serde_json::from_str(&frame.to_json()).unwrap();
+            assert_eq!(value["type"], frame.type_name());
         }
     }
 

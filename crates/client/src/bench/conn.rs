@@ -143,7 +143,7 @@ pub async fn welcome_and_join(ws: &mut Ws, room_json: &str) -> anyhow::Result<Jo
     let first = next_text(ws).await?;
     match decode_full(first.as_str()) {
         Ok(ServerFrame::Welcome { .. }) => {}
-        Ok(other) => bail!("expected welcome, got {:?}", kind_of(&other)),
+        Ok(other) => bail!("expected welcome, got {:?}", other.type_name()),
         Err(e) => bail!("undecodable first frame: {e}"),
     }
     let join = format!(r#"{{"type":"join","room":{room_json},"ref":{JOIN_REF}}}"#);
@@ -168,28 +168,12 @@ pub async fn welcome_and_join(ws: &mut Ws, room_json: &str) -> anyhow::Result<Jo
                 Ok(other) => bail!(
                     "frame with type `{}` decoded as `{}`",
                     peek.kind,
-                    kind_of(&other)
+                    other.type_name()
                 ),
                 Err(e) => bail!("undecodable {} frame: {e}", peek.kind),
             },
             _ => early_frames += 1,
         }
-    }
-}
-
-/// The wire `type` of a frame, for messages.
-pub fn kind_of(frame: &ServerFrame) -> &'static str {
-    match frame {
-        ServerFrame::Welcome { .. } => "welcome",
-        ServerFrame::Joined { .. } => "joined",
-        ServerFrame::Left { .. } => "left",
-        ServerFrame::Ack { .. } => "ack",
-        ServerFrame::Message(_) => "message",
-        ServerFrame::History { .. } => "history",
-        ServerFrame::Typing { .. } => "typing",
-        ServerFrame::Pong { .. } => "pong",
-        ServerFrame::Presence { .. } => "presence",
-        ServerFrame::Error { .. } => "error",
     }
 }
 

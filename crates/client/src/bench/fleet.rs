@@ -1036,7 +1036,7 @@ async fn connect_and_join(
     let welcome = ws.next_text().await?;
     match decode_full(&welcome) {
         Ok(ServerFrame::Welcome { .. }) => {}
-        Ok(other) => bail!("expected welcome, got {}", conn::kind_of(&other)),
+        Ok(other) => bail!("expected welcome, got {}", other.type_name()),
         Err(e) => bail!("undecodable first frame: {e}"),
     }
     let join = format!(r#"{{"type":"join","room":{room_json},"ref":{JOIN_REF}}}"#);
@@ -1053,7 +1053,7 @@ async fn connect_and_join(
             Ok(ServerFrame::Error { code, message, .. }) => {
                 bail!("join refused: {code}: {message}")
             }
-            Ok(other) => bail!("expected joined, got {}", conn::kind_of(&other)),
+            Ok(other) => bail!("expected joined, got {}", other.type_name()),
             Err(e) => bail!("undecodable {} frame: {e}", peek.kind),
         }
     }

@@ -177,7 +177,7 @@ pub fn reply(frame: &ServerFrame) -> Str {
             },
         ),
         (frame, Some(id)) => acknowledge(id, &ReplyBody(frame)),
-        (frame, None) => emit(native_type(frame), &ReplyBody(frame)),
+        (frame, None) => emit(frame.type_name(), &ReplyBody(frame)),
     }
 }
 
@@ -257,21 +257,6 @@ fn reference(frame: &ServerFrame) -> Option<&Ref> {
         | ServerFrame::Message(_)
         | ServerFrame::Typing { .. }
         | ServerFrame::Presence { .. } => None,
-    }
-}
-
-fn native_type(frame: &ServerFrame) -> &'static str {
-    match frame {
-        ServerFrame::Welcome { .. } => "welcome",
-        ServerFrame::Joined { .. } => "joined",
-        ServerFrame::Left { .. } => "left",
-        ServerFrame::Ack { .. } => "ack",
-        ServerFrame::Message(_) => "message",
-        ServerFrame::History { .. } => "history",
-        ServerFrame::Typing { .. } => "typing",
-        ServerFrame::Pong { .. } => "pong",
-        ServerFrame::Presence { .. } => "presence",
-        ServerFrame::Error { .. } => "error",
     }
 }
 
