@@ -59,6 +59,23 @@ pub struct Settings {
     #[arg(long, env = "CHAT_DATABASE_SCHEMA", value_name = "NAME")]
     pub database_schema: Option<String>,
 
+    /// Redis URL (`redis://host:6379/0`): cluster mode. Room events and
+    /// presence reach every node sharing this Redis (and --database-url,
+    /// which cluster mode needs: SQLite history cannot be shared).
+    #[arg(long, env = "CHAT_REDIS_URL", value_name = "URL")]
+    pub redis_url: Option<String>,
+
+    /// Prefix of every Redis key and channel, so several clusters (or
+    /// tests) can share one Redis [default: chat:].
+    #[arg(long, env = "CHAT_REDIS_PREFIX", value_name = "PREFIX")]
+    pub redis_prefix: Option<String>,
+
+    /// In cluster mode, how long a node that stops refreshing its Redis
+    /// heartbeat counts as alive; its users then leave every room on the
+    /// other nodes. Refreshed three times per period [default: --heartbeat-ms].
+    #[arg(long, env = "CHAT_NODE_TTL_MS", value_name = "MS")]
+    pub node_ttl_ms: Option<u64>,
+
     /// WebSocket ping interval; silent connections close after two [default: 25000].
     #[arg(long, env = "CHAT_HEARTBEAT_MS", value_name = "MS")]
     pub heartbeat_ms: Option<u64>,
@@ -194,6 +211,8 @@ pub struct Config {
     /// PostgreSQL instead of SQLite when set.
     pub database_url: Option<String>,
     pub database_schema: Option<String>,
+    /// Cluster mode (Redis broker) when set.
+    pub redis: Option<crate::broker::RedisConfig>,
     pub heartbeat: Duration,
     pub max_frame_bytes: usize,
     pub limits: Limits,
@@ -244,7 +263,7 @@ impl Config {
         };
         let s = layer!(flags over file:
             listen, data_dir, heartbeat_ms, max_frame_bytes, max_text_chars, max_room_chars,
-            database_url, database_schema,
+            database_url, database_schema, redis_url, redis_prefix, node_ttl_ms,
             send_rate, send_burst, typing_rate, max_rooms_per_connection, outbound_queue,
             max_pending_sends, commit_batch, store_busy_timeout_ms, shutdown_timeout_ms,
             presence_delay_ms, allowed_origins, log_format, log_level,
@@ -297,6 +316,20 @@ impl Config {
                 why: "is a PostgreSQL schema and needs database_url".into(),
             });
         }
+        if s.redis_url.is_some() && s.database_url.is_none() {
+            return Err(ConfigError::Invalid {
+                name: "redis_url",
+                why: "cluster mode needs database_url (PostgreSQL): SQLite history \
+                      cannot be shared between nodes"
+                    .into(),
+            });
+        }
+        if s.redis_url.is_none() && (s.redis_prefix.is_some() || s.node_ttl_ms.is_some()) {
+            return Err(ConfigError::Invalid {
+                name: "redis_prefix",
+                why: "redis_prefix and node_ttl_ms are cluster settings and need redis_url".into(),
+            });
+        }
         let heartbeat_ms = at_least(
             10,
             "heartbeat_ms",
@@ -308,6 +341,19 @@ impl Config {
             data_dir: s.data_dir.unwrap_or_else(|| PathBuf::from("chat-data")),
             database_url: s.database_url,
             database_schema: s.database_schema,
+            redis: match s.redis_url {
+                Some(url) => Some(crate::broker::RedisConfig {
+                    url,
+                    prefix: s.redis_prefix.unwrap_or_else(|| "chat:".into()),
+                    node_ttl: Duration::from_millis(at_least(
+                        30,
+                        "node_ttl_ms",
+                        s.node_ttl_ms.map(|v| v as usize),
+                        heartbeat_ms,
+                    )? as u64),
+                }),
+                None => None,
+            },
             heartbeat: Duration::from_millis(heartbeat_ms as u64),
             // A frame must at least hold a small request.
             max_frame_bytes: at_least(256, "max_frame_bytes", s.max_frame_bytes, 64 * 1024)?,

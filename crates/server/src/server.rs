@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::auth::Authenticator;
-use crate::broker::{Broker, LocalBroker};
+use crate::broker::{Broker, LocalBroker, RedisBroker};
 use crate::config::Config;
 use crate::core::{Hub, Metrics};
 use crate::store::{PostgresStore, SqliteStore, Store};
@@ -43,6 +43,8 @@ pub enum ServerError {
     Store(#[from] crate::store::sqlite::OpenError),
     #[error(transparent)]
     Postgres(#[from] crate::store::postgres::ConnectError),
+    #[error(transparent)]
+    Redis(#[from] crate::broker::redis::ConnectError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -126,9 +128,23 @@ impl Server {
                 config.store_busy_timeout,
             )?),
         };
-        let hub = Hub::new(store, config.limits.clone(), Metrics::new(), |rooms| {
-            Arc::new(LocalBroker::new(rooms)) as Arc<dyn Broker>
-        });
+        // Cluster mode with a Redis URL: fan-out and presence across nodes.
+        let redis = match &config.redis {
+            Some(redis) => Some(RedisBroker::connect(redis.clone()).await?),
+            None => None,
+        };
+        let broker_store = store.clone();
+        let hub = Hub::new(
+            store,
+            config.limits.clone(),
+            Metrics::new(),
+            |rooms| match redis {
+                Some(redis) => {
+                    Arc::new(RedisBroker::start(redis, rooms, broker_store)) as Arc<dyn Broker>
+                }
+                None => Arc::new(LocalBroker::new(rooms)) as Arc<dyn Broker>,
+            },
+        );
         let listener = listen(config.listen).map_err(|source| ServerError::Bind {
             addr: config.listen,
             source,

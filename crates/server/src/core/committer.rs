@@ -134,7 +134,13 @@ async fn commit(
             (p.draft, answer)
         })
         .unzip();
-    match store.append(drafts, now_ms()).await {
+    // A message acked but never published would reach other nodes only
+    // at their next catch-up: while the broker is down, refuse instead.
+    let stored = match broker.health() {
+        Ok(()) => store.append(drafts, now_ms()).await,
+        Err(e) => Err(crate::store::StoreError::Backend(e.to_string())),
+    };
+    match stored {
         Ok(outcomes) => {
             for (pending, outcome) in answers.into_iter().zip(outcomes) {
                 let (message, duplicate) = match outcome {

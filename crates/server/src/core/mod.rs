@@ -206,11 +206,13 @@ impl Hub {
         self.inner.disconnect.cancelled().await;
     }
 
-    /// Whether the node can serve: not shutting down and storage answering.
+    /// Whether the node can serve: not shutting down, storage answering,
+    /// and (in a cluster) the broker reaching the other nodes.
     pub async fn ready(&self) -> Result<(), String> {
         if self.inner.closing.is_cancelled() {
             return Err("shutting down".into());
         }
+        self.inner.broker.health().map_err(|e| e.to_string())?;
         self.inner.store.check().await.map_err(|e| e.to_string())
     }
 
@@ -410,8 +412,21 @@ impl Session {
         let conn = self.outbox.conn();
         let registered = rooms.register(&room, &self.user, &self.outbox);
         self.joined.insert(room.clone());
-        if !registered.rejoin && registered.first_of_user {
-            self.announce(&room, PresenceEvent::Join, &self.user);
+        if !registered.rejoin {
+            // Listen to the room cluster-wide before reading its history,
+            // so the history and the live events overlap rather than miss.
+            if let Err(e) = self.hub.broker.subscribe(&room).await {
+                tracing::warn!(error = %e, room = %room, "join refused");
+                self.joined.remove(&room);
+                rooms.unregister(&room, conn);
+                self.hub.broker.unsubscribe(&room);
+                self.outbox
+                    .reply(rejected(reference, ErrorCode::Internal, e.to_string()));
+                return Ok(());
+            }
+            if registered.first_of_user {
+                self.announce(&room, PresenceEvent::Join, &self.user);
+            }
         }
         let page = match since {
             Some(since) => self.hub.store.after(&room, since, RESUME_LIMIT).await,
@@ -424,13 +439,21 @@ impl Session {
                 latest_seq,
             }) => {
                 let complete = since.is_none() || !more;
-                rooms.finish_join(&room, conn, latest_seq, |members| ServerFrame::Joined {
-                    reference,
-                    room: room.to_string(),
-                    seq: latest_seq,
-                    members,
-                    messages,
-                    complete,
+                let remote = self.hub.broker.remote_members(&room);
+                rooms.finish_join(&room, conn, latest_seq, |mut members| {
+                    for user in remote {
+                        if !members.iter().any(|m| m.id == user.id) {
+                            members.push(user);
+                        }
+                    }
+                    ServerFrame::Joined {
+                        reference,
+                        room: room.to_string(),
+                        seq: latest_seq,
+                        members,
+                        messages,
+                        complete,
+                    }
                 });
             }
             Err(e) if registered.rejoin => {
@@ -442,6 +465,7 @@ impl Session {
                 if let Some(user) = rooms.unregister(&room, conn) {
                     self.announce(&room, PresenceEvent::Leave, &user);
                 }
+                self.hub.broker.unsubscribe(&room);
                 self.outbox.reply(store_failed(reference, &e));
             }
         }
@@ -450,10 +474,11 @@ impl Session {
 
     fn leave(&mut self, reference: Option<Ref>, room: String) -> Result<(), Invalid> {
         let room = self.room_name(room)?;
-        if self.joined.remove(&room)
-            && let Some(user) = self.hub.rooms.unregister(&room, self.outbox.conn())
-        {
-            self.announce(&room, PresenceEvent::Leave, &user);
+        if self.joined.remove(&room) {
+            if let Some(user) = self.hub.rooms.unregister(&room, self.outbox.conn()) {
+                self.announce(&room, PresenceEvent::Leave, &user);
+            }
+            self.hub.broker.unsubscribe(&room);
         }
         self.outbox.reply(ServerFrame::Left {
             reference,
@@ -579,6 +604,7 @@ impl Drop for Session {
             if let Some(user) = self.hub.rooms.unregister(&room, conn) {
                 self.announce(&room, PresenceEvent::Leave, &user);
             }
+            self.hub.broker.unsubscribe(&room);
         }
         lock(&self.hub.sessions).outboxes.remove(&conn);
         self.hub.metrics.connection_closed();

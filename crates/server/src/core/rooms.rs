@@ -36,6 +36,9 @@ struct Member {
     pending: Option<Vec<Arc<RoomEvent>>>,
     /// The room's epoch when this connection (re-)joined.
     joined_epoch: u64,
+    /// Messages up to this `seq` were in the `joined` reply: a later copy
+    /// (from a cluster broker catching up) is not pushed again.
+    covered: u64,
 }
 
 #[derive(Debug, Default)]
@@ -104,11 +107,16 @@ enum Push {
     Buffered,
     /// The connection is gone or too slow.
     Refused,
+    /// A message the member's `joined` reply already held.
+    Covered,
 }
 
 impl Member {
     /// Queues `event`, or buffers it while the join is pending.
     fn push(&mut self, event: &Arc<RoomEvent>, pending_limit: usize) -> Push {
+        if event.seq().is_some_and(|seq| seq <= self.covered) {
+            return Push::Covered;
+        }
         match &mut self.pending {
             Some(buffer) if buffer.len() < pending_limit => {
                 buffer.push(event.clone());
@@ -194,6 +202,7 @@ impl Rooms {
             outbox: outbox.clone(),
             pending: Some(Vec::new()),
             joined_epoch: epoch,
+            covered: 0,
         });
         Registered {
             rejoin: false,
@@ -221,6 +230,7 @@ impl Rooms {
             return false;
         };
         let buffered = member.pending.take().unwrap_or_default();
+        member.covered = member.covered.max(covered_seq);
         member.outbox.reply(reply(members));
         let mut delivered = 0;
         for event in buffered {
@@ -325,6 +335,7 @@ mod tests {
                 },
                 text: "t".into(),
                 ts: 0,
+                deleted: false,
             }),
             None,
         )

@@ -1,0 +1,1065 @@
+//! Cluster mode: the [`RedisBroker`], fan-out between nodes over Redis.
+//!
+//! **Events.** Each room has a pub/sub channel, `{prefix}room:{name}`. A
+//! node subscribes to it while it has members in the room (the first
+//! local join subscribes, the last leave unsubscribes) and publishes every
+//! event of the room there: messages after their commit, presence and
+//! typing at once. Its own events it also delivers locally without the
+//! round trip. Events are JSON: `{"node", "room", "kind", …}`.
+//!
+//! **Order.** Messages reach a node from several publishers, so each room
+//! has a [`Sequencer`]: delivery starts after the room's latest `seq` read
+//! from the store once the subscription is confirmed (the joiner's history
+//! read comes after that, so it and the live stream overlap rather than
+//! miss), then releases messages strictly in `seq` order, drops repeats, and
+//! holds any message above a hole. A hole still open after [`GAP_WAIT`] is
+//! filled from the store (`Store::after`): that covers pub/sub loss and a
+//! node that died between its commit and its publish. After a lost Redis
+//! connection every room is caught up from the store the same way.
+//!
+//! **Presence.** Each node keeps its users of each room in the hash
+//! `{prefix}members:{node}:{room}` (user id → user JSON), the rooms it has
+//! users in in `{prefix}rooms:{node}`, and proves it is alive with the key
+//! `{prefix}node:{node}`, refreshed three times per node TTL, listed in the
+//! set `{prefix}nodes`. A node subscribing to a room loads the other live
+//! nodes' hashes for it and then follows their presence events, so the
+//! `joined` members list is cluster-wide without a Redis round trip. A node
+//! whose key expired (killed with -9) is found by the others' next
+//! heartbeat; each announces `leave` for its users to its own members, and
+//! the first to take it off the set deletes its hashes.
+//!
+//! **Outages.** While Redis is unreachable [`Broker::health`] fails: sends
+//! are refused (the committer checks it before storing) and `/readyz` says
+//! 503. The command connection reconnects by itself; the subscription task
+//! reconnects, subscribes again, and catches every room up from the store;
+//! the heartbeat rewrites this node's presence if Redis lost it.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use chat_protocol::{PresenceEvent, ServerFrame, User};
+use futures_util::StreamExt;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, watch};
+
+use super::sequencer::{MAX_HELD, Sequencer};
+use super::{Broker, BrokerError};
+use crate::core::rooms::Rooms;
+use crate::core::{EventKind, RoomEvent};
+use crate::store::{Store, StoreError};
+
+/// How long a hole in a room's sequence may stay open before it is filled
+/// from the store.
+pub const GAP_WAIT: Duration = Duration::from_millis(250);
+/// Bound on one Redis operation (connecting, a command, a subscription).
+const OP_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a join waits for its room's subscription.
+const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Pause before retrying after a failure.
+const RETRY: Duration = Duration::from_millis(250);
+/// Messages read from the store per catch-up page.
+const CATCH_UP_PAGE: usize = 1000;
+/// Redis commands sent per pipeline.
+const WRITE_BATCH: usize = 512;
+
+/// Cluster settings (`--redis-url`, `--redis-prefix`, `--node-ttl-ms`).
+#[derive(Debug, Clone)]
+pub struct RedisConfig {
+    pub url: String,
+    /// Prepended to every key and channel.
+    pub prefix: String,
+    /// How long a node that stopped refreshing its heartbeat counts as alive.
+    pub node_ttl: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("invalid Redis URL {url}: {reason}")]
+    Url { url: String, reason: String },
+    #[error("cannot connect to Redis at {url}: {reason}")]
+    Connect { url: String, reason: String },
+}
+
+/// The URL without its password, for messages and logs.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}{}", &url[..scheme + 3], &url[at + 1..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// An event on the wire between nodes: the native frame of the event,
+/// so every kind of room event travels without a mapping of its own.
+#[derive(Debug, Serialize, Deserialize)]
+struct Wire {
+    node: String,
+    room: String,
+    frame: ServerFrame,
+}
+
+/// A Redis command for the writer task, sent in order.
+#[derive(Debug)]
+enum Write {
+    Publish { room: Arc<str>, payload: Vec<u8> },
+    Present { room: Arc<str>, user: User },
+    Absent { room: Arc<str>, user_id: String },
+}
+
+#[derive(Debug)]
+enum Control {
+    Subscribe(Arc<str>),
+    Unsubscribe(Arc<str>),
+}
+
+/// A room this node listens to, while it has members there.
+struct RoomSub {
+    name: Arc<str>,
+    /// True once the subscription is confirmed and the start point known.
+    ready: watch::Sender<bool>,
+    /// Set when the last local member left: background work stops.
+    closed: AtomicBool,
+    state: Mutex<RoomState>,
+}
+
+#[derive(Default)]
+struct RoomState {
+    seq: Sequencer,
+    /// Users on other nodes: node → user id → user.
+    remote: HashMap<String, HashMap<String, User>>,
+    /// A catch-up from the store is under way or scheduled.
+    filling: bool,
+}
+
+struct Sub {
+    refs: usize,
+    room: Arc<RoomSub>,
+}
+
+struct Shared {
+    node: String,
+    prefix: String,
+    node_ttl: Duration,
+    client: redis::Client,
+    conn: ConnectionManager,
+    rooms: Arc<Rooms>,
+    store: Arc<dyn Store>,
+    writes: mpsc::UnboundedSender<Write>,
+    control: mpsc::UnboundedSender<Control>,
+    subs: Mutex<HashMap<Arc<str>, Sub>>,
+    /// This node's users per room, as announced: what it keeps in Redis.
+    local: Mutex<HashMap<Arc<str>, HashMap<String, User>>>,
+    /// The last Redis command (write or heartbeat) succeeded.
+    writer_ok: AtomicBool,
+    /// The subscription connection is up.
+    listener_ok: AtomicBool,
+    /// Presence writes were lost: rewrite this node's presence.
+    resync: AtomicBool,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// A Redis connection made at start-up, before the hub exists.
+pub struct Connected {
+    config: RedisConfig,
+    client: redis::Client,
+    conn: ConnectionManager,
+}
+
+/// The cluster broker. See the module documentation.
+pub struct RedisBroker {
+    shared: Arc<Shared>,
+}
+
+impl RedisBroker {
+    /// Connects to Redis; fails at once, with the URL minus its password,
+    /// if it cannot be reached.
+    pub async fn connect(config: RedisConfig) -> Result<Connected, ConnectError> {
+        let url = redact(&config.url);
+        let client = redis::Client::open(config.url.as_str()).map_err(|e| ConnectError::Url {
+            url: url.clone(),
+            reason: e.to_string(),
+        })?;
+        let manager = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(OP_TIMEOUT))
+            .set_response_timeout(Some(OP_TIMEOUT))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(500));
+        let failed = |reason: String| ConnectError::Connect {
+            url: url.clone(),
+            reason,
+        };
+        let mut conn = tokio::time::timeout(
+            OP_TIMEOUT * 2,
+            ConnectionManager::new_with_config(client.clone(), manager),
+        )
+        .await
+        .map_err(|_| failed("timed out".into()))?
+        .map_err(|e| failed(e.to_string()))?;
+        redis::cmd("PING")
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(|e| failed(e.to_string()))?;
+        Ok(Connected {
+            config,
+            client,
+            conn,
+        })
+    }
+
+    /// Starts the broker's tasks (writer, subscriber, heartbeat) over a
+    /// connection from [`RedisBroker::connect`].
+    pub fn start(connected: Connected, rooms: Arc<Rooms>, store: Arc<dyn Store>) -> RedisBroker {
+        let (writes, write_rx) = mpsc::unbounded_channel();
+        let (control, control_rx) = mpsc::unbounded_channel();
+        let node = format!("n_{}", ulid::Ulid::new().to_string().to_lowercase());
+        tracing::info!(node = %node, prefix = %connected.config.prefix, "cluster mode: Redis broker");
+        let shared = Arc::new(Shared {
+            node,
+            prefix: connected.config.prefix,
+            node_ttl: connected.config.node_ttl,
+            client: connected.client,
+            conn: connected.conn,
+            rooms,
+            store,
+            writes,
+            control,
+            subs: Mutex::new(HashMap::new()),
+            local: Mutex::new(HashMap::new()),
+            writer_ok: AtomicBool::new(true),
+            listener_ok: AtomicBool::new(false),
+            resync: AtomicBool::new(true),
+        });
+        tokio::spawn(write(shared.clone(), write_rx));
+        tokio::spawn(listen(shared.clone(), control_rx));
+        tokio::spawn(heartbeat(shared.clone()));
+        RedisBroker { shared }
+    }
+
+    /// This node's id in the cluster.
+    pub fn node(&self) -> &str {
+        &self.shared.node
+    }
+}
+
+#[async_trait]
+impl Broker for RedisBroker {
+    fn publish(&self, event: Arc<RoomEvent>) {
+        let shared = &self.shared;
+        let room = event.room.clone();
+        if let EventKind::Presence { event: e, user } = &event.kind {
+            shared.track_local(&room, *e, user);
+        }
+        let frame = event.to_frame();
+        match (event.seq(), shared.current(&room)) {
+            (Some(seq), Some(sub)) => shared.offer(&sub, seq, event),
+            (Some(_), None) => {} // no member here
+            (None, _) => shared.rooms.deliver(&event),
+        }
+        shared.publish_wire(&room, frame);
+    }
+
+    async fn subscribe(&self, room: &Arc<str>) -> Result<(), BrokerError> {
+        let shared = &self.shared;
+        let (sub, first) = {
+            let mut subs = lock(&shared.subs);
+            let entry = subs.entry(room.clone()).or_insert_with(|| Sub {
+                refs: 0,
+                room: Arc::new(RoomSub {
+                    name: room.clone(),
+                    ready: watch::Sender::new(false),
+                    closed: AtomicBool::new(false),
+                    state: Mutex::default(),
+                }),
+            });
+            entry.refs += 1;
+            (entry.room.clone(), entry.refs == 1)
+        };
+        if first {
+            let _ = shared.control.send(Control::Subscribe(room.clone()));
+        }
+        let mut ready = sub.ready.subscribe();
+        match tokio::time::timeout(SUBSCRIBE_TIMEOUT, ready.wait_for(|r| *r)).await {
+            Ok(Ok(_)) => Ok(()),
+            _ => Err(BrokerError::Unavailable(
+                "could not subscribe to the room's events in Redis".into(),
+            )),
+        }
+    }
+
+    fn unsubscribe(&self, room: &Arc<str>) {
+        let shared = &self.shared;
+        let mut subs = lock(&shared.subs);
+        let Some(entry) = subs.get_mut(room) else {
+            return;
+        };
+        entry.refs = entry.refs.saturating_sub(1);
+        if entry.refs == 0 {
+            if let Some(entry) = subs.remove(room) {
+                entry.room.closed.store(true, Ordering::SeqCst);
+            }
+            let _ = shared.control.send(Control::Unsubscribe(room.clone()));
+        }
+    }
+
+    fn remote_members(&self, room: &str) -> Vec<User> {
+        let Some(sub) = self.shared.current(room) else {
+            return Vec::new();
+        };
+        let state = lock(&sub.state);
+        let mut seen = HashSet::new();
+        state
+            .remote
+            .values()
+            .flat_map(|users| users.values())
+            .filter(|u| seen.insert(u.id.clone()))
+            .cloned()
+            .collect()
+    }
+
+    fn health(&self) -> Result<(), BrokerError> {
+        let shared = &self.shared;
+        if !shared.writer_ok.load(Ordering::SeqCst) {
+            return Err(BrokerError::Unavailable("Redis does not answer".into()));
+        }
+        if !shared.listener_ok.load(Ordering::SeqCst) {
+            return Err(BrokerError::Unavailable(
+                "not subscribed to Redis (reconnecting)".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Shared {
+    fn channel(&self, room: &str) -> String {
+        format!("{}room:{room}", self.prefix)
+    }
+
+    fn node_key(&self, node: &str) -> String {
+        format!("{}node:{node}", self.prefix)
+    }
+
+    fn nodes_key(&self) -> String {
+        format!("{}nodes", self.prefix)
+    }
+
+    fn members_key(&self, node: &str, room: &str) -> String {
+        format!("{}members:{node}:{room}", self.prefix)
+    }
+
+    fn rooms_key(&self, node: &str) -> String {
+        format!("{}rooms:{node}", self.prefix)
+    }
+
+    fn current(&self, room: &str) -> Option<Arc<RoomSub>> {
+        lock(&self.subs).get(room).map(|s| s.room.clone())
+    }
+
+    fn publish_wire(&self, room: &Arc<str>, frame: ServerFrame) {
+        let wire = Wire {
+            node: self.node.clone(),
+            room: room.to_string(),
+            frame,
+        };
+        match serde_json::to_vec(&wire) {
+            Ok(payload) => {
+                let _ = self.writes.send(Write::Publish {
+                    room: room.clone(),
+                    payload,
+                });
+            }
+            Err(error) => tracing::error!(%error, "cannot encode a room event"),
+        }
+    }
+
+    /// Records a presence change of this node's users, in memory and Redis.
+    fn track_local(&self, room: &Arc<str>, event: PresenceEvent, user: &User) {
+        let mut local = lock(&self.local);
+        match event {
+            PresenceEvent::Join => {
+                local
+                    .entry(room.clone())
+                    .or_default()
+                    .insert(user.id.clone(), user.clone());
+                let _ = self.writes.send(Write::Present {
+                    room: room.clone(),
+                    user: user.clone(),
+                });
+            }
+            PresenceEvent::Leave => {
+                if let Some(users) = local.get_mut(room) {
+                    users.remove(&user.id);
+                    if users.is_empty() {
+                        local.remove(room);
+                    }
+                }
+                let _ = self.writes.send(Write::Absent {
+                    room: room.clone(),
+                    user_id: user.id.clone(),
+                });
+            }
+        }
+    }
+
+    /// Passes a message through its room's sequencer to the members, and
+    /// schedules a catch-up if a hole opened.
+    fn offer(self: &Arc<Self>, sub: &Arc<RoomSub>, seq: u64, event: Arc<RoomEvent>) {
+        let mut state = lock(&sub.state);
+        for event in state.seq.offer(seq, event) {
+            self.rooms.deliver(&event);
+        }
+        self.schedule_fill(sub, &mut state);
+    }
+
+    fn schedule_fill(self: &Arc<Self>, sub: &Arc<RoomSub>, state: &mut RoomState) {
+        if !state.seq.has_gap() || state.filling {
+            return;
+        }
+        state.filling = true;
+        let wait = if state.seq.held() > MAX_HELD {
+            Duration::ZERO
+        } else {
+            GAP_WAIT
+        };
+        let (shared, sub) = (self.clone(), sub.clone());
+        tokio::spawn(async move {
+            tokio::time::sleep(wait).await;
+            loop {
+                if sub.closed.load(Ordering::SeqCst) {
+                    return;
+                }
+                match shared.catch_up(&sub, true).await {
+                    Ok(()) => return,
+                    Err(error) => {
+                        tracing::warn!(room = %sub.name, %error, "filling a gap from the store failed; retrying");
+                        tokio::time::sleep(RETRY).await;
+                    }
+                }
+            }
+        });
+    }
+
+    /// Delivers every stored message after the last one delivered. With
+    /// `gap_only`, stops as soon as no hole is open.
+    async fn catch_up(
+        self: &Arc<Self>,
+        sub: &Arc<RoomSub>,
+        gap_only: bool,
+    ) -> Result<(), StoreError> {
+        loop {
+            let last = {
+                let mut state = lock(&sub.state);
+                match state.seq.last() {
+                    Some(last) if !gap_only || state.seq.has_gap() => last,
+                    _ => {
+                        state.filling = false;
+                        return Ok(());
+                    }
+                }
+            };
+            let page = match self.store.after(&sub.name, last, CATCH_UP_PAGE).await {
+                Ok(page) => page,
+                Err(e) => {
+                    lock(&sub.state).filling = false;
+                    return Err(e);
+                }
+            };
+            if gap_only {
+                tracing::info!(room = %sub.name, after = last, found = page.messages.len(), "filled a gap from the store");
+            }
+            let mut state = lock(&sub.state);
+            for message in page.messages {
+                let seq = message.seq;
+                let event = RoomEvent::new(sub.name.clone(), EventKind::Message(message), None);
+                for event in state.seq.offer(seq, event) {
+                    self.rooms.deliver(&event);
+                }
+            }
+            if !page.more {
+                state.filling = false;
+                // Something held above a hole the store does not have yet
+                // (not committed when read): try again later.
+                drop(state);
+                let mut state = lock(&sub.state);
+                self.schedule_fill(sub, &mut state);
+                return Ok(());
+            }
+        }
+    }
+
+    /// Once subscribed to a room's channel: loads who is in it on other
+    /// nodes, sets or catches up its sequence from the store, and lets
+    /// joins proceed.
+    async fn prepare(self: &Arc<Self>, sub: Arc<RoomSub>) {
+        loop {
+            if sub.closed.load(Ordering::SeqCst) {
+                return;
+            }
+            match self.prepare_once(&sub).await {
+                Ok(()) => {
+                    sub.ready.send_replace(true);
+                    return;
+                }
+                Err(error) => {
+                    tracing::warn!(room = %sub.name, %error, "cannot prepare the room's subscription; retrying");
+                    tokio::time::sleep(RETRY).await;
+                }
+            }
+        }
+    }
+
+    async fn prepare_once(self: &Arc<Self>, sub: &Arc<RoomSub>) -> Result<(), String> {
+        let view = self.load_view(&sub.name).await.map_err(|e| e.to_string())?;
+        let started = lock(&sub.state).seq.last().is_some();
+        if started {
+            self.catch_up(sub, false).await.map_err(|e| e.to_string())?;
+        } else {
+            let page = self
+                .store
+                .before(&sub.name, None, 1)
+                .await
+                .map_err(|e| e.to_string())?;
+            let mut state = lock(&sub.state);
+            for event in state.seq.start_at(page.latest_seq) {
+                self.rooms.deliver(&event);
+            }
+            self.schedule_fill(sub, &mut state);
+        }
+        let announce = *sub.ready.borrow();
+        let mut state = lock(&sub.state);
+        let before = users_of(&state.remote);
+        state.remote = view;
+        if announce {
+            // A reload after a lost connection: tell members what changed.
+            let after = users_of(&state.remote);
+            let local: HashSet<String> = self
+                .rooms
+                .members(&sub.name)
+                .into_iter()
+                .map(|u| u.id)
+                .collect();
+            for (id, user) in &after {
+                if !before.contains_key(id) && !local.contains(id) {
+                    self.deliver_presence(&sub.name, PresenceEvent::Join, user.clone());
+                }
+            }
+            for (id, user) in before {
+                if !after.contains_key(&id) && !local.contains(&id) {
+                    self.deliver_presence(&sub.name, PresenceEvent::Leave, user);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn deliver_presence(&self, room: &Arc<str>, event: PresenceEvent, user: User) {
+        self.rooms.deliver(&RoomEvent::new(
+            room.clone(),
+            EventKind::Presence { event, user },
+            None,
+        ));
+    }
+
+    /// The live nodes other than this one.
+    async fn live_nodes(&self) -> redis::RedisResult<(Vec<String>, Vec<String>)> {
+        let mut conn = self.conn.clone();
+        let nodes: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(self.nodes_key())
+            .query_async(&mut conn)
+            .await?;
+        let others: Vec<String> = nodes.into_iter().filter(|n| *n != self.node).collect();
+        if others.is_empty() {
+            return Ok((Vec::new(), Vec::new()));
+        }
+        let mut pipe = redis::pipe();
+        for node in &others {
+            pipe.cmd("EXISTS").arg(self.node_key(node));
+        }
+        let alive: Vec<bool> = pipe.query_async(&mut conn).await?;
+        let (live, dead) = others
+            .into_iter()
+            .zip(alive)
+            .partition::<Vec<_>, _>(|(_, alive)| *alive);
+        Ok((
+            live.into_iter().map(|(n, _)| n).collect(),
+            dead.into_iter().map(|(n, _)| n).collect(),
+        ))
+    }
+
+    /// Users of `room` on the other live nodes, from Redis.
+    async fn load_view(
+        &self,
+        room: &str,
+    ) -> redis::RedisResult<HashMap<String, HashMap<String, User>>> {
+        let (live, _) = self.live_nodes().await?;
+        if live.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let mut pipe = redis::pipe();
+        for node in &live {
+            pipe.cmd("HGETALL").arg(self.members_key(node, room));
+        }
+        let hashes: Vec<HashMap<String, String>> = pipe.query_async(&mut self.conn.clone()).await?;
+        Ok(live
+            .into_iter()
+            .zip(hashes)
+            .map(|(node, hash)| {
+                let users = hash
+                    .into_iter()
+                    .filter_map(|(id, json)| Some((id, serde_json::from_str(&json).ok()?)))
+                    .collect();
+                (node, users)
+            })
+            .collect())
+    }
+
+    /// An event from another node.
+    fn receive(self: &Arc<Self>, payload: &[u8]) {
+        let wire: Wire = match serde_json::from_slice(payload) {
+            Ok(wire) => wire,
+            Err(error) => {
+                tracing::warn!(%error, "ignoring an undecodable cluster event");
+                return;
+            }
+        };
+        if wire.node == self.node {
+            return; // delivered locally when published
+        }
+        let Some(sub) = self.current(&wire.room) else {
+            return;
+        };
+        let room = sub.name.clone();
+        match wire.frame {
+            ServerFrame::Message(message) => {
+                let seq = message.seq;
+                self.offer(
+                    &sub,
+                    seq,
+                    RoomEvent::new(room, EventKind::Message(message), None),
+                );
+            }
+            ServerFrame::Typing { user, .. } => {
+                self.rooms
+                    .deliver(&RoomEvent::new(room, EventKind::Typing { user }, None));
+            }
+            ServerFrame::Presence { event, user, .. } => {
+                let mut state = lock(&sub.state);
+                let changed = match event {
+                    PresenceEvent::Join => state
+                        .remote
+                        .entry(wire.node.clone())
+                        .or_default()
+                        .insert(user.id.clone(), user.clone())
+                        .is_none(),
+                    PresenceEvent::Leave => state
+                        .remote
+                        .get_mut(&wire.node)
+                        .and_then(|users| users.remove(&user.id))
+                        .is_some(),
+                };
+                if changed && !self.present_elsewhere(&state, &room, &user.id, &wire.node) {
+                    self.deliver_presence(&room, event, user);
+                }
+            }
+            other => {
+                tracing::debug!(
+                    kind = other.type_name(),
+                    "ignoring a cluster event of a kind this node does not relay"
+                );
+            }
+        }
+    }
+
+    /// Whether the user is in the room here or on a node other than `except`.
+    fn present_elsewhere(
+        &self,
+        state: &RoomState,
+        room: &str,
+        user_id: &str,
+        except: &str,
+    ) -> bool {
+        state
+            .remote
+            .iter()
+            .any(|(node, users)| node != except && users.contains_key(user_id))
+            || self.rooms.members(room).iter().any(|u| u.id == user_id)
+    }
+
+    /// Rewrites this node's liveness and presence in Redis, and announces
+    /// its users again so other nodes that lost track learn them back.
+    async fn resync(&self) -> redis::RedisResult<()> {
+        let local: Vec<(Arc<str>, Vec<User>)> = lock(&self.local)
+            .iter()
+            .map(|(room, users)| (room.clone(), users.values().cloned().collect()))
+            .collect();
+        let mut conn = self.conn.clone();
+        let old_rooms: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(self.rooms_key(&self.node))
+            .query_async(&mut conn)
+            .await?;
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        for room in &old_rooms {
+            pipe.cmd("DEL")
+                .arg(self.members_key(&self.node, room))
+                .ignore();
+        }
+        pipe.cmd("DEL").arg(self.rooms_key(&self.node)).ignore();
+        for (room, users) in &local {
+            let key = self.members_key(&self.node, room);
+            for user in users {
+                if let Ok(json) = serde_json::to_string(user) {
+                    pipe.cmd("HSET").arg(&key).arg(&user.id).arg(json).ignore();
+                }
+            }
+            pipe.cmd("SADD")
+                .arg(self.rooms_key(&self.node))
+                .arg(&**room)
+                .ignore();
+        }
+        pipe.query_async::<()>(&mut conn).await?;
+        for (room, users) in local {
+            for user in users {
+                self.publish_wire(
+                    &room,
+                    ServerFrame::Presence {
+                        room: room.to_string(),
+                        event: PresenceEvent::Join,
+                        user,
+                    },
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Refreshes this node's key; finds nodes whose key expired, announces
+    /// their users' departure to local members, and removes their state.
+    async fn beat(self: &Arc<Self>) -> redis::RedisResult<()> {
+        let mut conn = self.conn.clone();
+        let ttl_ms = self.node_ttl.as_millis().max(1) as u64;
+        let previous: Option<String> = redis::cmd("SET")
+            .arg(self.node_key(&self.node))
+            .arg(now_ms())
+            .arg("PX")
+            .arg(ttl_ms)
+            .arg("GET")
+            .query_async(&mut conn)
+            .await?;
+        redis::cmd("SADD")
+            .arg(self.nodes_key())
+            .arg(&self.node)
+            .query_async::<()>(&mut conn)
+            .await?;
+        if previous.is_none() || self.resync.swap(false, Ordering::SeqCst) {
+            if let Err(e) = self.resync().await {
+                self.resync.store(true, Ordering::SeqCst);
+                return Err(e);
+            }
+            if previous.is_none() {
+                // Redis lost our key (restarted, or we were away past the
+                // TTL): give the other nodes a round to write theirs back
+                // before judging anyone dead.
+                return Ok(());
+            }
+        }
+        let (live, dead) = self.live_nodes().await?;
+        for node in &dead {
+            let removed: i64 = redis::cmd("SREM")
+                .arg(self.nodes_key())
+                .arg(node)
+                .query_async(&mut conn)
+                .await?;
+            if removed == 1 {
+                tracing::info!(node = %node, "cluster node stopped refreshing its heartbeat; removing its presence");
+                let rooms: Vec<String> = redis::cmd("SMEMBERS")
+                    .arg(self.rooms_key(node))
+                    .query_async(&mut conn)
+                    .await?;
+                let mut pipe = redis::pipe();
+                for room in &rooms {
+                    pipe.cmd("DEL").arg(self.members_key(node, room)).ignore();
+                }
+                pipe.cmd("DEL").arg(self.rooms_key(node)).ignore();
+                pipe.query_async::<()>(&mut conn).await?;
+            }
+        }
+        let live: HashSet<String> = live.into_iter().collect();
+        let subs: Vec<Arc<RoomSub>> = lock(&self.subs).values().map(|s| s.room.clone()).collect();
+        for sub in subs {
+            let mut state = lock(&sub.state);
+            let gone: Vec<String> = state
+                .remote
+                .keys()
+                .filter(|n| !live.contains(*n))
+                .cloned()
+                .collect();
+            for node in gone {
+                let Some(users) = state.remote.remove(&node) else {
+                    continue;
+                };
+                for user in users.into_values() {
+                    if !self.present_elsewhere(&state, &sub.name, &user.id, &node) {
+                        self.deliver_presence(&sub.name, PresenceEvent::Leave, user);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Every user in a remote view, by id.
+fn users_of(view: &HashMap<String, HashMap<String, User>>) -> HashMap<String, User> {
+    view.values()
+        .flat_map(|users| users.iter())
+        .map(|(id, user)| (id.clone(), user.clone()))
+        .collect()
+}
+
+/// The writer task: Redis commands in order, pipelined.
+async fn write(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Write>) {
+    let mut batch = Vec::with_capacity(WRITE_BATCH);
+    let mut conn = shared.conn.clone();
+    loop {
+        if rx.recv_many(&mut batch, WRITE_BATCH).await == 0 {
+            return;
+        }
+        let mut pipe = redis::pipe();
+        let mut presence = false;
+        for write in batch.drain(..) {
+            match write {
+                Write::Publish { room, payload } => {
+                    pipe.cmd("PUBLISH")
+                        .arg(shared.channel(&room))
+                        .arg(payload)
+                        .ignore();
+                }
+                Write::Present { room, user } => {
+                    presence = true;
+                    if let Ok(json) = serde_json::to_string(&user) {
+                        pipe.cmd("HSET")
+                            .arg(shared.members_key(&shared.node, &room))
+                            .arg(&user.id)
+                            .arg(json)
+                            .ignore();
+                    }
+                    pipe.cmd("SADD")
+                        .arg(shared.rooms_key(&shared.node))
+                        .arg(&*room)
+                        .ignore();
+                }
+                Write::Absent { room, user_id } => {
+                    presence = true;
+                    pipe.cmd("HDEL")
+                        .arg(shared.members_key(&shared.node, &room))
+                        .arg(user_id)
+                        .ignore();
+                }
+            }
+        }
+        match tokio::time::timeout(OP_TIMEOUT, pipe.query_async::<()>(&mut conn)).await {
+            Ok(Ok(())) => {
+                if !shared.writer_ok.swap(true, Ordering::SeqCst) {
+                    tracing::info!("Redis answers again");
+                }
+            }
+            outcome => {
+                let error = match outcome {
+                    Ok(Err(e)) => e.to_string(),
+                    _ => "timed out".into(),
+                };
+                if shared.writer_ok.swap(false, Ordering::SeqCst) {
+                    tracing::warn!(%error, "Redis write failed; sends are refused until it answers");
+                }
+                if presence {
+                    shared.resync.store(true, Ordering::SeqCst);
+                }
+            }
+        }
+    }
+}
+
+/// The subscriber task: one pub/sub connection, reconnected whenever lost.
+async fn listen(shared: Arc<Shared>, mut control: mpsc::UnboundedReceiver<Control>) {
+    let mut warned = false;
+    loop {
+        let pubsub = match tokio::time::timeout(OP_TIMEOUT, shared.client.get_async_pubsub()).await
+        {
+            Ok(Ok(pubsub)) => pubsub,
+            outcome => {
+                let error = match outcome {
+                    Ok(Err(e)) => e.to_string(),
+                    _ => "timed out".into(),
+                };
+                if !warned {
+                    tracing::warn!(%error, "cannot open the Redis subscription; retrying");
+                    warned = true;
+                }
+                shared.listener_ok.store(false, Ordering::SeqCst);
+                tokio::time::sleep(RETRY).await;
+                continue;
+            }
+        };
+        let (mut sink, mut stream) = pubsub.split();
+        let subs: Vec<Arc<RoomSub>> = lock(&shared.subs)
+            .values()
+            .map(|s| s.room.clone())
+            .collect();
+        if !subs.is_empty() {
+            let channels: Vec<String> = subs.iter().map(|s| shared.channel(&s.name)).collect();
+            if !matches!(
+                tokio::time::timeout(OP_TIMEOUT, sink.subscribe(channels)).await,
+                Ok(Ok(()))
+            ) {
+                tokio::time::sleep(RETRY).await;
+                continue;
+            }
+        }
+        warned = false;
+        shared.listener_ok.store(true, Ordering::SeqCst);
+        tracing::info!(rooms = subs.len(), "subscribed to Redis");
+        for sub in subs {
+            let shared = shared.clone();
+            tokio::spawn(async move { shared.prepare(sub).await });
+        }
+        let mut ping = tokio::time::interval(OP_TIMEOUT);
+        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                command = control.recv() => {
+                    let Some(command) = command else { return };
+                    let ok = match command {
+                        Control::Subscribe(room) => match shared.current(&room) {
+                            Some(sub) => {
+                                let done = tokio::time::timeout(
+                                    OP_TIMEOUT,
+                                    sink.subscribe(shared.channel(&room)),
+                                ).await;
+                                let ok = matches!(done, Ok(Ok(())));
+                                if ok {
+                                    let shared = shared.clone();
+                                    tokio::spawn(async move { shared.prepare(sub).await });
+                                }
+                                ok
+                            }
+                            None => true,
+                        },
+                        Control::Unsubscribe(room) => {
+                            if shared.current(&room).is_some() {
+                                true
+                            } else {
+                                let done = tokio::time::timeout(
+                                    OP_TIMEOUT,
+                                    sink.unsubscribe(shared.channel(&room)),
+                                ).await;
+                                matches!(done, Ok(Ok(())))
+                            }
+                        }
+                    };
+                    if !ok {
+                        break;
+                    }
+                }
+                message = stream.next() => {
+                    match message {
+                        Some(message) => shared.receive(message.get_payload_bytes()),
+                        None => break,
+                    }
+                }
+                _ = ping.tick() => {
+                    let pong = tokio::time::timeout(OP_TIMEOUT, sink.ping::<redis::Value>()).await;
+                    if !matches!(pong, Ok(Ok(_))) {
+                        break;
+                    }
+                }
+            }
+        }
+        shared.listener_ok.store(false, Ordering::SeqCst);
+        tracing::warn!("lost the Redis subscription; reconnecting (rooms catch up from the store)");
+        tokio::time::sleep(RETRY).await;
+    }
+}
+
+/// The heartbeat task: every third of the node TTL.
+async fn heartbeat(shared: Arc<Shared>) {
+    let mut ticks = tokio::time::interval(shared.node_ttl / 3);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut warned = false;
+    loop {
+        ticks.tick().await;
+        match tokio::time::timeout(OP_TIMEOUT * 2, shared.beat()).await {
+            Ok(Ok(())) => {
+                warned = false;
+                if !shared.writer_ok.swap(true, Ordering::SeqCst) {
+                    tracing::info!("Redis answers again");
+                }
+            }
+            outcome => {
+                let error = match outcome {
+                    Ok(Err(e)) => e.to_string(),
+                    _ => "timed out".into(),
+                };
+                shared.writer_ok.store(false, Ordering::SeqCst);
+                if !warned {
+                    tracing::warn!(%error, "Redis heartbeat failed; sends are refused until it answers");
+                    warned = true;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redact_drops_the_password() {
+        assert_eq!(
+            redact("redis://user:secret@127.0.0.1:6379/0"),
+            "redis://127.0.0.1:6379/0"
+        );
+        assert_eq!(redact("redis://127.0.0.1/"), "redis://127.0.0.1/");
+    }
+
+    #[test]
+    fn wire_events_round_trip() {
+        let user = User {
+            id: "u1".into(),
+            name: "alice".into(),
+        };
+        let wire = Wire {
+            node: "n".into(),
+            room: "r".into(),
+            frame: ServerFrame::Presence {
+                room: "r".into(),
+                event: PresenceEvent::Leave,
+                user,
+            },
+        };
+        let json = serde_json::to_string(&wire).expect("encodes");
+        let back: Wire = serde_json::from_str(&json).expect("decodes");
+        assert!(matches!(
+            back.frame,
+            ServerFrame::Presence {
+                event: PresenceEvent::Leave,
+                ..
+            }
+        ));
+    }
+}
