@@ -530,7 +530,9 @@ impl Connection {
                 code,
                 message,
             } => return self.on_error(reference, code, message),
-            ServerFrame::Welcome { .. } => {}
+            // Moderation (a server extension): the tombstone reaches this
+            // client through history; the live notice is not surfaced yet.
+            ServerFrame::Welcome { .. } | ServerFrame::Deleted { .. } => {}
         }
         ControlFlow::Continue(())
     }

@@ -122,6 +122,7 @@ mod tests {
             },
             text: format!("text {seq}"),
             ts: 0,
+            deleted: false,
         }
     }
 

@@ -29,6 +29,11 @@ pub struct Message {
     pub text: String,
     /// Server clock at commit, milliseconds since the Unix epoch (UTC).
     pub ts: i64,
+    /// Extension: removed by a moderator. The message keeps its `seq` (so
+    /// history has no gap) but its text is empty. Absent on the wire unless
+    /// set, so v1 clients see exactly the contract's fields.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub deleted: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -109,6 +114,12 @@ pub enum ServerFrame {
         code: ErrorCode,
         message: String,
     },
+    /// Extension: the message `seq` of `room` was deleted by a moderator;
+    /// history now holds it as a tombstone (`deleted: true`, empty text).
+    Deleted {
+        room: String,
+        seq: u64,
+    },
 }
 
 impl ServerFrame {
@@ -125,6 +136,7 @@ impl ServerFrame {
             ServerFrame::Pong { .. } => "pong",
             ServerFrame::Presence { .. } => "presence",
             ServerFrame::Error { .. } => "error",
+            ServerFrame::Deleted { .. } => "deleted",
         }
     }
 
@@ -168,6 +180,10 @@ mod tests {
                 code: ErrorCode::BadRequest,
                 message: "m".into(),
             },
+            ServerFrame::Deleted {
+                room: "r".into(),
+                seq: 3,
+            },
         ];
         for frame in frames {
             let value: serde_json::Value = serde_json::from_str(&frame.to_json()).unwrap();
@@ -184,12 +200,39 @@ mod tests {
             from: alice(),
             text: "hello 你好 👋".into(),
             ts: 1763800000123,
+            deleted: false,
         });
         let value: serde_json::Value = serde_json::from_str(&frame.to_json()).unwrap();
         assert_eq!(
             value,
             json!({"type":"message","room":"general","seq":132,"id":"c-7f3a",
                    "from":{"id":"u_1","name":"alice"},"text":"hello 你好 👋","ts":1763800000123u64})
+        );
+    }
+
+    #[test]
+    fn tombstones_and_deleted_events_are_marked() {
+        let tombstone = Message {
+            room: "general".into(),
+            seq: 4,
+            id: "c-1".into(),
+            from: alice(),
+            text: String::new(),
+            ts: 5,
+            deleted: true,
+        };
+        let value = serde_json::to_value(&tombstone).unwrap();
+        assert_eq!(value["deleted"], true);
+        assert_eq!(value["text"], "");
+        let back: Message = serde_json::from_value(value).unwrap();
+        assert_eq!(back, tombstone);
+        let frame = ServerFrame::Deleted {
+            room: "general".into(),
+            seq: 4,
+        };
+        assert_eq!(
+            frame.to_json(),
+            r#"{"type":"deleted","room":"general","seq":4}"#
         );
     }
 

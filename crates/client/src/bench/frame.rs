@@ -119,6 +119,7 @@ mod tests {
             },
             text: "{\"seq\": 1000}".into(),
             ts: 5,
+            deleted: false,
         });
         let text = msg.to_json();
         let peek = Peek::parse(&text).unwrap();

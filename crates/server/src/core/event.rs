@@ -33,8 +33,18 @@ pub struct RoomEvent {
 #[derive(Debug)]
 pub enum EventKind {
     Message(Message),
-    Presence { event: PresenceEvent, user: User },
-    Typing { user: User },
+    Presence {
+        event: PresenceEvent,
+        user: User,
+    },
+    Typing {
+        user: User,
+    },
+    /// A moderator deleted message `seq` (extension; history keeps a
+    /// tombstone in its place).
+    Deleted {
+        seq: u64,
+    },
 }
 
 /// The wire formats a transport may encode events into. Each is computed at
@@ -98,6 +108,10 @@ impl RoomEvent {
                 room: self.room.to_string(),
                 user: user.clone(),
             },
+            EventKind::Deleted { seq } => ServerFrame::Deleted {
+                room: self.room.to_string(),
+                seq: *seq,
+            },
         }
     }
 }
@@ -119,6 +133,10 @@ pub enum Dropped {
     SlowConsumer = 0,
     /// The server is shutting down; every accepted send has been answered.
     Shutdown = 1,
+    /// An operator disconnected the user (`POST /api/users/{id}/disconnect`).
+    Kicked = 2,
+    /// The client sent no request but pings for `--idle-timeout-secs`.
+    Idle = 3,
 }
 
 /// Sending side of a connection's bounded queue. Cloned into every room the
@@ -171,7 +189,9 @@ impl Hangup {
         match self.reason.load(Ordering::Acquire) {
             0 => None,
             1 => Some(Dropped::SlowConsumer),
-            _ => Some(Dropped::Shutdown),
+            2 => Some(Dropped::Shutdown),
+            3 => Some(Dropped::Kicked),
+            _ => Some(Dropped::Idle),
         }
     }
 }
@@ -240,6 +260,12 @@ impl Outbox {
     /// down.
     pub fn shut_down(&self) {
         self.shared.hangup.set(Dropped::Shutdown);
+    }
+
+    /// Tells the connection's transport to close it for `reason`, unless
+    /// it already has one; returns whether this call set it.
+    pub fn hang_up(&self, reason: Dropped) -> bool {
+        self.shared.hangup.set(reason)
     }
 }
 

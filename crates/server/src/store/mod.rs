@@ -78,7 +78,57 @@ pub trait Store: Send + Sync + 'static {
 
     /// Whether the store can serve requests now.
     async fn check(&self) -> Result<(), StoreError>;
+
+    /// Turns message `seq` of `room` into a tombstone: its text emptied and
+    /// `deleted` set, its `seq`, `id`, sender and `ts` kept, so history has
+    /// no gap and a retry of its `id` is still recognised. Returns the
+    /// tombstone (also when it already was one), or `None` when the room has
+    /// no such message (never stored, or purged by retention).
+    async fn delete(&self, room: &str, seq: u64) -> Result<Option<Message>, StoreError>;
+
+    /// Deletes what `retention` no longer keeps, in every room, and returns
+    /// how many messages went. Rooms' counters are never touched: `seq`
+    /// keeps counting from where it was, so numbers are never reused.
+    async fn purge(&self, retention: Retention) -> Result<u64, StoreError>;
+
+    /// Every room that has stored a message, with its latest `seq`, by name.
+    async fn rooms(&self) -> Result<Vec<(String, u64)>, StoreError>;
 }
+
+/// Which messages history keeps; each bound is off when `None`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Retention {
+    /// Keep at most this many of each room's latest `seq`s.
+    pub keep_last: Option<u64>,
+    /// Delete messages whose `ts` is below this (milliseconds since the
+    /// epoch).
+    pub older_than_ts: Option<i64>,
+}
+
+impl Retention {
+    /// Whether any bound is set.
+    pub fn is_active(&self) -> bool {
+        self.keep_last.is_some() || self.older_than_ts.is_some()
+    }
+
+    /// The highest `seq` `keep_last` lets go in a room whose latest is
+    /// `latest` (`-1` when none).
+    pub fn seq_bound(&self, latest: i64) -> i64 {
+        match self.keep_last {
+            Some(keep) => latest.saturating_sub(i64::try_from(keep).unwrap_or(i64::MAX)),
+            None => -1,
+        }
+    }
+
+    /// The `ts` below which messages go (`i64::MIN` when none).
+    pub fn ts_bound(&self) -> i64 {
+        self.older_than_ts.unwrap_or(i64::MIN)
+    }
+}
+
+/// Most rows one purge statement deletes, so a big first purge holds the
+/// database (and the commits waiting on it) only briefly at a time.
+pub const PURGE_CHUNK: i64 = 5000;
 
 /// Builders and views the stores' unit tests share.
 #[cfg(test)]
@@ -98,6 +148,65 @@ mod test_support {
             },
             text: format!("text of {id}"),
         }
+    }
+
+    /// The seqs of a page.
+    pub fn page_seqs(page: &super::Page) -> Vec<u64> {
+        page.messages.iter().map(|m| m.seq).collect()
+    }
+
+    /// Tombstones, retention and the room list, the same on every backend:
+    /// a deleted message keeps its place, a purge never renumbers, and the
+    /// next append continues the room's count.
+    pub async fn check_tombstones_and_purge(store: &dyn super::Store) {
+        use super::Retention;
+        let drafts = (1..=10).map(|i| draft("a", &format!("m{i}"))).collect();
+        store.append(drafts, 1_000).await.unwrap();
+        store.append(vec![draft("b", "x")], 5_000).await.unwrap();
+
+        let tomb = store.delete("a", 3).await.unwrap().expect("seq 3 exists");
+        assert!(tomb.deleted && tomb.text.is_empty() && tomb.seq == 3 && tomb.id == "m3");
+        assert_eq!(store.delete("a", 3).await.unwrap(), Some(tomb.clone()));
+        assert_eq!(store.delete("a", 99).await.unwrap(), None);
+        assert_eq!(store.delete("nowhere", 1).await.unwrap(), None);
+        let page = store.after("a", 0, 100).await.unwrap();
+        assert_eq!(page_seqs(&page), (1..=10).collect::<Vec<_>>());
+        assert_eq!(page.messages[2], tomb);
+        assert!(!page.messages[3].deleted && page.messages[3].text == "text of m4");
+        // A retry of the deleted message's id is still a duplicate.
+        let out = store.append(vec![draft("a", "m3")], 2_000).await.unwrap();
+        assert_eq!(seqs(&out), [(false, 3)]);
+
+        assert_eq!(
+            store.rooms().await.unwrap(),
+            [("a".to_string(), 10), ("b".to_string(), 1)]
+        );
+
+        let keep_4 = Retention {
+            keep_last: Some(4),
+            older_than_ts: None,
+        };
+        assert_eq!(store.purge(keep_4).await.unwrap(), 6);
+        assert_eq!(store.purge(keep_4).await.unwrap(), 0);
+        let page = store.after("a", 0, 100).await.unwrap();
+        assert_eq!((page_seqs(&page), page.latest_seq), (vec![7, 8, 9, 10], 10));
+        let page = store.before("a", Some(8), 100).await.unwrap();
+        assert_eq!((page_seqs(&page), page.more), (vec![7], false));
+        // Numbering goes on after the purge: nothing is reused.
+        let out = store.append(vec![draft("a", "m11")], 6_000).await.unwrap();
+        assert_eq!(seqs(&out), [(true, 11)]);
+
+        let old = Retention {
+            keep_last: None,
+            older_than_ts: Some(4_000),
+        };
+        assert_eq!(store.purge(old).await.unwrap(), 4);
+        assert_eq!(page_seqs(&store.after("a", 0, 100).await.unwrap()), [11]);
+        assert_eq!(page_seqs(&store.after("b", 0, 100).await.unwrap()), [1]);
+        assert_eq!(
+            store.rooms().await.unwrap(),
+            [("a".to_string(), 11), ("b".to_string(), 1)]
+        );
     }
 
     /// Each outcome as (stored anew, seq).

@@ -65,7 +65,7 @@ use deadpool_postgres::{
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{NoTls, Row};
 
-use super::{Appended, Draft, Page, Store, StoreError};
+use super::{Appended, Draft, PURGE_CHUNK, Page, Retention, Store, StoreError};
 
 /// Most connections one node opens. Appends use one at a time (the
 /// committer is a single task); the rest serve concurrent history reads.
@@ -79,10 +79,11 @@ struct Migration {
     sql: &'static str,
 }
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    description: "rooms and messages",
-    sql: "
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        description: "rooms and messages",
+        sql: "
         CREATE TABLE rooms (
             name TEXT   PRIMARY KEY,
             seq  BIGINT NOT NULL CHECK (seq >= 0)
@@ -99,7 +100,13 @@ const MIGRATIONS: &[Migration] = &[Migration {
             UNIQUE (room, id)
         );
     ",
-}];
+    },
+    Migration {
+        version: 2,
+        description: "tombstones: messages.deleted",
+        sql: "ALTER TABLE messages ADD COLUMN deleted BOOLEAN NOT NULL DEFAULT false;",
+    },
+];
 
 /// Creates (or, when it exists, row-locks) each room's counter and returns
 /// its current value. Sorted so concurrent batches lock rooms in one order.
@@ -111,7 +118,7 @@ const LOCK_ROOMS: &str = "
 
 /// The stored messages among the batch's `(room, id)` pairs.
 const FIND_EXISTING: &str = "
-    SELECT m.room, m.seq, m.id, m.user_id, m.user_name, m.text, m.ts
+    SELECT m.room, m.seq, m.id, m.user_id, m.user_name, m.text, m.ts, m.deleted
     FROM messages m
     JOIN unnest($1::text[], $2::text[]) AS d(room, id) ON m.room = d.room AND m.id = d.id";
 
@@ -131,22 +138,38 @@ const ADVANCE_ROOMS: &str = "
 /// Always returns at least one row; its message columns are NULL when the
 /// page is empty.
 const PAGE_AFTER: &str = "
-    SELECT l.latest, m.seq, m.id, m.user_id, m.user_name, m.text, m.ts
+    SELECT l.latest, m.seq, m.id, m.user_id, m.user_name, m.text, m.ts, m.deleted
     FROM (SELECT COALESCE((SELECT seq FROM rooms WHERE name = $1), 0) AS latest) l
     LEFT JOIN LATERAL (
-        SELECT seq, id, user_id, user_name, text, ts FROM messages
+        SELECT seq, id, user_id, user_name, text, ts, deleted FROM messages
         WHERE room = $1 AND seq > $2 ORDER BY seq LIMIT $3
     ) m ON true
     ORDER BY m.seq";
 
 const PAGE_BEFORE: &str = "
-    SELECT l.latest, m.seq, m.id, m.user_id, m.user_name, m.text, m.ts
+    SELECT l.latest, m.seq, m.id, m.user_id, m.user_name, m.text, m.ts, m.deleted
     FROM (SELECT COALESCE((SELECT seq FROM rooms WHERE name = $1), 0) AS latest) l
     LEFT JOIN LATERAL (
-        SELECT seq, id, user_id, user_name, text, ts FROM messages
+        SELECT seq, id, user_id, user_name, text, ts, deleted FROM messages
         WHERE room = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3
     ) m ON true
     ORDER BY m.seq";
+
+/// Empties a message's text and marks it deleted; returns it.
+const TOMBSTONE: &str = "
+    UPDATE messages SET text = '', deleted = true WHERE room = $1 AND seq = $2
+    RETURNING seq, id, user_id, user_name, text, ts, deleted";
+
+const ROOM_LIST: &str = "SELECT name, seq FROM rooms ORDER BY name COLLATE \"C\"";
+
+/// Deletes up to `$4` of room `$1`'s messages with `seq` at most the room's
+/// latest minus `$2` (when `$2` is not NULL) or `ts` below `$3`.
+const PURGE_CHUNK_SQL: &str = "
+    DELETE FROM messages WHERE room = $1 AND seq IN (
+        SELECT seq FROM messages
+        WHERE room = $1
+          AND (seq <= (SELECT seq FROM rooms WHERE name = $1) - $2 OR ts < $3)
+        ORDER BY seq LIMIT $4)";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
@@ -527,8 +550,8 @@ fn sql_limit(limit: usize) -> i64 {
     i64::try_from(limit).map_or(i64::MAX, |l| l.saturating_add(1))
 }
 
-/// A message from the row's columns `first..first + 6`: seq, id, user_id,
-/// user_name, text, ts.
+/// A message from the row's columns `first..first + 7`: seq, id, user_id,
+/// user_name, text, ts, deleted.
 fn message_from_row(room: &str, row: &Row, first: usize) -> Result<Message, StoreError> {
     let get_err = |e: tokio_postgres::Error| StoreError::Backend(e.to_string());
     Ok(Message {
@@ -541,6 +564,7 @@ fn message_from_row(room: &str, row: &Row, first: usize) -> Result<Message, Stor
         },
         text: row.try_get(first + 4).map_err(get_err)?,
         ts: row.try_get(first + 5).map_err(get_err)?,
+        deleted: row.try_get(first + 6).map_err(get_err)?,
     })
 }
 
@@ -675,6 +699,7 @@ async fn append_batch(
                 from: draft.from,
                 text: draft.text,
                 ts,
+                deleted: false,
             }),
         };
         outcomes.push(outcome);
@@ -791,6 +816,74 @@ impl Store for PostgresStore {
         .await;
         self.settle(client, outcome)
     }
+
+    async fn delete(&self, room: &str, seq: u64) -> Result<Option<Message>, StoreError> {
+        let client = self.client().await?;
+        let outcome = tokio::time::timeout(self.deadline, async {
+            let statement = client.prepare_cached(TOMBSTONE).await.map_err(db_error)?;
+            let row = client
+                .query_opt(&statement, &[&room, &to_sql_seq(seq)])
+                .await
+                .map_err(db_error)?;
+            row.map(|row| message_from_row(room, &row, 0)).transpose()
+        })
+        .await;
+        self.settle(client, outcome)
+    }
+
+    async fn purge(&self, retention: Retention) -> Result<u64, StoreError> {
+        if !retention.is_active() {
+            return Ok(0);
+        }
+        let keep = retention
+            .keep_last
+            .map(|k| i64::try_from(k).unwrap_or(i64::MAX));
+        let mut total = 0;
+        for (room, _) in self.rooms().await? {
+            // One short statement per chunk (autocommit), so appends to the
+            // room wait for at most one chunk's row locks.
+            loop {
+                let client = self.client().await?;
+                let outcome = tokio::time::timeout(self.deadline, async {
+                    let statement = client
+                        .prepare_cached(PURGE_CHUNK_SQL)
+                        .await
+                        .map_err(db_error)?;
+                    client
+                        .execute(
+                            &statement,
+                            &[&room, &keep, &retention.ts_bound(), &PURGE_CHUNK],
+                        )
+                        .await
+                        .map_err(db_error)
+                })
+                .await;
+                let deleted = self.settle(client, outcome)?;
+                total += deleted;
+                if deleted < PURGE_CHUNK as u64 {
+                    break;
+                }
+            }
+        }
+        Ok(total)
+    }
+
+    async fn rooms(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        let client = self.client().await?;
+        let outcome = tokio::time::timeout(self.deadline, async {
+            let statement = client.prepare_cached(ROOM_LIST).await.map_err(db_error)?;
+            let rows = client.query(&statement, &[]).await.map_err(db_error)?;
+            rows.iter()
+                .map(|row| {
+                    let name: String = row.try_get(0).map_err(db_error)?;
+                    let seq = from_sql_seq(row.try_get(1).map_err(db_error)?)?;
+                    Ok((name, seq))
+                })
+                .collect()
+        })
+        .await;
+        self.settle(client, outcome)
+    }
 }
 
 #[cfg(test)]
@@ -801,7 +894,15 @@ mod tests {
 
     use super::*;
     use crate::store::SqliteStore;
-    use crate::store::test_support::{draft, seqs};
+    use crate::store::test_support::{check_tombstones_and_purge, draft, seqs};
+
+    #[tokio::test]
+    async fn tombstones_and_retention_keep_seq_gapless() {
+        let Some(db) = TestDb::new().await else {
+            return;
+        };
+        check_tombstones_and_purge(&db.store().await).await;
+    }
 
     /// Where the tests find PostgreSQL; `CHAT_TEST_DATABASE_URL` overrides.
     const DEFAULT_TEST_URL: &str = "postgres://postgres@127.0.0.1:5432/test";

@@ -27,7 +27,7 @@ use async_trait::async_trait;
 use chat_protocol::{Message, User};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
-use super::{Appended, Draft, Page, Store, StoreError};
+use super::{Appended, Draft, PURGE_CHUNK, Page, Retention, Store, StoreError};
 
 /// Reader connections: at most this many reads run at once, each on a
 /// pooled connection, so a burst of joins queues briefly instead of opening
@@ -37,7 +37,11 @@ const READER_POOL: usize = 4;
 /// How often the checkpoint thread moves the WAL into the database file.
 const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
 
-const SCHEMA_VERSION: i64 = 1;
+/// 1: rooms and messages; 2: `messages.deleted` (tombstones).
+const SCHEMA_VERSION: i64 = 2;
+
+/// From version 1: tombstones. New databases get the column from [`SCHEMA`].
+const MIGRATE_1_TO_2: &str = "ALTER TABLE messages ADD COLUMN deleted INTEGER NOT NULL DEFAULT 0;";
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS rooms (
@@ -52,6 +56,7 @@ CREATE TABLE IF NOT EXISTS messages (
     user_name TEXT    NOT NULL,
     text      TEXT    NOT NULL,
     ts        INTEGER NOT NULL,
+    deleted   INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (room, seq)
 ) WITHOUT ROWID;
 CREATE UNIQUE INDEX IF NOT EXISTS messages_room_id ON messages (room, id);
@@ -156,9 +161,10 @@ impl SqliteStore {
                 found: version,
             });
         }
+        let migrate = if version == 1 { MIGRATE_1_TO_2 } else { "" };
         writer
             .execute_batch(&format!(
-                "BEGIN; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+                "BEGIN; {migrate} {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
             ))
             .map_err(db_error)?;
         writer
@@ -243,7 +249,7 @@ fn open_connection(path: &Path, busy_timeout: Duration) -> rusqlite::Result<Conn
     Ok(conn)
 }
 
-const SELECT_MESSAGE: &str = "SELECT seq, id, user_id, user_name, text, ts FROM messages";
+const SELECT_MESSAGE: &str = "SELECT seq, id, user_id, user_name, text, ts, deleted FROM messages";
 
 fn message_from_row(room: &str, row: &rusqlite::Row<'_>) -> rusqlite::Result<Message> {
     Ok(Message {
@@ -256,6 +262,7 @@ fn message_from_row(room: &str, row: &rusqlite::Row<'_>) -> rusqlite::Result<Mes
         },
         text: row.get(4)?,
         ts: row.get(5)?,
+        deleted: row.get(6)?,
     })
 }
 
@@ -322,6 +329,7 @@ fn append_batch(
                 from: draft.from,
                 text: draft.text,
                 ts,
+                deleted: false,
             }));
         }
         let mut upsert = tx.prepare_cached(
@@ -388,6 +396,61 @@ fn page_before(
     })
 }
 
+fn tombstone(conn: &mut Connection, room: &str, seq: u64) -> rusqlite::Result<Option<Message>> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    tx.prepare_cached("UPDATE messages SET text = '', deleted = 1 WHERE room = ?1 AND seq = ?2")?
+        .execute(params![room, to_sql_seq(seq)])?;
+    let message = tx
+        .prepare_cached(&format!("{SELECT_MESSAGE} WHERE room = ?1 AND seq = ?2"))?
+        .query_row(params![room, to_sql_seq(seq)], |row| {
+            message_from_row(room, row)
+        })
+        .optional()?;
+    tx.commit()?;
+    Ok(message)
+}
+
+fn room_list(conn: &mut Connection) -> rusqlite::Result<Vec<(String, u64)>> {
+    conn.prepare_cached("SELECT name, seq FROM rooms ORDER BY name")?
+        .query_map([], |row| Ok((row.get(0)?, row.get::<_, i64>(1)? as u64)))?
+        .collect()
+}
+
+/// Deletes up to [`PURGE_CHUNK`] of `room`'s messages that `retention`
+/// lets go, in one short transaction; returns how many.
+fn purge_chunk(conn: &mut Connection, room: &str, retention: Retention) -> rusqlite::Result<u64> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let latest = to_sql_seq(latest_seq(&tx, room)?);
+    let deleted = tx
+        .prepare_cached(
+            "DELETE FROM messages WHERE room = ?1 AND seq IN (
+                 SELECT seq FROM messages WHERE room = ?1 AND (seq <= ?2 OR ts < ?3)
+                 ORDER BY seq LIMIT ?4)",
+        )?
+        .execute(params![
+            room,
+            retention.seq_bound(latest),
+            retention.ts_bound(),
+            PURGE_CHUNK
+        ])?;
+    tx.commit()?;
+    Ok(deleted as u64)
+}
+
+impl SqliteStore {
+    /// Runs `f` on the writer connection, on the blocking pool.
+    async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let writer = self.writer.clone();
+        tokio::task::spawn_blocking(move || f(&mut lock(&writer)))
+            .await
+            .map_err(|e| StoreError::Backend(format!("storage task failed: {e}")))?
+            .map_err(store_error)
+    }
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     async fn append(&self, drafts: Vec<Draft>, ts: i64) -> Result<Vec<Appended>, StoreError> {
@@ -419,12 +482,77 @@ impl Store for SqliteStore {
         self.read(|conn| conn.query_row("SELECT 1", [], |_| Ok(())))
             .await
     }
+
+    async fn delete(&self, room: &str, seq: u64) -> Result<Option<Message>, StoreError> {
+        let room = room.to_owned();
+        self.write(move |conn| tombstone(conn, &room, seq)).await
+    }
+
+    async fn purge(&self, retention: Retention) -> Result<u64, StoreError> {
+        if !retention.is_active() {
+            return Ok(0);
+        }
+        let mut total = 0;
+        for (room, _) in self.rooms().await? {
+            // Chunk by chunk, taking the writer each time, so commits of
+            // new messages go between them instead of waiting for it all.
+            loop {
+                let name = room.clone();
+                let deleted = self
+                    .write(move |conn| purge_chunk(conn, &name, retention))
+                    .await?;
+                total += deleted;
+                if deleted < PURGE_CHUNK as u64 {
+                    break;
+                }
+            }
+        }
+        Ok(total)
+    }
+
+    async fn rooms(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        self.read(room_list).await
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::test_support::{draft, seqs};
+    use crate::store::test_support::{check_tombstones_and_purge, draft, seqs};
+
+    #[tokio::test]
+    async fn tombstones_and_retention_keep_seq_gapless() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path(), Duration::from_secs(1)).unwrap();
+        check_tombstones_and_purge(&store).await;
+    }
+
+    #[tokio::test]
+    async fn a_version_1_database_is_migrated_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let conn = Connection::open(dir.path().join("chat.db")).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE rooms (name TEXT PRIMARY KEY, seq INTEGER NOT NULL) WITHOUT ROWID;
+                 CREATE TABLE messages (room TEXT NOT NULL, seq INTEGER NOT NULL,
+                     id TEXT NOT NULL, user_id TEXT NOT NULL, user_name TEXT NOT NULL,
+                     text TEXT NOT NULL, ts INTEGER NOT NULL, PRIMARY KEY (room, seq))
+                     WITHOUT ROWID;
+                 CREATE UNIQUE INDEX messages_room_id ON messages (room, id);
+                 INSERT INTO rooms VALUES ('a', 1);
+                 INSERT INTO messages VALUES ('a', 1, 'old', 'u1', 'alice', 'hi', 5);
+                 PRAGMA user_version = 1;",
+            )
+            .unwrap();
+        }
+        let store = SqliteStore::open(dir.path(), Duration::from_secs(1)).unwrap();
+        let page = store.after("a", 0, 10).await.unwrap();
+        assert_eq!(page.messages.len(), 1);
+        assert!(!page.messages[0].deleted && page.messages[0].text == "hi");
+        assert!(store.delete("a", 1).await.unwrap().unwrap().deleted);
+        let out = store.append(vec![draft("a", "new")], 6).await.unwrap();
+        assert_eq!(seqs(&out), [(true, 2)]);
+    }
 
     #[tokio::test]
     async fn committed_pages_reach_the_database_file_without_a_commit_doing_it() {

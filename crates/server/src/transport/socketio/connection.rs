@@ -196,6 +196,9 @@ async fn serve(
             biased;
             reason = &mut hangup => match reason {
                 Dropped::SlowConsumer => return Hangup::TooSlow,
+                // Disconnected by the operator, or idle: the transport
+                // closes as for a slow client ("transport close").
+                Dropped::Kicked | Dropped::Idle => return Hangup::TooSlow,
                 Dropped::Shutdown => {
                     // Acks of sends committed during shutdown are queued:
                     // let them out before closing.

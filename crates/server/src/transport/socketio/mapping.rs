@@ -149,6 +149,11 @@ pub fn event(event: &RoomEvent) -> EventPackets {
             first: emit("typing", &event.to_frame()),
             system: None,
         },
+        // Extension: `deleted` with the native frame, `{type, room, seq}`.
+        EventKind::Deleted { .. } => EventPackets {
+            first: emit("deleted", &event.to_frame()),
+            system: None,
+        },
     }
 }
 
@@ -256,7 +261,8 @@ fn reference(frame: &ServerFrame) -> Option<&Ref> {
         ServerFrame::Welcome { .. }
         | ServerFrame::Message(_)
         | ServerFrame::Typing { .. }
-        | ServerFrame::Presence { .. } => None,
+        | ServerFrame::Presence { .. }
+        | ServerFrame::Deleted { .. } => None,
     }
 }
 
@@ -274,6 +280,9 @@ struct WithContent<'a> {
     text: &'a str,
     ts: i64,
     content: &'a str,
+    /// A tombstone (extension), as in the native message.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    deleted: bool,
 }
 
 impl<'a> WithContent<'a> {
@@ -287,6 +296,7 @@ impl<'a> WithContent<'a> {
             text: &message.text,
             ts: message.ts,
             content: &message.text,
+            deleted: message.deleted,
         }
     }
 
@@ -427,9 +437,9 @@ impl Serialize for ReplyBody<'_> {
             }
             .serialize(serializer),
             ServerFrame::Message(message) => WithContent::event(message).serialize(serializer),
-            frame @ (ServerFrame::Typing { .. } | ServerFrame::Presence { .. }) => {
-                frame.serialize(serializer)
-            }
+            frame @ (ServerFrame::Typing { .. }
+            | ServerFrame::Presence { .. }
+            | ServerFrame::Deleted { .. }) => frame.serialize(serializer),
         }
     }
 }
@@ -459,6 +469,7 @@ mod tests {
             from: alice(),
             text: "hello 你好".into(),
             ts: 1_763_800_000_123,
+            deleted: false,
         }
     }
 
@@ -604,6 +615,13 @@ mod tests {
         let (_, payload) = parsed(&event(&typing).first);
         assert_eq!(payload[0], "typing");
         assert_eq!(payload[1]["user"]["name"], "alice");
+
+        let deleted = RoomEvent::new("general".into(), EventKind::Deleted { seq: 7 }, None);
+        let (_, payload) = parsed(&event(&deleted).first);
+        assert_eq!(
+            payload,
+            json!(["deleted", {"type": "deleted", "room": "general", "seq": 7}])
+        );
     }
 
     #[test]

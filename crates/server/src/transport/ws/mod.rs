@@ -109,6 +109,9 @@ fn hangup(code: CloseCode, reason: &'static str) -> Hangup {
 }
 
 const TOO_SLOW: &str = "too slow for this room's traffic; resume with join and since";
+/// Close reasons for `Dropped::Kicked` (1008) and `Dropped::Idle` (1000).
+pub(crate) const KICKED: &str = "disconnected by the server's operator";
+pub(crate) const IDLE: &str = "idle timeout";
 
 async fn serve<S>(app: Arc<AppState>, mut socket: WsSocket<S>, identity: Identity)
 where
@@ -139,6 +142,8 @@ where
                     }
                     break hangup(CloseCode::GoingAway, "server shutting down");
                 }
+                Dropped::Kicked => break hangup(CloseCode::Policy, KICKED),
+                Dropped::Idle => break hangup(CloseCode::Normal, IDLE),
             },
             // While the outbox branch is off for a full output buffer, the
             // socket branch must end the wait once the buffer drains, or
