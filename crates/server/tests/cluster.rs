@@ -1,0 +1,864 @@
+//! Cluster mode: three real `chat-server` processes on loopback ports
+//! sharing one PostgreSQL schema and one Redis key prefix.
+//!
+//! - concurrent senders on every node into the same rooms, and every
+//!   receiver on every node sees each room in the same gapless order;
+//! - presence is cluster-wide, and a node killed with -9 has its users'
+//!   `leave` reach the other nodes within two node TTLs;
+//! - a node killed mid-traffic: its clients resume on another node with
+//!   `since`, and nothing acked is missing;
+//! - Redis (a private `redis-server` of the test's own) killed and
+//!   restarted mid-traffic: sends are refused meanwhile, `/readyz` says 503,
+//!   and the cluster recovers with every room still gapless;
+//! - a client through nginx (the config of docs/deploy.md, run as a
+//!   foreground process of the test's own).
+//!
+//! PostgreSQL comes from `CHAT_TEST_DATABASE_URL` (default
+//! `postgres://postgres@127.0.0.1:5432/test`), Redis from
+//! `CHAT_TEST_REDIS_URL` (default `redis://127.0.0.1:6379/`); each test
+//! uses a schema and a key prefix of its own, removed at the end. Without
+//! them the tests skip, except with `CI=true`, where they fail.
+
+mod common;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::{Value, json};
+use tokio_postgres::NoTls;
+
+const DEFAULT_DB_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379/";
+/// Node TTL in these tests: a killed node's users leave within about
+/// 1.33 times this.
+const NODE_TTL_MS: u64 = 2000;
+
+fn ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true")
+}
+
+/// Skips the test (or fails it under CI=true) when a service is missing.
+fn missing(what: &str, why: &str) {
+    assert!(
+        !ci(),
+        "{what} is unavailable ({why}) and CI=true: cannot skip"
+    );
+    eprintln!("skipping: {what} is unavailable ({why})");
+}
+
+/// Runs `work` on a runtime of its own on another thread (for cleanup in
+/// `Drop`, inside the test's runtime).
+fn on_own_runtime<F, Fut>(work: F) -> Result<(), String>
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        runtime.block_on(work())
+    })
+    .join()
+    .unwrap_or_else(|_| Err("cleanup thread panicked".into()))
+}
+
+/// One PostgreSQL schema and one Redis prefix for a test's cluster.
+struct Cluster {
+    db_url: String,
+    schema: String,
+    redis_url: String,
+    prefix: String,
+}
+
+impl Cluster {
+    async fn new() -> Option<Cluster> {
+        Cluster::with_redis(
+            std::env::var("CHAT_TEST_REDIS_URL").unwrap_or_else(|_| DEFAULT_REDIS_URL.into()),
+        )
+        .await
+    }
+
+    /// `redis_url`: the shared test Redis, or a private one.
+    async fn with_redis(redis_url: String) -> Option<Cluster> {
+        let db_url =
+            std::env::var("CHAT_TEST_DATABASE_URL").unwrap_or_else(|_| DEFAULT_DB_URL.into());
+        let connect = tokio_postgres::connect(&db_url, NoTls);
+        match tokio::time::timeout(Duration::from_secs(5), connect).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                missing(&format!("PostgreSQL at {db_url}"), &e.to_string());
+                return None;
+            }
+            Err(_) => {
+                missing(&format!("PostgreSQL at {db_url}"), "timed out");
+                return None;
+            }
+        }
+        if let Err(why) = redis_ping(&redis_url).await {
+            missing(&format!("Redis at {redis_url}"), &why);
+            return None;
+        }
+        let id = ulid::Ulid::new().to_string().to_lowercase();
+        Some(Cluster {
+            db_url,
+            schema: format!("t_{id}"),
+            redis_url,
+            prefix: format!("test:{id}:"),
+        })
+    }
+
+    fn args(&self, extra: &[&str]) -> Vec<String> {
+        let mut args: Vec<String> = [
+            "--database-url",
+            &self.db_url,
+            "--database-schema",
+            &self.schema,
+            "--redis-url",
+            &self.redis_url,
+            "--redis-prefix",
+            &self.prefix,
+            "--node-ttl-ms",
+            &NODE_TTL_MS.to_string(),
+            "--outbound-queue",
+            "20000",
+            "--max-pending-sends",
+            "20000",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.extend(NO_RATE_LIMIT.iter().chain(extra).map(|a| a.to_string()));
+        args
+    }
+
+    fn node(&self, extra: &[&str]) -> Server {
+        let args = self.args(extra);
+        Server::start(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let (db_url, schema) = (self.db_url.clone(), self.schema.clone());
+        let dropped = on_own_runtime(move || async move {
+            let (client, connection) = tokio_postgres::connect(&db_url, NoTls)
+                .await
+                .map_err(|e| e.to_string())?;
+            tokio::spawn(connection);
+            client
+                .batch_execute(&format!(
+                    "SET lock_timeout = '5s'; DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"
+                ))
+                .await
+                .map_err(|e| e.to_string())
+        });
+        if let Err(e) = dropped {
+            eprintln!("could not drop test schema {}: {e}", self.schema);
+        }
+        let (redis_url, prefix) = (self.redis_url.clone(), self.prefix.clone());
+        let _ = on_own_runtime(move || async move {
+            let client = redis::Client::open(redis_url).map_err(|e| e.to_string())?;
+            let mut conn = client
+                .get_multiplexed_async_connection()
+                .await
+                .map_err(|e| e.to_string())?;
+            let keys: Vec<String> = redis::cmd("KEYS")
+                .arg(format!("{prefix}*"))
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| e.to_string())?;
+            if !keys.is_empty() {
+                redis::cmd("DEL")
+                    .arg(keys)
+                    .query_async::<()>(&mut conn)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            Ok(())
+        });
+    }
+}
+
+async fn redis_ping(url: &str) -> Result<(), String> {
+    let client = redis::Client::open(url).map_err(|e| e.to_string())?;
+    let ping = async {
+        let mut conn = client.get_multiplexed_async_connection().await?;
+        redis::cmd("PING").query_async::<String>(&mut conn).await
+    };
+    match tokio::time::timeout(Duration::from_secs(3), ping).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("timed out".into()),
+    }
+}
+
+/// Polls `/readyz` until it answers `status`, failing after `within`.
+async fn wait_ready(server: &Server, status: u16, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        let got = server.get("/readyz").await;
+        if got.status == status {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "/readyz of {} still answers {} ({}), not {status}",
+            server.addr,
+            got.status,
+            got.body
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn send(room: &str, id: &str) -> Value {
+    json!({"type": "send", "room": room, "text": format!("text of {id}"), "id": id})
+}
+
+/// Reads a receiver's frames until every room in `rooms` has its
+/// messages through `through`; returns each room's messages as received.
+async fn messages_through(
+    client: &mut Client,
+    rooms: &[&str],
+    through: u64,
+) -> HashMap<String, Vec<Value>> {
+    let mut got: HashMap<String, Vec<Value>> =
+        rooms.iter().map(|r| (r.to_string(), Vec::new())).collect();
+    let done = |got: &HashMap<String, Vec<Value>>| {
+        got.values()
+            .all(|m| m.last().is_some_and(|m| m["seq"].as_u64() >= Some(through)))
+    };
+    if through == 0 {
+        return got;
+    }
+    while !done(&got) {
+        let frame = client.recv_json().await;
+        if frame["type"] == "message"
+            && let Some(list) = got.get_mut(frame["room"].as_str().unwrap_or(""))
+        {
+            list.push(frame);
+        }
+    }
+    got
+}
+
+/// Asserts `messages` are exactly seq 1..=n, in order.
+fn assert_gapless(who: &str, room: &str, messages: &[Value], n: u64) {
+    let seqs: Vec<u64> = messages.iter().filter_map(|m| m["seq"].as_u64()).collect();
+    assert_eq!(
+        seqs,
+        (1..=n).collect::<Vec<_>>(),
+        "{who} in {room}: not 1..={n} in order"
+    );
+}
+
+fn ids(messages: &[Value]) -> Vec<&str> {
+    messages.iter().filter_map(|m| m["id"].as_str()).collect()
+}
+
+#[tokio::test]
+async fn three_nodes_deliver_every_room_in_one_gapless_order() {
+    const ROOMS: [&str; 2] = ["lobby", "聊天室"];
+    const PER_SENDER: usize = 240;
+    let Some(cluster) = Cluster::new().await else {
+        return;
+    };
+    let nodes: Vec<Server> = (0..3).map(|_| cluster.node(&[])).collect();
+    let mut receivers = Vec::new();
+    for (n, node) in nodes.iter().enumerate() {
+        for r in 0..2 {
+            let mut c = node.client(&format!("reader{n}{r}")).await;
+            for room in ROOMS {
+                c.join(room).await;
+            }
+            receivers.push((format!("reader {r} on node {n}"), c));
+        }
+    }
+    let mut senders = Vec::new();
+    for (n, node) in nodes.iter().enumerate() {
+        let mut c = node.client(&format!("writer{n}")).await;
+        for room in ROOMS {
+            c.join(room).await;
+        }
+        senders.push((n, c));
+    }
+    // Every sender at once, alternating rooms.
+    let sends = senders.iter_mut().map(|(n, c)| {
+        let frames: Vec<Value> = (0..PER_SENDER)
+            .map(|i| send(ROOMS[i % 2], &format!("n{n}-{i}")))
+            .collect();
+        c.pipeline(frames)
+    });
+    let acks = futures_util::future::join_all(sends).await;
+    let mut acked: HashMap<(String, u64), String> = HashMap::new();
+    for ack in acks.iter().flatten() {
+        assert_eq!(ack["type"], "ack", "{ack}");
+        let key = (
+            ack["room"].as_str().unwrap().to_owned(),
+            ack["seq"].as_u64().unwrap(),
+        );
+        let previous = acked.insert(key, ack["id"].as_str().unwrap().to_owned());
+        assert!(previous.is_none(), "two acks with one seq: {ack}");
+    }
+    let per_room = (3 * PER_SENDER / 2) as u64;
+
+    let mut reference: Option<HashMap<String, Vec<Value>>> = None;
+    for (who, c) in receivers.iter_mut() {
+        let got = messages_through(c, &ROOMS, per_room).await;
+        for room in ROOMS {
+            assert_gapless(who, room, &got[room], per_room);
+            for m in &got[room] {
+                let key = (room.to_owned(), m["seq"].as_u64().unwrap());
+                assert_eq!(
+                    acked.get(&key).map(String::as_str),
+                    m["id"].as_str(),
+                    "{who}: {m}"
+                );
+            }
+        }
+        match &reference {
+            None => reference = Some(got),
+            Some(first) => {
+                for room in ROOMS {
+                    assert_eq!(ids(&first[room]), ids(&got[room]), "{who} in {room}");
+                }
+            }
+        }
+    }
+    // Nothing more, in particular no repeats, after the last one.
+    for (who, c) in receivers.iter_mut() {
+        let extra = c.stay_connected_for(Duration::from_millis(300)).await;
+        assert!(
+            extra.iter().all(|f| f["type"] != "message"),
+            "{who} got more: {extra:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn presence_is_cluster_wide_and_a_killed_node_s_users_leave_everywhere() {
+    let Some(cluster) = Cluster::new().await else {
+        return;
+    };
+    let node_a = cluster.node(&["--presence-delay-ms", "0"]);
+    let mut node_b = cluster.node(&["--presence-delay-ms", "0"]);
+    let node_c = cluster.node(&["--presence-delay-ms", "0"]);
+    let names = |joined: &Value| {
+        let mut names: Vec<String> = joined["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["name"].as_str().unwrap().to_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    let mut alice = node_a.client("alice").await;
+    alice.join("lobby").await;
+    let mut bob = node_b.client("bob").await;
+    assert_eq!(names(&bob.join("lobby").await), ["alice", "bob"]);
+    let seen = alice
+        .recv_until(|f| f["type"] == "presence" && f["event"] == "join")
+        .await;
+    assert_eq!(seen["user"]["name"], "bob");
+    let mut carol = node_c.client("carol").await;
+    assert_eq!(names(&carol.join("lobby").await), ["alice", "bob", "carol"]);
+    for c in [&mut alice, &mut bob] {
+        let seen = c
+            .recv_until(|f| f["type"] == "presence" && f["user"]["name"] == "carol")
+            .await;
+        assert_eq!(seen["event"], "join");
+    }
+
+    // A graceful leave travels as an event.
+    let mut dave = node_b.client("dave").await;
+    dave.join("lobby").await;
+    dave.leave("lobby").await;
+    let seen = carol
+        .recv_until(|f| f["type"] == "presence" && f["event"] == "leave")
+        .await;
+    assert_eq!(seen["user"]["name"], "dave");
+
+    // kill -9: no leave is ever published; the heartbeat finds it.
+    let killed = Instant::now();
+    node_b.kill9();
+    for c in [&mut alice, &mut carol] {
+        c.recv_until(|f| {
+            f["type"] == "presence" && f["event"] == "leave" && f["user"]["name"] == "bob"
+        })
+        .await;
+    }
+    let took = killed.elapsed();
+    eprintln!("leave of a killed node's user arrived after {took:?}");
+    assert!(
+        took < Duration::from_millis(2 * NODE_TTL_MS),
+        "took {took:?}, more than two node TTLs"
+    );
+    let mut erin = node_a.client("erin").await;
+    assert_eq!(names(&erin.join("lobby").await), ["alice", "carol", "erin"]);
+    drop(bob);
+}
+
+/// Sends `frames` in windows of 16, recording acks as they come, until
+/// done or the connection dies (its node was killed).
+async fn send_until_dead(c: &mut Client, frames: Vec<Value>, acks: &std::sync::Mutex<Vec<Value>>) {
+    for window in frames.chunks(16) {
+        let replies = c.blast(window.to_vec()).await;
+        acks.lock().unwrap().extend(replies);
+    }
+}
+
+#[tokio::test]
+async fn a_node_killed_mid_traffic_its_clients_resume_elsewhere_and_nothing_acked_is_missing() {
+    const ROOM: &str = "busy";
+    let Some(cluster) = Cluster::new().await else {
+        return;
+    };
+    let node_a = cluster.node(&[]);
+    let node_b = cluster.node(&[]);
+    let mut node_c = cluster.node(&[]);
+    let mut readers = Vec::new();
+    for (n, node) in [&node_a, &node_b, &node_c].into_iter().enumerate() {
+        let mut c = node.client(&format!("reader{n}")).await;
+        c.join(ROOM).await;
+        readers.push(c);
+    }
+    let mut reader_c = readers.pop().unwrap();
+    let mut writers = Vec::new();
+    for (n, node) in [&node_a, &node_b, &node_c].into_iter().enumerate() {
+        let mut c = node.client(&format!("writer{n}")).await;
+        c.join(ROOM).await;
+        writers.push(c);
+    }
+    let mut writer_c = writers.pop().unwrap();
+    let acks = std::sync::Mutex::new(Vec::new());
+    let c_acks = std::sync::Mutex::new(Vec::new());
+
+    // Node C's writer runs on a task of its own: it dies with its node.
+    let c_frames: Vec<Value> = (0..2000).map(|i| send(ROOM, &format!("c-{i}"))).collect();
+    let c_acks = std::sync::Arc::new(c_acks);
+    let c_task = {
+        let c_acks = c_acks.clone();
+        tokio::spawn(async move { send_until_dead(&mut writer_c, c_frames, &c_acks).await })
+    };
+    let others = writers.iter_mut().enumerate().map(|(n, c)| {
+        let frames: Vec<Value> = (0..300).map(|i| send(ROOM, &format!("w{n}-{i}"))).collect();
+        let acks = &acks;
+        async move { send_until_dead(c, frames, acks).await }
+    });
+    let kill = async {
+        // Let traffic flow, then kill node C in the middle of it.
+        while c_acks.lock().unwrap().len() < 200 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        node_c.kill9();
+    };
+    futures_util::future::join(futures_util::future::join_all(others), kill).await;
+    assert!(c_task.await.is_err(), "node C's writer outlived its node");
+    let mut acked: Vec<Value> = acks.into_inner().unwrap();
+    acked.extend(c_acks.lock().unwrap().iter().cloned());
+    assert!(
+        acked.iter().all(|a| a["type"] == "ack"),
+        "every reply an ack"
+    );
+    assert_eq!(acked.len() >= 600 + 200, true, "{} acks", acked.len());
+
+    // The latest seq, as a fresh client on a surviving node sees it.
+    let mut probe = node_a.client("probe").await;
+    let latest = probe.join(ROOM).await["seq"].as_u64().unwrap();
+
+    // Node C's reader: what it had, then resumes on node A with `since`.
+    let (frames, _) = reader_c.recv_until_end(RECV_TIMEOUT).await;
+    let mut seen: Vec<Value> = frames
+        .into_iter()
+        .filter(|f| f["type"] == "message")
+        .collect();
+    let since = seen.last().map_or(0, |m| m["seq"].as_u64().unwrap());
+    assert_gapless("reader on node C before the kill", ROOM, &seen, since);
+    let mut resumed = node_a.client("reader2-again").await;
+    let joined = resumed.join_since(ROOM, since).await;
+    assert_eq!(joined["complete"], true);
+    seen.extend(joined["messages"].as_array().unwrap().iter().cloned());
+    assert_gapless("reader resumed on node A", ROOM, &seen, latest);
+
+    // The surviving readers got everything, in order, no gaps.
+    for (n, c) in readers.iter_mut().enumerate() {
+        let got = messages_through(c, &[ROOM], latest).await;
+        assert_gapless(&format!("reader on node {n}"), ROOM, &got[ROOM], latest);
+    }
+    // Every ack is in the history with its seq.
+    let stored: HashMap<u64, String> = seen
+        .iter()
+        .map(|m| {
+            (
+                m["seq"].as_u64().unwrap(),
+                m["id"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    for ack in &acked {
+        let seq = ack["seq"].as_u64().unwrap();
+        assert_eq!(
+            stored.get(&seq).map(String::as_str),
+            ack["id"].as_str(),
+            "{ack}"
+        );
+    }
+}
+
+/// A `redis-server` of the test's own, on an ephemeral port, keeping
+/// nothing on disk, that the test can kill and restart.
+struct PrivateRedis {
+    port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl PrivateRedis {
+    fn start() -> Option<PrivateRedis> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free port");
+        let mut redis = PrivateRedis {
+            port,
+            dir: tempfile::tempdir().expect("temp dir"),
+            child: None,
+        };
+        if let Err(why) = redis.spawn() {
+            missing("redis-server", &why);
+            return None;
+        }
+        Some(redis)
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    fn spawn(&mut self) -> Result<(), String> {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| e.to_string())?;
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            if Instant::now() > deadline {
+                return Err("redis-server did not listen within 10 s".into());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(())
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+#[tokio::test]
+async fn redis_restarted_mid_traffic_sends_are_refused_meanwhile_and_the_cluster_recovers() {
+    const ROOM: &str = "steady";
+    let Some(mut redis) = PrivateRedis::start() else {
+        return;
+    };
+    let Some(cluster) = Cluster::with_redis(redis.url()).await else {
+        return;
+    };
+    let node_a = cluster.node(&[]);
+    let node_b = cluster.node(&[]);
+    let mut reader_a = node_a.client("reader-a").await;
+    reader_a.join(ROOM).await;
+    let mut reader_b = node_b.client("reader-b").await;
+    reader_b.join(ROOM).await;
+    let mut writer_a = node_a.client("writer-a").await;
+    writer_a.join(ROOM).await;
+    let mut writer_b = node_b.client("writer-b").await;
+    writer_b.join(ROOM).await;
+    let mut acked = Vec::new();
+    let frames: Vec<Value> = (0..50)
+        .map(|i| send(ROOM, &format!("before-{i}")))
+        .collect();
+    acked.extend(writer_a.pipeline(frames).await);
+    wait_ready(&node_a, 200, Duration::from_secs(10)).await;
+
+    redis.kill();
+    // Sends go on; once the nodes notice, they are refused, never lost.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut refused = Vec::new();
+    let mut i = 0;
+    while refused.len() < 3 {
+        assert!(
+            Instant::now() < deadline,
+            "sends still accepted 15 s into the outage"
+        );
+        let writer = if i % 2 == 0 {
+            &mut writer_a
+        } else {
+            &mut writer_b
+        };
+        let reply = writer.request(send(ROOM, &format!("during-{i}"))).await;
+        match reply["type"].as_str() {
+            Some("ack") => acked.push(reply),
+            _ => {
+                assert_eq!(reply["code"], "internal", "{reply}");
+                refused.push(send(ROOM, &format!("during-{i}")));
+            }
+        }
+        i += 1;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    wait_ready(&node_a, 503, Duration::from_secs(10)).await;
+    wait_ready(&node_b, 503, Duration::from_secs(10)).await;
+    // Both readers are still connected and served (what they received on
+    // the way is kept).
+    let mut early: HashMap<&str, Vec<Value>> = HashMap::new();
+    for (who, c) in [
+        ("reader on node A", &mut reader_a),
+        ("reader on node B", &mut reader_b),
+    ] {
+        let mut log = Vec::new();
+        let pong = c.request_logged(json!({"type": "ping"}), &mut log).await;
+        assert_eq!(pong["type"], "pong");
+        early.insert(
+            who,
+            log.into_iter().filter(|f| f["type"] == "message").collect(),
+        );
+    }
+
+    // Stay down a while: more than a node TTL, heartbeats failing.
+    tokio::time::sleep(Duration::from_millis(NODE_TTL_MS)).await;
+    wait_ready(&node_b, 503, Duration::from_secs(1)).await;
+
+    redis.spawn().expect("restart redis-server");
+    wait_ready(&node_a, 200, Duration::from_secs(20)).await;
+    wait_ready(&node_b, 200, Duration::from_secs(20)).await;
+    let frames: Vec<Value> = (0..50).map(|i| send(ROOM, &format!("after-{i}"))).collect();
+    acked.extend(writer_b.pipeline(frames.clone()).await);
+    acked.extend(
+        writer_a
+            .pipeline(
+                frames
+                    .iter()
+                    .map(|f| {
+                        let mut f = f.clone();
+                        f["id"] = json!(format!("{}-a", f["id"].as_str().unwrap()));
+                        f
+                    })
+                    .collect(),
+            )
+            .await,
+    );
+    // What was refused was not stored: a retry is stored anew.
+    for retry in writer_a.pipeline(refused).await {
+        assert_eq!(retry["type"], "ack", "{retry}");
+        assert_ne!(
+            retry["duplicate"], true,
+            "a refused send was stored: {retry}"
+        );
+        acked.push(retry);
+    }
+    assert!(
+        acked.iter().all(|a| a["type"] == "ack"),
+        "after recovery every send is acked"
+    );
+    let latest = acked
+        .iter()
+        .filter_map(|a| a["seq"].as_u64())
+        .max()
+        .unwrap();
+
+    for (who, c) in [
+        ("reader on node A", &mut reader_a),
+        ("reader on node B", &mut reader_b),
+    ] {
+        let mut got = early.remove(who).unwrap_or_default();
+        let already = got.last().map_or(0, |m| m["seq"].as_u64().unwrap());
+        if already < latest {
+            got.extend(
+                messages_through(c, &[ROOM], latest)
+                    .await
+                    .remove(ROOM)
+                    .unwrap_or_default(),
+            );
+        }
+        assert_gapless(who, ROOM, &got, latest);
+        let by_seq: HashMap<u64, &str> = got
+            .iter()
+            .map(|m| (m["seq"].as_u64().unwrap(), m["id"].as_str().unwrap()))
+            .collect();
+        for ack in &acked {
+            assert_eq!(
+                by_seq.get(&ack["seq"].as_u64().unwrap()).copied(),
+                ack["id"].as_str(),
+                "{who}: {ack}"
+            );
+        }
+    }
+    // Presence recovered as well: a newcomer sees both readers.
+    let mut newcomer = node_a.client("newcomer").await;
+    let joined = newcomer.join(ROOM).await;
+    let members: Vec<&str> = joined["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["name"].as_str())
+        .collect();
+    for name in ["reader-a", "reader-b", "writer-a", "writer-b"] {
+        assert!(members.contains(&name), "{name} missing from {members:?}");
+    }
+}
+
+/// nginx in front of the nodes, with the configuration of docs/deploy.md
+/// (`docs/nginx-cluster.conf`), run in the foreground from a temp prefix.
+struct Nginx {
+    child: Child,
+    addr: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl Nginx {
+    fn start(nodes: &[&Server]) -> Option<Nginx> {
+        let nginx = std::env::var("CHAT_TEST_NGINX").unwrap_or_else(|_| "nginx".into());
+        if Command::new(&nginx).arg("-v").output().is_err() {
+            missing("nginx", "not installed (apt-get install nginx)");
+            return None;
+        }
+        let template = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/nginx-cluster.conf"),
+        )
+        .expect("docs/nginx-cluster.conf");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free port");
+        // The documented file with this test's ports; temp files and logs
+        // in the temp prefix, so nginx needs no system directories.
+        let mut conf = template.replace("listen 8080;", &format!("listen 127.0.0.1:{port};"));
+        for (i, node) in nodes.iter().enumerate() {
+            conf = conf.replace(&format!("127.0.0.1:300{}", i + 1), &node.addr.to_string());
+        }
+        conf = conf.replace(
+            "http {",
+            "http {\n    client_body_temp_path tmp/body;\n    proxy_temp_path tmp/proxy;\n    \
+             fastcgi_temp_path tmp/fastcgi;\n    uwsgi_temp_path tmp/uwsgi;\n    \
+             scgi_temp_path tmp/scgi;\n    access_log off;\n",
+        );
+        std::fs::create_dir_all(dir.path().join("tmp")).expect("temp paths");
+        std::fs::create_dir_all(dir.path().join("logs")).expect("log dir");
+        let conf_path = dir.path().join("nginx.conf");
+        std::fs::write(&conf_path, conf).expect("write nginx.conf");
+        let child = Command::new(&nginx)
+            .arg("-p")
+            .arg(dir.path())
+            .arg("-c")
+            .arg(&conf_path)
+            .args(["-g", "daemon off; pid nginx.pid; error_log stderr notice;"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn nginx");
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(addr).is_err() {
+            assert!(Instant::now() < deadline, "nginx did not listen on {addr}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Some(Nginx {
+            child,
+            addr,
+            _dir: dir,
+        })
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        // SIGTERM, not SIGKILL: the master then stops its workers too.
+        if let Ok(pid) = libc::pid_t::try_from(self.child.id()) {
+            // SAFETY: kill(2) on our own child's pid; no memory involved.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+        }
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn a_client_through_nginx_talks_with_clients_on_every_node() {
+    let Some(cluster) = Cluster::new().await else {
+        return;
+    };
+    let nodes: Vec<Server> = (0..3).map(|_| cluster.node(&[])).collect();
+    let Some(nginx) = Nginx::start(&nodes.iter().collect::<Vec<_>>()) else {
+        return;
+    };
+    let ready = http_get(nginx.addr, "/readyz").await;
+    assert_eq!(ready.status, 200, "{}", ready.body);
+
+    let mut direct = Vec::new();
+    for (n, node) in nodes.iter().enumerate() {
+        let mut c = node.client(&format!("direct{n}")).await;
+        c.join("via-nginx").await;
+        direct.push(c);
+    }
+    let mut proxied = Client::connect_url(&format!("ws://{}/ws?name=proxied", nginx.addr)).await;
+    let joined = proxied.join("via-nginx").await;
+    assert_eq!(joined["members"].as_array().unwrap().len(), 4, "{joined}");
+    let ack = proxied.say("via-nginx", "through nginx").await;
+    assert_eq!(ack["seq"], 1, "{ack}");
+    for c in direct.iter_mut() {
+        let m = c.recv_until(|f| f["type"] == "message").await;
+        assert_eq!(m["text"], "through nginx");
+    }
+    let ack = direct[2].say("via-nginx", "to the proxied client").await;
+    let m = proxied
+        .recv_until(|f| f["type"] == "message" && f["seq"] == ack["seq"])
+        .await;
+    assert_eq!(m["text"], "to the proxied client");
+
+    // Socket.IO long-polling goes through too (the handshake).
+    let polling = http_get(nginx.addr, "/socket.io/?EIO=4&transport=polling").await;
+    assert_eq!(polling.status, 200, "{}", polling.body);
+    assert!(polling.body.starts_with("0{"), "{}", polling.body);
+}
+
+#[test]
+fn redis_url_with_sqlite_is_refused_at_start_up() {
+    let failure = Server::start_failure(&["--redis-url", "redis://127.0.0.1:6379/"]);
+    assert!(!failure.status.success());
+    assert!(
+        failure.stderr.contains("cluster mode needs database_url"),
+        "{}",
+        failure.stderr
+    );
+    let failure = Server::start_failure(&["--redis-prefix", "x:"]);
+    assert!(
+        failure.stderr.contains("need redis_url"),
+        "{}",
+        failure.stderr
+    );
+}
