@@ -504,7 +504,11 @@ impl Fleet {
                 });
                 // Acquired here, released once the connection has joined.
                 let permit = permits.clone().acquire_owned().await?;
-                let url = conn::with_query(&args.common.url, "name", &format!("r{room}m{member}"));
+                let url = conn::with_query(
+                    args.common.url_at(slots.len()),
+                    "name",
+                    &format!("r{room}m{member}"),
+                );
                 let task = Connection {
                     slot: slot.clone(),
                     shared: shared.clone(),

@@ -48,7 +48,9 @@ use serde::Serialize;
 /// Options every scenario takes.
 #[derive(Debug, Clone, clap::Args)]
 pub struct CommonArgs {
-    /// WebSocket URL of the server's native endpoint.
+    /// WebSocket URL of the server's native endpoint. Several,
+    /// comma-separated (the nodes of a cluster): connections are dealt over
+    /// them in turn, so every room has members on every node.
     #[arg(long, default_value = "ws://127.0.0.1:3000/ws")]
     pub url: String,
     /// PID of the server process, to report its RSS and CPU time
@@ -65,6 +67,12 @@ pub struct CommonArgs {
 }
 
 impl CommonArgs {
+    /// The URL for the `index`-th connection (see `--url`).
+    pub fn url_at(&self, index: usize) -> &str {
+        let urls: Vec<&str> = self.url.split(',').map(str::trim).collect();
+        urls[index % urls.len()]
+    }
+
     /// The name of room `index`.
     pub fn room(&self, index: usize) -> String {
         format!("{}-{index}", self.room_prefix)
