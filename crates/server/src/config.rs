@@ -148,6 +148,18 @@ pub struct Settings {
     )]
     pub allowed_origins: Option<Vec<String>>,
 
+    /// Also serve `/ws-echo`, which echoes every message through `/ws`'s
+    /// WebSocket layer (16 MiB messages), for conformance tests such as
+    /// Autobahn|Testsuite. Off by default.
+    #[arg(
+        long,
+        env = "CHAT_WS_ECHO",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        default_missing_value = "true"
+    )]
+    pub ws_echo: Option<bool>,
+
     /// Log format [default: text].
     #[arg(long, env = "CHAT_LOG_FORMAT", value_name = "FORMAT")]
     pub log_format: Option<LogFormat>,
@@ -219,6 +231,8 @@ pub struct Config {
     pub store_busy_timeout: Duration,
     pub shutdown_timeout: Duration,
     pub allowed_origins: AllowedOrigins,
+    /// Serve `/ws-echo` (conformance testing).
+    pub ws_echo: bool,
     pub log_format: LogFormat,
     pub log_level: String,
     /// `None`: plain HTTP.
@@ -266,7 +280,7 @@ impl Config {
             database_url, database_schema, redis_url, redis_prefix, node_ttl_ms,
             send_rate, send_burst, typing_rate, max_rooms_per_connection, outbound_queue,
             max_pending_sends, commit_batch, store_busy_timeout_ms, shutdown_timeout_ms,
-            presence_delay_ms, allowed_origins, log_format, log_level,
+            presence_delay_ms, allowed_origins, ws_echo, log_format, log_level,
             tls_cert, tls_key, jwt_secret, jwt_secret_file, jwt_public_key, jwt_algorithm,
             jwt_audience, jwt_issuer, allow_anonymous,
         );
@@ -367,6 +381,7 @@ impl Config {
                 })?,
                 None => AllowedOrigins::default(),
             },
+            ws_echo: s.ws_echo.unwrap_or(false),
             log_format: s.log_format.unwrap_or(LogFormat::Text),
             log_level: s.log_level.unwrap_or_else(|| "info".into()),
             tls: match (s.tls_cert, s.tls_key) {

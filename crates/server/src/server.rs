@@ -35,6 +35,8 @@ pub struct AppState {
     pub prometheus: Option<PrometheusHandle>,
     /// Turns a connection's credentials into who it is.
     pub auth: Authenticator,
+    /// Serve `/ws-echo` (conformance testing).
+    pub ws_echo: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -59,7 +61,11 @@ pub enum ServerError {
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
-    Router::new()
+    let mut router = Router::new();
+    if state.ws_echo {
+        router = router.route("/ws-echo", get(transport::ws::echo::upgrade));
+    }
+    router
         .route("/ws", get(transport::ws::upgrade))
         .route("/healthz", get(http::healthz))
         .route("/readyz", get(http::readyz))
@@ -157,6 +163,7 @@ impl Server {
             allowed_origins: config.allowed_origins.clone(),
             prometheus,
             auth,
+            ws_echo: config.ws_echo,
         });
         Ok(Server {
             state,

@@ -14,6 +14,7 @@
 //! load, everything queued in the outbox is formatted into one buffer and
 //! written with one syscall.
 
+pub mod echo;
 mod handshake;
 mod socket;
 

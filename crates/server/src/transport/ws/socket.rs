@@ -77,6 +77,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsSocket<S> {
         self.out.extend_from_slice(payload);
     }
 
+    /// Queues a binary frame (only `/ws-echo` sends them).
+    pub fn queue_binary(&mut self, payload: &[u8]) {
+        let header = FrameHeader {
+            opcode: OpCode::Data(Data::Binary),
+            ..FrameHeader::default()
+        };
+        self.out.reserve(payload.len() + MAX_HEADER);
+        // Formatting into a Vec cannot fail.
+        let _ = header.format(payload.len() as u64, &mut self.out);
+        self.out.extend_from_slice(payload);
+    }
+
     /// Queues a ping (the server's heartbeat).
     pub fn queue_ping(&mut self) -> Result<(), Error> {
         let mut sink = self.sink(None);
