@@ -267,7 +267,20 @@ impl Broker for RedisBroker {
         match (event.seq(), shared.current(&room)) {
             (Some(seq), Some(sub)) => shared.offer(&sub, seq, event),
             (Some(_), None) => {} // no member here
-            (None, _) => shared.rooms.deliver(&event),
+            (None, sub) => {
+                // A user also connected to another node was announced
+                // there, and stays present while there.
+                let elsewhere = match (&event.kind, sub) {
+                    (EventKind::Presence { user, .. }, Some(sub)) => lock(&sub.state)
+                        .remote
+                        .values()
+                        .any(|users| users.contains_key(&user.id)),
+                    _ => false,
+                };
+                if !elsewhere {
+                    shared.rooms.deliver(&event);
+                }
+            }
         }
         shared.publish_wire(&room, frame);
     }
@@ -674,6 +687,10 @@ impl Shared {
                 if changed && !self.present_elsewhere(&state, &room, &user.id, &wire.node) {
                     self.deliver_presence(&room, event, user);
                 }
+            }
+            ServerFrame::Deleted { seq, .. } => {
+                self.rooms
+                    .deliver(&RoomEvent::new(room, EventKind::Deleted { seq }, None));
             }
             other => {
                 tracing::debug!(
