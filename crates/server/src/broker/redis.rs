@@ -160,6 +160,8 @@ struct Shared {
     listener_ok: AtomicBool,
     /// Presence writes were lost: rewrite this node's presence.
     resync: AtomicBool,
+    /// The other nodes alive at the last heartbeat.
+    known_nodes: Mutex<HashSet<String>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -242,6 +244,7 @@ impl RedisBroker {
             writer_ok: AtomicBool::new(true),
             listener_ok: AtomicBool::new(false),
             resync: AtomicBool::new(true),
+            known_nodes: Mutex::new(HashSet::new()),
         });
         tokio::spawn(write(shared.clone(), write_rx));
         tokio::spawn(listen(shared.clone(), control_rx));
@@ -817,6 +820,24 @@ impl Shared {
         }
         let live: HashSet<String> = live.into_iter().collect();
         let subs: Vec<Arc<RoomSub>> = lock(&self.subs).values().map(|s| s.room.clone()).collect();
+        let vanished = {
+            let mut known = lock(&self.known_nodes);
+            let vanished = known.iter().any(|n| !live.contains(n));
+            *known = live.clone();
+            vanished
+        };
+        if vanished {
+            // A node that died between a commit and its publish left a
+            // hole no later message may reveal: catch every room up.
+            for sub in &subs {
+                let (shared, sub) = (self.clone(), sub.clone());
+                tokio::spawn(async move {
+                    if let Err(error) = shared.catch_up(&sub, false).await {
+                        tracing::warn!(room = %sub.name, %error, "catch-up after a node left failed");
+                    }
+                });
+            }
+        }
         for sub in subs {
             let mut state = lock(&sub.state);
             let gone: Vec<String> = state
