@@ -386,6 +386,21 @@ mod tests {
     }
 
     #[test]
+    fn a_late_copy_of_a_message_the_joined_reply_held_is_skipped() {
+        // A cluster broker may deliver messages the member's history read
+        // already returned, after the join completed.
+        let rooms = Rooms::new(16, false, Metrics::new());
+        let name: Arc<str> = "r".into();
+        let (tx, mut rx) = outbox(1, 16, Metrics::new());
+        rooms.register(&name, &user("a"), &tx);
+        assert!(rooms.finish_join("r", 1, 7, joined("r", 7)));
+        rooms.deliver(&message(&name, 6));
+        rooms.deliver(&message(&name, 7));
+        rooms.deliver(&message(&name, 8));
+        assert_eq!(drain(&mut rx), ["joined@7", "m8"]);
+    }
+
+    #[test]
     fn presence_follows_users_not_connections() {
         let rooms = Rooms::new(16, false, Metrics::new());
         let name: Arc<str> = "r".into();
