@@ -14,7 +14,7 @@ use clap::{Parser, ValueEnum};
 use serde::Deserialize;
 
 use crate::auth::{AuthConfig, JwtConfig, JwtKey, Secret};
-use crate::core::Limits;
+use crate::core::{Limits, RetentionPolicy};
 use crate::tls::TlsConfig;
 use crate::transport::origin::AllowedOrigins;
 
@@ -213,6 +213,38 @@ pub struct Settings {
     /// without a JWT key, false with one].
     #[arg(long, env = "CHAT_ALLOW_ANONYMOUS", value_name = "BOOL")]
     pub allow_anonymous: Option<bool>,
+
+    /// Key for the HTTP API (`/api/…`, `Authorization: Bearer KEY`), at
+    /// least 16 bytes. Without one, the API answers only loopback callers
+    /// (and 404 to everyone else). Prefer the environment: other users can
+    /// read arguments.
+    #[arg(long, env = "CHAT_API_KEY", value_name = "KEY", hide_env_values = true)]
+    pub api_key: Option<crate::api::ApiKey>,
+
+    /// Open WebSocket and Socket.IO connections per client IP address;
+    /// more are refused with 429 [default: 0, no limit].
+    #[arg(long, env = "CHAT_MAX_CONNECTIONS_PER_IP", value_name = "N")]
+    pub max_connections_per_ip: Option<usize>,
+
+    /// Close a connection (1000 `idle timeout`) that sent no request other
+    /// than `ping` for this long; receiving messages does not count
+    /// [default: 0, never].
+    #[arg(long, env = "CHAT_IDLE_TIMEOUT_SECS", value_name = "SECS")]
+    pub idle_timeout_secs: Option<u64>,
+
+    /// Keep at most this many latest messages per room; older ones are
+    /// purged in the background (their seq is never reused) [default: 0, all].
+    #[arg(long, env = "CHAT_RETENTION_MESSAGES", value_name = "N")]
+    pub retention_messages: Option<u64>,
+
+    /// Purge messages older than this many days (fractions allowed)
+    /// [default: 0, keep forever].
+    #[arg(long, env = "CHAT_RETENTION_DAYS", value_name = "DAYS")]
+    pub retention_days: Option<f64>,
+
+    /// How often the retention purge runs, in seconds [default: 60].
+    #[arg(long, env = "CHAT_RETENTION_INTERVAL_SECS", value_name = "SECS")]
+    pub retention_interval_secs: Option<u64>,
 }
 
 /// Fully resolved configuration.
@@ -238,6 +270,10 @@ pub struct Config {
     /// `None`: plain HTTP.
     pub tls: Option<TlsConfig>,
     pub auth: AuthConfig,
+    /// `None`: the API serves loopback callers only.
+    pub api_key: Option<crate::api::ApiKey>,
+    /// `None`: no per-address limit.
+    pub max_connections_per_ip: Option<usize>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -283,6 +319,8 @@ impl Config {
             presence_delay_ms, allowed_origins, ws_echo, log_format, log_level,
             tls_cert, tls_key, jwt_secret, jwt_secret_file, jwt_public_key, jwt_algorithm,
             jwt_audience, jwt_issuer, allow_anonymous,
+            api_key, max_connections_per_ip, idle_timeout_secs, retention_messages,
+            retention_days, retention_interval_secs,
         );
         let defaults = Limits::default();
         let limits = Limits {
@@ -323,7 +361,27 @@ impl Config {
             presence_delay: s
                 .presence_delay_ms
                 .map_or(defaults.presence_delay, Duration::from_millis),
+            idle_timeout: s
+                .idle_timeout_secs
+                .filter(|&secs| secs > 0)
+                .map(Duration::from_secs),
+            retention: retention(
+                s.retention_messages,
+                s.retention_days,
+                s.retention_interval_secs,
+            )?,
         };
+        if let Some(key) = &s.api_key
+            && key.len() < crate::api::MIN_KEY_BYTES
+        {
+            return Err(ConfigError::Invalid {
+                name: "api_key",
+                why: format!(
+                    "must be at least {} bytes (a random one: openssl rand -hex 32)",
+                    crate::api::MIN_KEY_BYTES
+                ),
+            });
+        }
         if s.database_schema.is_some() && s.database_url.is_none() {
             return Err(ConfigError::Invalid {
                 name: "database_schema",
@@ -394,6 +452,8 @@ impl Config {
                     });
                 }
             },
+            api_key: s.api_key,
+            max_connections_per_ip: s.max_connections_per_ip.filter(|&n| n > 0),
             auth: auth_config(
                 s.jwt_secret,
                 s.jwt_secret_file,
@@ -476,6 +536,37 @@ fn auth_config(
     })
 }
 
+/// The retention policy: `0` (or nothing) turns a bound off.
+fn retention(
+    messages: Option<u64>,
+    days: Option<f64>,
+    interval_secs: Option<u64>,
+) -> Result<RetentionPolicy, ConfigError> {
+    let max_age = match days {
+        None | Some(0.0) => None,
+        Some(d) if d.is_finite() && d > 0.0 && d < 1e6 => {
+            Some(Duration::from_secs_f64(d * 86_400.0))
+        }
+        Some(d) => {
+            return Err(ConfigError::Invalid {
+                name: "retention_days",
+                why: format!("must be a positive number of days, got {d}"),
+            });
+        }
+    };
+    let defaults = RetentionPolicy::default();
+    Ok(RetentionPolicy {
+        keep_last: messages.filter(|&n| n > 0),
+        max_age,
+        interval: Duration::from_secs(at_least(
+            1,
+            "retention_interval_secs",
+            interval_secs.map(|s| usize::try_from(s).unwrap_or(usize::MAX)),
+            defaults.interval.as_secs() as usize,
+        )? as u64),
+    })
+}
+
 fn read_file(path: &Path) -> Result<Settings, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         path: path.to_owned(),
@@ -535,6 +626,40 @@ mod tests {
         assert_eq!(c.limits.max_rooms_per_connection, 100);
         assert_eq!(c.heartbeat, Duration::from_secs(25));
         assert_eq!(c.database_url, None);
+        assert_eq!(c.limits.idle_timeout, None);
+        assert_eq!(c.limits.retention, RetentionPolicy::default());
+        assert_eq!(
+            (c.api_key.is_none(), c.max_connections_per_ip),
+            (true, None)
+        );
+    }
+
+    #[test]
+    fn production_limits_from_flags() {
+        let c = Config::resolve(parse(&[
+            "--max-connections-per-ip",
+            "3",
+            "--idle-timeout-secs",
+            "60",
+            "--retention-messages",
+            "1000",
+            "--retention-days",
+            "0.5",
+            "--api-key",
+            "0123456789abcdef",
+        ]))
+        .unwrap();
+        assert_eq!(c.max_connections_per_ip, Some(3));
+        assert_eq!(c.limits.idle_timeout, Some(Duration::from_secs(60)));
+        assert_eq!(c.limits.retention.keep_last, Some(1000));
+        assert_eq!(
+            c.limits.retention.max_age,
+            Some(Duration::from_secs(43_200))
+        );
+        assert!(!format!("{:?}", c.api_key).contains("0123"));
+        for refused in [&["--api-key", "short"][..], &["--retention-days=-1"]] {
+            assert!(Config::resolve(parse(refused)).is_err(), "{refused:?}");
+        }
     }
 
     #[test]

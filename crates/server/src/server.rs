@@ -37,6 +37,10 @@ pub struct AppState {
     pub auth: Authenticator,
     /// Serve `/ws-echo` (conformance testing).
     pub ws_echo: bool,
+    /// The HTTP API's key; `None`: loopback callers only.
+    pub api_key: Option<crate::api::ApiKey>,
+    /// Open connections per client address (`--max-connections-per-ip`).
+    pub per_ip: transport::per_ip::PerIp,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +74,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/healthz", get(http::healthz))
         .route("/readyz", get(http::readyz))
         .route("/metrics", get(http::metrics))
+        .merge(crate::api::router(&state))
         .merge(crate::web::router())
         .merge(transport::socketio::router(&state))
         .with_state(state)
@@ -164,6 +169,8 @@ impl Server {
             prometheus,
             auth,
             ws_echo: config.ws_echo,
+            api_key: config.api_key.clone(),
+            per_ip: transport::per_ip::PerIp::new(config.max_connections_per_ip),
         });
         Ok(Server {
             state,

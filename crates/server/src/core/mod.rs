@@ -12,6 +12,7 @@
 //! it to the room registry ([`rooms`]), which pushes it to every member's
 //! outbox in `seq` order.
 
+pub mod admin;
 pub mod committer;
 pub mod event;
 pub mod identity;
@@ -32,6 +33,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::broker::Broker;
 use crate::store::{Draft, Page, Store, StoreError};
+pub use admin::RetentionPolicy;
 use committer::{CommitQueue, PendingSend, SubmitError};
 pub use event::{
     ConnId, Dropped, Encoding, EventKind, Outbound, Outbox, OutboxReceiver, RoomEvent,
@@ -70,6 +72,10 @@ pub struct Limits {
     /// How long presence and typing events may wait in their room to be
     /// delivered together; zero delivers each at once.
     pub presence_delay: Duration,
+    /// Close connections that sent no request but `ping` for this long.
+    pub idle_timeout: Option<Duration>,
+    /// What history keeps; a background task purges the rest.
+    pub retention: RetentionPolicy,
 }
 
 impl Default for Limits {
@@ -85,6 +91,8 @@ impl Default for Limits {
             max_pending_sends: 10_000,
             commit_batch: 1024,
             presence_delay: Duration::from_millis(250),
+            idle_timeout: None,
+            retention: RetentionPolicy::default(),
         }
     }
 }
@@ -116,6 +124,9 @@ struct HubInner {
 #[derive(Debug, Default)]
 struct Sessions {
     outboxes: HashMap<ConnId, Outbox>,
+    /// Each session's user and last request, for the API's disconnect and
+    /// the idle timeout.
+    activity: HashMap<ConnId, admin::Activity>,
     shut_down: bool,
 }
 
@@ -150,7 +161,7 @@ impl Hub {
             limits.commit_batch,
             closing.clone(),
         );
-        Hub {
+        let hub = Hub {
             inner: Arc::new(HubInner {
                 rooms,
                 store,
@@ -164,7 +175,9 @@ impl Hub {
                 disconnect: CancellationToken::new(),
                 sessions: Mutex::new(Sessions::default()),
             }),
-        }
+        };
+        admin::start_background(&hub);
+        hub
     }
 
     pub fn limits(&self) -> &Limits {
@@ -178,12 +191,14 @@ impl Hub {
         let limits = &self.inner.limits;
         let (outbox, receiver) =
             event::outbox(conn, limits.outbound_queue, self.inner.metrics.clone());
+        let activity = admin::Activity::new(&identity.user.id);
         {
             let mut sessions = lock(&self.inner.sessions);
             if sessions.shut_down {
                 outbox.shut_down();
             }
             sessions.outboxes.insert(conn, outbox.clone());
+            sessions.activity.insert(conn, activity.clone());
         }
         self.inner.metrics.connection_opened();
         let session = Session {
@@ -195,6 +210,7 @@ impl Hub {
             joined: HashSet::new(),
             sends: TokenBucket::new(limits.send_rate, limits.send_burst),
             typing: TokenBucket::new(limits.typing_rate, limits.typing_rate.max(1.0)),
+            activity,
         };
         (session, receiver)
     }
@@ -275,6 +291,8 @@ pub struct Session {
     joined: HashSet<Arc<str>>,
     sends: TokenBucket,
     typing: TokenBucket,
+    /// When this connection last asked for something other than `ping`.
+    activity: admin::Activity,
 }
 
 fn rejected(reference: Option<Ref>, code: ErrorCode, message: impl Into<String>) -> ServerFrame {
@@ -332,6 +350,9 @@ impl Session {
     /// request (Socket.IO ack callbacks) answers that one itself.
     pub async fn handle_reporting(&mut self, envelope: Envelope) -> bool {
         let reference = envelope.reference;
+        if !matches!(envelope.request, Request::Ping) {
+            self.activity.touch();
+        }
         let silent_on_success = matches!(envelope.request, Request::Typing { .. });
         let result = match envelope.request {
             Request::Join { room, since } => self.join(reference.clone(), room, since).await,
@@ -606,7 +627,10 @@ impl Drop for Session {
             }
             self.hub.broker.unsubscribe(&room);
         }
-        lock(&self.hub.sessions).outboxes.remove(&conn);
+        let mut sessions = lock(&self.hub.sessions);
+        sessions.outboxes.remove(&conn);
+        sessions.activity.remove(&conn);
+        drop(sessions);
         self.hub.metrics.connection_closed();
     }
 }

@@ -271,6 +271,11 @@ impl Rooms {
             .is_some_and(|room| lock(&room).members.iter().any(|m| m.conn == conn))
     }
 
+    /// The rooms with members on this node.
+    pub fn names(&self) -> Vec<Arc<str>> {
+        lock(&self.rooms).keys().cloned().collect()
+    }
+
     /// Current members of a room, one entry per user.
     pub fn members(&self, name: &str) -> Vec<User> {
         self.room(name)

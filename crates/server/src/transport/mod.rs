@@ -3,5 +3,6 @@
 //! connection's outbox.
 
 pub mod origin;
+pub mod per_ip;
 pub mod socketio;
 pub mod ws;

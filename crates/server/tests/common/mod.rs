@@ -234,9 +234,14 @@ impl Drop for Server {
 }
 
 fn spawn(data_dir: &Path, args: &[String]) -> Spawned {
+    // A test may choose its own address (say, every interface).
+    let listen = if args.iter().any(|a| a == "--listen") {
+        Vec::new()
+    } else {
+        vec!["--listen", "127.0.0.1:0"]
+    };
     let mut child = Command::new(env!("CARGO_BIN_EXE_chat-server"))
-        .arg("--listen")
-        .arg("127.0.0.1:0")
+        .args(listen)
         .arg("--data-dir")
         .arg(data_dir)
         .args(args)
@@ -357,6 +362,47 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> HttpResponse {
     parse_http_response(&raw)
 }
 
+/// Any HTTP/1.1 request over a raw TcpStream: `method path`, extra header
+/// lines, and a JSON body if given.
+pub async fn http_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> HttpResponse {
+    let fut = async {
+        let mut stream = TcpStream::connect(addr).await.expect("connect for HTTP");
+        let mut request =
+            format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+        for (name, value) in headers {
+            request.push_str(&format!("{name}: {value}\r\n"));
+        }
+        if let Some(body) = body {
+            request.push_str(&format!(
+                "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            ));
+        } else {
+            request.push_str("Content-Length: 0\r\n\r\n");
+        }
+        stream
+            .write_all(request.as_bytes())
+            .await
+            .expect("write HTTP request");
+        let mut raw = Vec::new();
+        stream
+            .read_to_end(&mut raw)
+            .await
+            .expect("read HTTP response");
+        raw
+    };
+    let raw = tokio::time::timeout(RECV_TIMEOUT, fut)
+        .await
+        .unwrap_or_else(|_| panic!("{method} {path}: no complete response within {RECV_TIMEOUT:?}"));
+    parse_http_response(&raw)
+}
+
 fn parse_http_response(raw: &[u8]) -> HttpResponse {
     let text = String::from_utf8_lossy(raw);
     let (head, body) = text
@@ -448,6 +494,40 @@ impl Client {
 
     pub async fn connect_url(url: &str) -> Client {
         Client::connect_with(url, None).await
+    }
+
+    /// Connects to `url` from the local address `from` (any of 127/8 is
+    /// this machine): the connection's welcome, or the HTTP status that
+    /// refused the upgrade.
+    pub async fn connect_from(url: &str, from: std::net::IpAddr) -> Result<Client, u16> {
+        let request = url.into_client_request().expect("a valid request");
+        let host = request.uri().authority().expect("a host").as_str().to_owned();
+        let target: SocketAddr = host.parse().expect("an IP:port URL");
+        let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
+        socket.bind(SocketAddr::new(from, 0)).expect("bind the local address");
+        let stream = tokio::time::timeout(RECV_TIMEOUT, socket.connect(target))
+            .await
+            .expect("TCP connect timed out")
+            .expect("TCP connect");
+        let handshake =
+            tokio_tungstenite::client_async(request, MaybeTlsStream::Plain(stream));
+        let ws = match tokio::time::timeout(RECV_TIMEOUT, handshake)
+            .await
+            .expect("WebSocket handshake timed out")
+        {
+            Ok((ws, _)) => ws,
+            Err(tungstenite::Error::Http(response)) => return Err(response.status().as_u16()),
+            Err(e) => panic!("connect to {url} from {from}: {e}"),
+        };
+        let mut client = Client {
+            ws,
+            welcome: Value::Null,
+            next_ref: 1000,
+        };
+        let welcome = client.recv_json().await;
+        assert_eq!(welcome["type"], "welcome", "first frame: {welcome}");
+        client.welcome = welcome;
+        Ok(client)
     }
 
     /// Connects with a request of our own (headers, say) and, for `wss://`,

@@ -79,6 +79,7 @@ use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer};
 
 use crate::server::AppState;
 use crate::transport::origin::AllowedOrigins;
+use crate::transport::per_ip;
 
 /// Where Socket.IO clients connect (their default `path`).
 pub const PATH: &str = "/socket.io/";
@@ -120,6 +121,7 @@ where
     let endpoint = Arc::new(Endpoint {
         engine: EngineIoService::with_config(Arc::new(handler), config),
         origins: app.allowed_origins.clone(),
+        per_ip: app.per_ip.clone(),
     });
     let cors = cors(app.allowed_origins.clone());
     Router::new().route(
@@ -143,6 +145,7 @@ fn cors(origins: AllowedOrigins) -> CorsLayer {
 
 struct Endpoint {
     engine: EngineIoService<Handler>,
+    per_ip: per_ip::PerIp,
     origins: AllowedOrigins,
 }
 
@@ -155,11 +158,35 @@ impl Endpoint {
             )
                 .into_response();
         }
+        let mut request = request;
+        // A request without `sid` opens an Engine.IO session: it takes a
+        // slot of `--max-connections-per-ip`, kept in the request head,
+        // which the engine holds (and we, on the direct WebSocket path)
+        // for the session's life.
+        if is_new_session(&request) {
+            match self.per_ip.acquire(per_ip::peer_ip(request.extensions())) {
+                Ok(Some(slot)) => {
+                    request.extensions_mut().insert(Arc::new(slot));
+                }
+                Ok(None) => {}
+                Err(max) => return per_ip::refused(max),
+            }
+        }
         match hyper::service::Service::call(&self.engine, detach_head(request)).await {
             Ok(response) => response.map(Body::new),
             Err(never) => match never {},
         }
     }
+}
+
+/// Whether the request opens a session rather than using one (`sid`).
+fn is_new_session(request: &Request) -> bool {
+    !request
+        .uri()
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .any(|pair| pair.starts_with("sid="))
 }
 
 /// Headers the engine or we read after the request itself is done: the

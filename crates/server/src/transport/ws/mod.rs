@@ -37,6 +37,7 @@ use tungstenite::{Error, Message};
 use crate::auth;
 use crate::core::{Dropped, Encoding, Identity, Outbound};
 use crate::server::AppState;
+use crate::transport::per_ip;
 use socket::{SocketEvent, WsSocket};
 
 /// Initial read buffer per connection: client frames are small requests.
@@ -79,6 +80,11 @@ pub async fn upgrade(
             return refused.into_response();
         }
     };
+    // Held for the connection's life: `--max-connections-per-ip`.
+    let slot = match app.per_ip.acquire(per_ip::peer_ip(request.extensions())) {
+        Ok(slot) => slot,
+        Err(max) => return per_ip::refused(max),
+    };
     let (response, on_upgrade) = match handshake::accept(&mut request) {
         Ok(accepted) => accepted,
         Err(refused) => return refused.into_response(),
@@ -91,6 +97,7 @@ pub async fn upgrade(
     tokio::spawn(async move {
         // Counted until the connection ends, so shutdown can wait for it.
         let _tracked = tracked;
+        let _slot = slot;
         match on_upgrade.await {
             Ok(upgraded) => {
                 let socket = WsSocket::new(TokioIo::new(upgraded), config);

@@ -1,0 +1,472 @@
+//! The HTTP JSON API for backends and operators, under `/api/`:
+//!
+//! | call | answer |
+//! | --- | --- |
+//! | `POST /api/rooms/{room}/messages` `{text, id?, from?}` | 201 `{room, seq, id, ts}` |
+//! | `GET /api/rooms/{room}/messages?before=&after=&limit=` | `{messages, more}` |
+//! | `GET /api/rooms` | `[{room, members, seq}]` |
+//! | `GET /api/rooms/{room}/members` | `[{id, name}]` |
+//! | `DELETE /api/rooms/{room}/messages/{seq}` | the tombstone; members get `deleted` |
+//! | `POST /api/users/{id}/disconnect` | `{user, connections}`; each closes (1008) |
+//!
+//! A posted message goes through the core like one sent on a socket
+//! ([`Hub::post`](crate::core::Hub::post)): the same validation, the same
+//! committer (so `seq` order, idempotency by `id`, and an answer only after
+//! the commit is durable), the same broadcast.
+//!
+//! **Access.** With `--api-key`, every call needs `Authorization: Bearer
+//! <key>`, compared in constant time so response timing tells nothing about
+//! the key. Without a key, the API exists only for loopback peers (an
+//! operator on the machine itself); anyone else gets 404, as if there were
+//! no API. The peer is the TCP connection's, so behind a reverse proxy on
+//! the same machine every caller is loopback: configure a key there.
+//!
+//! **Errors** are `{"code", "message"}` with the contract's codes and a
+//! fitting status: 400 bad input, 401 bad or missing key, 404 no such
+//! thing, 429 too busy, 503 storage unavailable. `not_found` and
+//! `unauthorized` are HTTP-only codes (no frame carries them).
+
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use chat_protocol::validate::{self, Invalid};
+use chat_protocol::{ErrorCode, Message, User};
+use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq;
+
+use crate::core::{HISTORY_DEFAULT, HISTORY_MAX};
+use crate::server::AppState;
+use crate::store::{Draft, StoreError};
+
+/// Shortest API key accepted at start-up: a guessable key is no key.
+pub const MIN_KEY_BYTES: usize = 16;
+
+/// Longest user id the API accepts in `from` or a path.
+const MAX_USER_ID_CHARS: usize = 256;
+
+/// Who a message posted without `from` is from.
+const DEFAULT_SENDER: &str = "api";
+
+/// The API key. Never printed: `Debug` redacts it.
+#[derive(Clone, Deserialize)]
+#[serde(from = "String")]
+pub struct ApiKey(Vec<u8>);
+
+impl ApiKey {
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Constant-time in the key's content (lengths may differ quickly).
+    fn matches(&self, offered: &[u8]) -> bool {
+        self.0.ct_eq(offered).into()
+    }
+}
+
+impl From<String> for ApiKey {
+    fn from(key: String) -> ApiKey {
+        ApiKey(key.into_bytes())
+    }
+}
+
+impl FromStr for ApiKey {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(ApiKey(s.as_bytes().to_vec()))
+    }
+}
+
+impl std::fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ApiKey([redacted])")
+    }
+}
+
+/// The `/api/` routes; bodies are bounded by the frame limit, like frames.
+pub fn router(app: &Arc<AppState>) -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/api/rooms", get(list_rooms))
+        .route(
+            "/api/rooms/{room}/messages",
+            post(post_message).get(read_messages),
+        )
+        .route("/api/rooms/{room}/messages/{seq}", delete(delete_message))
+        .route("/api/rooms/{room}/members", get(list_members))
+        .route("/api/users/{id}/disconnect", post(disconnect_user))
+        .route("/api", axum::routing::any(no_such_call))
+        .route("/api/{*rest}", axum::routing::any(no_such_call))
+        .layer(DefaultBodyLimit::max(app.max_frame_bytes))
+}
+
+/// An API error: a status and the JSON body `{code, message}`.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    code: &'a str,
+    message: &'a str,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+
+    fn not_found(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    fn storage(error: &StoreError) -> ApiError {
+        tracing::warn!(%error, "API: storage unavailable");
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "internal",
+            format!("storage unavailable ({error}); retry later"),
+        )
+    }
+}
+
+impl From<Invalid> for ApiError {
+    /// The core's refusals, with the status each deserves.
+    fn from(invalid: Invalid) -> ApiError {
+        let status = match invalid.code {
+            ErrorCode::RateLimited | ErrorCode::Overloaded => StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::Internal => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Forbidden => StatusCode::FORBIDDEN,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        ApiError {
+            status,
+            code: invalid.code.as_str(),
+            message: invalid.message,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody {
+            code: self.code,
+            message: &self.message,
+        };
+        let mut response = (self.status, Json(body)).into_response();
+        if self.status == StatusCode::TOO_MANY_REQUESTS
+            || self.status == StatusCode::SERVICE_UNAVAILABLE
+        {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        if self.status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+macro_rules! rejection {
+    ($($kind:ty),+) => {$(
+        impl From<$kind> for ApiError {
+            fn from(rejection: $kind) -> ApiError {
+                // One status for bad input (axum says 422 for JSON of the
+                // wrong shape), except a body over the size limit.
+                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_long", rejection.body_text())
+                } else {
+                    ApiError::bad_request(rejection.body_text())
+                }
+            }
+        }
+    )+};
+}
+rejection!(JsonRejection, PathRejection, QueryRejection);
+
+/// Proof that a request may use the API: the right key, or, without a
+/// configured key, a loopback peer.
+pub struct Authorized;
+
+impl FromRequestParts<Arc<AppState>> for Authorized {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        app: &Arc<AppState>,
+    ) -> Result<Self, Self::Rejection> {
+        let Some(key) = &app.api_key else {
+            let peer = parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|ConnectInfo(addr)| addr.ip().to_canonical());
+            return match peer {
+                Some(ip) if ip.is_loopback() => Ok(Authorized),
+                // No key: to anyone else there is no API.
+                _ => Err(ApiError::not_found("no such resource")),
+            };
+        };
+        match crate::auth::bearer_token(&parts.headers) {
+            Some(offered) if key.matches(offered.as_bytes()) => Ok(Authorized),
+            Some(_) => Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "the API key does not match",
+            )),
+            None => Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "send the API key as `Authorization: Bearer <key>`",
+            )),
+        }
+    }
+}
+
+fn checked_room(app: &AppState, room: String) -> Result<String, ApiError> {
+    validate::room(&room, app.hub.limits().max_room_chars)?;
+    Ok(room)
+}
+
+fn checked_user_id(id: &str) -> Result<(), ApiError> {
+    let chars = id.chars().count();
+    if chars == 0 || chars > MAX_USER_ID_CHARS || id.chars().any(char::is_control) {
+        return Err(ApiError::bad_request(format!(
+            "user id must be 1 to {MAX_USER_ID_CHARS} characters, no control characters"
+        )));
+    }
+    Ok(())
+}
+
+/// `from` of a posted message: a display name, or a user object.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Sender {
+    Name(String),
+    User { id: Option<String>, name: String },
+}
+
+#[derive(Deserialize)]
+struct PostBody {
+    text: String,
+    id: Option<String>,
+    from: Option<Sender>,
+}
+
+#[derive(Serialize)]
+struct PostAnswer {
+    room: String,
+    seq: u64,
+    id: String,
+    ts: i64,
+    /// As on `/ws`: the `id` was already stored; these are its fields.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    duplicate: bool,
+}
+
+/// `POST /api/rooms/{room}/messages`: stores and broadcasts a message;
+/// 201 once it is durable. A retry with the same `id` answers the
+/// original (`duplicate: true`) and stores nothing.
+async fn post_message(
+    _: Authorized,
+    State(app): State<Arc<AppState>>,
+    room: Result<Path<String>, PathRejection>,
+    body: Result<Json<PostBody>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let room = checked_room(&app, room?.0)?;
+    let Json(body) = body?;
+    validate::text(&body.text, app.hub.limits().max_text_chars)?;
+    if let Some(id) = &body.id {
+        validate::client_id(id)?;
+    }
+    let from = match body.from {
+        None => User {
+            id: DEFAULT_SENDER.into(),
+            name: DEFAULT_SENDER.into(),
+        },
+        Some(Sender::Name(name)) => User {
+            id: DEFAULT_SENDER.into(),
+            name,
+        },
+        Some(Sender::User { id, name }) => User {
+            id: id.unwrap_or_else(|| DEFAULT_SENDER.into()),
+            name,
+        },
+    };
+    validate::display_name(&from.name).map_err(|e| ApiError::bad_request(e.message))?;
+    checked_user_id(&from.id)?;
+    let posted = app
+        .hub
+        .post(Draft {
+            room,
+            id: body
+                .id
+                .unwrap_or_else(|| format!("m_{}", ulid::Ulid::new())),
+            from,
+            text: body.text,
+        })
+        .await?;
+    let answer = PostAnswer {
+        room: posted.room,
+        seq: posted.seq,
+        id: posted.id,
+        ts: posted.ts,
+        duplicate: posted.duplicate,
+    };
+    Ok((StatusCode::CREATED, Json(answer)).into_response())
+}
+
+/// Query bounds are read as text so a bad one gets our JSON 400.
+#[derive(Deserialize)]
+struct HistoryQuery {
+    before: Option<String>,
+    after: Option<String>,
+    limit: Option<String>,
+}
+
+fn number(name: &str, value: Option<String>) -> Result<Option<u64>, ApiError> {
+    value
+        .filter(|v| !v.is_empty())
+        .map(|v| {
+            v.parse::<u64>().map_err(|_| {
+                ApiError::bad_request(format!("`{name}` must be a non-negative integer"))
+            })
+        })
+        .transpose()
+}
+
+#[derive(Serialize)]
+struct HistoryAnswer {
+    messages: Vec<Message>,
+    more: bool,
+}
+
+/// `GET /api/rooms/{room}/messages`: a page of history, as the `history`
+/// frame gives it (`before`, or `after` as our extension; `limit` 1–200).
+async fn read_messages(
+    _: Authorized,
+    State(app): State<Arc<AppState>>,
+    room: Result<Path<String>, PathRejection>,
+    query: Result<Query<HistoryQuery>, QueryRejection>,
+) -> Result<Json<HistoryAnswer>, ApiError> {
+    let room = checked_room(&app, room?.0)?;
+    let Query(query) = query?;
+    let before = number("before", query.before)?;
+    let after = number("after", query.after)?;
+    if before.is_some() && after.is_some() {
+        return Err(ApiError::bad_request("give `before` or `after`, not both"));
+    }
+    let limit = match number("limit", query.limit)? {
+        None => HISTORY_DEFAULT,
+        Some(0) => return Err(ApiError::bad_request("`limit` must be at least 1")),
+        Some(n) => usize::try_from(n).unwrap_or(HISTORY_MAX).min(HISTORY_MAX),
+    };
+    let page = app
+        .hub
+        .history(&room, before, after, limit)
+        .await
+        .map_err(|e| ApiError::storage(&e))?;
+    Ok(Json(HistoryAnswer {
+        messages: page.messages,
+        more: page.more,
+    }))
+}
+
+/// `GET /api/rooms`: every room with history or members.
+async fn list_rooms(_: Authorized, State(app): State<Arc<AppState>>) -> Result<Response, ApiError> {
+    let rooms = app
+        .hub
+        .room_summaries()
+        .await
+        .map_err(|e| ApiError::storage(&e))?;
+    Ok(Json(rooms).into_response())
+}
+
+/// `GET /api/rooms/{room}/members`: who is in the room now.
+async fn list_members(
+    _: Authorized,
+    State(app): State<Arc<AppState>>,
+    room: Result<Path<String>, PathRejection>,
+) -> Result<Json<Vec<User>>, ApiError> {
+    let room = checked_room(&app, room?.0)?;
+    Ok(Json(app.hub.members(&room)))
+}
+
+/// `DELETE /api/rooms/{room}/messages/{seq}`: replaces the message with a
+/// tombstone (same `seq`, empty text, `deleted: true`) and tells the
+/// room's members with a `deleted` event. Deleting a tombstone again is
+/// not an error.
+async fn delete_message(
+    _: Authorized,
+    State(app): State<Arc<AppState>>,
+    path: Result<Path<(String, String)>, PathRejection>,
+) -> Result<Json<Message>, ApiError> {
+    let Path((room, seq)) = path?;
+    let room = checked_room(&app, room)?;
+    let seq: u64 = seq
+        .parse()
+        .ok()
+        .filter(|&seq| seq > 0)
+        .ok_or_else(|| ApiError::bad_request("`seq` must be a positive integer"))?;
+    match app.hub.delete_message(&room, seq).await {
+        Ok(Some(tombstone)) => Ok(Json(tombstone)),
+        Ok(None) => Err(ApiError::not_found(format!(
+            "room `{room}` has no message {seq} (never stored, or purged)"
+        ))),
+        Err(e) => Err(ApiError::storage(&e)),
+    }
+}
+
+#[derive(Serialize)]
+struct Disconnected {
+    user: String,
+    /// Connections closed on this node.
+    connections: usize,
+}
+
+/// `POST /api/users/{id}/disconnect`: closes every connection of the user
+/// on this node (1008 on `/ws`; the transport on Socket.IO). The user may
+/// reconnect: pair it with revoking their token to keep them out.
+async fn disconnect_user(
+    _: Authorized,
+    State(app): State<Arc<AppState>>,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Json<Disconnected>, ApiError> {
+    let id = id?.0;
+    checked_user_id(&id)?;
+    let connections = app.hub.disconnect_user(&id);
+    Ok(Json(Disconnected {
+        user: id,
+        connections,
+    }))
+}
+
+/// Anything else under `/api/`: 404 (after the access check, so a hidden
+/// API stays hidden).
+async fn no_such_call(_: Authorized) -> ApiError {
+    ApiError::not_found("no such API call; see docs/protocol.md §11")
+}
