@@ -178,6 +178,9 @@ export class ChatClient {
       case 'typing':
         if (room) this.store.typing(room, frame.user);
         break;
+      case 'deleted':
+        if (room && Number.isInteger(frame.seq)) this.store.markDeleted(room, frame.seq);
+        break;
       default:
       // Replies (joined, ack, history, error) went to their request; one
       // that matched none is stale, from before a reconnect.

@@ -151,7 +151,11 @@ export class Store extends EventTarget {
     const looking = this.active === room.name && document.visibilityState === 'visible';
     for (const message of messages) {
       if (room.pending.delete(message.id)) this.persistOutbox();
-      if (room.messages.has(message.seq)) continue;
+      if (room.messages.has(message.seq)) {
+        // History fetched after a deletion brings the tombstone.
+        if (message.deleted) this.markDeleted(room, message.seq, false);
+        continue;
+      }
       room.messages.set(message.seq, message);
       room.sortedCache = null;
       if (counts) {
@@ -161,6 +165,18 @@ export class Store extends EventTarget {
     }
     while (room.messages.has(room.lastSeq + 1)) room.lastSeq += 1;
     this.changed();
+  }
+
+  /**
+   * A moderator deleted message `seq` (the server's `deleted` event, or a
+   * tombstone in history): it stays in place, emptied and marked.
+   */
+  markDeleted(room, seq, notify = true) {
+    const message = room.messages.get(seq);
+    if (!message || message.deleted) return;
+    room.messages.set(seq, { ...message, text: '', deleted: true });
+    room.sortedCache = null;
+    if (notify) this.changed();
   }
 
   /**

@@ -163,7 +163,9 @@ function confirmedItem(message, { isOwn }) {
     id: message.id,
     seq: message.seq,
     ts: message.ts,
-    text: message.text,
+    // A moderator's deletion leaves a tombstone in its place.
+    text: message.deleted ? 'message deleted' : message.text,
+    deleted: message.deleted === true,
     from: message.from,
     own,
     // Own messages group together whatever user id they were sent under.
@@ -193,7 +195,7 @@ function pendingItem(entry, { me, online }) {
 }
 
 function itemSig(item) {
-  return [item.seq, item.ts, item.state, item.notice, item.retryable, item.from.name, item.own].join('\u0000');
+  return [item.seq, item.ts, item.state, item.notice, item.retryable, item.from.name, item.own, item.deleted].join('\u0000');
 }
 
 function messageNode(item) {
@@ -201,7 +203,7 @@ function messageNode(item) {
   const el = h(
     'article',
     {
-      class: `message${item.own ? ' own' : ''}${item.state ? ` ${item.state}` : ''}`,
+      class: `message${item.own ? ' own' : ''}${item.state ? ` ${item.state}` : ''}${item.deleted ? ' deleted' : ''}`,
       dataset: { id: item.id, state: item.state || 'received', ...(item.seq === null ? {} : { seq: item.seq }) },
     },
     item.own ? null : avatar(item.from),
