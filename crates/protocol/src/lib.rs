@@ -15,6 +15,8 @@
 
 pub mod codes;
 pub mod frames;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod request;
 pub mod validate;
 

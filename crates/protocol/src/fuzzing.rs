@@ -1,0 +1,87 @@
+//! What the fuzz targets in `fuzz/` run on each input, kept here so that
+//! the committed seed corpus also runs as an ordinary test of this crate
+//! (`tests/fuzz_corpus.rs`) and every `cargo test` covers it.
+//!
+//! Beyond "never panics", each function asserts the properties the server
+//! relies on, so a violation is a crash the fuzzer reports.
+
+use crate::codes::ErrorCode;
+use crate::request::{Envelope, MAX_REF_CHARS, Ref, Request, parse_request};
+use crate::validate;
+
+/// A client text frame, as `/ws` hands it over: parsed, and every string a
+/// request carries run through the validators with the default limits and
+/// with tiny ones.
+pub fn request_frame(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        // Not a text frame: the WebSocket layer refuses it (1007).
+        return;
+    };
+    let parsed = parse_request(text);
+    // Parsing is a pure function of the text.
+    assert_eq!(parsed, parse_request(text), "parse is deterministic");
+    match parsed {
+        Ok(Envelope { reference, request }) => {
+            check_ref(reference.as_ref());
+            for max in [1, 64, 4000] {
+                strings(&request, max);
+            }
+        }
+        Err(error) => {
+            check_ref(error.reference.as_ref());
+            // Only codes a parser can give: the rest need server state.
+            assert!(
+                matches!(error.code, ErrorCode::BadRequest | ErrorCode::UnknownType),
+                "parse_request gave {:?}",
+                error.code
+            );
+            assert!(!error.message.is_empty());
+        }
+    }
+}
+
+/// A display name or room name straight from a URL or a frame.
+pub fn names(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    for max in [1, 64, 4000] {
+        let room = validate::room(&text, max);
+        if room.is_ok() {
+            let chars = text.chars().count();
+            assert!((1..=max).contains(&chars));
+            assert!(!text.chars().any(char::is_control));
+        }
+        let _ = validate::text(&text, max);
+    }
+    let _ = validate::display_name(&text);
+    let _ = validate::client_id(&text);
+}
+
+fn check_ref(reference: Option<&Ref>) {
+    if let Some(Ref::Text(text)) = reference {
+        assert!(
+            text.chars().count() <= MAX_REF_CHARS,
+            "ref kept over the limit"
+        );
+    }
+}
+
+fn strings(request: &Request, max: usize) {
+    match request {
+        Request::Join { room, .. }
+        | Request::Leave { room }
+        | Request::History { room, .. }
+        | Request::Typing { room } => {
+            let _ = validate::room(room, max);
+        }
+        Request::Send { room, text, id } => {
+            let _ = validate::room(room, max);
+            if validate::text(text, max).is_ok() {
+                assert!(text.chars().count() <= max);
+            }
+            if let Some(id) = id {
+                let _ = validate::client_id(id);
+            }
+        }
+        Request::Ping => {}
+    }
+}
