@@ -195,6 +195,12 @@ export class Store extends EventTarget {
       resumed = false;
     }
     if (!resumed) room.lastSeq = Math.max(room.lastSeq, joined.seq - joined.messages.length);
+    if (resumed && joined.complete) {
+      // Everything after `since` that still exists is here: seqs below the
+      // first one were purged by the server's retention, for good.
+      const first = joined.messages[0]?.seq ?? joined.seq + 1;
+      room.lastSeq = Math.max(room.lastSeq, first - 1);
+    }
     room.everJoined = true;
     room.joined = true;
     room.members = new Map(joined.members.map((m) => [m.id, m]));
