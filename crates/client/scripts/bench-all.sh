@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The benchmark of BENCHMARKS.md, in one command: builds everything, then runs
-# every scenario against a fresh process of every native-protocol server
-# (ours with SQLite durability, the rust-minimal and node-ws peers), one
-# after another, server pinned to CPU 0 and chat-bench to CPU 1, and
+# every scenario against a fresh process of every server (ours with SQLite
+# durability over /ws and over Socket.IO, the rust-minimal, node-ws,
+# node-socketio and rust-socketioxide peers), one after another, server pinned to CPU 0 and chat-bench to CPU 1, and
 # collects the JSON summaries into target/bench/results-<UTC time>.jsonl,
 # one line per run: {"server", "scenario", "args", "exit", "report"}.
 # Finally prints the markdown tables (chat-bench summarize) and saves them
@@ -11,12 +11,14 @@
 #
 #   crates/client/scripts/bench-all.sh
 #
-# Knobs (environment): SERVERS (default "ours rust-minimal node-ws"),
-# SCENARIOS (default "fanout ramp idle durable"), BENCH_NICE and BENCH_RT
+# Knobs (environment): SERVERS (default "ours rust-minimal node-ws
+# ours-socketio node-socketio rust-socketioxide"; see bench-fresh-server.sh),
+# SCENARIOS (default "fanout ramp idle durable"; durable is skipped for the
+# Socket.IO ones, which have no durable acks to measure), BENCH_NICE and BENCH_RT
 # (see bench-fresh-server.sh), QUICK=1 for a short smoke run (smaller loads and
 # windows; its figures are not the benchmark's).
 #
-# Needs: cargo, node + npm (for node-ws), taskset, and shared/peers beside
+# Needs: cargo, node + npm (for the Node peers), taskset, and shared/peers beside
 # the repository (PEERS_DIR to point elsewhere). Takes about 10 minutes.
 set -euo pipefail
 
@@ -24,7 +26,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../../.." && pwd)
 peers=${PEERS_DIR:-$(cd "$root/.." && pwd)/shared/peers}
 export PEERS_DIR="$peers"
-read -r -a servers <<<"${SERVERS:-ours rust-minimal node-ws}"
+read -r -a servers <<<"${SERVERS:-ours rust-minimal node-ws ours-socketio node-socketio rust-socketioxide}"
 read -r -a scenarios <<<"${SCENARIOS:-fanout ramp idle durable}"
 
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
@@ -37,17 +39,19 @@ echo "== build" >&2
 (cd "$root" && cargo build --release -p chat-server -p chat-client) >&2
 for server in "${servers[@]}"; do
     case "$server" in
-    rust-minimal)
-        # Built into our target/ so shared/peers stays untouched.
-        cargo build --release --locked --manifest-path "$peers/rust-minimal/Cargo.toml" \
-            --target-dir "$root/target/peers/rust-minimal" >&2
+    rust-minimal | rust-socketioxide)
+        # Built into our target/ so shared/peers stays untouched (also done
+        # by bench-fresh-server.sh on first use; here so that no build
+        # happens between runs).
+        cargo build --release --locked --manifest-path "$peers/$server/Cargo.toml" \
+            --target-dir "$root/target/peers/$server" >&2
         ;;
-    node-ws)
-        dir="$root/target/peers/node-ws"
+    node-ws | node-socketio)
+        dir="$root/target/peers/$server"
         mkdir -p "$dir"
-        if ! cmp -s "$peers/node-ws/package-lock.json" "$dir/package-lock.json" ||
+        if ! cmp -s "$peers/$server/package-lock.json" "$dir/package-lock.json" ||
             [ ! -d "$dir/node_modules" ]; then
-            cp "$peers/node-ws/package.json" "$peers/node-ws/package-lock.json" "$dir/"
+            cp "$peers/$server/package.json" "$peers/$server/package-lock.json" "$dir/"
             (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error) >&2
         fi
         ;;
@@ -77,6 +81,11 @@ commit $(git -C "$root" describe --always --dirty 2>/dev/null || echo unknown)"
 port=${PORT:-23400}
 for scenario in "${scenarios[@]}"; do
     for server in "${servers[@]}"; do
+        case "$scenario:$server" in
+        durable:ours-socketio | durable:node-socketio | durable:rust-socketioxide)
+            continue
+            ;;
+        esac
         port=$((port + 1))
         echo "== $scenario vs $server (port $port)" >&2
         log="$logs/$scenario-$server.log"

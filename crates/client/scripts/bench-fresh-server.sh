@@ -8,13 +8,23 @@
 #   SERVER=rust-minimal crates/client/scripts/bench-fresh-server.sh fanout --rate 10 --duration 10
 #
 # SERVER picks the server under test:
-#   ours          target/release/chat-server, SQLite in a new empty data
-#                 directory (every ack after commit), no send rate limit,
-#                 100 rooms per connection (the default)
-#   rust-minimal  the "speed of light" peer from shared/peers (in memory)
-#   node-ws       the Node `ws` peer from shared/peers (in memory)
-# The peers speak the native protocol's subset the bench uses; the Socket.IO
-# peers need a Socket.IO bench, which chat-bench does not have yet.
+#   ours               target/release/chat-server, SQLite in a new empty data
+#                      directory (every ack after commit), no send rate limit,
+#                      100 rooms per connection (the default)
+#   ours-socketio      the same server, measured over Socket.IO (its own
+#                      events: acks and seq) instead of /ws
+#   rust-minimal       the "speed of light" peer from shared/peers (in memory)
+#   node-ws            the Node `ws` peer from shared/peers (in memory)
+#   node-socketio      the seed article's express + socket.io server
+#   rust-socketioxide  the seed's handlers on socketioxide + axum
+# The native peers speak the native protocol's subset the bench uses; the
+# Socket.IO peers the seed's events (chat-bench --protocol socketio-seed: no
+# acks, no seq; loss and order from the stamp in each message). PROTOCOL
+# overrides the protocol (native | socketio | socketio-seed); the default
+# follows SERVER. `durable` is native only.
+#
+# A peer is built (cargo, into target/peers/) or installed (npm ci, into
+# target/peers/; shared/peers stays as it was given) on first use.
 #
 # Other knobs: PORT (default 23400), BENCH_NICE (a nice level for server and
 # bench, e.g. -10 on a machine shared with other work; default 0 = unchanged),
@@ -25,8 +35,8 @@
 # which makes a multi-threaded server's overload point come a little early),
 # PEERS_DIR (default: shared/peers beside the repository).
 #
-# Build first (bench-all.sh does all of it): cargo build --release -p
-# chat-server -p chat-client; the peers as bench-all.sh builds them.
+# Build ours first (bench-all.sh does): cargo build --release -p chat-server
+# -p chat-client.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/../../.." && pwd)
@@ -48,26 +58,63 @@ log=$(mktemp)
 # Thousands of connections, each a file descriptor here and in the server.
 ulimit -n "$(ulimit -Hn)"
 
+# Builds a Rust peer into target/peers/<name> unless it is there.
+rust_peer() {
+    local name=$1 exe=$2
+    if [ ! -x "$root/target/peers/$name/release/$exe" ]; then
+        echo "building the $name peer" >&2
+        cargo build --release --locked --manifest-path "$peers/$name/Cargo.toml" \
+            --target-dir "$root/target/peers/$name" >&2
+    fi
+    echo "$root/target/peers/$name/release/$exe"
+}
+
+# Installs a Node peer's locked dependencies under target/peers/<name>
+# (again when its lock file changed).
+node_peer() {
+    local name=$1 dir="$root/target/peers/$1"
+    mkdir -p "$dir"
+    if ! cmp -s "$peers/$name/package-lock.json" "$dir/package-lock.json" ||
+        [ ! -d "$dir/node_modules" ]; then
+        echo "installing the $name peer's dependencies" >&2
+        cp "$peers/$name/package.json" "$peers/$name/package-lock.json" "$dir/"
+        (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error) >&2
+    fi
+    echo "$dir/node_modules"
+}
+
 case "$kind" in
-ours)
+ours | ours-socketio)
     server_cmd=("$bin/chat-server" --listen "127.0.0.1:$port" --data-dir "$data"
         --send-rate 1000000 --send-burst 1000000 --max-rooms-per-connection 100
         --log-level warn)
     ;;
 rust-minimal)
-    server_cmd=(env "PORT=$port" "$root/target/peers/rust-minimal/release/peer-rust-minimal")
+    server_cmd=(env "PORT=$port" "$(rust_peer rust-minimal peer-rust-minimal)")
     ;;
-node-ws)
-    # The peer's dependencies are installed under target/ (bench-all.sh),
-    # not in shared/peers, which stays as it was given.
-    server_cmd=(env "PORT=$port" "NODE_PATH=$root/target/peers/node-ws/node_modules"
-        node "$peers/node-ws/server.js")
+rust-socketioxide)
+    server_cmd=(env "PORT=$port" "$(rust_peer rust-socketioxide peer-rust-socketioxide)")
+    ;;
+node-ws | node-socketio)
+    server_cmd=(env "PORT=$port" "NODE_PATH=$(node_peer "$kind")" node "$peers/$kind/server.js")
     ;;
 *)
-    echo "unknown SERVER=$kind (ours | rust-minimal | node-ws)" >&2
+    echo "unknown SERVER=$kind (ours | ours-socketio | rust-minimal | node-ws | node-socketio | rust-socketioxide)" >&2
     exit 2
     ;;
 esac
+case "$kind" in
+ours-socketio) default_protocol=socketio ;;
+node-socketio | rust-socketioxide) default_protocol=socketio-seed ;;
+*) default_protocol=native ;;
+esac
+protocol=${PROTOCOL:-$default_protocol}
+if [ "$protocol" = native ]; then
+    url="ws://127.0.0.1:$port/ws"
+else
+    # chat-bench adds /socket.io/?EIO=4&transport=websocket.
+    url="ws://127.0.0.1:$port"
+fi
 
 # chrt, nice, taskset and env all exec what follows, so $! is the server
 # itself.
@@ -97,4 +144,4 @@ done
 scenario=$1
 shift
 "${priority[@]}" taskset -c "$bench_cpu" "$bin/chat-bench" "$scenario" \
-    --url "ws://127.0.0.1:$port/ws" --server-pid "$server" "$@"
+    --url "$url" --protocol "$protocol" --server-pid "$server" "$@"

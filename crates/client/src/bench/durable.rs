@@ -617,6 +617,10 @@ fn filler(bytes: usize) -> String {
 /// Runs the scenario; `Ok(false)` when it completed but a check failed.
 pub async fn run(args: DurableArgs) -> anyhow::Result<bool> {
     let common = &args.common;
+    ensure!(
+        !common.protocol.is_socketio(),
+        "durable speaks the native protocol only (--protocol native)"
+    );
     let connections = args.rooms * args.senders_per_room;
     if let Some(limit) = conn::open_files_limit() {
         ensure!(

@@ -24,11 +24,14 @@
 //! times 5,000), sharded by room and locked once per read. The progress line
 //! reads relaxed atomic counters.
 //!
-//! The protocol spoken here is the native one: the join, send, ack, message
-//! and error frames below. A Socket.IO run would swap exactly those (the
-//! frames built in [`SenderState::send_due`] and [`connect_and_join`], and
-//! the kinds matched in [`on_batch`]) behind a `--protocol` option.
+//! The protocol is the native one or Socket.IO (`--protocol`, see
+//! [`super::sio`]): they differ only in the frames built in
+//! [`SenderState::send_due`] and [`connect_and_join`], and in how
+//! [`on_batch`] reads a frame ([`Hot`]); the accounting is the same. In
+//! the seed dialect, which has no acks and no `seq`, a send counts as
+//! acked once written and its stamp's counter stands for the `seq`.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -51,6 +54,7 @@ use super::rawws::{Frame, RawWs};
 use super::schedule::Schedule;
 use super::seqcheck;
 use super::seqset::{Seen, SeqSet};
+use super::sio::{self, Protocol};
 use super::stamp::Stamp;
 use super::stats::{self, LatencySummary};
 use super::{CommonArgs, Table};
@@ -127,6 +131,11 @@ impl LoadArgs {
 
     fn check(&self) -> anyhow::Result<()> {
         ensure!(
+            self.common.protocol != Protocol::SocketioSeed || self.senders == 1,
+            "--protocol socketio-seed takes one sender per room (--senders 1): \
+             the stamp's counter stands for the room's seq"
+        );
+        ensure!(
             self.senders <= self.members,
             "--senders ({}) must not exceed --members ({})",
             self.senders,
@@ -171,6 +180,7 @@ struct Shared {
     joined: AtomicU64,
     failed: AtomicU64,
     text_bytes: usize,
+    protocol: Protocol,
     /// What the progress line says the run is doing.
     phase: Mutex<String>,
 }
@@ -467,6 +477,7 @@ impl Fleet {
             joined: AtomicU64::new(0),
             failed: AtomicU64::new(0),
             text_bytes: args.text_bytes as usize,
+            protocol: args.common.protocol,
             phase: Mutex::new("connecting".into()),
         });
         let reporter = spawn_progress(scenario, shared.clone(), total);
@@ -504,11 +515,14 @@ impl Fleet {
                 });
                 // Acquired here, released once the connection has joined.
                 let permit = permits.clone().acquire_owned().await?;
-                let url = conn::with_query(
-                    args.common.url_at(slots.len()),
-                    "name",
-                    &format!("r{room}m{member}"),
-                );
+                let name = format!("r{room}m{member}");
+                let url = match args.common.protocol {
+                    Protocol::Native => {
+                        conn::with_query(args.common.url_at(slots.len()), "name", &name)
+                    }
+                    // The name goes in the CONNECT's auth.
+                    _ => sio::endpoint(args.common.url_at(slots.len())),
+                };
                 let task = Connection {
                     slot: slot.clone(),
                     shared: shared.clone(),
@@ -517,6 +531,7 @@ impl Fleet {
                 };
                 tasks.push(tokio::spawn(task.run(
                     url,
+                    name,
                     room_json.clone(),
                     args.read_buffer,
                     Duration::from_secs(args.join_timeout),
@@ -787,6 +802,8 @@ struct SenderState {
     wake: Arc<Notify>,
     /// `{"type":"send","room":<room>,"text":"`
     head: Vec<u8>,
+    /// The room's name as a JSON string.
+    room_json: Arc<str>,
     schedule: Option<Schedule>,
     /// Number of the step being sent.
     step: u64,
@@ -800,12 +817,13 @@ struct SenderState {
 }
 
 impl SenderState {
-    fn new(room_json: &str, index: u64, total: u64, wake: Arc<Notify>) -> SenderState {
+    fn new(room_json: &Arc<str>, index: u64, total: u64, wake: Arc<Notify>) -> SenderState {
         SenderState {
             index,
             total,
             wake,
             head: format!(r#"{{"type":"send","room":{room_json},"text":""#).into_bytes(),
+            room_json: room_json.clone(),
             schedule: None,
             step: 0,
             ring: vec![0; ACK_RING as usize],
@@ -846,13 +864,40 @@ impl SenderState {
             }
             .write_text(shared.text_bytes, &mut self.text);
             self.json.clear();
-            self.json.extend_from_slice(&self.head);
-            self.json.extend_from_slice(self.text.as_bytes());
-            self.json.extend_from_slice(b"\",\"ref\":");
-            // Writing into a Vec cannot fail.
-            let _ = write!(self.json, "{reference}");
-            self.json.push(b'}');
+            match shared.protocol {
+                Protocol::Native => {
+                    self.json.extend_from_slice(&self.head);
+                    self.json.extend_from_slice(self.text.as_bytes());
+                    self.json.extend_from_slice(b"\",\"ref\":");
+                    // Writing into a Vec cannot fail.
+                    let _ = write!(self.json, "{reference}");
+                    self.json.push(b'}');
+                }
+                Protocol::Socketio => {
+                    sio::message_head(&self.room_json, Some(reference), &mut self.json);
+                    self.json.extend_from_slice(self.text.as_bytes());
+                    self.json.extend_from_slice(sio::MESSAGE_TAIL);
+                }
+                Protocol::SocketioSeed => {
+                    sio::message_head(&self.room_json, None, &mut self.json);
+                    self.json.extend_from_slice(self.text.as_bytes());
+                    self.json.extend_from_slice(sio::MESSAGE_TAIL);
+                }
+            }
             ws.queue_text(&self.json);
+            stats.sent += 1;
+            n += 1;
+            stats::record(
+                lag.get_or_insert_with(|| lock(&shared.send_lag)),
+                now.saturating_sub(due),
+            );
+            if shared.protocol == Protocol::SocketioSeed {
+                // Nothing will answer: acked as sent, the counter as seq.
+                stats.acked += 1;
+                stats.acked_seqs.push(reference);
+                shared.acked.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
             let slot = &mut self.ring[(reference % ACK_RING) as usize];
             if *slot != 0 {
                 // Unanswered after ACK_RING later sends: given up on (it
@@ -861,12 +906,6 @@ impl SenderState {
             }
             *slot = due + 1;
             self.outstanding += 1;
-            stats.sent += 1;
-            n += 1;
-            stats::record(
-                lag.get_or_insert_with(|| lock(&shared.send_lag)),
-                now.saturating_sub(due),
-            );
         }
         n
     }
@@ -906,9 +945,11 @@ struct Connection {
 }
 
 impl Connection {
+    #[allow(clippy::too_many_arguments)]
     async fn run(
         mut self,
         url: String,
+        name: String,
         room_json: Arc<str>,
         read_buffer: usize,
         join_timeout: Duration,
@@ -918,10 +959,16 @@ impl Connection {
         let t0 = Instant::now();
         let seed = t0.duration_since(self.shared.origin).as_nanos() as u64
             ^ ((self.slot.room as u64) << 32);
-        let opened = tokio::time::timeout(
-            join_timeout,
-            connect_and_join(&url, &room_json, read_buffer, seed),
-        )
+        let protocol = self.shared.protocol;
+        let opened = tokio::time::timeout(join_timeout, async {
+            match protocol {
+                Protocol::Native => connect_and_join(&url, &room_json, read_buffer, seed).await,
+                _ => {
+                    sio::connect_and_join(&url, protocol, &room_json, &name, read_buffer, seed)
+                        .await
+                }
+            }
+        })
         .await
         .map_err(|_| anyhow!("not joined within {join_timeout:?}"))
         .and_then(|r| r);
@@ -1079,6 +1126,7 @@ fn on_batch(
     let mut delivered = 0;
     let mut acked = 0;
     let mut errors = 0;
+    let mut pongs = 0;
     let result = loop {
         let bytes = match ws.next_frame() {
             Err(e) => break Err(format!("bad frame: {e}")),
@@ -1091,16 +1139,12 @@ fn on_batch(
             }
             Ok(Some(Frame::Text(bytes))) => bytes,
         };
-        let Ok(peek) = Peek::parse_bytes(bytes) else {
-            stats.undecodable += 1;
-            continue;
+        let hot = match shared.protocol {
+            Protocol::Native => Hot::native(bytes),
+            protocol => Hot::socketio(bytes, protocol),
         };
-        match &*peek.kind {
-            "message" => {
-                let Some(seq) = peek.seq else {
-                    stats.undecodable += 1;
-                    continue;
-                };
+        match hot {
+            Hot::Message { seq, text } => {
                 delivered += 1;
                 stats.delivered += 1;
                 stats.in_window += u64::from(in_window);
@@ -1120,11 +1164,7 @@ fn on_batch(
                         continue;
                     }
                 }
-                match peek
-                    .text
-                    .as_deref()
-                    .and_then(|t| Stamp::parse(t.as_bytes()))
-                {
+                match text.as_deref().and_then(|t| Stamp::parse(t.as_bytes())) {
                     Some(stamp) if stamp.micros >= w0 && stamp.micros < w1 => {
                         let h = latency.get_or_insert_with(|| {
                             lock(&shared.latency[slot.room % LATENCY_SHARDS])
@@ -1135,17 +1175,19 @@ fn on_batch(
                     None => stats.unstamped += 1,
                 }
             }
-            "ack" => {
-                let due = peek
-                    .ref_number()
-                    .and_then(|r| role.as_deref_mut().and_then(|s| s.complete(r)));
+            Hot::Ack {
+                reference,
+                seq,
+                duplicate,
+            } => {
+                let due = reference.and_then(|r| role.as_deref_mut().and_then(|s| s.complete(r)));
                 let Some(due) = due else {
                     stats.unmatched += 1;
                     continue;
                 };
                 acked += 1;
                 stats.acked += 1;
-                match (peek.duplicate, peek.seq) {
+                match (duplicate, seq) {
                     (false, Some(seq)) => stats.acked_seqs.push(seq),
                     // No send carries an id, so no ack can be a duplicate.
                     (true, _) => stats.unmatched += 1,
@@ -1155,23 +1197,9 @@ fn on_batch(
                     stats::record(&mut lock(&shared.ack_latency), now.saturating_sub(due));
                 }
             }
-            "error" => {
+            Hot::Error { reference, code } => {
                 errors += 1;
-                let decoded = std::str::from_utf8(bytes)
-                    .ok()
-                    .and_then(|t| decode_full(t).ok());
-                let Some(ServerFrame::Error {
-                    reference, code, ..
-                }) = decoded
-                else {
-                    stats.undecodable += 1;
-                    continue;
-                };
-                *stats.errors.entry(code.as_str().to_string()).or_insert(0) += 1;
-                let reference = reference.and_then(|r| match r {
-                    Ref::Number(n) => n.as_u64(),
-                    Ref::Text(_) => None,
-                });
+                *stats.errors.entry(code).or_insert(0) += 1;
                 if reference
                     .and_then(|r| role.as_deref_mut().and_then(|s| s.complete(r)))
                     .is_none()
@@ -1179,14 +1207,126 @@ fn on_batch(
                     stats.unmatched += 1;
                 }
             }
+            Hot::Ping => pongs += 1,
+            Hot::Unstamped => stats.unstamped += 1,
+            Hot::Undecodable => stats.undecodable += 1,
             // Presence, typing and anything else need nothing.
             _ => {}
         }
     };
     drop(latency);
     drop(stats);
+    for _ in 0..pongs {
+        // Engine.IO's heartbeat: the caller flushes it with the pongs.
+        ws.queue_control_text(b"3");
+    }
     shared.delivered.fetch_add(delivered, Ordering::Relaxed);
     shared.acked.fetch_add(acked, Ordering::Relaxed);
     shared.errors.fetch_add(errors, Ordering::Relaxed);
     result
+}
+
+/// One frame as the accounting sees it, whichever the protocol.
+enum Hot<'a> {
+    /// A broadcast: its `seq` (or, in the seed dialect, its stamp's
+    /// counter) and the text carrying the stamp.
+    Message {
+        seq: u64,
+        text: Option<Cow<'a, str>>,
+    },
+    Ack {
+        reference: Option<u64>,
+        seq: Option<u64>,
+        duplicate: bool,
+    },
+    Error {
+        reference: Option<u64>,
+        code: String,
+    },
+    /// Engine.IO's ping, owed a pong.
+    Ping,
+    /// A seed-dialect message without the bench's stamp.
+    Unstamped,
+    Undecodable,
+    /// Presence, typing and anything else: nothing to account.
+    Other,
+}
+
+impl<'a> Hot<'a> {
+    fn native(bytes: &'a [u8]) -> Hot<'a> {
+        let Ok(peek) = Peek::parse_bytes(bytes) else {
+            return Hot::Undecodable;
+        };
+        match &*peek.kind {
+            "message" => match peek.seq {
+                Some(seq) => Hot::Message {
+                    seq,
+                    text: peek.text,
+                },
+                None => Hot::Undecodable,
+            },
+            "ack" => Hot::Ack {
+                reference: peek.ref_number(),
+                seq: peek.seq,
+                duplicate: peek.duplicate,
+            },
+            "error" => {
+                let decoded = std::str::from_utf8(bytes)
+                    .ok()
+                    .and_then(|t| decode_full(t).ok());
+                let Some(ServerFrame::Error {
+                    reference, code, ..
+                }) = decoded
+                else {
+                    return Hot::Undecodable;
+                };
+                Hot::Error {
+                    reference: reference.and_then(|r| match r {
+                        Ref::Number(n) => n.as_u64(),
+                        Ref::Text(_) => None,
+                    }),
+                    code: code.as_str().to_string(),
+                }
+            }
+            _ => Hot::Other,
+        }
+    }
+
+    fn socketio(bytes: &'a [u8], protocol: Protocol) -> Hot<'a> {
+        match sio::read(bytes) {
+            sio::Incoming::Message { seq, text } => {
+                if protocol != Protocol::SocketioSeed {
+                    return match seq {
+                        Some(seq) => Hot::Message { seq, text },
+                        None => Hot::Undecodable,
+                    };
+                }
+                if text
+                    .as_deref()
+                    .is_some_and(|t| t.starts_with(sio::PROBE_PREFIX))
+                {
+                    return Hot::Other;
+                }
+                match text.as_deref().and_then(|t| Stamp::parse(t.as_bytes())) {
+                    Some(stamp) => Hot::Message {
+                        seq: stamp.counter,
+                        text,
+                    },
+                    None => Hot::Unstamped,
+                }
+            }
+            sio::Incoming::Ack { id, seq, duplicate } => Hot::Ack {
+                reference: Some(id),
+                seq,
+                duplicate,
+            },
+            sio::Incoming::Error { id, code } => Hot::Error {
+                reference: id,
+                code,
+            },
+            sio::Incoming::Ping => Hot::Ping,
+            sio::Incoming::Other => Hot::Other,
+            sio::Incoming::Undecodable => Hot::Undecodable,
+        }
+    }
 }

@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 use super::conn::{self, Buffers};
 use super::procstat::{self, ProcSample, Usage};
 use super::progress::{Counters, Rate, spawn_reporter};
+use super::sio::{self, Protocol};
 use super::stats::{self, LatencySummary};
 use super::{CommonArgs, Table, emit};
 
@@ -60,6 +61,7 @@ pub struct IdleArgs {
 pub struct IdleReport {
     pub scenario: &'static str,
     pub url: String,
+    pub protocol: Protocol,
     pub connections: u64,
     pub rooms: u64,
     pub concurrency: u64,
@@ -102,6 +104,9 @@ impl IdleReport {
         let mut t = Table::new(28);
         t.row("scenario", "idle".into());
         t.row("url", self.url.clone());
+        if self.protocol != Protocol::Native {
+            t.row("protocol", format!("{:?}", self.protocol));
+        }
         t.row(
             "connections",
             format!(
@@ -212,21 +217,39 @@ pub async fn run(args: IdleArgs) -> anyhow::Result<bool> {
     let slots = Arc::new(Semaphore::new(args.concurrency as usize));
     let started = Instant::now();
     let mut tasks = Vec::with_capacity(total as usize);
+    let sio_url = sio::endpoint(&common.url);
     for i in 0..total {
         // Acquired here, released by the task once it has joined: at most
         // `concurrency` connections are being set up at any moment.
         let permit = slots.clone().acquire_owned().await?;
-        let url = conn::with_query(&common.url, "name", &format!("idle-{i}"));
+        let name = format!("idle-{i}");
         let room = room_jsons[(i % args.rooms) as usize].clone();
-        tasks.push(tokio::spawn(hold_one(
-            url,
-            room,
-            join_timeout,
-            permit,
-            ready_tx.clone(),
-            stop.clone(),
-            counters.clone(),
-        )));
+        let task = match common.protocol {
+            Protocol::Native => tokio::spawn(hold_one(
+                conn::with_query(&common.url, "name", &name),
+                room,
+                join_timeout,
+                permit,
+                ready_tx.clone(),
+                stop.clone(),
+                counters.clone(),
+            )),
+            protocol => tokio::spawn(hold_one_sio(
+                SioTarget {
+                    url: sio_url.clone(),
+                    protocol,
+                    name,
+                    seed: i,
+                },
+                room,
+                join_timeout,
+                permit,
+                ready_tx.clone(),
+                stop.clone(),
+                counters.clone(),
+            )),
+        };
+        tasks.push(task);
     }
     drop(ready_tx);
 
@@ -266,6 +289,7 @@ pub async fn run(args: IdleArgs) -> anyhow::Result<bool> {
     let report = IdleReport {
         scenario: "idle",
         url: common.url.clone(),
+        protocol: common.protocol,
         connections: total,
         rooms: args.rooms,
         concurrency: args.concurrency,
@@ -342,3 +366,60 @@ async fn hold_one(
     let _ = tokio::time::timeout(CLOSE_TIMEOUT, ws.close(None)).await;
     held
 }
+
+/// Where a Socket.IO idle connection goes, and as whom.
+struct SioTarget {
+    /// The Engine.IO WebSocket URL.
+    url: String,
+    protocol: Protocol,
+    name: String,
+    /// Seeds the connection's mask keys.
+    seed: u64,
+}
+
+/// [`hold_one`] over Socket.IO, on the lean client of the load scenarios.
+async fn hold_one_sio(
+    target: SioTarget,
+    room_json: Arc<str>,
+    join_timeout: Duration,
+    permit: OwnedSemaphorePermit,
+    ready: mpsc::UnboundedSender<Result<u64, String>>,
+    stop: CancellationToken,
+    counters: Arc<Counters>,
+) -> Held {
+    let t0 = Instant::now();
+    let opened = tokio::time::timeout(
+        join_timeout,
+        sio::connect_and_join(
+            &target.url,
+            target.protocol,
+            &room_json,
+            &target.name,
+            SIO_READ_BUFFER,
+            target.seed,
+        ),
+    )
+    .await
+    .unwrap_or_else(|_| Err(anyhow::anyhow!("not joined within {join_timeout:?}")));
+    drop(permit);
+    let mut ws = match opened {
+        Ok((ws, _base_seq)) => ws,
+        Err(e) => {
+            Counters::bump(&counters.failed);
+            let _ = ready.send(Err(format!("{e:#}")));
+            return Held::default();
+        }
+    };
+    Counters::bump(&counters.joined);
+    let _ = ready.send(Ok(t0.elapsed().as_micros() as u64));
+    drop(ready);
+    let (frames, dropped) = sio::idle(&mut ws, &stop, || Counters::bump(&counters.frames)).await;
+    if dropped {
+        Counters::bump(&counters.dropped);
+    }
+    Held { frames, dropped }
+}
+
+/// Receive buffer of an idle Socket.IO connection (it grows for a larger
+/// message, such as a `joined` reply).
+const SIO_READ_BUFFER: usize = 4 * 1024;

@@ -37,6 +37,7 @@ pub mod rawws;
 pub mod schedule;
 pub mod seqcheck;
 pub mod seqset;
+pub mod sio;
 pub mod stamp;
 pub mod stats;
 pub mod summary;
@@ -64,6 +65,12 @@ pub struct CommonArgs {
     /// Prefix of the room names the scenario uses (`PREFIX-0`, `PREFIX-1`, ...).
     #[arg(long, default_value = "bench")]
     pub room_prefix: String,
+    /// Wire protocol (`idle`, `fanout`, `ramp`). With the Socket.IO ones,
+    /// `--url` is the server's base URL (`ws://127.0.0.1:3000`; a `/ws`
+    /// path is replaced by `/socket.io/`), spoken to as Engine.IO v4 over
+    /// WebSocket; see `bench::sio`.
+    #[arg(long, value_enum, default_value_t = sio::Protocol::Native)]
+    pub protocol: sio::Protocol,
 }
 
 impl CommonArgs {

@@ -385,6 +385,14 @@ impl RawWs {
         result
     }
 
+    /// Queues a text frame with the control replies (written by
+    /// [`RawWs::flush_control`]): a protocol-level pong, such as
+    /// Engine.IO's `3`.
+    pub fn queue_control_text(&mut self, payload: &[u8]) {
+        let key = self.mask_key();
+        encode_frame(&mut self.control, OP_TEXT, payload, key);
+    }
+
     /// Queues a text frame; [`RawWs::flush`] writes every queued frame with
     /// one syscall.
     pub fn queue_text(&mut self, payload: &[u8]) {

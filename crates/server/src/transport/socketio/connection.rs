@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::Query;
+use axum::http::{HeaderMap, Uri};
 use chat_protocol::{ErrorCode, Ref, Request, RequestError, ServerFrame, validate};
 use engineioxide::{DisconnectReason, Str};
 use serde::Deserialize;
@@ -29,12 +30,12 @@ use crate::server::AppState;
 
 /// How long a client has to send its namespace `CONNECT` after the
 /// transport opened (Socket.IO servers' `connectTimeout`).
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(45);
+pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(45);
 /// How long the final packets may take to go out at shutdown.
-const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+pub(super) const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 /// Most outbox items moved per wake-up, so a busy room cannot keep the
 /// task from taking requests for long.
-const MAX_BATCH: usize = 256;
+pub(super) const MAX_BATCH: usize = 256;
 
 /// Why the loop ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,7 +52,7 @@ enum Hangup {
 
 /// The engine's send queue refused a packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Refused {
+pub(super) enum Refused {
     Full,
     Closed,
 }
@@ -108,10 +109,36 @@ struct HandshakeQuery {
     token: Option<String>,
 }
 
+/// What the handshake request says about who connects, kept (as a few
+/// small strings, not the request head) until the namespace `CONNECT`.
+/// Not `Debug`: it may hold a token.
+#[derive(Default)]
+pub(super) struct Credentials {
+    name: Option<String>,
+    token: Option<String>,
+    bearer: Option<String>,
+}
+
+impl Credentials {
+    /// `?name=`, `?token=` and `Authorization: Bearer` of a request.
+    pub(super) fn of(uri: &Uri, headers: &HeaderMap) -> Credentials {
+        let (name, token) = match Query::<HandshakeQuery>::try_from_uri(uri) {
+            Ok(Query(query)) => (query.name, query.token),
+            Err(_) => (None, None),
+        };
+        Credentials {
+            name,
+            token,
+            bearer: auth::bearer_token(headers).map(str::to_owned),
+        }
+    }
+}
+
 /// Waits for the namespace `CONNECT` and returns who connects; `None`
 /// when the client never connects.
 async fn handshake(app: &AppState, socket: &EngineSocket) -> Option<Identity> {
     let deadline = Instant::now() + CONNECT_TIMEOUT;
+    let credentials = Credentials::of(&socket.req_parts.uri, &socket.req_parts.headers);
     loop {
         let incoming = tokio::select! {
             () = app.hub.disconnecting() => {
@@ -128,7 +155,7 @@ async fn handshake(app: &AppState, socket: &EngineSocket) -> Option<Identity> {
         // Events before the CONNECT belong to no namespace: ignored, as
         // Socket.IO servers do.
         if let Incoming::Connect(auth) = incoming {
-            match identify(app, socket, auth.as_ref()) {
+            match identify(app, &credentials, auth.as_ref()) {
                 Ok(identity) => return Some(identity),
                 Err(why) => {
                     tracing::debug!(%why, "Socket.IO CONNECT refused");
@@ -143,31 +170,23 @@ async fn handshake(app: &AppState, socket: &EngineSocket) -> Option<Identity> {
 /// Who connects: `auth: {token, name}` in the `CONNECT`, else, as on
 /// `/ws`, `Authorization: Bearer`, `?token=` and `?name=` on the
 /// handshake request. Refusals say why without quoting the token.
-fn identify(
+pub(super) fn identify(
     app: &AppState,
-    socket: &EngineSocket,
+    credentials: &Credentials,
     auth: Option<&Value>,
 ) -> Result<Identity, String> {
     let auth: Auth = CommonParser
         .decode_default(auth)
         .map_err(|_| "`auth` must be an object like {name, token}".to_owned())?;
-    let request = &socket.req_parts;
-    let query = Query::<HandshakeQuery>::try_from_uri(&request.uri)
-        .ok()
-        .map(|Query(query)| query);
-    let (query_name, query_token) = match query {
-        Some(query) => (query.name, query.token),
-        None => (None, None),
-    };
-    let name = auth.name.or(query_name);
+    let name = auth.name.or_else(|| credentials.name.clone());
     if let Some(name) = &name {
         validate::display_name(name).map_err(|invalid| invalid.message)?;
     }
     let token = auth
         .token
         .as_deref()
-        .or_else(|| auth::bearer_token(&request.headers))
-        .or(query_token.as_deref());
+        .or(credentials.bearer.as_deref())
+        .or(credentials.token.as_deref());
     app.auth
         .authenticate(token, name)
         .map_err(|refused| match refused {
@@ -203,7 +222,7 @@ async fn serve(
                     // Acks of sends committed during shutdown are queued:
                     // let them out before closing.
                     while let Ok(item) = rx.try_recv() {
-                        if forward(socket, item).is_err() {
+                        if forward(&mut { socket }, item).is_err() {
                             break;
                         }
                     }
@@ -224,15 +243,12 @@ async fn serve(
                 Some(Incoming::Event { data, ack }) => {
                     // Boxed: the handler's state would otherwise sit in
                     // every idle connection's task, used or not.
-                    if let Err(Refused::Closed) = Box::pin(handle(socket, session, rx, &data, ack)).await {
+                    let mut sink = socket;
+                    if let Err(Refused::Closed) = Box::pin(handle(&mut sink, session, rx, &data, ack)).await {
                         return Hangup::Gone;
                     }
                 }
-                Some(Incoming::Binary { ack }) => session.reject(RequestError {
-                    reference: ack.map(|id| Ref::Number(id.into())),
-                    code: ErrorCode::BadRequest,
-                    message: "binary attachments are not accepted; send JSON".into(),
-                }),
+                Some(Incoming::Binary { ack }) => reject_binary(session, ack),
                 Some(Incoming::Disconnect) => return Hangup::Left,
                 // Already connected: a repeated CONNECT changes nothing.
                 Some(Incoming::Connect(_)) => {}
@@ -241,11 +257,23 @@ async fn serve(
     }
 }
 
+/// Where a connection's packets go: the engine's send queue, or our own
+/// WebSocket writer ([`super::websocket`]).
+pub(super) trait PacketSink {
+    fn send_packet(&mut self, packet: Str) -> Result<(), Refused>;
+}
+
+impl PacketSink for &EngineSocket {
+    fn send_packet(&mut self, packet: Str) -> Result<(), Refused> {
+        send(self, packet)
+    }
+}
+
 /// Handles one event. Every request has exactly one answer for a client
 /// that passed a callback; the core answers all but an accepted `typing`,
 /// which is answered here, after whatever the outbox already holds.
-async fn handle(
-    socket: &EngineSocket,
+pub(super) async fn handle<S: PacketSink>(
+    sink: &mut S,
     session: &mut Session,
     outbox: &mut mpsc::Receiver<Outbound>,
     data: &Str,
@@ -265,40 +293,51 @@ async fn handle(
     let answered = session.handle_reporting(envelope).await;
     if let (false, Some(room), Some(id)) = (answered, typing_room, ack) {
         while let Ok(item) = outbox.try_recv() {
-            forward(socket, item)?;
+            forward(sink, item)?;
         }
-        send(socket, mapping::acknowledge_room(id, &room))?;
+        sink.send_packet(mapping::acknowledge_room(id, &room))?;
     }
     Ok(())
 }
 
+/// Refuses an event with binary attachments.
+pub(super) fn reject_binary(session: &Session, ack: Option<i64>) {
+    session.reject(RequestError {
+        reference: ack.map(|id| Ref::Number(id.into())),
+        code: ErrorCode::BadRequest,
+        message: "binary attachments are not accepted; send JSON".into(),
+    });
+}
+
 /// Moves `first` and whatever else is queued, up to a batch, to the engine.
 fn forward_batch(
-    socket: &EngineSocket,
+    mut socket: &EngineSocket,
     first: Outbound,
     outbox: &mut mpsc::Receiver<Outbound>,
 ) -> Result<(), Refused> {
-    forward(socket, first)?;
+    forward(&mut socket, first)?;
     for _ in 1..MAX_BATCH {
         match outbox.try_recv() {
-            Ok(item) => forward(socket, item)?,
+            Ok(item) => forward(&mut socket, item)?,
             Err(_) => break,
         }
     }
     Ok(())
 }
 
-fn forward(socket: &EngineSocket, item: Outbound) -> Result<(), Refused> {
+/// One outbox item as Socket.IO packets: a room event as its shared
+/// encoding, a reply as an ack or an event.
+pub(super) fn forward<S: PacketSink>(sink: &mut S, item: Outbound) -> Result<(), Refused> {
     match item {
         Outbound::Event(event) => {
             let packets = event.encoded(Encoding::SocketIo, mapping::event);
-            send(socket, packets.first)?;
+            sink.send_packet(packets.first)?;
             match packets.system {
-                Some(system) => send(socket, system),
+                Some(system) => sink.send_packet(system),
                 None => Ok(()),
             }
         }
-        Outbound::Reply(frame) => send(socket, mapping::reply(&frame)),
+        Outbound::Reply(frame) => sink.send_packet(mapping::reply(&frame)),
     }
 }
 

@@ -54,6 +54,7 @@
 
 mod connection;
 mod mapping;
+mod websocket;
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -122,6 +123,7 @@ where
         engine: EngineIoService::with_config(Arc::new(handler), config),
         origins: app.allowed_origins.clone(),
         per_ip: app.per_ip.clone(),
+        app: app.clone(),
     });
     let cors = cors(app.allowed_origins.clone());
     Router::new().route(
@@ -147,6 +149,7 @@ struct Endpoint {
     engine: EngineIoService<Handler>,
     per_ip: per_ip::PerIp,
     origins: AllowedOrigins,
+    app: Arc<AppState>,
 }
 
 impl Endpoint {
@@ -171,6 +174,9 @@ impl Endpoint {
                 Ok(None) => {}
                 Err(max) => return per_ip::refused(max),
             }
+        }
+        if websocket::is_direct(&request) {
+            return websocket::upgrade(&self.app, request);
         }
         match hyper::service::Service::call(&self.engine, detach_head(request)).await {
             Ok(response) => response.map(Body::new),
@@ -268,31 +274,15 @@ impl EngineIoHandler for Handler {
 
 impl Handler {
     fn receive(&self, socket: &EngineSocket, decoded: Result<Packet, ParseError>) {
-        let packet = match decoded {
-            Ok(packet) => packet,
-            Err(ParseError::NeedsMoreBinaryData) => return,
-            Err(error) => {
-                // Not Socket.IO framing: a protocol error, like a malformed
-                // WebSocket frame on `/ws`.
-                tracing::debug!(%error, "malformed Socket.IO packet; closing");
-                socket.close(DisconnectReason::PacketParsingError);
+        let incoming = match classify(decoded) {
+            Classified::Incoming(incoming) => incoming,
+            Classified::Ignored => return,
+            Classified::Answer(packet) => {
+                let _ = socket.emit(packet);
                 return;
             }
-        };
-        if packet.ns.as_str() != mapping::NAMESPACE {
-            if let PacketData::Connect(_) = packet.inner {
-                let refusal = mapping::connect_error_in(&packet.ns, "Invalid namespace");
-                let _ = socket.emit(refusal);
-            }
-            return;
-        }
-        let incoming = match packet.inner {
-            PacketData::Connect(auth) => Incoming::Connect(auth),
-            PacketData::Event(Value::Str(data, None), ack) => Incoming::Event { data, ack },
-            PacketData::Event(_, ack) | PacketData::BinaryEvent(_, ack) => Incoming::Binary { ack },
-            PacketData::Disconnect => Incoming::Disconnect,
-            // We never ask clients for acks; clients send no errors.
-            PacketData::EventAck(..) | PacketData::BinaryAck(..) | PacketData::ConnectError(_) => {
+            Classified::Malformed => {
+                socket.close(DisconnectReason::PacketParsingError);
                 return;
             }
         };
@@ -307,6 +297,50 @@ impl Handler {
             }
         }
     }
+}
+
+/// What a decoded Socket.IO packet means to a connection, whichever
+/// Engine.IO path read it.
+enum Classified {
+    /// For the connection's task.
+    Incoming(Incoming),
+    /// Nothing to do: a partial binary packet, a packet we never act on.
+    Ignored,
+    /// Answered at once, without the connection's task: a `CONNECT` to a
+    /// namespace we do not serve.
+    Answer(Str),
+    /// Not Socket.IO framing: a protocol error, like a malformed WebSocket
+    /// frame on `/ws`; the transport is closed.
+    Malformed,
+}
+
+fn classify(decoded: Result<Packet, ParseError>) -> Classified {
+    let packet = match decoded {
+        Ok(packet) => packet,
+        Err(ParseError::NeedsMoreBinaryData) => return Classified::Ignored,
+        Err(error) => {
+            tracing::debug!(%error, "malformed Socket.IO packet; closing");
+            return Classified::Malformed;
+        }
+    };
+    if packet.ns.as_str() != mapping::NAMESPACE {
+        return match packet.inner {
+            PacketData::Connect(_) => {
+                Classified::Answer(mapping::connect_error_in(&packet.ns, "Invalid namespace"))
+            }
+            _ => Classified::Ignored,
+        };
+    }
+    Classified::Incoming(match packet.inner {
+        PacketData::Connect(auth) => Incoming::Connect(auth),
+        PacketData::Event(Value::Str(data, None), ack) => Incoming::Event { data, ack },
+        PacketData::Event(_, ack) | PacketData::BinaryEvent(_, ack) => Incoming::Binary { ack },
+        PacketData::Disconnect => Incoming::Disconnect,
+        // We never ask clients for acks; clients send no errors.
+        PacketData::EventAck(..) | PacketData::BinaryAck(..) | PacketData::ConnectError(_) => {
+            return Classified::Ignored;
+        }
+    })
 }
 
 /// What the engine keeps for each socket on our behalf.

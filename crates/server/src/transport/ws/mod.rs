@@ -15,8 +15,8 @@
 //! written with one syscall.
 
 pub mod echo;
-mod handshake;
-mod socket;
+pub(crate) mod handshake;
+pub(crate) mod socket;
 
 use std::future::poll_fn;
 use std::sync::Arc;
@@ -110,7 +110,7 @@ pub async fn upgrade(
 }
 
 /// Why the server ends a connection, when it is the one ending it.
-type Hangup = Option<(u16, &'static str)>;
+pub(crate) type Hangup = Option<(u16, &'static str)>;
 
 fn hangup(code: CloseCode, reason: &'static str) -> Hangup {
     Some((code.code(), reason))
@@ -233,7 +233,7 @@ where
 
 /// Maps a read error to the close code RFC 6455 and the contract give it;
 /// `None` when the connection is simply gone.
-fn hangup_for(error: Error) -> Hangup {
+pub(crate) fn hangup_for(error: Error) -> Hangup {
     use tungstenite::error::CapacityError;
     match error {
         Error::Capacity(CapacityError::MessageTooLong { .. }) => {

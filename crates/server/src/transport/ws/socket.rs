@@ -77,6 +77,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsSocket<S> {
         self.out.extend_from_slice(payload);
     }
 
+    /// Queues one text frame whose payload is `parts` one after another
+    /// (an Engine.IO packet type before a shared Socket.IO packet, say),
+    /// without joining them first.
+    pub fn queue_text_parts(&mut self, parts: &[&[u8]]) {
+        let len: usize = parts.iter().map(|part| part.len()).sum();
+        let header = FrameHeader {
+            opcode: OpCode::Data(Data::Text),
+            ..FrameHeader::default()
+        };
+        self.out.reserve(len + MAX_HEADER);
+        // Formatting into a Vec cannot fail.
+        let _ = header.format(len as u64, &mut self.out);
+        for part in parts {
+            self.out.extend_from_slice(part);
+        }
+    }
+
     /// Queues a binary frame (only `/ws-echo` sends them).
     pub fn queue_binary(&mut self, payload: &[u8]) {
         let header = FrameHeader {

@@ -1,0 +1,448 @@
+//! Engine.IO over WebSocket from the first request, on our own socket.
+//!
+//! A client that opens `/socket.io/?EIO=4&transport=websocket` without a
+//! `sid` (socket.io-client with `transports: ['websocket']`, most native
+//! and server-side clients, load generators) never uses long-polling, so
+//! it needs none of the engine's machinery: no session table, no send
+//! queue between tasks, no separate reader, writer and heartbeat tasks.
+//! Such a connection is served here like a `/ws` connection is: the same
+//! RFC 6455 handshake ([`ws::handshake`]), the same socket whose output
+//! buffer is freed once written ([`ws::socket`]), one task that owns it.
+//! Only the framing differs: Engine.IO packets (`0` open, `2`/`3` ping and
+//! pong, `4` message) around the Socket.IO packets that the rest of this
+//! module encodes and decodes, with the same [`classify`](super::classify),
+//! [`handle`](connection::handle) and [`forward`](connection::forward) as
+//! the engine's connections.
+//!
+//! Heartbeats follow Engine.IO v4: the server sends `2` every
+//! `pingInterval` (the server's `--heartbeat-ms`) and expects `3` back
+//! before the next one; a client that misses one is dropped, within two
+//! intervals of going silent, as on `/ws`. The client, in turn, gives up on
+//! a server whose ping does not come within `pingInterval + pingTimeout`.
+//!
+//! Polling, and polling upgraded to WebSocket, stay with the engine.
+
+use std::future::poll_fn;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use axum::extract::Request;
+use axum::http::Method;
+use axum::response::{IntoResponse, Response};
+use chat_protocol::CloseCode;
+use engineioxide::Str;
+use hyper_util::rt::TokioIo;
+use socketioxide_core::parser::{Parse, ParseConfig, ParserState};
+use socketioxide_parser_common::CommonParser;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::mpsc;
+use tokio::time::{Instant, Interval, MissedTickBehavior};
+use tungstenite::Message;
+use tungstenite::protocol::WebSocketConfig;
+
+use super::connection::{self, Credentials, PacketSink, Refused};
+use super::{Classified, Incoming, MAX_ATTACHMENTS, READ_BUFFER, classify, mapping};
+use crate::core::{Dropped, Identity, Outbound, OutboxReceiver, Session};
+use crate::server::AppState;
+use crate::transport::ws::handshake;
+use crate::transport::ws::socket::{SocketEvent, WsSocket};
+use crate::transport::ws::{Hangup, hangup_for};
+
+/// Output queued before the connection stops taking items from its outbox
+/// until the socket drains (as on `/ws`): a client that does not read fills
+/// its outbox and is dropped as too slow.
+const OUTPUT_HIGH_WATER: usize = 64 * 1024;
+
+const TOO_SLOW: &str = "too slow for this room's traffic; resume with join and since";
+
+/// Whether `request` opens Engine.IO v4 directly on WebSocket: `GET`,
+/// `EIO=4`, `transport=websocket`, no `sid` (with a `sid` it upgrades a
+/// polling session, which is the engine's).
+pub(super) fn is_direct(request: &Request) -> bool {
+    if request.method() != Method::GET {
+        return false;
+    }
+    let Some(query) = request.uri().query() else {
+        return false;
+    };
+    let (mut eio4, mut websocket) = (false, false);
+    for pair in query.split('&') {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        match key {
+            "EIO" => eio4 = value == "4",
+            "transport" => websocket = value == "websocket",
+            "sid" => return false,
+            _ => {}
+        }
+    }
+    eio4 && websocket
+}
+
+/// Answers the WebSocket handshake and starts the connection's task. The
+/// request head is dropped once its credentials are copied out.
+pub(super) fn upgrade(app: &Arc<AppState>, mut request: Request) -> Response {
+    let credentials = Credentials::of(request.uri(), request.headers());
+    let (response, on_upgrade) = match handshake::accept(&mut request) {
+        Ok(accepted) => accepted,
+        Err(refused) => return refused.into_response(),
+    };
+    // `--max-connections-per-ip`: the slot `Endpoint::serve` took.
+    let slot = request
+        .extensions_mut()
+        .remove::<Arc<crate::transport::per_ip::Slot>>();
+    drop(request);
+    let config = WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER)
+        .max_message_size(Some(app.max_frame_bytes))
+        .max_frame_size(Some(app.max_frame_bytes));
+    let tracked = app.connections.token();
+    let app = app.clone();
+    tokio::spawn(async move {
+        // Counted until the connection ends, so shutdown can wait for it.
+        let _tracked = tracked;
+        let _slot = slot;
+        match on_upgrade.await {
+            Ok(upgraded) => {
+                let socket = WsSocket::new(TokioIo::new(upgraded), config);
+                run(app, socket, credentials).await;
+            }
+            Err(error) => tracing::debug!(%error, "WebSocket upgrade did not complete"),
+        }
+    });
+    response
+}
+
+/// One connection, from the Engine.IO open packet to the close frame.
+async fn run<S>(app: Arc<AppState>, socket: WsSocket<S>, credentials: Credentials)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut conn = Conn {
+        socket,
+        parse: ParseConfig {
+            max_incoming_binary_buf_size: app.max_frame_bytes,
+            max_incoming_binaries: MAX_ATTACHMENTS,
+            ..ParseConfig::default()
+        },
+        parser: ParserState::default(),
+        awaiting_pong: false,
+    };
+    conn.socket
+        .queue_text(open_packet(app.heartbeat, app.max_frame_bytes).as_bytes());
+    let mut ticks = tokio::time::interval_at(Instant::now() + app.heartbeat, app.heartbeat);
+    ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let hangup = match conn.handshake(&app, &credentials, &mut ticks).await {
+        Ok(identity) => {
+            drop(credentials);
+            let (mut session, mut outbox) = app.hub.connect(identity);
+            let sid = session.id().to_owned();
+            conn.send(mapping::connected(&sid));
+            conn.send(mapping::reply(&session.welcome(app.heartbeat)));
+            let hangup = conn.serve(&mut session, &mut outbox, &mut ticks).await;
+            tracing::debug!(session = sid, ?hangup, "Socket.IO connection ended");
+            // Leave rooms (and announce it) before the goodbye, which may
+            // be slow.
+            drop(session);
+            hangup
+        }
+        Err(hangup) => hangup,
+    };
+    // Closing the transport, not the namespace: the client reconnects by
+    // itself (after a shutdown, elsewhere), and resumes with `join` +
+    // `since`. Our close frame, or the reply to the client's.
+    conn.socket.queue_close(hangup);
+    let _ = tokio::time::timeout(
+        connection::CLOSE_TIMEOUT,
+        poll_fn(|cx| conn.socket.poll_flush(cx)),
+    )
+    .await;
+}
+
+/// Engine.IO's open packet. The `sid` names the transport session (the
+/// namespace gets the chat session's id in its `CONNECT` answer); with no
+/// polling behind it, it only needs to be unique.
+fn open_packet(heartbeat: Duration, max_payload: usize) -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let salt: u32 = rand::random();
+    let interval = heartbeat.as_millis();
+    format!(
+        r#"0{{"sid":"w{salt:08x}{n:x}","upgrades":[],"pingInterval":{interval},"pingTimeout":{interval},"maxPayload":{max_payload}}}"#
+    )
+}
+
+fn close(code: CloseCode, reason: &'static str) -> Hangup {
+    Some((code.code(), reason))
+}
+
+/// What one WebSocket message was, once read.
+enum Read {
+    /// A Socket.IO packet for the connection.
+    Incoming(Incoming),
+    /// Handled on the spot (a pong, a partial binary packet).
+    Nothing,
+    /// The connection ends.
+    End(Hangup),
+}
+
+struct Conn<S> {
+    socket: WsSocket<S>,
+    parse: ParseConfig,
+    /// Partial binary packets being read (to be refused whole).
+    parser: ParserState,
+    /// A ping went out and its pong has not come back.
+    awaiting_pong: bool,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> PacketSink for Conn<S> {
+    fn send_packet(&mut self, packet: Str) -> Result<(), Refused> {
+        self.send(packet);
+        Ok(())
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
+    /// Queues a Socket.IO packet as an Engine.IO message (`4`).
+    fn send(&mut self, packet: Str) {
+        self.socket.queue_text_parts(&[b"4", packet.as_bytes()]);
+    }
+
+    /// A heartbeat tick: the connection ends if the last ping is still
+    /// unanswered, else pings again.
+    fn heartbeat(&mut self) -> Result<(), Hangup> {
+        if self.awaiting_pong {
+            return Err(close(CloseCode::GoingAway, "heartbeat timeout"));
+        }
+        self.awaiting_pong = true;
+        self.socket.queue_text(b"2");
+        Ok(())
+    }
+
+    /// Reads one WebSocket message as Engine.IO.
+    fn read(&mut self, message: Result<Message, tungstenite::Error>) -> Read {
+        let decoded = match message {
+            Ok(Message::Text(text)) => {
+                let text = text.as_str();
+                match text.as_bytes().first() {
+                    Some(b'4') => CommonParser.decode_str(
+                        &self.parse,
+                        &self.parser,
+                        Str::copy_from_slice(&text[1..]),
+                    ),
+                    Some(b'3') => {
+                        self.awaiting_pong = false;
+                        return Read::Nothing;
+                    }
+                    // A client ping (Engine.IO v3 habits): answered.
+                    Some(b'2') => {
+                        self.socket.queue_text_parts(&[b"3", &text.as_bytes()[1..]]);
+                        return Read::Nothing;
+                    }
+                    Some(b'6') => return Read::Nothing,
+                    Some(b'1') => return Read::End(None),
+                    _ => {
+                        tracing::debug!("malformed Engine.IO packet; closing");
+                        return Read::End(close(
+                            CloseCode::ProtocolError,
+                            "malformed Engine.IO packet",
+                        ));
+                    }
+                }
+            }
+            // Engine.IO v4 sends binary packets as plain binary messages.
+            Ok(Message::Binary(data)) => CommonParser.decode_bin(&self.parse, &self.parser, data),
+            Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => return Read::Nothing,
+            Ok(Message::Close(_)) => return Read::End(None),
+            Err(error) => return Read::End(hangup_for(error)),
+        };
+        match classify(decoded) {
+            Classified::Incoming(incoming) => Read::Incoming(incoming),
+            Classified::Ignored => Read::Nothing,
+            Classified::Answer(packet) => {
+                self.send(packet);
+                Read::Nothing
+            }
+            Classified::Malformed => Read::End(close(
+                CloseCode::ProtocolError,
+                "malformed Socket.IO packet",
+            )),
+        }
+    }
+
+    /// Waits for the namespace `CONNECT` and returns who connects.
+    async fn handshake(
+        &mut self,
+        app: &AppState,
+        credentials: &Credentials,
+        ticks: &mut Interval,
+    ) -> Result<Identity, Hangup> {
+        let deadline = tokio::time::sleep(connection::CONNECT_TIMEOUT);
+        tokio::pin!(deadline);
+        loop {
+            let incoming = tokio::select! {
+                biased;
+                () = app.hub.disconnecting() => {
+                    return Err(close(CloseCode::GoingAway, "server shutting down"));
+                }
+                () = &mut deadline => {
+                    tracing::debug!("no Socket.IO CONNECT in time; closing");
+                    return Err(close(CloseCode::Policy, "no Socket.IO CONNECT in time"));
+                }
+                message = poll_fn(|cx| self.socket.poll_io(cx, OUTPUT_HIGH_WATER)) => {
+                    match message {
+                        Ok(SocketEvent::Drained) => continue,
+                        Ok(SocketEvent::Message(message)) => self.read(Ok(message)),
+                        Err(error) => self.read(Err(error)),
+                    }
+                }
+                _ = ticks.tick() => {
+                    self.heartbeat()?;
+                    continue;
+                }
+            };
+            match incoming {
+                Read::End(hangup) => return Err(hangup),
+                Read::Incoming(Incoming::Connect(auth)) => {
+                    match connection::identify(app, credentials, auth.as_ref()) {
+                        Ok(identity) => return Ok(identity),
+                        Err(why) => {
+                            tracing::debug!(%why, "Socket.IO CONNECT refused");
+                            // The client hears `connect_error` and gives up.
+                            self.send(mapping::connect_error(why));
+                        }
+                    }
+                }
+                // Events before the CONNECT belong to no namespace: ignored,
+                // as Socket.IO servers do.
+                Read::Nothing | Read::Incoming(_) => {}
+            }
+        }
+    }
+
+    /// The connected loop, as `/ws`'s: hang-up reasons, the socket, the
+    /// outbox (while the output buffer is below its mark), the heartbeat.
+    async fn serve(
+        &mut self,
+        session: &mut Session,
+        outbox: &mut OutboxReceiver,
+        ticks: &mut Interval,
+    ) -> Hangup {
+        let OutboxReceiver { rx, dropped } = outbox;
+        // Made once, not per wake-up (see `/ws`).
+        let hangup = dropped.wait();
+        tokio::pin!(hangup);
+        loop {
+            tokio::select! {
+                biased;
+                reason = &mut hangup => match reason {
+                    Dropped::SlowConsumer => return close(CloseCode::Overloaded, TOO_SLOW),
+                    Dropped::Kicked => {
+                        return close(CloseCode::Policy, crate::transport::ws::KICKED);
+                    }
+                    Dropped::Idle => return close(CloseCode::Normal, crate::transport::ws::IDLE),
+                    Dropped::Shutdown => {
+                        // Acks of sends committed during shutdown are queued:
+                        // let them out before saying goodbye.
+                        while let Ok(item) = rx.try_recv() {
+                            let _ = connection::forward(self, item);
+                        }
+                        return close(CloseCode::GoingAway, "server shutting down");
+                    }
+                },
+                // While the outbox branch is off for a full output buffer,
+                // the socket branch ends the wait once the buffer drains.
+                message = poll_fn(|cx| self.socket.poll_io(cx, OUTPUT_HIGH_WATER)) => {
+                    let read = match message {
+                        Ok(SocketEvent::Drained) => continue,
+                        Ok(SocketEvent::Message(message)) => self.read(Ok(message)),
+                        Err(error) => self.read(Err(error)),
+                    };
+                    match read {
+                        Read::Nothing => {}
+                        Read::End(hangup) => return hangup,
+                        Read::Incoming(Incoming::Event { data, ack }) => {
+                            // Boxed: the handler's state would otherwise sit
+                            // in every idle connection's task, used or not.
+                            let _ = Box::pin(connection::handle(self, session, rx, &data, ack)).await;
+                        }
+                        Read::Incoming(Incoming::Binary { ack }) => connection::reject_binary(session, ack),
+                        // The client leaves the namespace: close the
+                        // transport too (it has no other namespace here).
+                        Read::Incoming(Incoming::Disconnect) => return close(CloseCode::Normal, "disconnected"),
+                        // Already connected: a repeated CONNECT changes nothing.
+                        Read::Incoming(Incoming::Connect(_)) => {}
+                    }
+                }
+                Some(first) = rx.recv(), if self.socket.pending() < OUTPUT_HIGH_WATER => {
+                    self.forward_batch(first, rx);
+                }
+                _ = ticks.tick() => {
+                    if let Err(hangup) = self.heartbeat() {
+                        return hangup;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Formats `first` and whatever else is queued, up to a batch, so they
+    /// leave in one write.
+    fn forward_batch(&mut self, first: Outbound, outbox: &mut mpsc::Receiver<Outbound>) {
+        let _ = connection::forward(self, first);
+        for _ in 1..connection::MAX_BATCH {
+            if self.socket.pending() >= OUTPUT_HIGH_WATER {
+                break;
+            }
+            match outbox.try_recv() {
+                Ok(item) => {
+                    let _ = connection::forward(self, item);
+                }
+                Err(_) => break,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn get(uri: &str) -> Request {
+        Request::builder()
+            .method(Method::GET)
+            .uri(uri)
+            .body(axum::body::Body::empty())
+            .expect("valid request")
+    }
+
+    #[test]
+    fn only_fresh_v4_websocket_requests_are_direct() {
+        assert!(is_direct(&get("/socket.io/?EIO=4&transport=websocket")));
+        assert!(is_direct(&get(
+            "/socket.io/?name=a&transport=websocket&EIO=4&t=x"
+        )));
+        assert!(!is_direct(&get("/socket.io/?EIO=4&transport=polling")));
+        assert!(!is_direct(&get(
+            "/socket.io/?EIO=4&transport=websocket&sid=abc"
+        )));
+        assert!(!is_direct(&get("/socket.io/?EIO=3&transport=websocket")));
+        assert!(!is_direct(&get("/socket.io/")));
+    }
+
+    #[test]
+    fn the_open_packet_says_how_to_keep_alive() {
+        let packet = open_packet(Duration::from_secs(25), 65536);
+        let json: serde_json::Value =
+            serde_json::from_str(packet.strip_prefix('0').expect("an open packet")).unwrap();
+        assert_eq!(json["pingInterval"], 25000);
+        assert_eq!(json["pingTimeout"], 25000);
+        assert_eq!(json["maxPayload"], 65536);
+        assert_eq!(json["upgrades"], serde_json::json!([]));
+        assert_ne!(
+            json["sid"],
+            serde_json::from_str::<serde_json::Value>(&open_packet(Duration::from_secs(1), 1)[1..])
+                .unwrap()["sid"]
+        );
+    }
+}
