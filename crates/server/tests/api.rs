@@ -357,3 +357,40 @@ async fn disconnecting_a_user_closes_their_connections_only() {
     let (_, none) = api(&server, "POST", "/api/users/u_nobody/disconnect", None).await;
     assert_eq!(none["connections"], 0);
 }
+
+#[tokio::test]
+async fn disconnecting_a_token_user_closes_every_connection_they_hold() {
+    use jsonwebtoken::{EncodingKey, Header};
+    const SECRET: &str = "an HS256 secret of at least thirty-two bytes";
+    let token = |sub: &str| {
+        let claims =
+            json!({"sub": sub, "name": sub, "exp": jsonwebtoken::get_current_timestamp() + 600});
+        jsonwebtoken::encode(
+            &Header::default(),
+            &claims,
+            &EncodingKey::from_secret(SECRET.as_bytes()),
+        )
+        .expect("sign a token")
+    };
+    let server = Server::start(&["--jwt-secret", SECRET]);
+    let alice_url = server.ws_url(&format!("token={}", token("alice")));
+    let mut phone = Client::connect_url(&alice_url).await;
+    let mut laptop = Client::connect_url(&alice_url).await;
+    let mut bob = Client::connect_url(&server.ws_url(&format!("token={}", token("bob")))).await;
+    phone.join("general").await;
+    bob.join("general").await;
+    let r = http_request(
+        server.addr,
+        "POST",
+        "/api/users/alice/disconnect",
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(body(&r), json!({"user": "alice", "connections": 2}));
+    phone.expect_close(1008).await;
+    laptop.expect_close(1008).await;
+    bob.say("general", "still here").await;
+    let (_, members) = api(&server, "GET", "/api/rooms/general/members", None).await;
+    assert_eq!(members, json!([{"id": "bob", "name": "bob"}]));
+}

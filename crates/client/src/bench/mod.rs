@@ -10,6 +10,8 @@
 //!   `seq`s are exactly `1..=total`.
 //! - [`fanout`]: rooms × members at a fixed send rate; deliveries per second,
 //!   end-to-end latency, lost / duplicated / out-of-order deliveries.
+//! - [`hostile`]: the fanout load with and without a flood of hostile
+//!   clients, while idle connections are held; honest p99 both ways.
 //! - [`ramp`]: the fanout load at rising rates until p99 exceeds a bound or
 //!   anything is lost; the highest good rate.
 //!
@@ -28,6 +30,7 @@ pub mod durable;
 pub mod fanout;
 pub mod fleet;
 pub mod frame;
+pub mod hostile;
 pub mod idle;
 pub mod pacer;
 pub mod procstat;

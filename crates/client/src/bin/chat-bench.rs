@@ -4,6 +4,7 @@
 //! chat-bench idle    --url ws://127.0.0.1:3000/ws --connections 10000 --rooms 100 --hold 10
 //! chat-bench durable --url ws://127.0.0.1:3000/ws --rooms 100 --senders-per-room 1 --messages 2000
 //! chat-bench fanout  --url ws://127.0.0.1:3000/ws --rooms 100 --members 50 --rate 10 --duration 10
+//! chat-bench hostile --url ws://127.0.0.1:3000/ws --idle 10000 --rooms 20 --members 10 --rate 10 --hostile 4
 //! chat-bench ramp    --url ws://127.0.0.1:3000/ws --rooms 100 --members 50 --start-rate 2 --p99-bound-ms 100
 //! ```
 //!
@@ -19,7 +20,7 @@
 
 use std::process::ExitCode;
 
-use chat_client::bench::{durable, fanout, idle, ramp, summary};
+use chat_client::bench::{durable, fanout, hostile, idle, ramp, summary};
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
@@ -47,6 +48,10 @@ enum Scenario {
     /// The fanout load at rising rates until p99 exceeds a bound or anything
     /// is lost; the highest good rate.
     Ramp(ramp::RampArgs),
+    /// The fanout load without, then with, hostile clients flooding the
+    /// server (malformed frames, send floods, oversized frames, protocol
+    /// violations, reconnect storms) while idle connections are held.
+    Hostile(hostile::HostileArgs),
     /// Markdown tables from the results file of scripts/bench-all.sh.
     Summarize(summary::SummarizeArgs),
 }
@@ -77,6 +82,7 @@ fn main() -> ExitCode {
             Scenario::Durable(args) => durable::run(args).await,
             Scenario::Fanout(args) => fanout::run(args).await,
             Scenario::Ramp(args) => ramp::run(args).await,
+            Scenario::Hostile(args) => hostile::run(args).await,
             Scenario::Summarize(args) => summary::run(args),
         }
     });
