@@ -391,3 +391,76 @@ fn start_up_refuses_an_unreachable_database_and_a_schema_without_a_url() {
     let stderr = run(&["--database-schema", "chat"]);
     assert!(stderr.contains("database_url"), "{stderr}");
 }
+
+/// The HTTP API on PostgreSQL: a post is sequenced with the sockets'
+/// sends, a deletion leaves a tombstone, retention purges without reusing
+/// a seq, and while PostgreSQL is unreachable the API answers 503.
+#[tokio::test]
+async fn the_api_on_postgres_publishes_deletes_purges_and_answers_503_in_an_outage() {
+    let Some(db) = TestDb::new().await else {
+        return;
+    };
+    let proxy = Proxy::start(db.upstream());
+    let flags = db.server_args(
+        proxy.addr,
+        &[
+            "--store-busy-timeout-ms",
+            "1000",
+            "--retention-messages",
+            "3",
+            "--retention-interval-secs",
+            "1",
+        ],
+    );
+    let server = Server::start(&args(&flags));
+    let mut c = server.client("alice").await;
+    c.join("room").await;
+    for i in 1..=4 {
+        c.request(send("room", i)).await;
+    }
+    let post = |text: &'static str| {
+        let body = json!({"text": text, "id": text}).to_string();
+        let addr = server.addr;
+        async move { http_request(addr, "POST", "/api/rooms/room/messages", &[], Some(&body)).await }
+    };
+    let posted = post("five").await;
+    assert_eq!(posted.status, 201, "{posted:?}");
+    assert!(posted.body.contains("\"seq\":5"), "{posted:?}");
+    c.recv_until(|f| f["seq"] == 5).await;
+    let deleted = http_request(
+        server.addr,
+        "DELETE",
+        "/api/rooms/room/messages/5",
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(deleted.status, 200, "{deleted:?}");
+    let frame = c.recv_until(|f| f["type"] == "deleted").await;
+    assert_eq!(frame, json!({"type": "deleted", "room": "room", "seq": 5}));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let page = c.history(json!({"room": "room"})).await;
+        if message_seqs(&page) == [3, 4, 5] {
+            assert_eq!(page["messages"][2]["deleted"], true);
+            break;
+        }
+        assert!(Instant::now() < deadline, "not purged: {page}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    proxy.cut();
+    let refused = post("six").await;
+    assert_eq!(refused.status, 503, "{refused:?}");
+    assert!(
+        refused.body.contains("\"code\":\"internal\""),
+        "{refused:?}"
+    );
+    let read = http_request(server.addr, "GET", "/api/rooms/room/messages", &[], None).await;
+    assert_eq!(read.status, 503, "{read:?}");
+    proxy.restore();
+    wait_ready(&server, 200).await;
+    let posted = post("six").await;
+    assert_eq!(posted.status, 201, "{posted:?}");
+    assert!(posted.body.contains("\"seq\":6"), "{posted:?}");
+}
