@@ -77,8 +77,13 @@ pub fn parse_request(text: &str) -> Result<Envelope, RequestError> {
         code: ErrorCode::BadRequest,
         message,
     };
-    let value: Value =
-        serde_json::from_str(text).map_err(|e| bad(format!("frame is not valid JSON: {e}")))?;
+    let value: Value = serde_json::from_str(text).map_err(|e| RequestError {
+        // A frame that is well-formed JSON may still fail to become a
+        // `Value` (a `\ud800` escape with no pair, a number out of range
+        // somewhere): its `ref` is still answered.
+        reference: salvage_ref(text),
+        ..bad(format!("frame is not valid JSON: {e}"))
+    })?;
     let Value::Object(mut map) = value else {
         return Err(bad("frame must be a JSON object".into()));
     };
@@ -204,6 +209,25 @@ impl Fields {
     }
 }
 
+/// The `ref` of a frame whose JSON is well-formed but could not be read as
+/// a whole. Only the `ref` member is decoded: skipping the others checks
+/// their syntax but neither pairs `\u` escapes nor converts numbers (and
+/// takes no recursion, however deep they nest). `None` for anything that is
+/// not a JSON object with a valid `ref`.
+fn salvage_ref(text: &str) -> Option<Ref> {
+    #[derive(Deserialize)]
+    struct OnlyRef<'a> {
+        #[serde(rename = "ref", borrow)]
+        reference: Option<&'a serde_json::value::RawValue>,
+    }
+    let raw = serde_json::from_str::<OnlyRef>(text).ok()?.reference?;
+    match serde_json::from_str(raw.get()).ok()? {
+        Value::Number(n) => Some(Ref::Number(n)),
+        Value::String(s) if s.chars().count() <= MAX_REF_CHARS => Some(Ref::Text(s)),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -211,6 +235,36 @@ mod tests {
     fn code_of(text: &str) -> (ErrorCode, Option<Ref>) {
         let e = parse_request(text).unwrap_err();
         (e.code, e.reference)
+    }
+
+    #[test]
+    fn keeps_the_ref_of_well_formed_json_it_cannot_read() {
+        let n = |v: u64| Some(Ref::Number(v.into()));
+        for (text, reference) in [
+            (
+                r#"{"type":"send","room":"r","text":"\ud800","ref":1}"#,
+                n(1),
+            ),
+            (
+                r#"{"type":"send","text":"\udc00x","ref":"a"}"#,
+                Some(Ref::Text("a".into())),
+            ),
+            (r#"{"type":"join","room":"r","since":1e400,"ref":2}"#, n(2)),
+            (r#"{"ref":3,"x":"\ud800"}"#, n(3)),
+            // Not well-formed, or no valid ref: nothing to answer under.
+            (r#"{"type":"send","ref":4,"text":"\ud800""#, None),
+            (r#"{"type":"send","ref":"\ud800"}"#, None),
+            (r#"{"type":"send","ref":[1],"x":1e400}"#, None),
+            (r#"[1e400]"#, None),
+        ] {
+            assert_eq!(code_of(text), (ErrorCode::BadRequest, reference), "{text}");
+        }
+        let deep = format!(
+            r#"{{"ref":5,"x":{}{}}}"#,
+            "[".repeat(50_000),
+            "]".repeat(50_000)
+        );
+        assert_eq!(code_of(&deep), (ErrorCode::BadRequest, n(5)));
     }
 
     #[test]

@@ -554,7 +554,7 @@ async fn huge_numbers_and_deep_nesting() {
         raw_json(
             "since 1e400 (out of range)",
             r#"{"type":"join","room":"lobby","since":1e400,"ref":1}"#,
-            Error("bad_request", None),
+            Error("bad_request", Some(json!(1))),
         ),
         raw_json(
             "since 2^64",
@@ -590,7 +590,7 @@ async fn huge_numbers_and_deep_nesting() {
         raw_json(
             "number of 30,000 digits",
             &format!(r#"{{"type":"ping","ref":1,"x":{}}}"#, "9".repeat(30_000)),
-            Error("bad_request", None),
+            Error("bad_request", Some(json!(1))),
         ),
         raw_json(
             "array nested 20,000 deep",
@@ -608,7 +608,7 @@ async fn huge_numbers_and_deep_nesting() {
                 r#"{{"type":"ping","ref":9,"x":{}}}"#,
                 deep("[", "]", 30_000)
             ),
-            Error("bad_request", None),
+            Error("bad_request", Some(json!(9))),
         ),
         raw_json(
             "nested 100 deep (allowed)",
@@ -643,22 +643,22 @@ async fn bad_unicode_and_nul_bytes() {
             text(b"{\"type\":\"ping\"}\xe4\xbd"),
             Close(1007),
         ),
-        // Escapes for unpaired surrogates cannot become a Rust string: the
-        // frame is not valid JSON text for us, so there is no ref to echo.
+        // Escapes for unpaired surrogates cannot become a Rust string; the
+        // frame is still well-formed JSON, so the error carries its ref.
         raw_json(
             "text \\ud800",
             r#"{"type":"send","room":"lobby","text":"\ud800","ref":1}"#,
-            Error("bad_request", None),
+            Error("bad_request", Some(json!(1))),
         ),
         raw_json(
             "text \\udc00 then x",
             r#"{"type":"send","room":"lobby","text":"\udc00x","ref":2}"#,
-            Error("bad_request", None),
+            Error("bad_request", Some(json!(2))),
         ),
         raw_json(
             "room \\ud83d",
             r#"{"type":"join","room":"\ud83d","ref":3}"#,
-            Error("bad_request", None),
+            Error("bad_request", Some(json!(3))),
         ),
         raw_json(
             "surrogate pair (valid)",
