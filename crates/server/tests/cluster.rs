@@ -721,6 +721,21 @@ async fn redis_restarted_mid_traffic_sends_are_refused_meanwhile_and_the_cluster
             );
         }
     }
+    let metrics = node_a.get("/metrics").await.body;
+    assert!(
+        metric_value(&metrics, "chat_cluster_subscription_lost_total").is_some_and(|v| v >= 1.0),
+        "{metrics}"
+    );
+    // The heartbeat sees both nodes again.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let metrics = node_a.get("/metrics").await.body;
+        if metric_value(&metrics, "chat_cluster_nodes") == Some(2.0) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{metrics}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     // Presence recovered as well: a newcomer sees both readers.
     let mut newcomer = node_a.client("newcomer").await;
     let joined = newcomer.join(ROOM).await;

@@ -66,6 +66,14 @@ const CATCH_UP_PAGE: usize = 1000;
 /// Redis commands sent per pipeline.
 const WRITE_BATCH: usize = 512;
 
+/// Messages delivered from the store rather than Redis (holes filled,
+/// catch-ups after a lost subscription or a node's death).
+pub const CAUGHT_UP: &str = "chat_cluster_caught_up_messages_total";
+/// Times the Redis subscription was lost and re-established.
+pub const SUBSCRIPTION_LOST: &str = "chat_cluster_subscription_lost_total";
+/// Live nodes of the cluster, this one included, at the last heartbeat.
+pub const NODES: &str = "chat_cluster_nodes";
+
 /// Cluster settings (`--redis-url`, `--redis-prefix`, `--node-ttl-ms`).
 #[derive(Debug, Clone)]
 pub struct RedisConfig {
@@ -225,6 +233,12 @@ impl RedisBroker {
     /// Starts the broker's tasks (writer, subscriber, heartbeat) over a
     /// connection from [`RedisBroker::connect`].
     pub fn start(connected: Connected, rooms: Arc<Rooms>, store: Arc<dyn Store>) -> RedisBroker {
+        metrics::describe_counter!(
+            CAUGHT_UP,
+            "Messages delivered from the store instead of Redis (gaps, catch-ups)"
+        );
+        metrics::describe_counter!(SUBSCRIPTION_LOST, "Redis subscriptions lost and re-made");
+        metrics::describe_gauge!(NODES, "Live cluster nodes at the last heartbeat");
         let (writes, write_rx) = mpsc::unbounded_channel();
         let (control, control_rx) = mpsc::unbounded_channel();
         let node = format!("n_{}", ulid::Ulid::new().to_string().to_lowercase());
@@ -498,13 +512,16 @@ impl Shared {
                 tracing::info!(room = %sub.name, after = last, found = page.messages.len(), "filled a gap from the store");
             }
             let mut state = lock(&sub.state);
+            let mut released = 0u64;
             for message in page.messages {
                 let seq = message.seq;
                 let event = RoomEvent::new(sub.name.clone(), EventKind::Message(message), None);
                 for event in state.seq.offer(seq, event) {
                     self.rooms.deliver(&event);
+                    released += 1;
                 }
             }
+            metrics::counter!(CAUGHT_UP).increment(released);
             if !page.more {
                 state.filling = false;
                 // Something held above a hole the store does not have yet
@@ -819,6 +836,7 @@ impl Shared {
             }
         }
         let live: HashSet<String> = live.into_iter().collect();
+        metrics::gauge!(NODES).set((live.len() + 1) as f64);
         let subs: Vec<Arc<RoomSub>> = lock(&self.subs).values().map(|s| s.room.clone()).collect();
         let vanished = {
             let mut known = lock(&self.known_nodes);
@@ -1028,6 +1046,7 @@ async fn listen(shared: Arc<Shared>, mut control: mpsc::UnboundedReceiver<Contro
             }
         }
         shared.listener_ok.store(false, Ordering::SeqCst);
+        metrics::counter!(SUBSCRIPTION_LOST).increment(1);
         tracing::warn!("lost the Redis subscription; reconnecting (rooms catch up from the store)");
         tokio::time::sleep(RETRY).await;
     }
