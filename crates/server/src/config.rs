@@ -660,6 +660,25 @@ mod tests {
         for refused in [&["--api-key", "short"][..], &["--retention-days=-1"]] {
             assert!(Config::resolve(parse(refused)).is_err(), "{refused:?}");
         }
+
+        // The same settings from a TOML file.
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("chat.toml");
+        std::fs::write(
+            &file,
+            "api_key = \"from-the-file-0123456789\"\nmax_connections_per_ip = 50\n\
+             idle_timeout_secs = 600\nretention_days = 30.0\nretention_interval_secs = 5\n",
+        )
+        .unwrap();
+        let c = Config::resolve(parse(&["--config", file.to_str().unwrap()])).unwrap();
+        assert_eq!(c.api_key.map(|k| k.len()), Some(24));
+        assert_eq!(c.max_connections_per_ip, Some(50));
+        assert_eq!(c.limits.idle_timeout, Some(Duration::from_secs(600)));
+        assert_eq!(
+            c.limits.retention.max_age,
+            Some(Duration::from_secs(30 * 86_400))
+        );
+        assert_eq!(c.limits.retention.interval, Duration::from_secs(5));
     }
 
     #[test]
