@@ -7,6 +7,8 @@
 //!   `leave` reach the other nodes within two heartbeat intervals;
 //! - a node killed mid-traffic: its clients resume on another node with
 //!   `since`, and nothing acked is missing;
+//! - a message committed but never published (its node died in between)
+//!   is filled from the store on every node, in order;
 //! - Redis (a private `redis-server` of the test's own) killed and
 //!   restarted mid-traffic: sends are refused meanwhile, `/readyz` says 503,
 //!   and the cluster recovers with every room still gapless;
@@ -879,5 +881,59 @@ fn redis_url_with_sqlite_is_refused_at_start_up() {
         failure.stderr.contains("need redis_url"),
         "{}",
         failure.stderr
+    );
+}
+
+/// A node that dies between its commit and its publish leaves a message
+/// no node was told about: the next message of the room reveals the hole,
+/// and every node fills it from the store, in order.
+#[tokio::test]
+async fn a_message_committed_but_never_published_is_filled_from_the_store() {
+    const ROOM: &str = "hole";
+    let Some(cluster) = Cluster::new().await else {
+        return;
+    };
+    let node_a = cluster.node(&[]);
+    let node_b = cluster.node(&[]);
+    let mut reader_a = node_a.client("reader-a").await;
+    reader_a.join(ROOM).await;
+    let mut reader_b = node_b.client("reader-b").await;
+    reader_b.join(ROOM).await;
+    let mut writer = node_a.client("writer").await;
+    writer.join(ROOM).await;
+    assert_eq!(writer.say(ROOM, "one").await["seq"], 1);
+
+    // What a node killed right after its commit leaves behind.
+    let (client, connection) = tokio_postgres::connect(&cluster.db_url, NoTls)
+        .await
+        .expect("connect to PostgreSQL");
+    tokio::spawn(connection);
+    client
+        .batch_execute(&format!(
+            "SET search_path TO \"{schema}\";
+             BEGIN;
+             UPDATE rooms SET seq = 2 WHERE name = '{ROOM}';
+             INSERT INTO messages (room, seq, id, user_id, user_name, text, ts)
+                 VALUES ('{ROOM}', 2, 'ghost', 'u_ghost', 'ghost', 'committed, never published', {ts});
+             COMMIT;",
+            schema = cluster.schema,
+            ts = now_ms(),
+        ))
+        .await
+        .expect("insert the unpublished message");
+
+    assert_eq!(writer.say(ROOM, "three").await["seq"], 3);
+    for (who, c) in [
+        ("reader on node A", &mut reader_a),
+        ("reader on node B", &mut reader_b),
+    ] {
+        let got = messages_through(c, &[ROOM], 3).await;
+        assert_gapless(who, ROOM, &got[ROOM], 3);
+        assert_eq!(got[ROOM][1]["text"], "committed, never published", "{who}");
+    }
+    let metrics = node_b.get("/metrics").await.body;
+    assert!(
+        metric_value(&metrics, "chat_cluster_caught_up_messages_total").is_some_and(|v| v >= 1.0),
+        "{metrics}"
     );
 }
