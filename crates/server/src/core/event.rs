@@ -2,9 +2,9 @@
 //! replies, through a bounded per-connection [`Outbox`].
 
 use std::any::Any;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::task::Poll;
+use std::task::{Context, Poll};
 
 use chat_protocol::{Message, PresenceEvent, ServerFrame, User};
 use futures_util::task::AtomicWaker;
@@ -146,9 +146,13 @@ pub enum Dropped {
 /// waiting would slow the whole room down to its pace. Instead the
 /// connection is marked dropped; its transport closes it with 1013 and the
 /// client resumes with `join` + `since`.
+///
+/// The bound is an atomic count beside an unbounded channel rather than
+/// tokio's bounded channel: the bounded one takes its semaphore's mutex on
+/// every receive to hand the slot back, once per delivery per member.
 #[derive(Debug, Clone)]
 pub struct Outbox {
-    tx: mpsc::Sender<Outbound>,
+    tx: mpsc::UnboundedSender<Outbound>,
     shared: Arc<OutboxShared>,
 }
 
@@ -157,6 +161,9 @@ struct OutboxShared {
     conn: ConnId,
     hangup: Hangup,
     metrics: Metrics,
+    /// Items pushed and not yet received; at most `capacity`.
+    queued: AtomicUsize,
+    capacity: usize,
 }
 
 /// A connection's reason to end, set once, and its task's waker.
@@ -200,8 +207,24 @@ impl Hangup {
 /// halves are separate fields so a task can wait on both at once.
 #[derive(Debug)]
 pub struct OutboxReceiver {
-    pub rx: mpsc::Receiver<Outbound>,
+    pub rx: OutboxQueue,
     pub dropped: DroppedSignal,
+}
+
+/// The items queued for a connection, oldest first.
+#[derive(Debug)]
+pub struct OutboxQueue {
+    rx: mpsc::UnboundedReceiver<Outbound>,
+    shared: Arc<OutboxShared>,
+}
+
+/// Why [`OutboxQueue::try_recv`] returned nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Empty {
+    /// Nothing is queued now.
+    Empty,
+    /// Nothing is queued and nothing can be: every sender is gone.
+    Disconnected,
 }
 
 /// Fires when the connection must be dropped.
@@ -212,11 +235,13 @@ pub struct DroppedSignal {
 
 /// Creates a connection's queue holding at most `capacity` items.
 pub fn outbox(conn: ConnId, capacity: usize, metrics: Metrics) -> (Outbox, OutboxReceiver) {
-    let (tx, rx) = mpsc::channel(capacity.max(1));
+    let (tx, rx) = mpsc::unbounded_channel();
     let shared = Arc::new(OutboxShared {
         conn,
         hangup: Hangup::default(),
         metrics,
+        queued: AtomicUsize::new(0),
+        capacity: capacity.max(1),
     });
     (
         Outbox {
@@ -224,7 +249,10 @@ pub fn outbox(conn: ConnId, capacity: usize, metrics: Metrics) -> (Outbox, Outbo
             shared: shared.clone(),
         },
         OutboxReceiver {
-            rx,
+            rx: OutboxQueue {
+                rx,
+                shared: shared.clone(),
+            },
             dropped: DroppedSignal { shared },
         },
     )
@@ -237,14 +265,17 @@ impl Outbox {
 
     /// Queues an item; returns false if the connection is gone or too slow.
     pub fn push(&self, item: Outbound) -> bool {
-        match self.tx.try_send(item) {
-            Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                self.mark_slow();
-                false
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        let shared = &*self.shared;
+        if shared.queued.fetch_add(1, Ordering::Relaxed) >= shared.capacity {
+            shared.queued.fetch_sub(1, Ordering::Relaxed);
+            self.mark_slow();
+            return false;
         }
+        if self.tx.send(item).is_err() {
+            shared.queued.fetch_sub(1, Ordering::Relaxed);
+            return false;
+        }
+        true
     }
 
     pub fn reply(&self, frame: ServerFrame) -> bool {
@@ -277,6 +308,35 @@ impl OutboxShared {
     }
 }
 
+impl OutboxQueue {
+    /// The next item, waiting for one.
+    pub async fn recv(&mut self) -> Option<Outbound> {
+        std::future::poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    /// The next item, or `Pending` with the task registered for the next
+    /// push.
+    pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Outbound>> {
+        let polled = self.rx.poll_recv(cx);
+        if let Poll::Ready(Some(_)) = polled {
+            self.shared.queued.fetch_sub(1, Ordering::Relaxed);
+        }
+        polled
+    }
+
+    /// The next item if one is queued now.
+    pub fn try_recv(&mut self) -> Result<Outbound, Empty> {
+        match self.rx.try_recv() {
+            Ok(item) => {
+                self.shared.queued.fetch_sub(1, Ordering::Relaxed);
+                Ok(item)
+            }
+            Err(mpsc::error::TryRecvError::Empty) => Err(Empty::Empty),
+            Err(mpsc::error::TryRecvError::Disconnected) => Err(Empty::Disconnected),
+        }
+    }
+}
+
 impl DroppedSignal {
     /// Marks the connection as too slow, as a full queue does: for a
     /// transport whose own write queue, downstream of the outbox, is full.
@@ -286,16 +346,19 @@ impl DroppedSignal {
 
     /// Resolves when the connection must end, and says why.
     pub async fn wait(&self) -> Dropped {
+        std::future::poll_fn(|cx| self.poll(cx)).await
+    }
+
+    /// Why the connection must end, or `Pending` with the task registered
+    /// to learn it.
+    pub fn poll(&self, cx: &mut Context<'_>) -> Poll<Dropped> {
         let hangup = &self.shared.hangup;
-        std::future::poll_fn(|cx| {
-            // Registered before looking, so a reason set in between still
-            // wakes us.
-            hangup.waker.register(cx.waker());
-            match hangup.get() {
-                Some(reason) => Poll::Ready(reason),
-                None => Poll::Pending,
-            }
-        })
-        .await
+        // Registered before looking, so a reason set in between still wakes
+        // us.
+        hangup.waker.register(cx.waker());
+        match hangup.get() {
+            Some(reason) => Poll::Ready(reason),
+            None => Poll::Pending,
+        }
     }
 }

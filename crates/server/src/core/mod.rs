@@ -36,7 +36,7 @@ use crate::store::{Draft, Page, Store, StoreError};
 pub use admin::RetentionPolicy;
 use committer::{CommitQueue, PendingSend, SubmitError};
 pub use event::{
-    ConnId, Dropped, Encoding, EventKind, Outbound, Outbox, OutboxReceiver, RoomEvent,
+    ConnId, Dropped, Encoding, EventKind, Outbound, Outbox, OutboxQueue, OutboxReceiver, RoomEvent,
 };
 pub use identity::{Identity, RoomAccess, RoomPattern};
 pub use metrics::Metrics;

@@ -19,13 +19,12 @@ use serde::Deserialize;
 use socketioxide_core::Value;
 use socketioxide_core::parser::Parse;
 use socketioxide_parser_common::CommonParser;
-use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::time::Instant;
 
 use super::{EngineSocket, Incoming, mapping};
 use crate::auth;
-use crate::core::{Dropped, Encoding, Identity, Outbound, OutboxReceiver, Session};
+use crate::core::{Dropped, Encoding, Identity, Outbound, OutboxQueue, OutboxReceiver, Session};
 use crate::server::AppState;
 
 /// How long a client has to send its namespace `CONNECT` after the
@@ -275,7 +274,7 @@ impl PacketSink for &EngineSocket {
 pub(super) async fn handle<S: PacketSink>(
     sink: &mut S,
     session: &mut Session,
-    outbox: &mut mpsc::Receiver<Outbound>,
+    outbox: &mut OutboxQueue,
     data: &Str,
     ack: Option<i64>,
 ) -> Result<(), Refused> {
@@ -313,7 +312,7 @@ pub(super) fn reject_binary(session: &Session, ack: Option<i64>) {
 fn forward_batch(
     mut socket: &EngineSocket,
     first: Outbound,
-    outbox: &mut mpsc::Receiver<Outbound>,
+    outbox: &mut OutboxQueue,
 ) -> Result<(), Refused> {
     forward(&mut socket, first)?;
     for _ in 1..MAX_BATCH {

@@ -36,14 +36,13 @@ use hyper_util::rt::TokioIo;
 use socketioxide_core::parser::{Parse, ParseConfig, ParserState};
 use socketioxide_parser_common::CommonParser;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::mpsc;
 use tokio::time::{Instant, Interval, MissedTickBehavior};
 use tungstenite::Message;
 use tungstenite::protocol::WebSocketConfig;
 
 use super::connection::{self, Credentials, PacketSink, Refused};
 use super::{Classified, Incoming, MAX_ATTACHMENTS, READ_BUFFER, classify, mapping};
-use crate::core::{Dropped, Identity, Outbound, OutboxReceiver, Session};
+use crate::core::{Dropped, Identity, Outbound, OutboxQueue, OutboxReceiver, Session};
 use crate::server::AppState;
 use crate::transport::ws::handshake;
 use crate::transport::ws::socket::{SocketEvent, WsSocket};
@@ -388,7 +387,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
 
     /// Formats `first` and whatever else is queued, up to a batch, so they
     /// leave in one write.
-    fn forward_batch(&mut self, first: Outbound, outbox: &mut mpsc::Receiver<Outbound>) {
+    fn forward_batch(&mut self, first: Outbound, outbox: &mut OutboxQueue) {
         let _ = connection::forward(self, first);
         for _ in 1..connection::MAX_BATCH {
             if self.socket.pending() >= OUTPUT_HIGH_WATER {

@@ -1,11 +1,13 @@
 //! The native protocol on `/ws`: JSON text frames over WebSocket.
 //!
-//! One task per connection owns the socket and selects over five things:
-//! the two reasons to hang up (server shutdown, too slow), the socket
-//! (frames from the client, and progress on queued output), items from the
-//! connection's outbox, and the heartbeat tick. Everything it does to the
-//! chat is a call into its [`Session`](crate::core::Session); this module
-//! only speaks WebSocket.
+//! One task per connection owns the socket and waits on four things: the
+//! reason to hang up (server shutdown, too slow), the socket (frames from
+//! the client, and progress on queued output), items from the connection's
+//! outbox, and the heartbeat timer. Each has a waker of its own, so a
+//! wake-up polls only what fired ([`Connection`]): a delivery costs an
+//! outbox read and a write, not a poll of every source. Everything it does
+//! to the chat is a call into its [`Session`](crate::core::Session); this
+//! module only speaks WebSocket.
 //!
 //! Memory per idle connection is what limits how many a node holds, so
 //! buffers are sized for many mostly-idle connections: a 512-byte read
@@ -20,6 +22,8 @@ pub(crate) mod socket;
 
 use std::future::poll_fn;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
 use axum::extract::{Query, Request, State};
@@ -27,15 +31,15 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use chat_protocol::{CloseCode, parse_request, validate};
+use futures_util::task::AtomicWaker;
 use hyper_util::rt::TokioIo;
 use serde::Deserialize;
-use tokio::sync::mpsc;
-use tokio::time::{Instant, MissedTickBehavior};
+use tokio::time::{Instant, Interval, MissedTickBehavior};
 use tungstenite::protocol::WebSocketConfig;
 use tungstenite::{Error, Message};
 
 use crate::auth;
-use crate::core::{Dropped, Encoding, Identity, Outbound};
+use crate::core::{Dropped, Encoding, Identity, Outbound, OutboxReceiver};
 use crate::server::AppState;
 use crate::transport::per_ip;
 use socket::{SocketEvent, WsSocket};
@@ -121,100 +125,248 @@ const TOO_SLOW: &str = "too slow for this room's traffic; resume with join and s
 pub(crate) const KICKED: &str = "disconnected by the server's operator";
 pub(crate) const IDLE: &str = "idle timeout";
 
-async fn serve<S>(app: Arc<AppState>, mut socket: WsSocket<S>, identity: Identity)
+async fn serve<S>(app: Arc<AppState>, socket: WsSocket<S>, identity: Identity)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
     let heartbeat = app.heartbeat;
-    let (mut session, mut outbox) = app.hub.connect(identity);
-    socket.queue_text(session.welcome(heartbeat).to_json().as_bytes());
-    let mut ticks = tokio::time::interval_at(Instant::now() + heartbeat, heartbeat);
-    ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut last_heard = Instant::now();
-    // Made once, not per wake-up: waiting registers with the connection's
-    // cancellation token, and registering anew for every delivery would
-    // cost two lock round trips each time.
-    let dropped = outbox.dropped.wait();
-    tokio::pin!(dropped);
+    let (mut session, outbox) = app.hub.connect(identity);
+    let mut connection = Connection::new(socket, outbox, heartbeat);
+    connection
+        .socket
+        .queue_text(session.welcome(heartbeat).to_json().as_bytes());
 
     let hangup = loop {
-        tokio::select! {
-            biased;
-            reason = &mut dropped => match reason {
-                Dropped::SlowConsumer => break hangup(CloseCode::Overloaded, TOO_SLOW),
-                Dropped::Shutdown => {
-                    // Acks of sends committed during shutdown are queued:
-                    // let them out before saying goodbye.
-                    while let Ok(item) = outbox.rx.try_recv() {
-                        queue(&mut socket, item);
-                    }
-                    break hangup(CloseCode::GoingAway, "server shutting down");
+        match poll_fn(|cx| connection.poll_next(cx)).await {
+            Next::Message(Message::Text(text)) => match parse_request(text.as_str()) {
+                Ok(envelope) => {
+                    // Boxed: the handler's state would otherwise sit in
+                    // every idle connection's task, used or not.
+                    Box::pin(session.handle(envelope)).await
                 }
-                Dropped::Kicked => break hangup(CloseCode::Policy, KICKED),
-                Dropped::Idle => break hangup(CloseCode::Normal, IDLE),
+                Err(error) => session.reject(error),
             },
-            // While the outbox branch is off for a full output buffer, the
-            // socket branch must end the wait once the buffer drains, or
-            // nothing would turn the outbox branch back on.
-            incoming = poll_fn(|cx| socket.poll_io(cx, OUTPUT_HIGH_WATER)) => {
-                let message = match incoming {
-                    Ok(SocketEvent::Drained) => continue,
-                    Ok(SocketEvent::Message(message)) => Ok(message),
-                    Err(e) => Err(e),
-                };
-                last_heard = Instant::now();
-                match message {
-                    Ok(Message::Text(text)) => match parse_request(text.as_str()) {
-                        Ok(envelope) => {
-                            // Boxed: the handler's state would otherwise sit
-                            // in every idle connection's task, used or not.
-                            Box::pin(session.handle(envelope)).await
-                        }
-                        Err(error) => session.reject(error),
-                    },
-                    Ok(Message::Binary(_)) => {
-                        break hangup(CloseCode::Unsupported, "binary frames are not accepted; send JSON text");
-                    }
-                    Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => {}
-                    Ok(Message::Close(_)) => break None,
-                    Err(e) => break hangup_for(e),
-                }
+            Next::Message(Message::Binary(_)) => {
+                break hangup(
+                    CloseCode::Unsupported,
+                    "binary frames are not accepted; send JSON text",
+                );
             }
-            Some(first) = outbox.rx.recv(), if socket.pending() < OUTPUT_HIGH_WATER => {
-                queue_batch(&mut socket, first, &mut outbox.rx);
+            Next::Message(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => {}
+            Next::Message(Message::Close(_)) => break None,
+            Next::Failed(e) => break hangup_for(e),
+            Next::Dropped(Dropped::SlowConsumer) => {
+                break hangup(CloseCode::Overloaded, TOO_SLOW);
             }
-            _ = ticks.tick() => {
-                if last_heard.elapsed() >= heartbeat * 2 {
-                    break hangup(CloseCode::GoingAway, "heartbeat timeout");
-                }
-                if socket.queue_ping().is_err() {
-                    break None;
-                }
+            Next::Dropped(Dropped::Shutdown) => {
+                // Acks of sends committed during shutdown are queued: let
+                // them out before saying goodbye.
+                connection.queue_all_queued();
+                break hangup(CloseCode::GoingAway, "server shutting down");
             }
+            Next::Dropped(Dropped::Kicked) => break hangup(CloseCode::Policy, KICKED),
+            Next::Dropped(Dropped::Idle) => break hangup(CloseCode::Normal, IDLE),
+            Next::HeartbeatTimeout => break hangup(CloseCode::GoingAway, "heartbeat timeout"),
         }
     };
     // Leave rooms (and announce it) before the goodbye, which may be slow.
     drop(session);
+    let mut socket = connection.socket;
     // Our close frame, or the reply to the client's.
     socket.queue_close(hangup);
     let _ = tokio::time::timeout(CLOSE_TIMEOUT, poll_fn(|cx| socket.poll_flush(cx))).await;
 }
 
-/// Formats `first` and whatever else is queued, up to a batch, so they
-/// leave in one write.
-fn queue_batch<S>(socket: &mut WsSocket<S>, first: Outbound, outbox: &mut mpsc::Receiver<Outbound>)
+/// What a connection's task must act on.
+enum Next {
+    Message(Message),
+    Failed(Error),
+    Dropped(Dropped),
+    HeartbeatTimeout,
+}
+
+/// One connection's socket, outbox and heartbeat, and which of them woke
+/// its task.
+///
+/// Under fan-out a connection wakes once per delivery, and polling every
+/// source on every wake-up (the socket's read side through tungstenite and
+/// hyper's upgrade wrappers, the outbox, the heartbeat timer, each
+/// re-registering its waker) cost more than the delivery itself. So each
+/// source gets its own waker, which records that it fired before waking the
+/// task, and a wake-up polls only the sources that fired, plus the write
+/// side when there is output.
+struct Connection<S> {
+    socket: WsSocket<S>,
+    outbox: OutboxReceiver,
+    ticks: Interval,
+    heartbeat: Duration,
+    last_heard: Instant,
+    wakeups: Arc<Wakeups>,
+    socket_waker: Waker,
+    outbox_waker: Waker,
+    timer_waker: Waker,
+    /// The outbox was left unread because output reached the high-water
+    /// mark; it is read again once the socket drains.
+    outbox_paused: bool,
+}
+
+impl<S> Connection<S>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
-    queue(socket, first);
-    for _ in 1..MAX_BATCH {
-        if socket.pending() >= OUTPUT_HIGH_WATER {
-            break;
+    fn new(socket: WsSocket<S>, outbox: OutboxReceiver, heartbeat: Duration) -> Self {
+        let mut ticks = tokio::time::interval_at(Instant::now() + heartbeat, heartbeat);
+        ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        // Every source is polled once first, which registers its waker.
+        let wakeups = Arc::new(Wakeups {
+            fired: AtomicU8::new(SOCKET | OUTBOX | TIMER),
+            task: AtomicWaker::new(),
+        });
+        Connection {
+            socket,
+            outbox,
+            ticks,
+            heartbeat,
+            last_heard: Instant::now(),
+            socket_waker: SourceWaker::waker(&wakeups, SOCKET),
+            outbox_waker: SourceWaker::waker(&wakeups, OUTBOX),
+            timer_waker: SourceWaker::waker(&wakeups, TIMER),
+            wakeups,
+            outbox_paused: false,
         }
-        match outbox.try_recv() {
-            Ok(item) => queue(socket, item),
-            Err(_) => break,
+    }
+
+    /// Moves output from the outbox to the socket and reads from it until
+    /// there is something for the task to act on.
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Next> {
+        // Registered before the sources are looked at, so one that fires in
+        // between still wakes the task.
+        self.wakeups.task.register(cx.waker());
+        if let Poll::Ready(reason) = self.outbox.dropped.poll(cx) {
+            return Poll::Ready(Next::Dropped(reason));
         }
+        let fired = self.wakeups.fired.swap(0, Ordering::AcqRel);
+        if fired & TIMER != 0
+            && let Some(next) = self.poll_heartbeat()
+        {
+            return Poll::Ready(next);
+        }
+        if fired & OUTBOX != 0 || self.outbox_paused {
+            self.take_outbox();
+        }
+        loop {
+            let was_paused = self.outbox_paused;
+            if fired & SOCKET != 0 {
+                let mut socket_cx = Context::from_waker(&self.socket_waker);
+                match self.socket.poll_io(&mut socket_cx, OUTPUT_HIGH_WATER) {
+                    Poll::Ready(Ok(SocketEvent::Message(message))) => {
+                        self.last_heard = Instant::now();
+                        // More may wait in the read buffer: look again
+                        // next time without waiting for the socket.
+                        self.wakeups.fired.fetch_or(SOCKET, Ordering::AcqRel);
+                        return Poll::Ready(Next::Message(message));
+                    }
+                    Poll::Ready(Ok(SocketEvent::Drained)) | Poll::Pending => {}
+                    Poll::Ready(Err(e)) => return Poll::Ready(Next::Failed(e)),
+                }
+            } else if self.socket.pending() > 0 {
+                let mut socket_cx = Context::from_waker(&self.socket_waker);
+                if let Poll::Ready(Err(e)) = self.socket.poll_flush(&mut socket_cx) {
+                    return Poll::Ready(Next::Failed(Error::Io(e)));
+                }
+            }
+            // Output that drained below the high-water mark lets the
+            // outbox be read again, and what it yields must be written.
+            if !(was_paused && self.socket.pending() < OUTPUT_HIGH_WATER) {
+                return Poll::Pending;
+            }
+            self.take_outbox();
+        }
+    }
+
+    /// Formats what the outbox holds into the socket's output, up to the
+    /// high-water mark and a batch per wake-up.
+    fn take_outbox(&mut self) {
+        let mut outbox_cx = Context::from_waker(&self.outbox_waker);
+        for _ in 0..MAX_BATCH {
+            if self.socket.pending() >= OUTPUT_HIGH_WATER {
+                self.outbox_paused = true;
+                return;
+            }
+            match self.outbox.rx.poll_recv(&mut outbox_cx) {
+                Poll::Ready(Some(item)) => queue(&mut self.socket, item),
+                Poll::Ready(None) | Poll::Pending => {
+                    self.outbox_paused = false;
+                    return;
+                }
+            }
+        }
+        // A full batch: come back for the rest after writing it.
+        self.outbox_paused = false;
+        self.wakeups.fired.fetch_or(OUTBOX, Ordering::AcqRel);
+        self.wakeups.task.wake();
+    }
+
+    /// Everything queued now, regardless of limits: the last output before
+    /// a shutdown.
+    fn queue_all_queued(&mut self) {
+        while let Ok(item) = self.outbox.rx.try_recv() {
+            queue(&mut self.socket, item);
+        }
+    }
+
+    /// Sends the heartbeat ping when it is due; ends a connection that has
+    /// been silent for two intervals.
+    fn poll_heartbeat(&mut self) -> Option<Next> {
+        let mut timer_cx = Context::from_waker(&self.timer_waker);
+        while self.ticks.poll_tick(&mut timer_cx).is_ready() {
+            if self.last_heard.elapsed() >= self.heartbeat * 2 {
+                return Some(Next::HeartbeatTimeout);
+            }
+            if let Err(e) = self.socket.queue_ping() {
+                return Some(Next::Failed(e));
+            }
+        }
+        None
+    }
+}
+
+/// Sources of a connection's wake-ups, as bits of [`Wakeups::fired`].
+const SOCKET: u8 = 1;
+const OUTBOX: u8 = 2;
+const TIMER: u8 = 4;
+
+/// The sources that fired since the connection's task last looked, and the
+/// task to wake.
+struct Wakeups {
+    fired: AtomicU8,
+    task: AtomicWaker,
+}
+
+/// The waker one source is given: it records the source, then wakes the
+/// task.
+struct SourceWaker {
+    wakeups: Arc<Wakeups>,
+    source: u8,
+}
+
+impl SourceWaker {
+    fn waker(wakeups: &Arc<Wakeups>, source: u8) -> Waker {
+        Waker::from(Arc::new(SourceWaker {
+            wakeups: wakeups.clone(),
+            source,
+        }))
+    }
+}
+
+impl Wake for SourceWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.wakeups.fired.fetch_or(self.source, Ordering::AcqRel);
+        self.wakeups.task.wake();
     }
 }
 
