@@ -144,6 +144,13 @@ async fn wss_carries_the_native_protocol_end_to_end() {
         "{}",
         &page[..80.min(page.len())]
     );
+    // The API sees the TCP peer through TLS: loopback, so no key is needed.
+    let rooms = https_get(&server, cert.client(), "/api/rooms").await;
+    assert!(rooms.starts_with("HTTP/1.1 200"), "{rooms}");
+    assert!(
+        rooms.contains(r#"[{"room":"general","members":0,"seq":1}]"#),
+        "{rooms}"
+    );
 }
 
 #[tokio::test]
