@@ -399,7 +399,9 @@ pub async fn http_request(
     };
     let raw = tokio::time::timeout(RECV_TIMEOUT, fut)
         .await
-        .unwrap_or_else(|_| panic!("{method} {path}: no complete response within {RECV_TIMEOUT:?}"));
+        .unwrap_or_else(|_| {
+            panic!("{method} {path}: no complete response within {RECV_TIMEOUT:?}")
+        });
     parse_http_response(&raw)
 }
 
@@ -501,16 +503,22 @@ impl Client {
     /// refused the upgrade.
     pub async fn connect_from(url: &str, from: std::net::IpAddr) -> Result<Client, u16> {
         let request = url.into_client_request().expect("a valid request");
-        let host = request.uri().authority().expect("a host").as_str().to_owned();
+        let host = request
+            .uri()
+            .authority()
+            .expect("a host")
+            .as_str()
+            .to_owned();
         let target: SocketAddr = host.parse().expect("an IP:port URL");
         let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
-        socket.bind(SocketAddr::new(from, 0)).expect("bind the local address");
+        socket
+            .bind(SocketAddr::new(from, 0))
+            .expect("bind the local address");
         let stream = tokio::time::timeout(RECV_TIMEOUT, socket.connect(target))
             .await
             .expect("TCP connect timed out")
             .expect("TCP connect");
-        let handshake =
-            tokio_tungstenite::client_async(request, MaybeTlsStream::Plain(stream));
+        let handshake = tokio_tungstenite::client_async(request, MaybeTlsStream::Plain(stream));
         let ws = match tokio::time::timeout(RECV_TIMEOUT, handshake)
             .await
             .expect("WebSocket handshake timed out")
