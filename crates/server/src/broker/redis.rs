@@ -142,6 +142,8 @@ struct RoomState {
     remote: HashMap<String, HashMap<String, User>>,
     /// A catch-up from the store is under way or scheduled.
     filling: bool,
+    /// Presence events received from other nodes, counted.
+    presence_seen: u64,
 }
 
 struct Sub {
@@ -556,7 +558,6 @@ impl Shared {
     }
 
     async fn prepare_once(self: &Arc<Self>, sub: &Arc<RoomSub>) -> Result<(), String> {
-        let view = self.load_view(&sub.name).await.map_err(|e| e.to_string())?;
         let started = lock(&sub.state).seq.last().is_some();
         if started {
             self.catch_up(sub, false).await.map_err(|e| e.to_string())?;
@@ -573,7 +574,18 @@ impl Shared {
             self.schedule_fill(sub, &mut state);
         }
         let announce = *sub.ready.borrow();
-        let mut state = lock(&sub.state);
+        // A presence event handled while the view was read may be older or
+        // newer than the read: read again until none raced it.
+        let mut attempts = 0;
+        let (mut state, view) = loop {
+            let seen = lock(&sub.state).presence_seen;
+            let view = self.load_view(&sub.name).await.map_err(|e| e.to_string())?;
+            let state = lock(&sub.state);
+            attempts += 1;
+            if state.presence_seen == seen || attempts >= 5 {
+                break (state, view);
+            }
+        };
         let before = users_of(&state.remote);
         state.remote = view;
         if announce {
@@ -691,6 +703,7 @@ impl Shared {
             }
             ServerFrame::Presence { event, user, .. } => {
                 let mut state = lock(&sub.state);
+                state.presence_seen += 1;
                 let changed = match event {
                     PresenceEvent::Join => state
                         .remote
