@@ -24,6 +24,10 @@
 //! `fanout` and `ramp`, which hold thousands of busy connections, go one
 //! step further and read their sockets with the minimal client in
 //! [`rawws`] (see [`fleet`] for how a delivery is accounted for).
+//!
+//! `idle`, `fanout` and `ramp` also speak Socket.IO (`--protocol`, see
+//! [`sio`]): Engine.IO v4 directly over WebSocket on the same minimal
+//! client, with this server's events or the seed article's.
 
 pub mod conn;
 pub mod durable;

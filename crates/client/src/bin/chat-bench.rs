@@ -6,7 +6,14 @@
 //! chat-bench fanout  --url ws://127.0.0.1:3000/ws --rooms 100 --members 50 --rate 10 --duration 10
 //! chat-bench hostile --url ws://127.0.0.1:3000/ws --idle 10000 --rooms 20 --members 10 --rate 10 --hostile 4
 //! chat-bench ramp    --url ws://127.0.0.1:3000/ws --rooms 100 --members 50 --start-rate 2 --p99-bound-ms 100
+//! chat-bench idle    --url ws://127.0.0.1:3000 --protocol socketio --connections 10000 --rooms 100
+//! chat-bench fanout  --url ws://127.0.0.1:3101 --protocol socketio-seed --rooms 100 --members 50
 //! ```
+//!
+//! `--protocol socketio` speaks Socket.IO with this server's events (acks,
+//! `seq`); `socketio-seed` the seed article's (the node-socketio and
+//! rust-socketioxide peers: no acks, no `seq`); both for `idle`, `fanout`
+//! and `ramp`, with `--url` the server's base URL.
 //!
 //! For `durable`, `fanout` and `ramp`, start the server with `--send-rate 1000000 --send-burst 1000000`
 //! so its per-connection rate limit does not cap the measurement. Pass
