@@ -36,22 +36,18 @@ use hyper_util::rt::TokioIo;
 use socketioxide_core::parser::{Parse, ParseConfig, ParserState};
 use socketioxide_parser_common::CommonParser;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::time::{Instant, Interval, MissedTickBehavior};
+use tokio::time::Interval;
 use tungstenite::Message;
 use tungstenite::protocol::WebSocketConfig;
 
 use super::connection::{self, Credentials, PacketSink, Refused};
 use super::{Classified, Incoming, MAX_ATTACHMENTS, READ_BUFFER, classify, mapping};
-use crate::core::{Dropped, Identity, Outbound, OutboxQueue, OutboxReceiver, Session};
+use crate::core::{Dropped, Identity, Outbound, Session};
 use crate::server::AppState;
 use crate::transport::ws::handshake;
+use crate::transport::ws::pump::{Next, OUTPUT_HIGH_WATER, Pump, heartbeat_ticks};
 use crate::transport::ws::socket::{SocketEvent, WsSocket};
 use crate::transport::ws::{Hangup, hangup_for};
-
-/// Output queued before the connection stops taking items from its outbox
-/// until the socket drains (as on `/ws`): a client that does not read fills
-/// its outbox and is dropped as too slow.
-const OUTPUT_HIGH_WATER: usize = 64 * 1024;
 
 const TOO_SLOW: &str = "too slow for this room's traffic; resume with join and since";
 
@@ -129,16 +125,16 @@ where
     };
     conn.socket
         .queue_text(open_packet(app.heartbeat, app.max_frame_bytes).as_bytes());
-    let mut ticks = tokio::time::interval_at(Instant::now() + app.heartbeat, app.heartbeat);
-    ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut ticks = heartbeat_ticks(app.heartbeat);
     let hangup = match conn.handshake(&app, &credentials, &mut ticks).await {
         Ok(identity) => {
             drop(credentials);
-            let (mut session, mut outbox) = app.hub.connect(identity);
+            let (mut session, outbox) = app.hub.connect(identity);
+            let mut pump = Pump::with_ticks(outbox, ticks);
             let sid = session.id().to_owned();
             conn.send(mapping::connected(&sid));
             conn.send(mapping::reply(&session.welcome(app.heartbeat)));
-            let hangup = conn.serve(&mut session, &mut outbox, &mut ticks).await;
+            let hangup = conn.serve(&mut session, &mut pump).await;
             tracing::debug!(session = sid, ?hangup, "Socket.IO connection ended");
             // Leave rooms (and announce it) before the goodbye, which may
             // be slow.
@@ -194,17 +190,10 @@ struct Conn<S> {
     awaiting_pong: bool,
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin> PacketSink for Conn<S> {
-    fn send_packet(&mut self, packet: Str) -> Result<(), Refused> {
-        self.send(packet);
-        Ok(())
-    }
-}
-
 impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     /// Queues a Socket.IO packet as an Engine.IO message (`4`).
     fn send(&mut self, packet: Str) {
-        self.socket.queue_text_parts(&[b"4", packet.as_bytes()]);
+        let _ = self.socket.send_packet(packet);
     }
 
     /// A heartbeat tick: the connection ends if the last ping is still
@@ -319,87 +308,69 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         }
     }
 
-    /// The connected loop, as `/ws`'s: hang-up reasons, the socket, the
-    /// outbox (while the output buffer is below its mark), the heartbeat.
-    async fn serve(
-        &mut self,
-        session: &mut Session,
-        outbox: &mut OutboxReceiver,
-        ticks: &mut Interval,
-    ) -> Hangup {
-        let OutboxReceiver { rx, dropped } = outbox;
-        // Made once, not per wake-up (see `/ws`).
-        let hangup = dropped.wait();
-        tokio::pin!(hangup);
+    /// The connected loop, as `/ws`'s ([`Pump`]): hang-up reasons, the
+    /// socket, the outbox (while the output buffer is below its mark), the
+    /// heartbeat.
+    async fn serve(&mut self, session: &mut Session, pump: &mut Pump) -> Hangup {
         loop {
-            tokio::select! {
-                biased;
-                reason = &mut hangup => match reason {
-                    Dropped::SlowConsumer => return close(CloseCode::Overloaded, TOO_SLOW),
-                    Dropped::Kicked => {
-                        return close(CloseCode::Policy, crate::transport::ws::KICKED);
-                    }
-                    Dropped::Idle => return close(CloseCode::Normal, crate::transport::ws::IDLE),
-                    Dropped::Shutdown => {
-                        // Acks of sends committed during shutdown are queued:
-                        // let them out before saying goodbye.
-                        while let Ok(item) = rx.try_recv() {
-                            let _ = connection::forward(self, item);
-                        }
-                        return close(CloseCode::GoingAway, "server shutting down");
-                    }
+            let next = poll_fn(|cx| pump.poll_next(cx, &mut self.socket, &mut forward)).await;
+            let read = match next {
+                Next::Message(message) => self.read(Ok(message)),
+                Next::Failed(error) => self.read(Err(error)),
+                Next::Dropped(Dropped::SlowConsumer) => {
+                    return close(CloseCode::Overloaded, TOO_SLOW);
+                }
+                Next::Dropped(Dropped::Kicked) => {
+                    return close(CloseCode::Policy, crate::transport::ws::KICKED);
+                }
+                Next::Dropped(Dropped::Idle) => {
+                    return close(CloseCode::Normal, crate::transport::ws::IDLE);
+                }
+                Next::Dropped(Dropped::Shutdown) => {
+                    // Acks of sends committed during shutdown are queued:
+                    // let them out before saying goodbye.
+                    pump.queue_all_queued(&mut self.socket, &mut forward);
+                    return close(CloseCode::GoingAway, "server shutting down");
+                }
+                Next::Tick => match self.heartbeat() {
+                    Ok(()) => continue,
+                    Err(hangup) => return hangup,
                 },
-                // While the outbox branch is off for a full output buffer,
-                // the socket branch ends the wait once the buffer drains.
-                message = poll_fn(|cx| self.socket.poll_io(cx, OUTPUT_HIGH_WATER)) => {
-                    let read = match message {
-                        Ok(SocketEvent::Drained) => continue,
-                        Ok(SocketEvent::Message(message)) => self.read(Ok(message)),
-                        Err(error) => self.read(Err(error)),
-                    };
-                    match read {
-                        Read::Nothing => {}
-                        Read::End(hangup) => return hangup,
-                        Read::Incoming(Incoming::Event { data, ack }) => {
-                            // Boxed: the handler's state would otherwise sit
-                            // in every idle connection's task, used or not.
-                            let _ = Box::pin(connection::handle(self, session, rx, &data, ack)).await;
-                        }
-                        Read::Incoming(Incoming::Binary { ack }) => connection::reject_binary(session, ack),
-                        // The client leaves the namespace: close the
-                        // transport too (it has no other namespace here).
-                        Read::Incoming(Incoming::Disconnect) => return close(CloseCode::Normal, "disconnected"),
-                        // Already connected: a repeated CONNECT changes nothing.
-                        Read::Incoming(Incoming::Connect(_)) => {}
-                    }
+            };
+            match read {
+                Read::Nothing => {}
+                Read::End(hangup) => return hangup,
+                Read::Incoming(Incoming::Event { data, ack }) => {
+                    let outbox = &mut pump.outbox().rx;
+                    // Boxed: the handler's state would otherwise sit in
+                    // every idle connection's task, used or not.
+                    let handled = connection::handle(&mut self.socket, session, outbox, &data, ack);
+                    let _ = Box::pin(handled).await;
                 }
-                Some(first) = rx.recv(), if self.socket.pending() < OUTPUT_HIGH_WATER => {
-                    self.forward_batch(first, rx);
+                Read::Incoming(Incoming::Binary { ack }) => connection::reject_binary(session, ack),
+                // The client leaves the namespace: close the transport too
+                // (it has no other namespace here).
+                Read::Incoming(Incoming::Disconnect) => {
+                    return close(CloseCode::Normal, "disconnected");
                 }
-                _ = ticks.tick() => {
-                    if let Err(hangup) = self.heartbeat() {
-                        return hangup;
-                    }
-                }
+                // Already connected: a repeated CONNECT changes nothing.
+                Read::Incoming(Incoming::Connect(_)) => {}
             }
         }
     }
+}
 
-    /// Formats `first` and whatever else is queued, up to a batch, so they
-    /// leave in one write.
-    fn forward_batch(&mut self, first: Outbound, outbox: &mut OutboxQueue) {
-        let _ = connection::forward(self, first);
-        for _ in 1..connection::MAX_BATCH {
-            if self.socket.pending() >= OUTPUT_HIGH_WATER {
-                break;
-            }
-            match outbox.try_recv() {
-                Ok(item) => {
-                    let _ = connection::forward(self, item);
-                }
-                Err(_) => break,
-            }
-        }
+/// Formats one outbox item as Engine.IO messages.
+fn forward<S: AsyncRead + AsyncWrite + Unpin>(socket: &mut WsSocket<S>, item: Outbound) {
+    // Queuing on our own socket is never refused.
+    let _ = connection::forward(socket, item);
+}
+
+/// Socket.IO packets go out as Engine.IO messages (`4`).
+impl<S: AsyncRead + AsyncWrite + Unpin> PacketSink for WsSocket<S> {
+    fn send_packet(&mut self, packet: Str) -> Result<(), Refused> {
+        self.queue_text_parts(&[b"4", packet.as_bytes()]);
+        Ok(())
     }
 }
 
