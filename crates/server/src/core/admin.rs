@@ -216,11 +216,11 @@ impl Hub {
     ) -> Result<Option<Message>, StoreError> {
         let tombstone = self.inner.store.delete(room, seq).await?;
         if tombstone.is_some() {
-            self.inner.broker.publish(RoomEvent::new(
-                Arc::from(room),
-                EventKind::Deleted { seq },
-                None,
-            ));
+            // Through the committer: the message may be committed and not
+            // yet published, and its members must see it before its
+            // deletion.
+            let event = RoomEvent::new(Arc::from(room), EventKind::Deleted { seq }, None);
+            self.inner.commits.publish_after_commits(event).await;
             tracing::info!(room, seq, "message deleted through the API");
         }
         Ok(tombstone)

@@ -13,6 +13,10 @@
 //! - A failed commit stores nothing (the store's transaction rolls back), so
 //!   it cannot leave a gap: every send in it gets an `internal` error and the
 //!   client may retry with the same `id`.
+//! - An event handed over with [`CommitQueue::publish_after_commits`] is
+//!   published after every batch committed before it was handed over: a
+//!   `deleted` event cannot overtake the message it deletes, which may be
+//!   committed and not yet published when the deletion finds it.
 
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -53,17 +57,39 @@ pub enum SubmitError {
     Closed,
 }
 
-#[derive(Debug, Clone)]
+/// What the committer takes, in order.
+#[derive(Debug)]
+enum Job {
+    Send(PendingSend),
+    /// An event to publish once the sends before it are committed and
+    /// published.
+    Publish(Arc<RoomEvent>),
+}
+
+#[derive(Clone)]
 pub struct CommitQueue {
-    tx: mpsc::Sender<PendingSend>,
+    tx: mpsc::Sender<Job>,
+    /// Takes events when the queue is closed (shutdown): they are published
+    /// directly, as nothing is being committed any more.
+    broker: Arc<dyn Broker>,
 }
 
 impl CommitQueue {
     pub fn submit(&self, send: PendingSend) -> Result<(), SubmitError> {
-        self.tx.try_send(send).map_err(|e| match e {
+        self.tx.try_send(Job::Send(send)).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => SubmitError::Full,
             mpsc::error::TrySendError::Closed(_) => SubmitError::Closed,
         })
+    }
+
+    /// Publishes `event` after every send queued before it, committed or
+    /// not, has been published.
+    pub async fn publish_after_commits(&self, event: Arc<RoomEvent>) {
+        if let Err(refused) = self.tx.send(Job::Publish(event)).await
+            && let Job::Publish(event) = refused.0
+        {
+            self.broker.publish(event);
+        }
     }
 }
 
@@ -84,22 +110,27 @@ pub fn start(
     closing: CancellationToken,
 ) -> (CommitQueue, tokio::task::JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(capacity.max(1));
+    let queue = CommitQueue {
+        tx,
+        broker: broker.clone(),
+    };
     let task = tokio::spawn(run(rx, store, broker, metrics, batch_limit.max(1), closing));
-    (CommitQueue { tx }, task)
+    (queue, task)
 }
 
 async fn run(
-    mut rx: mpsc::Receiver<PendingSend>,
+    mut rx: mpsc::Receiver<Job>,
     store: Arc<dyn Store>,
     broker: Arc<dyn Broker>,
     metrics: Metrics,
     batch_limit: usize,
     closing: CancellationToken,
 ) {
+    let mut jobs = Vec::with_capacity(batch_limit);
     let mut batch = Vec::with_capacity(batch_limit);
     loop {
         tokio::select! {
-            received = rx.recv_many(&mut batch, batch_limit) => {
+            received = rx.recv_many(&mut jobs, batch_limit) => {
                 if received == 0 {
                     return;
                 }
@@ -111,7 +142,20 @@ async fn run(
                 continue;
             }
         }
-        commit(&mut batch, &*store, &*broker, &metrics).await;
+        for job in jobs.drain(..) {
+            match job {
+                Job::Send(send) => batch.push(send),
+                Job::Publish(event) => {
+                    if !batch.is_empty() {
+                        commit(&mut batch, &*store, &*broker, &metrics).await;
+                    }
+                    broker.publish(event);
+                }
+            }
+        }
+        if !batch.is_empty() {
+            commit(&mut batch, &*store, &*broker, &metrics).await;
+        }
     }
 }
 
@@ -176,5 +220,67 @@ async fn commit(
                 });
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::core::event::outbox;
+    use crate::store::SqliteStore;
+
+    /// Remembers what was published, in order.
+    #[derive(Default)]
+    struct Recorder(Mutex<Vec<String>>);
+
+    impl Broker for Recorder {
+        fn publish(&self, event: Arc<RoomEvent>) {
+            let seen = match &event.kind {
+                EventKind::Message(m) => format!("message {}", m.seq),
+                EventKind::Deleted { seq } => format!("deleted {seq}"),
+                _ => "other".to_owned(),
+            };
+            if let Ok(mut published) = self.0.lock() {
+                published.push(seen);
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn an_event_after_commits_follows_the_sends_queued_before_it() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = SqliteStore::open(dir.path(), Duration::from_secs(1)).expect("store");
+        let recorder = Arc::new(Recorder::default());
+        let (queue, task) = start(
+            Arc::new(store),
+            recorder.clone(),
+            Metrics::new(),
+            16,
+            16,
+            CancellationToken::new(),
+        );
+        let (reply_to, _replies) = outbox(1, 16, Metrics::new());
+        let room: Arc<str> = Arc::from("general");
+        queue
+            .submit(PendingSend {
+                draft: crate::store::test_support::draft("general", "m1"),
+                reference: None,
+                reply_to,
+                received: Instant::now(),
+                room: room.clone(),
+            })
+            .expect("queued");
+        // Handed over before the send is committed: it must still come
+        // second.
+        let deleted = RoomEvent::new(room, EventKind::Deleted { seq: 1 }, None);
+        queue.publish_after_commits(deleted).await;
+        drop(queue);
+        task.await
+            .expect("committer ends once its queue is dropped");
+        let published = recorder.0.lock().expect("not poisoned").clone();
+        assert_eq!(published, ["message 1", "deleted 1"]);
     }
 }

@@ -132,7 +132,7 @@ pub const PURGE_CHUNK: i64 = 5000;
 
 /// Builders and views the stores' unit tests share.
 #[cfg(test)]
-mod test_support {
+pub(crate) mod test_support {
     use chat_protocol::User;
 
     use super::{Appended, Draft};
