@@ -340,26 +340,7 @@ pub struct HttpResponse {
 /// A tiny HTTP/1.1 GET over a raw TcpStream: enough for /healthz, /readyz and
 /// /metrics without pulling an HTTP client into the dev-dependencies.
 pub async fn http_get(addr: SocketAddr, path: &str) -> HttpResponse {
-    let fut = async {
-        let mut stream = TcpStream::connect(addr)
-            .await
-            .expect("connect for HTTP GET");
-        let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-        stream
-            .write_all(request.as_bytes())
-            .await
-            .expect("write HTTP request");
-        let mut raw = Vec::new();
-        stream
-            .read_to_end(&mut raw)
-            .await
-            .expect("read HTTP response");
-        raw
-    };
-    let raw = tokio::time::timeout(RECV_TIMEOUT, fut)
-        .await
-        .unwrap_or_else(|_| panic!("GET {path}: no complete response within {RECV_TIMEOUT:?}"));
-    parse_http_response(&raw)
+    http_request(addr, "GET", path, &[], None).await
 }
 
 /// Any HTTP/1.1 request over a raw TcpStream: `method path`, extra header

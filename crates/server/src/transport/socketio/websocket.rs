@@ -32,21 +32,19 @@ use axum::http::Method;
 use axum::response::{IntoResponse, Response};
 use chat_protocol::CloseCode;
 use engineioxide::Str;
-use hyper_util::rt::TokioIo;
 use socketioxide_core::parser::{Parse, ParseConfig, ParserState};
 use socketioxide_parser_common::CommonParser;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Interval;
 use tungstenite::Message;
-use tungstenite::protocol::WebSocketConfig;
 
 use super::connection::{self, Credentials, PacketSink, Refused};
-use super::{Classified, Incoming, MAX_ATTACHMENTS, READ_BUFFER, classify, mapping};
+use super::{Classified, Incoming, MAX_ATTACHMENTS, classify, mapping};
 use crate::core::{Dropped, Identity, Outbound, Session};
 use crate::server::AppState;
-use crate::transport::ws::handshake;
 use crate::transport::ws::pump::{Next, OUTPUT_HIGH_WATER, Pump, heartbeat_ticks};
 use crate::transport::ws::socket::{SocketEvent, WsSocket};
+use crate::transport::ws::{self, handshake};
 use crate::transport::ws::{Hangup, hangup_for};
 
 const TOO_SLOW: &str = "too slow for this room's traffic; resume with join and since";
@@ -87,23 +85,9 @@ pub(super) fn upgrade(app: &Arc<AppState>, mut request: Request) -> Response {
         .extensions_mut()
         .remove::<Arc<crate::transport::per_ip::Slot>>();
     drop(request);
-    let config = WebSocketConfig::default()
-        .read_buffer_size(READ_BUFFER)
-        .max_message_size(Some(app.max_frame_bytes))
-        .max_frame_size(Some(app.max_frame_bytes));
-    let tracked = app.connections.token();
-    let app = app.clone();
-    tokio::spawn(async move {
-        // Counted until the connection ends, so shutdown can wait for it.
-        let _tracked = tracked;
-        let _slot = slot;
-        match on_upgrade.await {
-            Ok(upgraded) => {
-                let socket = WsSocket::new(TokioIo::new(upgraded), config);
-                run(app, socket, credentials).await;
-            }
-            Err(error) => tracing::debug!(%error, "WebSocket upgrade did not complete"),
-        }
+    let serving = app.clone();
+    ws::spawn_connection(app, on_upgrade, slot, move |socket| {
+        run(serving, socket, credentials)
     });
     response
 }

@@ -30,6 +30,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use chat_protocol::{CloseCode, parse_request, validate};
+use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper_util::rt::TokioIo;
 use serde::Deserialize;
 use tokio::time::Instant;
@@ -85,24 +86,43 @@ pub async fn upgrade(
         Ok(accepted) => accepted,
         Err(refused) => return refused.into_response(),
     };
+    let serving = app.clone();
+    spawn_connection(&app, on_upgrade, slot, move |socket| {
+        serve(serving, socket, identity)
+    });
+    response
+}
+
+/// A WebSocket connection once upgraded, as both transports serve it.
+pub(crate) type UpgradedSocket = WsSocket<TokioIo<Upgraded>>;
+
+/// Starts the task of a connection whose handshake was answered: once the
+/// upgrade completes, `serve` runs on the socket, with `/ws`'s WebSocket
+/// settings. The connection is counted until it ends, so shutdown can wait
+/// for it, and holds `slot` (its `--max-connections-per-ip` slot) as long.
+pub(crate) fn spawn_connection<Slot, Serve, Served>(
+    app: &AppState,
+    on_upgrade: OnUpgrade,
+    slot: Slot,
+    serve: Serve,
+) where
+    Slot: Send + 'static,
+    Serve: FnOnce(UpgradedSocket) -> Served + Send + 'static,
+    Served: Future<Output = ()> + Send,
+{
     let config = WebSocketConfig::default()
         .read_buffer_size(READ_BUFFER)
         .max_message_size(Some(app.max_frame_bytes))
         .max_frame_size(Some(app.max_frame_bytes));
     let tracked = app.connections.token();
     tokio::spawn(async move {
-        // Counted until the connection ends, so shutdown can wait for it.
         let _tracked = tracked;
         let _slot = slot;
         match on_upgrade.await {
-            Ok(upgraded) => {
-                let socket = WsSocket::new(TokioIo::new(upgraded), config);
-                serve(app, socket, identity).await;
-            }
+            Ok(upgraded) => serve(WsSocket::new(TokioIo::new(upgraded), config)).await,
             Err(error) => tracing::debug!(%error, "WebSocket upgrade did not complete"),
         }
     });
-    response
 }
 
 /// Why the server ends a connection, when it is the one ending it.
