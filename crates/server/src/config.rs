@@ -104,6 +104,12 @@ pub struct Settings {
     #[arg(long, env = "CHAT_TYPING_RATE", value_name = "N")]
     pub typing_rate: Option<f64>,
 
+    /// Refused requests (error replies) per second a connection may cause,
+    /// in bursts of ten times as many; past that the server stops reading
+    /// from it until the budget refills [default: 10].
+    #[arg(long, env = "CHAT_MAX_ERRORS_PER_SEC", value_name = "N")]
+    pub max_errors_per_sec: Option<f64>,
+
     /// Rooms one connection may be in at once [default: 100].
     #[arg(long, env = "CHAT_MAX_ROOMS_PER_CONNECTION", value_name = "N")]
     pub max_rooms_per_connection: Option<usize>,
@@ -314,7 +320,8 @@ impl Config {
         let s = layer!(flags over file:
             listen, data_dir, heartbeat_ms, max_frame_bytes, max_text_chars, max_room_chars,
             database_url, database_schema, redis_url, redis_prefix, node_ttl_ms,
-            send_rate, send_burst, typing_rate, max_rooms_per_connection, outbound_queue,
+            send_rate, send_burst, typing_rate, max_errors_per_sec, max_rooms_per_connection,
+            outbound_queue,
             max_pending_sends, commit_batch, store_busy_timeout_ms, shutdown_timeout_ms,
             presence_delay_ms, allowed_origins, ws_echo, log_format, log_level,
             tls_cert, tls_key, jwt_secret, jwt_secret_file, jwt_public_key, jwt_algorithm,
@@ -339,6 +346,11 @@ impl Config {
             send_rate: positive("send_rate", s.send_rate, defaults.send_rate)?,
             send_burst: positive("send_burst", s.send_burst, defaults.send_burst)?.max(1.0),
             typing_rate: positive("typing_rate", s.typing_rate, defaults.typing_rate)?,
+            error_rate: positive(
+                "max_errors_per_sec",
+                s.max_errors_per_sec,
+                defaults.error_rate,
+            )?,
             max_rooms_per_connection: at_least(
                 1,
                 "max_rooms_per_connection",

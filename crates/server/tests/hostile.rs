@@ -857,7 +857,9 @@ async fn frame_level_attacks() {
 /// The floods: many requests on one connection, read while written.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn floods() {
-    let server = Server::start(&[]);
+    // Each flood here expects an answer to every frame; the error budget
+    // (which slows floods of refused requests down) has its own test.
+    let server = Server::start(&["--max-errors-per-sec", "1000000"]);
     let honest = Honest::start(&server).await;
 
     // 10,000 joins: the first 100 rooms, then `forbidden` (rooms per connection).
@@ -972,6 +974,41 @@ async fn floods() {
     let latencies = honest.finish().await;
     assert!(acks > 0 && !latencies.is_empty());
     served(&server, "the end").await;
+}
+
+/// With the default error budget (10 refused requests a second, bursts of
+/// 100), a connection pipelining garbage gets the burst answered, then is
+/// read no faster than the budget allows: the flood waits in TCP, not in
+/// the server's CPU, and others are served meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_error_flood_is_read_at_the_error_budget() {
+    let server = Server::start(&[]);
+    let honest = Honest::start(&server).await;
+    let mut c = Raw::connect(&server, "garbler").await;
+    let garbage: Vec<u8> = (0..400).flat_map(|_| text("{not json")).collect();
+    let started = Instant::now();
+    c.send(&garbage).await;
+    let window = std::time::Duration::from_secs(2);
+    let mut answered = 0;
+    while let Ok(reply) = tokio::time::timeout_at(
+        tokio::time::Instant::from_std(started + window),
+        c.recv_reply(),
+    )
+    .await
+    {
+        assert_eq!(reply["code"], "bad_request", "{reply}");
+        answered += 1;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    assert!(answered >= 100, "the burst is answered at once: {answered}");
+    let allowed = 100.0 + 10.0 * elapsed + 10.0;
+    assert!(
+        (answered as f64) <= allowed,
+        "{answered} errors in {elapsed:.1} s is more than the budget allows"
+    );
+    served(&server, "error flood").await;
+    let latencies = honest.finish().await;
+    assert!(!latencies.is_empty());
 }
 
 /// `/ws-echo` (for Autobahn|Testsuite, docs/conformance.md) exists only

@@ -62,6 +62,11 @@ pub struct Limits {
     pub send_burst: f64,
     /// Typing notices per second per connection; excess ones are dropped.
     pub typing_rate: f64,
+    /// Refused requests per second a connection may cause (bursts of ten
+    /// times as many) before its transport stops reading from it for a
+    /// while: a client that floods bad requests is slowed down by TCP
+    /// backpressure instead of costing the server an answer each.
+    pub error_rate: f64,
     pub max_rooms_per_connection: usize,
     /// Items queued per connection before it counts as too slow.
     pub outbound_queue: usize,
@@ -86,6 +91,7 @@ impl Default for Limits {
             send_rate: 20.0,
             send_burst: 40.0,
             typing_rate: 5.0,
+            error_rate: 10.0,
             max_rooms_per_connection: 100,
             outbound_queue: 1024,
             max_pending_sends: 10_000,
@@ -210,6 +216,8 @@ impl Hub {
             joined: HashSet::new(),
             sends: TokenBucket::new(limits.send_rate, limits.send_burst),
             typing: TokenBucket::new(limits.typing_rate, limits.typing_rate.max(1.0)),
+            refusals: TokenBucket::new(limits.error_rate, (limits.error_rate * 10.0).max(1.0)),
+            over_error_budget: false,
             activity,
         };
         (session, receiver)
@@ -291,6 +299,10 @@ pub struct Session {
     joined: HashSet<Arc<str>>,
     sends: TokenBucket,
     typing: TokenBucket,
+    /// Error replies this connection may still cause (`--max-errors-per-sec`).
+    refusals: TokenBucket,
+    /// It caused more: its transport pauses reading ([`Session::read_pause`]).
+    over_error_budget: bool,
     /// When this connection last asked for something other than `ping`.
     activity: admin::Activity,
 }
@@ -333,9 +345,26 @@ impl Session {
     }
 
     /// Answers a frame that could not be parsed.
-    pub fn reject(&self, error: RequestError) {
+    pub fn reject(&mut self, error: RequestError) {
+        self.count_refusal();
         self.outbox
             .reply(rejected(error.reference, error.code, error.message));
+    }
+
+    fn count_refusal(&mut self) {
+        if !self.refusals.take_or_borrow() {
+            self.over_error_budget = true;
+        }
+    }
+
+    /// How long the transport should stop reading from this connection
+    /// because it caused more error replies than its budget allows; `None`
+    /// while it is within the budget. The pause lasts until the refusal
+    /// that overdrew the budget is paid for, so a client that erred in a
+    /// burst hardly notices, and a flood is slowed to the budget's rate by
+    /// TCP backpressure.
+    pub fn read_pause(&mut self) -> Option<Duration> {
+        std::mem::take(&mut self.over_error_budget).then(|| self.refusals.until_repaid())
     }
 
     /// Handles one request; every outcome reaches the client through the
@@ -379,6 +408,7 @@ impl Session {
         match result {
             Ok(()) => !silent_on_success,
             Err(invalid) => {
+                self.count_refusal();
                 self.outbox
                     .reply(rejected(reference, invalid.code, invalid.message));
                 true

@@ -1,6 +1,6 @@
 //! Token buckets for per-connection rate limits.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Allows `rate` events a second on average and bursts of up to `burst`.
 #[derive(Debug, Clone)]
@@ -26,10 +26,40 @@ impl TokenBucket {
         self.try_take_at(Instant::now())
     }
 
-    fn try_take_at(&mut self, now: Instant) -> bool {
+    /// Takes one token, borrowing it when none is left; returns whether
+    /// the bucket is still out of debt. A borrowed token is repaid from the
+    /// refill before the bucket allows anything again, so a caller that
+    /// waits [`TokenBucket::until_repaid`] after each `false` holds to the
+    /// rate.
+    pub fn take_or_borrow(&mut self) -> bool {
+        self.refill(Instant::now());
+        self.tokens -= 1.0;
+        self.tokens >= 0.0
+    }
+
+    /// How long until borrowed tokens are repaid.
+    pub fn until_repaid(&self) -> Duration {
+        self.until_repaid_at(Instant::now())
+    }
+
+    fn until_repaid_at(&self, now: Instant) -> Duration {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        let tokens = self.tokens + elapsed * self.rate;
+        if tokens >= 0.0 {
+            Duration::ZERO
+        } else {
+            Duration::from_secs_f64(-tokens / self.rate)
+        }
+    }
+
+    fn refill(&mut self, now: Instant) {
         let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
         self.last = now;
         self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
+    }
+
+    fn try_take_at(&mut self, now: Instant) -> bool {
+        self.refill(now);
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
             true
@@ -42,7 +72,6 @@ impl TokenBucket {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[test]
     fn allows_a_burst_then_the_rate() {
@@ -55,5 +84,22 @@ mod tests {
         let later = start + Duration::from_millis(500);
         let taken = (0..100).filter(|_| bucket.try_take_at(later)).count();
         assert_eq!(taken, 10);
+    }
+
+    #[test]
+    fn a_borrowed_token_is_repaid_before_the_next() {
+        let start = Instant::now();
+        let mut bucket = TokenBucket::new(10.0, 1.0);
+        bucket.last = start;
+        bucket.refill(start);
+        bucket.tokens -= 1.0;
+        assert_eq!(bucket.until_repaid_at(start), Duration::ZERO);
+        // A second take borrows: 100 ms at 10 a second to repay it.
+        bucket.tokens -= 1.0;
+        assert_eq!(bucket.until_repaid_at(start).as_millis(), 100);
+        assert_eq!(
+            bucket.until_repaid_at(start + Duration::from_millis(100)),
+            Duration::ZERO
+        );
     }
 }

@@ -300,7 +300,7 @@ pub(super) async fn handle<S: PacketSink>(
 }
 
 /// Refuses an event with binary attachments.
-pub(super) fn reject_binary(session: &Session, ack: Option<i64>) {
+pub(super) fn reject_binary(session: &mut Session, ack: Option<i64>) {
     session.reject(RequestError {
         reference: ack.map(|id| Ref::Number(id.into())),
         code: ErrorCode::BadRequest,

@@ -340,6 +340,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 // Already connected: a repeated CONNECT changes nothing.
                 Read::Incoming(Incoming::Connect(_)) => {}
             }
+            // Past its error budget the client waits, unread (as on `/ws`).
+            if let Some(pause) = session.read_pause() {
+                tokio::time::sleep(pause).await;
+            }
         }
     }
 }

@@ -153,14 +153,21 @@ where
             last_heard = Instant::now();
         }
         match next {
-            Next::Message(Message::Text(text)) => match parse_request(text.as_str()) {
-                Ok(envelope) => {
-                    // Boxed: the handler's state would otherwise sit in
-                    // every idle connection's task, used or not.
-                    Box::pin(session.handle(envelope)).await
+            Next::Message(Message::Text(text)) => {
+                match parse_request(text.as_str()) {
+                    Ok(envelope) => {
+                        // Boxed: the handler's state would otherwise sit in
+                        // every idle connection's task, used or not.
+                        Box::pin(session.handle(envelope)).await
+                    }
+                    Err(error) => session.reject(error),
                 }
-                Err(error) => session.reject(error),
-            },
+                // Past its error budget the client waits, unread: its
+                // flood backs up in TCP instead of in our answers.
+                if let Some(pause) = session.read_pause() {
+                    tokio::time::sleep(pause).await;
+                }
+            }
             Next::Message(Message::Binary(_)) => {
                 break hangup(
                     CloseCode::Unsupported,
