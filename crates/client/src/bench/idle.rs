@@ -329,17 +329,9 @@ async fn hold_one(
     let t0 = Instant::now();
     let opened = conn::open(&url, Buffers::small(), &room_json, join_timeout).await;
     drop(permit);
-    let (mut ws, joined) = match opened {
-        Ok(x) => x,
-        Err(e) => {
-            Counters::bump(&counters.failed);
-            let _ = ready.send(Err(format!("{e:#}")));
-            return Held::default();
-        }
+    let Some((mut ws, joined)) = report_opened(opened, t0, ready, &counters) else {
+        return Held::default();
     };
-    Counters::bump(&counters.joined);
-    let _ = ready.send(Ok(t0.elapsed().as_micros() as u64));
-    drop(ready);
 
     let mut held = Held {
         frames: joined.early_frames,
@@ -402,17 +394,9 @@ async fn hold_one_sio(
     .await
     .unwrap_or_else(|_| Err(anyhow::anyhow!("not joined within {join_timeout:?}")));
     drop(permit);
-    let mut ws = match opened {
-        Ok((ws, _base_seq)) => ws,
-        Err(e) => {
-            Counters::bump(&counters.failed);
-            let _ = ready.send(Err(format!("{e:#}")));
-            return Held::default();
-        }
+    let Some((mut ws, _base_seq)) = report_opened(opened, t0, ready, &counters) else {
+        return Held::default();
     };
-    Counters::bump(&counters.joined);
-    let _ = ready.send(Ok(t0.elapsed().as_micros() as u64));
-    drop(ready);
     let (frames, dropped) = sio::idle(&mut ws, &stop, || Counters::bump(&counters.frames)).await;
     if dropped {
         Counters::bump(&counters.dropped);
@@ -423,3 +407,25 @@ async fn hold_one_sio(
 /// Receive buffer of an idle Socket.IO connection (it grows for a larger
 /// message, such as a `joined` reply).
 const SIO_READ_BUFFER: usize = 4 * 1024;
+
+/// Counts a connection attempt as joined or failed and reports it (its
+/// connect+join time, or why it failed) on `ready`.
+fn report_opened<T>(
+    opened: anyhow::Result<T>,
+    t0: Instant,
+    ready: mpsc::UnboundedSender<Result<u64, String>>,
+    counters: &Counters,
+) -> Option<T> {
+    match opened {
+        Ok(opened) => {
+            Counters::bump(&counters.joined);
+            let _ = ready.send(Ok(t0.elapsed().as_micros() as u64));
+            Some(opened)
+        }
+        Err(e) => {
+            Counters::bump(&counters.failed);
+            let _ = ready.send(Err(format!("{e:#}")));
+            None
+        }
+    }
+}
