@@ -231,11 +231,9 @@ impl Hub {
     pub fn disconnect_user(&self, user_id: &str) -> usize {
         let sessions = lock(&self.inner.sessions);
         let mut closed = 0;
-        for (conn, activity) in &sessions.activity {
-            if &*activity.0.user_id == user_id
-                && let Some(outbox) = sessions.outboxes.get(conn)
-            {
-                outbox.hang_up(Dropped::Kicked);
+        for open in sessions.open.values() {
+            if &*open.activity.0.user_id == user_id {
+                open.outbox.hang_up(Dropped::Kicked);
                 closed += 1;
             }
         }
@@ -301,22 +299,12 @@ pub(super) fn start_background(hub: &Hub) {
 /// timeout so none lives much past it.
 async fn sweep_idle(hub: Weak<HubInner>, timeout: Duration) {
     let period = (timeout / 4).clamp(Duration::from_millis(100), Duration::from_secs(30));
-    let mut ticks = tokio::time::interval(period);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        ticks.tick().await;
-        let Some(hub) = hub.upgrade() else {
-            return;
-        };
-        if hub.closing.is_cancelled() {
-            return;
-        }
+    let mut ticks = delayed_ticks(period);
+    while let Some(hub) = next_run(&hub, &mut ticks).await {
         let sessions = lock(&hub.sessions);
-        for (conn, activity) in &sessions.activity {
-            if activity.idle_for() >= timeout
-                && let Some(outbox) = sessions.outboxes.get(conn)
-            {
-                outbox.hang_up(Dropped::Idle);
+        for open in sessions.open.values() {
+            if open.activity.idle_for() >= timeout {
+                open.outbox.hang_up(Dropped::Idle);
             }
         }
     }
@@ -325,22 +313,31 @@ async fn sweep_idle(hub: Weak<HubInner>, timeout: Duration) {
 /// Runs the retention purge now and every `policy.interval`. A failed run
 /// is logged and retried at the next one; it never touches `seq`.
 async fn purge_periodically(hub: Weak<HubInner>, policy: RetentionPolicy) {
-    let mut ticks = tokio::time::interval(policy.interval.max(Duration::from_millis(10)));
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        ticks.tick().await;
-        let Some(hub) = hub.upgrade() else {
-            return;
-        };
-        if hub.closing.is_cancelled() {
-            return;
-        }
+    let mut ticks = delayed_ticks(policy.interval.max(Duration::from_millis(10)));
+    while let Some(hub) = next_run(&hub, &mut ticks).await {
         match hub.store.purge(policy.at(committer::now_ms())).await {
             Ok(0) => {}
             Ok(purged) => tracing::info!(purged, "retention: old messages purged"),
             Err(error) => tracing::warn!(%error, "retention purge failed; retrying later"),
         }
     }
+}
+
+/// Ticks every `period`, the first at once; a late tick is not made up for.
+fn delayed_ticks(period: Duration) -> tokio::time::Interval {
+    let mut ticks = tokio::time::interval(period);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks
+}
+
+/// Waits for the next tick of a background task; `None` once the hub is
+/// gone or shutting down, which ends the task.
+async fn next_run(
+    hub: &Weak<HubInner>,
+    ticks: &mut tokio::time::Interval,
+) -> Option<Arc<HubInner>> {
+    ticks.tick().await;
+    hub.upgrade().filter(|hub| !hub.closing.is_cancelled())
 }
 
 #[cfg(test)]

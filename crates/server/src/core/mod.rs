@@ -129,11 +129,17 @@ struct HubInner {
 /// The open sessions, and whether they must close already.
 #[derive(Debug, Default)]
 struct Sessions {
-    outboxes: HashMap<ConnId, Outbox>,
-    /// Each session's user and last request, for the API's disconnect and
-    /// the idle timeout.
-    activity: HashMap<ConnId, admin::Activity>,
+    open: HashMap<ConnId, OpenSession>,
     shut_down: bool,
+}
+
+/// What the hub keeps of an open session: how to reach its connection, and
+/// its user and last request (for the API's disconnect and the idle
+/// timeout).
+#[derive(Debug)]
+struct OpenSession {
+    outbox: Outbox,
+    activity: admin::Activity,
 }
 
 impl Hub {
@@ -203,8 +209,13 @@ impl Hub {
             if sessions.shut_down {
                 outbox.shut_down();
             }
-            sessions.outboxes.insert(conn, outbox.clone());
-            sessions.activity.insert(conn, activity.clone());
+            sessions.open.insert(
+                conn,
+                OpenSession {
+                    outbox: outbox.clone(),
+                    activity: activity.clone(),
+                },
+            );
         }
         self.inner.metrics.connection_opened();
         let session = Session {
@@ -257,8 +268,8 @@ impl Hub {
         }
         let mut sessions = lock(&self.inner.sessions);
         sessions.shut_down = true;
-        for outbox in sessions.outboxes.values() {
-            outbox.shut_down();
+        for open in sessions.open.values() {
+            open.outbox.shut_down();
         }
         drop(sessions);
         self.inner.disconnect.cancel();
@@ -657,10 +668,7 @@ impl Drop for Session {
             }
             self.hub.broker.unsubscribe(&room);
         }
-        let mut sessions = lock(&self.hub.sessions);
-        sessions.outboxes.remove(&conn);
-        sessions.activity.remove(&conn);
-        drop(sessions);
+        lock(&self.hub.sessions).open.remove(&conn);
         self.hub.metrics.connection_closed();
     }
 }
