@@ -38,6 +38,7 @@ use super::conn::{self, Buffers};
 use super::fanout::setup_rows;
 use super::fleet::{Fleet, LoadArgs, SetupReport, StepReport};
 use super::procstat::ProcSample;
+use super::rawws;
 use super::{Table, emit};
 
 #[derive(Debug, Clone, clap::Args)]
@@ -166,31 +167,14 @@ impl Counters {
 /// list, the first.
 fn split_url(url: &str) -> anyhow::Result<(String, String)> {
     let url = url.split(',').next().unwrap_or(url).trim();
-    let Some(rest) = url.strip_prefix("ws://") else {
-        bail!("hostile clients speak plain ws:// only, not {url}");
-    };
-    let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-    let path = if path.is_empty() { "/" } else { path };
-    Ok((host.to_owned(), path.to_owned()))
+    let (host, port, path) = rawws::split_url(url)?;
+    Ok((format!("{host}:{port}"), path))
 }
 
 /// A masked client frame.
 fn frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
-    let mut out = vec![0x80 | opcode];
-    match payload.len() {
-        n if n < 126 => out.push(0x80 | n as u8),
-        n if n <= 0xffff => {
-            out.push(0x80 | 126);
-            out.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            out.push(0x80 | 127);
-            out.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    let mask = [0x1b, 0xe5, 0x72, 0x9c];
-    out.extend_from_slice(&mask);
-    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    let mut out = Vec::with_capacity(payload.len() + 14);
+    rawws::encode_frame(&mut out, opcode, payload, [0x1b, 0xe5, 0x72, 0x9c]);
     out
 }
 

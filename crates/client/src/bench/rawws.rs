@@ -153,7 +153,7 @@ fn apply_mask(data: &mut [u8], key: [u8; 4]) {
 }
 
 /// Appends a masked client frame with `opcode` and `payload` to `out`.
-fn encode_frame(out: &mut Vec<u8>, opcode: u8, payload: &[u8], key: [u8; 4]) {
+pub(crate) fn encode_frame(out: &mut Vec<u8>, opcode: u8, payload: &[u8], key: [u8; 4]) {
     out.push(0x80 | opcode);
     let len = payload.len();
     if len < 126 {
@@ -172,7 +172,7 @@ fn encode_frame(out: &mut Vec<u8>, opcode: u8, payload: &[u8], key: [u8; 4]) {
 }
 
 /// Host, port and request target of a `ws://` URL.
-fn split_url(url: &str) -> anyhow::Result<(String, u16, String)> {
+pub(crate) fn split_url(url: &str) -> anyhow::Result<(String, u16, String)> {
     let uri: Uri = url.parse().with_context(|| format!("bad URL {url}"))?;
     ensure!(
         uri.scheme_str() == Some("ws"),
