@@ -232,6 +232,12 @@ pub struct Settings {
     #[arg(long, env = "CHAT_MAX_CONNECTIONS_PER_IP", value_name = "N")]
     pub max_connections_per_ip: Option<usize>,
 
+    /// New TCP connections a second per client IP address, in bursts of
+    /// twice that (at least 10); more are refused at accept, before TLS or
+    /// HTTP, with a 429 on plain HTTP [default: 0, no limit].
+    #[arg(long, env = "CHAT_MAX_CONNECTS_PER_IP_PER_SEC", value_name = "RATE")]
+    pub max_connects_per_ip_per_sec: Option<f64>,
+
     /// Close a connection (1000 `idle timeout`) that sent no request other
     /// than `ping` for this long; receiving messages does not count
     /// [default: 0, never].
@@ -280,6 +286,8 @@ pub struct Config {
     pub api_key: Option<crate::api::ApiKey>,
     /// `None`: no per-address limit.
     pub max_connections_per_ip: Option<usize>,
+    /// New connections a second per address; `None`: no limit.
+    pub max_connects_per_ip_per_sec: Option<f64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -326,7 +334,8 @@ impl Config {
             presence_delay_ms, allowed_origins, ws_echo, log_format, log_level,
             tls_cert, tls_key, jwt_secret, jwt_secret_file, jwt_public_key, jwt_algorithm,
             jwt_audience, jwt_issuer, allow_anonymous,
-            api_key, max_connections_per_ip, idle_timeout_secs, retention_messages,
+            api_key, max_connections_per_ip, max_connects_per_ip_per_sec, idle_timeout_secs,
+            retention_messages,
             retention_days, retention_interval_secs,
         );
         let defaults = Limits::default();
@@ -466,6 +475,15 @@ impl Config {
             },
             api_key: s.api_key,
             max_connections_per_ip: s.max_connections_per_ip.filter(|&n| n > 0),
+            max_connects_per_ip_per_sec: match s.max_connects_per_ip_per_sec {
+                Some(rate) if !rate.is_finite() || rate < 0.0 => {
+                    return Err(ConfigError::Invalid {
+                        name: "max_connects_per_ip_per_sec",
+                        why: format!("{rate} is not a rate (0 for no limit)"),
+                    });
+                }
+                rate => rate.filter(|&r| r > 0.0),
+            },
             auth: auth_config(
                 s.jwt_secret,
                 s.jwt_secret_file,
@@ -651,6 +669,8 @@ mod tests {
         let c = Config::resolve(parse(&[
             "--max-connections-per-ip",
             "3",
+            "--max-connects-per-ip-per-sec",
+            "2.5",
             "--idle-timeout-secs",
             "60",
             "--retention-messages",
@@ -662,6 +682,7 @@ mod tests {
         ]))
         .unwrap();
         assert_eq!(c.max_connections_per_ip, Some(3));
+        assert_eq!(c.max_connects_per_ip_per_sec, Some(2.5));
         assert_eq!(c.limits.idle_timeout, Some(Duration::from_secs(60)));
         assert_eq!(c.limits.retention.keep_last, Some(1000));
         assert_eq!(
@@ -669,7 +690,12 @@ mod tests {
             Some(Duration::from_secs(43_200))
         );
         assert!(!format!("{:?}", c.api_key).contains("0123"));
-        for refused in [&["--api-key", "short"][..], &["--retention-days=-1"]] {
+        for refused in [
+            &["--api-key", "short"][..],
+            &["--retention-days=-1"],
+            &["--max-connects-per-ip-per-sec=-1"],
+            &["--max-connects-per-ip-per-sec=inf"],
+        ] {
             assert!(Config::resolve(parse(refused)).is_err(), "{refused:?}");
         }
 
@@ -679,12 +705,13 @@ mod tests {
         std::fs::write(
             &file,
             "api_key = \"from-the-file-0123456789\"\nmax_connections_per_ip = 50\n\
-             idle_timeout_secs = 600\nretention_days = 30.0\nretention_interval_secs = 5\n",
+             max_connects_per_ip_per_sec = 0\nidle_timeout_secs = 600\nretention_days = 30.0\nretention_interval_secs = 5\n",
         )
         .unwrap();
         let c = Config::resolve(parse(&["--config", file.to_str().unwrap()])).unwrap();
         assert_eq!(c.api_key.map(|k| k.len()), Some(24));
         assert_eq!(c.max_connections_per_ip, Some(50));
+        assert_eq!(c.max_connects_per_ip_per_sec, None, "0 is no limit");
         assert_eq!(c.limits.idle_timeout, Some(Duration::from_secs(600)));
         assert_eq!(
             c.limits.retention.max_age,

@@ -12,6 +12,7 @@
 //! - [`auth`] (who a connection is: JWT or anonymous) and [`tls`]
 //!   (`https://` and `wss://`), both below the transports.
 
+pub mod admission;
 pub mod api;
 pub mod auth;
 pub mod broker;

@@ -14,6 +14,7 @@ use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::admission::{AdmittingListener, ConnectRate};
 use crate::auth::Authenticator;
 use crate::broker::{Broker, LocalBroker, RedisBroker};
 use crate::config::Config;
@@ -113,6 +114,8 @@ pub struct Server {
     shutdown_timeout: Duration,
     /// `None`: plain HTTP.
     tls: Option<Arc<Tls>>,
+    /// `None`: no per-address limit on new connections.
+    connect_rate: Option<Arc<ConnectRate>>,
 }
 
 impl Server {
@@ -177,6 +180,10 @@ impl Server {
             listener,
             shutdown_timeout: config.shutdown_timeout,
             tls,
+            connect_rate: config
+                .max_connects_per_ip_per_sec
+                .and_then(ConnectRate::new)
+                .map(Arc::new),
         })
     }
 
@@ -206,7 +213,9 @@ impl Server {
             listener,
             shutdown_timeout,
             tls,
+            connect_rate,
         } = self;
+        let listener = AdmittingListener::new(listener, connect_rate, tls.is_some());
         let stop_accepting = CancellationToken::new();
         let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
         let stopped = stop_accepting.clone().cancelled_owned();

@@ -2,8 +2,9 @@
 //! served as `https://` and `wss://`.
 //!
 //! `axum::serve` takes any [`Listener`], so ours wraps the TCP listener
-//! server.rs binds (same backlog, same `TCP_NODELAY`) and yields finished
-//! TLS streams. Each handshake runs in its own task under
+//! server.rs binds (same backlog, same `TCP_NODELAY`, same per-address
+//! admission check, which thus runs before any handshake) and yields
+//! finished TLS streams. Each handshake runs in its own task under
 //! [`HANDSHAKE_TIMEOUT`]; finished streams reach axum through a channel.
 //! A client that never completes its handshake thus holds only its own task,
 //! never the accept loop, and axum's connection handling, graceful shutdown
@@ -38,11 +39,13 @@ use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::sync::{Semaphore, mpsc};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 use tokio_util::task::AbortOnDropHandle;
+
+use crate::admission::AdmittingListener;
 
 /// How long a client has to complete the TLS handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -134,7 +137,7 @@ impl Tls {
     /// the files, when the listener is dropped.
     pub fn listener(
         self: &Arc<Self>,
-        tcp: TcpListener,
+        tcp: AdmittingListener,
         on_accept: fn(&mut TcpStream),
     ) -> io::Result<TlsListener> {
         let local_addr = tcp.local_addr()?;
@@ -268,7 +271,7 @@ impl Listener for TlsListener {
 }
 
 async fn accept_loop(
-    tcp: TcpListener,
+    mut tcp: AdmittingListener,
     acceptor: TlsAcceptor,
     on_accept: fn(&mut TcpStream),
     handshaken: mpsc::Sender<(TlsStream<TcpStream>, SocketAddr)>,
@@ -278,13 +281,8 @@ async fn accept_loop(
         let Ok(permit) = handshakes.clone().acquire_owned().await else {
             return;
         };
-        let (mut stream, addr) = match tcp.accept().await {
-            Ok(accepted) => accepted,
-            Err(error) => {
-                accept_failed(error).await;
-                continue;
-            }
-        };
+        // Retries by itself on accept errors, as for plain TCP.
+        let (mut stream, addr) = tcp.accept().await;
         on_accept(&mut stream);
         let acceptor = acceptor.clone();
         let handshaken = handshaken.clone();
@@ -301,19 +299,4 @@ async fn accept_loop(
             }
         });
     }
-}
-
-/// As `axum::serve` does for plain TCP: a connection that died before we
-/// took it is nothing, anything else (out of file descriptors) is worth a
-/// pause before trying again.
-async fn accept_failed(error: io::Error) {
-    use io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
-    if matches!(
-        error.kind(),
-        ConnectionRefused | ConnectionAborted | ConnectionReset
-    ) {
-        return;
-    }
-    tracing::error!(%error, "accept failed");
-    tokio::time::sleep(Duration::from_secs(1)).await;
 }

@@ -1,6 +1,7 @@
 //! Production limits (docs/protocol.md §6), each tripped over real sockets
 //! while another client on the same server is served normally: connections
-//! per address (on `/ws` and `/socket.io/`), the idle timeout, rooms per
+//! per address (on `/ws` and `/socket.io/`), new connections a second per
+//! address (at accept), the idle timeout, rooms per
 //! connection, typing rate, frame and text size, and retention.
 
 mod common;
@@ -71,6 +72,67 @@ async fn connections_per_address_are_capped_on_both_transports() {
             Err(status) => panic!("no slot came back: {status}"),
         }
     }
+}
+
+/// A raw TCP connection from `from` that sends nothing: what the server
+/// writes before closing it, or `None` if it accepted and waited.
+async fn first_words_from(server: &Server, from: IpAddr) -> Option<String> {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind((from, 0).into()).unwrap();
+    let mut stream = socket.connect(server.addr).await.unwrap();
+    let mut said = Vec::new();
+    match tokio::time::timeout(Duration::from_millis(300), stream.read_to_end(&mut said)).await {
+        Ok(Ok(_)) => Some(String::from_utf8_lossy(&said).into_owned()),
+        Ok(Err(e)) => panic!("reading the refusal: {e}"),
+        Err(_) => None,
+    }
+}
+
+#[tokio::test]
+async fn new_connections_per_address_are_refused_at_accept_past_the_rate() {
+    // One a second in bursts of 10 (the smallest burst).
+    let server = Server::start(&["--max-connects-per-ip-per-sec", "1"]);
+    let url = server.ws_url("name=a");
+    let busy = IpAddr::from([127, 0, 0, 3]);
+    let mut held = Vec::new();
+    for _ in 0..10 {
+        held.push(
+            Client::connect_from(&url, busy)
+                .await
+                .expect("within the burst"),
+        );
+    }
+    // The burst is spent; at most a token or two refilled meanwhile.
+    let mut refusal = None;
+    for _ in 0..5 {
+        if let Some(words) = first_words_from(&server, busy).await {
+            refusal = Some(words);
+            break;
+        }
+    }
+    let refusal = refusal.expect("a refusal once the burst is spent");
+    assert!(refusal.starts_with("HTTP/1.1 429 "), "{refusal:?}");
+    assert!(refusal.ends_with("too many new connections from this address\n"));
+
+    // What the address already holds is untouched, and another address is
+    // served as usual.
+    for client in &mut held {
+        client.assert_alive().await;
+    }
+    let mut other = Client::connect_from(&url, IpAddr::from(NEIGHBOUR))
+        .await
+        .expect("another address");
+    other.join("r").await;
+    other.say("r", "still served").await;
+
+    // The address gets its rate back.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let mut again = Client::connect_from(&url, busy).await.expect("refilled");
+    again.assert_alive().await;
+
+    let metrics = http_get(server.addr, "/metrics").await;
+    let refused = metric_value(&metrics.body, "chat_connections_refused_at_accept_total");
+    assert!(refused.is_some_and(|n| n >= 1.0), "{refused:?}");
 }
 
 #[tokio::test]

@@ -173,6 +173,47 @@ async fn plain_clients_and_untrusting_clients_are_turned_away() {
 }
 
 #[tokio::test]
+async fn past_the_connect_rate_a_tls_client_is_closed_before_any_handshake() {
+    let cert = TestCert::new();
+    let (server, _dir, _, _) = start_tls(&cert, &["--max-connects-per-ip-per-sec", "1"]);
+    let from = |ip: [u8; 4]| {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind((std::net::IpAddr::from(ip), 0).into()).unwrap();
+        socket.connect(server.addr)
+    };
+    // The burst of 10 is spent on connections that never say hello.
+    let mut held = Vec::new();
+    for _ in 0..10 {
+        held.push(from([127, 0, 0, 3]).await.expect("connect"));
+    }
+    // Past it, the server closes without writing anything: a TLS client
+    // could not read a plain 429. (A token may refill meanwhile.)
+    let mut closed = false;
+    for _ in 0..3 {
+        let mut tcp = from([127, 0, 0, 3]).await.expect("connect");
+        let mut said = Vec::new();
+        let read = tokio::time::timeout(Duration::from_millis(300), tcp.read_to_end(&mut said));
+        if let Ok(result) = read.await {
+            assert!(result.is_err() || said.is_empty(), "wrote {said:?}");
+            closed = true;
+            break;
+        }
+    }
+    assert!(closed, "no connection was refused past the burst");
+    // Another address still gets through the handshake.
+    let tcp = from([127, 0, 0, 4]).await.expect("connect");
+    let name = ServerName::IpAddress(server.addr.ip().into());
+    tokio::time::timeout(
+        RECV_TIMEOUT,
+        TlsConnector::from(cert.client()).connect(name, tcp),
+    )
+    .await
+    .expect("TLS handshake timed out")
+    .expect("another address is served");
+    drop(held);
+}
+
+#[tokio::test]
 async fn a_stalled_handshake_does_not_hold_up_other_clients() {
     let cert = TestCert::new();
     let (server, _dir, _, _) = start_tls(&cert, &[]);

@@ -13,12 +13,24 @@ pub struct TokenBucket {
 
 impl TokenBucket {
     pub fn new(rate: f64, burst: f64) -> Self {
+        TokenBucket::starting_at(rate, burst, Instant::now())
+    }
+
+    /// A full bucket as of `now`.
+    pub fn starting_at(rate: f64, burst: f64, now: Instant) -> Self {
         TokenBucket {
             rate,
             burst,
             tokens: burst,
-            last: Instant::now(),
+            last: now,
         }
+    }
+
+    /// Whether the bucket will have refilled to its burst by `now`: it then
+    /// holds nothing a fresh bucket would not, so a keyed map may drop it.
+    pub fn is_full_at(&self, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.tokens + elapsed * self.rate >= self.burst
     }
 
     /// Takes one token if available.
@@ -58,7 +70,8 @@ impl TokenBucket {
         self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
     }
 
-    fn try_take_at(&mut self, now: Instant) -> bool {
+    /// [`TokenBucket::try_take`] with the clock given.
+    pub fn try_take_at(&mut self, now: Instant) -> bool {
         self.refill(now);
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;

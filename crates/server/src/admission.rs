@@ -1,0 +1,220 @@
+//! `--max-connects-per-ip-per-sec`: how fast one client address may open
+//! new TCP connections, checked in the accept loop.
+//!
+//! `--max-connections-per-ip` caps what an address holds at once; it does
+//! not stop an address that connects, breaks the protocol and reconnects as
+//! fast as it can. Each such round costs the server a handshake (TLS
+//! included), an upgrade, a task and a close; `chat-bench hostile` saw
+//! 10,000 of them a second from twenty clients. Checking here, before TLS,
+//! HTTP or any task, makes a refused connection cost an `accept`, one
+//! non-blocking write of a 429 (plain HTTP only: a TLS client could not
+//! read it) and a close.
+//!
+//! Each address has a token bucket: `rate` new connections a second on
+//! average, bursts of `2 × rate` (at least [`MIN_BURST`]), so a page load
+//! that opens a few connections at once is never refused. Buckets that have
+//! refilled are forgotten, which keeps the map as small as the set of
+//! addresses seen in the last few seconds. Addresses are the TCP peer's, as
+//! for `--max-connections-per-ip`: clients behind one NAT or proxy share a
+//! budget.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::serve::Listener;
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::core::rate::TokenBucket;
+
+/// Smallest burst, whatever the rate: what one browser opens at once (the
+/// page, its assets, a WebSocket, Socket.IO's polling requests).
+pub const MIN_BURST: f64 = 10.0;
+
+/// The map is swept of refilled buckets at most this often, and only once
+/// it holds more than [`SWEEP_ABOVE`] addresses.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+const SWEEP_ABOVE: usize = 1024;
+
+/// What a refused plain-HTTP client reads before the close.
+const REFUSAL: &[u8] = b"HTTP/1.1 429 Too Many Requests\r\n\
+    Content-Type: text/plain; charset=utf-8\r\nRetry-After: 1\r\n\
+    Connection: close\r\nContent-Length: 43\r\n\r\n\
+    too many new connections from this address\n";
+
+/// New-connection budgets per client address.
+#[derive(Debug)]
+pub struct ConnectRate {
+    rate: f64,
+    burst: f64,
+    buckets: Mutex<Buckets>,
+}
+
+#[derive(Debug)]
+struct Buckets {
+    by_ip: HashMap<IpAddr, TokenBucket>,
+    swept: Instant,
+}
+
+impl ConnectRate {
+    /// `per_sec` new connections a second per address; `None` when not
+    /// positive and finite (no limit).
+    pub fn new(per_sec: f64) -> Option<ConnectRate> {
+        (per_sec.is_finite() && per_sec > 0.0).then(|| ConnectRate {
+            rate: per_sec,
+            burst: (2.0 * per_sec).max(MIN_BURST),
+            buckets: Mutex::new(Buckets {
+                by_ip: HashMap::new(),
+                swept: Instant::now(),
+            }),
+        })
+    }
+
+    /// Whether `ip` may open a connection now; takes a token if so.
+    pub fn admit(&self, ip: IpAddr) -> bool {
+        self.admit_at(ip.to_canonical(), Instant::now())
+    }
+
+    fn admit_at(&self, ip: IpAddr, now: Instant) -> bool {
+        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        if buckets.by_ip.len() > SWEEP_ABOVE && now.duration_since(buckets.swept) >= SWEEP_EVERY {
+            buckets.swept = now;
+            buckets.by_ip.retain(|_, bucket| !bucket.is_full_at(now));
+        }
+        let (rate, burst) = (self.rate, self.burst);
+        buckets
+            .by_ip
+            .entry(ip)
+            .or_insert_with(|| TokenBucket::starting_at(rate, burst, now))
+            .try_take_at(now)
+    }
+}
+
+/// A TCP listener that refuses, at accept, addresses over their
+/// [`ConnectRate`]; with no rate it passes everything through.
+pub struct AdmittingListener {
+    tcp: TcpListener,
+    rate: Option<Arc<ConnectRate>>,
+    /// Write the 429 before closing (plain HTTP); TLS clients are only
+    /// closed on.
+    answer_refused: bool,
+}
+
+impl AdmittingListener {
+    pub fn new(tcp: TcpListener, rate: Option<Arc<ConnectRate>>, tls: bool) -> AdmittingListener {
+        if rate.is_some() {
+            metrics::describe_counter!(
+                REFUSED,
+                "New TCP connections refused at accept: the address was over \
+                 --max-connects-per-ip-per-sec"
+            );
+        }
+        AdmittingListener {
+            tcp,
+            rate,
+            answer_refused: !tls,
+        }
+    }
+
+    fn refuse(&self, stream: TcpStream, addr: SocketAddr) {
+        metrics::counter!(REFUSED).increment(1);
+        tracing::debug!(%addr, "new connection over the per-address rate: refused");
+        if self.answer_refused {
+            // Non-blocking: a fresh socket's send buffer always has room for
+            // this; if not, the client just sees the close.
+            let _ = stream.try_write(REFUSAL);
+        }
+    }
+}
+
+/// Prometheus counter of connections refused at accept.
+pub const REFUSED: &str = "chat_connections_refused_at_accept_total";
+
+impl Listener for AdmittingListener {
+    type Io = TcpStream;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (TcpStream, SocketAddr) {
+        loop {
+            // axum's accept retries by itself on errors (and pauses when out
+            // of file descriptors).
+            let (stream, addr) = Listener::accept(&mut self.tcp).await;
+            match &self.rate {
+                Some(rate) if !rate.admit(addr.ip()) => self.refuse(stream, addr),
+                _ => return (stream, addr),
+            }
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.tcp.local_addr()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addresses(limit: &ConnectRate) -> usize {
+        limit.buckets.lock().unwrap().by_ip.len()
+    }
+
+    #[test]
+    fn each_address_gets_its_burst_then_its_rate() {
+        let limit = ConnectRate::new(5.0).unwrap();
+        let start = Instant::now();
+        let a: IpAddr = [10, 0, 0, 1].into();
+        let b: IpAddr = [10, 0, 0, 2].into();
+        let admitted = (0..50).filter(|_| limit.admit_at(a, start)).count();
+        assert_eq!(admitted, 10, "burst of max(2 × 5, 10)");
+        assert!(
+            limit.admit_at(b, start),
+            "another address has its own budget"
+        );
+        let later = start + Duration::from_millis(400);
+        let admitted = (0..50).filter(|_| limit.admit_at(a, later)).count();
+        assert_eq!(admitted, 2, "5 a second");
+    }
+
+    #[test]
+    fn ipv4_mapped_addresses_count_as_ipv4() {
+        let limit = ConnectRate::new(1.0).unwrap();
+        let v4: IpAddr = [10, 0, 0, 1].into();
+        let mapped: IpAddr = "::ffff:10.0.0.1".parse().unwrap();
+        let admitted = (0..20)
+            .filter(|i| limit.admit(if i % 2 == 0 { v4 } else { mapped }))
+            .count();
+        assert_eq!(admitted, 10);
+    }
+
+    #[test]
+    fn refilled_buckets_are_forgotten() {
+        let limit = ConnectRate::new(10.0).unwrap();
+        let start = Instant::now();
+        for i in 0..2000u32 {
+            assert!(limit.admit_at(IpAddr::from(i.to_be_bytes()), start));
+        }
+        assert_eq!(addresses(&limit), 2000);
+        // Two seconds on, every bucket has refilled (burst 20 at 10 a second).
+        let later = start + Duration::from_secs(2);
+        assert!(limit.admit_at([10, 9, 9, 9].into(), later));
+        assert_eq!(addresses(&limit), 1);
+    }
+
+    #[test]
+    fn the_refusal_is_a_whole_http_response() {
+        let text = std::str::from_utf8(REFUSAL).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 429 "));
+        assert!(head.contains(&format!("Content-Length: {}", body.len())));
+    }
+
+    #[test]
+    fn no_limit_unless_positive() {
+        assert!(ConnectRate::new(0.0).is_none());
+        assert!(ConnectRate::new(-1.0).is_none());
+        assert!(ConnectRate::new(f64::NAN).is_none());
+    }
+}
