@@ -3,6 +3,7 @@
 //! These steps run once per connection, so they favour clear errors over
 //! speed; the per-message paths live in the scenarios.
 
+use std::net::IpAddr;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
@@ -14,6 +15,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use super::frame::{Peek, decode_full};
+use super::{rawws, source};
 
 /// A client WebSocket as the bench uses it.
 pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -78,14 +80,23 @@ pub fn with_query(url: &str, key: &str, value: &str) -> String {
     format!("{url}{sep}{key}={value}")
 }
 
-/// Upgrades a TCP connection to `url` with Nagle disabled: the bench sends
-/// small frames and measures their latency, so it must not wait for ACKs
-/// before writing.
-pub async fn connect(url: &str, buffers: Buffers) -> anyhow::Result<Ws> {
-    let (ws, _response) =
-        tokio_tungstenite::connect_async_with_config(url, Some(buffers.config()), true)
-            .await
-            .map_err(|e| anyhow!("connect: {e}"))?;
+/// Upgrades a TCP connection to `url` (`ws://` only) with Nagle disabled:
+/// the bench sends small frames and measures their latency, so it must not
+/// wait for ACKs before writing. The connection comes from `source` when
+/// given (`--source-ips`), else from where the kernel chooses.
+pub async fn connect(url: &str, buffers: Buffers, source: Option<IpAddr>) -> anyhow::Result<Ws> {
+    let (host, port, _) = rawws::split_url(url)?;
+    let stream = source::dial(&host, port, source)
+        .await
+        .map_err(|e| anyhow!("connect: {e}"))?;
+    stream.set_nodelay(true).context("set TCP_NODELAY")?;
+    let (ws, _response) = tokio_tungstenite::client_async_with_config(
+        url,
+        MaybeTlsStream::Plain(stream),
+        Some(buffers.config()),
+    )
+    .await
+    .map_err(|e| anyhow!("upgrade: {e}"))?;
     Ok(ws)
 }
 
@@ -117,17 +128,19 @@ pub fn describe_close(
     }
 }
 
-/// Connects to `url`, reads the welcome frame, joins a room and waits for the
-/// `joined` reply, all within `timeout` (a server that accepts TCP but never
-/// answers must not hang the bench).
+/// Connects to `url` (from `source`, see [`connect`]), reads the welcome
+/// frame, joins a room and waits for the `joined` reply, all within
+/// `timeout` (a server that accepts TCP but never answers must not hang the
+/// bench).
 pub async fn open(
     url: &str,
     buffers: Buffers,
+    source: Option<IpAddr>,
     room_json: &str,
     timeout: Duration,
 ) -> anyhow::Result<(Ws, Joined)> {
     tokio::time::timeout(timeout, async {
-        let mut ws = connect(url, buffers).await?;
+        let mut ws = connect(url, buffers, source).await?;
         let joined = welcome_and_join(&mut ws, room_json).await?;
         Ok((ws, joined))
     })

@@ -19,6 +19,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -114,6 +115,8 @@ impl SendFrames {
 struct Plan {
     room: usize,
     url: String,
+    /// `--source-ips`: the address to connect from.
+    source: Option<IpAddr>,
     room_json: String,
     frames: SendFrames,
     messages: u64,
@@ -391,6 +394,7 @@ async fn sender(plan: Plan, start: Arc<Barrier>, counters: Arc<Counters>) -> Out
     let opened = conn::open(
         &plan.url,
         Buffers::busy(),
+        plan.source,
         &plan.room_json,
         plan.join_timeout,
     )
@@ -628,6 +632,7 @@ pub async fn run(args: DurableArgs) -> anyhow::Result<bool> {
             "{connections} connections do not fit under `ulimit -n` {limit}"
         );
     }
+    common.note_shared_sources(connections);
     let nonce = run_nonce();
     let text = filler(args.text_bytes as usize);
     let mut plans = Vec::with_capacity(connections as usize);
@@ -637,6 +642,7 @@ pub async fn run(args: DurableArgs) -> anyhow::Result<bool> {
             plans.push(Plan {
                 room,
                 url: conn::with_query(&common.url, "name", &format!("r{room}s{k}")),
+                source: common.source_ip(),
                 room_json: serde_json::to_string(&room_name)?,
                 frames: SendFrames::new(&room_name, &text, &format!("{nonce}-{room}-{k}"))?,
                 messages: args.messages,

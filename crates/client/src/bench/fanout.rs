@@ -92,6 +92,7 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<bool> {
     ensure!(args.rate > 0.0, "--rate must be positive");
     ensure!(args.duration > 0.0, "--duration must be positive");
     let load = &args.load;
+    load.common.note_shared_sources(load.connections());
     let mut fleet = Fleet::open(load, "fanout").await?;
     let result = fleet
         .run_step(args.rate, Duration::from_secs_f64(args.duration))

@@ -34,6 +34,7 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::io::Write as _;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -339,7 +340,8 @@ pub struct StepReport {
     pub server: Option<Usage>,
     /// Server CPU seconds per second of window (1.0 = one core busy).
     pub server_cpu_fraction: Option<f64>,
-    /// The bench's CPU seconds per second of window, all threads.
+    /// The bench's CPU seconds per second of window, all threads but a
+    /// foreign one (`hostile`'s clients, see [`Fleet::set_foreign_thread`]).
     pub bench_cpu_fraction: Option<f64>,
     /// Deliveries a second the bench could handle with a whole core at this
     /// cost per delivery (`deliveries_per_sec / bench_cpu_fraction`): an
@@ -449,6 +451,9 @@ pub struct Fleet {
     steps: watch::Sender<Option<Arc<StepPlan>>>,
     pacer: Pacer,
     steps_run: u64,
+    /// A thread of this process whose CPU time is not the fleet's (the
+    /// hostile clients'), left out of `bench CPU`.
+    foreign_thread: Option<u32>,
     pub setup: SetupReport,
     _reporter: Reporter,
 }
@@ -531,6 +536,7 @@ impl Fleet {
                 };
                 tasks.push(tokio::spawn(task.run(
                     url,
+                    args.common.source_ip(),
                     name,
                     room_json.clone(),
                     args.read_buffer,
@@ -569,9 +575,26 @@ impl Fleet {
             steps,
             pacer,
             steps_run: 0,
+            foreign_thread: None,
             setup,
             _reporter: reporter,
         })
+    }
+
+    /// Leaves the CPU time of thread `tid` of this process out of the
+    /// steps' `bench CPU` from now on (`None`: count every thread again).
+    pub fn set_foreign_thread(&mut self, tid: Option<u32>) {
+        self.foreign_thread = tid;
+    }
+
+    /// The bench's RSS and CPU time, without the foreign thread's CPU.
+    fn bench_sample(&self) -> Option<ProcSample> {
+        let mut sample = ProcSample::own().ok()?;
+        if let Some(tid) = self.foreign_thread {
+            let foreign = procstat::thread_cpu_ticks(tid).ok()?;
+            sample.cpu_ticks = sample.cpu_ticks.saturating_sub(foreign);
+        }
+        Some(sample)
     }
 
     /// Connections that joined and have not ended.
@@ -626,10 +649,10 @@ impl Fleet {
         tokio::time::sleep_until(shared.instant(window_start)).await;
         shared.set_phase(format!("{label}, measuring"));
         let server_before = procstat::sample(args.common.server_pid);
-        let bench_before = ProcSample::own().ok();
+        let bench_before = self.bench_sample();
         tokio::time::sleep_until(shared.instant(window_end)).await;
         let server_after = procstat::sample(args.common.server_pid);
-        let bench_after = ProcSample::own().ok();
+        let bench_after = self.bench_sample();
         shared.set_phase(format!("{label}, draining"));
 
         // Drain: first every send answered, then every acked message
@@ -949,6 +972,7 @@ impl Connection {
     async fn run(
         mut self,
         url: String,
+        source: Option<IpAddr>,
         name: String,
         room_json: Arc<str>,
         read_buffer: usize,
@@ -962,10 +986,20 @@ impl Connection {
         let protocol = self.shared.protocol;
         let opened = tokio::time::timeout(join_timeout, async {
             match protocol {
-                Protocol::Native => connect_and_join(&url, &room_json, read_buffer, seed).await,
+                Protocol::Native => {
+                    connect_and_join(&url, source, &room_json, read_buffer, seed).await
+                }
                 _ => {
-                    sio::connect_and_join(&url, protocol, &room_json, &name, read_buffer, seed)
-                        .await
+                    sio::connect_and_join(
+                        &url,
+                        source,
+                        protocol,
+                        &room_json,
+                        &name,
+                        read_buffer,
+                        seed,
+                    )
+                    .await
                 }
             }
         })
@@ -1075,15 +1109,16 @@ impl Connection {
     }
 }
 
-/// Upgrades, reads the welcome, joins `room_json` and waits for the reply;
-/// the room's `seq` at join time.
+/// Upgrades (from `source`, see [`RawWs::connect`]), reads the welcome,
+/// joins `room_json` and waits for the reply; the room's `seq` at join time.
 async fn connect_and_join(
     url: &str,
+    source: Option<IpAddr>,
     room_json: &str,
     read_buffer: usize,
     seed: u64,
 ) -> anyhow::Result<(RawWs, u64)> {
-    let mut ws = RawWs::connect(url, read_buffer, seed).await?;
+    let mut ws = RawWs::connect(url, read_buffer, seed, source).await?;
     let welcome = ws.next_text().await?;
     match decode_full(&welcome) {
         Ok(ServerFrame::Welcome { .. }) => {}

@@ -19,8 +19,45 @@
 //! The honest fan-out is measured twice with the same schedule: without the
 //! flood, then with it. The report puts the two latency distributions side
 //! by side, with what the hostile clients got back.
+//!
+//! ## The attackers' own CPU
+//!
+//! On a real deployment attackers use their own machines; here they share
+//! the bench process with the honest clients whose latency is measured. On
+//! the honest clients' runtime the flood took 93% of the bench's core and
+//! pushed the bench's own send lag p99 from 0.17 ms to 6.6 ms, so part of
+//! the honest p99 rise was the bench measuring itself. So the hostile
+//! clients run on a thread of their own, with its own single-threaded
+//! runtime, lowered to `SCHED_IDLE` (Linux applies a scheduling policy per
+//! thread): it runs only on CPU time nothing else wants, so the honest
+//! clients (and the idle ones, which stay on the main runtime) are served
+//! first, and the flood is as hard as the leftover CPU allows. When the
+//! server shares the machine it comes first too, so a busy server is
+//! flooded less hard: the `hostile sent` row says how hard it was. Where
+//! `SCHED_IDLE` is refused (or off Linux) the thread runs at normal
+//! priority, with a warning, and the report says so (`hostile_sched_idle`).
+//!
+//! ## Source addresses
+//!
+//! A server's per-address limits (`--max-connections-per-ip`,
+//! `--max-connects-per-ip-per-sec`) cannot tell clients apart on loopback,
+//! where every connection comes from 127.0.0.1: honest and hostile clients
+//! would share one budget. `--source-ips` (every scenario) binds each
+//! honest and idle connection to the next address of a range,
+//! `--hostile-source-ips` gives each hostile client an address of its own
+//! for all its connections (client k, counted in the order above, gets the
+//! k-th), so the limits see attackers apart from the honest clients, as
+//! they would in production. See [`super::source`].
+//!
+//! A refused connection is counted in `connect_failures`, and an upgrade
+//! answered `429 Too Many Requests` (a per-address connect rate limit) in
+//! `refused_429` too. After a 429, or any other answer, a hostile client
+//! tries again at once, as an attacker would; only after a failed TCP
+//! connect (nothing listening, no port left) does it wait a little, so a
+//! dead server does not make it spin.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -37,8 +74,9 @@ use tokio_util::sync::CancellationToken;
 use super::conn::{self, Buffers};
 use super::fanout::setup_rows;
 use super::fleet::{Fleet, LoadArgs, SetupReport, StepReport};
-use super::procstat::ProcSample;
+use super::procstat::{self, ProcSample};
 use super::rawws;
+use super::source::{self, Cidr};
 use super::{Table, emit};
 
 #[derive(Debug, Clone, clap::Args)]
@@ -61,6 +99,14 @@ pub struct HostileArgs {
     /// Hostile clients of each of the five kinds.
     #[arg(long, default_value_t = 4)]
     pub hostile: u64,
+    /// Give hostile client k the k-th address of this range (e.g.
+    /// `127.2.0.0/24`; it must hold one for each of the 5 x `--hostile`
+    /// clients), every connection it opens bound to it, so that a server's
+    /// per-address limits can tell the attackers from the honest clients
+    /// (`--source-ips`) [default: the kernel chooses, 127.0.0.1 on
+    /// loopback].
+    #[arg(long, value_name = "CIDR")]
+    pub hostile_source_ips: Option<Cidr>,
 }
 
 /// What the hostile clients did and got back.
@@ -68,6 +114,7 @@ pub struct HostileArgs {
 struct Counters {
     connects: AtomicU64,
     connect_failures: AtomicU64,
+    refused_429: AtomicU64,
     frames_sent: AtomicU64,
     bytes_sent: AtomicU64,
     acks: AtomicU64,
@@ -89,8 +136,14 @@ fn bump(counter: &AtomicU64, n: u64) {
 
 #[derive(Debug, Serialize)]
 pub struct HostileTotals {
+    /// Connections attempted.
     pub connects: u64,
+    /// Attempts that did not reach an open WebSocket, for whatever reason
+    /// (`refused_429` included).
     pub connect_failures: u64,
+    /// Of `connect_failures`: upgrades answered `429 Too Many Requests`
+    /// (a per-address limit such as `--max-connects-per-ip-per-sec`).
+    pub refused_429: u64,
     pub frames_sent: u64,
     pub bytes_sent: u64,
     pub acks: u64,
@@ -111,6 +164,7 @@ impl Counters {
         HostileTotals {
             connects: get(&self.connects),
             connect_failures: get(&self.connect_failures),
+            refused_429: get(&self.refused_429),
             frames_sent: get(&self.frames_sent),
             bytes_sent: get(&self.bytes_sent),
             acks: get(&self.acks),
@@ -163,12 +217,20 @@ impl Counters {
 
 // --- raw WebSocket, enough to misbehave --------------------------------------
 
-/// `ws://host:port/path` → (`host:port`, `/path`); of a comma-separated
-/// list, the first.
-fn split_url(url: &str) -> anyhow::Result<(String, String)> {
-    let url = url.split(',').next().unwrap_or(url).trim();
-    let (host, port, path) = rawws::split_url(url)?;
-    Ok((format!("{host}:{port}"), path))
+/// Where the hostile clients connect: the first of `--url`'s list.
+#[derive(Debug, Clone)]
+struct Target {
+    host: String,
+    port: u16,
+    path: String,
+}
+
+impl Target {
+    fn of(url: &str) -> anyhow::Result<Target> {
+        let url = url.split(',').next().unwrap_or(url).trim();
+        let (host, port, path) = rawws::split_url(url)?;
+        Ok(Target { host, port, path })
+    }
 }
 
 /// A masked client frame.
@@ -183,6 +245,27 @@ struct Raw {
     buf: Vec<u8>,
 }
 
+/// Why [`Raw::connect`] did not get a WebSocket.
+#[derive(Debug)]
+enum Refused {
+    /// The TCP connect failed: no server, or no address or port left here.
+    Connect,
+    /// The upgrade was answered `429 Too Many Requests`.
+    TooMany,
+    /// The upgrade was answered otherwise, or the connection ended first.
+    Upgrade,
+}
+
+/// The status code of the HTTP response at the start of `head`.
+fn status_code(head: &[u8]) -> Option<u16> {
+    let line = head.split(|&b| b == b'\r').next()?;
+    let mut words = line.split(|&b| b == b' ');
+    if !words.next()?.starts_with(b"HTTP/") {
+        return None;
+    }
+    std::str::from_utf8(words.next()?).ok()?.parse().ok()
+}
+
 /// What [`Raw::next`] read.
 enum Read {
     Text(Vec<u8>),
@@ -192,28 +275,40 @@ enum Read {
 }
 
 impl Raw {
-    async fn connect(host: &str, path: &str) -> anyhow::Result<Raw> {
-        let mut stream = TcpStream::connect(host).await.context("connect")?;
+    /// Connects from `source` (the kernel chooses when `None`) and upgrades.
+    async fn connect(target: &Target, source: Option<IpAddr>) -> Result<Raw, Refused> {
+        let Target { host, port, path } = target;
+        let mut stream = source::dial(host, *port, source)
+            .await
+            .map_err(|_| Refused::Connect)?;
         let _ = stream.set_nodelay(true);
         let request = format!(
-            "GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\n\
+            "GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n\
              Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
              Sec-WebSocket-Version: 13\r\n\r\n"
         );
-        stream.write_all(request.as_bytes()).await?;
+        // A server refusing at accept may close before reading the request,
+        // so a failed write can still have a 429 to read behind it.
+        let _ = stream.write_all(request.as_bytes()).await;
         let mut raw = Raw {
             stream,
             buf: Vec::with_capacity(4096),
+        };
+        let refused = |buf: &[u8]| match status_code(buf) {
+            Some(429) => Refused::TooMany,
+            _ => Refused::Upgrade,
         };
         let end = loop {
             if let Some(i) = raw.buf.windows(4).position(|w| w == b"\r\n\r\n") {
                 break i + 4;
             }
-            if raw.fill().await? == 0 {
-                bail!("closed during the upgrade");
+            if !matches!(raw.fill().await, Ok(n) if n > 0) {
+                return Err(refused(&raw.buf));
             }
         };
-        ensure!(raw.buf.starts_with(b"HTTP/1.1 101"), "upgrade refused");
+        if status_code(&raw.buf) != Some(101) {
+            return Err(refused(&raw.buf));
+        }
         raw.buf.drain(..end);
         Ok(raw)
     }
@@ -310,15 +405,29 @@ fn malformed_frames() -> Vec<Vec<u8>> {
     .collect()
 }
 
-/// Runs one hostile client of `kind` until `stop`.
-async fn hostile(
+/// How long a hostile client waits after its TCP connect failed (no server
+/// listening, or no address or port left): a dead server must not make it
+/// spin. After any answer, a 429 included, it tries again at once: an
+/// attacker does not back off, and the server must cope.
+const CONNECT_RETRY: Duration = Duration::from_millis(100);
+
+/// One hostile client: what it does, and from where.
+#[derive(Debug, Clone, Copy)]
+struct Client {
     kind: Kind,
+    /// Its number among the clients of its kind.
     index: u64,
-    host: String,
-    path: String,
-    counters: Arc<Counters>,
-    stop: CancellationToken,
-) {
+    /// `--hostile-source-ips`: its address, for every connection it opens.
+    source: Option<IpAddr>,
+}
+
+/// Runs one hostile client until `stop`.
+async fn hostile(client: Client, target: Target, counters: Arc<Counters>, stop: CancellationToken) {
+    let Client {
+        kind,
+        index,
+        source,
+    } = client;
     let malformed = malformed_frames();
     let room = format!("hostile-flood-{index}");
     let send = |i: usize| {
@@ -338,11 +447,15 @@ async fn hostile(
         round += 1;
         let attempt = async {
             bump(&counters.connects, 1);
-            let mut raw = match Raw::connect(&host, &path).await {
+            let mut raw = match Raw::connect(&target, source).await {
                 Ok(raw) => raw,
-                Err(_) => {
+                Err(refused) => {
                     bump(&counters.connect_failures, 1);
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    match refused {
+                        Refused::Connect => tokio::time::sleep(CONNECT_RETRY).await,
+                        Refused::TooMany => bump(&counters.refused_429, 1),
+                        Refused::Upgrade => {}
+                    }
                     return;
                 }
             };
@@ -443,6 +556,16 @@ pub struct HostileReport {
     /// Idle connections the server closed or lost while held.
     pub idle_dropped: u64,
     pub hostile_per_kind: u64,
+    /// Whether the hostile clients' thread ran at `SCHED_IDLE` (else at
+    /// normal priority, competing with the honest clients for the CPU).
+    pub hostile_sched_idle: bool,
+    /// The hostile clients' CPU seconds a second over the flood (warm-up,
+    /// window and drain); not in `with_flood`'s bench CPU.
+    pub hostile_cpu_fraction: Option<f64>,
+    /// `--source-ips`: the honest and idle connections' source range.
+    pub source_ips: Option<String>,
+    /// `--hostile-source-ips`: the hostile clients' source range.
+    pub hostile_source_ips: Option<String>,
     pub setup: SetupReport,
     pub without_flood: StepReport,
     pub with_flood: StepReport,
@@ -481,6 +604,15 @@ impl HostileReport {
                 self.rooms, self.members, self.senders_per_room
             ),
         );
+        let kernel = || "chosen by the kernel".to_owned();
+        t.row(
+            "source addresses",
+            format!(
+                "honest and idle {}; hostile {}",
+                self.source_ips.clone().unwrap_or_else(kernel),
+                self.hostile_source_ips.clone().unwrap_or_else(kernel)
+            ),
+        );
         setup_rows(&self.setup, &mut t);
         t.line("  -- honest fan-out, no hostile clients --\n");
         self.without_flood.rows(&mut t);
@@ -493,11 +625,12 @@ impl HostileReport {
         t.row(
             "hostile sent",
             format!(
-                "{} frames, {:.1} MB, {} connections ({} refused)",
+                "{} frames, {:.1} MB, {} connections ({} refused with 429, {} failed)",
                 h.frames_sent,
                 h.bytes_sent as f64 / 1e6,
                 h.connects,
-                h.connect_failures
+                h.refused_429,
+                h.connect_failures - h.refused_429
             ),
         );
         t.row(
@@ -507,6 +640,21 @@ impl HostileReport {
                 h.acks,
                 super::error_counts(&h.errors),
                 super::error_counts(&h.closes)
+            ),
+        );
+        t.row(
+            "hostile thread",
+            format!(
+                "own runtime, {}{}",
+                if self.hostile_sched_idle {
+                    "SCHED_IDLE (CPU the honest clients leave)"
+                } else {
+                    "normal priority (SCHED_IDLE refused)"
+                },
+                self.hostile_cpu_fraction.map_or(String::new(), |f| format!(
+                    "; {:.0}% of a core during the flood (not in the bench CPU above)",
+                    f * 100.0
+                ))
             ),
         );
         t.row(
@@ -544,6 +692,7 @@ async fn open_idle(args: &HostileArgs, stop: &CancellationToken) -> Idle {
     let mut tasks = JoinSet::new();
     for i in 0..args.idle {
         let url = conn::with_query(common.url_at(i as usize), "name", &format!("idle-{i}"));
+        let source = common.source_ip();
         let room = format!("\"{}-idle-{}\"", common.room_prefix, i % args.idle_rooms);
         let (permits, stop) = (permits.clone(), stop.clone());
         let (joined, failed, dropped) = (joined.clone(), failed.clone(), dropped.clone());
@@ -553,7 +702,7 @@ async fn open_idle(args: &HostileArgs, stop: &CancellationToken) -> Idle {
                 let Ok(_permit) = permits.acquire().await else {
                     return;
                 };
-                conn::open(&url, Buffers::small(), &room, timeout).await
+                conn::open(&url, Buffers::small(), source, &room, timeout).await
             };
             drop(done);
             let mut ws = match opened {
@@ -593,19 +742,163 @@ async fn open_idle(args: &HostileArgs, stop: &CancellationToken) -> Idle {
     }
 }
 
+/// The hostile clients, in [`KINDS`] order and then by index; client k gets
+/// the k-th address of `--hostile-source-ips`, which must hold one for each
+/// and share none with `--source-ips`.
+fn hostile_clients(args: &HostileArgs) -> anyhow::Result<Vec<Client>> {
+    let total = KINDS.len() as u64 * args.hostile;
+    if let Some(range) = args.hostile_source_ips {
+        ensure!(
+            range.size() >= u128::from(total),
+            "--hostile-source-ips {range} holds {} addresses, but the {total} hostile clients \
+             ({} kinds x --hostile {}) need one each",
+            range.size(),
+            KINDS.len(),
+            args.hostile
+        );
+        if let Some(honest) = &args.load.common.source_ips {
+            ensure!(
+                !honest.range().overlaps(&range),
+                "--source-ips {} and --hostile-source-ips {range} overlap: honest and hostile \
+                 clients must come from different addresses",
+                honest.range()
+            );
+        }
+    }
+    let mut clients = Vec::with_capacity(total as usize);
+    for kind in KINDS {
+        for index in 0..args.hostile {
+            let k = u128::from(clients.len() as u64);
+            clients.push(Client {
+                kind,
+                index,
+                source: args.hostile_source_ips.and_then(|range| range.nth(k)),
+            });
+        }
+    }
+    Ok(clients)
+}
+
+/// Lowers the calling thread to `SCHED_IDLE`: it then runs only when a CPU
+/// has nothing else to run.
+#[cfg(target_os = "linux")]
+fn lower_to_sched_idle() -> std::io::Result<()> {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: `sched_setscheduler` only reads `param`, a valid and
+    // initialised `sched_param` that outlives the call. Pid 0 is the calling
+    // thread: on Linux the policy is per thread, so this lowers the hostile
+    // clients' thread and not the rest of the bench.
+    let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn lower_to_sched_idle() -> std::io::Result<()> {
+    Err(std::io::Error::new(
+        std::io::ErrorKind::Unsupported,
+        "SCHED_IDLE is Linux-only",
+    ))
+}
+
+/// The hostile clients, running on a thread of their own.
+struct HostileThread {
+    handle: std::thread::JoinHandle<()>,
+    /// Whether the thread runs at `SCHED_IDLE`.
+    sched_idle: bool,
+    /// Its id, for its CPU time (`None` if /proc did not say).
+    tid: Option<u32>,
+}
+
+impl HostileThread {
+    /// Starts every client on a new thread with its own single-threaded
+    /// runtime, lowered to `SCHED_IDLE` (with a warning when refused);
+    /// they run until `stop`.
+    async fn start(
+        clients: Vec<Client>,
+        target: Target,
+        counters: Arc<Counters>,
+        stop: CancellationToken,
+    ) -> anyhow::Result<HostileThread> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("the hostile clients' runtime")?;
+        let (lowered_tx, lowered) = tokio::sync::oneshot::channel();
+        let handle = std::thread::Builder::new()
+            .name("hostile".into())
+            .spawn(move || {
+                // First, so that every thread the runtime starts from here
+                // (its blocking pool) inherits the policy.
+                let _ = lowered_tx.send((lower_to_sched_idle(), procstat::current_thread_id()));
+                runtime.block_on(async move {
+                    let mut tasks = JoinSet::new();
+                    for client in clients {
+                        tasks.spawn(hostile(
+                            client,
+                            target.clone(),
+                            counters.clone(),
+                            stop.clone(),
+                        ));
+                    }
+                    while tasks.join_next().await.is_some() {}
+                });
+            })
+            .context("the hostile clients' thread")?;
+        let Ok((lowered, tid)) = lowered.await else {
+            bail!("the hostile clients' thread ended at its start");
+        };
+        let sched_idle = match lowered {
+            Ok(()) => true,
+            Err(e) => {
+                eprintln!(
+                    "hostile: warning: SCHED_IDLE refused ({e}); the hostile clients run at \
+                     normal priority and compete with the honest ones for the bench's CPU"
+                );
+                false
+            }
+        };
+        Ok(HostileThread {
+            handle,
+            sched_idle,
+            tid,
+        })
+    }
+
+    /// The thread's CPU time so far, in clock ticks.
+    fn cpu_ticks(&self) -> Option<u64> {
+        procstat::thread_cpu_ticks(self.tid?).ok()
+    }
+
+    /// Waits for the thread to end (after `stop`).
+    async fn join(self) -> anyhow::Result<()> {
+        let handle = self.handle;
+        match tokio::task::spawn_blocking(move || handle.join()).await {
+            Ok(Ok(())) => Ok(()),
+            _ => bail!("the hostile clients' thread panicked"),
+        }
+    }
+}
+
 /// Runs the scenario; `Ok(false)` when it completed but a check failed.
 pub async fn run(args: HostileArgs) -> anyhow::Result<bool> {
     ensure!(args.rate > 0.0, "--rate must be positive");
     ensure!(args.duration > 0.0, "--duration must be positive");
     let load = &args.load;
-    let (host, path) = split_url(&load.common.url)?;
+    let target = Target::of(&load.common.url)?;
+    let clients = hostile_clients(&args)?;
     if let Some(limit) = conn::open_files_limit() {
-        let need = args.idle + load.connections() + 5 * args.hostile + 64;
+        let need = args.idle + load.connections() + clients.len() as u64 + 64;
         ensure!(
             need <= limit,
             "{need} file descriptors needed but `ulimit -n` is {limit}"
         );
     }
+    load.common
+        .note_shared_sources(args.idle + load.connections());
     let stop_idle = CancellationToken::new();
     let started = Instant::now();
     eprintln!("hostile: opening {} idle connections", args.idle);
@@ -622,22 +915,20 @@ pub async fn run(args: HostileArgs) -> anyhow::Result<bool> {
 
     let counters = Arc::new(Counters::default());
     let stop_hostile = CancellationToken::new();
-    let mut hostiles = JoinSet::new();
-    for kind in KINDS {
-        for i in 0..args.hostile {
-            hostiles.spawn(hostile(
-                kind,
-                i,
-                host.clone(),
-                path.clone(),
-                counters.clone(),
-                stop_hostile.clone(),
-            ));
-        }
-    }
+    let hostiles =
+        HostileThread::start(clients, target, counters.clone(), stop_hostile.clone()).await?;
+    let hostile_sched_idle = hostiles.sched_idle;
+    // The fleet's `bench CPU` stays the honest clients' cost.
+    fleet.set_foreign_thread(hostiles.tid);
+    let (flood_started, cpu_before) = (Instant::now(), hostiles.cpu_ticks());
     let with_flood = fleet.run_step(args.rate, window).await;
+    let hostile_cpu_fraction = hostiles.cpu_ticks().zip(cpu_before).map(|(after, before)| {
+        procstat::ticks_to_secs(after.saturating_sub(before))
+            / flood_started.elapsed().as_secs_f64().max(1e-9)
+    });
     stop_hostile.cancel();
-    while hostiles.join_next().await.is_some() {}
+    hostiles.join().await?;
+    fleet.set_foreign_thread(None);
 
     let setup = fleet.setup.clone();
     let bench_rss_kib = ProcSample::own().ok().map(|s| s.rss_kib);
@@ -658,6 +949,14 @@ pub async fn run(args: HostileArgs) -> anyhow::Result<bool> {
         idle_failed: idle.failed.load(Ordering::Relaxed),
         idle_dropped,
         hostile_per_kind: args.hostile,
+        hostile_sched_idle,
+        hostile_cpu_fraction,
+        source_ips: load
+            .common
+            .source_ips
+            .as_ref()
+            .map(|s| s.range().to_string()),
+        hostile_source_ips: args.hostile_source_ips.map(|r| r.to_string()),
         setup,
         without_flood,
         with_flood,
@@ -667,4 +966,152 @@ pub async fn run(args: HostileArgs) -> anyhow::Result<bool> {
     };
     emit(&load.common, &report.table(), &report)?;
     Ok(report.clean())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: HostileArgs,
+    }
+
+    fn args(flags: &[&str]) -> Result<HostileArgs, clap::Error> {
+        Cli::try_parse_from(std::iter::once("hostile").chain(flags.iter().copied())).map(|c| c.args)
+    }
+
+    #[test]
+    fn each_hostile_client_gets_its_own_address() {
+        let a = args(&["--hostile", "2", "--hostile-source-ips", "127.2.0.0/28"]).unwrap();
+        let clients = hostile_clients(&a).unwrap();
+        assert_eq!(clients.len(), 10);
+        for (k, client) in clients.iter().enumerate() {
+            assert_eq!(client.source, Some(format!("127.2.0.{k}").parse().unwrap()));
+            assert_eq!(client.index, k as u64 % 2);
+        }
+        assert!(matches!(clients[9].kind, Kind::Storm));
+
+        let kernel = hostile_clients(&args(&["--hostile", "2"]).unwrap()).unwrap();
+        assert!(kernel.iter().all(|c| c.source.is_none()));
+    }
+
+    #[test]
+    fn hostile_ranges_too_small_or_shared_are_refused() {
+        let small = args(&["--hostile", "4", "--hostile-source-ips", "127.2.0.0/28"]).unwrap();
+        let err = hostile_clients(&small).unwrap_err().to_string();
+        assert!(
+            err.contains("holds 16 addresses, but the 20 hostile clients"),
+            "{err}"
+        );
+
+        let shared = args(&[
+            "--source-ips",
+            "127.0.0.0/8",
+            "--hostile-source-ips",
+            "127.2.0.0/24",
+        ])
+        .unwrap();
+        let err = hostile_clients(&shared).unwrap_err().to_string();
+        assert!(err.contains("overlap"), "{err}");
+
+        let err = args(&["--hostile-source-ips", "127.2.0.0/33"]).unwrap_err();
+        assert!(err.to_string().contains("prefix length"), "{err}");
+        let err = args(&["--source-ips", "nonsense"]).unwrap_err();
+        assert!(err.to_string().contains("not an IP address"), "{err}");
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_thread_can_lower_itself_to_sched_idle() {
+        let policy = std::thread::spawn(|| {
+            lower_to_sched_idle()?;
+            // Field 41 of /proc/thread-self/stat, counted after the `)`
+            // that ends field 2.
+            let stat = std::fs::read_to_string("/proc/thread-self/stat")?;
+            let after_comm = &stat[stat.rfind(')').unwrap() + 1..];
+            Ok::<_, std::io::Error>(after_comm.split_whitespace().nth(41 - 3).map(str::to_owned))
+        })
+        .join()
+        .unwrap();
+        match policy {
+            Ok(policy) => assert_eq!(policy.as_deref(), Some("5"), "SCHED_IDLE is 5"),
+            // Some sandboxes refuse it; the bench then warns and goes on.
+            Err(e) => eprintln!("SCHED_IDLE refused here: {e}"),
+        }
+        // Only that thread was lowered.
+        let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
+        let after_comm = &stat[stat.rfind(')').unwrap() + 1..];
+        assert_eq!(after_comm.split_whitespace().nth(41 - 3), Some("0"));
+    }
+
+    #[test]
+    fn status_codes_are_read() {
+        assert_eq!(
+            status_code(b"HTTP/1.1 101 Switching Protocols\r\n"),
+            Some(101)
+        );
+        assert_eq!(
+            status_code(b"HTTP/1.1 429 Too Many Requests\r\nX: y\r\n\r\n"),
+            Some(429)
+        );
+        assert_eq!(status_code(b"HTTP/1.1 429"), Some(429));
+        assert_eq!(status_code(b"HTTP/1.1 42"), Some(42));
+        assert_eq!(status_code(b""), None);
+        assert_eq!(status_code(b"garbage here"), None);
+    }
+
+    /// A server that answers every connection with `answer` and hangs up.
+    async fn answering(answer: &'static [u8]) -> Target {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let _ = socket.write_all(answer).await;
+            }
+        });
+        Target {
+            host: "127.0.0.1".into(),
+            port,
+            path: "/ws".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn refusals_are_told_apart() {
+        let source = Some("127.2.0.9".parse().unwrap());
+        let too_many = answering(b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 1\r\n\r\n").await;
+        assert!(matches!(
+            Raw::connect(&too_many, source).await,
+            Err(Refused::TooMany)
+        ));
+        let other = answering(b"HTTP/1.1 503 Service Unavailable\r\n\r\n").await;
+        assert!(matches!(
+            Raw::connect(&other, None).await,
+            Err(Refused::Upgrade)
+        ));
+        let silent = answering(b"").await;
+        assert!(matches!(
+            Raw::connect(&silent, None).await,
+            Err(Refused::Upgrade)
+        ));
+
+        // Nothing listens on a port just freed.
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let dead = Target {
+            host: "127.0.0.1".into(),
+            port,
+            path: "/ws".into(),
+        };
+        assert!(matches!(
+            Raw::connect(&dead, source).await,
+            Err(Refused::Connect)
+        ));
+    }
 }

@@ -10,6 +10,7 @@
 //! unread connection would be measured as a slow consumer, not an idle one.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -188,6 +189,7 @@ pub async fn run(args: IdleArgs) -> anyhow::Result<bool> {
             limit.saturating_sub(FD_RESERVE)
         );
     }
+    common.note_shared_sources(args.connections);
     let join_timeout = Duration::from_secs(args.join_timeout);
     let room_jsons: Vec<Arc<str>> = (0..args.rooms as usize)
         .map(|r| serde_json::to_string(&common.room(r)).map(Arc::from))
@@ -227,6 +229,7 @@ pub async fn run(args: IdleArgs) -> anyhow::Result<bool> {
         let task = match common.protocol {
             Protocol::Native => tokio::spawn(hold_one(
                 conn::with_query(&common.url, "name", &name),
+                common.source_ip(),
                 room,
                 join_timeout,
                 permit,
@@ -237,6 +240,7 @@ pub async fn run(args: IdleArgs) -> anyhow::Result<bool> {
             protocol => tokio::spawn(hold_one_sio(
                 SioTarget {
                     url: sio_url.clone(),
+                    source: common.source_ip(),
                     protocol,
                     name,
                     seed: i,
@@ -317,8 +321,10 @@ pub async fn run(args: IdleArgs) -> anyhow::Result<bool> {
 
 /// One connection: open and join, report how long that took, then read
 /// until told to stop.
+#[allow(clippy::too_many_arguments)]
 async fn hold_one(
     url: String,
+    source: Option<IpAddr>,
     room_json: Arc<str>,
     join_timeout: Duration,
     permit: OwnedSemaphorePermit,
@@ -327,7 +333,7 @@ async fn hold_one(
     counters: Arc<Counters>,
 ) -> Held {
     let t0 = Instant::now();
-    let opened = conn::open(&url, Buffers::small(), &room_json, join_timeout).await;
+    let opened = conn::open(&url, Buffers::small(), source, &room_json, join_timeout).await;
     drop(permit);
     let Some((mut ws, joined)) = report_opened(opened, t0, ready, &counters) else {
         return Held::default();
@@ -363,6 +369,8 @@ async fn hold_one(
 struct SioTarget {
     /// The Engine.IO WebSocket URL.
     url: String,
+    /// `--source-ips`: the address to connect from.
+    source: Option<IpAddr>,
     protocol: Protocol,
     name: String,
     /// Seeds the connection's mask keys.
@@ -384,6 +392,7 @@ async fn hold_one_sio(
         join_timeout,
         sio::connect_and_join(
             &target.url,
+            target.source,
             target.protocol,
             &room_json,
             &target.name,

@@ -28,6 +28,10 @@
 //! `idle`, `fanout` and `ramp` also speak Socket.IO (`--protocol`, see
 //! [`sio`]): Engine.IO v4 directly over WebSocket on the same minimal
 //! client, with this server's events or the seed article's.
+//!
+//! Every scenario can bind its connections to the addresses of a range in
+//! turn (`--source-ips`, see [`source`]), so that a server's per-address
+//! limits see many clients rather than one 127.0.0.1.
 
 pub mod conn;
 pub mod durable;
@@ -45,6 +49,7 @@ pub mod schedule;
 pub mod seqcheck;
 pub mod seqset;
 pub mod sio;
+pub mod source;
 pub mod stamp;
 pub mod stats;
 pub mod summary;
@@ -78,6 +83,12 @@ pub struct CommonArgs {
     /// WebSocket; see `bench::sio`.
     #[arg(long, value_enum, default_value_t = sio::Protocol::Native)]
     pub protocol: sio::Protocol,
+    /// Bind every connection the scenario opens to the next address of this
+    /// range (e.g. `127.1.0.0/16`), in turn, so that a server's per-address
+    /// limits see many clients instead of one. Any 127.x.y.z works on Linux
+    /// without setup [default: the kernel chooses the source address].
+    #[arg(long, value_name = "CIDR")]
+    pub source_ips: Option<source::SourceIps>,
 }
 
 impl CommonArgs {
@@ -85,6 +96,28 @@ impl CommonArgs {
     pub fn url_at(&self, index: usize) -> &str {
         let urls: Vec<&str> = self.url.split(',').map(str::trim).collect();
         urls[index % urls.len()]
+    }
+
+    /// The source address for the next connection (`--source-ips`), or
+    /// `None` to let the kernel choose.
+    pub fn source_ip(&self) -> Option<std::net::IpAddr> {
+        self.source_ips.as_ref().map(source::SourceIps::next_ip)
+    }
+
+    /// Says on stderr when `connections` are more than the addresses of
+    /// `--source-ips`, which then each serve several connections.
+    pub fn note_shared_sources(&self, connections: u64) {
+        if let Some(sources) = &self.source_ips
+            && sources.range().size() < u128::from(connections)
+        {
+            let range = sources.range();
+            eprintln!(
+                "note: {connections} connections share the {} addresses of --source-ips {range} \
+                 (dealt in turn, up to {} each)",
+                range.size(),
+                u128::from(connections).div_ceil(range.size())
+            );
+        }
     }
 
     /// The name of room `index`.

@@ -104,6 +104,25 @@ pub fn sample(pid: Option<u32>) -> Option<ProcSample> {
     }
 }
 
+/// The calling thread's id, as in `/proc/self/task/TID` (read from the
+/// `/proc/thread-self` link, `PID/task/TID`).
+pub fn current_thread_id() -> Option<u32> {
+    let link = std::fs::read_link("/proc/thread-self").ok()?;
+    link.file_name()?.to_str()?.parse().ok()
+}
+
+/// User + system CPU time of thread `tid` of this process, in clock ticks.
+pub fn thread_cpu_ticks(tid: u32) -> std::io::Result<u64> {
+    let path = format!("/proc/self/task/{tid}/stat");
+    let stat = std::fs::read_to_string(&path)?;
+    parse_cpu_ticks(&stat).ok_or_else(|| std::io::Error::other(format!("cannot parse {path}")))
+}
+
+/// CPU seconds in `ticks` clock ticks.
+pub fn ticks_to_secs(ticks: u64) -> f64 {
+    ticks as f64 / USER_HZ
+}
+
 /// Usage between two optional samples.
 pub fn usage(before: Option<ProcSample>, after: Option<ProcSample>) -> Option<Usage> {
     Some(Usage::between(before?, after?))
@@ -149,5 +168,15 @@ mod tests {
     fn own_process_can_be_sampled() {
         let me = ProcSample::own().unwrap();
         assert!(me.rss_kib > 0);
+    }
+
+    #[test]
+    fn own_thread_can_be_sampled() {
+        let tid = current_thread_id().unwrap();
+        let other = std::thread::spawn(|| current_thread_id().unwrap())
+            .join()
+            .unwrap();
+        assert_ne!(tid, other);
+        assert!(thread_cpu_ticks(tid).is_ok());
     }
 }

@@ -265,6 +265,7 @@ pub async fn run(args: RampArgs) -> anyhow::Result<bool> {
     ensure!(args.step_secs > 0.0, "--step-secs must be positive");
     let load = &args.load;
     let bound_us = (args.p99_bound_ms * 1000.0) as u64;
+    load.common.note_shared_sources(load.connections());
     let mut fleet = Fleet::open(load, "ramp").await?;
     let window = Duration::from_secs_f64(args.step_secs);
     let mut steps: Vec<RampStep> = Vec::new();

@@ -21,6 +21,7 @@
 //! or the end of the stream reported as the end of the connection.
 
 use std::io;
+use std::net::IpAddr;
 
 use anyhow::{Context, anyhow, bail, ensure};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -232,13 +233,19 @@ pub struct RawWs {
 }
 
 impl RawWs {
-    /// Connects to `url` (`ws://host:port/path?query`) and upgrades, with
+    /// Connects to `url` (`ws://host:port/path?query`) from `source` (when
+    /// given, `--source-ips`; else the kernel chooses) and upgrades, with
     /// Nagle disabled (the bench sends small frames and measures latency).
     /// `read_buffer` is the initial size of the receive buffer; it grows for
     /// a larger message.
-    pub async fn connect(url: &str, read_buffer: usize, seed: u64) -> anyhow::Result<RawWs> {
+    pub async fn connect(
+        url: &str,
+        read_buffer: usize,
+        seed: u64,
+        source: Option<IpAddr>,
+    ) -> anyhow::Result<RawWs> {
         let (host, port, target) = split_url(url)?;
-        let stream = TcpStream::connect((host.as_str(), port))
+        let stream = super::source::dial(&host, port, source)
             .await
             .context("connect")?;
         stream.set_nodelay(true).context("set TCP_NODELAY")?;
@@ -570,7 +577,7 @@ mod tests {
             apply_mask(&mut body, h.mask.unwrap());
             (h.opcode, body)
         });
-        let mut ws = RawWs::connect(&format!("ws://{addr}/ws"), 4096, 7)
+        let mut ws = RawWs::connect(&format!("ws://{addr}/ws"), 4096, 7, None)
             .await
             .unwrap();
         assert_eq!(ws.next_text().await.unwrap(), "first");

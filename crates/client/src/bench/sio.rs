@@ -25,6 +25,7 @@
 //!   member sends a `message` to its room and waits for it to come back.
 
 use std::borrow::Cow;
+use std::net::IpAddr;
 
 use anyhow::{Context, anyhow, bail};
 use serde::{Deserialize, Serialize};
@@ -317,17 +318,19 @@ pub async fn join(
     }
 }
 
-/// Connects to `url` (already the Engine.IO endpoint), joins, and returns
-/// the socket and the room's `seq` at join time.
+/// Connects to `url` (already the Engine.IO endpoint) from `source` (see
+/// [`RawWs::connect`]), joins, and returns the socket and the room's `seq`
+/// at join time.
 pub async fn connect_and_join(
     url: &str,
+    source: Option<IpAddr>,
     protocol: Protocol,
     room_json: &str,
     name: &str,
     read_buffer: usize,
     seed: u64,
 ) -> anyhow::Result<(RawWs, u64)> {
-    let mut ws = RawWs::connect(url, read_buffer, seed).await?;
+    let mut ws = RawWs::connect(url, read_buffer, seed, source).await?;
     connect(&mut ws, name).await?;
     let base = join(&mut ws, protocol, room_json, name).await?;
     Ok((ws, base))

@@ -4,7 +4,8 @@
 //! chat-bench idle    --url ws://127.0.0.1:3000/ws --connections 10000 --rooms 100 --hold 10
 //! chat-bench durable --url ws://127.0.0.1:3000/ws --rooms 100 --senders-per-room 1 --messages 2000
 //! chat-bench fanout  --url ws://127.0.0.1:3000/ws --rooms 100 --members 50 --rate 10 --duration 10
-//! chat-bench hostile --url ws://127.0.0.1:3000/ws --idle 10000 --rooms 20 --members 10 --rate 10 --hostile 4
+//! chat-bench hostile --url ws://127.0.0.1:3000/ws --idle 10000 --rooms 20 --members 10 --rate 10 --hostile 4 \
+//!                    --source-ips 127.1.0.0/16 --hostile-source-ips 127.2.0.0/24
 //! chat-bench ramp    --url ws://127.0.0.1:3000/ws --rooms 100 --members 50 --start-rate 2 --p99-bound-ms 100
 //! chat-bench idle    --url ws://127.0.0.1:3000 --protocol socketio --connections 10000 --rooms 100
 //! chat-bench fanout  --url ws://127.0.0.1:3101 --protocol socketio-seed --rooms 100 --members 50
@@ -20,6 +21,12 @@
 //! `--server-pid` to get the server's RSS and CPU time in the report. Run the
 //! bench as its own process (and ideally on its own CPU, e.g. `taskset -c 1`)
 //! so its file descriptors and CPU are not shared with the server's.
+//!
+//! `--source-ips 127.1.0.0/16` (any scenario) binds each connection to the
+//! next address of the range, so a server's per-address limits see each as
+//! its own client; `hostile --hostile-source-ips 127.2.0.0/24` gives each
+//! hostile client an address of its own. Linux routes all of 127.0.0.0/8 to
+//! `lo`, so these need no setup.
 //!
 //! Exit status: 0 when every check passed, 1 when the run completed with
 //! failures (errors, dropped connections, seq violations), 2 on a usage or
@@ -57,7 +64,9 @@ enum Scenario {
     Ramp(ramp::RampArgs),
     /// The fanout load without, then with, hostile clients flooding the
     /// server (malformed frames, send floods, oversized frames, protocol
-    /// violations, reconnect storms) while idle connections are held.
+    /// violations, reconnect storms) while idle connections are held. The
+    /// hostile clients run on their own thread at SCHED_IDLE, on the CPU
+    /// the honest ones leave.
     Hostile(hostile::HostileArgs),
     /// Markdown tables from the results file of scripts/bench-all.sh.
     Summarize(summary::SummarizeArgs),
