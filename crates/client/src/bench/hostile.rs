@@ -51,10 +51,12 @@
 //!
 //! A refused connection is counted in `connect_failures`, and an upgrade
 //! answered `429 Too Many Requests` (a per-address connect rate limit) in
-//! `refused_429` too. After a 429, or any other answer, a hostile client
-//! tries again at once, as an attacker would; only after a failed TCP
-//! connect (nothing listening, no port left) does it wait a little, so a
-//! dead server does not make it spin.
+//! `refused_429` too, a connection reset before any answer (what that
+//! limit does to all but one refusal a second) in `refused_reset`. After a
+//! 429, a reset or any other answer, a hostile client tries again at once,
+//! as an attacker would; only after a failed TCP connect (nothing
+//! listening, no port left) does it wait a little, so a dead server does
+//! not make it spin.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -115,6 +117,7 @@ struct Counters {
     connects: AtomicU64,
     connect_failures: AtomicU64,
     refused_429: AtomicU64,
+    refused_reset: AtomicU64,
     frames_sent: AtomicU64,
     bytes_sent: AtomicU64,
     acks: AtomicU64,
@@ -144,6 +147,8 @@ pub struct HostileTotals {
     /// Of `connect_failures`: upgrades answered `429 Too Many Requests`
     /// (a per-address limit such as `--max-connects-per-ip-per-sec`).
     pub refused_429: u64,
+    /// Of `connect_failures`: connections reset before any answer.
+    pub refused_reset: u64,
     pub frames_sent: u64,
     pub bytes_sent: u64,
     pub acks: u64,
@@ -165,6 +170,7 @@ impl Counters {
             connects: get(&self.connects),
             connect_failures: get(&self.connect_failures),
             refused_429: get(&self.refused_429),
+            refused_reset: get(&self.refused_reset),
             frames_sent: get(&self.frames_sent),
             bytes_sent: get(&self.bytes_sent),
             acks: get(&self.acks),
@@ -252,6 +258,8 @@ enum Refused {
     Connect,
     /// The upgrade was answered `429 Too Many Requests`.
     TooMany,
+    /// The server reset the connection before answering.
+    Reset,
     /// The upgrade was answered otherwise, or the connection ended first.
     Upgrade,
 }
@@ -278,9 +286,15 @@ impl Raw {
     /// Connects from `source` (the kernel chooses when `None`) and upgrades.
     async fn connect(target: &Target, source: Option<IpAddr>) -> Result<Raw, Refused> {
         let Target { host, port, path } = target;
-        let mut stream = source::dial(host, *port, source)
-            .await
-            .map_err(|_| Refused::Connect)?;
+        let is_reset = |e: &std::io::Error| e.kind() == std::io::ErrorKind::ConnectionReset;
+        // The reset can come before this side of the handshake ends.
+        let mut stream = source::dial(host, *port, source).await.map_err(|e| {
+            if is_reset(&e) {
+                Refused::Reset
+            } else {
+                Refused::Connect
+            }
+        })?;
         let _ = stream.set_nodelay(true);
         let request = format!(
             "GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n\
@@ -302,8 +316,10 @@ impl Raw {
             if let Some(i) = raw.buf.windows(4).position(|w| w == b"\r\n\r\n") {
                 break i + 4;
             }
-            if !matches!(raw.fill().await, Ok(n) if n > 0) {
-                return Err(refused(&raw.buf));
+            match raw.fill().await {
+                Ok(n) if n > 0 => {}
+                Err(e) if is_reset(&e) && raw.buf.is_empty() => return Err(Refused::Reset),
+                _ => return Err(refused(&raw.buf)),
             }
         };
         if status_code(&raw.buf) != Some(101) {
@@ -454,6 +470,7 @@ async fn hostile(client: Client, target: Target, counters: Arc<Counters>, stop: 
                     match refused {
                         Refused::Connect => tokio::time::sleep(CONNECT_RETRY).await,
                         Refused::TooMany => bump(&counters.refused_429, 1),
+                        Refused::Reset => bump(&counters.refused_reset, 1),
                         Refused::Upgrade => {}
                     }
                     return;
@@ -625,12 +642,13 @@ impl HostileReport {
         t.row(
             "hostile sent",
             format!(
-                "{} frames, {:.1} MB, {} connections ({} refused with 429, {} failed)",
+                "{} frames, {:.1} MB, {} connections ({} refused with 429, {} reset, {} failed)",
                 h.frames_sent,
                 h.bytes_sent as f64 / 1e6,
                 h.connects,
                 h.refused_429,
-                h.connect_failures - h.refused_429
+                h.refused_reset,
+                h.connect_failures - h.refused_429 - h.refused_reset
             ),
         );
         t.row(
