@@ -109,6 +109,12 @@ pub struct HostileArgs {
     /// loopback].
     #[arg(long, value_name = "CIDR")]
     pub hostile_source_ips: Option<Cidr>,
+    /// Send the hostile clients to this server instead of `--url`'s: a
+    /// control run, in which the honest clients' server sees none of the
+    /// flood, shows what the flood costs them through the machine alone
+    /// (shared cores, the kernel's network stack) [default: `--url`].
+    #[arg(long, value_name = "URL")]
+    pub hostile_url: Option<String>,
 }
 
 /// What the hostile clients did and got back.
@@ -223,7 +229,8 @@ impl Counters {
 
 // --- raw WebSocket, enough to misbehave --------------------------------------
 
-/// Where the hostile clients connect: the first of `--url`'s list.
+/// Where the hostile clients connect: `--hostile-url`, else the first of
+/// `--url`'s list.
 #[derive(Debug, Clone)]
 struct Target {
     host: String,
@@ -583,6 +590,8 @@ pub struct HostileReport {
     pub source_ips: Option<String>,
     /// `--hostile-source-ips`: the hostile clients' source range.
     pub hostile_source_ips: Option<String>,
+    /// `--hostile-url`: where the hostile clients went, when not `url`.
+    pub hostile_url: Option<String>,
     pub setup: SetupReport,
     pub without_flood: StepReport,
     pub with_flood: StepReport,
@@ -607,6 +616,12 @@ impl HostileReport {
         let mut t = Table::new(24);
         t.row("scenario", "hostile".into());
         t.row("url", self.url.clone());
+        if let Some(url) = &self.hostile_url {
+            t.row(
+                "hostile url",
+                format!("{url} (a control run: not the honest server)"),
+            );
+        }
         t.row(
             "idle",
             format!(
@@ -906,7 +921,7 @@ pub async fn run(args: HostileArgs) -> anyhow::Result<bool> {
     ensure!(args.rate > 0.0, "--rate must be positive");
     ensure!(args.duration > 0.0, "--duration must be positive");
     let load = &args.load;
-    let target = Target::of(&load.common.url)?;
+    let target = Target::of(args.hostile_url.as_deref().unwrap_or(&load.common.url))?;
     let clients = hostile_clients(&args)?;
     if let Some(limit) = conn::open_files_limit() {
         let need = args.idle + load.connections() + clients.len() as u64 + 64;
@@ -975,6 +990,7 @@ pub async fn run(args: HostileArgs) -> anyhow::Result<bool> {
             .as_ref()
             .map(|s| s.range().to_string()),
         hostile_source_ips: args.hostile_source_ips.map(|r| r.to_string()),
+        hostile_url: args.hostile_url.clone(),
         setup,
         without_flood,
         with_flood,
