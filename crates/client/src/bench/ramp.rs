@@ -1,17 +1,41 @@
 //! `ramp`: raise the rate step by step until the server is no longer good,
-//! and report the highest good rate.
+//! then narrow down where between the last good and the first bad rate its
+//! limit lies, and report the highest good rate.
 //!
 //! Each step is a fresh [`Fleet`] measurement on the same connections: a
 //! warm-up, a measured window, a drain. A step is *good* when its p99
 //! end-to-end latency is within the bound and nothing was lost, repeated,
-//! reordered, refused or dropped. The rate per room starts at
-//! `--start-rate` and is multiplied by `--factor` after every good step. A
-//! bad step is measured again, up to `--retries` times, before it ends the
-//! ramp (its table row says why): on a machine shared with other work a
-//! single scheduling stall of the server or the bench can push one window's
-//! p99 over the bound, while a server past its limit fails every attempt. The answer is the
-//! deliveries per second of the best good step, so the true limit lies
-//! between it and the next step's rate.
+//! reordered, refused or dropped. A bad step is measured again, up to
+//! `--retries` times, before its rate counts as bad (its table row says
+//! why): on a machine shared with other work a single scheduling stall of
+//! the server or the bench can push one window's p99 over the bound, while
+//! a server past its limit fails every attempt.
+//!
+//! The ramp has two phases:
+//!
+//! - *ramp* (geometric): the rate per room starts at `--start-rate` and is
+//!   multiplied by `--factor` after every good rate, for at most
+//!   `--max-steps` rates and not above `--max-rate`. It stops at the first
+//!   bad rate B, whose good predecessor is G = B / factor.
+//! - *refine* (bisection): the geometric phase alone quantizes the answer to
+//!   powers of the factor. With the default 1.5, two servers whose real
+//!   limits differ by 5% can come out as G = 51k and 76k deliveries/s
+//!   (a ratio of 0.67 or 1.5) depending on which side of a step each falls,
+//!   and since servers are compared by the ratio of their ramps, that
+//!   quantization would be the largest error of the comparison. So the ramp
+//!   then tries M = √(G × B) and keeps the half that still brackets the
+//!   limit (G = M if M is good, else B = M), `--refine` times (default 3),
+//!   which narrows the bracket from ×factor to ×factor^(1/2^refine):
+//!   ×1.5^(1/8) ≈ ×1.052 by default. Refinement steps are extra to
+//!   `--max-steps`; there is nothing to refine when the geometric phase
+//!   stopped for any reason other than a bad rate after a good one (every
+//!   step good up to `--max-steps` or `--max-rate`, no good step at all, no
+//!   connection left).
+//!
+//! The answer is the deliveries per second of the best good step (the one
+//! at the highest good rate), and the report gives the bracket: the true
+//! limit lies between the highest good rate and the lowest bad rate tried
+//! above it.
 //!
 //! Each step also reports the bench's own CPU use: a step where the bench
 //! used most of its core measured the bench as much as the server, which is
@@ -56,7 +80,8 @@ pub struct RampArgs {
     /// Seconds measured per step, after its warm-up.
     #[arg(long, default_value_t = 5.0)]
     pub step_secs: f64,
-    /// Most steps, good or not.
+    /// Most rates of the geometric phase, good or not (refinement steps are
+    /// extra).
     #[arg(long, default_value_t = 15)]
     pub max_steps: u32,
     /// Highest rate per room to try.
@@ -69,6 +94,10 @@ pub struct RampArgs {
     /// stops.
     #[arg(long, default_value_t = 2)]
     pub retries: u32,
+    /// Bisection steps between the last good and the first bad rate of the
+    /// geometric phase, each halving the bracket's log width (0: none).
+    #[arg(long, default_value_t = 3)]
+    pub refine: u32,
 }
 
 /// Why a step is not good; `None` when it is.
@@ -113,11 +142,122 @@ pub fn rates(start: f64, factor: f64, max_steps: u32, max_rate: Option<f64>) -> 
     out
 }
 
+/// The geometric bisection of the refine phase: `good` is a good rate and
+/// `bad` a bad one above it, so the limit lies between them; each step tries
+/// their geometric mean and keeps the half that still holds the limit.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Refinement {
+    pub good: f64,
+    pub bad: f64,
+    /// Steps still to try.
+    pub left: u32,
+}
+
+impl Refinement {
+    pub fn new(good: f64, bad: f64, steps: u32) -> Refinement {
+        Refinement {
+            good,
+            bad,
+            left: steps,
+        }
+    }
+
+    /// The next rate to try, `None` once every step was tried.
+    pub fn next_rate(&self) -> Option<f64> {
+        (self.left > 0).then(|| (self.good * self.bad).sqrt())
+    }
+
+    /// Narrows the bracket with the verdict on `rate` (from [`next_rate`]).
+    ///
+    /// [`next_rate`]: Refinement::next_rate
+    pub fn record(&mut self, rate: f64, good: bool) {
+        if good {
+            self.good = rate;
+        } else {
+            self.bad = rate;
+        }
+        self.left = self.left.saturating_sub(1);
+    }
+
+    /// `bad / good`: how far apart the bracket's ends are.
+    pub fn ratio(&self) -> f64 {
+        self.bad / self.good
+    }
+}
+
+/// The rates a refinement of `steps` steps from `good`..`bad` tries when
+/// they come out as `outcomes` (`true`: good), and the bracket it ends with.
+/// Stops early when the outcomes run out.
+pub fn refine(good: f64, bad: f64, steps: u32, outcomes: &[bool]) -> (Vec<f64>, Refinement) {
+    let mut r = Refinement::new(good, bad, steps);
+    let mut tried = Vec::new();
+    let mut outcomes = outcomes.iter();
+    while let Some(rate) = r.next_rate() {
+        let Some(&good) = outcomes.next() else { break };
+        tried.push(rate);
+        r.record(rate, good);
+    }
+    (tried, r)
+}
+
+/// Where the limit lies after the rates `tried` (each with its verdict over
+/// all its attempts: good when one attempt was): the highest good rate, and
+/// the lowest bad rate above it (with no good rate, the lowest bad rate).
+pub fn bracket(tried: &[(f64, bool)]) -> (Option<f64>, Option<f64>) {
+    let good = tried
+        .iter()
+        .filter(|t| t.1)
+        .map(|t| t.0)
+        .max_by(f64::total_cmp);
+    let bad = tried
+        .iter()
+        .filter(|t| !t.1 && good.is_none_or(|g| t.0 > g))
+        .map(|t| t.0)
+        .min_by(f64::total_cmp);
+    (good, bad)
+}
+
+/// Which phase of the ramp a step belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    /// The geometric phase: the rate × `--factor` after every good rate.
+    Ramp,
+    /// The bisection between the geometric phase's last good and first bad
+    /// rate.
+    Refine,
+}
+
+impl Phase {
+    fn name(self) -> &'static str {
+        match self {
+            Phase::Ramp => "ramp",
+            Phase::Refine => "refine",
+        }
+    }
+}
+
+/// Where the limit lies: between a good rate and a bad one above it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Bracket {
+    /// The highest good rate, messages a second per room.
+    pub good_rate_per_room: f64,
+    /// The lowest bad rate above it.
+    pub bad_rate_per_room: f64,
+    /// The deliveries a second the good rate asks for.
+    pub good_offered_deliveries_per_sec: f64,
+    /// The deliveries a second the bad rate asks for.
+    pub bad_offered_deliveries_per_sec: f64,
+    /// `bad / good`: the answer's precision.
+    pub ratio: f64,
+}
+
 /// One row of the ramp.
 #[derive(Debug, Serialize)]
 pub struct RampStep {
     #[serde(flatten)]
     pub report: StepReport,
+    pub phase: Phase,
     pub good: bool,
     /// Why the step is not good.
     pub fault: Option<String>,
@@ -142,23 +282,33 @@ pub struct RampReport {
     pub factor: f64,
     pub p99_bound_ms: f64,
     pub retries: u32,
+    /// Refinement steps asked for (`--refine`).
+    pub refine: u32,
     pub setup: SetupReport,
     pub steps: Vec<RampStep>,
-    /// Step number of the best good step.
+    /// Step number of the best good step: the one at the highest good rate.
     pub best_step: Option<u64>,
     pub best_rate_per_room: Option<f64>,
     /// Deliveries a second of the best good step: the answer.
     pub best_deliveries_per_sec: Option<f64>,
     pub best_p99_us: Option<u64>,
-    /// Whether the bench was near its own limit in the best good step or
-    /// the step after it.
+    /// Whether the bench was near its own limit in the best good step or a
+    /// step at the lowest bad rate above it.
     pub bench_limited: bool,
     /// The highest extrapolated bench ceiling over the steps.
     pub bench_ceiling_deliveries_per_sec: Option<f64>,
+    /// Why the geometric phase stopped.
     pub stop_reason: String,
-    /// When a bad step ended the ramp: whether the server or the bench was
-    /// near a full core in it ([`LOADED`]). `false` means the ramp stopped
-    /// on stalls from elsewhere and its answer is only a lower bound.
+    /// What the refine phase did, or why there was nothing to refine.
+    pub refinement: String,
+    /// Where the limit lies: the highest good rate and the lowest bad rate
+    /// tried above it; `None` without a good rate or without a bad rate
+    /// above it.
+    pub bracket: Option<Bracket>,
+    /// When a bad rate bounds the answer (the lowest bad rate above the
+    /// highest good one): whether the server or the bench was near a full
+    /// core ([`LOADED`]) in its last attempt. `false` means that rate failed
+    /// on stalls from elsewhere and the answer is only a lower bound.
     pub stopped_loaded: Option<bool>,
 }
 
@@ -170,20 +320,23 @@ impl RampReport {
         t.row(
             "load",
             format!(
-                "{} rooms x {} members ({} sending), {} B text; steps x{} of {:.1} s + {:.1} s warm-up",
+                "{} rooms x {} members ({} sending), {} B text; steps x{} then {} refining, \
+                 of {:.1} s + {:.1} s warm-up",
                 self.rooms,
                 self.members,
                 self.senders_per_room,
                 self.text_bytes,
                 self.factor,
+                self.refine,
                 self.step_secs,
                 self.warmup_secs
             ),
         );
         setup_rows(&self.setup, &mut t);
         t.line(&format!(
-            "\n  {:>4} {:>9} {:>10} {:>10} {:>9} {:>9} {:>9} {:>6} {:>6} {:>7} {:>7}  verdict\n",
+            "\n  {:>4} {:<6} {:>9} {:>10} {:>10} {:>9} {:>9} {:>9} {:>6} {:>6} {:>7} {:>7}  verdict\n",
             "step",
+            "phase",
             "msg/s/rm",
             "offered/s",
             "deliv/s",
@@ -198,8 +351,9 @@ impl RampReport {
         for s in &self.steps {
             let r = &s.report;
             t.line(&format!(
-                "  {:>4} {:>9.2} {:>10.0} {:>10.0} {:>9} {:>9} {:>9} {:>6} {:>6} {:>7} {:>7}  {}\n",
+                "  {:>4} {:<6} {:>9.2} {:>10.0} {:>10.0} {:>9} {:>9} {:>9} {:>6} {:>6} {:>7} {:>7}  {}\n",
                 r.step,
+                s.phase.name(),
                 r.rate_per_room,
                 r.offered_deliveries_per_sec,
                 r.deliveries_per_sec,
@@ -237,6 +391,28 @@ impl RampReport {
                 "none: the first step was not good".into(),
             ),
         }
+        match &self.bracket {
+            Some(b) => t.row(
+                "limit",
+                format!(
+                    "between {:.0} and {:.0} deliveries/s offered (x{:.3}; {:.2} to {:.2} msg/s per room)",
+                    b.good_offered_deliveries_per_sec,
+                    b.bad_offered_deliveries_per_sec,
+                    b.ratio,
+                    b.good_rate_per_room,
+                    b.bad_rate_per_room
+                ),
+            ),
+            None if self.best_step.is_none() => {
+                t.row("limit", "not bracketed: no good rate".into())
+            }
+            None => t.row(
+                "limit",
+                "not bracketed: no bad rate above the highest good one (the limit is higher)"
+                    .into(),
+            ),
+        }
+        t.row("refinement", self.refinement.clone());
         if let Some(c) = self.bench_ceiling_deliveries_per_sec {
             t.row("bench ceiling (extrap.)", format!("~{c:.0} deliveries/s"));
         }
@@ -244,8 +420,9 @@ impl RampReport {
         if self.stopped_loaded == Some(false) {
             t.row(
                 "warning",
-                "neither the server nor the bench was near a full core in the last step: \
-                 it failed on stalls from elsewhere, so the answer is a lower bound"
+                "neither the server nor the bench was near a full core in the last attempt at \
+                 the lowest bad rate: it failed on stalls from elsewhere, so the answer is a \
+                 lower bound"
                     .into(),
             );
         }
@@ -257,33 +434,41 @@ fn percent(f: Option<f64>) -> String {
     f.map_or_else(|| "-".into(), |f| format!("{:.0}%", f * 100.0))
 }
 
-/// Runs the ramp; `Ok(false)` when not even the first step was good or a
-/// connection failed to join.
-pub async fn run(args: RampArgs) -> anyhow::Result<bool> {
-    ensure!(args.start_rate > 0.0, "--start-rate must be positive");
-    ensure!(args.factor > 1.0, "--factor must be above 1");
-    ensure!(args.step_secs > 0.0, "--step-secs must be positive");
-    let load = &args.load;
-    let bound_us = (args.p99_bound_ms * 1000.0) as u64;
-    load.common.note_shared_sources(load.connections());
-    let mut fleet = Fleet::open(load, "ramp").await?;
-    let window = Duration::from_secs_f64(args.step_secs);
-    let mut steps: Vec<RampStep> = Vec::new();
-    let mut stop_reason = "reached --max-steps or --max-rate".to_string();
-    let mut stopped_loaded = None;
-    'rates: for rate in rates(args.start_rate, args.factor, args.max_steps, args.max_rate) {
-        for attempt in 1..=args.retries + 1 {
-            if fleet.alive() == 0 {
-                stop_reason = "no connection left".into();
-                break 'rates;
+/// How a rate came out over its attempts.
+enum Verdict {
+    Good,
+    /// Not good in any attempt; the last attempt's fault.
+    Bad(String),
+    NoConnection,
+}
+
+/// Runs the steps of a ramp and keeps their rows.
+struct Stepper<'a> {
+    fleet: &'a mut Fleet,
+    window: Duration,
+    retries: u32,
+    bound_us: u64,
+    steps: Vec<RampStep>,
+    /// Every rate measured, with its verdict over all its attempts.
+    tried: Vec<(f64, bool)>,
+}
+
+impl Stepper<'_> {
+    /// Measures `rate` until an attempt is good or `retries + 1` were not.
+    async fn measure(&mut self, rate: f64, phase: Phase) -> Verdict {
+        let mut attempt = 1;
+        loop {
+            if self.fleet.alive() == 0 {
+                return Verdict::NoConnection;
             }
-            let report = fleet.run_step(rate, window).await;
-            let fault = fault(&report, bound_us);
+            let report = self.fleet.run_step(rate, self.window).await;
+            let fault = fault(&report, self.bound_us);
             let bench_saturated = report
                 .bench_cpu_fraction
                 .is_some_and(|f| f >= BENCH_SATURATED);
             let why = fault.clone();
-            steps.push(RampStep {
+            self.steps.push(RampStep {
+                phase,
                 good: fault.is_none(),
                 fault,
                 attempt,
@@ -291,30 +476,117 @@ pub async fn run(args: RampArgs) -> anyhow::Result<bool> {
                 report,
             });
             match why {
-                None => continue 'rates,
-                Some(why) if attempt > args.retries => {
-                    stopped_loaded = steps.last().map(|s| loaded(&s.report));
-                    stop_reason = format!(
-                        "{rate:.2} msg/s per room not good in {attempt} attempts; last: {why}"
-                    );
-                    break 'rates;
+                None => {
+                    self.tried.push((rate, true));
+                    return Verdict::Good;
                 }
-                Some(_) => {}
+                Some(why) if attempt > self.retries => {
+                    self.tried.push((rate, false));
+                    return Verdict::Bad(why);
+                }
+                Some(_) => attempt += 1,
             }
         }
     }
+}
+
+/// Runs the ramp; `Ok(false)` when not even the first step was good or a
+/// connection failed to join.
+pub async fn run(args: RampArgs) -> anyhow::Result<bool> {
+    ensure!(args.start_rate > 0.0, "--start-rate must be positive");
+    ensure!(args.factor > 1.0, "--factor must be above 1");
+    ensure!(args.step_secs > 0.0, "--step-secs must be positive");
+    let load = &args.load;
+    load.common.note_shared_sources(load.connections());
+    let mut fleet = Fleet::open(load, "ramp").await?;
+    let mut stepper = Stepper {
+        fleet: &mut fleet,
+        window: Duration::from_secs_f64(args.step_secs),
+        retries: args.retries,
+        bound_us: (args.p99_bound_ms * 1000.0) as u64,
+        steps: Vec::new(),
+        tried: Vec::new(),
+    };
+
+    // The geometric phase.
+    let mut stop_reason = "reached --max-steps or --max-rate".to_string();
+    let mut last_good = None;
+    let mut first_bad = None;
+    let mut no_connection = false;
+    for rate in rates(args.start_rate, args.factor, args.max_steps, args.max_rate) {
+        match stepper.measure(rate, Phase::Ramp).await {
+            Verdict::Good => last_good = Some(rate),
+            Verdict::Bad(why) => {
+                stop_reason = format!(
+                    "{rate:.2} msg/s per room not good in {} attempts; last: {why}",
+                    args.retries + 1
+                );
+                first_bad = Some(rate);
+                break;
+            }
+            Verdict::NoConnection => {
+                stop_reason = "no connection left".into();
+                no_connection = true;
+                break;
+            }
+        }
+    }
+
+    // The refine phase.
+    let refinement = match (last_good, first_bad) {
+        (Some(_), Some(_)) if args.refine == 0 => "none (--refine 0)".to_string(),
+        (Some(good), Some(bad)) => {
+            let mut r = Refinement::new(good, bad, args.refine);
+            let mut done = 0;
+            let mut cut = None;
+            while let Some(rate) = r.next_rate() {
+                match stepper.measure(rate, Phase::Refine).await {
+                    Verdict::Good => r.record(rate, true),
+                    Verdict::Bad(_) => r.record(rate, false),
+                    Verdict::NoConnection => {
+                        cut = Some("no connection left");
+                        break;
+                    }
+                }
+                done += 1;
+            }
+            format!(
+                "{done} of {} steps{}: bracket x{:.3} -> x{:.3}",
+                args.refine,
+                cut.map_or(String::new(), |c| format!(", then {c}")),
+                bad / good,
+                r.ratio()
+            )
+        }
+        (None, _) if first_bad.is_some() => {
+            "none: the first step was not good, so there is no good rate to refine from".into()
+        }
+        (None, _) if no_connection => "none: no connection left".into(),
+        (None, _) => "none: no good step".into(),
+        (Some(_), None) if no_connection => "none: no connection left".into(),
+        (Some(_), None) => "none: every rate was good up to --max-steps or --max-rate, so \
+                            there is no bad rate to refine against (the limit is higher)"
+            .into(),
+    };
+    let Stepper { steps, tried, .. } = stepper;
     let setup = fleet.setup.clone();
     fleet.close();
 
-    let best = steps.iter().filter(|s| s.good).max_by(|a, b| {
-        a.report
-            .deliveries_per_sec
-            .total_cmp(&b.report.deliveries_per_sec)
-    });
+    let (good, bad) = bracket(&tried);
+    // The good step at the highest good rate (each rate has at most one).
+    let best = good.and_then(|g| steps.iter().find(|s| s.good && s.report.rate_per_room == g));
     let best_index = best.map(|b| b.report.step);
+    let at_bad = |s: &&RampStep| bad.is_some_and(|b| s.report.rate_per_room == b);
     let bench_limited = steps.iter().any(|s| {
-        s.bench_saturated
-            && best_index.is_some_and(|b| s.report.step == b || s.report.step == b + 1)
+        s.bench_saturated && (best_index == Some(s.report.step) || (best.is_some() && at_bad(&s)))
+    });
+    let stopped_loaded = steps.iter().rfind(at_bad).map(|s| loaded(&s.report));
+    let bracket = good.zip(bad).map(|(g, b)| Bracket {
+        good_rate_per_room: g,
+        bad_rate_per_room: b,
+        good_offered_deliveries_per_sec: load.deliveries_per_sec(g),
+        bad_offered_deliveries_per_sec: load.deliveries_per_sec(b),
+        ratio: b / g,
     });
     let report = RampReport {
         scenario: "ramp",
@@ -329,6 +601,7 @@ pub async fn run(args: RampArgs) -> anyhow::Result<bool> {
         factor: args.factor,
         p99_bound_ms: args.p99_bound_ms,
         retries: args.retries,
+        refine: args.refine,
         best_step: best_index,
         best_rate_per_room: best.map(|b| b.report.rate_per_room),
         best_deliveries_per_sec: best.map(|b| b.report.deliveries_per_sec),
@@ -341,6 +614,8 @@ pub async fn run(args: RampArgs) -> anyhow::Result<bool> {
         setup,
         steps,
         stop_reason,
+        refinement,
+        bracket,
         stopped_loaded,
     };
     emit(&load.common, &report.table(), &report)?;
@@ -404,5 +679,91 @@ mod tests {
             fault(&StepReport::default(), 100_000).as_deref(),
             Some("nothing delivered")
         );
+    }
+
+    fn close(a: f64, b: f64) -> bool {
+        (a - b).abs() < 1e-9 * a.abs().max(b.abs())
+    }
+
+    #[test]
+    fn refinement_bisects_the_bracket_geometrically() {
+        // G = 2, B = 3 (factor 1.5): in units of log_1.5(rate / 2) the
+        // bracket is 0..1, and the steps try 1/2 (good), 3/4 (bad), 5/8
+        // (good).
+        let (tried, r) = refine(2.0, 3.0, 3, &[true, false, true]);
+        let at = |x: f64| 2.0 * 1.5f64.powf(x);
+        assert_eq!(tried.len(), 3);
+        for (got, want) in tried.iter().zip([at(0.5), at(0.75), at(0.625)]) {
+            assert!(close(*got, want), "{got} vs {want}");
+        }
+        assert!(close(r.good, at(0.625)), "{r:?}");
+        assert!(close(r.bad, at(0.75)), "{r:?}");
+        assert_eq!(r.left, 0);
+        assert_eq!(r.next_rate(), None);
+        // Factor 1.5 and three refinements: ×1.5^(1/8) ≈ ×1.052.
+        assert!(close(r.ratio(), 1.5f64.powf(0.125)), "{}", r.ratio());
+        assert!((r.ratio() - 1.052).abs() < 0.001);
+    }
+
+    #[test]
+    fn every_outcome_sequence_narrows_to_the_same_ratio_inside_the_bracket() {
+        for n in 0..=4u32 {
+            for bits in 0..(1u32 << n) {
+                let outcomes: Vec<bool> = (0..n).map(|i| bits & (1 << i) != 0).collect();
+                let (tried, r) = refine(10.0, 15.0, n, &outcomes);
+                assert_eq!(tried.len(), n as usize);
+                assert!(close(r.ratio(), 1.5f64.powf(1.0 / f64::from(1u32 << n))));
+                assert!(10.0 <= r.good && r.good < r.bad && r.bad <= 15.0, "{r:?}");
+                // Every rate tried lies strictly inside the bracket of its time
+                // and outside the final one.
+                for t in &tried {
+                    assert!(10.0 < *t && *t < 15.0);
+                    assert!(*t <= r.good || *t >= r.bad);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn all_good_or_all_bad_refinements_move_one_end() {
+        let (tried, r) = refine(1.0, 4.0, 2, &[true, true]);
+        assert!(close(tried[0], 2.0) && close(tried[1], 8f64.sqrt()));
+        assert!(close(r.good, 8f64.sqrt()) && r.bad == 4.0);
+        let (tried, r) = refine(1.0, 4.0, 2, &[false, false]);
+        assert!(close(tried[0], 2.0) && close(tried[1], 2f64.sqrt()));
+        assert!(r.good == 1.0 && close(r.bad, 2f64.sqrt()));
+    }
+
+    #[test]
+    fn no_refinement_keeps_the_bracket() {
+        let (tried, r) = refine(2.0, 3.0, 0, &[true]);
+        assert!(tried.is_empty());
+        assert_eq!((r.good, r.bad), (2.0, 3.0));
+        // Outcomes that run out (a ramp cut short) stop the refinement.
+        let (tried, r) = refine(2.0, 3.0, 3, &[false]);
+        assert_eq!(tried.len(), 1);
+        assert_eq!(r.left, 2);
+        assert!(close(r.bad, 6f64.sqrt()));
+    }
+
+    #[test]
+    fn the_bracket_is_the_highest_good_and_the_lowest_bad_above_it() {
+        // The geometric phase 2, 3, 4.5 good and 6.75 bad, then the
+        // refinement: √(4.5 × 6.75) ≈ 5.51 bad, √(4.5 × 5.51) ≈ 4.98 good.
+        let (tried_refine, r) = refine(4.5, 6.75, 2, &[false, true]);
+        let mut tried = vec![(2.0, true), (3.0, true), (4.5, true), (6.75, false)];
+        tried.extend(tried_refine.into_iter().zip([false, true]));
+        let (good, bad) = bracket(&tried);
+        assert_eq!(good, Some(r.good));
+        assert_eq!(bad, Some(r.bad));
+        assert_eq!(bracket(&[(2.0, false)]), (None, Some(2.0)));
+        assert_eq!(bracket(&[(2.0, true), (3.0, true)]), (Some(3.0), None));
+        assert_eq!(bracket(&[]), (None, None));
+    }
+
+    #[test]
+    fn steps_name_their_phase_in_the_json() {
+        assert_eq!(serde_json::to_value(Phase::Ramp).unwrap(), "ramp");
+        assert_eq!(serde_json::to_value(Phase::Refine).unwrap(), "refine");
     }
 }
