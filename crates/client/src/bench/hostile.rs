@@ -1099,11 +1099,19 @@ mod tests {
     }
 
     /// A server that answers every connection with `answer` and hangs up.
-    async fn answering(answer: &'static [u8]) -> Target {
+    /// A server that reads a request, writes `answer` and closes; with
+    /// `reset`, one that resets every connection at once instead.
+    async fn serving(answer: &'static [u8], reset: bool) -> Target {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         tokio::spawn(async move {
             while let Ok((mut socket, _)) = listener.accept().await {
+                if reset {
+                    socket.set_zero_linger().unwrap();
+                    continue;
+                }
+                let mut request = [0u8; 1024];
+                let _ = socket.read(&mut request).await;
                 let _ = socket.write_all(answer).await;
             }
         });
@@ -1112,6 +1120,10 @@ mod tests {
             port,
             path: "/ws".into(),
         }
+    }
+
+    async fn answering(answer: &'static [u8]) -> Target {
+        serving(answer, false).await
     }
 
     #[tokio::test]
@@ -1131,6 +1143,11 @@ mod tests {
         assert!(matches!(
             Raw::connect(&silent, None).await,
             Err(Refused::Upgrade)
+        ));
+        let resetting = serving(b"", true).await;
+        assert!(matches!(
+            Raw::connect(&resetting, source).await,
+            Err(Refused::Reset)
         ));
 
         // Nothing listens on a port just freed.
