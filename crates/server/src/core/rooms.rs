@@ -17,6 +17,13 @@
 //!   instead of one per event. A member gets a waiting event only if it
 //!   was in the room when the event happened (its join epoch), and a
 //!   message never overtakes waiting events: they are delivered first.
+//! - A room in a join storm (at least [`STORM_PRESENCE`] presence events
+//!   at one flush) waits twice as many flush periods before its next one,
+//!   up to [`MAX_STRETCH`]; a calmer flush brings it back to every period.
+//!   When thousands of clients reconnect at once (after a restart), every
+//!   member's presence write then carries up to four times the joins:
+//!   presence arrives up to a second late in that storm only, and the
+//!   server spends its time on the joins rather than on presence writes.
 //! - A room entry exists while it has members; the registry holds no history.
 
 use std::collections::{HashMap, HashSet};
@@ -24,7 +31,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use chat_protocol::{ServerFrame, User};
 
-use super::event::{ConnId, Outbound, Outbox, RoomEvent};
+use super::event::{ConnId, EventKind, Outbound, Outbox, RoomEvent};
 use super::metrics::Metrics;
 
 #[derive(Debug)]
@@ -49,7 +56,19 @@ struct Room {
     /// Presence and typing events not yet delivered, with the epoch each
     /// happened in; oldest first.
     waiting: Vec<(u64, Arc<RoomEvent>)>,
+    /// Flush periods between this room's flushes, 1 to [`MAX_STRETCH`].
+    stretch: u8,
+    /// Flush periods still to skip before the next flush.
+    skip: u8,
+    /// In [`Rooms`]' list of rooms to flush.
+    listed: bool,
 }
+
+/// Presence events at one flush from which a room counts as in a join
+/// storm.
+pub const STORM_PRESENCE: usize = 8;
+/// Most flush periods a storming room waits between flushes.
+pub const MAX_STRETCH: u8 = 4;
 
 impl Room {
     fn has_user_other_than(&self, user_id: &str, conn: ConnId) -> bool {
@@ -86,6 +105,29 @@ impl Room {
                 }
             }
         }
+    }
+
+    /// A periodic flush: flushes now, or counts down the periods this
+    /// room waits while in a join storm. Returns whether it still has
+    /// waiting events (it skipped this one).
+    fn flush_on_tick(&mut self, pending_limit: usize) -> bool {
+        if self.skip > 0 && !self.waiting.is_empty() {
+            self.skip -= 1;
+            return true;
+        }
+        let presence = self
+            .waiting
+            .iter()
+            .filter(|(_, event)| matches!(event.kind, EventKind::Presence { .. }))
+            .count();
+        self.stretch = if presence >= STORM_PRESENCE {
+            (self.stretch.max(1) * 2).min(MAX_STRETCH)
+        } else {
+            1
+        };
+        self.skip = self.stretch - 1;
+        self.flush_waiting(pending_limit);
+        false
     }
 
     /// One entry per user, in order of joining.
@@ -291,7 +333,8 @@ impl Rooms {
         };
         let mut room = lock(&room_arc);
         if self.batch_waiting && event.seq().is_none() {
-            if room.waiting.is_empty() {
+            if !room.listed {
+                room.listed = true;
                 lock(&self.with_waiting).push(room_arc.clone());
             }
             let epoch = room.epoch;
@@ -305,11 +348,23 @@ impl Rooms {
         self.metrics.delivered(delivered);
     }
 
-    /// Delivers every waiting presence and typing event.
+    /// The periodic flush: delivers the waiting presence and typing events
+    /// of every room, but those of rooms in a join storm that wait more
+    /// periods (see the module docs).
     pub fn flush_waiting(&self) {
         let rooms = std::mem::take(&mut *lock(&self.with_waiting));
-        for room in rooms {
-            lock(&room).flush_waiting(self.pending_limit);
+        let mut still_waiting = Vec::new();
+        for room_arc in rooms {
+            let mut room = lock(&room_arc);
+            if room.flush_on_tick(self.pending_limit) {
+                drop(room);
+                still_waiting.push(room_arc);
+            } else {
+                room.listed = false;
+            }
+        }
+        if !still_waiting.is_empty() {
+            lock(&self.with_waiting).extend(still_waiting);
         }
     }
 }
@@ -317,7 +372,7 @@ impl Rooms {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::event::{EventKind, outbox};
+    use crate::core::event::outbox;
     use chat_protocol::{Message, PresenceEvent};
 
     fn user(id: &str) -> Arc<User> {
@@ -499,6 +554,59 @@ mod tests {
         rooms.deliver(&presence(&name, "a", None));
         rooms.flush_waiting();
         assert_eq!(drain(&mut c_rx), ["event"]);
+    }
+
+    #[test]
+    fn a_join_storm_stretches_its_rooms_flushes_and_calm_restores_them() {
+        let rooms = Rooms::new(1024, true, Metrics::new());
+        let (storm, calm): (Arc<str>, Arc<str>) = ("storm".into(), "calm".into());
+        let (a, mut a_rx) = outbox(1, 1024, Metrics::new());
+        let (b, mut b_rx) = outbox(2, 1024, Metrics::new());
+        rooms.register(&storm, &user("a"), &a);
+        rooms.finish_join("storm", 1, 0, joined("storm", 0));
+        rooms.register(&calm, &user("b"), &b);
+        rooms.finish_join("calm", 2, 0, joined("calm", 0));
+        drain(&mut a_rx);
+        drain(&mut b_rx);
+        // Each tick, STORM_PRESENCE joins in one room and one in the other;
+        // what each member got at each tick.
+        let mut got = Vec::new();
+        for tick in 0..8 {
+            for i in 0..STORM_PRESENCE {
+                rooms.deliver(&presence(&storm, &format!("s{tick}-{i}"), None));
+            }
+            rooms.deliver(&presence(&calm, &format!("c{tick}"), None));
+            rooms.flush_waiting();
+            got.push((drain(&mut a_rx).len(), drain(&mut b_rx).len()));
+        }
+        let storming: Vec<usize> = got.iter().map(|(a, _)| *a / STORM_PRESENCE).collect();
+        // Flushed at tick 0, then every 2nd period, then every 4th.
+        assert_eq!(storming, [1, 0, 2, 0, 0, 0, 4, 0]);
+        assert!(
+            got.iter().all(|(_, b)| *b == 1),
+            "the calm room every period"
+        );
+        // The rest of the storm comes within MAX_STRETCH periods.
+        let mut rest = 0;
+        for _ in 0..MAX_STRETCH {
+            rooms.flush_waiting();
+            rest += drain(&mut a_rx).len();
+        }
+        assert_eq!(rest, STORM_PRESENCE);
+        // A calm flush (one join) brings the room back to every period.
+        rooms.deliver(&presence(&storm, "late", None));
+        let mut periods = 0;
+        while drain(&mut a_rx).is_empty() {
+            assert!(periods < MAX_STRETCH, "held too long");
+            rooms.flush_waiting();
+            periods += 1;
+        }
+        rooms.deliver(&presence(&storm, "later", None));
+        rooms.flush_waiting();
+        assert_eq!(drain(&mut a_rx), ["event"]);
+        // No room is listed twice, and none is left listed once flushed.
+        rooms.flush_waiting();
+        assert!(lock(&rooms.with_waiting).is_empty());
     }
 
     fn tokio_test_block_on<F: std::future::Future>(f: F) -> F::Output {
