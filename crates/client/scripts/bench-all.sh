@@ -19,7 +19,7 @@
 # windows; its figures are not the benchmark's).
 #
 # Needs: cargo, node + npm (for the Node peers), taskset, and shared/peers beside
-# the repository (PEERS_DIR to point elsewhere). Takes about 10 minutes.
+# the repository (PEERS_DIR to point elsewhere). Takes about 20 minutes.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
