@@ -19,15 +19,13 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use ipnet::IpNet;
 use tokio::net::{TcpSocket, TcpStream};
 
 /// A range of addresses in CIDR notation (`127.1.0.0/16`, `fd00::/112`), or
 /// one address (`127.2.0.1`, a `/32`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Cidr {
-    first: IpAddr,
-    prefix: u8,
-}
+pub struct Cidr(IpNet);
 
 /// The address as a number, for either family.
 fn bits_of(ip: IpAddr) -> u128 {
@@ -38,15 +36,10 @@ fn bits_of(ip: IpAddr) -> u128 {
 }
 
 impl Cidr {
-    /// Bits in an address of this range's family.
-    fn width(&self) -> u8 {
-        if self.first.is_ipv4() { 32 } else { 128 }
-    }
-
     /// How many addresses the range holds (`u128::MAX` for all of IPv6).
     pub fn size(&self) -> u128 {
         1u128
-            .checked_shl(u32::from(self.width() - self.prefix))
+            .checked_shl(u32::from(self.0.max_prefix_len() - self.0.prefix_len()))
             .unwrap_or(u128::MAX)
     }
 
@@ -56,30 +49,23 @@ impl Cidr {
         if n >= self.size() {
             return None;
         }
-        let bits = bits_of(self.first) + n;
-        Some(match self.first {
+        let bits = bits_of(self.0.network()) + n;
+        Some(match self.0 {
             // In range: the sum stays within the family's width.
-            IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::from(bits as u32)),
-            IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::from(bits)),
+            IpNet::V4(_) => IpAddr::V4(Ipv4Addr::from(bits as u32)),
+            IpNet::V6(_) => IpAddr::V6(Ipv6Addr::from(bits)),
         })
-    }
-
-    /// The first and last address, as numbers.
-    fn bounds(&self) -> (u128, u128) {
-        let first = bits_of(self.first);
-        (first, first + (self.size() - 1))
     }
 
     /// Whether the two ranges share an address.
     pub fn overlaps(&self, other: &Cidr) -> bool {
-        let ((a0, a1), (b0, b1)) = (self.bounds(), other.bounds());
-        self.first.is_ipv4() == other.first.is_ipv4() && a0 <= b1 && b0 <= a1
+        self.0.contains(&other.0.network()) || other.0.contains(&self.0.network())
     }
 }
 
 impl fmt::Display for Cidr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.first, self.prefix)
+        self.0.fmt(f)
     }
 }
 
@@ -87,36 +73,23 @@ impl FromStr for Cidr {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Cidr, String> {
+        let text = text.trim();
         let bad =
             |why: String| format!("`{text}` is not an address range like 127.1.0.0/16: {why}");
-        let (addr, prefix) = match text.trim().split_once('/') {
-            Some((addr, prefix)) => (addr, Some(prefix)),
-            None => (text.trim(), None),
+        let net = match text.parse::<IpNet>() {
+            Ok(net) => net,
+            Err(_) => match text.parse::<IpAddr>() {
+                Ok(one) => IpNet::from(one),
+                Err(_) => return Err(bad("not an IP address with a valid prefix length".into())),
+            },
         };
-        let first: IpAddr = addr
-            .parse()
-            .map_err(|_| bad(format!("`{addr}` is not an IP address")))?;
-        let width = if first.is_ipv4() { 32 } else { 128 };
-        let prefix = match prefix {
-            None => width,
-            Some(p) => p
-                .parse::<u8>()
-                .ok()
-                .filter(|&p| p <= width)
-                .ok_or_else(|| bad(format!("the prefix length must be 0 to {width}")))?,
-        };
-        let cidr = Cidr { first, prefix };
-        let host_bits = bits_of(first) & (cidr.size() - 1);
-        if host_bits != 0 {
-            let network = match first {
-                IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::from((bits_of(first) - host_bits) as u32)),
-                IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::from(bits_of(first) - host_bits)),
-            };
+        if net != net.trunc() {
             return Err(bad(format!(
-                "the address has bits set past the prefix (the range is {network}/{prefix})"
+                "the address has bits set past the prefix (the range is {})",
+                net.trunc()
             )));
         }
-        Ok(cidr)
+        Ok(Cidr(net))
     }
 }
 
@@ -267,10 +240,10 @@ mod tests {
     #[test]
     fn bad_ranges_are_refused_with_the_reason() {
         for (text, why) in [
-            ("127.1.0.0/33", "prefix length must be 0 to 32"),
-            ("fd00::/129", "prefix length must be 0 to 128"),
-            ("127.1.0.0/", "prefix length"),
-            ("127.1.0.0/x", "prefix length"),
+            ("127.1.0.0/33", "valid prefix length"),
+            ("fd00::/129", "valid prefix length"),
+            ("127.1.0.0/", "valid prefix length"),
+            ("127.1.0.0/x", "valid prefix length"),
             ("127.1.0/16", "not an IP address"),
             ("localhost/8", "not an IP address"),
             ("", "not an IP address"),
