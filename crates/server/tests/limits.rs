@@ -19,9 +19,7 @@ const NEIGHBOUR: [u8; 4] = [127, 0, 0, 2];
 
 /// Opens a Socket.IO session by long-polling from `from`; the HTTP status.
 async fn socketio_open_from(server: &Server, from: IpAddr) -> u16 {
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.bind((from, 0).into()).unwrap();
-    let mut stream = socket.connect(server.addr).await.unwrap();
+    let mut stream = tcp_connect_from(server.addr, from).await.unwrap();
     let request = format!(
         "GET /socket.io/?EIO=4&transport=polling HTTP/1.1\r\nHost: {}\r\n\r\n",
         server.addr
@@ -86,10 +84,8 @@ enum Answer {
 }
 
 async fn answer_to(server: &Server, from: IpAddr) -> Answer {
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.bind((from, 0).into()).unwrap();
     // The reset can come before the client's side of the handshake ends.
-    let mut stream = match socket.connect(server.addr).await {
+    let mut stream = match tcp_connect_from(server.addr, from).await {
         Ok(stream) => stream,
         Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return Answer::Reset,
         Err(e) => panic!("connect: {e}"),

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{Client, RECV_TIMEOUT, Server};
+use common::{Client, RECV_TIMEOUT, Server, tcp_connect_from};
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, RootCertStore};
 use serde_json::json;
@@ -176,11 +176,7 @@ async fn plain_clients_and_untrusting_clients_are_turned_away() {
 async fn past_the_connect_rate_a_tls_client_is_closed_before_any_handshake() {
     let cert = TestCert::new();
     let (server, _dir, _, _) = start_tls(&cert, &["--max-connects-per-ip-per-sec", "1"]);
-    let from = |ip: [u8; 4]| {
-        let socket = tokio::net::TcpSocket::new_v4().unwrap();
-        socket.bind((std::net::IpAddr::from(ip), 0).into()).unwrap();
-        socket.connect(server.addr)
-    };
+    let from = |ip: [u8; 4]| tcp_connect_from(server.addr, ip.into());
     // The burst of 10 is spent on connections that never say hello.
     let mut held = Vec::new();
     for _ in 0..10 {

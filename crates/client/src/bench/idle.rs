@@ -225,32 +225,32 @@ pub async fn run(args: IdleArgs) -> anyhow::Result<bool> {
         // `concurrency` connections are being set up at any moment.
         let permit = slots.clone().acquire_owned().await?;
         let name = format!("idle-{i}");
-        let room = room_jsons[(i % args.rooms) as usize].clone();
+        let holding = Holding {
+            room_json: room_jsons[(i % args.rooms) as usize].clone(),
+            join_timeout,
+            setup: SetUp {
+                permit,
+                ready: ready_tx.clone(),
+            },
+            stop: stop.clone(),
+            counters: counters.clone(),
+        };
+        let source = common.source_ip();
         let task = match common.protocol {
             Protocol::Native => tokio::spawn(hold_one(
                 conn::with_query(&common.url, "name", &name),
-                common.source_ip(),
-                room,
-                join_timeout,
-                permit,
-                ready_tx.clone(),
-                stop.clone(),
-                counters.clone(),
+                source,
+                holding,
             )),
             protocol => tokio::spawn(hold_one_sio(
                 SioTarget {
                     url: sio_url.clone(),
-                    source: common.source_ip(),
+                    source,
                     protocol,
                     name,
                     seed: i,
                 },
-                room,
-                join_timeout,
-                permit,
-                ready_tx.clone(),
-                stop.clone(),
-                counters.clone(),
+                holding,
             )),
         };
         tasks.push(task);
@@ -319,23 +319,56 @@ pub async fn run(args: IdleArgs) -> anyhow::Result<bool> {
     Ok(report.clean())
 }
 
-/// One connection: open and join, report how long that took, then read
-/// until told to stop.
-#[allow(clippy::too_many_arguments)]
-async fn hold_one(
-    url: String,
-    source: Option<IpAddr>,
+/// What every held connection gets, whatever its protocol: its room, its
+/// set-up, when to stop, and the counters.
+struct Holding {
     room_json: Arc<str>,
     join_timeout: Duration,
-    permit: OwnedSemaphorePermit,
-    ready: mpsc::UnboundedSender<Result<u64, String>>,
+    setup: SetUp,
     stop: CancellationToken,
     counters: Arc<Counters>,
-) -> Held {
+}
+
+/// A connection's share of the set-up concurrency, and where it reports
+/// its connect+join time (or why it failed); both given up once it has
+/// joined.
+struct SetUp {
+    permit: OwnedSemaphorePermit,
+    ready: mpsc::UnboundedSender<Result<u64, String>>,
+}
+
+impl SetUp {
+    /// Counts the attempt begun at `t0` as joined or failed and reports it.
+    fn finish<T>(self, opened: anyhow::Result<T>, t0: Instant, counters: &Counters) -> Option<T> {
+        drop(self.permit);
+        match opened {
+            Ok(opened) => {
+                Counters::bump(&counters.joined);
+                let _ = self.ready.send(Ok(t0.elapsed().as_micros() as u64));
+                Some(opened)
+            }
+            Err(e) => {
+                Counters::bump(&counters.failed);
+                let _ = self.ready.send(Err(format!("{e:#}")));
+                None
+            }
+        }
+    }
+}
+
+/// One connection: open and join, report how long that took, then read
+/// until told to stop.
+async fn hold_one(url: String, source: Option<IpAddr>, holding: Holding) -> Held {
+    let Holding {
+        room_json,
+        join_timeout,
+        setup,
+        stop,
+        counters,
+    } = holding;
     let t0 = Instant::now();
     let opened = conn::open(&url, Buffers::small(), source, &room_json, join_timeout).await;
-    drop(permit);
-    let Some((mut ws, joined)) = report_opened(opened, t0, ready, &counters) else {
+    let Some((mut ws, joined)) = setup.finish(opened, t0, &counters) else {
         return Held::default();
     };
 
@@ -378,15 +411,14 @@ struct SioTarget {
 }
 
 /// [`hold_one`] over Socket.IO, on the lean client of the load scenarios.
-async fn hold_one_sio(
-    target: SioTarget,
-    room_json: Arc<str>,
-    join_timeout: Duration,
-    permit: OwnedSemaphorePermit,
-    ready: mpsc::UnboundedSender<Result<u64, String>>,
-    stop: CancellationToken,
-    counters: Arc<Counters>,
-) -> Held {
+async fn hold_one_sio(target: SioTarget, holding: Holding) -> Held {
+    let Holding {
+        room_json,
+        join_timeout,
+        setup,
+        stop,
+        counters,
+    } = holding;
     let t0 = Instant::now();
     let opened = tokio::time::timeout(
         join_timeout,
@@ -402,8 +434,7 @@ async fn hold_one_sio(
     )
     .await
     .unwrap_or_else(|_| Err(anyhow::anyhow!("not joined within {join_timeout:?}")));
-    drop(permit);
-    let Some((mut ws, _base_seq)) = report_opened(opened, t0, ready, &counters) else {
+    let Some((mut ws, _base_seq)) = setup.finish(opened, t0, &counters) else {
         return Held::default();
     };
     let (frames, dropped) = sio::idle(&mut ws, &stop, || Counters::bump(&counters.frames)).await;
@@ -416,25 +447,3 @@ async fn hold_one_sio(
 /// Receive buffer of an idle Socket.IO connection (it grows for a larger
 /// message, such as a `joined` reply).
 const SIO_READ_BUFFER: usize = 4 * 1024;
-
-/// Counts a connection attempt as joined or failed and reports it (its
-/// connect+join time, or why it failed) on `ready`.
-fn report_opened<T>(
-    opened: anyhow::Result<T>,
-    t0: Instant,
-    ready: mpsc::UnboundedSender<Result<u64, String>>,
-    counters: &Counters,
-) -> Option<T> {
-    match opened {
-        Ok(opened) => {
-            Counters::bump(&counters.joined);
-            let _ = ready.send(Ok(t0.elapsed().as_micros() as u64));
-            Some(opened)
-        }
-        Err(e) => {
-            Counters::bump(&counters.failed);
-            let _ = ready.send(Err(format!("{e:#}")));
-            None
-        }
-    }
-}

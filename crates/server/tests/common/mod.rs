@@ -330,6 +330,18 @@ fn wait_with_timeout(child: &mut Child, timeout: Duration) -> Option<ExitStatus>
 // HTTP
 // ---------------------------------------------------------------------------
 
+/// A TCP connection to `addr` from the local IPv4 address `from` (all of
+/// 127/8 is loopback on Linux, so each test client can be an address of
+/// its own for the server's per-address limits).
+pub async fn tcp_connect_from(
+    addr: SocketAddr,
+    from: std::net::IpAddr,
+) -> std::io::Result<tokio::net::TcpStream> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.bind(SocketAddr::new(from, 0))?;
+    socket.connect(addr).await
+}
+
 #[derive(Debug)]
 pub struct HttpResponse {
     pub status: u16,
@@ -491,11 +503,7 @@ impl Client {
             .as_str()
             .to_owned();
         let target: SocketAddr = host.parse().expect("an IP:port URL");
-        let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
-        socket
-            .bind(SocketAddr::new(from, 0))
-            .expect("bind the local address");
-        let stream = tokio::time::timeout(RECV_TIMEOUT, socket.connect(target))
+        let stream = tokio::time::timeout(RECV_TIMEOUT, tcp_connect_from(target, from))
             .await
             .expect("TCP connect timed out")
             .expect("TCP connect");
