@@ -185,21 +185,6 @@ impl Refinement {
     }
 }
 
-/// The rates a refinement of `steps` steps from `good`..`bad` tries when
-/// they come out as `outcomes` (`true`: good), and the bracket it ends with.
-/// Stops early when the outcomes run out.
-pub fn refine(good: f64, bad: f64, steps: u32, outcomes: &[bool]) -> (Vec<f64>, Refinement) {
-    let mut r = Refinement::new(good, bad, steps);
-    let mut tried = Vec::new();
-    let mut outcomes = outcomes.iter();
-    while let Some(rate) = r.next_rate() {
-        let Some(&good) = outcomes.next() else { break };
-        tried.push(rate);
-        r.record(rate, good);
-    }
-    (tried, r)
-}
-
 /// Where the limit lies after the rates `tried` (each with its verdict over
 /// all its attempts: good when one attempt was): the highest good rate, and
 /// the lowest bad rate above it (with no good rate, the lowest bad rate).
@@ -626,6 +611,21 @@ pub async fn run(args: RampArgs) -> anyhow::Result<bool> {
 mod tests {
     use super::*;
     use crate::bench::stats::LatencySummary;
+
+    /// The rates a refinement of `steps` steps from `good`..`bad` tries when
+    /// they come out as `outcomes` (`true`: good), and the bracket it ends with.
+    /// Stops early when the outcomes run out.
+    fn refine(good: f64, bad: f64, steps: u32, outcomes: &[bool]) -> (Vec<f64>, Refinement) {
+        let mut r = Refinement::new(good, bad, steps);
+        let mut tried = Vec::new();
+        let mut outcomes = outcomes.iter();
+        while let Some(rate) = r.next_rate() {
+            let Some(&good) = outcomes.next() else { break };
+            tried.push(rate);
+            r.record(rate, good);
+        }
+        (tried, r)
+    }
 
     fn step(p99: u64) -> StepReport {
         StepReport {
