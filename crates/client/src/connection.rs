@@ -466,7 +466,15 @@ impl Connection {
                     rejoin,
                 }) = self.take_pending(reference)
                 {
-                    self.on_joined(&room, generation, since, rejoin, seq, members, messages);
+                    self.on_joined(
+                        &room,
+                        generation,
+                        since,
+                        rejoin,
+                        seq,
+                        members.into_users(),
+                        messages,
+                    );
                 }
             }
             ServerFrame::Left { reference, .. } => {

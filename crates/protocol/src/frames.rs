@@ -4,7 +4,10 @@
 //! clients deserialize it. Fields the contract marks optional are skipped when
 //! empty so the JSON matches the contract's examples exactly.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 
 use crate::codes::ErrorCode;
 use crate::request::Ref;
@@ -18,6 +21,106 @@ pub struct User {
 
 /// Members of a room are listed as users.
 pub type Member = User;
+
+/// A user together with its JSON encoding, made once.
+///
+/// A server lists every member of a room in each `joined` reply. In a join
+/// storm (a room filling up, every client reconnecting after a restart)
+/// encoding those users one by one, for every joiner, was most of a join's
+/// work; with each user's encoding kept beside it, a listing copies bytes.
+#[derive(Debug)]
+pub struct EncodedUser {
+    user: User,
+    json: Box<RawValue>,
+}
+
+impl EncodedUser {
+    pub fn new(user: User) -> Self {
+        let json = serde_json::value::to_raw_value(&user)
+            .expect("a user (two strings) always encodes as JSON");
+        EncodedUser { user, json }
+    }
+
+    pub fn user(&self) -> &User {
+        &self.user
+    }
+}
+
+impl std::ops::Deref for EncodedUser {
+    type Target = User;
+
+    fn deref(&self) -> &User {
+        &self.user
+    }
+}
+
+/// The users a `joined` reply lists: as decoded from the wire, or as a
+/// server holds them, encoded ahead ([`EncodedUser`]). Both are the same
+/// JSON array of users on the wire, and compare equal when they list the
+/// same users in the same order.
+#[derive(Debug, Clone)]
+pub enum Members {
+    Users(Vec<Member>),
+    Encoded(Vec<Arc<EncodedUser>>),
+}
+
+impl Members {
+    /// The users, in the order listed.
+    pub fn iter(&self) -> impl Iterator<Item = &User> {
+        let (users, encoded) = match self {
+            Members::Users(users) => (users.as_slice(), &[][..]),
+            Members::Encoded(encoded) => (&[][..], encoded.as_slice()),
+        };
+        users.iter().chain(encoded.iter().map(|e| e.user()))
+    }
+
+    pub fn len(&self) -> usize {
+        match self {
+            Members::Users(users) => users.len(),
+            Members::Encoded(encoded) => encoded.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn into_users(self) -> Vec<Member> {
+        match self {
+            Members::Users(users) => users,
+            Members::Encoded(encoded) => encoded.iter().map(|e| e.user().clone()).collect(),
+        }
+    }
+}
+
+impl From<Vec<Member>> for Members {
+    fn from(users: Vec<Member>) -> Self {
+        Members::Users(users)
+    }
+}
+
+impl PartialEq for Members {
+    fn eq(&self, other: &Self) -> bool {
+        self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for Members {}
+
+impl Serialize for Members {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Members::Users(users) => users.serialize(serializer),
+            Members::Encoded(encoded) => serializer.collect_seq(encoded.iter().map(|e| &*e.json)),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Members {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Vec::<Member>::deserialize(deserializer).map(Members::Users)
+    }
+}
 
 /// A stored chat message, as broadcast, acked, and returned by history.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -63,7 +166,7 @@ pub enum ServerFrame {
         room: String,
         /// The room's latest sequence number (0 for an empty room).
         seq: u64,
-        members: Vec<Member>,
+        members: Members,
         messages: Vec<Message>,
         /// False when more messages were missed than returned.
         complete: bool,
@@ -269,7 +372,7 @@ mod tests {
                 reference: Some(Ref::Number(7.into())),
                 room: "r".into(),
                 seq: 0,
-                members: vec![alice()],
+                members: vec![alice()].into(),
                 messages: vec![],
                 complete: true,
             },
@@ -278,5 +381,26 @@ mod tests {
             let back: ServerFrame = serde_json::from_str(&frame.to_json()).unwrap();
             assert_eq!(back, frame);
         }
+    }
+
+    #[test]
+    fn members_encoded_ahead_are_the_same_json_as_a_list() {
+        let bob = User {
+            id: "u_2".into(),
+            name: "bob \"the\" 👋".into(),
+        };
+        let listed = Members::Users(vec![alice(), bob.clone()]);
+        let encoded = Members::Encoded(vec![
+            Arc::new(EncodedUser::new(alice())),
+            Arc::new(EncodedUser::new(bob)),
+        ]);
+        let wire = serde_json::to_string(&encoded).unwrap();
+        assert_eq!(wire, serde_json::to_string(&listed).unwrap());
+        assert_eq!(encoded, listed);
+        let back: Members = serde_json::from_str(&wire).unwrap();
+        assert_eq!(back, encoded);
+        assert_eq!(encoded.len(), 2);
+        assert_eq!(encoded.clone().into_users(), listed.clone().into_users());
+        assert_ne!(Members::Users(vec![alice()]), listed);
     }
 }

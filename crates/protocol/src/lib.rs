@@ -21,5 +21,5 @@ pub mod request;
 pub mod validate;
 
 pub use codes::{CloseCode, ErrorCode};
-pub use frames::{Member, Message, PresenceEvent, ServerFrame, User};
+pub use frames::{EncodedUser, Member, Members, Message, PresenceEvent, ServerFrame, User};
 pub use request::{Ref, Request, RequestError, parse_request};

@@ -27,7 +27,9 @@ use std::time::{Duration, Instant};
 
 use chat_protocol::request::Envelope;
 use chat_protocol::validate::{self, Invalid};
-use chat_protocol::{ErrorCode, PresenceEvent, Ref, Request, RequestError, ServerFrame, User};
+use chat_protocol::{
+    EncodedUser, ErrorCode, Members, PresenceEvent, Ref, Request, RequestError, ServerFrame, User,
+};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -221,7 +223,7 @@ impl Hub {
         let session = Session {
             hub: self.inner.clone(),
             id: format!("s_{}", ulid::Ulid::new()),
-            user: Arc::new(identity.user),
+            user: Arc::new(EncodedUser::new(identity.user)),
             rooms: identity.rooms,
             outbox,
             joined: HashSet::new(),
@@ -303,7 +305,8 @@ async fn flush_presence(rooms: std::sync::Weak<Rooms>, period: Duration) {
 pub struct Session {
     hub: Arc<HubInner>,
     id: String,
-    user: Arc<User>,
+    /// Encoded once: every `joined` reply of its rooms lists it.
+    user: Arc<EncodedUser>,
     /// The rooms this user may join at all.
     rooms: RoomAccess,
     outbox: Outbox,
@@ -349,7 +352,7 @@ impl Session {
     pub fn welcome(&self, heartbeat: Duration) -> ServerFrame {
         ServerFrame::Welcome {
             session: self.id.clone(),
-            user: (*self.user).clone(),
+            user: self.user.user().clone(),
             heartbeat_ms: heartbeat.as_millis() as u64,
             text: "Welcome to the chat server!".into(),
         }
@@ -503,10 +506,14 @@ impl Session {
                 let complete = since.is_none() || !more;
                 let remote = self.hub.broker.remote_members(&room);
                 rooms.finish_join(&room, conn, latest_seq, |mut members| {
-                    for user in remote {
-                        if !members.iter().any(|m| m.id == user.id) {
-                            members.push(user);
+                    if !remote.is_empty() {
+                        let mut users = members.into_users();
+                        for user in remote {
+                            if !users.iter().any(|m| m.id == user.id) {
+                                users.push(user);
+                            }
                         }
+                        members = Members::Users(users);
                     }
                     ServerFrame::Joined {
                         reference,
@@ -581,7 +588,7 @@ impl Session {
             draft: Draft {
                 room: room.to_string(),
                 id: id.unwrap_or_else(|| format!("m_{}", ulid::Ulid::new())),
-                from: (*self.user).clone(),
+                from: self.user.user().clone(),
                 text,
             },
             reference,
@@ -648,7 +655,7 @@ impl Session {
             self.publish(
                 &room,
                 EventKind::Typing {
-                    user: (*self.user).clone(),
+                    user: self.user.user().clone(),
                 },
                 Some(self.outbox.conn()),
             );

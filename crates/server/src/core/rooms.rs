@@ -26,10 +26,10 @@
 //!   server spends its time on the joins rather than on presence writes.
 //! - A room entry exists while it has members; the registry holds no history.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use chat_protocol::{ServerFrame, User};
+use chat_protocol::{EncodedUser, Members, ServerFrame, User};
 
 use super::event::{ConnId, EventKind, Outbound, Outbox, RoomEvent};
 use super::metrics::Metrics;
@@ -37,7 +37,10 @@ use super::metrics::Metrics;
 #[derive(Debug)]
 struct Member {
     conn: ConnId,
-    user: Arc<User>,
+    user: Arc<EncodedUser>,
+    /// The member that stands for its user in the room's listing: the first
+    /// of the user's connections here (a user with two tabs is listed once).
+    lists_user: bool,
     outbox: Outbox,
     /// `Some` while a join's history read is in flight.
     pending: Option<Vec<Arc<RoomEvent>>>,
@@ -130,14 +133,15 @@ impl Room {
         false
     }
 
-    /// One entry per user, in order of joining.
-    fn users(&self) -> Vec<User> {
-        let mut seen = HashSet::with_capacity(self.members.len());
-        self.members
-            .iter()
-            .filter(|m| seen.insert(m.user.id.as_str()))
-            .map(|m| (*m.user).clone())
-            .collect()
+    /// One entry per user.
+    fn users(&self) -> Members {
+        Members::Encoded(
+            self.members
+                .iter()
+                .filter(|m| m.lists_user)
+                .map(|m| m.user.clone())
+                .collect(),
+        )
     }
 }
 
@@ -220,7 +224,12 @@ impl Rooms {
 
     /// Adds the connection to the room as a pending member (or marks an
     /// existing member pending again, for a re-join).
-    pub fn register(&self, name: &Arc<str>, user: &Arc<User>, outbox: &Outbox) -> Registered {
+    pub fn register(
+        &self,
+        name: &Arc<str>,
+        user: &Arc<EncodedUser>,
+        outbox: &Outbox,
+    ) -> Registered {
         let mut rooms = lock(&self.rooms);
         let room = rooms.entry(name.clone()).or_default().clone();
         self.metrics.set_rooms(rooms.len());
@@ -241,6 +250,7 @@ impl Rooms {
         room.members.push(Member {
             conn,
             user: user.clone(),
+            lists_user: first_of_user,
             outbox: outbox.clone(),
             pending: Some(Vec::new()),
             joined_epoch: epoch,
@@ -261,7 +271,7 @@ impl Rooms {
         name: &str,
         conn: ConnId,
         covered_seq: u64,
-        reply: impl FnOnce(Vec<User>) -> ServerFrame,
+        reply: impl FnOnce(Members) -> ServerFrame,
     ) -> bool {
         let Some(room) = self.room(name) else {
             return false;
@@ -292,13 +302,20 @@ impl Rooms {
     /// Removes the connection from the room. Returns whether it was a member
     /// and whether it was its user's last connection there (announce the
     /// leave).
-    pub fn unregister(&self, name: &str, conn: ConnId) -> Option<Arc<User>> {
+    pub fn unregister(&self, name: &str, conn: ConnId) -> Option<Arc<EncodedUser>> {
         let mut rooms = lock(&self.rooms);
         let room_arc = rooms.get(name)?.clone();
         let mut room = lock(&room_arc);
         let index = room.members.iter().position(|m| m.conn == conn)?;
         let member = room.members.swap_remove(index);
-        let last_of_user = !room.has_user_other_than(&member.user.id, conn);
+        let other_of_user = room
+            .members
+            .iter_mut()
+            .find(|m| m.user.id == member.user.id);
+        let last_of_user = other_of_user.is_none();
+        if let Some(other) = other_of_user {
+            other.lists_user |= member.lists_user;
+        }
         if room.members.is_empty() {
             drop(room);
             rooms.remove(name);
@@ -321,7 +338,7 @@ impl Rooms {
     /// Current members of a room, one entry per user.
     pub fn members(&self, name: &str) -> Vec<User> {
         self.room(name)
-            .map(|room| lock(&room).users())
+            .map(|room| lock(&room).users().into_users())
             .unwrap_or_default()
     }
 
@@ -375,11 +392,11 @@ mod tests {
     use crate::core::event::outbox;
     use chat_protocol::{Message, PresenceEvent};
 
-    fn user(id: &str) -> Arc<User> {
-        Arc::new(User {
+    fn user(id: &str) -> Arc<EncodedUser> {
+        Arc::new(EncodedUser::new(User {
             id: id.into(),
             name: id.into(),
-        })
+        }))
     }
 
     fn message(room: &Arc<str>, seq: u64) -> Arc<RoomEvent> {
@@ -418,7 +435,7 @@ mod tests {
         seen
     }
 
-    fn joined(room: &str, seq: u64) -> impl FnOnce(Vec<User>) -> ServerFrame {
+    fn joined(room: &str, seq: u64) -> impl FnOnce(Members) -> ServerFrame {
         let room = room.to_string();
         move |members| ServerFrame::Joined {
             reference: None,
@@ -470,8 +487,16 @@ mod tests {
         assert!(rooms.register(&name, &alice, &tab1).first_of_user);
         assert!(!rooms.register(&name, &alice, &tab2).first_of_user);
         assert!(rooms.register(&name, &alice, &tab1).rejoin);
-        assert_eq!(rooms.members("r").len(), 1);
+        let bob = user("bob");
+        let (bobs, _rx3) = outbox(3, 16, Metrics::new());
+        rooms.register(&name, &bob, &bobs);
+        let ids = |rooms: &Rooms| -> Vec<String> {
+            rooms.members("r").into_iter().map(|u| u.id).collect()
+        };
+        assert_eq!(ids(&rooms), ["alice", "bob"]);
         assert!(rooms.unregister("r", 1).is_none(), "tab 2 still there");
+        assert_eq!(ids(&rooms), ["bob", "alice"], "tab 2 now lists alice");
+        assert!(rooms.unregister("r", 3).is_some());
         assert!(rooms.unregister("r", 2).is_some(), "last tab left");
         assert!(rooms.members("r").is_empty());
         assert!(lock(&rooms.rooms).is_empty(), "empty rooms are removed");

@@ -16,7 +16,7 @@
 //! clients written for `io.to(room).emit('message', data)` render.
 
 use chat_protocol::{
-    ErrorCode, Message, PresenceEvent, Ref, RequestError, ServerFrame, User,
+    ErrorCode, Members, Message, PresenceEvent, Ref, RequestError, ServerFrame, User,
     request::{Envelope, parse_request},
 };
 use engineioxide::Str;
@@ -345,7 +345,7 @@ impl Serialize for ReplyBody<'_> {
         struct Joined<'a> {
             room: &'a str,
             seq: u64,
-            members: &'a [User],
+            members: &'a Members,
             messages: Vec<WithContent<'a>>,
             complete: bool,
         }
@@ -630,7 +630,7 @@ mod tests {
             reference: Some(Ref::Number(12.into())),
             room: "general".into(),
             seq: 7,
-            members: vec![alice()],
+            members: vec![alice()].into(),
             messages: vec![message(7)],
             complete: true,
         };
