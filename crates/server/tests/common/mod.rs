@@ -69,7 +69,23 @@ pub struct StartFailure {
 struct Spawned {
     child: Child,
     stderr: Arc<Mutex<String>>,
+    /// The thread copying the child's stderr into `stderr`; it ends at the
+    /// pipe's end, which may come after the child's exit is seen.
+    stderr_reader: std::thread::JoinHandle<()>,
     addr: Result<SocketAddr, String>,
+}
+
+impl Spawned {
+    /// Waits for the child to exit (it did not start), then for all it
+    /// wrote to stderr: reading the copy as soon as the exit is seen raced
+    /// the reader thread and sometimes found it empty.
+    fn failure(mut self, what: &str) -> StartFailure {
+        let status = wait_with_timeout(&mut self.child, START_TIMEOUT)
+            .unwrap_or_else(|| panic!("{what} neither started nor exited"));
+        let _ = self.stderr_reader.join();
+        let stderr = self.stderr.lock().unwrap().clone();
+        StartFailure { status, stderr }
+    }
 }
 
 impl Server {
@@ -112,10 +128,7 @@ impl Server {
             let _ = spawned.child.wait();
             panic!("chat-server started on {addr} with {args:?}; expected a refusal");
         }
-        let status = wait_with_timeout(&mut spawned.child, START_TIMEOUT)
-            .expect("chat-server neither started nor exited");
-        let stderr = spawned.stderr.lock().unwrap().clone();
-        StartFailure { status, stderr }
+        spawned.failure("chat-server")
     }
 
     /// Tries to start a second process on this server's data dir (used to
@@ -130,12 +143,7 @@ impl Server {
                 let _ = spawned.child.wait();
                 Ok(addr)
             }
-            Err(_) => {
-                let status = wait_with_timeout(&mut spawned.child, START_TIMEOUT)
-                    .expect("second server neither started nor exited");
-                let stderr = spawned.stderr.lock().unwrap().clone();
-                Err(StartFailure { status, stderr })
-            }
+            Err(_) => Err(spawned.failure("second server")),
         }
     }
 
@@ -255,10 +263,11 @@ fn spawn(data_dir: &Path, args: &[String]) -> Spawned {
     // a copy for assertions. Draining it also keeps the child from blocking
     // on a full pipe.
     let stderr = Arc::new(Mutex::new(String::new()));
+    let stderr_reader;
     {
         let pipe = child.stderr.take().unwrap();
         let sink = Arc::clone(&stderr);
-        std::thread::spawn(move || {
+        stderr_reader = std::thread::spawn(move || {
             for line in BufReader::new(pipe).lines() {
                 let Ok(line) = line else { break };
                 eprintln!("[chat-server] {line}");
@@ -309,6 +318,7 @@ fn spawn(data_dir: &Path, args: &[String]) -> Spawned {
     Spawned {
         child,
         stderr,
+        stderr_reader,
         addr,
     }
 }
