@@ -33,14 +33,16 @@
 # a time, which no nice level prevents; its cost is that threads of one
 # process on one core then take turns in 100 ms slices when both are busy,
 # which makes a multi-threaded server's overload point come a little early),
-# PEERS_DIR (default: shared/peers beside the repository).
+# PEERS_DIR (default: shared/peers beside the repository), BENCH_BIN (where
+# chat-server and chat-bench are; default target/release: point it at a copy
+# of another build to compare two builds run for run).
 #
 # Build ours first (bench-all.sh does): cargo build --release -p chat-server
 # -p chat-client.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/../../.." && pwd)
-bin="$root/target/release"
+bin=${BENCH_BIN:-$root/target/release}
 peers=${PEERS_DIR:-$(cd "$root/.." && pwd)/shared/peers}
 kind=${SERVER:-ours}
 port=${PORT:-23400}

@@ -5,11 +5,18 @@
 //! them (up to a batch limit) in one transaction, so under load hundreds of
 //! messages share one fsync and durability costs little throughput.
 //!
+//! Committing and publishing overlap: the committer hands one batch to the
+//! store and then acks and publishes the batch before it, so the fan-out's
+//! connection tasks run while the store waits on its fsync, and the write
+//! does not wait for the fan-out's wake-ups to be queued.
+//!
 //! Invariants:
 //! - An ack is queued only after [`Store::append`] returned, i.e. after the
 //!   commit is durable.
-//! - Outcomes are handled in batch order, and batches one after another, so
-//!   each room's messages are published in `seq` order.
+//! - Outcomes are handled in batch order, and batches one after another (a
+//!   batch is published only after the one before it, and its commit
+//!   starts only after the one before it ended), so each room's messages
+//!   are published in `seq` order.
 //! - A failed commit stores nothing (the store's transaction rolls back), so
 //!   it cannot leave a gap: every send in it gets an `internal` error and the
 //!   client may retry with the same `id`.
@@ -18,7 +25,10 @@
 //!   `deleted` event cannot overtake the message it deletes, which may be
 //!   committed and not yet published when the deletion finds it.
 
+use std::future::{Future, poll_fn};
+use std::pin::pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use chat_protocol::{ErrorCode, Ref, ServerFrame};
@@ -126,45 +136,102 @@ async fn run(
     batch_limit: usize,
     closing: CancellationToken,
 ) {
+    let committer = Committer {
+        store,
+        broker,
+        metrics,
+    };
     let mut jobs = Vec::with_capacity(batch_limit);
     let mut batch = Vec::with_capacity(batch_limit);
+    let mut committed = None;
     loop {
-        tokio::select! {
-            received = rx.recv_many(&mut jobs, batch_limit) => {
-                if received == 0 {
-                    return;
-                }
+        if committed.is_some() {
+            // A batch waits to be published: take what is queued, without
+            // waiting, to commit while it is.
+            while jobs.len() < batch_limit
+                && let Ok(job) = rx.try_recv()
+            {
+                jobs.push(job);
             }
-            // Refuse new sends but keep draining those already accepted:
-            // `recv_many` returns 0 once the queue is closed and empty.
-            _ = closing.cancelled(), if !rx.is_closed() => {
-                rx.close();
-                continue;
+        } else {
+            tokio::select! {
+                received = rx.recv_many(&mut jobs, batch_limit) => {
+                    if received == 0 {
+                        return;
+                    }
+                }
+                // Refuse new sends but keep draining those already
+                // accepted: `recv_many` returns 0 once the queue is closed
+                // and empty.
+                _ = closing.cancelled(), if !rx.is_closed() => {
+                    rx.close();
+                    continue;
+                }
             }
         }
         for job in jobs.drain(..) {
             match job {
                 Job::Send(send) => batch.push(send),
                 Job::Publish(event) => {
-                    if !batch.is_empty() {
-                        commit(&mut batch, &*store, &*broker, &metrics).await;
+                    committer.step(&mut batch, &mut committed).await;
+                    if let Some(done) = committed.take() {
+                        committer.publish(done);
                     }
-                    broker.publish(event);
+                    committer.broker.publish(event);
                 }
             }
         }
-        if !batch.is_empty() {
-            commit(&mut batch, &*store, &*broker, &metrics).await;
-        }
+        committer.step(&mut batch, &mut committed).await;
     }
 }
 
-async fn commit(
+/// A batch whose commit has ended, waiting to be answered and published.
+struct Committed {
+    answers: Vec<Answer>,
+    stored: Result<Vec<Appended>, crate::store::StoreError>,
+}
+
+struct Committer {
+    store: Arc<dyn Store>,
+    broker: Arc<dyn Broker>,
+    metrics: Metrics,
+}
+
+impl Committer {
+    /// Commits `batch` while publishing the batch committed before it,
+    /// which `committed` then holds in its place.
+    async fn step(&self, batch: &mut Vec<PendingSend>, committed: &mut Option<Committed>) {
+        let previous = committed.take();
+        if batch.is_empty() {
+            if let Some(previous) = previous {
+                self.publish(previous);
+            }
+            return;
+        }
+        let mut appending = pin!(append(batch, &*self.store, &*self.broker, &self.metrics));
+        // Poll once to hand the batch to the store before publishing.
+        let started = poll_fn(|cx| Poll::Ready(appending.as_mut().poll(cx))).await;
+        if let Some(previous) = previous {
+            self.publish(previous);
+        }
+        let done = match started {
+            Poll::Ready(done) => done,
+            Poll::Pending => appending.await,
+        };
+        *committed = Some(done);
+    }
+
+    fn publish(&self, done: Committed) {
+        publish(done, &*self.broker, &self.metrics);
+    }
+}
+
+async fn append(
     batch: &mut Vec<PendingSend>,
     store: &dyn Store,
     broker: &dyn Broker,
     metrics: &Metrics,
-) {
+) -> Committed {
     metrics.committed_batch(batch.len());
     let (drafts, answers): (Vec<Draft>, Vec<Answer>) = batch
         .drain(..)
@@ -184,6 +251,13 @@ async fn commit(
         Ok(()) => store.append(drafts, now_ms()).await,
         Err(e) => Err(crate::store::StoreError::Backend(e.to_string())),
     };
+    Committed { answers, stored }
+}
+
+/// Acks a committed batch's sends and publishes its new messages, or
+/// answers every send with the commit's error.
+fn publish(done: Committed, broker: &dyn Broker, metrics: &Metrics) {
+    let Committed { answers, stored } = done;
     match stored {
         Ok(outcomes) => {
             for (pending, outcome) in answers.into_iter().zip(outcomes) {
@@ -229,12 +303,18 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::core::event::outbox;
+    use crate::core::event::{Outbound, OutboxReceiver, outbox};
     use crate::store::SqliteStore;
 
     /// Remembers what was published, in order.
     #[derive(Default)]
     struct Recorder(Mutex<Vec<String>>);
+
+    impl Recorder {
+        fn published(&self) -> Vec<String> {
+            self.0.lock().expect("not poisoned").clone()
+        }
+    }
 
     impl Broker for Recorder {
         fn publish(&self, event: Arc<RoomEvent>) {
@@ -249,38 +329,78 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn an_event_after_commits_follows_the_sends_queued_before_it() {
+    fn started(
+        recorder: &Arc<Recorder>,
+        batch_limit: usize,
+    ) -> (tempfile::TempDir, CommitQueue, tokio::task::JoinHandle<()>) {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = SqliteStore::open(dir.path(), Duration::from_secs(1)).expect("store");
-        let recorder = Arc::new(Recorder::default());
         let (queue, task) = start(
             Arc::new(store),
             recorder.clone(),
             Metrics::new(),
-            16,
-            16,
+            64,
+            batch_limit,
             CancellationToken::new(),
         );
-        let (reply_to, _replies) = outbox(1, 16, Metrics::new());
-        let room: Arc<str> = Arc::from("general");
+        (dir, queue, task)
+    }
+
+    fn submit(queue: &CommitQueue, reply_to: &Outbox, id: &str) {
         queue
             .submit(PendingSend {
-                draft: crate::store::test_support::draft("general", "m1"),
+                draft: crate::store::test_support::draft("general", id),
                 reference: None,
-                reply_to,
+                reply_to: reply_to.clone(),
                 received: Instant::now(),
-                room: room.clone(),
+                room: Arc::from("general"),
             })
             .expect("queued");
+    }
+
+    fn acked_seqs(replies: &mut OutboxReceiver) -> Vec<u64> {
+        let mut seqs = Vec::new();
+        while let Ok(item) = replies.rx.try_recv() {
+            if let Outbound::Reply(frame) = item
+                && let ServerFrame::Ack { seq, .. } = *frame
+            {
+                seqs.push(seq);
+            }
+        }
+        seqs
+    }
+
+    #[tokio::test]
+    async fn an_event_after_commits_follows_the_sends_queued_before_it() {
+        let recorder = Arc::new(Recorder::default());
+        let (_dir, queue, task) = started(&recorder, 16);
+        let (reply_to, _replies) = outbox(1, 16, Metrics::new());
+        submit(&queue, &reply_to, "m1");
         // Handed over before the send is committed: it must still come
         // second.
-        let deleted = RoomEvent::new(room, EventKind::Deleted { seq: 1 }, None);
+        let deleted = RoomEvent::new(Arc::from("general"), EventKind::Deleted { seq: 1 }, None);
         queue.publish_after_commits(deleted).await;
         drop(queue);
         task.await
             .expect("committer ends once its queue is dropped");
-        let published = recorder.0.lock().expect("not poisoned").clone();
-        assert_eq!(published, ["message 1", "deleted 1"]);
+        assert_eq!(recorder.published(), ["message 1", "deleted 1"]);
+    }
+
+    #[tokio::test]
+    async fn sends_committed_while_earlier_ones_publish_keep_their_order() {
+        let recorder = Arc::new(Recorder::default());
+        // Batches of 3: the second is committed while the first is
+        // published, and so on.
+        let (_dir, queue, task) = started(&recorder, 3);
+        let (reply_to, mut replies) = outbox(1, 64, Metrics::new());
+        for n in 1..=10 {
+            submit(&queue, &reply_to, &format!("m{n}"));
+        }
+        drop(queue);
+        task.await
+            .expect("committer ends once its queue is dropped");
+        let expected: Vec<String> = (1..=10).map(|seq| format!("message {seq}")).collect();
+        assert_eq!(recorder.published(), expected);
+        assert_eq!(acked_seqs(&mut replies), (1..=10).collect::<Vec<u64>>());
     }
 }
