@@ -38,7 +38,7 @@ use tokio_util::sync::CancellationToken;
 use super::event::{EventKind, Outbox, RoomEvent};
 use super::metrics::Metrics;
 use crate::broker::Broker;
-use crate::store::{Appended, Draft, Store};
+use crate::store::{Appended, Draft, Store, StoreError};
 
 /// A validated send waiting for its commit.
 #[derive(Debug)]
@@ -136,16 +136,16 @@ async fn run(
     batch_limit: usize,
     closing: CancellationToken,
 ) {
-    let committer = Committer {
+    let mut committer = Committer {
         store,
         broker,
         metrics,
+        batch: Vec::with_capacity(batch_limit),
+        committed: None,
     };
     let mut jobs = Vec::with_capacity(batch_limit);
-    let mut batch = Vec::with_capacity(batch_limit);
-    let mut committed = None;
     loop {
-        if committed.is_some() {
+        if committer.committed.is_some() {
             // A batch waits to be published: take what is queued, without
             // waiting, to commit while it is.
             while jobs.len() < batch_limit
@@ -171,127 +171,128 @@ async fn run(
         }
         for job in jobs.drain(..) {
             match job {
-                Job::Send(send) => batch.push(send),
+                Job::Send(send) => committer.batch.push(send),
                 Job::Publish(event) => {
-                    committer.step(&mut batch, &mut committed).await;
-                    if let Some(done) = committed.take() {
-                        committer.publish(done);
-                    }
+                    committer.flush().await;
                     committer.broker.publish(event);
                 }
             }
         }
-        committer.step(&mut batch, &mut committed).await;
+        committer.step().await;
     }
 }
 
 /// A batch whose commit has ended, waiting to be answered and published.
 struct Committed {
     answers: Vec<Answer>,
-    stored: Result<Vec<Appended>, crate::store::StoreError>,
+    stored: Result<Vec<Appended>, StoreError>,
 }
 
 struct Committer {
     store: Arc<dyn Store>,
     broker: Arc<dyn Broker>,
     metrics: Metrics,
+    /// Sends taken from the queue and not yet handed to the store.
+    batch: Vec<PendingSend>,
+    /// The batch committed last, not yet answered and published.
+    committed: Option<Committed>,
 }
 
 impl Committer {
     /// Commits `batch` while publishing the batch committed before it,
     /// which `committed` then holds in its place.
-    async fn step(&self, batch: &mut Vec<PendingSend>, committed: &mut Option<Committed>) {
-        let previous = committed.take();
-        if batch.is_empty() {
+    async fn step(&mut self) {
+        let previous = self.committed.take();
+        if self.batch.is_empty() {
             if let Some(previous) = previous {
                 self.publish(previous);
             }
             return;
         }
-        let mut appending = pin!(append(batch, &*self.store, &*self.broker, &self.metrics));
+        self.metrics.committed_batch(self.batch.len());
+        let (drafts, answers): (Vec<Draft>, Vec<Answer>) = self
+            .batch
+            .drain(..)
+            .map(|p| {
+                let answer = Answer {
+                    reference: p.reference,
+                    reply_to: p.reply_to,
+                    received: p.received,
+                    room: p.room,
+                };
+                (p.draft, answer)
+            })
+            .unzip();
+        // A message acked but never published would reach other nodes only
+        // at their next catch-up: while the broker is down, refuse instead.
+        let health = self.broker.health();
+        let store = &*self.store;
+        let mut storing = pin!(async move {
+            match health {
+                Ok(()) => store.append(drafts, now_ms()).await,
+                Err(e) => Err(StoreError::Backend(e.to_string())),
+            }
+        });
         // Poll once to hand the batch to the store before publishing.
-        let started = poll_fn(|cx| Poll::Ready(appending.as_mut().poll(cx))).await;
+        let started = poll_fn(|cx| Poll::Ready(storing.as_mut().poll(cx))).await;
         if let Some(previous) = previous {
             self.publish(previous);
         }
-        let done = match started {
-            Poll::Ready(done) => done,
-            Poll::Pending => appending.await,
+        let stored = match started {
+            Poll::Ready(stored) => stored,
+            Poll::Pending => storing.await,
         };
-        *committed = Some(done);
+        self.committed = Some(Committed { answers, stored });
     }
 
+    /// Commits `batch` and publishes everything committed: what follows is
+    /// published after every send taken so far.
+    async fn flush(&mut self) {
+        self.step().await;
+        if let Some(done) = self.committed.take() {
+            self.publish(done);
+        }
+    }
+
+    /// Acks a committed batch's sends and publishes its new messages, or
+    /// answers every send with the commit's error.
     fn publish(&self, done: Committed) {
-        publish(done, &*self.broker, &self.metrics);
-    }
-}
-
-async fn append(
-    batch: &mut Vec<PendingSend>,
-    store: &dyn Store,
-    broker: &dyn Broker,
-    metrics: &Metrics,
-) -> Committed {
-    metrics.committed_batch(batch.len());
-    let (drafts, answers): (Vec<Draft>, Vec<Answer>) = batch
-        .drain(..)
-        .map(|p| {
-            let answer = Answer {
-                reference: p.reference,
-                reply_to: p.reply_to,
-                received: p.received,
-                room: p.room,
-            };
-            (p.draft, answer)
-        })
-        .unzip();
-    // A message acked but never published would reach other nodes only
-    // at their next catch-up: while the broker is down, refuse instead.
-    let stored = match broker.health() {
-        Ok(()) => store.append(drafts, now_ms()).await,
-        Err(e) => Err(crate::store::StoreError::Backend(e.to_string())),
-    };
-    Committed { answers, stored }
-}
-
-/// Acks a committed batch's sends and publishes its new messages, or
-/// answers every send with the commit's error.
-fn publish(done: Committed, broker: &dyn Broker, metrics: &Metrics) {
-    let Committed { answers, stored } = done;
-    match stored {
-        Ok(outcomes) => {
-            for (pending, outcome) in answers.into_iter().zip(outcomes) {
-                let (message, duplicate) = match outcome {
-                    Appended::New(m) => (m, false),
-                    Appended::Duplicate(m) => (m, true),
-                };
-                pending.reply_to.reply(ServerFrame::Ack {
-                    reference: pending.reference,
-                    room: message.room.clone(),
-                    id: message.id.clone(),
-                    seq: message.seq,
-                    ts: message.ts,
-                    duplicate,
-                });
-                metrics.acked_after(pending.received.elapsed());
-                if !duplicate {
-                    metrics.message_stored();
-                    broker.publish(RoomEvent::new(
-                        pending.room,
-                        EventKind::Message(message),
-                        None,
-                    ));
+        let Committed { answers, stored } = done;
+        match stored {
+            Ok(outcomes) => {
+                for (pending, outcome) in answers.into_iter().zip(outcomes) {
+                    let (message, duplicate) = match outcome {
+                        Appended::New(m) => (m, false),
+                        Appended::Duplicate(m) => (m, true),
+                    };
+                    pending.reply_to.reply(ServerFrame::Ack {
+                        reference: pending.reference,
+                        room: message.room.clone(),
+                        id: message.id.clone(),
+                        seq: message.seq,
+                        ts: message.ts,
+                        duplicate,
+                    });
+                    self.metrics.acked_after(pending.received.elapsed());
+                    if !duplicate {
+                        self.metrics.message_stored();
+                        self.broker.publish(RoomEvent::new(
+                            pending.room,
+                            EventKind::Message(message),
+                            None,
+                        ));
+                    }
                 }
             }
-        }
-        Err(e) => {
-            tracing::error!(error = %e, sends = answers.len(), "commit failed; sends refused");
-            for pending in answers {
-                pending.reply_to.reply(ServerFrame::Error {
-                    reference: pending.reference,
-                    code: ErrorCode::Internal,
-                    message: format!("message not stored ({e}); retry with the same id"),
-                });
+            Err(e) => {
+                tracing::error!(error = %e, sends = answers.len(), "commit failed; sends refused");
+                for pending in answers {
+                    pending.reply_to.reply(ServerFrame::Error {
+                        reference: pending.reference,
+                        code: ErrorCode::Internal,
+                        message: format!("message not stored ({e}); retry with the same id"),
+                    });
+                }
             }
         }
     }
