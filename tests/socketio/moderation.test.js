@@ -51,7 +51,10 @@ test('a deleted message: the deleted event, a tombstone in history; a disconnect
   const bobId = (await bob.waitFor('welcome')).user.id;
   const firstSession = bob.socket.id;
   const closed = new Promise((resolve) => bob.socket.once('disconnect', resolve));
-  const kicked = await fetch(`${server.url}/api/users/${bobId}/disconnect`, { method: 'POST' });
+  const kicked = await fetch(`${server.url}/api/users/${bobId}/disconnect`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+  });
   assert.deepEqual(await kicked.json(), { user: bobId, connections: 1 });
   assert.equal(await closed, 'transport close');
   await until(() => bob.socket.connected && bob.socket.id !== firstSession, 'bob reconnected');

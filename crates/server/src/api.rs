@@ -20,6 +20,17 @@
 //! operator on the machine itself); anyone else gets 404, as if there were
 //! no API. The peer is the TCP connection's, so behind a reverse proxy on
 //! the same machine every caller is loopback: configure a key there.
+//! Without a key the request must also name a loopback host (`localhost`,
+//! `127.0.0.1`, `[::1]`): a page whose name was rebound to 127.0.0.1 is
+//! loopback to us but still sends its own name.
+//!
+//! **Cross-site requests.** A page on any site can make its visitor's
+//! browser post an HTML form here without a CORS preflight, and the
+//! keyless API would take it from a loopback browser. So every `POST` must
+//! say `Content-Type: application/json` (which a form cannot, and which
+//! costs a cross-site `fetch` a preflight we never answer): 415 otherwise.
+//! The edge's guard ([`crate::edge::guard`]) also refuses a request from a
+//! page whose `Origin` is not allowed, whatever its method.
 //!
 //! **Errors** are `{"code", "message"}` with the contract's codes and a
 //! fitting status: 400 bad input, 401 bad or missing key, 404 no such
@@ -35,7 +46,8 @@ use axum::Router;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::uri::Authority;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use chat_protocol::validate::{self, Invalid};
@@ -109,6 +121,14 @@ pub fn router(app: &Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/api", axum::routing::any(no_such_call))
         .route("/api/{*rest}", axum::routing::any(no_such_call))
         .layer(DefaultBodyLimit::max(app.max_frame_bytes))
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(';').next())
+        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"))
 }
 
 /// An API error: a status and the JSON body `{code, message}`.
@@ -210,7 +230,9 @@ macro_rules! rejection {
 rejection!(JsonRejection, PathRejection, QueryRejection);
 
 /// Proof that a request may use the API: the right key, or, without a
-/// configured key, a loopback peer.
+/// configured key, a loopback peer naming a loopback host; and, for a
+/// `POST`, that it is JSON (415 otherwise, checked after access so that a
+/// hidden API stays hidden).
 pub struct Authorized;
 
 impl FromRequestParts<Arc<AppState>> for Authorized {
@@ -220,31 +242,61 @@ impl FromRequestParts<Arc<AppState>> for Authorized {
         parts: &mut Parts,
         app: &Arc<AppState>,
     ) -> Result<Self, Self::Rejection> {
-        let Some(key) = &app.api_key else {
-            let peer = parts
-                .extensions
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|ConnectInfo(addr)| addr.ip().to_canonical());
-            return match peer {
-                Some(ip) if ip.is_loopback() => Ok(Authorized),
-                // No key: to anyone else there is no API.
-                _ => Err(ApiError::not_found("no such resource")),
-            };
-        };
-        match crate::auth::bearer_token(&parts.headers) {
-            Some(offered) if key.matches(offered.as_bytes()) => Ok(Authorized),
-            Some(_) => Err(ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "the API key does not match",
-            )),
-            None => Err(ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "send the API key as `Authorization: Bearer <key>`",
-            )),
+        may_use_api(parts, app)?;
+        if parts.method == Method::POST && !is_json(&parts.headers) {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "bad_request",
+                "send `Content-Type: application/json` (with a JSON body, or none)",
+            ));
         }
+        Ok(Authorized)
     }
+}
+
+/// The access check: the key, or without one a loopback caller.
+fn may_use_api(parts: &Parts, app: &AppState) -> Result<(), ApiError> {
+    let Some(key) = &app.api_key else {
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(addr)| addr.ip().to_canonical());
+        return match peer {
+            Some(ip) if ip.is_loopback() && names_loopback(&parts.headers) => Ok(()),
+            // No key: to anyone else there is no API.
+            _ => Err(ApiError::not_found("no such resource")),
+        };
+    };
+    match crate::auth::bearer_token(&parts.headers) {
+        Some(offered) if key.matches(offered.as_bytes()) => Ok(()),
+        Some(_) => Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "the API key does not match",
+        )),
+        None => Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "send the API key as `Authorization: Bearer <key>`",
+        )),
+    }
+}
+
+/// Whether the request's `Host` (if any) is a loopback name or address.
+fn names_loopback(headers: &HeaderMap) -> bool {
+    let Some(host) = headers.get(header::HOST) else {
+        return true;
+    };
+    let Some(authority) = host.to_str().ok().and_then(|h| h.parse::<Authority>().ok()) else {
+        return false;
+    };
+    let name = authority.host().trim_end_matches('.');
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.to_canonical().is_loopback())
 }
 
 fn checked_room(app: &AppState, room: String) -> Result<String, ApiError> {

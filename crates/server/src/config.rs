@@ -15,8 +15,10 @@ use serde::Deserialize;
 
 use crate::auth::{AuthConfig, JwtConfig, JwtKey, Secret};
 use crate::core::{Limits, RetentionPolicy};
+use crate::edge::hosts::AllowedHosts;
+use crate::edge::origin::AllowedOrigins;
+use crate::edge::{self, EdgeConfig};
 use crate::tls::TlsConfig;
-use crate::transport::origin::AllowedOrigins;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -154,6 +156,42 @@ pub struct Settings {
     )]
     pub allowed_origins: Option<Vec<String>>,
 
+    /// Host names this server answers to, comma-separated: a name
+    /// (`chat.example.com`, `*.example.com` for its subdomains), an IP
+    /// address, or `*` (any). Requests for other names get 421: a page
+    /// whose name was rebound to this server's address cannot use it
+    /// [default: on a loopback listen address, localhost, 127.0.0.1, [::1]
+    /// and that address; on any other, every name].
+    #[arg(
+        long,
+        env = "CHAT_ALLOWED_HOSTS",
+        value_name = "HOSTS",
+        value_delimiter = ','
+    )]
+    pub allowed_hosts: Option<Vec<String>>,
+
+    /// How long a client has for its TLS handshake, and then for each
+    /// request head (from accept, or from the previous answer on a
+    /// kept-alive connection); slower connections are closed [default: 10000].
+    #[arg(long, env = "CHAT_HEADER_TIMEOUT_MS", value_name = "MS")]
+    pub header_timeout_ms: Option<u64>,
+
+    /// How long a request body may take to arrive, from its head [default: 30000].
+    #[arg(long, env = "CHAT_BODY_TIMEOUT_MS", value_name = "MS")]
+    pub body_timeout_ms: Option<u64>,
+
+    /// Connections waiting for their TLS handshake or a request head, in
+    /// all; past it, the one that has waited longest is closed [default: a
+    /// quarter of the process's file limit, 64 to 16384].
+    #[arg(long, env = "CHAT_MAX_PENDING_CONNECTIONS", value_name = "N")]
+    pub max_pending_connections: Option<usize>,
+
+    /// Connections one client IP address may have waiting for their TLS
+    /// handshake or a request head; past it, that address's longest
+    /// waiting one is closed [default: 32].
+    #[arg(long, env = "CHAT_MAX_PENDING_CONNECTIONS_PER_IP", value_name = "N")]
+    pub max_pending_connections_per_ip: Option<usize>,
+
     /// Also serve `/ws-echo`, which echoes every message through `/ws`'s
     /// WebSocket layer (16 MiB messages), for conformance tests such as
     /// Autobahn|Testsuite. Off by default.
@@ -227,8 +265,9 @@ pub struct Settings {
     #[arg(long, env = "CHAT_API_KEY", value_name = "KEY", hide_env_values = true)]
     pub api_key: Option<crate::api::ApiKey>,
 
-    /// Open WebSocket and Socket.IO connections per client IP address;
-    /// more are refused with 429 [default: 0, no limit].
+    /// Open connections per client IP address, counted from accept
+    /// (WebSocket, Socket.IO, any HTTP); more are answered 429 and closed
+    /// [default: 0, no limit].
     #[arg(long, env = "CHAT_MAX_CONNECTIONS_PER_IP", value_name = "N")]
     pub max_connections_per_ip: Option<usize>,
 
@@ -275,6 +314,8 @@ pub struct Config {
     pub store_busy_timeout: Duration,
     pub shutdown_timeout: Duration,
     pub allowed_origins: AllowedOrigins,
+    /// Host names served, timeouts and caps before a request reaches a route.
+    pub edge: EdgeConfig,
     /// Serve `/ws-echo` (conformance testing).
     pub ws_echo: bool,
     pub log_format: LogFormat,
@@ -331,7 +372,9 @@ impl Config {
             send_rate, send_burst, typing_rate, max_errors_per_sec, max_rooms_per_connection,
             outbound_queue,
             max_pending_sends, commit_batch, store_busy_timeout_ms, shutdown_timeout_ms,
-            presence_delay_ms, allowed_origins, ws_echo, log_format, log_level,
+            presence_delay_ms, allowed_origins, allowed_hosts, header_timeout_ms,
+            body_timeout_ms, max_pending_connections, max_pending_connections_per_ip,
+            ws_echo, log_format, log_level,
             tls_cert, tls_key, jwt_secret, jwt_secret_file, jwt_public_key, jwt_algorithm,
             jwt_audience, jwt_issuer, allow_anonymous,
             api_key, max_connections_per_ip, max_connects_per_ip_per_sec, idle_timeout_secs,
@@ -429,8 +472,10 @@ impl Config {
             s.heartbeat_ms.map(|v| v as usize),
             25_000,
         )?;
+        let listen = s.listen.unwrap_or_else(|| ([127, 0, 0, 1], 3000).into());
         Ok(Config {
-            listen: s.listen.unwrap_or_else(|| ([127, 0, 0, 1], 3000).into()),
+            listen,
+            edge: edge_config(&s, listen)?,
             data_dir: s.data_dir.unwrap_or_else(|| PathBuf::from("chat-data")),
             database_url: s.database_url,
             database_schema: s.database_schema,
@@ -495,6 +540,51 @@ impl Config {
             )?,
         })
     }
+}
+
+/// The edge's settings: names served, how long a client may take to ask,
+/// and how many may be waiting.
+fn edge_config(s: &Settings, listen: SocketAddr) -> Result<EdgeConfig, ConfigError> {
+    let millis = |name, value: Option<u64>, default: Duration| {
+        let value = value.map_or(default, Duration::from_millis);
+        if value < Duration::from_millis(100) {
+            return Err(ConfigError::Invalid {
+                name,
+                why: format!("must be at least 100 ms, got {value:?}"),
+            });
+        }
+        Ok(value)
+    };
+    Ok(EdgeConfig {
+        allowed_hosts: AllowedHosts::new(s.allowed_hosts.as_deref(), listen).map_err(|e| {
+            ConfigError::Invalid {
+                name: "allowed_hosts",
+                why: e.to_string(),
+            }
+        })?,
+        header_timeout: millis(
+            "header_timeout_ms",
+            s.header_timeout_ms,
+            edge::DEFAULT_HEADER_TIMEOUT,
+        )?,
+        body_timeout: millis(
+            "body_timeout_ms",
+            s.body_timeout_ms,
+            edge::DEFAULT_BODY_TIMEOUT,
+        )?,
+        max_pending: at_least(
+            1,
+            "max_pending_connections",
+            s.max_pending_connections,
+            edge::default_max_pending(),
+        )?,
+        max_pending_per_ip: at_least(
+            1,
+            "max_pending_connections_per_ip",
+            s.max_pending_connections_per_ip,
+            edge::DEFAULT_MAX_PENDING_PER_IP,
+        )?,
+    })
 }
 
 /// Who may connect: checks that the JWT settings make one key, and that

@@ -12,12 +12,12 @@
 //! - [`auth`] (who a connection is: JWT or anonymous) and [`tls`]
 //!   (`https://` and `wss://`), both below the transports.
 
-pub mod admission;
 pub mod api;
 pub mod auth;
 pub mod broker;
 pub mod config;
 pub mod core;
+pub mod edge;
 pub mod http;
 pub mod server;
 pub mod store;

@@ -1,27 +1,28 @@
 //! Wiring: opens the store, starts the hub, binds the listener, routes HTTP,
 //! and runs the graceful shutdown sequence.
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 use axum::routing::get;
-use axum::serve::ListenerExt;
 use metrics_exporter_prometheus::PrometheusHandle;
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::net::{TcpListener, TcpSocket};
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
+use tokio_util::task::{AbortOnDropHandle, TaskTracker};
 
-use crate::admission::{AdmittingListener, ConnectRate};
 use crate::auth::Authenticator;
 use crate::broker::{Broker, LocalBroker, RedisBroker};
 use crate::config::Config;
 use crate::core::{Hub, Metrics};
+use crate::edge::Edge;
+use crate::edge::accept::{Acceptor, ConnectRate};
+use crate::edge::guard::{self, Guard};
+use crate::edge::origin::AllowedOrigins;
 use crate::store::{PostgresStore, SqliteStore, Store};
 use crate::tls::Tls;
-use crate::transport::origin::AllowedOrigins;
 use crate::{http, transport};
 
 /// What every request handler can reach.
@@ -40,8 +41,8 @@ pub struct AppState {
     pub ws_echo: bool,
     /// The HTTP API's key; `None`: loopback callers only.
     pub api_key: Option<crate::api::ApiKey>,
-    /// Open connections per client address (`--max-connections-per-ip`).
-    pub per_ip: transport::per_ip::PerIp,
+    /// The `Host` and `Origin` checks every request passes.
+    pub guard: Arc<Guard>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -78,6 +79,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(crate::api::router(&state))
         .merge(crate::web::router())
         .merge(transport::socketio::router(&state))
+        .layer(axum::middleware::from_fn_with_state(
+            state.guard.clone(),
+            guard::check,
+        ))
         .with_state(state)
 }
 
@@ -99,14 +104,6 @@ fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.listen(LISTEN_BACKLOG)
 }
 
-/// Chat frames are small and latency-bound, and the transport already
-/// batches queued frames into one write, so Nagle's delay only adds latency.
-fn no_delay(stream: &mut TcpStream) {
-    if let Err(error) = stream.set_nodelay(true) {
-        tracing::debug!(%error, "could not set TCP_NODELAY");
-    }
-}
-
 /// A bound, ready-to-serve server.
 pub struct Server {
     state: Arc<AppState>,
@@ -116,6 +113,7 @@ pub struct Server {
     tls: Option<Arc<Tls>>,
     /// `None`: no per-address limit on new connections.
     connect_rate: Option<Arc<ConnectRate>>,
+    edge: Arc<Edge>,
 }
 
 impl Server {
@@ -173,12 +171,20 @@ impl Server {
             auth,
             ws_echo: config.ws_echo,
             api_key: config.api_key.clone(),
-            per_ip: transport::per_ip::PerIp::new(config.max_connections_per_ip),
+            guard: Arc::new(Guard {
+                hosts: config.edge.allowed_hosts.clone(),
+                origins: config.allowed_origins.clone(),
+            }),
         });
         Ok(Server {
             state,
             listener,
             shutdown_timeout: config.shutdown_timeout,
+            edge: Arc::new(Edge::new(
+                &config.edge,
+                config.max_connections_per_ip,
+                tls.clone(),
+            )),
             tls,
             connect_rate: config
                 .max_connects_per_ip_per_sec
@@ -214,30 +220,19 @@ impl Server {
             shutdown_timeout,
             tls,
             connect_rate,
+            edge,
         } = self;
-        let listener = AdmittingListener::new(listener, connect_rate, tls.is_some());
+        let acceptor = Acceptor::new(listener, connect_rate, tls.is_some());
         let stop_accepting = CancellationToken::new();
-        let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
-        let stopped = stop_accepting.clone().cancelled_owned();
-        let http = match tls {
-            None => tokio::spawn(
-                axum::serve(listener.tap_io(no_delay), app)
-                    .with_graceful_shutdown(stopped)
-                    .into_future(),
-            ),
-            // `tap_io` is also what gives a listener of our own axum's
-            // `ConnectInfo<SocketAddr>`; `no_delay` runs before the handshake.
-            Some(tls) => tokio::spawn(
-                axum::serve(
-                    tls.listener(listener, no_delay)
-                        .map_err(ServerError::Serve)?
-                        .tap_io(|_| ()),
-                    app,
-                )
-                .with_graceful_shutdown(stopped)
-                .into_future(),
-            ),
-        };
+        let http_connections = TaskTracker::new();
+        tokio::spawn(edge.serve(
+            acceptor,
+            router(state.clone()),
+            stop_accepting.clone(),
+            http_connections.clone(),
+        ));
+        let _watching_certificates =
+            tls.map(|tls| AbortOnDropHandle::new(tokio::spawn(tls.watch())));
         shutdown.await;
         tracing::info!("shutting down: committing pending messages, closing connections");
         stop_accepting.cancel();
@@ -252,9 +247,9 @@ impl Server {
                 "connections still open at the shutdown timeout; exiting anyway"
             );
         }
-        match tokio::time::timeout(Duration::from_millis(500), http).await {
-            Ok(Ok(Err(e))) => Err(ServerError::Serve(e)),
-            _ => Ok(()),
-        }
+        // Requests in progress (a long poll, an API call) get a moment.
+        http_connections.close();
+        let _ = tokio::time::timeout(Duration::from_millis(500), http_connections.wait()).await;
+        Ok(())
     }
 }

@@ -1,18 +1,14 @@
 //! TLS below HTTP: with `--tls-cert` and `--tls-key` the same routes are
 //! served as `https://` and `wss://`.
 //!
-//! `axum::serve` takes any [`Listener`], so ours wraps the TCP listener
-//! server.rs binds (same backlog, same `TCP_NODELAY`, same per-address
-//! admission check, which thus runs before any handshake) and yields
-//! finished TLS streams. Each handshake runs in its own task under
-//! [`HANDSHAKE_TIMEOUT`]; finished streams reach axum through a channel.
-//! A client that never completes its handshake thus holds only its own task,
-//! never the accept loop, and axum's connection handling, graceful shutdown
-//! and `ConnectInfo` work as over plain TCP. Above this, hyper, the
+//! The handshake is the first step of a connection's task at the edge
+//! ([`edge`](crate::edge)), after the same admission checks as plain TCP
+//! and under the same bounds as a request head: `--header-timeout-ms`, and
+//! the pool of pending connections, which closes the oldest when full. A
+//! client that never completes its handshake thus holds only its own task,
+//! never the accept loop, for a bounded time. Above this, hyper, the
 //! WebSocket upgrade and the transports are generic over the stream and
-//! know nothing of TLS. (axum-server's rustls support would replace
-//! `axum::serve` with a second server and shutdown mechanism for the TLS
-//! case only.)
+//! know nothing of TLS.
 //!
 //! Certificates are replaced without a restart: rustls asks a [`CertStore`]
 //! for the certificate at every handshake, and [`Tls::reload`] swaps what it
@@ -27,32 +23,19 @@
 
 use std::fmt;
 use std::io;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
-use axum::serve::Listener;
 use rustls::ServerConfig;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
-use tokio::net::TcpStream;
-use tokio::sync::{Semaphore, mpsc};
-use tokio_rustls::TlsAcceptor;
-use tokio_rustls::server::TlsStream;
-use tokio_util::task::AbortOnDropHandle;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_rustls::{Accept, TlsAcceptor};
 
-use crate::admission::AdmittingListener;
-
-/// How long a client has to complete the TLS handshake.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Handshakes in progress at once. Past this, accepting waits (new clients
-/// queue in the listen backlog), so a flood of half-open handshakes cannot
-/// take unbounded memory and CPU.
-const MAX_HANDSHAKES: usize = 1024;
 /// How often the certificate files are checked for changes.
 pub const WATCH_INTERVAL: Duration = Duration::from_secs(10);
 
@@ -132,29 +115,13 @@ impl Tls {
         Ok(())
     }
 
-    /// Wraps `tcp` so that it yields TLS streams; `on_accept` runs on each
-    /// TCP connection before its handshake. Stops accepting, and watching
-    /// the files, when the listener is dropped.
-    pub fn listener(
-        self: &Arc<Self>,
-        tcp: AdmittingListener,
-        on_accept: fn(&mut TcpStream),
-    ) -> io::Result<TlsListener> {
-        let local_addr = tcp.local_addr()?;
-        let (tx, incoming) = mpsc::channel(MAX_HANDSHAKES);
-        let accepting = tokio::spawn(accept_loop(tcp, self.acceptor.clone(), on_accept, tx));
-        let watching = tokio::spawn(self.clone().watch());
-        Ok(TlsListener {
-            incoming,
-            local_addr,
-            _tasks: [
-                AbortOnDropHandle::new(accepting),
-                AbortOnDropHandle::new(watching),
-            ],
-        })
+    /// The server side of a handshake on `stream`.
+    pub fn accept<S: AsyncRead + AsyncWrite + Unpin>(&self, stream: S) -> Accept<S> {
+        self.acceptor.accept(stream)
     }
 
-    async fn watch(self: Arc<Self>) {
+    /// Reloads the files whenever they change; runs until dropped.
+    pub async fn watch(self: Arc<Self>) {
         let mut ticks = tokio::time::interval(WATCH_INTERVAL);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ticks.tick().await;
@@ -243,60 +210,5 @@ impl ResolvesServerCert for CertStore {
                 .unwrap_or_else(|p| p.into_inner())
                 .clone(),
         )
-    }
-}
-
-/// A [`Listener`] of TLS connections whose handshake has completed.
-pub struct TlsListener {
-    incoming: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
-    local_addr: SocketAddr,
-    _tasks: [AbortOnDropHandle<()>; 2],
-}
-
-impl Listener for TlsListener {
-    type Io = TlsStream<TcpStream>;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        match self.incoming.recv().await {
-            Some(connection) => connection,
-            // The accept loop never ends while we hold it.
-            None => std::future::pending().await,
-        }
-    }
-
-    fn local_addr(&self) -> io::Result<SocketAddr> {
-        Ok(self.local_addr)
-    }
-}
-
-async fn accept_loop(
-    mut tcp: AdmittingListener,
-    acceptor: TlsAcceptor,
-    on_accept: fn(&mut TcpStream),
-    handshaken: mpsc::Sender<(TlsStream<TcpStream>, SocketAddr)>,
-) {
-    let handshakes = Arc::new(Semaphore::new(MAX_HANDSHAKES));
-    loop {
-        let Ok(permit) = handshakes.clone().acquire_owned().await else {
-            return;
-        };
-        // Retries by itself on accept errors, as for plain TCP.
-        let (mut stream, addr) = tcp.accept().await;
-        on_accept(&mut stream);
-        let acceptor = acceptor.clone();
-        let handshaken = handshaken.clone();
-        tokio::spawn(async move {
-            let result = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await;
-            drop(permit);
-            match result {
-                Ok(Ok(tls)) => {
-                    // Fails only once the server stopped accepting.
-                    let _ = handshaken.send((tls, addr)).await;
-                }
-                Ok(Err(error)) => tracing::debug!(%addr, %error, "TLS handshake failed"),
-                Err(_) => tracing::debug!(%addr, "TLS handshake timed out"),
-            }
-        });
     }
 }

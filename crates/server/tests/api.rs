@@ -15,7 +15,12 @@ fn body(response: &HttpResponse) -> Value {
 
 async fn api(server: &Server, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
     let text = body.map(|b| b.to_string());
-    let response = http_request(server.addr, method, path, &[], text.as_deref()).await;
+    // A bodiless POST still says JSON (`http_request` says so with a body).
+    let json: &[(&str, &str)] = match (method, &text) {
+        ("POST", None) => &[("Content-Type", "application/json")],
+        _ => &[],
+    };
+    let response = http_request(server.addr, method, path, json, text.as_deref()).await;
     (response.status, self::body(&response))
 }
 
@@ -344,7 +349,8 @@ async fn disconnecting_a_user_closes_their_connections_only() {
     alice.join("general").await;
     bob.join("general").await;
     let path = format!("/api/users/{}/disconnect", alice.user_id());
-    let r = http_request(server.addr, "POST", &path, &[], None).await;
+    let json = [("Content-Type", "application/json")];
+    let r = http_request(server.addr, "POST", &path, &json, None).await;
     assert_eq!(r.status, 200, "{r:?}");
     assert_eq!(body(&r), json!({"user": alice.user_id(), "connections": 1}));
     alice.expect_close(1008).await;
@@ -383,7 +389,7 @@ async fn disconnecting_a_token_user_closes_every_connection_they_hold() {
         server.addr,
         "POST",
         "/api/users/alice/disconnect",
-        &[],
+        &[("Content-Type", "application/json")],
         None,
     )
     .await;

@@ -244,6 +244,34 @@ async fn a_stalled_handshake_does_not_hold_up_other_clients() {
 }
 
 #[tokio::test]
+async fn a_slow_tls_client_is_closed_at_the_header_timeout() {
+    let cert = TestCert::new();
+    let (server, _dir, _, _) = start_tls(&cert, &["--header-timeout-ms", "1000"]);
+    let opened = tokio::time::Instant::now();
+    // One never starts its handshake; one finishes it, then sends half a
+    // request head and nothing more.
+    let mut silent = TcpStream::connect(server.addr).await.expect("connect");
+    let tcp = TcpStream::connect(server.addr).await.expect("connect");
+    let name = ServerName::IpAddress(server.addr.ip().into());
+    let mut slow = TlsConnector::from(cert.client())
+        .connect(name, tcp)
+        .await
+        .expect("TLS handshake");
+    slow.write_all(b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        .await
+        .expect("write half a head");
+    let mut buf = Vec::new();
+    let closed = tokio::time::timeout(RECV_TIMEOUT, silent.read_to_end(&mut buf)).await;
+    assert!(closed.is_ok(), "a silent TCP client kept its connection");
+    let closed = tokio::time::timeout(RECV_TIMEOUT, slow.read_to_end(&mut buf)).await;
+    assert!(closed.is_ok(), "a slow TLS client kept its connection");
+    assert!(
+        opened.elapsed() >= Duration::from_millis(900),
+        "closed by the deadline"
+    );
+}
+
+#[tokio::test]
 async fn sighup_swaps_the_certificate_and_keeps_open_connections() {
     let first = TestCert::new();
     let (server, dir, _, _) = start_tls(&first, &[]);

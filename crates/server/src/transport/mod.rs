@@ -2,7 +2,5 @@
 //! [`Session`](crate::core::Session) calls and encodes what comes out of the
 //! connection's outbox.
 
-pub mod origin;
-pub mod per_ip;
 pub mod socketio;
 pub mod ws;

@@ -97,6 +97,32 @@ impl Server {
         Server::from_spawned(spawned, args, data_dir)
     }
 
+    /// [`Server::start`] with the process's file limit (`RLIMIT_NOFILE`)
+    /// at `files`: running out of descriptors is an attacker's first aim.
+    pub fn start_with_file_limit(files: u64, args: &[&str]) -> Server {
+        use std::os::unix::process::CommandExt;
+        let data_dir = tempfile::tempdir().expect("create temp data dir");
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        let spawned = spawn_with(data_dir.path(), &args, |command| {
+            let limit = libc::rlimit {
+                rlim_cur: files,
+                rlim_max: files,
+            };
+            // SAFETY: setrlimit is async-signal-safe and touches only the
+            // child, between fork and exec.
+            unsafe {
+                command.pre_exec(move || {
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+                        Ok(())
+                    } else {
+                        Err(std::io::Error::last_os_error())
+                    }
+                });
+            }
+        });
+        Server::from_spawned(spawned, args, data_dir)
+    }
+
     fn from_spawned(mut spawned: Spawned, args: Vec<String>, data_dir: TempDir) -> Server {
         match spawned.addr {
             Ok(addr) => Server {
@@ -242,22 +268,29 @@ impl Drop for Server {
 }
 
 fn spawn(data_dir: &Path, args: &[String]) -> Spawned {
+    spawn_with(data_dir, args, |_| {})
+}
+
+/// [`spawn`], with `configure` applied to the command first (a resource
+/// limit, say).
+fn spawn_with(data_dir: &Path, args: &[String], configure: impl FnOnce(&mut Command)) -> Spawned {
     // A test may choose its own address (say, every interface).
     let listen = if args.iter().any(|a| a == "--listen") {
         Vec::new()
     } else {
         vec!["--listen", "127.0.0.1:0"]
     };
-    let mut child = Command::new(env!("CARGO_BIN_EXE_chat-server"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_chat-server"));
+    command
         .args(listen)
         .arg("--data-dir")
         .arg(data_dir)
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn chat-server binary");
+        .stderr(Stdio::piped());
+    configure(&mut command);
+    let mut child = command.spawn().expect("spawn chat-server binary");
 
     // Forward stderr to the test's output (shown when a test fails) and keep
     // a copy for assertions. Draining it also keeps the child from blocking

@@ -71,10 +71,11 @@
 //! # Origins
 //!
 //! A page on another site may connect only from an allowed origin
-//! ([`AllowedOrigins`]): others are refused with 403 before the engine sees
-//! the request (no session is made), and allowed ones get CORS headers, so
-//! a front end served from its own origin (a Vite dev server on
-//! `localhost:5173`, say) can use long-polling.
+//! ([`AllowedOrigins`]): the edge's guard ([`crate::edge::guard`]) refuses
+//! others with 403 before any route, so the engine never sees them (no
+//! session is made). Here allowed ones get CORS headers, so a front end
+//! served from its own origin (a Vite dev server on `localhost:5173`, say)
+//! can use long-polling.
 
 mod connection;
 mod mapping;
@@ -87,8 +88,8 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::Request;
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, HeaderValue, Method, Uri, header};
+use axum::response::Response;
 use axum::routing::any;
 use bytes::Bytes;
 use engineioxide::config::EngineIoConfig;
@@ -102,9 +103,8 @@ use socketioxide_parser_common::CommonParser;
 use tokio::sync::Notify;
 use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer};
 
+use crate::edge::origin::AllowedOrigins;
 use crate::server::AppState;
-use crate::transport::origin::AllowedOrigins;
-use crate::transport::per_ip;
 
 /// Where Socket.IO clients connect (their default `path`).
 pub const PATH: &str = "/socket.io/";
@@ -145,8 +145,6 @@ where
     };
     let endpoint = Arc::new(Endpoint {
         engine: EngineIoService::with_config(Arc::new(handler), config),
-        origins: app.allowed_origins.clone(),
-        per_ip: app.per_ip.clone(),
         app: app.clone(),
     });
     let cors = cors(app.allowed_origins.clone());
@@ -171,34 +169,11 @@ fn cors(origins: AllowedOrigins) -> CorsLayer {
 
 struct Endpoint {
     engine: EngineIoService<Handler>,
-    per_ip: per_ip::PerIp,
-    origins: AllowedOrigins,
     app: Arc<AppState>,
 }
 
 impl Endpoint {
     async fn serve(self: Arc<Self>, request: Request) -> Response {
-        if !self.origins.allows_request(request.headers()) {
-            return (
-                StatusCode::FORBIDDEN,
-                "pages from this origin may not connect (see --allowed-origins)",
-            )
-                .into_response();
-        }
-        let mut request = request;
-        // A request without `sid` opens an Engine.IO session: it takes a
-        // slot of `--max-connections-per-ip`, kept in the request head,
-        // which the engine holds (and we, on the direct WebSocket path)
-        // for the session's life.
-        if is_new_session(&request) {
-            match self.per_ip.acquire(per_ip::peer_ip(request.extensions())) {
-                Ok(Some(slot)) => {
-                    request.extensions_mut().insert(Arc::new(slot));
-                }
-                Ok(None) => {}
-                Err(max) => return per_ip::refused(max),
-            }
-        }
         if websocket::is_direct(&request) {
             return websocket::upgrade(&self.app, request);
         }
@@ -207,16 +182,6 @@ impl Endpoint {
             Err(never) => match never {},
         }
     }
-}
-
-/// Whether the request opens a session rather than using one (`sid`).
-fn is_new_session(request: &Request) -> bool {
-    !request
-        .uri()
-        .query()
-        .unwrap_or("")
-        .split('&')
-        .any(|pair| pair.starts_with("sid="))
 }
 
 /// Headers the engine or we read after the request itself is done: the

@@ -80,13 +80,9 @@ pub(super) fn upgrade(app: &Arc<AppState>, mut request: Request) -> Response {
         Ok(accepted) => accepted,
         Err(refused) => return refused.into_response(),
     };
-    // `--max-connections-per-ip`: the slot `Endpoint::serve` took.
-    let slot = request
-        .extensions_mut()
-        .remove::<Arc<crate::transport::per_ip::Slot>>();
     drop(request);
     let serving = app.clone();
-    ws::spawn_connection(app, on_upgrade, slot, move |socket| {
+    ws::spawn_connection(app, on_upgrade, move |socket| {
         run(serving, socket, credentials)
     });
     response

@@ -40,7 +40,6 @@ use tungstenite::{Error, Message};
 use crate::auth;
 use crate::core::{Dropped, Encoding, Identity, Outbound};
 use crate::server::AppState;
-use crate::transport::per_ip;
 use pump::{Next, Pump};
 use socket::WsSocket;
 
@@ -77,17 +76,12 @@ pub async fn upgrade(
             return refused.into_response();
         }
     };
-    // Held for the connection's life: `--max-connections-per-ip`.
-    let slot = match app.per_ip.acquire(per_ip::peer_ip(request.extensions())) {
-        Ok(slot) => slot,
-        Err(max) => return per_ip::refused(max),
-    };
     let (response, on_upgrade) = match handshake::accept(&mut request) {
         Ok(accepted) => accepted,
         Err(refused) => return refused.into_response(),
     };
     let serving = app.clone();
-    spawn_connection(&app, on_upgrade, slot, move |socket| {
+    spawn_connection(&app, on_upgrade, move |socket| {
         serve(serving, socket, identity)
     });
     response
@@ -99,14 +93,9 @@ pub(crate) type UpgradedSocket = WsSocket<TokioIo<Upgraded>>;
 /// Starts the task of a connection whose handshake was answered: once the
 /// upgrade completes, `serve` runs on the socket, with `/ws`'s WebSocket
 /// settings. The connection is counted until it ends, so shutdown can wait
-/// for it, and holds `slot` (its `--max-connections-per-ip` slot) as long.
-pub(crate) fn spawn_connection<Slot, Serve, Served>(
-    app: &AppState,
-    on_upgrade: OnUpgrade,
-    slot: Slot,
-    serve: Serve,
-) where
-    Slot: Send + 'static,
+/// for it.
+pub(crate) fn spawn_connection<Serve, Served>(app: &AppState, on_upgrade: OnUpgrade, serve: Serve)
+where
     Serve: FnOnce(UpgradedSocket) -> Served + Send + 'static,
     Served: Future<Output = ()> + Send,
 {
@@ -117,7 +106,6 @@ pub(crate) fn spawn_connection<Slot, Serve, Served>(
     let tracked = app.connections.token();
     tokio::spawn(async move {
         let _tracked = tracked;
-        let _slot = slot;
         match on_upgrade.await {
             Ok(upgraded) => serve(WsSocket::new(TokioIo::new(upgraded), config)).await,
             Err(error) => tracing::debug!(%error, "WebSocket upgrade did not complete"),

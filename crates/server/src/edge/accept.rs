@@ -28,9 +28,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::serve::Listener;
 use tokio::net::{TcpListener, TcpStream};
 
+use super::pending::Pending;
 use crate::core::rate::TokenBucket;
 
 /// Smallest burst, whatever the rate: what one browser opens at once (the
@@ -138,9 +138,10 @@ impl ConnectRate {
     }
 }
 
-/// A TCP listener that refuses, at accept, addresses over their
-/// [`ConnectRate`]; with no rate it passes everything through.
-pub struct AdmittingListener {
+/// The listening socket with its admission checks: refuses, at accept,
+/// addresses over their [`ConnectRate`], and makes room when the process
+/// runs out of file descriptors.
+pub struct Acceptor {
     tcp: TcpListener,
     rate: Option<Arc<ConnectRate>>,
     /// Explained refusals get a 429 (plain HTTP); TLS clients are only
@@ -148,10 +149,21 @@ pub struct AdmittingListener {
     answer_refused: bool,
     /// Node-wide: [`MAX_REFUSALS_PER_SEC`].
     refusals: TokenBucket,
+    /// When running out of descriptors was last logged.
+    out_of_files_logged: Option<Instant>,
 }
 
-impl AdmittingListener {
-    pub fn new(tcp: TcpListener, rate: Option<Arc<ConnectRate>>, tls: bool) -> AdmittingListener {
+/// How long accepting pauses after an error other than running out of
+/// descriptors (which pauses [`OUT_OF_FILES_PAUSE`]): as axum's loop did.
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_secs(1);
+/// Out of descriptors, accepting retries this soon: the pending
+/// connection closed to make room frees one at once.
+const OUT_OF_FILES_PAUSE: Duration = Duration::from_millis(5);
+/// Running out of descriptors is logged at most this often.
+const OUT_OF_FILES_LOG_EVERY: Duration = Duration::from_secs(10);
+
+impl Acceptor {
+    pub fn new(tcp: TcpListener, rate: Option<Arc<ConnectRate>>, tls: bool) -> Acceptor {
         if rate.is_some() {
             metrics::describe_counter!(
                 REFUSED,
@@ -159,12 +171,17 @@ impl AdmittingListener {
                  --max-connects-per-ip-per-sec"
             );
         }
-        AdmittingListener {
+        Acceptor {
             tcp,
             rate,
             answer_refused: !tls,
             refusals: TokenBucket::new(MAX_REFUSALS_PER_SEC, REFUSAL_BURST),
+            out_of_files_logged: None,
         }
+    }
+
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.tcp.local_addr()
     }
 
     /// Answers and closes, or resets, `stream` (dropped on return).
@@ -182,20 +199,18 @@ impl AdmittingListener {
             let _ = stream.set_zero_linger();
         }
     }
-}
 
-/// Prometheus counter of connections refused at accept.
-pub const REFUSED: &str = "chat_connections_refused_at_accept_total";
-
-impl Listener for AdmittingListener {
-    type Io = TcpStream;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (TcpStream, SocketAddr) {
+    /// The next admitted connection. Out of descriptors, the connection in
+    /// `pending` that has waited longest is closed to make room.
+    pub async fn accept(&mut self, pending: &Pending) -> (TcpStream, SocketAddr) {
         loop {
-            // axum's accept retries by itself on errors (and pauses when out
-            // of file descriptors).
-            let (stream, addr) = Listener::accept(&mut self.tcp).await;
+            let (stream, addr) = match self.tcp.accept().await {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    self.pause_after(error, pending).await;
+                    continue;
+                }
+            };
             let admission = match &self.rate {
                 Some(rate) => rate.admit(addr.ip()),
                 None => Admission::Admitted,
@@ -219,10 +234,40 @@ impl Listener for AdmittingListener {
         }
     }
 
-    fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.tcp.local_addr()
+    async fn pause_after(&mut self, error: io::Error, pending: &Pending) {
+        use io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
+        if matches!(
+            error.kind(),
+            ConnectionAborted | ConnectionRefused | ConnectionReset
+        ) {
+            // That client gave up before we took it: nothing wrong here.
+            return;
+        }
+        if matches!(error.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) {
+            let made_room = pending.evict_oldest();
+            let now = Instant::now();
+            if self
+                .out_of_files_logged
+                .is_none_or(|at| now.duration_since(at) >= OUT_OF_FILES_LOG_EVERY)
+            {
+                self.out_of_files_logged = Some(now);
+                tracing::warn!(
+                    %error,
+                    made_room,
+                    "out of file descriptors: closing the connection that has waited longest \
+                     for a request (raise the file limit, or lower the connection limits)"
+                );
+            }
+            tokio::time::sleep(OUT_OF_FILES_PAUSE).await;
+            return;
+        }
+        tracing::error!(%error, "accepting a connection failed");
+        tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
     }
 }
+
+/// Prometheus counter of connections refused at accept.
+pub const REFUSED: &str = "chat_connections_refused_at_accept_total";
 
 #[cfg(test)]
 mod tests {
