@@ -188,7 +188,7 @@ pub struct Settings {
 
     /// Connections one client IP address may have waiting for their TLS
     /// handshake or a request head; past it, that address's longest
-    /// waiting one is closed [default: 32].
+    /// waiting one is closed [default: 256].
     #[arg(long, env = "CHAT_MAX_PENDING_CONNECTIONS_PER_IP", value_name = "N")]
     pub max_pending_connections_per_ip: Option<usize>,
 

@@ -72,9 +72,12 @@ use per_ip::{PerIp, Slot};
 pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// `--body-timeout-ms` by default.
 pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
-/// `--max-pending-connections-per-ip` by default: far more than a browser
-/// opens at once, far fewer than a process's descriptors.
-pub const DEFAULT_MAX_PENDING_PER_IP: usize = 32;
+/// `--max-pending-connections-per-ip` by default: more than the
+/// connections one address opens at the same moment in honest use (a
+/// browser opens six, an office behind one NAT reconnecting after an outage
+/// a few hundred over some seconds, the load generator 200 at once), fewer
+/// than the pool, so one address cannot fill it.
+pub const DEFAULT_MAX_PENDING_PER_IP: usize = 256;
 /// `--max-pending-connections` by default is a quarter of the process's
 /// file limit, so waiting connections can never take every descriptor,
 /// within these bounds.
