@@ -13,8 +13,9 @@ pub async fn healthz() -> &'static str {
     "ok\n"
 }
 
-/// `GET /readyz`: the node can take traffic (storage answers, not shutting
-/// down). Load balancers route new connections only to ready nodes.
+/// `GET /readyz`: the node can take traffic (storage answers, commits
+/// succeed, not shutting down; see [`Hub::ready`](crate::core::Hub::ready)).
+/// Load balancers route new connections only to ready nodes.
 pub async fn readyz(State(app): State<Arc<AppState>>) -> Response {
     match app.hub.ready().await {
         Ok(()) => (StatusCode::OK, "ready\n").into_response(),

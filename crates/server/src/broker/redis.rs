@@ -31,8 +31,13 @@
 //! **Outages.** While Redis is unreachable [`Broker::health`] fails: sends
 //! are refused (the committer checks it before storing) and `/readyz` says
 //! 503. The command connection reconnects by itself; the subscription task
-//! reconnects, subscribes again, and catches every room up from the store;
-//! the heartbeat rewrites this node's presence if Redis lost it.
+//! reconnects, subscribes again, and catches every room up from the store.
+//! A failed command or a lost subscription wakes the heartbeat task, which
+//! then beats every [`RECOVERY_PROBE`] instead of every third of the node
+//! TTL until Redis answers: the first beat that succeeds rewrites this
+//! node's key and presence if Redis lost them, announces its users again,
+//! and makes the node healthy. Waiting for the regular heartbeat instead
+//! kept sends refused for seconds after Redis was back.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -44,7 +49,7 @@ use chat_protocol::{PresenceEvent, ServerFrame, User};
 use futures_util::StreamExt;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use serde::{Deserialize, Serialize};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Notify, mpsc, watch};
 
 use super::sequencer::{MAX_HELD, Sequencer};
 use super::{Broker, BrokerError};
@@ -61,6 +66,8 @@ const OP_TIMEOUT: Duration = Duration::from_secs(2);
 const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Pause before retrying after a failure.
 const RETRY: Duration = Duration::from_millis(250);
+/// How often the heartbeat task tries Redis while it does not answer.
+const RECOVERY_PROBE: Duration = Duration::from_millis(200);
 /// Messages read from the store per catch-up page.
 const CATCH_UP_PAGE: usize = 1000;
 /// Redis commands sent per pipeline.
@@ -170,6 +177,9 @@ struct Shared {
     listener_ok: AtomicBool,
     /// Presence writes were lost: rewrite this node's presence.
     resync: AtomicBool,
+    /// A command failed or the subscription was lost: the heartbeat task
+    /// beats now, then often until Redis answers.
+    redis_failed: Notify,
     /// The other nodes alive at the last heartbeat.
     known_nodes: Mutex<HashSet<String>>,
 }
@@ -260,6 +270,7 @@ impl RedisBroker {
             writer_ok: AtomicBool::new(true),
             listener_ok: AtomicBool::new(false),
             resync: AtomicBool::new(true),
+            redis_failed: Notify::new(),
             known_nodes: Mutex::new(HashSet::new()),
         });
         tokio::spawn(write(shared.clone(), write_rx));
@@ -958,6 +969,7 @@ async fn write(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Write>) {
                 if presence {
                     shared.resync.store(true, Ordering::SeqCst);
                 }
+                shared.redis_failed.notify_one();
             }
         }
     }
@@ -1059,24 +1071,36 @@ async fn listen(shared: Arc<Shared>, mut control: mpsc::UnboundedReceiver<Contro
             }
         }
         shared.listener_ok.store(false, Ordering::SeqCst);
+        shared.redis_failed.notify_one();
         metrics::counter!(SUBSCRIPTION_LOST).increment(1);
         tracing::warn!("lost the Redis subscription; reconnecting (rooms catch up from the store)");
         tokio::time::sleep(RETRY).await;
     }
 }
 
-/// The heartbeat task: every third of the node TTL.
+/// The heartbeat task: every third of the node TTL and whenever a Redis
+/// command or the subscription failed; while Redis does not answer, every
+/// [`RECOVERY_PROBE`], so the node is back (announced again, healthy) as
+/// soon as Redis is.
 async fn heartbeat(shared: Arc<Shared>) {
-    let mut ticks = tokio::time::interval(shared.node_ttl / 3);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut warned = false;
+    let period = shared.node_ttl / 3;
+    let mut next = tokio::time::Instant::now();
+    let mut failing = false;
     loop {
-        ticks.tick().await;
+        if failing {
+            tokio::time::sleep(RECOVERY_PROBE).await;
+        } else {
+            tokio::select! {
+                _ = tokio::time::sleep_until(next) => {}
+                _ = shared.redis_failed.notified() => {}
+            }
+        }
         match tokio::time::timeout(OP_TIMEOUT * 2, shared.beat()).await {
             Ok(Ok(())) => {
-                warned = false;
+                failing = false;
+                next = tokio::time::Instant::now() + period;
                 if !shared.writer_ok.swap(true, Ordering::SeqCst) {
-                    tracing::info!("Redis answers again");
+                    tracing::info!("Redis answers again; this node announced itself again");
                 }
             }
             outcome => {
@@ -1085,9 +1109,9 @@ async fn heartbeat(shared: Arc<Shared>) {
                     _ => "timed out".into(),
                 };
                 shared.writer_ok.store(false, Ordering::SeqCst);
-                if !warned {
+                if !failing {
                     tracing::warn!(%error, "Redis heartbeat failed; sends are refused until it answers");
-                    warned = true;
+                    failing = true;
                 }
             }
         }

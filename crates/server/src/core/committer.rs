@@ -24,6 +24,12 @@
 //!   published after every batch committed before it was handed over: a
 //!   `deleted` event cannot overtake the message it deletes, which may be
 //!   committed and not yet published when the deletion finds it.
+//!
+//! Every batch's outcome goes to [`commit_health`](super::commit_health):
+//! the node is unready while commits fail, and the log tells a run of
+//! failures in a few lines rather than one per batch. While commits fail
+//! and no send comes, the committer probes the store with a commit of its
+//! own, so readiness recovers without traffic.
 
 use std::future::{Future, poll_fn};
 use std::pin::pin;
@@ -35,6 +41,7 @@ use chat_protocol::{ErrorCode, Ref, ServerFrame};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::commit_health::{CommitHealth, CommitOutcomes, PROBE_INTERVAL};
 use super::event::{EventKind, Outbox, RoomEvent};
 use super::metrics::Metrics;
 use crate::broker::Broker;
@@ -82,6 +89,7 @@ pub struct CommitQueue {
     /// Takes events when the queue is closed (shutdown): they are published
     /// directly, as nothing is being committed any more.
     broker: Arc<dyn Broker>,
+    health: Arc<CommitHealth>,
 }
 
 impl CommitQueue {
@@ -100,6 +108,12 @@ impl CommitQueue {
         {
             self.broker.publish(event);
         }
+    }
+
+    /// The latest commit error while commits fail; `None` while they
+    /// succeed.
+    pub fn failing(&self) -> Option<String> {
+        self.health.failing()
     }
 }
 
@@ -120,29 +134,31 @@ pub fn start(
     closing: CancellationToken,
 ) -> (CommitQueue, tokio::task::JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(capacity.max(1));
+    let health = Arc::new(CommitHealth::default());
     let queue = CommitQueue {
         tx,
         broker: broker.clone(),
+        health: health.clone(),
     };
-    let task = tokio::spawn(run(rx, store, broker, metrics, batch_limit.max(1), closing));
+    let outcomes = CommitOutcomes::new(health, metrics.clone());
+    let committer = Committer {
+        store,
+        broker,
+        metrics,
+        outcomes,
+        batch: Vec::with_capacity(batch_limit),
+        committed: None,
+    };
+    let task = tokio::spawn(run(rx, committer, batch_limit.max(1), closing));
     (queue, task)
 }
 
 async fn run(
     mut rx: mpsc::Receiver<Job>,
-    store: Arc<dyn Store>,
-    broker: Arc<dyn Broker>,
-    metrics: Metrics,
+    mut committer: Committer,
     batch_limit: usize,
     closing: CancellationToken,
 ) {
-    let mut committer = Committer {
-        store,
-        broker,
-        metrics,
-        batch: Vec::with_capacity(batch_limit),
-        committed: None,
-    };
     let mut jobs = Vec::with_capacity(batch_limit);
     loop {
         if committer.committed.is_some() {
@@ -165,6 +181,11 @@ async fn run(
                 // and empty.
                 _ = closing.cancelled(), if !rx.is_closed() => {
                     rx.close();
+                    continue;
+                }
+                // A second without sends while commits fail.
+                _ = tokio::time::sleep(PROBE_INTERVAL), if committer.outcomes.is_failing() => {
+                    committer.probe().await;
                     continue;
                 }
             }
@@ -192,6 +213,7 @@ struct Committer {
     store: Arc<dyn Store>,
     broker: Arc<dyn Broker>,
     metrics: Metrics,
+    outcomes: CommitOutcomes,
     /// Sends taken from the queue and not yet handed to the store.
     batch: Vec<PendingSend>,
     /// The batch committed last, not yet answered and published.
@@ -226,7 +248,7 @@ impl Committer {
         // A message acked but never published would reach other nodes only
         // at their next catch-up: while the broker is down, refuse instead.
         let health = self.broker.health();
-        let store = &*self.store;
+        let store = self.store.clone();
         let mut storing = pin!(async move {
             match health {
                 Ok(()) => store.append(drafts, now_ms()).await,
@@ -254,13 +276,27 @@ impl Committer {
         }
     }
 
+    /// Commits nothing but a probe, to learn whether commits succeed again.
+    async fn probe(&mut self) {
+        let probed = match self.broker.health() {
+            Ok(()) => self.store.check_commit().await,
+            Err(e) => Err(StoreError::Backend(e.to_string())),
+        };
+        match probed {
+            Ok(()) => self.outcomes.succeeded(),
+            Err(e) => self.outcomes.probe_failed(&e),
+        }
+    }
+
     /// Acks a committed batch's sends and publishes its new messages, or
     /// answers every send with the commit's error.
-    fn publish(&self, done: Committed) {
+    fn publish(&mut self, done: Committed) {
         let Committed { answers, stored } = done;
         match stored {
-            Ok(outcomes) => {
-                for (pending, outcome) in answers.into_iter().zip(outcomes) {
+            Ok(appended) => {
+                // Ready again before the first ack is out.
+                self.outcomes.succeeded();
+                for (pending, outcome) in answers.into_iter().zip(appended) {
                     let (message, duplicate) = match outcome {
                         Appended::New(m) => (m, false),
                         Appended::Duplicate(m) => (m, true),
@@ -285,7 +321,7 @@ impl Committer {
                 }
             }
             Err(e) => {
-                tracing::error!(error = %e, sends = answers.len(), "commit failed; sends refused");
+                self.outcomes.failed(&e, answers.len());
                 for pending in answers {
                     pending.reply_to.reply(ServerFrame::Error {
                         reference: pending.reference,

@@ -15,6 +15,8 @@ pub const MESSAGES_OUT: &str = "chat_messages_out_total";
 pub const ACK_LATENCY: &str = "chat_ack_latency_seconds";
 pub const SLOW_CONSUMERS: &str = "chat_slow_consumers_dropped_total";
 pub const COMMIT_BATCH: &str = "chat_commit_batch_size";
+pub const COMMITS_FAILING: &str = "chat_store_commits_failing";
+pub const COMMITS_FAILED: &str = "chat_store_commits_failed_total";
 
 #[derive(Debug, Clone)]
 pub struct Metrics {
@@ -25,6 +27,8 @@ pub struct Metrics {
     ack_latency: Histogram,
     slow_consumers: Counter,
     commit_batch: Histogram,
+    commits_failing: Gauge,
+    commits_failed: Counter,
 }
 
 impl Default for Metrics {
@@ -49,6 +53,14 @@ impl Metrics {
             "Connections dropped because they could not keep up (closed with 1013)"
         );
         metrics::describe_histogram!(COMMIT_BATCH, "Messages per durable commit");
+        metrics::describe_gauge!(
+            COMMITS_FAILING,
+            "1 while commits fail (sends refused, /readyz 503), else 0"
+        );
+        metrics::describe_counter!(
+            COMMITS_FAILED,
+            "Commits that failed or were refused; each refused every send in it"
+        );
         Metrics {
             connections: metrics::gauge!(CONNECTIONS),
             rooms: metrics::gauge!(ROOMS),
@@ -57,6 +69,8 @@ impl Metrics {
             ack_latency: metrics::histogram!(ACK_LATENCY),
             slow_consumers: metrics::counter!(SLOW_CONSUMERS),
             commit_batch: metrics::histogram!(COMMIT_BATCH),
+            commits_failing: metrics::gauge!(COMMITS_FAILING),
+            commits_failed: metrics::counter!(COMMITS_FAILED),
         }
     }
 
@@ -90,5 +104,13 @@ impl Metrics {
 
     pub fn committed_batch(&self, size: usize) {
         self.commit_batch.record(size as f64);
+    }
+
+    pub fn commit_failed(&self) {
+        self.commits_failed.increment(1);
+    }
+
+    pub fn set_commits_failing(&self, failing: bool) {
+        self.commits_failing.set(if failing { 1.0 } else { 0.0 });
     }
 }

@@ -13,6 +13,7 @@
 //! outbox in `seq` order.
 
 pub mod admin;
+pub mod commit_health;
 pub mod committer;
 pub mod event;
 pub mod identity;
@@ -243,13 +244,19 @@ impl Hub {
         self.inner.disconnect.cancelled().await;
     }
 
-    /// Whether the node can serve: not shutting down, storage answering,
-    /// and (in a cluster) the broker reaching the other nodes.
+    /// Whether the node can serve: not shutting down, (in a cluster) the
+    /// broker reaching the other nodes, commits succeeding and storage
+    /// answering. A store that answers reads while its commits fail is not
+    /// ready: only a commit that succeeds (a send's, or the committer's
+    /// probe) makes the node ready again.
     pub async fn ready(&self) -> Result<(), String> {
         if self.inner.closing.is_cancelled() {
             return Err("shutting down".into());
         }
         self.inner.broker.health().map_err(|e| e.to_string())?;
+        if let Some(error) = self.inner.commits.failing() {
+            return Err(format!("commits are failing ({error})"));
+        }
         self.inner.store.check().await.map_err(|e| e.to_string())
     }
 

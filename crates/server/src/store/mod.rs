@@ -79,6 +79,12 @@ pub trait Store: Send + Sync + 'static {
     /// Whether the store can serve requests now.
     async fn check(&self) -> Result<(), StoreError>;
 
+    /// Whether a commit succeeds now: commits a write transaction that
+    /// changes nothing a client can see, durably like an append. Reads (and
+    /// [`Store::check`]) may succeed while commits fail, on a full disk or
+    /// a database turned read-only.
+    async fn check_commit(&self) -> Result<(), StoreError>;
+
     /// Turns message `seq` of `room` into a tombstone: its text emptied and
     /// `deleted` set, its `seq`, `id`, sender and `ts` kept, so history has
     /// no gap and a retry of its `id` is still recognised. Returns the
@@ -160,6 +166,7 @@ pub(crate) mod test_support {
     /// next append continues the room's count.
     pub async fn check_tombstones_and_purge(store: &dyn super::Store) {
         use super::Retention;
+        store.check_commit().await.unwrap();
         let drafts = (1..=10).map(|i| draft("a", &format!("m{i}"))).collect();
         store.append(drafts, 1_000).await.unwrap();
         store.append(vec![draft("b", "x")], 5_000).await.unwrap();

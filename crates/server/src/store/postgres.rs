@@ -116,6 +116,14 @@ const LOCK_ROOMS: &str = "
     ON CONFLICT (name) DO UPDATE SET seq = rooms.seq
     RETURNING name, seq";
 
+/// A write that changes nothing: the latest migration's row rewritten as
+/// it is. It commits like an append (a new row version, the WAL flushed),
+/// and fails where an append would: on a read-only database or a standby,
+/// or when the WAL cannot be written.
+const CHECK_COMMIT: &str = "
+    UPDATE chat_migrations SET version = version
+    WHERE version = (SELECT MAX(version) FROM chat_migrations)";
+
 /// The stored messages among the batch's `(room, id)` pairs.
 const FIND_EXISTING: &str = "
     SELECT m.room, m.seq, m.id, m.user_id, m.user_name, m.text, m.ts, m.deleted
@@ -809,6 +817,19 @@ impl Store for PostgresStore {
         let outcome = tokio::time::timeout(self.deadline, async {
             client
                 .simple_query("SELECT 1")
+                .await
+                .map(drop)
+                .map_err(db_error)
+        })
+        .await;
+        self.settle(client, outcome)
+    }
+
+    async fn check_commit(&self) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        let outcome = tokio::time::timeout(self.deadline, async {
+            client
+                .simple_query(CHECK_COMMIT)
                 .await
                 .map(drop)
                 .map_err(db_error)

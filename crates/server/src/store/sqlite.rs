@@ -523,6 +523,18 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn check_commit(&self) -> Result<(), StoreError> {
+        self.write(|conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            // Setting the schema version it already has changes nothing,
+            // yet writes the database header page: the commit appends to
+            // the WAL and syncs it, as a batch's does.
+            tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+            tx.commit()
+        })
+        .await
+    }
+
     async fn delete(&self, room: &str, seq: u64) -> Result<Option<Message>, StoreError> {
         let room = room.to_owned();
         self.write(move |conn| tombstone(conn, &room, seq)).await

@@ -1188,3 +1188,19 @@ pub fn msg_core(m: &Value) -> Value {
 pub fn msg_cores(messages: &[Value]) -> Vec<Value> {
     messages.iter().map(msg_core).collect()
 }
+
+impl Server {
+    /// The server process's id.
+    pub fn pid(&self) -> libc::pid_t {
+        libc::pid_t::try_from(self.child.id()).expect("pid fits pid_t")
+    }
+
+    /// Lines of the server's log at ERROR level so far.
+    pub fn error_lines(&self) -> Vec<String> {
+        self.stderr()
+            .lines()
+            .filter(|line| line.contains(" ERROR "))
+            .map(str::to_owned)
+            .collect()
+    }
+}
