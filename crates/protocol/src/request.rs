@@ -232,7 +232,9 @@ pub struct UniqueKeys(pub Value);
 
 impl<'de> Deserialize<'de> for UniqueKeys {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(UniqueKeysVisitor).map(UniqueKeys)
+        deserializer
+            .deserialize_any(UniqueKeysVisitor)
+            .map(UniqueKeys)
     }
 }
 
@@ -449,16 +451,32 @@ mod tests {
         for (text, reference) in [
             // The last `type` would have run: a join hidden behind a ping.
             (r#"{"type":"ping","type":"join","room":"r","ref":1}"#, n(1)),
-            (r#"{"type":"send","room":"a","room":"b","text":"x","ref":2}"#, n(2)),
-            (r#"{"type":"ping","ref":3,"x":{"a":1,"b":{"c":1,"c":1}}}"#, n(3)),
-            (r#"{"type":"ping","ref":4,"x":[{"a":1},{"a":1,"a":1}]}"#, n(4)),
+            (
+                r#"{"type":"send","room":"a","room":"b","text":"x","ref":2}"#,
+                n(2),
+            ),
+            (
+                r#"{"type":"ping","ref":3,"x":{"a":1,"b":{"c":1,"c":1}}}"#,
+                n(3),
+            ),
+            (
+                r#"{"type":"ping","ref":4,"x":[{"a":1},{"a":1,"a":1}]}"#,
+                n(4),
+            ),
             // Escapes do not hide a repeat: both keys are `type`.
-            (r#"{"type":"ping","t\u0079pe":"join","ref":"e"}"#, Some(Ref::Text("e".into()))),
+            (
+                r#"{"type":"ping","t\u0079pe":"join","ref":"e"}"#,
+                Some(Ref::Text("e".into())),
+            ),
             // Which `ref` to answer under? Neither.
             (r#"{"type":"ping","ref":5,"ref":6}"#, None),
         ] {
             let e = parse_request(text).unwrap_err();
-            assert_eq!((e.code, e.reference), (ErrorCode::BadRequest, reference), "{text}");
+            assert_eq!(
+                (e.code, e.reference),
+                (ErrorCode::BadRequest, reference),
+                "{text}"
+            );
             assert!(e.message.contains("appears twice"), "{text}: {}", e.message);
         }
         // The same key in different objects, or as a value, is fine.

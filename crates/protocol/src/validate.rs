@@ -154,18 +154,18 @@ mod tests {
     #[test]
     fn names_refuse_control_and_format_characters_naming_the_code_point() {
         let hidden = [
-            ('\u{202e}', "a format character"), // right-to-left override
-            ('\u{202a}', "a format character"), // left-to-right embedding
-            ('\u{2066}', "a format character"), // left-to-right isolate
-            ('\u{2069}', "a format character"), // pop directional isolate
-            ('\u{200b}', "a format character"), // zero-width space
-            ('\u{200d}', "a format character"), // zero-width joiner
-            ('\u{200f}', "a format character"), // right-to-left mark
-            ('\u{feff}', "a format character"), // byte order mark
-            ('\u{ad}', "a format character"),   // soft hyphen
+            ('\u{202e}', "a format character"),  // right-to-left override
+            ('\u{202a}', "a format character"),  // left-to-right embedding
+            ('\u{2066}', "a format character"),  // left-to-right isolate
+            ('\u{2069}', "a format character"),  // pop directional isolate
+            ('\u{200b}', "a format character"),  // zero-width space
+            ('\u{200d}', "a format character"),  // zero-width joiner
+            ('\u{200f}', "a format character"),  // right-to-left mark
+            ('\u{feff}', "a format character"),  // byte order mark
+            ('\u{ad}', "a format character"),    // soft hyphen
             ('\u{e0041}', "a format character"), // tag latin capital A
-            ('\u{1b}', "a control character"),  // escape
-            ('\u{85}', "a control character"),  // next line (C1)
+            ('\u{1b}', "a control character"),   // escape
+            ('\u{85}', "a control character"),   // next line (C1)
         ];
         for (c, kind) in hidden {
             let name = format!("al{c}ecila");
@@ -179,7 +179,15 @@ mod tests {
         }
         // Visible characters of every script, combining marks and emoji
         // (variation selectors are marks, not format characters) stay.
-        for ok in ["שלום", "مرحبا", "Zoë", "e\u{301}", "❤\u{fe0f}", "👋🏽", "a\u{a0}b"] {
+        for ok in [
+            "שלום",
+            "مرحبا",
+            "Zoë",
+            "e\u{301}",
+            "❤\u{fe0f}",
+            "👋🏽",
+            "a\u{a0}b",
+        ] {
             assert!(room(ok, 64).is_ok(), "{ok:?}");
             assert!(display_name(ok).is_ok(), "{ok:?}");
         }
