@@ -4,5 +4,6 @@
 
 pub mod origin;
 pub mod per_ip;
+pub mod query;
 pub mod socketio;
 pub mod ws;
