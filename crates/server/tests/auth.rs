@@ -367,6 +367,30 @@ async fn the_rooms_claim_applies_to_every_request_on_both_protocols() {
     assert!(senders.iter().all(|id| *id == "owner"), "{history}");
 }
 
+/// A token's `name` (or its `sub`, the name when `name` is absent) with a
+/// bidi override or a zero-width character is refused like such a
+/// `?name=`, on both protocols: the login service's word is not altered
+/// into a name it did not give.
+#[tokio::test]
+async fn hidden_characters_in_a_tokens_name_are_refused() {
+    let (server, _dir) = start_hs256(&[]);
+    for claims in [
+        json!({"sub": "u1", "name": "al\u{202e}ecila", "exp": now() + 300}),
+        json!({"sub": "u1", "name": "\u{2067}admin", "exp": now() + 300}),
+        json!({"sub": "ad\u{200b}min", "exp": now() + 300}),
+    ] {
+        let token = hs256(&claims);
+        assert_refused(&server, &token, &claims.to_string()).await;
+        let refused = SocketIo::connect(&server, "", &json!({"token": token})).await;
+        assert!(refused.is_err(), "Socket.IO let {claims} in");
+    }
+    let fine = hs256(&json!({"sub": "u1", "name": "שלום", "exp": now() + 300}));
+    assert_eq!(
+        connect_with_token(&server, &fine).await.user()["name"],
+        "שלום"
+    );
+}
+
 #[tokio::test]
 async fn one_user_on_two_connections_is_one_member() {
     let (server, _dir) = start_hs256(&[]);
