@@ -3,7 +3,8 @@
 //! Each case opens a fresh hostile connection and sends something a broken
 //! or malicious client would: malformed JSON, wrong types, huge numbers,
 //! deep nesting, invalid UTF-8, unpaired surrogate escapes, NUL bytes,
-//! oversized and fragmented frames, protocol violations, and floods of
+//! keys given twice, bidi overrides and zero-width characters in names and
+//! rooms (on `/ws` and Socket.IO), oversized and fragmented frames, protocol violations, and floods of
 //! joins, sends, typing and pings. For each we assert the exact error code
 //! (docs/protocol.md §7) or close code (§8, RFC 6455 §7.4.1) the server
 //! must answer with. Meanwhile an honest client on the same server keeps
