@@ -112,3 +112,29 @@ test('a name the server would refuse is explained next to the Name field', async
   await error.waitFor({ state: 'visible' });
   assert.match(await error.textContent(), /start or end with a space/);
 });
+
+test('a bidi override in a name is refused, and names of either direction stay apart from the words around them', async () => {
+  const mallory = await open();
+  await mallory.name.fill('al\u202eecila');
+  await mallory.room.fill('general');
+  await mallory.joinButton.click();
+  const error = mallory.page.locator('#name-error');
+  await error.waitFor({ state: 'visible' });
+  assert.match(await error.textContent(), /U\+202E \(a format character\)/);
+
+  // Right-to-left names and rooms: each in an element of its own (a <bdi>
+  // or `dir`), so "is typing…" and the `#` keep their place.
+  const dana = await open();
+  const eli = await open();
+  await dana.join('dana', 'חדר');
+  await eli.join('אלי', 'חדר');
+  await eli.message.pressSequentially('שלום');
+  await dana.waitFor(() => document.querySelector('#typing bdi')?.textContent === 'אלי');
+  assert.equal(await dana.page.locator('#typing').textContent(), 'אלי is typing…');
+  assert.equal(await dana.page.locator('#room-title bdi').textContent(), 'חדר');
+  assert.equal(await dana.page.locator('.history-edge strong bdi').textContent(), 'חדר');
+  await dana.waitForMembers(['dana', 'אלי']);
+  for (const selector of ['.member-name', '#room-list .room-name']) {
+    assert.equal(await dana.page.locator(selector).first().getAttribute('dir'), 'auto', selector);
+  }
+});

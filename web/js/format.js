@@ -52,11 +52,26 @@ export function hueOf(key) {
   return hash % 360;
 }
 
-/** "alice is typing…", "alice and bob are typing…", "4 people are typing…". */
+/**
+ * "alice is typing…", "alice and bob are typing…", "4 people are typing…",
+ * as parts: the fixed words as strings, each name as `{ name }`, so the
+ * page can isolate names from the words around them (a right-to-left name
+ * must not carry "is typing" along with it).
+ */
 export function typingLine(names) {
-  if (names.length === 0) return '';
-  if (names.length === 1) return `${names[0]} is typing…`;
-  if (names.length === 2) return `${names[0]} and ${names[1]} are typing…`;
-  if (names.length === 3) return `${names[0]}, ${names[1]} and ${names[2]} are typing…`;
-  return `${names.length} people are typing…`;
+  const [a, b, c] = names.map((name) => ({ name }));
+  if (names.length === 0) return [];
+  if (names.length === 1) return [a, ' is typing…'];
+  if (names.length === 2) return [a, ' and ', b, ' are typing…'];
+  if (names.length === 3) return [a, ', ', b, ' and ', c, ' are typing…'];
+  return [`${names.length} people are typing…`];
+}
+
+/**
+ * `text` between a first-strong isolate and its pop (U+2068, U+2069), for
+ * a name inside strings that cannot hold elements (an attribute, the
+ * document title): its direction does not reorder what surrounds it.
+ */
+export function isolated(text) {
+  return `\u2068${text}\u2069`;
 }

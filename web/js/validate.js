@@ -11,6 +11,11 @@ export function charCount(text) {
   return n;
 }
 
+/** "U+202E": how the server names a character in its refusals. */
+function codePoint(char) {
+  return `U+${char.codePointAt(0).toString(16).toUpperCase().padStart(4, '0')}`;
+}
+
 /**
  * The server refuses a bad display name at the WebSocket upgrade with HTTP
  * 400, which a browser cannot read, so the page must check it itself.
@@ -20,7 +25,11 @@ export function displayNameProblem(name) {
   const n = charCount(name);
   if (n === 0) return 'Name must not be empty.';
   if (n > MAX_NAME_CHARS) return `Name must be at most ${MAX_NAME_CHARS} characters (this one has ${n}).`;
-  if (/\p{Cc}/u.test(name)) return 'Name must not contain control characters.';
+  const hidden = /[\p{Cc}\p{Cf}]/u.exec(name);
+  if (hidden) {
+    const kind = /\p{Cc}/u.test(hidden[0]) ? 'a control character' : 'a format character';
+    return `Name contains ${codePoint(hidden[0])} (${kind}), which is invisible or reorders the text around it.`;
+  }
   if (/^\s|\s$/u.test(name)) return 'Name must not start or end with a space.';
   return null;
 }

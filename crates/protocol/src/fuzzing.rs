@@ -49,10 +49,13 @@ pub fn names(data: &[u8]) {
             let chars = text.chars().count();
             assert!((1..=max).contains(&chars));
             assert!(!text.chars().any(char::is_control));
+            assert_eq!(validate::hidden_character(&text), None);
         }
         let _ = validate::text(&text, max);
     }
-    let _ = validate::display_name(&text);
+    if validate::display_name(&text).is_ok() {
+        assert_eq!(validate::hidden_character(&text), None);
+    }
     let _ = validate::client_id(&text);
 }
 

@@ -6,11 +6,21 @@
 //! and an optional `ref`), then the fields of that type. Unknown fields are
 //! ignored so clients may send extensions to older servers.
 //!
+//! A key that appears twice in one object, at any depth, makes the frame
+//! `bad_request`: JSON parsers disagree on which one counts (the first, the
+//! last, an error), so a proxy or logger in front of us could read a
+//! different request than we run. The check is part of the one parse
+//! ([`UniqueKeys`]), not a second pass over the text.
+//!
 //! Semantic limits (room name length, text length) depend on configuration
 //! and are checked by [`crate::validate`], not here.
 
+use std::fmt;
+
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::map::Entry;
+use serde_json::{Map, Number, Value};
 
 use crate::codes::ErrorCode;
 
@@ -77,12 +87,16 @@ pub fn parse_request(text: &str) -> Result<Envelope, RequestError> {
         code: ErrorCode::BadRequest,
         message,
     };
-    let value: Value = serde_json::from_str(text).map_err(|e| RequestError {
+    let UniqueKeys(value) = serde_json::from_str(text).map_err(|e| RequestError {
         // A frame that is well-formed JSON may still fail to become a
         // `Value` (a `\ud800` escape with no pair, a number out of range
-        // somewhere): its `ref` is still answered.
+        // somewhere, a repeated key): its `ref` is still answered, unless
+        // the repeated key is `ref`.
         reference: salvage_ref(text),
-        ..bad(format!("frame is not valid JSON: {e}"))
+        ..bad(match e.classify() {
+            serde_json::error::Category::Data => format!("frame is refused: {e}"),
+            _ => format!("frame is not valid JSON: {e}"),
+        })
     })?;
     let Value::Object(mut map) = value else {
         return Err(bad("frame must be a JSON object".into()));
@@ -206,6 +220,90 @@ impl Fields {
     /// The first problem met while extracting, if any.
     fn finish(self) -> Option<String> {
         self.first_problem
+    }
+}
+
+/// A JSON value in which no object names a key twice, at any depth; a
+/// repeated key fails the parse with "key `…` appears twice in one
+/// object". Built in the same pass as a plain [`Value`], by the same
+/// steps, plus one map lookup per key that the insertion does anyway.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UniqueKeys(pub Value);
+
+impl<'de> Deserialize<'de> for UniqueKeys {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer
+            .deserialize_any(UniqueKeysVisitor)
+            .map(UniqueKeys)
+    }
+}
+
+struct UniqueKeysVisitor;
+
+impl<'de> Visitor<'de> for UniqueKeysVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E>(self, b: bool) -> Result<Value, E> {
+        Ok(Value::Bool(b))
+    }
+
+    fn visit_i64<E>(self, n: i64) -> Result<Value, E> {
+        Ok(Value::Number(n.into()))
+    }
+
+    fn visit_u64<E>(self, n: u64) -> Result<Value, E> {
+        Ok(Value::Number(n.into()))
+    }
+
+    fn visit_f64<E>(self, n: f64) -> Result<Value, E> {
+        // As `Value` does: JSON text has no NaN or infinity to give.
+        Ok(Number::from_f64(n).map_or(Value::Null, Value::Number))
+    }
+
+    fn visit_str<E>(self, s: &str) -> Result<Value, E> {
+        Ok(Value::String(s.to_owned()))
+    }
+
+    fn visit_string<E>(self, s: String) -> Result<Value, E> {
+        Ok(Value::String(s))
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut items: A) -> Result<Value, A::Error> {
+        let mut array = Vec::with_capacity(items.size_hint().unwrap_or(0));
+        while let Some(UniqueKeys(item)) = items.next_element()? {
+            array.push(item);
+        }
+        Ok(Value::Array(array))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut entries: A) -> Result<Value, A::Error> {
+        let mut object = Map::new();
+        while let Some(key) = entries.next_key::<String>()? {
+            match object.entry(key) {
+                Entry::Occupied(seen) => {
+                    return Err(de::Error::custom(format_args!(
+                        "key `{}` appears twice in one object",
+                        truncate(seen.key(), 32)
+                    )));
+                }
+                Entry::Vacant(slot) => {
+                    slot.insert(entries.next_value::<UniqueKeys>()?.0);
+                }
+            }
+        }
+        Ok(Value::Object(object))
     }
 }
 
@@ -345,6 +443,59 @@ mod tests {
         }
         let long_ref = format!(r#"{{"type":"ping","ref":"{}"}}"#, "x".repeat(65));
         assert_eq!(code_of(&long_ref), (ErrorCode::BadRequest, None));
+    }
+
+    #[test]
+    fn a_key_twice_in_one_object_at_any_depth_is_refused() {
+        let n = |v: u64| Some(Ref::Number(v.into()));
+        for (text, reference) in [
+            // The last `type` would have run: a join hidden behind a ping.
+            (r#"{"type":"ping","type":"join","room":"r","ref":1}"#, n(1)),
+            (
+                r#"{"type":"send","room":"a","room":"b","text":"x","ref":2}"#,
+                n(2),
+            ),
+            (
+                r#"{"type":"ping","ref":3,"x":{"a":1,"b":{"c":1,"c":1}}}"#,
+                n(3),
+            ),
+            (
+                r#"{"type":"ping","ref":4,"x":[{"a":1},{"a":1,"a":1}]}"#,
+                n(4),
+            ),
+            // Escapes do not hide a repeat: both keys are `type`.
+            (
+                r#"{"type":"ping","t\u0079pe":"join","ref":"e"}"#,
+                Some(Ref::Text("e".into())),
+            ),
+            // Which `ref` to answer under? Neither.
+            (r#"{"type":"ping","ref":5,"ref":6}"#, None),
+        ] {
+            let e = parse_request(text).unwrap_err();
+            assert_eq!(
+                (e.code, e.reference),
+                (ErrorCode::BadRequest, reference),
+                "{text}"
+            );
+            assert!(e.message.contains("appears twice"), "{text}: {}", e.message);
+        }
+        // The same key in different objects, or as a value, is fine.
+        let text = r#"{"type":"ping","x":{"type":1},"y":[{"a":1},{"a":2}],"z":"type"}"#;
+        assert_eq!(parse_request(text).unwrap().request, Request::Ping);
+    }
+
+    #[test]
+    fn unique_keys_reads_what_a_plain_value_reads() {
+        for text in [
+            r#"{"a":[1,-2,3.5,1e300,18446744073709551615,-9223372036854775808],"b":null}"#,
+            r#"{"s":"\u00e9\ud83d\udc4b\n","t":true,"f":false,"o":{},"e":[]}"#,
+            r#"[{"x":{"y":[[],{}]}}]"#,
+            r#""just a string""#,
+        ] {
+            let plain: Value = serde_json::from_str(text).unwrap();
+            let UniqueKeys(unique) = serde_json::from_str(text).unwrap();
+            assert_eq!(unique, plain, "{text}");
+        }
     }
 
     #[test]

@@ -3,6 +3,14 @@
 //! Lengths are counted in Unicode scalar values (`char`s), not bytes, so
 //! `聊天室` is three characters, the way a person counts them. Maxima come from
 //! configuration; the defaults are the contract's.
+//!
+//! Names people read (room names, display names) carry no control (`Cc`)
+//! or format (`Cf`) characters: those are invisible, and some change how
+//! the text around them is shown. A right-to-left override (U+202E) makes
+//! `al\u{202e}ecila` read as `alicela`; a zero-width space makes two names
+//! that look the same differ. Message text keeps what people type.
+
+use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
 
 use crate::codes::ErrorCode;
 
@@ -30,9 +38,21 @@ fn invalid(code: ErrorCode, message: impl Into<String>) -> Invalid {
     }
 }
 
-/// A name shown to people: `1..=max_chars` characters, no control
-/// characters, and no space at either end (which would make two names that
-/// look the same differ).
+/// The first character of `name` that is invisible or steers how text is
+/// shown (general category `Cc` or `Cf`: NUL, escape, zero-width spaces
+/// and joiners, bidi embeddings, overrides and isolates, the soft hyphen,
+/// the byte order mark…), with what kind of character it is.
+pub fn hidden_character(name: &str) -> Option<(char, &'static str)> {
+    name.chars().find_map(|c| match c.general_category() {
+        GeneralCategory::Control => Some((c, "a control character")),
+        GeneralCategory::Format => Some((c, "a format character")),
+        _ => None,
+    })
+}
+
+/// A name shown to people: `1..=max_chars` characters, no control or
+/// format characters ([`hidden_character`]), and no space at either end
+/// (which would make two names that look the same differ).
 fn check_name(name: &str, max_chars: usize, what: &str) -> Result<(), String> {
     let chars = name.chars().count();
     if chars == 0 {
@@ -41,8 +61,8 @@ fn check_name(name: &str, max_chars: usize, what: &str) -> Result<(), String> {
     if chars > max_chars {
         return Err(format!("{what} must be at most {max_chars} characters"));
     }
-    if name.chars().any(char::is_control) {
-        return Err(format!("{what} must not contain control characters"));
+    if let Some((c, kind)) = hidden_character(name) {
+        return Err(format!("{what} contains U+{:04X} ({kind})", u32::from(c)));
     }
     if name.starts_with(char::is_whitespace) || name.ends_with(char::is_whitespace) {
         return Err(format!("{what} must not start or end with a space"));
@@ -129,6 +149,50 @@ mod tests {
         }
         // Counted in characters: 64 CJK characters are 192 bytes and allowed.
         assert!(room(&"聊".repeat(64), 64).is_ok());
+    }
+
+    #[test]
+    fn names_refuse_control_and_format_characters_naming_the_code_point() {
+        let hidden = [
+            ('\u{202e}', "a format character"),  // right-to-left override
+            ('\u{202a}', "a format character"),  // left-to-right embedding
+            ('\u{2066}', "a format character"),  // left-to-right isolate
+            ('\u{2069}', "a format character"),  // pop directional isolate
+            ('\u{200b}', "a format character"),  // zero-width space
+            ('\u{200d}', "a format character"),  // zero-width joiner
+            ('\u{200f}', "a format character"),  // right-to-left mark
+            ('\u{feff}', "a format character"),  // byte order mark
+            ('\u{ad}', "a format character"),    // soft hyphen
+            ('\u{e0041}', "a format character"), // tag latin capital A
+            ('\u{1b}', "a control character"),   // escape
+            ('\u{85}', "a control character"),   // next line (C1)
+        ];
+        for (c, kind) in hidden {
+            let name = format!("al{c}ecila");
+            let want = format!("U+{:04X} ({kind})", u32::from(c));
+            let refused = room(&name, 64).unwrap_err();
+            assert_eq!(refused.code, ErrorCode::InvalidRoom, "{name:?}");
+            assert_eq!(refused.message, format!("room name contains {want}"));
+            let refused = display_name(&name).unwrap_err();
+            assert_eq!(refused.code, ErrorCode::BadRequest, "{name:?}");
+            assert_eq!(refused.message, format!("name contains {want}"));
+        }
+        // Visible characters of every script, combining marks and emoji
+        // (variation selectors are marks, not format characters) stay.
+        for ok in [
+            "שלום",
+            "مرحبا",
+            "Zoë",
+            "e\u{301}",
+            "❤\u{fe0f}",
+            "👋🏽",
+            "a\u{a0}b",
+        ] {
+            assert!(room(ok, 64).is_ok(), "{ok:?}");
+            assert!(display_name(ok).is_ok(), "{ok:?}");
+        }
+        // Message text keeps format characters: people type them.
+        assert!(text("\u{202e}reversed, \u{200d}joined", 4000).is_ok());
     }
 
     #[test]

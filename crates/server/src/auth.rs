@@ -275,7 +275,8 @@ impl Verifier {
         let id = claims.sub.ok_or(Refused::MissingClaim("sub"))?;
         if id.is_empty()
             || id.chars().count() > MAX_SUBJECT_CHARS
-            || id.chars().any(char::is_control)
+            // It is the display name when the token has no `name`.
+            || validate::hidden_character(&id).is_some()
         {
             return Err(Refused::BadClaim("sub"));
         }
@@ -505,6 +506,17 @@ mod tests {
         assert_eq!(
             check(json!({"sub": "1", "name": " padded ", "exp": now() + 60})),
             Err(Refused::BadClaim("name"))
+        );
+        // The login service's word is refused, not trimmed into a name
+        // it did not give: a bidi override or zero-width character in
+        // `name`, or in `sub` (the name when `name` is absent).
+        assert_eq!(
+            check(json!({"sub": "1", "name": "al\u{202e}ecila", "exp": now() + 60})),
+            Err(Refused::BadClaim("name"))
+        );
+        assert_eq!(
+            check(json!({"sub": "ad\u{200b}min", "exp": now() + 60})),
+            Err(Refused::BadClaim("sub"))
         );
         assert_eq!(
             check(json!({"sub": "1", "rooms": "general", "exp": now() + 60})),

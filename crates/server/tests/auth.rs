@@ -1,11 +1,12 @@
 //! JWT authentication end to end, against the real binary: who a token makes
 //! a connection, which tokens are refused at the upgrade (HTTP 401, no
-//! WebSocket), the `rooms` claim on `join`, anonymous connections on and
-//! off, and that no token or secret ever reaches the logs.
+//! WebSocket), the `rooms` claim on every request that names a room (on
+//! `/ws` and Socket.IO), anonymous connections on and off, and that no
+//! token or secret ever reaches the logs.
 
 mod common;
 
-use common::{Client, Server, assert_error, upgrade_refusal};
+use common::{Client, Server, SocketIo, assert_error, upgrade_refusal};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 use tempfile::TempDir;
@@ -177,7 +178,7 @@ async fn the_rooms_claim_limits_joins() {
     // Refused joins leave the connection usable and the user out of the room.
     client.say("team-red", "still here").await;
     let reply = client
-        .request(json!({"type": "send", "room": "random", "text": "x"}))
+        .request(json!({"type": "send", "room": "team-blue", "text": "x"}))
         .await;
     assert_error(&reply, "not_joined", Some(&reply["ref"]));
 
@@ -194,6 +195,200 @@ async fn the_rooms_claim_limits_joins() {
         .request(json!({"type": "join", "room": "general"}))
         .await;
     assert_error(&reply, "forbidden", Some(&reply["ref"]));
+}
+
+/// One request that names `room`: as a native frame, as a Socket.IO
+/// event with its argument, and the reply (native `type`) it gets when the
+/// room is allowed (`None`: `typing`, answered by nothing on `/ws`).
+struct RoomRequest {
+    what: &'static str,
+    native: Value,
+    event: &'static str,
+    arg: Value,
+    allowed: Option<&'static str>,
+}
+
+/// Every request type that names a room, in an order that works on an
+/// allowed room (join first, leave last).
+fn room_requests(room: &str) -> Vec<RoomRequest> {
+    let row = |what, native: Value, event, arg: Value, allowed| RoomRequest {
+        what,
+        native,
+        event,
+        arg,
+        allowed,
+    };
+    vec![
+        row(
+            "join",
+            json!({"type": "join", "room": room}),
+            "join",
+            json!(room),
+            Some("joined"),
+        ),
+        row(
+            "join since",
+            json!({"type": "join", "room": room, "since": 0}),
+            "join",
+            json!({"room": room, "since": 0}),
+            Some("joined"),
+        ),
+        row(
+            "send",
+            json!({"type": "send", "room": room, "text": "hello"}),
+            "message",
+            json!({"room": room, "content": "hello"}),
+            Some("ack"),
+        ),
+        row(
+            "history",
+            json!({"type": "history", "room": room}),
+            "history",
+            json!({"room": room}),
+            Some("history"),
+        ),
+        row(
+            "history before",
+            json!({"type": "history", "room": room, "before": 1000}),
+            "history",
+            json!({"room": room, "before": 1000}),
+            Some("history"),
+        ),
+        row(
+            "history after",
+            json!({"type": "history", "room": room, "after": 0, "limit": 10}),
+            "history",
+            json!({"room": room, "after": 0, "limit": 10}),
+            Some("history"),
+        ),
+        row(
+            "typing",
+            json!({"type": "typing", "room": room}),
+            "typing",
+            json!(room),
+            None,
+        ),
+        row(
+            "leave",
+            json!({"type": "leave", "room": room}),
+            "leave",
+            json!(room),
+            Some("left"),
+        ),
+    ]
+}
+
+/// Runs every row of [`room_requests`] for `room` on `/ws` and on Socket.IO
+/// with `token`; returns one line per wrong answer. `allowed`: whether the
+/// token's `rooms` claim allows the room (each request answered as usual)
+/// or not (each refused with `forbidden`, naming the room).
+async fn room_table(server: &Server, token: &str, room: &str, allowed: bool) -> Vec<String> {
+    let mut wrong = Vec::new();
+    let mut native = connect_with_token(server, token).await;
+    let mut sio = SocketIo::connect(server, "", &json!({"token": token}))
+        .await
+        .expect("a valid token connects to Socket.IO");
+    for request in room_requests(room) {
+        let what = format!("{} `{room}`", request.what);
+        let reply = if request.allowed.is_none() && allowed {
+            // An accepted `typing` is answered by nothing: no error may
+            // come before the pong of a ping sent after it.
+            native.send_json(&request.native).await;
+            native
+                .frames_before_pong()
+                .await
+                .into_iter()
+                .find(|f| f["type"] == "error")
+                .unwrap_or(json!({"type": "nothing"}))
+        } else {
+            native.request(request.native.clone()).await
+        };
+        let native_right = if allowed {
+            reply["type"] == request.allowed.unwrap_or("nothing")
+        } else {
+            reply["type"] == "error"
+                && reply["code"] == "forbidden"
+                && reply["message"].as_str().is_some_and(|m| m.contains(room))
+        };
+        if !native_right {
+            wrong.push(format!("/ws {what}: {reply}"));
+        }
+        let ack = sio.call(request.event, &request.arg).await;
+        let sio_right = if allowed {
+            ack.get("error").is_none() && ack["room"] == room
+        } else {
+            ack["error"]["code"] == "forbidden"
+        };
+        if !sio_right {
+            wrong.push(format!("Socket.IO {} {what}: {ack}", request.event));
+        }
+    }
+    native.assert_alive().await;
+    wrong
+}
+
+/// Attack (issue 17): a token whose `rooms` claim refuses `join secret`
+/// read the room anyway with `history` (with `before` or `after` too, and
+/// with `rooms: []`). Every request that names a room, on both protocols,
+/// must be refused alike; the same requests on allowed rooms still work.
+#[tokio::test]
+async fn the_rooms_claim_applies_to_every_request_on_both_protocols() {
+    let (server, _dir) = start_hs256(&[]);
+    let owner = hs256(&json!({"sub": "owner", "exp": now() + 300}));
+    let mut writer = connect_with_token(&server, &owner).await;
+    writer.join("secret").await;
+    writer.say("secret", "the launch code is 0000").await;
+
+    let limited = hs256(&json!({"sub": "u1", "exp": now() + 300, "rooms": ["team-*", "lobby"]}));
+    let locked = hs256(&json!({"sub": "u2", "exp": now() + 300, "rooms": []}));
+    let mut wrong = Vec::new();
+    wrong.extend(room_table(&server, &limited, "secret", false).await);
+    wrong.extend(room_table(&server, &locked, "secret", false).await);
+    wrong.extend(room_table(&server, &locked, "lobby", false).await);
+    // The table can tell: allowed rooms are served.
+    wrong.extend(room_table(&server, &limited, "team-red", true).await);
+    wrong.extend(room_table(&server, &limited, "lobby", true).await);
+    wrong.extend(room_table(&server, &owner, "secret", true).await);
+    assert!(
+        wrong.is_empty(),
+        "{} wrong answer(s):\n{}",
+        wrong.len(),
+        wrong.join("\n")
+    );
+
+    // Nothing the refused requests did reached the secret room.
+    let history = writer.history(json!({"room": "secret"})).await;
+    let senders: Vec<&Value> = history["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| &m["from"]["id"])
+        .collect();
+    assert!(senders.iter().all(|id| *id == "owner"), "{history}");
+}
+
+/// A token's `name` (or its `sub`, the name when `name` is absent) with a
+/// bidi override or a zero-width character is refused like such a
+/// `?name=`, on both protocols: the login service's word is not altered
+/// into a name it did not give.
+#[tokio::test]
+async fn hidden_characters_in_a_tokens_name_are_refused() {
+    let (server, _dir) = start_hs256(&[]);
+    for claims in [
+        json!({"sub": "u1", "name": "al\u{202e}ecila", "exp": now() + 300}),
+        json!({"sub": "u1", "name": "\u{2067}admin", "exp": now() + 300}),
+        json!({"sub": "ad\u{200b}min", "exp": now() + 300}),
+    ] {
+        let token = hs256(&claims);
+        assert_refused(&server, &token, &claims.to_string()).await;
+        let refused = SocketIo::connect(&server, "", &json!({"token": token})).await;
+        assert!(refused.is_err(), "Socket.IO let {claims} in");
+    }
+    let fine = hs256(&json!({"sub": "u1", "name": "שלום", "exp": now() + 300}));
+    assert_eq!(
+        connect_with_token(&server, &fine).await.user()["name"],
+        "שלום"
+    );
 }
 
 #[tokio::test]

@@ -3,7 +3,8 @@
 //! Each case opens a fresh hostile connection and sends something a broken
 //! or malicious client would: malformed JSON, wrong types, huge numbers,
 //! deep nesting, invalid UTF-8, unpaired surrogate escapes, NUL bytes,
-//! oversized and fragmented frames, protocol violations, and floods of
+//! keys given twice, bidi overrides and zero-width characters in names and
+//! rooms (on `/ws` and Socket.IO), oversized and fragmented frames, protocol violations, and floods of
 //! joins, sends, typing and pings. For each we assert the exact error code
 //! (docs/protocol.md §7) or close code (§8, RFC 6455 §7.4.1) the server
 //! must answer with. Meanwhile an honest client on the same server keeps
@@ -544,6 +545,33 @@ async fn malformed_json_and_wrong_types() {
             ),
             Reply("pong"),
         ),
+        // A key twice: parsers disagree on which counts (here the last
+        // did, so a `ping` to whatever reads the first was a `join`).
+        raw_json(
+            "type twice",
+            r#"{"type":"ping","type":"join","room":"lobby","ref":9}"#,
+            Error("bad_request", Some(json!(9))),
+        ),
+        raw_json(
+            "text twice",
+            r#"{"type":"send","room":"lobby","text":"a","text":"b","ref":10}"#,
+            Error("bad_request", Some(json!(10))),
+        ),
+        raw_json(
+            "room twice, one escaped",
+            r#"{"type":"send","room":"lobby","r\u006fom":"other","text":"a","ref":11}"#,
+            Error("bad_request", Some(json!(11))),
+        ),
+        raw_json(
+            "a key twice deep inside",
+            r#"{"type":"ping","ref":12,"x":[{"a":{"b":1,"b":2}}]}"#,
+            Error("bad_request", Some(json!(12))),
+        ),
+        raw_json(
+            "ref twice",
+            r#"{"type":"ping","ref":13,"ref":14}"#,
+            Error("bad_request", None),
+        ),
     ])
     .await;
 }
@@ -695,13 +723,117 @@ async fn bad_unicode_and_nul_bytes() {
             text(b"{\"type\":\"send\",\"room\":\"lobby\",\"text\":\"a\0b\",\"ref\":10}"),
             Error("bad_request", None),
         ),
+        // Format characters (Unicode Cf) in room names: invisible, or
+        // reordering what is shown (`al\u202eecila` reads `alicela`).
         raw_json(
-            "bidi override in room (not control)",
-            r#"{"type":"join","room":"\u202egeneral","ref":11}"#,
-            Reply("joined"),
+            "bidi override in room",
+            r#"{"type":"join","room":"al\u202eecila","ref":11}"#,
+            Error("invalid_room", Some(json!(11))),
+        ),
+        raw_json(
+            "zero-width space in room",
+            r#"{"type":"join","room":"lob\u200bby","ref":12}"#,
+            Error("invalid_room", Some(json!(12))),
+        ),
+        raw_json(
+            "right-to-left isolate in room, on history",
+            r#"{"type":"history","room":"\u2067lobby","ref":13}"#,
+            Error("invalid_room", Some(json!(13))),
+        ),
+        raw_json(
+            "byte order mark in room, on send",
+            r#"{"type":"send","room":"\ufefflobby","text":"x","ref":14}"#,
+            Error("invalid_room", Some(json!(14))),
+        ),
+        raw_json(
+            "bidi override in text (kept: text is what people type)",
+            r#"{"type":"send","room":"lobby","text":"\u202ereversed","ref":15}"#,
+            Reply("ack"),
         ),
     ])
     .await;
+}
+
+/// Names in the upgrade URL: percent-escapes that are not UTF-8 (once
+/// decoded lossily into `"\u{FFFD}\u{FFFD}"`) and invisible or reordering
+/// characters are refused with 400 before any WebSocket exists; names of
+/// any script, `+` and escapes that are UTF-8 still get in.
+#[tokio::test]
+async fn hostile_names_and_queries_are_refused_at_the_upgrade() {
+    let server = Server::start(&[]);
+    let mut wrong = Vec::new();
+    // The query, and what the 400's body must say.
+    for (query, why) in [
+        ("name=%FF%FE", "UTF-8"),
+        ("name=al%C0%AFice", "UTF-8"),
+        ("name=ok&token=%E2%82", "UTF-8"),
+        ("%FF=1&name=ok", "UTF-8"),
+        ("name=al%E2%80%AEecila", "U+202E"),
+        ("name=%E2%80%8Balice", "U+200B"),
+        ("name=alice%E2%81%A6", "U+2066"),
+        ("name=%EF%BB%BFalice", "U+FEFF"),
+        ("name=ali%C2%ADce", "U+00AD"),
+        ("name=a%1Bb", "U+001B"),
+        ("name=alice&name=bob", "twice"),
+    ] {
+        let (status, body) = upgrade_refusal(server.ws_url(query), None).await;
+        if status != 400 || !body.contains(why) {
+            wrong.push(format!("?{query}: {status} {body:?}"));
+        }
+    }
+    assert!(wrong.is_empty(), "wrongly answered:\n{}", wrong.join("\n"));
+    for (query, name) in [
+        ("name=%D7%A9%D7%9C%D7%95%D7%9D", "שלום"),
+        ("name=a+b%2Bc", "a b+c"),
+        ("name=%F0%9F%91%8B%F0%9F%8F%BD", "👋🏽"),
+    ] {
+        let client = Client::connect_url(&server.ws_url(query)).await;
+        assert_eq!(client.user()["name"], name, "?{query}");
+    }
+}
+
+/// The same attacks on Socket.IO: a name in the handshake's query or in
+/// `auth`, a room with a format character, a key twice in an event's
+/// argument; the connection is refused (`connect_error`) or the event
+/// answered with the native error code.
+#[tokio::test]
+async fn hostile_names_rooms_and_keys_on_socket_io() {
+    let server = Server::start(&[]);
+    for (query, auth, why) in [
+        ("name=%FF%FE", json!({}), "UTF-8"),
+        ("name=ok", json!({"name": "al\u{202e}ecila"}), "U+202E"),
+        ("", json!({"name": "\u{200b}alice"}), "U+200B"),
+        ("name=al%E2%80%AEecila", json!({}), "U+202E"),
+    ] {
+        match SocketIo::connect(&server, query, &auth).await {
+            Err(message) => assert!(message.contains(why), "?{query} {auth}: {message}"),
+            Ok(client) => panic!("?{query} {auth} connected as {}", client.welcome["user"]),
+        }
+    }
+    let mut client = SocketIo::connect(&server, "name=%D7%A9%D7%9C%D7%95%D7%9D", &json!({}))
+        .await
+        .expect("a Hebrew name connects");
+    assert_eq!(client.welcome["user"]["name"], "שלום");
+    for (event, code) in [
+        (r#"["join","al\u202eecila"]"#, "invalid_room"),
+        (
+            r#"["join",{"room":"lobby","room":"secret"}]"#,
+            "bad_request",
+        ),
+        (
+            r#"["message",{"room":"lobby","content":"a","content":"b"}]"#,
+            "bad_request",
+        ),
+        (
+            r#"["history",{"room":"lobby","x":{"k":1,"k":2}}]"#,
+            "bad_request",
+        ),
+    ] {
+        let ack = client.call_raw(event).await;
+        assert_eq!(ack["error"]["code"], code, "{event}: {ack}");
+    }
+    let joined = client.call("join", &json!("lobby")).await;
+    assert_eq!(joined["room"], "lobby", "{joined}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,7 +2,8 @@
 // store into them, at most once per animation frame.
 
 import { describeJoinError } from '../client.js';
-import { setText, showError } from '../dom.js';
+import { h, setText, showError } from '../dom.js';
+import { isolated } from '../format.js';
 import { remember } from '../storage.js';
 import { charCount, displayNameProblem } from '../validate.js';
 import { MemberList } from './members.js';
@@ -241,7 +242,7 @@ export class AppView {
     const online = client.connection.online;
     el.messageInput.disabled = !room;
     el.sendButton.disabled = !room;
-    el.messageInput.placeholder = room ? `Message #${room.name}` : 'Join a room to write';
+    el.messageInput.placeholder = room ? `Message #${isolated(room.name)}` : 'Join a room to write';
     this.switchDraft(room);
 
     el.app.classList.toggle('no-room', !room);
@@ -252,8 +253,11 @@ export class AppView {
     this.members.render(room, store);
     this.messages.render(room, { me: store.me, online, isOwn: (m) => store.isOwn(m) });
 
-    setText(el.title, room ? `#${room.name}` : 'Welcome');
-    el.title.dir = 'auto';
+    const title = room ? `#${room.name}` : 'Welcome';
+    if (el.title.textContent !== title) {
+      // The room's name in a <bdi>: its direction stays its own.
+      el.title.replaceChildren(...(room ? ['#', h('bdi', {}, room.name)] : [title]));
+    }
     setText(el.subtitle, room ? this.subtitle(room) : 'Not in a room yet');
     el.leaveButton.hidden = !room;
     el.peopleButton.hidden = !room;
@@ -324,7 +328,7 @@ export class AppView {
   renderTitle() {
     const unread = this.store.totalUnread;
     const room = this.store.active;
-    const base = room === null ? 'Chat' : `#${room} · Chat`;
+    const base = room === null ? 'Chat' : `#${isolated(room)} · Chat`;
     const title = unread ? `(${unread}) ${base}` : base;
     if (document.title !== title) document.title = title;
   }

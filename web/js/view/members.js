@@ -1,6 +1,8 @@
-// Who is in the active room (presence), and who is typing there.
+// Who is in the active room (presence), and who is typing there. Names are
+// each in an element with `dir="auto"` or a <bdi>, so a right-to-left name
+// cannot reorder the words around it.
 
-import { h, reconcile, setText } from '../dom.js';
+import { h, reconcile } from '../dom.js';
 import { hueOf, initial, typingLine } from '../format.js';
 
 export class MemberList {
@@ -8,6 +10,7 @@ export class MemberList {
     this.list = list;
     this.typingLine = typingLineEl;
     this.sig = null;
+    this.typingSig = '';
   }
 
   render(room, store) {
@@ -23,7 +26,13 @@ export class MemberList {
     // While reconnecting the list is what it was, shown as such.
     this.list.classList.toggle('stale', Boolean(room) && !room.joined);
     const typing = room ? [...room.typing.values()].map((t) => t.user.name) : [];
-    setText(this.typingLine, typingLine(typing));
+    const typingSig = typing.join('\u0000');
+    if (typingSig !== this.typingSig) {
+      this.typingSig = typingSig;
+      this.typingLine.replaceChildren(
+        ...typingLine(typing).map((part) => (typeof part === 'string' ? part : h('bdi', {}, part.name))),
+      );
+    }
   }
 }
 

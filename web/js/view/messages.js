@@ -279,7 +279,7 @@ function topNode(room) {
   return h(
     'div',
     { class: 'history-edge start' },
-    h('strong', { dir: 'auto' }, `#${room.name}`),
+    h('strong', {}, '#', h('bdi', {}, room.name)),
     h('span', {}, 'This is the very beginning of the room.'),
   );
 }

@@ -4,7 +4,10 @@
 //! all): a transport asks [`auth`](crate::auth) for an [`Identity`] before
 //! it opens a session, and the core only applies what the identity says —
 //! the user id that ties several connections into one presence entry, and
-//! which rooms the user may join.
+//! which rooms the user may use: `Session::room` checks every request that
+//! names a room against [`RoomAccess`] (`forbidden`), not joins alone, so
+//! a room the user may not join cannot be read, written or typed in
+//! either.
 
 use chat_protocol::User;
 use rand::Rng;
@@ -32,7 +35,8 @@ impl Identity {
     }
 }
 
-/// Which rooms a user may join.
+/// Which rooms a user may join, send to, read the history of, type in
+/// and leave.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RoomAccess {
     Any,

@@ -314,7 +314,7 @@ pub struct Session {
     id: String,
     /// Encoded once: every `joined` reply of its rooms lists it.
     user: Arc<EncodedUser>,
-    /// The rooms this user may join at all.
+    /// The rooms this user may use at all (join, send, read, …).
     rooms: RoomAccess,
     outbox: Outbox,
     joined: HashSet<Arc<str>>,
@@ -404,29 +404,7 @@ impl Session {
             self.activity.touch();
         }
         let silent_on_success = matches!(envelope.request, Request::Typing { .. });
-        let result = match envelope.request {
-            Request::Join { room, since } => self.join(reference.clone(), room, since).await,
-            Request::Leave { room } => self.leave(reference.clone(), room),
-            Request::Send { room, text, id } => self.send(reference.clone(), room, text, id),
-            Request::History {
-                room,
-                before,
-                after,
-                limit,
-            } => {
-                self.history(reference.clone(), room, before, after, limit)
-                    .await
-            }
-            Request::Typing { room } => self.typing(room),
-            Request::Ping => {
-                self.outbox.reply(ServerFrame::Pong {
-                    reference: reference.clone(),
-                    ts: committer::now_ms(),
-                });
-                Ok(())
-            }
-        };
-        match result {
+        match self.dispatch(reference.clone(), envelope.request).await {
             Ok(()) => !silent_on_success,
             Err(invalid) => {
                 self.count_refusal();
@@ -437,9 +415,60 @@ impl Session {
         }
     }
 
-    fn room_name(&self, room: String) -> Result<Arc<str>, Invalid> {
-        validate::room(&room, self.hub.limits.max_room_chars)?;
-        Ok(Arc::from(room))
+    /// Runs one request. Every request that names a room has it through
+    /// [`Session::room`] before its handler sees it, so each is held to
+    /// the same rules and the same `rooms` claim.
+    async fn dispatch(&mut self, reference: Option<Ref>, request: Request) -> Result<(), Invalid> {
+        match request {
+            Request::Join { room, since } => {
+                let room = self.room(room)?;
+                self.join(reference, room, since).await
+            }
+            Request::Leave { room } => {
+                let room = self.room(room)?;
+                self.leave(reference, room)
+            }
+            Request::Send { room, text, id } => {
+                let room = self.room(room)?;
+                self.send(reference, room, text, id)
+            }
+            Request::History {
+                room,
+                before,
+                after,
+                limit,
+            } => {
+                let room = self.room(room)?;
+                self.history(reference, room, before, after, limit).await
+            }
+            Request::Typing { room } => {
+                let room = self.room(room)?;
+                self.typing(room)
+            }
+            Request::Ping => {
+                self.outbox.reply(ServerFrame::Pong {
+                    reference,
+                    ts: committer::now_ms(),
+                });
+                Ok(())
+            }
+        }
+    }
+
+    /// The room a request names, if this session may use it: a valid room
+    /// name (`invalid_room`) that the user's `rooms` claim allows
+    /// (`forbidden`). The one check for every request, so that reading,
+    /// writing, typing in and leaving a room are refused exactly where
+    /// joining it is.
+    fn room(&self, name: String) -> Result<Arc<str>, Invalid> {
+        validate::room(&name, self.hub.limits.max_room_chars)?;
+        if !self.rooms.allows(&name) {
+            return Err(Invalid {
+                code: ErrorCode::Forbidden,
+                message: format!("your token does not allow room `{name}`"),
+            });
+        }
+        Ok(Arc::from(name))
     }
 
     fn publish(&self, room: &Arc<str>, kind: EventKind, skip: Option<ConnId>) {
@@ -463,16 +492,9 @@ impl Session {
     async fn join(
         &mut self,
         reference: Option<Ref>,
-        room: String,
+        room: Arc<str>,
         since: Option<u64>,
     ) -> Result<(), Invalid> {
-        let room = self.room_name(room)?;
-        if !self.rooms.allows(&room) {
-            return Err(Invalid {
-                code: ErrorCode::Forbidden,
-                message: format!("your token does not allow room `{room}`"),
-            });
-        }
         let limit = self.hub.limits.max_rooms_per_connection;
         if !self.joined.contains(&room) && self.joined.len() >= limit {
             return Err(Invalid {
@@ -548,8 +570,7 @@ impl Session {
         Ok(())
     }
 
-    fn leave(&mut self, reference: Option<Ref>, room: String) -> Result<(), Invalid> {
-        let room = self.room_name(room)?;
+    fn leave(&mut self, reference: Option<Ref>, room: Arc<str>) -> Result<(), Invalid> {
         if self.joined.remove(&room) {
             if let Some(user) = self.hub.rooms.unregister(&room, self.outbox.conn()) {
                 self.announce(&room, PresenceEvent::Leave, &user);
@@ -566,12 +587,11 @@ impl Session {
     fn send(
         &mut self,
         reference: Option<Ref>,
-        room: String,
+        room: Arc<str>,
         text: String,
         id: Option<String>,
     ) -> Result<(), Invalid> {
         let received = Instant::now();
-        let room = self.room_name(room)?;
         validate::text(&text, self.hub.limits.max_text_chars)?;
         if let Some(id) = &id {
             validate::client_id(id)?;
@@ -617,12 +637,11 @@ impl Session {
     async fn history(
         &mut self,
         reference: Option<Ref>,
-        room: String,
+        room: Arc<str>,
         before: Option<u64>,
         after: Option<u64>,
         limit: Option<u64>,
     ) -> Result<(), Invalid> {
-        let room = self.room_name(room)?;
         let limit = match limit {
             None => HISTORY_DEFAULT,
             Some(0) => {
@@ -649,8 +668,7 @@ impl Session {
         Ok(())
     }
 
-    fn typing(&mut self, room: String) -> Result<(), Invalid> {
-        let room = self.room_name(room)?;
+    fn typing(&mut self, room: Arc<str>) -> Result<(), Invalid> {
         if !self.joined.contains(&room) {
             return Err(Invalid {
                 code: ErrorCode::NotJoined,

@@ -2,5 +2,6 @@
 //! [`Session`](crate::core::Session) calls and encodes what comes out of the
 //! connection's outbox.
 
+pub mod query;
 pub mod socketio;
 pub mod ws;

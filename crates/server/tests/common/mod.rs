@@ -1204,3 +1204,127 @@ impl Server {
             .collect()
     }
 }
+
+// ---------------------------------------------------------------------------
+// Socket.IO over a raw Engine.IO WebSocket
+// ---------------------------------------------------------------------------
+
+/// One Socket.IO connection spoken by hand: Engine.IO v4 opened directly on
+/// WebSocket (`/socket.io/?EIO=4&transport=websocket`), namespace `/`,
+/// every event emitted with an ack id so its reply comes back to it. For
+/// Rust tests that need Socket.IO next to `/ws` without Node.
+pub struct SocketIo {
+    ws: Ws,
+    /// The `welcome` event's payload.
+    pub welcome: Value,
+    next_ack: u64,
+}
+
+impl SocketIo {
+    /// Opens the transport with `query` added to the URL, sends the
+    /// namespace `CONNECT` with `auth`, and reads the welcome; `Err` with
+    /// the `connect_error` message when the server refuses who connects.
+    pub async fn connect(server: &Server, query: &str, auth: &Value) -> Result<SocketIo, String> {
+        let mut url = format!("ws://{}/socket.io/?EIO=4&transport=websocket", server.addr);
+        if !query.is_empty() {
+            url.push('&');
+            url.push_str(query);
+        }
+        let (ws, _) = tokio::time::timeout(RECV_TIMEOUT, tokio_tungstenite::connect_async(&url))
+            .await
+            .unwrap_or_else(|_| panic!("Socket.IO connect to {url} timed out"))
+            .unwrap_or_else(|e| panic!("Socket.IO connect to {url} failed: {e}"));
+        let mut client = SocketIo {
+            ws,
+            welcome: Value::Null,
+            next_ack: 0,
+        };
+        let open = client.recv_engine_packet().await;
+        assert!(open.starts_with("0{"), "Engine.IO open packet: {open}");
+        client.send_packet(&format!("0{auth}")).await;
+        // Socket.IO packets: `0` CONNECT, `4` CONNECT_ERROR, `2` EVENT.
+        let answer = client.recv_packet().await;
+        if let Some(refusal) = answer.strip_prefix('4') {
+            let refusal: Value = serde_json::from_str(refusal).expect("connect_error JSON");
+            return Err(refusal["message"].as_str().unwrap_or_default().to_owned());
+        }
+        assert!(
+            answer.starts_with("0{"),
+            "namespace CONNECT answer: {answer}"
+        );
+        let welcome = client.recv_packet().await;
+        let welcome: Value = welcome
+            .strip_prefix('2')
+            .and_then(|event| serde_json::from_str(event).ok())
+            .unwrap_or_else(|| panic!("welcome event: {welcome}"));
+        assert_eq!(welcome[0], "welcome", "first event: {welcome}");
+        client.welcome = welcome[1].clone();
+        Ok(client)
+    }
+
+    /// Emits `event` with `arg` and a callback; returns what the callback
+    /// receives (`{error: {code, message}}` for a refusal).
+    pub async fn call(&mut self, event: &str, arg: &Value) -> Value {
+        self.call_raw(&json!([event, arg]).to_string()).await
+    }
+
+    /// Emits an event given as its packet's JSON text (`["event", arg]`,
+    /// not necessarily what a library would write), with a callback;
+    /// returns what the callback receives.
+    pub async fn call_raw(&mut self, event_json: &str) -> Value {
+        self.next_ack += 1;
+        let ack = self.next_ack;
+        self.send_packet(&format!("2{ack}{event_json}")).await;
+        // `3<id>[args…]`: ACK.
+        let prefix = format!("3{ack}[");
+        loop {
+            let packet = self.recv_packet().await;
+            if let Some(rest) = packet.strip_prefix(&prefix) {
+                let args: Value =
+                    serde_json::from_str(&format!("[{rest}")).expect("ack arguments JSON");
+                return args[0].clone();
+            }
+        }
+    }
+
+    /// Sends a Socket.IO packet, as an Engine.IO message (`4…`).
+    async fn send_packet(&mut self, packet: &str) {
+        self.send_engine_packet(&format!("4{packet}")).await;
+    }
+
+    async fn send_engine_packet(&mut self, text: &str) {
+        tokio::time::timeout(RECV_TIMEOUT, self.ws.send(Message::text(text.to_owned())))
+            .await
+            .expect("sending a packet timed out")
+            .expect("sending a packet failed");
+    }
+
+    /// The next Socket.IO packet: the text of an Engine.IO message (`4…`).
+    async fn recv_packet(&mut self) -> String {
+        loop {
+            let text = self.recv_engine_packet().await;
+            if let Some(packet) = text.strip_prefix('4') {
+                return packet.to_owned();
+            }
+        }
+    }
+
+    /// The next Engine.IO packet; pings (`2`) are answered (`3`) on the way.
+    async fn recv_engine_packet(&mut self) -> String {
+        loop {
+            let next = tokio::time::timeout(RECV_TIMEOUT, self.ws.next())
+                .await
+                .unwrap_or_else(|_| panic!("no packet from the server within {RECV_TIMEOUT:?}"));
+            let text = match next {
+                Some(Ok(Message::Text(text))) => text.as_str().to_owned(),
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                other => panic!("expected an Engine.IO text packet, got {other:?}"),
+            };
+            if text == "2" {
+                self.send_engine_packet("3").await;
+            } else {
+                return text;
+            }
+        }
+    }
+}

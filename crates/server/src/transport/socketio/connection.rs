@@ -11,7 +11,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::Query;
 use axum::http::{HeaderMap, Uri};
 use chat_protocol::{ErrorCode, Ref, Request, RequestError, ServerFrame, validate};
 use engineioxide::{DisconnectReason, Str};
@@ -26,6 +25,7 @@ use super::{EngineSocket, Incoming, mapping};
 use crate::auth;
 use crate::core::{Dropped, Encoding, Identity, Outbound, OutboxQueue, OutboxReceiver, Session};
 use crate::server::AppState;
+use crate::transport::query::{self, BadQuery};
 
 /// How long a client has to send its namespace `CONNECT` after the
 /// transport opened (Socket.IO servers' `connectTimeout`).
@@ -100,34 +100,21 @@ struct Auth {
     token: Option<String>,
 }
 
-/// The handshake URL's query, the fallback for clients that cannot set
-/// `auth` (as `/ws` takes them). Not `Debug` either.
-#[derive(Deserialize)]
-struct HandshakeQuery {
-    name: Option<String>,
-    token: Option<String>,
-}
-
 /// What the handshake request says about who connects, kept (as a few
 /// small strings, not the request head) until the namespace `CONNECT`.
 /// Not `Debug`: it may hold a token.
-#[derive(Default)]
 pub(super) struct Credentials {
-    name: Option<String>,
-    token: Option<String>,
+    /// `?name=` and `?token=`, the fallback for clients that cannot set
+    /// `auth` (as `/ws` takes them), or why the query was refused.
+    query: Result<query::Credentials, BadQuery>,
     bearer: Option<String>,
 }
 
 impl Credentials {
     /// `?name=`, `?token=` and `Authorization: Bearer` of a request.
     pub(super) fn of(uri: &Uri, headers: &HeaderMap) -> Credentials {
-        let (name, token) = match Query::<HandshakeQuery>::try_from_uri(uri) {
-            Ok(Query(query)) => (query.name, query.token),
-            Err(_) => (None, None),
-        };
         Credentials {
-            name,
-            token,
+            query: query::credentials(uri.query()),
             bearer: auth::bearer_token(headers).map(str::to_owned),
         }
     }
@@ -177,7 +164,9 @@ pub(super) fn identify(
     let auth: Auth = CommonParser
         .decode_default(auth)
         .map_err(|_| "`auth` must be an object like {name, token}".to_owned())?;
-    let name = auth.name.or_else(|| credentials.name.clone());
+    // A query that cannot be read is refused even when `auth` says all.
+    let query = credentials.query.as_ref().map_err(BadQuery::to_string)?;
+    let name = auth.name.or_else(|| query.name.clone());
     if let Some(name) = &name {
         validate::display_name(name).map_err(|invalid| invalid.message)?;
     }
@@ -185,7 +174,7 @@ pub(super) fn identify(
         .token
         .as_deref()
         .or(credentials.bearer.as_deref())
-        .or(credentials.token.as_deref());
+        .or(query.token.as_deref());
     app.auth
         .authenticate(token, name)
         .map_err(|refused| match refused {

@@ -5,7 +5,10 @@
 //! In: an event's first argument is turned into the native JSON request it
 //! stands for and parsed by [`parse_request`], so both protocols share one
 //! parser, one set of checks and one set of error codes. The ack id, when
-//! the client passed a callback, becomes the request's `ref`.
+//! the client passed a callback, becomes the request's `ref`. The argument
+//! is read as [`UniqueKeys`], as native frames are: a key twice in one
+//! object is `bad_request` here too, where re-encoding it would otherwise
+//! have kept one of the two without a word.
 //!
 //! Out: a reply whose `ref` is an ack id goes to that callback as the reply
 //! without `type` (an error as `{error: {code, message}}`); a reply to a
@@ -17,7 +20,7 @@
 
 use chat_protocol::{
     ErrorCode, Members, Message, PresenceEvent, Ref, RequestError, ServerFrame, User,
-    request::{Envelope, parse_request},
+    request::{Envelope, UniqueKeys, parse_request},
 };
 use engineioxide::Str;
 use serde::Serialize;
@@ -64,12 +67,15 @@ pub fn request(data: &Str, ack: Option<i64>) -> Result<Envelope, RequestError> {
             )
         })?
         .to_owned();
-    let arg: Json = parser.decode_value(&mut value, true).map_err(|_| {
-        bad(
-            ErrorCode::BadRequest,
-            format!("`{event}` needs an argument"),
-        )
-    })?;
+    let arg: Json = parser
+        .decode_value(&mut value, true)
+        .map(|UniqueKeys(arg)| arg)
+        .map_err(|e| {
+            bad(
+                ErrorCode::BadRequest,
+                format!("`{event}`: missing or unreadable argument ({e})"),
+            )
+        })?;
     let (kind, fields) = match event.as_str() {
         "join" | "leave" | "typing" | "history" => (event.as_str(), room_fields(&event, arg)),
         "message" => ("send", message_fields(arg)),
@@ -574,6 +580,15 @@ mod tests {
         }
         let e = request_of(r#"["message",{"room":"r"}]"#, None).unwrap_err();
         assert!(e.message.contains("content"), "{}", e.message);
+        // A key twice in the argument, as in a native frame.
+        for data in [
+            r#"["join",{"room":"a","room":"b"}]"#,
+            r#"["message",{"room":"r","content":"x","extra":{"k":1,"k":2}}]"#,
+        ] {
+            let e = request_of(data, None).unwrap_err();
+            assert_eq!(e.code, ErrorCode::BadRequest, "{data}");
+            assert!(e.message.contains("appears twice"), "{}", e.message);
+        }
     }
 
     #[test]

@@ -25,14 +25,13 @@ use std::future::poll_fn;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Query, Request, State};
+use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use chat_protocol::{CloseCode, parse_request, validate};
 use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper_util::rt::TokioIo;
-use serde::Deserialize;
 use tokio::time::Instant;
 use tungstenite::protocol::WebSocketConfig;
 use tungstenite::{Error, Message};
@@ -40,6 +39,7 @@ use tungstenite::{Error, Message};
 use crate::auth;
 use crate::core::{Dropped, Encoding, Identity, Outbound};
 use crate::server::AppState;
+use crate::transport::query;
 use pump::{Next, Pump};
 use socket::WsSocket;
 
@@ -48,20 +48,12 @@ const READ_BUFFER: usize = 512;
 /// How long the final frames may take to go out.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// The upgrade URL's query. Not `Debug`: it may hold a token, which must
-/// never reach a log.
-#[derive(Deserialize)]
-pub struct ConnectParams {
-    name: Option<String>,
-    token: Option<String>,
-}
-
 /// `GET /ws`: checks the query and the credentials, and upgrades.
-pub async fn upgrade(
-    State(app): State<Arc<AppState>>,
-    Query(params): Query<ConnectParams>,
-    mut request: Request,
-) -> Response {
+pub async fn upgrade(State(app): State<Arc<AppState>>, mut request: Request) -> Response {
+    let params = match query::credentials(request.uri().query()) {
+        Ok(params) => params,
+        Err(bad) => return (StatusCode::BAD_REQUEST, bad.to_string()).into_response(),
+    };
     if let Some(name) = &params.name
         && let Err(invalid) = validate::display_name(name)
     {
