@@ -694,6 +694,10 @@ impl Client {
             loop {
                 match self.ws.next().await {
                     Some(Ok(Message::Close(frame))) => {
+                        // Reading on sends the reply and sees the server
+                        // close the connection: the close handshake, which
+                        // the server waits for.
+                        while let Some(Ok(_)) = self.ws.next().await {}
                         return Ended::Close(frame.map(|f| u16::from(f.code)));
                     }
                     Some(Ok(Message::Text(t))) => {
@@ -911,10 +915,33 @@ const OP_CLOSE: u8 = 0x8;
 impl SilentClient {
     /// Upgrades with `?name=<name>` and reads the welcome.
     pub async fn connect(server: &Server, name: &str) -> (SilentClient, Value) {
-        let addr = server.addr;
-        let mut stream = TcpStream::connect(addr).await.expect("connect");
+        let stream = TcpStream::connect(server.addr).await.expect("connect");
+        SilentClient::connect_over(stream, server.addr, name).await
+    }
+
+    /// Upgrades `stream`, a TCP connection to `addr`, with `?name=<name>`
+    /// and reads the welcome.
+    pub async fn connect_over(
+        stream: TcpStream,
+        addr: SocketAddr,
+        name: &str,
+    ) -> (SilentClient, Value) {
+        let mut client =
+            SilentClient::upgrade_over(stream, addr, &format!("/ws?name={name}")).await;
+        let welcome = client.recv_json().await;
+        assert_eq!(welcome["type"], "welcome", "{welcome}");
+        (client, welcome)
+    }
+
+    /// Opens a WebSocket at `target` (path and query) over `stream`, a TCP
+    /// connection to `addr`; reads nothing past the upgrade.
+    pub async fn upgrade_over(
+        mut stream: TcpStream,
+        addr: SocketAddr,
+        target: &str,
+    ) -> SilentClient {
         let request = format!(
-            "GET /ws?name={name} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\n\
+            "GET {target} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\n\
              Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
              Sec-WebSocket-Version: 13\r\n\r\n"
         );
@@ -935,9 +962,7 @@ impl SilentClient {
         let head = String::from_utf8_lossy(&client.buf[..head_end]).into_owned();
         assert!(head.starts_with("HTTP/1.1 101"), "upgrade refused: {head}");
         client.buf.drain(..head_end);
-        let welcome = client.recv_json().await;
-        assert_eq!(welcome["type"], "welcome", "{welcome}");
-        (client, welcome)
+        client
     }
 
     /// Reads more bytes into the buffer; false at the end of the stream.
@@ -1154,4 +1179,68 @@ pub fn msg_core(m: &Value) -> Value {
 
 pub fn msg_cores(messages: &[Value]) -> Vec<Value> {
     messages.iter().map(msg_core).collect()
+}
+
+// ---------------------------------------------------------------------------
+// Clients that fall behind (slow consumers, busy clients at shutdown)
+// ---------------------------------------------------------------------------
+
+/// A TCP connection to `addr` with a receive buffer of about `bytes` (set
+/// before connecting, so the window the client advertises is small from the
+/// start): once such a client stops reading, what the server sends it backs
+/// up on the server's side after a few KiB, not after the megabytes an
+/// auto-tuned buffer takes in.
+pub async fn tcp_connect_with_receive_buffer(addr: SocketAddr, bytes: u32) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().expect("a TCP socket");
+    socket
+        .set_recv_buffer_size(bytes)
+        .expect("set the receive buffer size");
+    tokio::time::timeout(RECV_TIMEOUT, socket.connect(addr))
+        .await
+        .expect("TCP connect timed out")
+        .expect("TCP connect")
+}
+
+impl SilentClient {
+    /// Reads what the server sends, at most `chunk` bytes every `pause`,
+    /// answering nothing, until the stream ends; panics if it has not ended
+    /// within `timeout`. `Ended::Close` if the last thing on the stream was
+    /// a whole close frame (with its code), else `Ended::Eof` saying what
+    /// came last. A consumer slower than its rooms reads like this.
+    pub async fn read_slowly_to_end(
+        &mut self,
+        chunk: usize,
+        pause: Duration,
+        timeout: Duration,
+    ) -> Ended {
+        let read = async {
+            let mut last = None;
+            let mut bytes = vec![0u8; chunk];
+            let end = loop {
+                while let Some((op, payload, used)) = parse_frame(&self.buf) {
+                    self.buf.drain(..used);
+                    last = Some((op, payload));
+                }
+                match self.stream.read(&mut bytes).await {
+                    Ok(0) => break "end of stream".to_owned(),
+                    Ok(n) => self.buf.extend_from_slice(&bytes[..n]),
+                    Err(e) => break e.to_string(),
+                }
+                tokio::time::sleep(pause).await;
+            };
+            match last {
+                Some((OP_CLOSE, payload)) if self.buf.is_empty() => Ended::Close(
+                    (payload.len() >= 2).then(|| u16::from_be_bytes([payload[0], payload[1]])),
+                ),
+                Some((op, _)) => Ended::Eof(format!(
+                    "{end} after a frame of opcode {op:#x} and {} bytes of no whole frame",
+                    self.buf.len()
+                )),
+                None => Ended::Eof(format!("{end} before any frame")),
+            }
+        };
+        tokio::time::timeout(timeout, read)
+            .await
+            .unwrap_or_else(|_| panic!("connection still open after {timeout:?}"))
+    }
 }

@@ -7,6 +7,10 @@
 //! goes to the engine's send queue, whose writer batches whatever is
 //! queued into one write; a full send queue means the client does not keep
 //! up, and the connection is dropped as too slow.
+//!
+//! Closing is the engine's: it writes what it had queued, then (over
+//! WebSocket) a close frame without a code, and waits for the socket as
+//! long as that takes; only shutdown waits here, for [`CLOSE_TIMEOUT`].
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,7 +35,7 @@ use crate::server::AppState;
 /// transport opened (Socket.IO servers' `connectTimeout`).
 pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(45);
 /// How long the final packets may take to go out at shutdown.
-pub(super) const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 /// Most outbox items moved per wake-up, so a busy room cannot keep the
 /// task from taking requests for long.
 pub(super) const MAX_BATCH: usize = 256;
