@@ -361,6 +361,31 @@ async fn a_slow_consumer_reads_its_1013_right_after_what_was_already_on_the_wire
 }
 
 #[tokio::test]
+async fn a_client_that_pings_without_reading_is_dropped_as_too_slow() {
+    // Pongs do not go through the outbound queue: each ping the server
+    // reads adds one to the connection's own output. A client that pings
+    // and never reads must be dropped like one whose queue is full, not
+    // grow that output for as long as it keeps sending.
+    let server = Server::start(SLOW_CONSUMER);
+    let stream = tcp_connect_with_receive_buffer(server.addr, 4096).await;
+    let (mut pinger, _) = SilentClient::connect_over(stream, server.addr, "pinger").await;
+    let mut batches = 0;
+    while !dropped_as_slow(&server).await {
+        // 20 MB of pongs at most, far beyond any bound on its output.
+        assert!(
+            batches < 160,
+            "a client that never reads 20 MB of pongs is still served"
+        );
+        pinger.send_pings(1000, 125).await;
+        batches += 1;
+    }
+    let ended = pinger
+        .read_slowly_to_end(64 * 1024, Duration::ZERO, RECV_TIMEOUT)
+        .await;
+    assert_eq!(ended, Ended::Close(Some(1013)));
+}
+
+#[tokio::test]
 async fn sigterm_under_load_closes_every_connection_with_1001() {
     // 60 clients in 12 rooms, each sending a message every 100 ms and
     // reading what comes. A quarter are busy: every 40 frames they stop
@@ -493,4 +518,48 @@ impl Chatter {
         sending.abort();
         ended
     }
+}
+
+/// A raw WebSocket on Socket.IO's direct path, through a small receive
+/// window; nothing read yet (the Engine.IO open packet waits).
+async fn socket_io_over_small_window(server: &Server, name: &str) -> SilentClient {
+    let stream = tcp_connect_with_receive_buffer(server.addr, 4096).await;
+    let target = format!("/socket.io/?EIO=4&transport=websocket&name={name}");
+    SilentClient::upgrade_over(stream, server.addr, &target).await
+}
+
+#[tokio::test]
+async fn a_socket_io_client_that_pings_without_reading_is_dropped_as_too_slow() {
+    // Each Engine.IO ping ("2" and a payload) is answered with a pong
+    // carrying the same payload, queued directly on the connection's
+    // output: one 8 KB ping costs the server 8 KB for as long as the client
+    // does not read.
+    let server = Server::start(SLOW_CONSUMER);
+    let mut client = socket_io_over_small_window(&server, "pinger").await;
+    client.send_texts("40", 1).await; // the namespace CONNECT
+    let ping = format!("2{}", "p".repeat(8000));
+    let mut batches = 0;
+    while !dropped_as_slow(&server).await {
+        assert!(batches < 100, "80 MB of unread pongs and still served");
+        client.send_texts(&ping, 100).await;
+        batches += 1;
+    }
+    let ended = client
+        .read_slowly_to_end(64 * 1024, Duration::ZERO, RECV_TIMEOUT)
+        .await;
+    assert_eq!(ended, Ended::Close(Some(1013)));
+}
+
+#[tokio::test]
+async fn a_socket_io_client_that_pings_before_connecting_is_dropped_as_too_slow() {
+    // The same before the namespace CONNECT, which a client may put off
+    // for up to 45 s: no session yet, so no metric; the close tells.
+    let server = Server::start(SLOW_CONSUMER);
+    let mut client = socket_io_over_small_window(&server, "early").await;
+    let ping = format!("2{}", "p".repeat(8000));
+    client.send_texts(&ping, 100).await;
+    let ended = client
+        .read_slowly_to_end(64 * 1024, Duration::ZERO, RECV_TIMEOUT)
+        .await;
+    assert_eq!(ended, Ended::Close(Some(1013)));
 }

@@ -1201,7 +1201,41 @@ pub async fn tcp_connect_with_receive_buffer(addr: SocketAddr, bytes: u32) -> Tc
         .expect("TCP connect")
 }
 
+/// Opcode of a WebSocket ping.
+const OP_PING: u8 = 0x9;
+
 impl SilentClient {
+    /// Writes `count` pings of `payload` bytes (at most 125) in one go.
+    pub async fn send_pings(&mut self, count: usize, payload: usize) {
+        self.send_repeated(OP_PING, &vec![b'p'; payload], count)
+            .await;
+    }
+
+    /// Writes `count` text frames of `text` in one go.
+    pub async fn send_texts(&mut self, text: &str, count: usize) {
+        self.send_repeated(OP_TEXT, text.as_bytes(), count).await;
+    }
+
+    /// Writes `count` frames of `op` and `payload`, masked as a client must.
+    async fn send_repeated(&mut self, op: u8, payload: &[u8], count: usize) {
+        let mask = [0x11, 0x22, 0x33, 0x44];
+        let mut frame = vec![0x80 | op];
+        match payload.len() {
+            n if n < 126 => frame.push(0x80 | n as u8),
+            n => {
+                frame.push(0x80 | 126);
+                frame.extend_from_slice(&u16::try_from(n).expect("under 64 KiB").to_be_bytes());
+            }
+        }
+        frame.extend_from_slice(&mask);
+        frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        let frames = frame.repeat(count);
+        tokio::time::timeout(RECV_TIMEOUT, self.stream.write_all(&frames))
+            .await
+            .expect("writing frames timed out")
+            .expect("write frames");
+    }
+
     /// Reads what the server sends, at most `chunk` bytes every `pause`,
     /// answering nothing, until the stream ends; panics if it has not ended
     /// within `timeout`. `Ended::Close` if the last thing on the stream was

@@ -246,8 +246,10 @@ async fn serve(
                 Some(Incoming::Event { data, ack }) => {
                     // Boxed: the handler's state would otherwise sit in
                     // every idle connection's task, used or not.
-                    let mut sink = socket;
-                    if let Err(Refused::Closed) = Box::pin(handle(&mut sink, session, rx, &data, ack)).await {
+                    let typing_ack = Box::pin(handle(session, &data, ack)).await;
+                    if let Some(typing_ack) = typing_ack
+                        && let Err(Refused::Closed) = after_queued(socket, rx, typing_ack)
+                    {
                         return Hangup::Gone;
                     }
                 }
@@ -274,19 +276,14 @@ impl PacketSink for &EngineSocket {
 
 /// Handles one event. Every request has exactly one answer for a client
 /// that passed a callback; the core answers all but an accepted `typing`,
-/// which is answered here, after whatever the outbox already holds.
-pub(super) async fn handle<S: PacketSink>(
-    sink: &mut S,
-    session: &mut Session,
-    outbox: &mut OutboxQueue,
-    data: &Str,
-    ack: Option<i64>,
-) -> Result<(), Refused> {
+/// whose acknowledgement this returns, for the transport to send after
+/// whatever the outbox already holds.
+pub(super) async fn handle(session: &mut Session, data: &Str, ack: Option<i64>) -> Option<Str> {
     let envelope = match mapping::request(data, ack) {
         Ok(envelope) => envelope,
         Err(error) => {
             session.reject(error);
-            return Ok(());
+            return None;
         }
     };
     let typing_room = match (&envelope.request, ack) {
@@ -294,13 +291,22 @@ pub(super) async fn handle<S: PacketSink>(
         _ => None,
     };
     let answered = session.handle_reporting(envelope).await;
-    if let (false, Some(room), Some(id)) = (answered, typing_room, ack) {
-        while let Ok(item) = outbox.try_recv() {
-            forward(sink, item)?;
-        }
-        sink.send_packet(mapping::acknowledge_room(id, &room))?;
+    match (answered, typing_room, ack) {
+        (false, Some(room), Some(id)) => Some(mapping::acknowledge_room(id, &room)),
+        _ => None,
     }
-    Ok(())
+}
+
+/// Sends `packet` after everything the outbox holds now.
+fn after_queued(
+    mut socket: &EngineSocket,
+    outbox: &mut OutboxQueue,
+    packet: Str,
+) -> Result<(), Refused> {
+    while let Ok(item) = outbox.try_recv() {
+        forward(&mut socket, item)?;
+    }
+    send(socket, packet)
 }
 
 /// Refuses an event with binary attachments.

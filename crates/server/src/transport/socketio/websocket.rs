@@ -22,7 +22,8 @@
 //!
 //! A connection ends as a `/ws` one does ([`ws::end`]): 1013 ahead of its
 //! discarded backlog when too slow, 1001 after its queue and with the close
-//! handshake at shutdown.
+//! handshake at shutdown. Before the namespace `CONNECT` there is no outbox
+//! yet, but its output is bounded the same way.
 //!
 //! Polling, and polling upgraded to WebSocket, stay with the engine.
 
@@ -46,7 +47,7 @@ use super::connection::{self, Credentials, PacketSink, Refused};
 use super::{Classified, Incoming, MAX_ATTACHMENTS, classify, mapping};
 use crate::core::{Dropped, Identity, Outbound, Session};
 use crate::server::AppState;
-use crate::transport::ws::pump::{Next, OUTPUT_HIGH_WATER, Pump, heartbeat_ticks};
+use crate::transport::ws::pump::{Next, OUTPUT_HIGH_WATER, OUTPUT_SLACK, Pump, heartbeat_ticks};
 use crate::transport::ws::socket::{SocketEvent, WsSocket};
 use crate::transport::ws::{self, handshake};
 use crate::transport::ws::{Ending, Hangup, hangup_for};
@@ -249,6 +250,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         let deadline = tokio::time::sleep(connection::CONNECT_TIMEOUT);
         tokio::pin!(deadline);
         loop {
+            // No outbox yet, but answers to what the client sends (pongs)
+            // pile up all the same if it does not read: the same bound as
+            // once connected.
+            if self.socket.pending() > OUTPUT_HIGH_WATER + OUTPUT_SLACK {
+                return Err(Ending::TooSlow);
+            }
             let incoming = tokio::select! {
                 biased;
                 () = app.hub.disconnecting() => return Err(Ending::Shutdown),
@@ -318,11 +325,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 Read::Nothing => {}
                 Read::End(hangup) => return Ending::Close(hangup),
                 Read::Incoming(Incoming::Event { data, ack }) => {
-                    let outbox = &mut pump.outbox().rx;
                     // Boxed: the handler's state would otherwise sit in
                     // every idle connection's task, used or not.
-                    let handled = connection::handle(&mut self.socket, session, outbox, &data, ack);
-                    let _ = Box::pin(handled).await;
+                    let typing_ack = Box::pin(connection::handle(session, &data, ack)).await;
+                    if let Some(typing_ack) = typing_ack {
+                        pump.queue_all_queued(&mut self.socket, &mut forward);
+                        self.send(typing_ack);
+                    }
                 }
                 Read::Incoming(Incoming::Binary { ack }) => connection::reject_binary(session, ack),
                 // The client leaves the namespace: close the transport too
