@@ -100,6 +100,7 @@ fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
     };
     // Lets a restarted server bind while old connections sit in TIME_WAIT.
     socket.set_reuseaddr(true)?;
+    socket.set_send_buffer_size(transport::SOCKET_SEND_BUFFER)?;
     socket.bind(addr)?;
     socket.listen(LISTEN_BACKLOG)
 }

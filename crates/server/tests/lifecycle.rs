@@ -291,3 +291,275 @@ async fn a_burst_larger_than_the_output_buffer_is_all_answered() {
     assert!(replies.iter().all(|r| r["type"] == "ack"), "{replies:?}");
     client.assert_alive().await;
 }
+
+/// Flags for the slow-consumer tests: no heartbeat within the test (so a
+/// client is dropped for falling behind, never for not answering pings),
+/// a small outbound queue, no send rate limit.
+const SLOW_CONSUMER: &[&str] = &[
+    "--heartbeat-ms",
+    "300000",
+    "--outbound-queue",
+    "16",
+    "--send-rate",
+    "100000",
+    "--send-burst",
+    "100000",
+];
+
+/// Whether the server has dropped a connection as too slow yet.
+async fn dropped_as_slow(server: &Server) -> bool {
+    let metrics = server.get("/metrics").await.body;
+    metric_value(&metrics, "chat_slow_consumers_dropped_total").unwrap_or(0.0) >= 1.0
+}
+
+#[tokio::test]
+async fn a_slow_consumer_reads_its_1013_right_after_what_was_already_on_the_wire() {
+    let server = Server::start(SLOW_CONSUMER);
+    // A consumer that reads, but far slower than its room: 8 KiB every
+    // 50 ms at most, through a small receive window.
+    let stream = tcp_connect_with_receive_buffer(server.addr, 4096).await;
+    let (mut slow, _) = SilentClient::connect_over(stream, server.addr, "slow").await;
+    slow.send_json(&json!({"type": "join", "room": "flood", "ref": 1}))
+        .await;
+    assert_eq!(slow.recv_json().await["type"], "joined");
+    let reading = tokio::spawn(async move {
+        let started = Instant::now();
+        let ended = slow
+            .read_slowly_to_end(8 * 1024, Duration::from_millis(50), RECV_TIMEOUT * 3)
+            .await;
+        (ended, started.elapsed())
+    });
+
+    // Flood the room (4 KB messages, in windows small enough for the
+    // flooder's own queue) until the server drops the slow one.
+    let mut flooder = server.client("flooder").await;
+    flooder.join("flood").await;
+    let text = "x".repeat(4000);
+    let mut windows = 0;
+    while !dropped_as_slow(&server).await {
+        assert!(windows < 25_000, "no consumer dropped after 100 MB");
+        let window = (0..4)
+            .map(|_| json!({"type": "send", "room": "flood", "text": text}))
+            .collect();
+        for reply in flooder.blast(window).await {
+            assert_eq!(reply["type"], "ack", "{reply}");
+        }
+        windows += 1;
+    }
+
+    // What it had queued on the server is dropped: what the kernel already
+    // held comes first (a few KiB), then the close frame, then the end of
+    // the stream. Before, the close followed megabytes of stale messages
+    // and never made it: the socket was closed first.
+    let (ended, took) = reading.await.expect("the slow reader");
+    assert_eq!(
+        ended,
+        Ended::Close(Some(1013)),
+        "a slow consumer's stream must end with its close frame (after {took:?})"
+    );
+    flooder.assert_alive().await;
+}
+
+#[tokio::test]
+async fn a_client_that_pings_without_reading_is_dropped_as_too_slow() {
+    // Pongs do not go through the outbound queue: each ping the server
+    // reads adds one to the connection's own output. A client that pings
+    // and never reads must be dropped like one whose queue is full, not
+    // grow that output for as long as it keeps sending.
+    let server = Server::start(SLOW_CONSUMER);
+    let stream = tcp_connect_with_receive_buffer(server.addr, 4096).await;
+    let (mut pinger, _) = SilentClient::connect_over(stream, server.addr, "pinger").await;
+    let mut batches = 0;
+    while !dropped_as_slow(&server).await {
+        // 20 MB of pongs at most, far beyond any bound on its output.
+        assert!(
+            batches < 160,
+            "a client that never reads 20 MB of pongs is still served"
+        );
+        pinger.send_pings(1000, 125).await;
+        batches += 1;
+    }
+    let ended = pinger
+        .read_slowly_to_end(64 * 1024, Duration::ZERO, RECV_TIMEOUT)
+        .await;
+    assert_eq!(ended, Ended::Close(Some(1013)));
+}
+
+#[tokio::test]
+async fn sigterm_under_load_closes_every_connection_with_1001() {
+    // 60 clients in 12 rooms, each sending a message every 100 ms and
+    // reading what comes. A quarter are busy: every 40 frames they stop
+    // reading for 400 ms (they keep up on average: about 60 frames a second
+    // come), through a small receive window, and they send all the while,
+    // so that at the signal the server has output waiting for them, and
+    // input from them it has not read.
+    let mut server = Server::start(NO_RATE_LIMIT);
+    let (joined_tx, mut joined_rx) = tokio::sync::mpsc::channel(60);
+    let chatters: Vec<_> = (0..60)
+        .map(|i| {
+            let chatter = Chatter {
+                name: format!("c{i}"),
+                room: format!("r{}", i % 12),
+                busy: i % 4 == 0,
+            };
+            tokio::spawn(chatter.run(server.addr, joined_tx.clone()))
+        })
+        .collect();
+    for _ in 0..60 {
+        tokio::time::timeout(RECV_TIMEOUT, joined_rx.recv())
+            .await
+            .expect("every client joins");
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let signalled = Instant::now();
+    server.sigterm();
+
+    let mut endings = Vec::new();
+    for (i, chatter) in chatters.into_iter().enumerate() {
+        endings.push((i, chatter.await.expect("a client task")));
+    }
+    let wrong: Vec<_> = endings
+        .iter()
+        .filter(|(_, ended)| *ended != Ended::Close(Some(1001)))
+        .collect();
+    assert!(
+        wrong.is_empty(),
+        "every client must get the close frame 1001 (busy ones are c0, c4, …): {wrong:?}"
+    );
+    let deadline = signalled + Duration::from_secs(10);
+    let status = server
+        .wait_exit(deadline.saturating_duration_since(Instant::now()))
+        .expect("server still running 10 s after SIGTERM");
+    assert!(status.success(), "exit status after SIGTERM: {status}");
+}
+
+/// One client of the shutdown test: joins `room`, then sends and reads
+/// until the connection ends.
+struct Chatter {
+    name: String,
+    room: String,
+    /// Stops reading now and then, through a small receive window.
+    busy: bool,
+}
+
+impl Chatter {
+    async fn run(self, addr: std::net::SocketAddr, joined: tokio::sync::mpsc::Sender<()>) -> Ended {
+        use futures_util::{SinkExt, StreamExt};
+        use tokio_tungstenite::tungstenite::Message;
+
+        let stream = if self.busy {
+            tcp_connect_with_receive_buffer(addr, 4096).await
+        } else {
+            tokio::net::TcpStream::connect(addr).await.expect("connect")
+        };
+        let url = format!("ws://{addr}/ws?name={}", self.name);
+        let (ws, _) = tokio_tungstenite::client_async(url, stream)
+            .await
+            .expect("WebSocket handshake");
+        let (mut sink, mut frames) = ws.split();
+        let join = json!({"type": "join", "room": self.room, "ref": "join"});
+        sink.send(Message::text(join.to_string()))
+            .await
+            .expect("send join");
+        loop {
+            match frames.next().await {
+                Some(Ok(Message::Text(t))) if t.as_str().contains(r#""type":"joined""#) => break,
+                Some(Ok(_)) => continue,
+                other => panic!("{} ended before joining: {other:?}", self.name),
+            }
+        }
+        let _ = joined.send(()).await;
+
+        // Sends until a send fails (the server has closed, or we have its
+        // close frame): a message every 100 ms, and a busy client sends an
+        // unsolicited pong (which asks for nothing back) every 5 ms in
+        // between, so the server has input from it at any moment.
+        let room = self.room.clone();
+        let busy = self.busy;
+        let sending = tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(Duration::from_millis(5));
+            for tick in 0u64.. {
+                ticks.tick().await;
+                let frame = if tick.is_multiple_of(20) {
+                    let send = json!({"type": "send", "room": room, "text": "b".repeat(1000)});
+                    Message::text(send.to_string())
+                } else if busy {
+                    Message::Pong(Default::default())
+                } else {
+                    continue;
+                };
+                if sink.send(frame).await.is_err() {
+                    return;
+                }
+            }
+        });
+        let mut read = 0u64;
+        let ended = loop {
+            match frames.next().await {
+                Some(Ok(Message::Close(frame))) => {
+                    // Reading on sends the reply (the close handshake) and
+                    // sees the server close the connection.
+                    let _ = tokio::time::timeout(RECV_TIMEOUT, async {
+                        while let Some(Ok(_)) = frames.next().await {}
+                    })
+                    .await;
+                    break Ended::Close(frame.map(|f| u16::from(f.code)));
+                }
+                Some(Ok(_)) => {
+                    read += 1;
+                    if self.busy && read.is_multiple_of(40) {
+                        tokio::time::sleep(Duration::from_millis(400)).await;
+                    }
+                }
+                Some(Err(e)) => break Ended::Eof(e.to_string()),
+                None => break Ended::Eof("stream ended".into()),
+            }
+        };
+        sending.abort();
+        ended
+    }
+}
+
+/// A raw WebSocket on Socket.IO's direct path, through a small receive
+/// window; nothing read yet (the Engine.IO open packet waits).
+async fn socket_io_over_small_window(server: &Server, name: &str) -> SilentClient {
+    let stream = tcp_connect_with_receive_buffer(server.addr, 4096).await;
+    let target = format!("/socket.io/?EIO=4&transport=websocket&name={name}");
+    SilentClient::upgrade_over(stream, server.addr, &target).await
+}
+
+#[tokio::test]
+async fn a_socket_io_client_that_pings_without_reading_is_dropped_as_too_slow() {
+    // Each Engine.IO ping ("2" and a payload) is answered with a pong
+    // carrying the same payload, queued directly on the connection's
+    // output: one 8 KB ping costs the server 8 KB for as long as the client
+    // does not read.
+    let server = Server::start(SLOW_CONSUMER);
+    let mut client = socket_io_over_small_window(&server, "pinger").await;
+    client.send_texts("40", 1).await; // the namespace CONNECT
+    let ping = format!("2{}", "p".repeat(8000));
+    let mut batches = 0;
+    while !dropped_as_slow(&server).await {
+        assert!(batches < 100, "80 MB of unread pongs and still served");
+        client.send_texts(&ping, 100).await;
+        batches += 1;
+    }
+    let ended = client
+        .read_slowly_to_end(64 * 1024, Duration::ZERO, RECV_TIMEOUT)
+        .await;
+    assert_eq!(ended, Ended::Close(Some(1013)));
+}
+
+#[tokio::test]
+async fn a_socket_io_client_that_pings_before_connecting_is_dropped_as_too_slow() {
+    // The same before the namespace CONNECT, which a client may put off
+    // for up to 45 s: no session yet, so no metric; the close tells.
+    let server = Server::start(SLOW_CONSUMER);
+    let mut client = socket_io_over_small_window(&server, "early").await;
+    let ping = format!("2{}", "p".repeat(8000));
+    client.send_texts(&ping, 100).await;
+    let ended = client
+        .read_slowly_to_end(64 * 1024, Duration::ZERO, RECV_TIMEOUT)
+        .await;
+    assert_eq!(ended, Ended::Close(Some(1013)));
+}

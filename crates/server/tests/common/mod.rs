@@ -727,6 +727,10 @@ impl Client {
             loop {
                 match self.ws.next().await {
                     Some(Ok(Message::Close(frame))) => {
+                        // Reading on sends the reply and sees the server
+                        // close the connection: the close handshake, which
+                        // the server waits for.
+                        while let Some(Ok(_)) = self.ws.next().await {}
                         return Ended::Close(frame.map(|f| u16::from(f.code)));
                     }
                     Some(Ok(Message::Text(t))) => {
@@ -944,10 +948,33 @@ const OP_CLOSE: u8 = 0x8;
 impl SilentClient {
     /// Upgrades with `?name=<name>` and reads the welcome.
     pub async fn connect(server: &Server, name: &str) -> (SilentClient, Value) {
-        let addr = server.addr;
-        let mut stream = TcpStream::connect(addr).await.expect("connect");
+        let stream = TcpStream::connect(server.addr).await.expect("connect");
+        SilentClient::connect_over(stream, server.addr, name).await
+    }
+
+    /// Upgrades `stream`, a TCP connection to `addr`, with `?name=<name>`
+    /// and reads the welcome.
+    pub async fn connect_over(
+        stream: TcpStream,
+        addr: SocketAddr,
+        name: &str,
+    ) -> (SilentClient, Value) {
+        let mut client =
+            SilentClient::upgrade_over(stream, addr, &format!("/ws?name={name}")).await;
+        let welcome = client.recv_json().await;
+        assert_eq!(welcome["type"], "welcome", "{welcome}");
+        (client, welcome)
+    }
+
+    /// Opens a WebSocket at `target` (path and query) over `stream`, a TCP
+    /// connection to `addr`; reads nothing past the upgrade.
+    pub async fn upgrade_over(
+        mut stream: TcpStream,
+        addr: SocketAddr,
+        target: &str,
+    ) -> SilentClient {
         let request = format!(
-            "GET /ws?name={name} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\n\
+            "GET {target} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\n\
              Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
              Sec-WebSocket-Version: 13\r\n\r\n"
         );
@@ -968,9 +995,7 @@ impl SilentClient {
         let head = String::from_utf8_lossy(&client.buf[..head_end]).into_owned();
         assert!(head.starts_with("HTTP/1.1 101"), "upgrade refused: {head}");
         client.buf.drain(..head_end);
-        let welcome = client.recv_json().await;
-        assert_eq!(welcome["type"], "welcome", "{welcome}");
-        (client, welcome)
+        client
     }
 
     /// Reads more bytes into the buffer; false at the end of the stream.
@@ -1326,5 +1351,103 @@ impl SocketIo {
                 return text;
             }
         }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Clients that fall behind (slow consumers, busy clients at shutdown)
+// ---------------------------------------------------------------------------
+
+/// A TCP connection to `addr` with a receive buffer of about `bytes` (set
+/// before connecting, so the window the client advertises is small from the
+/// start): once such a client stops reading, what the server sends it backs
+/// up on the server's side after a few KiB, not after the megabytes an
+/// auto-tuned buffer takes in.
+pub async fn tcp_connect_with_receive_buffer(addr: SocketAddr, bytes: u32) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().expect("a TCP socket");
+    socket
+        .set_recv_buffer_size(bytes)
+        .expect("set the receive buffer size");
+    tokio::time::timeout(RECV_TIMEOUT, socket.connect(addr))
+        .await
+        .expect("TCP connect timed out")
+        .expect("TCP connect")
+}
+
+/// Opcode of a WebSocket ping.
+const OP_PING: u8 = 0x9;
+
+impl SilentClient {
+    /// Writes `count` pings of `payload` bytes (at most 125) in one go.
+    pub async fn send_pings(&mut self, count: usize, payload: usize) {
+        self.send_repeated(OP_PING, &vec![b'p'; payload], count)
+            .await;
+    }
+
+    /// Writes `count` text frames of `text` in one go.
+    pub async fn send_texts(&mut self, text: &str, count: usize) {
+        self.send_repeated(OP_TEXT, text.as_bytes(), count).await;
+    }
+
+    /// Writes `count` frames of `op` and `payload`, masked as a client must.
+    async fn send_repeated(&mut self, op: u8, payload: &[u8], count: usize) {
+        let mask = [0x11, 0x22, 0x33, 0x44];
+        let mut frame = vec![0x80 | op];
+        match payload.len() {
+            n if n < 126 => frame.push(0x80 | n as u8),
+            n => {
+                frame.push(0x80 | 126);
+                frame.extend_from_slice(&u16::try_from(n).expect("under 64 KiB").to_be_bytes());
+            }
+        }
+        frame.extend_from_slice(&mask);
+        frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        let frames = frame.repeat(count);
+        tokio::time::timeout(RECV_TIMEOUT, self.stream.write_all(&frames))
+            .await
+            .expect("writing frames timed out")
+            .expect("write frames");
+    }
+
+    /// Reads what the server sends, at most `chunk` bytes every `pause`,
+    /// answering nothing, until the stream ends; panics if it has not ended
+    /// within `timeout`. `Ended::Close` if the last thing on the stream was
+    /// a whole close frame (with its code), else `Ended::Eof` saying what
+    /// came last. A consumer slower than its rooms reads like this.
+    pub async fn read_slowly_to_end(
+        &mut self,
+        chunk: usize,
+        pause: Duration,
+        timeout: Duration,
+    ) -> Ended {
+        let read = async {
+            let mut last = None;
+            let mut bytes = vec![0u8; chunk];
+            let end = loop {
+                while let Some((op, payload, used)) = parse_frame(&self.buf) {
+                    self.buf.drain(..used);
+                    last = Some((op, payload));
+                }
+                match self.stream.read(&mut bytes).await {
+                    Ok(0) => break "end of stream".to_owned(),
+                    Ok(n) => self.buf.extend_from_slice(&bytes[..n]),
+                    Err(e) => break e.to_string(),
+                }
+                tokio::time::sleep(pause).await;
+            };
+            match last {
+                Some((OP_CLOSE, payload)) if self.buf.is_empty() => Ended::Close(
+                    (payload.len() >= 2).then(|| u16::from_be_bytes([payload[0], payload[1]])),
+                ),
+                Some((op, _)) => Ended::Eof(format!(
+                    "{end} after a frame of opcode {op:#x} and {} bytes of no whole frame",
+                    self.buf.len()
+                )),
+                None => Ended::Eof(format!("{end} before any frame")),
+            }
+        };
+        tokio::time::timeout(timeout, read)
+            .await
+            .unwrap_or_else(|_| panic!("connection still open after {timeout:?}"))
     }
 }

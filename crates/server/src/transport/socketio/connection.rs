@@ -7,6 +7,10 @@
 //! goes to the engine's send queue, whose writer batches whatever is
 //! queued into one write; a full send queue means the client does not keep
 //! up, and the connection is dropped as too slow.
+//!
+//! Closing is the engine's: it writes what it had queued, then (over
+//! WebSocket) a close frame without a code, and waits for the socket as
+//! long as that takes; only shutdown waits here, for [`CLOSE_TIMEOUT`].
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,7 +35,7 @@ use crate::transport::query::{self, BadQuery};
 /// transport opened (Socket.IO servers' `connectTimeout`).
 pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(45);
 /// How long the final packets may take to go out at shutdown.
-pub(super) const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 /// Most outbox items moved per wake-up, so a busy room cannot keep the
 /// task from taking requests for long.
 pub(super) const MAX_BATCH: usize = 256;
@@ -231,8 +235,10 @@ async fn serve(
                 Some(Incoming::Event { data, ack }) => {
                     // Boxed: the handler's state would otherwise sit in
                     // every idle connection's task, used or not.
-                    let mut sink = socket;
-                    if let Err(Refused::Closed) = Box::pin(handle(&mut sink, session, rx, &data, ack)).await {
+                    let typing_ack = Box::pin(handle(session, &data, ack)).await;
+                    if let Some(typing_ack) = typing_ack
+                        && let Err(Refused::Closed) = after_queued(socket, rx, typing_ack)
+                    {
                         return Hangup::Gone;
                     }
                 }
@@ -259,19 +265,14 @@ impl PacketSink for &EngineSocket {
 
 /// Handles one event. Every request has exactly one answer for a client
 /// that passed a callback; the core answers all but an accepted `typing`,
-/// which is answered here, after whatever the outbox already holds.
-pub(super) async fn handle<S: PacketSink>(
-    sink: &mut S,
-    session: &mut Session,
-    outbox: &mut OutboxQueue,
-    data: &Str,
-    ack: Option<i64>,
-) -> Result<(), Refused> {
+/// whose acknowledgement this returns, for the transport to send after
+/// whatever the outbox already holds.
+pub(super) async fn handle(session: &mut Session, data: &Str, ack: Option<i64>) -> Option<Str> {
     let envelope = match mapping::request(data, ack) {
         Ok(envelope) => envelope,
         Err(error) => {
             session.reject(error);
-            return Ok(());
+            return None;
         }
     };
     let typing_room = match (&envelope.request, ack) {
@@ -279,13 +280,22 @@ pub(super) async fn handle<S: PacketSink>(
         _ => None,
     };
     let answered = session.handle_reporting(envelope).await;
-    if let (false, Some(room), Some(id)) = (answered, typing_room, ack) {
-        while let Ok(item) = outbox.try_recv() {
-            forward(sink, item)?;
-        }
-        sink.send_packet(mapping::acknowledge_room(id, &room))?;
+    match (answered, typing_room, ack) {
+        (false, Some(room), Some(id)) => Some(mapping::acknowledge_room(id, &room)),
+        _ => None,
     }
-    Ok(())
+}
+
+/// Sends `packet` after everything the outbox holds now.
+fn after_queued(
+    mut socket: &EngineSocket,
+    outbox: &mut OutboxQueue,
+    packet: Str,
+) -> Result<(), Refused> {
+    while let Ok(item) = outbox.try_recv() {
+        forward(&mut socket, item)?;
+    }
+    send(socket, packet)
 }
 
 /// Refuses an event with binary attachments.

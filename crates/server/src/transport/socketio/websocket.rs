@@ -20,6 +20,11 @@
 //! intervals of going silent, as on `/ws`. The client, in turn, gives up on
 //! a server whose ping does not come within `pingInterval + pingTimeout`.
 //!
+//! A connection ends as a `/ws` one does ([`ws::end`]): 1013 ahead of its
+//! discarded backlog when too slow, 1001 after its queue and with the close
+//! handshake at shutdown. Before the namespace `CONNECT` there is no outbox
+//! yet, but its output is bounded the same way.
+//!
 //! Polling, and polling upgraded to WebSocket, stay with the engine.
 
 use std::future::poll_fn;
@@ -42,12 +47,10 @@ use super::connection::{self, Credentials, PacketSink, Refused};
 use super::{Classified, Incoming, MAX_ATTACHMENTS, classify, mapping};
 use crate::core::{Dropped, Identity, Outbound, Session};
 use crate::server::AppState;
-use crate::transport::ws::pump::{Next, OUTPUT_HIGH_WATER, Pump, heartbeat_ticks};
+use crate::transport::ws::pump::{Next, OUTPUT_HIGH_WATER, OUTPUT_SLACK, Pump, heartbeat_ticks};
 use crate::transport::ws::socket::{SocketEvent, WsSocket};
 use crate::transport::ws::{self, handshake};
-use crate::transport::ws::{Hangup, hangup_for};
-
-const TOO_SLOW: &str = "too slow for this room's traffic; resume with join and since";
+use crate::transport::ws::{Ending, Hangup, hangup_for};
 
 /// Whether `request` opens Engine.IO v4 directly on WebSocket: `GET`,
 /// `EIO=4`, `transport=websocket`, no `sid` (with a `sid` it upgrades a
@@ -106,7 +109,7 @@ where
     conn.socket
         .queue_text(open_packet(app.heartbeat, app.max_frame_bytes).as_bytes());
     let mut ticks = heartbeat_ticks(app.heartbeat);
-    let hangup = match conn.handshake(&app, &credentials, &mut ticks).await {
+    let ending = match conn.handshake(&app, &credentials, &mut ticks).await {
         Ok(identity) => {
             drop(credentials);
             let (mut session, outbox) = app.hub.connect(identity);
@@ -114,24 +117,19 @@ where
             let sid = session.id().to_owned();
             conn.send(mapping::connected(&sid));
             conn.send(mapping::reply(&session.welcome(app.heartbeat)));
-            let hangup = conn.serve(&mut session, &mut pump).await;
-            tracing::debug!(session = sid, ?hangup, "Socket.IO connection ended");
+            let ending = conn.serve(&mut session, &mut pump).await;
+            tracing::debug!(session = sid, ?ending, "Socket.IO connection ended");
             // Leave rooms (and announce it) before the goodbye, which may
             // be slow.
             drop(session);
-            hangup
+            ending
         }
-        Err(hangup) => hangup,
+        Err(ending) => ending,
     };
     // Closing the transport, not the namespace: the client reconnects by
     // itself (after a shutdown, elsewhere), and resumes with `join` +
-    // `since`. Our close frame, or the reply to the client's.
-    conn.socket.queue_close(hangup);
-    let _ = tokio::time::timeout(
-        connection::CLOSE_TIMEOUT,
-        poll_fn(|cx| conn.socket.poll_flush(cx)),
-    )
-    .await;
+    // `since`. The same goodbye as on `/ws`.
+    ws::end(&mut conn.socket, ending).await;
 }
 
 /// Engine.IO's open packet. The `sid` names the transport session (the
@@ -244,18 +242,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         app: &AppState,
         credentials: &Credentials,
         ticks: &mut Interval,
-    ) -> Result<Identity, Hangup> {
+    ) -> Result<Identity, Ending> {
         let deadline = tokio::time::sleep(connection::CONNECT_TIMEOUT);
         tokio::pin!(deadline);
         loop {
+            // No outbox yet, but answers to what the client sends (pongs)
+            // pile up all the same if it does not read: the same bound as
+            // once connected.
+            if self.socket.pending() > OUTPUT_HIGH_WATER + OUTPUT_SLACK {
+                return Err(Ending::TooSlow);
+            }
             let incoming = tokio::select! {
                 biased;
-                () = app.hub.disconnecting() => {
-                    return Err(close(CloseCode::GoingAway, "server shutting down"));
-                }
+                () = app.hub.disconnecting() => return Err(Ending::Shutdown),
                 () = &mut deadline => {
                     tracing::debug!("no Socket.IO CONNECT in time; closing");
-                    return Err(close(CloseCode::Policy, "no Socket.IO CONNECT in time"));
+                    return Err(Ending::Close(close(CloseCode::Policy, "no Socket.IO CONNECT in time")));
                 }
                 message = poll_fn(|cx| self.socket.poll_io(cx, OUTPUT_HIGH_WATER)) => {
                     match message {
@@ -265,12 +267,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                     }
                 }
                 _ = ticks.tick() => {
-                    self.heartbeat()?;
+                    self.heartbeat().map_err(Ending::Close)?;
                     continue;
                 }
             };
             match incoming {
-                Read::End(hangup) => return Err(hangup),
+                Read::End(hangup) => return Err(Ending::Close(hangup)),
                 Read::Incoming(Incoming::Connect(auth)) => {
                     match connection::identify(app, credentials, auth.as_ref()) {
                         Ok(identity) => return Ok(identity),
@@ -291,47 +293,47 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     /// The connected loop, as `/ws`'s ([`Pump`]): hang-up reasons, the
     /// socket, the outbox (while the output buffer is below its mark), the
     /// heartbeat.
-    async fn serve(&mut self, session: &mut Session, pump: &mut Pump) -> Hangup {
+    async fn serve(&mut self, session: &mut Session, pump: &mut Pump) -> Ending {
         loop {
             let next = poll_fn(|cx| pump.poll_next(cx, &mut self.socket, &mut forward)).await;
             let read = match next {
                 Next::Message(message) => self.read(Ok(message)),
                 Next::Failed(error) => self.read(Err(error)),
-                Next::Dropped(Dropped::SlowConsumer) => {
-                    return close(CloseCode::Overloaded, TOO_SLOW);
-                }
+                Next::Dropped(Dropped::SlowConsumer) => return Ending::TooSlow,
                 Next::Dropped(Dropped::Kicked) => {
-                    return close(CloseCode::Policy, crate::transport::ws::KICKED);
+                    return Ending::Close(close(CloseCode::Policy, ws::KICKED));
                 }
                 Next::Dropped(Dropped::Idle) => {
-                    return close(CloseCode::Normal, crate::transport::ws::IDLE);
+                    return Ending::Close(close(CloseCode::Normal, ws::IDLE));
                 }
                 Next::Dropped(Dropped::Shutdown) => {
                     // Acks of sends committed during shutdown are queued:
                     // let them out before saying goodbye.
                     pump.queue_all_queued(&mut self.socket, &mut forward);
-                    return close(CloseCode::GoingAway, "server shutting down");
+                    return Ending::Shutdown;
                 }
                 Next::Tick => match self.heartbeat() {
                     Ok(()) => continue,
-                    Err(hangup) => return hangup,
+                    Err(hangup) => return Ending::Close(hangup),
                 },
             };
             match read {
                 Read::Nothing => {}
-                Read::End(hangup) => return hangup,
+                Read::End(hangup) => return Ending::Close(hangup),
                 Read::Incoming(Incoming::Event { data, ack }) => {
-                    let outbox = &mut pump.outbox().rx;
                     // Boxed: the handler's state would otherwise sit in
                     // every idle connection's task, used or not.
-                    let handled = connection::handle(&mut self.socket, session, outbox, &data, ack);
-                    let _ = Box::pin(handled).await;
+                    let typing_ack = Box::pin(connection::handle(session, &data, ack)).await;
+                    if let Some(typing_ack) = typing_ack {
+                        pump.queue_all_queued(&mut self.socket, &mut forward);
+                        self.send(typing_ack);
+                    }
                 }
                 Read::Incoming(Incoming::Binary { ack }) => connection::reject_binary(session, ack),
                 // The client leaves the namespace: close the transport too
                 // (it has no other namespace here).
                 Read::Incoming(Incoming::Disconnect) => {
-                    return close(CloseCode::Normal, "disconnected");
+                    return Ending::Close(close(CloseCode::Normal, "disconnected"));
                 }
                 // Already connected: a repeated CONNECT changes nothing.
                 Read::Incoming(Incoming::Connect(_)) => {}

@@ -19,7 +19,7 @@ use tungstenite::Message;
 use tungstenite::protocol::WebSocketConfig;
 
 use super::socket::{SocketEvent, WsSocket};
-use super::{CLOSE_TIMEOUT, Hangup, READ_BUFFER, handshake, hangup_for};
+use super::{Ending, Hangup, READ_BUFFER, end, handshake, hangup_for};
 use crate::server::AppState;
 
 /// The largest message (and frame) echoed: Autobahn's 9.x cases send up to
@@ -82,6 +82,5 @@ where
             Ok(Err(e)) => break hangup_for(e),
         }
     };
-    socket.queue_close(hangup);
-    let _ = tokio::time::timeout(CLOSE_TIMEOUT, poll_fn(|cx| socket.poll_flush(cx))).await;
+    end(&mut socket, Ending::Close(hangup)).await;
 }

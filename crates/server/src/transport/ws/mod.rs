@@ -15,6 +15,15 @@
 //! that exists only while there is something to write ([`socket`]). Under
 //! load, everything queued in the outbox is formatted into one buffer and
 //! written with one syscall.
+//!
+//! How a connection ends (`Ending`, `end`) is shared with Socket.IO's
+//! WebSocket path. Every close is a handshake: our close frame, then
+//! reading (and ignoring) what the client still sends until its close
+//! frame, then the socket is closed. Closing with unread input would reset
+//! the connection and drop whatever the kernel had not sent yet, the close
+//! frame among it: busy clients saw 1006 instead of 1001 at shutdown. A
+//! connection dropped as too slow has its queued output discarded first,
+//! so that its 1013 is not stuck behind the backlog that got it dropped.
 
 pub mod echo;
 pub(crate) mod handshake;
@@ -45,8 +54,13 @@ use socket::WsSocket;
 
 /// Initial read buffer per connection: client frames are small requests.
 const READ_BUFFER: usize = 512;
-/// How long the final frames may take to go out.
+/// How long the last frames and the close handshake may take when the
+/// connection ends for any reason but shutdown or slowness.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long a connection dropped as too slow is kept for its close frame
+/// to go out and be answered: the frame goes out once the client reads
+/// what the kernel already holds for it.
+const TOO_SLOW_GRACE: Duration = Duration::from_secs(2);
 
 /// `GET /ws`: checks the query and the credentials, and upgrades.
 pub async fn upgrade(State(app): State<Arc<AppState>>, mut request: Request) -> Response {
@@ -113,9 +127,57 @@ fn hangup(code: CloseCode, reason: &'static str) -> Hangup {
 }
 
 const TOO_SLOW: &str = "too slow for this room's traffic; resume with join and since";
+const SHUTTING_DOWN: &str = "server shutting down";
 /// Close reasons for `Dropped::Kicked` (1008) and `Dropped::Idle` (1000).
 pub(crate) const KICKED: &str = "disconnected by the server's operator";
 pub(crate) const IDLE: &str = "idle timeout";
+
+/// How a connection ends, once its task stops serving it.
+#[derive(Debug)]
+pub(crate) enum Ending {
+    /// Whatever is queued, then our close frame (`Some`) or the reply to
+    /// the client's (`None`); the close handshake gets [`CLOSE_TIMEOUT`].
+    Close(Hangup),
+    /// Dropped as too slow (1013). What is queued is stale by now and
+    /// would only delay the close frame behind it: it is discarded, so the
+    /// close frame is the first thing written once the kernel takes bytes
+    /// again, and the client reads it right after what the kernel already
+    /// held. The handshake gets [`TOO_SLOW_GRACE`].
+    TooSlow,
+    /// The server is shutting down (1001): after everything queued (acks of
+    /// the last commits among it), a close handshake with no limit of its
+    /// own. `Server::serve` waits for the connections up to
+    /// `--shutdown-timeout-ms`, and the process exits then.
+    Shutdown,
+}
+
+/// Says goodbye: queues the close frame `ending` calls for and runs the
+/// close handshake ([`WsSocket::poll_close`]) within its time limit. The
+/// socket is closed when the caller drops it, after this.
+pub(crate) async fn end<S>(socket: &mut WsSocket<S>, ending: Ending)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let (close, limit) = match ending {
+        Ending::Close(hangup) => (hangup, Some(CLOSE_TIMEOUT)),
+        Ending::TooSlow => {
+            socket.discard_unsent();
+            (
+                hangup(CloseCode::Overloaded, TOO_SLOW),
+                Some(TOO_SLOW_GRACE),
+            )
+        }
+        Ending::Shutdown => (hangup(CloseCode::GoingAway, SHUTTING_DOWN), None),
+    };
+    socket.queue_close(close);
+    let handshake = poll_fn(|cx| socket.poll_close(cx));
+    match limit {
+        Some(limit) => {
+            let _ = tokio::time::timeout(limit, handshake).await;
+        }
+        None => handshake.await,
+    }
+}
 
 async fn serve<S>(app: Arc<AppState>, mut socket: WsSocket<S>, identity: Identity)
 where
@@ -127,7 +189,7 @@ where
     socket.queue_text(session.welcome(heartbeat).to_json().as_bytes());
     let mut last_heard = Instant::now();
 
-    let hangup = loop {
+    let ending = loop {
         let next = poll_fn(|cx| pump.poll_next(cx, &mut socket, &mut queue)).await;
         if let Next::Message(_) = next {
             last_heard = Instant::now();
@@ -149,40 +211,38 @@ where
                 }
             }
             Next::Message(Message::Binary(_)) => {
-                break hangup(
+                break Ending::Close(hangup(
                     CloseCode::Unsupported,
                     "binary frames are not accepted; send JSON text",
-                );
+                ));
             }
             Next::Message(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => {}
-            Next::Message(Message::Close(_)) => break None,
-            Next::Failed(e) => break hangup_for(e),
-            Next::Dropped(Dropped::SlowConsumer) => {
-                break hangup(CloseCode::Overloaded, TOO_SLOW);
-            }
+            Next::Message(Message::Close(_)) => break Ending::Close(None),
+            Next::Failed(e) => break Ending::Close(hangup_for(e)),
+            Next::Dropped(Dropped::SlowConsumer) => break Ending::TooSlow,
             Next::Dropped(Dropped::Shutdown) => {
                 // Acks of sends committed during shutdown are queued: let
                 // them out before saying goodbye.
                 pump.queue_all_queued(&mut socket, &mut queue);
-                break hangup(CloseCode::GoingAway, "server shutting down");
+                break Ending::Shutdown;
             }
-            Next::Dropped(Dropped::Kicked) => break hangup(CloseCode::Policy, KICKED),
-            Next::Dropped(Dropped::Idle) => break hangup(CloseCode::Normal, IDLE),
+            Next::Dropped(Dropped::Kicked) => {
+                break Ending::Close(hangup(CloseCode::Policy, KICKED));
+            }
+            Next::Dropped(Dropped::Idle) => break Ending::Close(hangup(CloseCode::Normal, IDLE)),
             Next::Tick => {
                 if last_heard.elapsed() >= heartbeat * 2 {
-                    break hangup(CloseCode::GoingAway, "heartbeat timeout");
+                    break Ending::Close(hangup(CloseCode::GoingAway, "heartbeat timeout"));
                 }
                 if socket.queue_ping().is_err() {
-                    break None;
+                    break Ending::Close(None);
                 }
             }
         }
     };
     // Leave rooms (and announce it) before the goodbye, which may be slow.
     drop(session);
-    // Our close frame, or the reply to the client's.
-    socket.queue_close(hangup);
-    let _ = tokio::time::timeout(CLOSE_TIMEOUT, poll_fn(|cx| socket.poll_flush(cx))).await;
+    end(&mut socket, ending).await;
 }
 
 fn queue<S>(socket: &mut WsSocket<S>, item: Outbound)

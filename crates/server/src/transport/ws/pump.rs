@@ -12,6 +12,12 @@
 //! own waker, which records that it fired before waking the task, and a
 //! wake-up polls only the sources that fired, plus the write side when
 //! there is output.
+//!
+//! It also bounds the connection's own output. Outbox items stop being
+//! taken at [`OUTPUT_HIGH_WATER`], so a client that does not read fills its
+//! outbox and is dropped as too slow; but reading goes on, and what a read
+//! adds directly (a pong for each ping) is capped by [`OUTPUT_SLACK`], past
+//! which the connection is marked too slow as well.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -30,6 +36,13 @@ use crate::core::{Dropped, Outbound, OutboxReceiver};
 /// until the socket drains: a client that does not read fills its outbox and
 /// is dropped as too slow, instead of growing the output buffer.
 pub(crate) const OUTPUT_HIGH_WATER: usize = 64 * 1024;
+/// How far output may grow past the high-water mark (and past the outbox
+/// item that crossed it) by what does not come from the outbox: pongs, and
+/// Socket.IO's answers to Engine.IO pings, one for each such frame the
+/// client sends. Reading goes on while output waits, so a client that keeps
+/// sending those and never reads would grow the buffer without bound;
+/// beyond this it is dropped as too slow, like one whose outbox is full.
+pub(crate) const OUTPUT_SLACK: usize = 16 * 1024;
 /// Most outbox items formatted per wake-up, so one busy connection cannot
 /// keep its task from reading for long.
 const MAX_BATCH: usize = 256;
@@ -59,6 +72,9 @@ pub(crate) struct Pump {
     /// The outbox was left unread because output reached the high-water
     /// mark; it is read again once the socket drains.
     outbox_paused: bool,
+    /// Output beyond this is too much: the high-water mark plus the slack,
+    /// raised to allow for an outbox item that crossed the mark.
+    output_limit: usize,
 }
 
 impl Pump {
@@ -82,13 +98,8 @@ impl Pump {
             timer_waker: source_waker::<TIMER>(&wakeups),
             wakeups,
             outbox_paused: false,
+            output_limit: OUTPUT_HIGH_WATER + OUTPUT_SLACK,
         }
-    }
-
-    /// The outbox, for a transport that must drain it itself (an ack that
-    /// has to follow what is queued).
-    pub(crate) fn outbox(&mut self) -> &mut OutboxReceiver {
-        &mut self.outbox
     }
 
     /// Moves output from the outbox to `socket` (each item formatted by
@@ -107,6 +118,11 @@ impl Pump {
         // Registered before the sources are looked at, so one that fires in
         // between still wakes the task.
         self.wakeups.task.register(cx.waker());
+        // What the task queued since the last call (answers to what it
+        // read, a heartbeat ping) is not from the outbox.
+        if self.output_over_limit(socket.pending()) {
+            self.outbox.dropped.mark_slow();
+        }
         if let Poll::Ready(reason) = self.outbox.dropped.poll(cx) {
             return Poll::Ready(Next::Dropped(reason));
         }
@@ -166,7 +182,9 @@ impl Pump {
                 return;
             }
             match self.outbox.rx.poll_recv(&mut outbox_cx) {
-                Poll::Ready(Some(item)) => format(socket, item),
+                Poll::Ready(Some(item)) => {
+                    format_item(&mut self.output_limit, socket, format, item);
+                }
                 Poll::Ready(None) | Poll::Pending => {
                     self.outbox_paused = false;
                     return;
@@ -178,15 +196,46 @@ impl Pump {
         self.wakeups.fire(OUTBOX);
     }
 
-    /// Everything queued now, regardless of limits: the last output before
-    /// a shutdown.
+    /// Everything queued now, regardless of the high-water mark: the last
+    /// output before a shutdown, or what must precede a reply the transport
+    /// sends itself.
     pub(crate) fn queue_all_queued<S, F>(&mut self, socket: &mut WsSocket<S>, format: &mut F)
     where
+        S: AsyncRead + AsyncWrite + Unpin,
         F: FnMut(&mut WsSocket<S>, Outbound),
     {
         while let Ok(item) = self.outbox.rx.try_recv() {
-            format(socket, item);
+            format_item(&mut self.output_limit, socket, format, item);
         }
+    }
+
+    /// Whether output is past its limit (see [`OUTPUT_SLACK`]).
+    fn output_over_limit(&mut self, pending: usize) -> bool {
+        reset_drained_limit(&mut self.output_limit, pending);
+        pending > self.output_limit
+    }
+}
+
+/// Formats one outbox item and allows for it in `output_limit`: what the
+/// outbox holds is bounded by its own capacity, whatever its items weigh.
+fn format_item<S, F>(
+    output_limit: &mut usize,
+    socket: &mut WsSocket<S>,
+    format: &mut F,
+    item: Outbound,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+    F: FnMut(&mut WsSocket<S>, Outbound),
+{
+    reset_drained_limit(output_limit, socket.pending());
+    format(socket, item);
+    *output_limit = (*output_limit).max(socket.pending() + OUTPUT_SLACK);
+}
+
+/// Output below the high-water mark has drained: the limit starts over.
+fn reset_drained_limit(output_limit: &mut usize, pending: usize) {
+    if pending < OUTPUT_HIGH_WATER {
+        *output_limit = OUTPUT_HIGH_WATER + OUTPUT_SLACK;
     }
 }
 

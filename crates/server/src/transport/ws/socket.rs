@@ -9,6 +9,11 @@
 //! into a buffer that is released once written, and tungstenite's own
 //! output (pongs, close frames) is routed into that same buffer, which keeps
 //! every frame in order on the wire.
+//!
+//! Owning the buffer also lets a connection that is dropped as too slow
+//! discard what has not started to go out, keeping whole the one frame the
+//! kernel has part of ([`WsSocket::discard_unsent`]), so its close frame is
+//! next on the wire; [`WsSocket::poll_close`] then runs the close handshake.
 
 use std::io::{self, Read, Write};
 use std::pin::Pin;
@@ -43,6 +48,9 @@ pub struct WsSocket<S> {
     out: Vec<u8>,
     /// How much of `out` has reached the socket.
     written: usize,
+    /// Reading failed: tungstenite must not read again (its input buffer
+    /// may be full of a frame it refused).
+    read_failed: bool,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> WsSocket<S> {
@@ -56,6 +64,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsSocket<S> {
             protocol: WebSocketContext::new(Role::Server, Some(config)),
             out: Vec::new(),
             written: 0,
+            read_failed: false,
         }
     }
 
@@ -116,6 +125,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsSocket<S> {
 
     /// Queues our close frame, or the reply to the client's close.
     pub fn queue_close(&mut self, close: Option<(u16, &'static str)>) {
+        // A pong tungstenite holds back would otherwise follow the close.
+        self.take_protocol_output();
         let mut sink = self.sink(None);
         // Errors mean the handshake already went past the point where we
         // may send a close; there is nothing left to queue then.
@@ -131,13 +142,28 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsSocket<S> {
         };
     }
 
+    /// Moves what tungstenite holds back into our output: the pong to a
+    /// ping it has just read waits there for its next read or write.
+    fn take_protocol_output(&mut self) {
+        let mut sink = self.sink(None);
+        // An error means the connection is closed: nothing is held back.
+        let _ = sink.protocol.flush(&mut sink.bridge);
+    }
+
     /// The next message from the client. Reading may queue a pong or a
     /// close reply; the caller flushes.
     fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Result<Message, Error>> {
+        if self.read_failed {
+            return Poll::Ready(Err(Error::AlreadyClosed));
+        }
         let mut sink = self.sink(Some(cx));
         match sink.protocol.read(&mut sink.bridge) {
             Err(Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => Poll::Pending,
-            other => Poll::Ready(other),
+            Err(e) => {
+                self.read_failed = true;
+                Poll::Ready(Err(e))
+            }
+            Ok(message) => Poll::Ready(Ok(message)),
         }
     }
 
@@ -169,6 +195,63 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsSocket<S> {
                 Poll::Ready(Ok(SocketEvent::Drained))
             }
             Poll::Pending => Poll::Pending,
+        }
+    }
+
+    /// Drops the queued output that has not started to go out, so that what
+    /// is queued next (a close frame) goes out first. A frame already partly
+    /// written is kept whole: cut, the rest of the stream would not parse.
+    pub fn discard_unsent(&mut self) {
+        self.take_protocol_output();
+        let in_flight_end = self.end_of_frame_in_flight();
+        self.out.truncate(in_flight_end);
+        if self.written == self.out.len() {
+            self.written = 0;
+            self.out = Vec::new();
+        }
+    }
+
+    /// Where the frame that `written` falls in ends: `out` holds whole
+    /// frames only, back to back from its start.
+    fn end_of_frame_in_flight(&self) -> usize {
+        let mut end = 0;
+        while end < self.written {
+            let mut header = io::Cursor::new(&self.out[end..]);
+            match FrameHeader::parse(&mut header) {
+                Ok(Some((_, payload))) => end += header.position() as usize + payload as usize,
+                // Not one of our frames: keep everything rather than cut one.
+                _ => return self.out.len(),
+            }
+        }
+        end
+    }
+
+    /// The close handshake, once our close frame (or the reply to the
+    /// client's) is queued: writes what is queued and reads, discarding
+    /// whatever the client still sends, until the client's close has been
+    /// read and everything is written, or the connection fails.
+    ///
+    /// Reading matters as much as writing: a socket closed with unread
+    /// input is reset (RST), and a reset throws away what the kernel had
+    /// not sent yet, the close frame among it.
+    pub fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        loop {
+            // Reading the client's close may queue the reply to it.
+            let read = self.poll_next(cx);
+            let flushed = if self.pending() > 0 {
+                self.poll_flush(cx)
+            } else {
+                Poll::Ready(Ok(()))
+            };
+            match (read, flushed) {
+                (_, Poll::Ready(Err(_))) => return Poll::Ready(()),
+                // Sent before the client saw our close: nobody will act on it.
+                (Poll::Ready(Ok(_)), _) => continue,
+                // The handshake is over (tungstenite reports the end of a
+                // closed connection as an error), or the connection broke.
+                (Poll::Ready(Err(_)), Poll::Ready(Ok(()))) => return Poll::Ready(()),
+                _ => return Poll::Pending,
+            }
         }
     }
 
