@@ -4,8 +4,8 @@
 //! page too. The suite starts its own servers; see tests/browser/harness.js.
 //!
 //! Needs Node.js and Chromium (`/usr/bin/chromium`, or `CHROMIUM_PATH`), and
-//! runs `npm ci` when `tests/browser/node_modules` is missing; see
-//! `node_suite` for what happens when they are missing.
+//! runs `npm ci` when `tests/browser/node_modules` is missing. `#[ignore]`d:
+//! `scripts/test` installs what it needs and runs it; see `node_suite`.
 //!
 //! Screenshots land in `ci-artifacts/` at the repository root.
 
@@ -14,17 +14,15 @@ mod node_suite;
 use node_suite::Suite;
 
 #[test]
+#[ignore = "needs Node.js, npm and Chromium: scripts/test installs them"]
 fn web_page_in_chromium() {
     let suite = Suite::new("the browser tests", "browser");
     let chromium = Suite::chromium();
-    if !suite.has_node()
-        || !suite.require(
-            chromium.exists(),
-            &format!("no Chromium at {}", chromium.display()),
-        )
-        || !suite.installed(&suite.dir, "playwright-core")
-    {
-        return;
-    }
+    suite.require_node();
+    suite.require(
+        chromium.exists(),
+        &format!("no Chromium at {}", chromium.display()),
+    );
+    suite.install(&suite.dir, "playwright-core");
     suite.run(&[]);
 }

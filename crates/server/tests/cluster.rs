@@ -20,8 +20,10 @@
 //! PostgreSQL comes from `CHAT_TEST_DATABASE_URL` (default
 //! `postgres://postgres@127.0.0.1:5432/test`), Redis from
 //! `CHAT_TEST_REDIS_URL` (default `redis://127.0.0.1:6379/`); each test
-//! uses a schema and a key prefix of its own, removed at the end. Without
-//! them the tests skip, except with `CI=true`, where they fail.
+//! uses a schema and a key prefix of its own, removed at the end. The tests
+//! that need these services are `#[ignore]`d, so a bare `cargo nextest run`
+//! reports them as skipped, by name; `scripts/test` provides the services
+//! and runs them, and there a missing service fails them.
 
 mod common;
 
@@ -41,17 +43,10 @@ const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379/";
 /// 1.33 times this.
 const NODE_TTL_MS: u64 = 2000;
 
-fn ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true")
-}
-
-/// Skips the test (or fails it under CI=true) when a service is missing.
-fn missing(what: &str, why: &str) {
-    assert!(
-        !ci(),
-        "{what} is unavailable ({why}) and CI=true: cannot skip"
-    );
-    eprintln!("skipping: {what} is unavailable ({why})");
+/// A service these tests need is missing: they run only when asked
+/// (`#[ignore]`d; `scripts/test` provides the services), so that fails.
+fn missing(what: &str, why: &str) -> ! {
+    panic!("{what} is unavailable ({why}); scripts/test sets up what these tests need")
 }
 
 /// Runs `work` on a runtime of its own on another thread (for cleanup in
@@ -81,7 +76,7 @@ struct Cluster {
 }
 
 impl Cluster {
-    async fn new() -> Option<Cluster> {
+    async fn new() -> Cluster {
         Cluster::with_redis(
             std::env::var("CHAT_TEST_REDIS_URL").unwrap_or_else(|_| DEFAULT_REDIS_URL.into()),
         )
@@ -89,32 +84,25 @@ impl Cluster {
     }
 
     /// `redis_url`: the shared test Redis, or a private one.
-    async fn with_redis(redis_url: String) -> Option<Cluster> {
+    async fn with_redis(redis_url: String) -> Cluster {
         let db_url =
             std::env::var("CHAT_TEST_DATABASE_URL").unwrap_or_else(|_| DEFAULT_DB_URL.into());
         let connect = tokio_postgres::connect(&db_url, NoTls);
         match tokio::time::timeout(Duration::from_secs(5), connect).await {
             Ok(Ok(_)) => {}
-            Ok(Err(e)) => {
-                missing(&format!("PostgreSQL at {db_url}"), &e.to_string());
-                return None;
-            }
-            Err(_) => {
-                missing(&format!("PostgreSQL at {db_url}"), "timed out");
-                return None;
-            }
+            Ok(Err(e)) => missing(&format!("PostgreSQL at {db_url}"), &e.to_string()),
+            Err(_) => missing(&format!("PostgreSQL at {db_url}"), "timed out"),
         }
         if let Err(why) = redis_ping(&redis_url).await {
             missing(&format!("Redis at {redis_url}"), &why);
-            return None;
         }
         let id = ulid::Ulid::new().to_string().to_lowercase();
-        Some(Cluster {
+        Cluster {
             db_url,
             schema: format!("t_{id}"),
             redis_url,
             prefix: format!("test:{id}:"),
-        })
+        }
     }
 
     fn args_with_ttl(&self, node_ttl_ms: u64, extra: &[&str]) -> Vec<String> {
@@ -271,12 +259,11 @@ fn ids(messages: &[Value]) -> Vec<&str> {
 }
 
 #[tokio::test]
+#[ignore = "needs PostgreSQL, Redis, redis-server and nginx: scripts/test provides them"]
 async fn three_nodes_deliver_every_room_in_one_gapless_order() {
     const ROOMS: [&str; 2] = ["lobby", "聊天室"];
     const PER_SENDER: usize = 240;
-    let Some(cluster) = Cluster::new().await else {
-        return;
-    };
+    let cluster = Cluster::new().await;
     let nodes: Vec<Server> = (0..3).map(|_| cluster.node(&[])).collect();
     let mut receivers = Vec::new();
     for (n, node) in nodes.iter().enumerate() {
@@ -350,10 +337,9 @@ async fn three_nodes_deliver_every_room_in_one_gapless_order() {
 }
 
 #[tokio::test]
+#[ignore = "needs PostgreSQL, Redis, redis-server and nginx: scripts/test provides them"]
 async fn presence_is_cluster_wide_and_a_killed_node_s_users_leave_everywhere() {
-    let Some(cluster) = Cluster::new().await else {
-        return;
-    };
+    let cluster = Cluster::new().await;
     // Heartbeat 5 s: the contract's bound for a dead node's leaves is two
     // heartbeats; the node TTL (2 s) makes it about 2.7 s.
     const HEARTBEAT_MS: u64 = 5000;
@@ -427,11 +413,10 @@ async fn send_until_dead(c: &mut Client, frames: Vec<Value>, acks: &std::sync::M
 }
 
 #[tokio::test]
+#[ignore = "needs PostgreSQL, Redis, redis-server and nginx: scripts/test provides them"]
 async fn a_node_killed_mid_traffic_its_clients_resume_elsewhere_and_nothing_acked_is_missing() {
     const ROOM: &str = "busy";
-    let Some(cluster) = Cluster::new().await else {
-        return;
-    };
+    let cluster = Cluster::new().await;
     let node_a = cluster.node(&[]);
     let node_b = cluster.node(&[]);
     let mut node_c = cluster.node(&[]);
@@ -533,7 +518,7 @@ struct PrivateRedis {
 }
 
 impl PrivateRedis {
-    fn start() -> Option<PrivateRedis> {
+    fn start() -> PrivateRedis {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
@@ -545,9 +530,8 @@ impl PrivateRedis {
         };
         if let Err(why) = redis.spawn() {
             missing("redis-server", &why);
-            return None;
         }
-        Some(redis)
+        redis
     }
 
     fn url(&self) -> String {
@@ -591,14 +575,11 @@ impl Drop for PrivateRedis {
 }
 
 #[tokio::test]
+#[ignore = "needs PostgreSQL, Redis, redis-server and nginx: scripts/test provides them"]
 async fn redis_restarted_mid_traffic_sends_are_refused_meanwhile_and_the_cluster_recovers() {
     const ROOM: &str = "steady";
-    let Some(mut redis) = PrivateRedis::start() else {
-        return;
-    };
-    let Some(cluster) = Cluster::with_redis(redis.url()).await else {
-        return;
-    };
+    let mut redis = PrivateRedis::start();
+    let cluster = Cluster::with_redis(redis.url()).await;
     let node_a = cluster.node(&[]);
     let node_b = cluster.node(&[]);
     let mut reader_a = node_a.client("reader-a").await;
@@ -778,18 +759,15 @@ async fn redis_keys(cluster: &Cluster, pattern: &str) -> Vec<String> {
 /// the node's first one: the node must take sends again within a second or
 /// so of Redis answering, announced anew, not 17 s later.
 #[tokio::test]
+#[ignore = "needs PostgreSQL, Redis, redis-server and nginx: scripts/test provides them"]
 async fn after_a_redis_outage_a_node_takes_sends_at_once_not_at_its_next_heartbeat() {
     const ROOM: &str = "back";
     const LONG_TTL_MS: u64 = 60_000;
     /// Well above the ~0.5 s recovery, well below the 17 s the heartbeat
     /// would take.
     const BOUND: Duration = Duration::from_millis(2500);
-    let Some(mut redis) = PrivateRedis::start() else {
-        return;
-    };
-    let Some(cluster) = Cluster::with_redis(redis.url()).await else {
-        return;
-    };
+    let mut redis = PrivateRedis::start();
+    let cluster = Cluster::with_redis(redis.url()).await;
     let node = cluster.node_with_ttl(LONG_TTL_MS, &[]);
     let started = Instant::now();
     let mut writer = node.client("writer").await;
@@ -856,11 +834,10 @@ struct Nginx {
 }
 
 impl Nginx {
-    fn start(nodes: &[&Server]) -> Option<Nginx> {
+    fn start(nodes: &[&Server]) -> Nginx {
         let nginx = std::env::var("CHAT_TEST_NGINX").unwrap_or_else(|_| "nginx".into());
         if Command::new(&nginx).arg("-v").output().is_err() {
             missing("nginx", "not installed (apt-get install nginx)");
-            return None;
         }
         let template = std::fs::read_to_string(
             Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/nginx-cluster.conf"),
@@ -904,11 +881,11 @@ impl Nginx {
             assert!(Instant::now() < deadline, "nginx did not listen on {addr}");
             std::thread::sleep(Duration::from_millis(20));
         }
-        Some(Nginx {
+        Nginx {
             child,
             addr,
             _dir: dir,
-        })
+        }
     }
 }
 
@@ -924,14 +901,11 @@ impl Drop for Nginx {
 }
 
 #[tokio::test]
+#[ignore = "needs PostgreSQL, Redis, redis-server and nginx: scripts/test provides them"]
 async fn a_client_through_nginx_talks_with_clients_on_every_node() {
-    let Some(cluster) = Cluster::new().await else {
-        return;
-    };
+    let cluster = Cluster::new().await;
     let nodes: Vec<Server> = (0..3).map(|_| cluster.node(&[])).collect();
-    let Some(nginx) = Nginx::start(&nodes.iter().collect::<Vec<_>>()) else {
-        return;
-    };
+    let nginx = Nginx::start(&nodes.iter().collect::<Vec<_>>());
     let ready = http_get(nginx.addr, "/readyz").await;
     assert_eq!(ready.status, 200, "{}", ready.body);
 
@@ -983,11 +957,10 @@ fn redis_url_with_sqlite_is_refused_at_start_up() {
 /// no node was told about: the next message of the room reveals the hole,
 /// and every node fills it from the store, in order.
 #[tokio::test]
+#[ignore = "needs PostgreSQL, Redis, redis-server and nginx: scripts/test provides them"]
 async fn a_message_committed_but_never_published_is_filled_from_the_store() {
     const ROOM: &str = "hole";
-    let Some(cluster) = Cluster::new().await else {
-        return;
-    };
+    let cluster = Cluster::new().await;
     let node_a = cluster.node(&[]);
     let node_b = cluster.node(&[]);
     let mut reader_a = node_a.client("reader-a").await;

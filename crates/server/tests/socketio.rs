@@ -6,8 +6,8 @@
 //!
 //! Needs Node.js and npm, and for the seed client Chromium
 //! (`/usr/bin/chromium`, or `CHROMIUM_PATH`); runs `npm ci` where
-//! `node_modules` is missing; see `node_suite` for what happens when they
-//! are missing.
+//! `node_modules` is missing. `#[ignore]`d: `scripts/test` installs what it
+//! needs and runs it; see `node_suite`.
 
 mod node_suite;
 
@@ -17,27 +17,25 @@ use node_suite::Suite;
 const BROWSER_SUITE: &str = "seed-client.test.js";
 
 #[test]
+#[ignore = "needs Node.js, npm and Chromium: scripts/test installs them"]
 fn socket_io_clients_and_the_seed_react_client() {
     let suite = Suite::new("the Socket.IO tests", "socketio");
-    if !suite.has_node() || !suite.installed(&suite.dir, "socket.io-client") {
-        return;
-    }
+    suite.require_node();
+    suite.install(&suite.dir, "socket.io-client");
     let mut files: Vec<String> = std::fs::read_dir(&suite.dir)
         .expect("read tests/socketio")
         .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
-        .filter(|name| name.ends_with(".test.js") && name != BROWSER_SUITE)
+        .filter(|name| name.ends_with(".test.js"))
         .collect();
     files.sort();
     let chromium = Suite::chromium();
-    if suite.require(
+    suite.require(
         chromium.exists(),
         &format!(
-            "the seed client's browser test: no Chromium at {}",
+            "the seed client's browser test ({BROWSER_SUITE}): no Chromium at {}",
             chromium.display()
         ),
-    ) && suite.installed(&suite.dir.join("seed-client"), "vite")
-    {
-        files.push(BROWSER_SUITE.to_owned());
-    }
+    );
+    suite.install(&suite.dir.join("seed-client"), "vite");
     suite.run(&files);
 }

@@ -2,9 +2,11 @@
 //! own test runner) against the binary cargo just built, for the Rust test
 //! files that wrap them (`browser.rs`, `socketio.rs`).
 //!
-//! What a suite needs (node, npm, Chromium, its `node_modules`) is checked
-//! first: missing, it fails the test when `CI=true` (`.ci/run` installs it)
-//! and is skipped, saying why, everywhere else.
+//! The wrapping tests are `#[ignore]`d: a bare `cargo nextest run` reports
+//! them as skipped, by name, and `scripts/test`, which installs what they
+//! need (node, npm, Chromium, each suite's `node_modules`), runs them. What
+//! a suite needs is checked first, so that a missing piece fails the test
+//! with its name rather than somewhere inside the suite.
 
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -30,44 +32,36 @@ impl Suite {
         Suite { what, repo, dir }
     }
 
-    /// Fails under CI, says why it skips (returning false) elsewhere.
-    pub fn require(&self, available: bool, missing: &str) -> bool {
-        if available {
-            return true;
-        }
-        let in_ci = std::env::var("CI").is_ok_and(|value| value == "true" || value == "1");
+    /// Fails the test, naming what is missing, unless `available`.
+    pub fn require(&self, available: bool, missing: &str) {
         assert!(
-            !in_ci,
-            "{missing}: {} cannot run, and CI=true makes that a failure \
-             (.ci/run installs what they need)",
+            available,
+            "{missing}: {} cannot run (scripts/test installs what they need)",
             self.what
         );
-        eprintln!(
-            "SKIPPED {}: {missing}. `.ci/run` installs what they need.",
-            self.what
-        );
-        false
     }
 
-    /// Whether node (and npm) run here.
-    pub fn has_node(&self) -> bool {
+    /// Node and npm must run here.
+    pub fn require_node(&self) {
         self.require(
             runs("node", &["--version"], &self.dir),
             "node is not installed",
-        ) && self.require(
+        );
+        self.require(
             runs("npm", &["--version"], &self.dir),
             "npm is not installed",
-        )
+        );
     }
 
-    /// `npm ci` in `dir` unless `probe` (a package in its `node_modules`) is
-    /// there.
-    pub fn installed(&self, dir: &Path, probe: &str) -> bool {
-        dir.join("node_modules").join(probe).exists()
-            || self.require(
+    /// Runs `npm ci` in `dir` unless `probe` (a package in its
+    /// `node_modules`) is there.
+    pub fn install(&self, dir: &Path, probe: &str) {
+        if !dir.join("node_modules").join(probe).exists() {
+            self.require(
                 runs("npm", &["ci", "--no-audit", "--no-fund"], dir),
                 &format!("`npm ci` in {} failed", dir.display()),
-            )
+            );
+        }
     }
 
     /// The browser the suites drive: `CHROMIUM_PATH`, else Debian's.
