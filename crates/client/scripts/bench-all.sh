@@ -18,8 +18,10 @@
 # (see bench-fresh-server.sh), QUICK=1 for a short smoke run (smaller loads and
 # windows; its figures are not the benchmark's).
 #
-# Needs: cargo, node + npm (for the Node peers), taskset, and shared/peers beside
-# the repository (PEERS_DIR to point elsewhere). Takes about 20 minutes.
+# Needs: cargo, node + npm (for the Node peers), taskset, and the peer servers.
+# The peers are not part of this repository: they were given to this project
+# in a directory beside it, ../shared/peers from the repository's root, which
+# is the default; set PEERS_DIR to use a copy elsewhere. Takes about 20 minutes.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -40,9 +42,9 @@ echo "== build" >&2
 for server in "${servers[@]}"; do
     case "$server" in
     rust-minimal | rust-socketioxide)
-        # Built into our target/ so shared/peers stays untouched (also done
-        # by bench-fresh-server.sh on first use; here so that no build
-        # happens between runs).
+        # Built into our target/ so the peers' directory stays untouched
+        # (also done by bench-fresh-server.sh on first use; here so that no
+        # build happens between runs).
         cargo build --release --locked --manifest-path "$peers/$server/Cargo.toml" \
             --target-dir "$root/target/peers/$server" >&2
         ;;

@@ -13,8 +13,8 @@
 #                      100 rooms per connection (the default)
 #   ours-socketio      the same server, measured over Socket.IO (its own
 #                      events: acks and seq) instead of /ws
-#   rust-minimal       the "speed of light" peer from shared/peers (in memory)
-#   node-ws            the Node `ws` peer from shared/peers (in memory)
+#   rust-minimal       the "speed of light" peer (in memory)
+#   node-ws            the Node `ws` peer (in memory)
 #   node-socketio      the seed article's express + socket.io server
 #   rust-socketioxide  the seed's handlers on socketioxide + axum
 # The native peers speak the native protocol's subset the bench uses; the
@@ -23,8 +23,11 @@
 # overrides the protocol (native | socketio | socketio-seed); the default
 # follows SERVER. `durable` is native only.
 #
-# A peer is built (cargo, into target/peers/) or installed (npm ci, into
-# target/peers/; shared/peers stays as it was given) on first use.
+# The peers are not part of this repository: they were given to this project
+# in a directory beside it, ../shared/peers from the repository's root (the
+# default of PEERS_DIR; set it to use a copy elsewhere). A peer is built
+# (cargo, into target/peers/) or installed (npm ci, into target/peers/; the
+# peers' directory stays as it was given) on first use.
 #
 # Other knobs: PORT (default 23400), BENCH_NICE (a nice level for server and
 # bench, e.g. -10 on a machine shared with other work; default 0 = unchanged),
@@ -33,7 +36,7 @@
 # a time, which no nice level prevents; its cost is that threads of one
 # process on one core then take turns in 100 ms slices when both are busy,
 # which makes a multi-threaded server's overload point come a little early),
-# PEERS_DIR (default: shared/peers beside the repository), BENCH_BIN (where
+# PEERS_DIR (the peers' directory, above), BENCH_BIN (where
 # chat-server and chat-bench are; default target/release: point it at a copy
 # of another build to compare two builds run for run).
 #

@@ -1,6 +1,5 @@
-//! Rust client for the chat protocol v1 (`/work/shared/protocol-v1.md`, the
-//! project's `docs/protocol.md`), and the engine of the `chat-bench` load
-//! generator.
+//! Rust client for the chat protocol v1 (specified in the repository's
+//! `docs/protocol.md`), and the engine of the `chat-bench` load generator.
 //!
 //! # The client library
 //!

@@ -1,4 +1,4 @@
-//! The HTTP API (shared/protocol-v1.md "HTTP API"; docs/protocol.md §11)
+//! The HTTP API (docs/protocol.md §11, "HTTP API")
 //! against the real binary: publish, history, rooms, members, moderation
 //! (tombstones, disconnect), access (key, loopback) and error bodies.
 

@@ -1,6 +1,6 @@
-//! "An ack means the message is stored: it survives a crash or `kill -9` of
-//! the server right after the ack" (shared/protocol-v1.md "Guarantees"),
-//! and client ids keep sends idempotent across the restart.
+//! An ack means the message is durable: it survives a crash or `kill -9` of
+//! the server right after the ack (docs/protocol.md §4, "Guarantees", 3),
+//! and client ids keep sends idempotent across the restart (§5.4).
 
 mod common;
 

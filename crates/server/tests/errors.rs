@@ -1,6 +1,6 @@
 //! Every error code and the close codes for bad frames
-//! (shared/protocol-v1.md "error", "Limits", "Close codes";
-//! docs/protocol.md "Frames").
+//! (docs/protocol.md §3 "error", §6 "Limits", §7 "Error codes",
+//! §8 "Close codes").
 //!
 //! An error frame never closes the connection: after each one we check a
 //! ping still gets its pong.

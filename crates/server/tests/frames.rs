@@ -1,5 +1,5 @@
 //! Every frame type of the native protocol on /ws, happy paths
-//! (shared/protocol-v1.md "Frames", docs/protocol.md "Frames").
+//! (docs/protocol.md §3, "Frames").
 
 mod common;
 

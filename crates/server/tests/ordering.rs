@@ -1,4 +1,4 @@
-//! Ordering guarantees (shared/protocol-v1.md "Guarantees"): per-room seq
+//! Ordering guarantees (docs/protocol.md §4, "Guarantees"): per-room seq
 //! 1, 2, 3, … without gaps or repeats, delivered in order, the same order to
 //! every member; `join` + `since` resumes with nothing lost.
 

@@ -11,7 +11,7 @@
 //!
 //! Two dialects ([`Protocol`]):
 //!
-//! - `socketio`: this server's mapping (the contract's "Socket.IO mapping"):
+//! - `socketio`: this server's mapping (docs/protocol.md §10, "Socket.IO"):
 //!   `join` and `message` with ack callbacks, whose replies carry the room's
 //!   `seq`; broadcasts carry `seq` too. Loss, repeats and order are checked
 //!   against the acked `seq`s exactly as over the native protocol.

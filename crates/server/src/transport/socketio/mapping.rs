@@ -1,5 +1,5 @@
-//! The Socket.IO mapping of the chat protocol (the contract's "Socket.IO
-//! mapping" section): events in, native requests out; native frames in,
+//! The Socket.IO mapping of the chat protocol (docs/protocol.md §10,
+//! "Socket.IO"): events in, native requests out; native frames in,
 //! Socket.IO packets out. Pure functions, no I/O.
 //!
 //! In: an event's first argument is turned into the native JSON request it
