@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use serde_json::Value;
 
-use super::stats::micros;
+use crate::stats::micros;
 
 /// The server the targets are about.
 const OURS: &str = "ours";
@@ -26,7 +26,7 @@ pub const NODE_SOCKETIO_REFERENCE: f64 = 30_000.0;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct SummarizeArgs {
-    /// Results file (JSON lines) written by crates/client/scripts/bench-all.sh.
+    /// Results file (JSON lines) written by crates/bench/scripts/bench-all.sh.
     pub results: PathBuf,
 }
 
