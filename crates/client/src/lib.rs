@@ -1,7 +1,5 @@
 //! Rust client for the chat protocol v1 (specified in the repository's
-//! `docs/protocol.md`), and the engine of the `chat-bench` load generator.
-//!
-//! # The client library
+//! `docs/protocol.md`).
 //!
 //! A [`Client`] is a cheap-to-clone handle on one connection that a
 //! background task keeps alive. Requests ([`Client::join`],
@@ -45,19 +43,13 @@
 //! ```
 //!
 //! The `examples/` directory has runnable programs, and the `chat` binary
-//! (`src/bin/chat.rs`) is a command-line client built on this library.
-//!
-//! # The load generator
-//!
-//! [`bench`] is the engine behind `chat-bench`. It keeps its own lean
-//! connection handling because a load generator must not pay for the
-//! conveniences (per-request futures, channels, owned frames) this client
-//! provides.
+//! (`src/bin/chat.rs`, behind the default `cli` feature) is a command-line
+//! client built on this library. A library user who needs no CLI depends on
+//! it with `default-features = false` and skips clap and anyhow. The load
+//! generator is a crate of its own, `chat-bench` (`crates/bench`).
 //!
 //! Wire types come from [`chat_protocol`], shared with the server, so client
 //! and server cannot drift apart silently.
-
-pub mod bench;
 
 mod backoff;
 mod client;

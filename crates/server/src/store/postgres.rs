@@ -985,7 +985,9 @@ mod tests {
     }
 
     fn unreachable(url: &str, why: &str) -> ! {
-        panic!("PostgreSQL at {url} is unreachable ({why}); scripts/test sets up what these tests need")
+        panic!(
+            "PostgreSQL at {url} is unreachable ({why}); scripts/test sets up what these tests need"
+        )
     }
 
     impl Drop for TestDb {

@@ -47,7 +47,7 @@
 //! `--hostile-source-ips` gives each hostile client an address of its own
 //! for all its connections (client k, counted in the order above, gets the
 //! k-th), so the limits see attackers apart from the honest clients, as
-//! they would in production. See [`super::source`].
+//! they would in production. See [`crate::source`].
 //!
 //! A refused connection is counted in `connect_failures`, and an upgrade
 //! answered `429 Too Many Requests` (a per-address connect rate limit) in
@@ -73,13 +73,13 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::conn::{self, Buffers};
-use super::fanout::setup_rows;
-use super::fleet::{Fleet, LoadArgs, SetupReport, StepReport};
-use super::procstat::{self, ProcSample};
-use super::rawws;
-use super::source::{self, Cidr};
-use super::{Table, emit};
+use crate::conn::{self, Buffers};
+use crate::fanout::setup_rows;
+use crate::fleet::{Fleet, LoadArgs, SetupReport, StepReport};
+use crate::procstat::{self, ProcSample};
+use crate::rawws;
+use crate::source::{self, Cidr};
+use crate::{Table, emit};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct HostileArgs {
@@ -671,8 +671,8 @@ impl HostileReport {
             format!(
                 "{} acks; errors {}; closes {}",
                 h.acks,
-                super::error_counts(&h.errors),
-                super::error_counts(&h.closes)
+                crate::error_counts(&h.errors),
+                crate::error_counts(&h.closes)
             ),
         );
         t.row(

@@ -5,7 +5,7 @@
 # affects every build alike.
 #
 #   BUILDS="before=/tmp/build-before after=target/release" PEERS=rust-minimal ROUNDS=6 \
-#     crates/client/scripts/bench-alternate.sh fanout --rooms 100 --members 50 --senders 1 \
+#     crates/bench/scripts/bench-alternate.sh fanout --rooms 100 --members 50 --senders 1 \
 #     --rate 10 --warmup 3 --duration 20
 #
 # BUILDS: space-separated label=dir pairs, each dir holding a chat-server

@@ -4,7 +4,7 @@
 //! tokio's timers have millisecond granularity and fire late by up to about
 //! two: a sender that slept on one would leave every message 0–2 ms late,
 //! and since latency is measured from the scheduled time (see
-//! [`super::stamp`]), that lag would be added to every figure the bench
+//! [`crate::stamp`]), that lag would be added to every figure the bench
 //! reports, a large part of a 3 ms p99. One thread instead holds every
 //! sender's [`Schedule`] in a heap, sleeps (a futex wait with a
 //! nanosecond timeout) until the earliest due time, and wakes that sender's
@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
-use super::schedule::Schedule;
+use crate::schedule::Schedule;
 
 /// One step as the pacer sees it.
 #[derive(Debug)]

@@ -1,4 +1,15 @@
-//! `chat-bench`: load scenarios against a running `chat-server`.
+//! `chat-bench`: load scenarios against a running `chat-server`, the engine
+//! of the `chat-bench` binary (`src/main.rs`) and of the scripts in
+//! `crates/bench/scripts`.
+//!
+//! It is a crate of its own, apart from `chat-client`, because it is a tool
+//! for measuring the server, not something an application links: its
+//! dependencies (clap, hdrhistogram, ipnet, libc) stay out of every client
+//! library user's build, and the client library's API does not carry it.
+//! It needs only the wire types of [`chat_protocol`]: it keeps its own lean
+//! connection handling because a load generator must not pay for the
+//! conveniences (per-request futures, channels, owned frames) the client
+//! library provides.
 //!
 //! Each scenario opens real WebSocket connections, one tokio task per
 //! connection, and measures what the server does under that load:
@@ -80,7 +91,7 @@ pub struct CommonArgs {
     /// Wire protocol (`idle`, `fanout`, `ramp`). With the Socket.IO ones,
     /// `--url` is the server's base URL (`ws://127.0.0.1:3000`; a `/ws`
     /// path is replaced by `/socket.io/`), spoken to as Engine.IO v4 over
-    /// WebSocket; see `bench::sio`.
+    /// WebSocket; see `chat_bench::sio`.
     #[arg(long, value_enum, default_value_t = sio::Protocol::Native)]
     pub protocol: sio::Protocol,
     /// Bind every connection the scenario opens to the next address of this

@@ -4,8 +4,8 @@
 # CPU 1; override with SERVER_CPU / BENCH_CPU). The server's PID is passed to
 # the bench so the report includes the server's RSS and CPU time.
 #
-#   crates/client/scripts/bench-fresh-server.sh idle --connections 10000 --rooms 100 --hold 10
-#   SERVER=rust-minimal crates/client/scripts/bench-fresh-server.sh fanout --rate 10 --duration 10
+#   crates/bench/scripts/bench-fresh-server.sh idle --connections 10000 --rooms 100 --hold 10
+#   SERVER=rust-minimal crates/bench/scripts/bench-fresh-server.sh fanout --rate 10 --duration 10
 #
 # SERVER picks the server under test:
 #   ours               target/release/chat-server, SQLite in a new empty data
@@ -41,7 +41,7 @@
 # of another build to compare two builds run for run).
 #
 # Build ours first (bench-all.sh does): cargo build --release -p chat-server
-# -p chat-client.
+# -p chat-bench.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/../../.." && pwd)

@@ -21,12 +21,12 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
-use super::conn::{self, Buffers};
-use super::procstat::{self, ProcSample, Usage};
-use super::progress::{Counters, Rate, spawn_reporter};
-use super::sio::{self, Protocol};
-use super::stats::{self, LatencySummary};
-use super::{CommonArgs, Table, emit};
+use crate::conn::{self, Buffers};
+use crate::procstat::{self, ProcSample, Usage};
+use crate::progress::{Counters, Rate, spawn_reporter};
+use crate::sio::{self, Protocol};
+use crate::stats::{self, LatencySummary};
+use crate::{CommonArgs, Table, emit};
 
 /// File descriptors the bench keeps for itself besides its connections
 /// (stdio, the runtime's epoll and eventfds, /proc reads).

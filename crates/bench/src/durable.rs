@@ -31,13 +31,13 @@ use serde::Serialize;
 use tokio::sync::Barrier;
 use tokio_tungstenite::tungstenite::Message;
 
-use super::conn::{self, Buffers, Ws};
-use super::frame::{Peek, decode_full};
-use super::procstat::{self, ProcSample, Usage};
-use super::progress::{Counters, Rate, spawn_reporter};
-use super::seqcheck::{self, Coverage};
-use super::stats::{self, LatencySummary};
-use super::{CommonArgs, Table, emit};
+use crate::conn::{self, Buffers, Ws};
+use crate::frame::{Peek, decode_full};
+use crate::procstat::{self, ProcSample, Usage};
+use crate::progress::{Counters, Rate, spawn_reporter};
+use crate::seqcheck::{self, Coverage};
+use crate::stats::{self, LatencySummary};
+use crate::{CommonArgs, Table, emit};
 
 /// How long a sender keeps reading broadcasts after its own acks, when no
 /// frame arrives, before deciding the rest are not coming.
@@ -545,7 +545,7 @@ impl DurableReport {
             ),
         );
         t.row("ack latency", self.ack_latency_us.row());
-        t.row("errors", super::error_counts(&self.errors));
+        t.row("errors", crate::error_counts(&self.errors));
         t.row(
             "seq violations",
             format!(

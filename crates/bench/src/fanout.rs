@@ -13,9 +13,9 @@ use std::time::Duration;
 use anyhow::ensure;
 use serde::Serialize;
 
-use super::fleet::{Fleet, LoadArgs, SetupReport, StepReport};
-use super::procstat::ProcSample;
-use super::{Table, emit};
+use crate::fleet::{Fleet, LoadArgs, SetupReport, StepReport};
+use crate::procstat::ProcSample;
+use crate::{Table, emit};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct FanoutArgs {

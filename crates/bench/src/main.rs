@@ -28,13 +28,17 @@
 //! hostile client an address of its own. Linux routes all of 127.0.0.0/8 to
 //! `lo`, so these need no setup.
 //!
+//! The scenarios live in the `chat_bench` library (`src/lib.rs`); this crate
+//! stands apart from `chat-client` so that the client library's users do not
+//! build the bench's dependencies.
+//!
 //! Exit status: 0 when every check passed, 1 when the run completed with
 //! failures (errors, dropped connections, seq violations), 2 on a usage or
 //! setup error.
 
 use std::process::ExitCode;
 
-use chat_client::bench::{durable, fanout, hostile, idle, ramp, summary};
+use chat_bench::{durable, fanout, hostile, idle, ramp, summary};
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
@@ -68,7 +72,7 @@ enum Scenario {
     /// hostile clients run on their own thread at SCHED_IDLE, on the CPU
     /// the honest ones leave.
     Hostile(hostile::HostileArgs),
-    /// Markdown tables from the results file of scripts/bench-all.sh.
+    /// Markdown tables from the results file of crates/bench/scripts/bench-all.sh.
     Summarize(summary::SummarizeArgs),
 }
 

@@ -4,14 +4,14 @@
 # and Redis, with the connections dealt over the three (every room has
 # members on every node, so most deliveries cross Redis).
 #
-#   crates/client/scripts/bench-cluster.sh
+#   crates/bench/scripts/bench-cluster.sh
 #
 # Knobs: DATABASE_URL (default postgres://postgres@127.0.0.1:5432/test),
 # REDIS_URL (default redis://127.0.0.1:6379/), PORT (default 23500; the
 # nodes take PORT..PORT+2), FANOUT (the chat-bench fanout arguments),
 # RUNS (default "single cluster"). Each run gets a fresh schema and Redis
 # prefix, dropped at the end. Build first: cargo build --release -p
-# chat-server -p chat-client.
+# chat-server -p chat-bench.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/../../.." && pwd)

@@ -46,10 +46,10 @@ use std::time::Duration;
 use anyhow::ensure;
 use serde::Serialize;
 
-use super::fanout::setup_rows;
-use super::fleet::{Fleet, LoadArgs, SetupReport, StepReport};
-use super::stats::micros;
-use super::{Table, emit};
+use crate::fanout::setup_rows;
+use crate::fleet::{Fleet, LoadArgs, SetupReport, StepReport};
+use crate::stats::micros;
+use crate::{Table, emit};
 
 /// Bench CPU (fraction of one core) above which a step's figures say as
 /// much about the bench as about the server.
@@ -610,7 +610,7 @@ pub async fn run(args: RampArgs) -> anyhow::Result<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::stats::LatencySummary;
+    use crate::stats::LatencySummary;
 
     /// The rates a refinement of `steps` steps from `good`..`bad` tries when
     /// they come out as `outcomes` (`true`: good), and the bracket it ends with.

@@ -245,7 +245,7 @@ impl RawWs {
         source: Option<IpAddr>,
     ) -> anyhow::Result<RawWs> {
         let (host, port, target) = split_url(url)?;
-        let stream = super::source::dial(&host, port, source)
+        let stream = crate::source::dial(&host, port, source)
             .await
             .context("connect")?;
         stream.set_nodelay(true).context("set TCP_NODELAY")?;

@@ -9,7 +9,7 @@
 # beside the results as .md. Progress and each run's human table go to
 # target/bench/logs-<UTC time>/<scenario>-<server>.log.
 #
-#   crates/client/scripts/bench-all.sh
+#   crates/bench/scripts/bench-all.sh
 #
 # Knobs (environment): SERVERS (default "ours rust-minimal node-ws
 # ours-socketio node-socketio rust-socketioxide"; see bench-fresh-server.sh),
@@ -38,7 +38,7 @@ results="$out/results-$stamp.jsonl"
 mkdir -p "$logs"
 
 echo "== build" >&2
-(cd "$root" && cargo build --release -p chat-server -p chat-client) >&2
+(cd "$root" && cargo build --release -p chat-server -p chat-bench) >&2
 for server in "${servers[@]}"; do
     case "$server" in
     rust-minimal | rust-socketioxide)

@@ -14,8 +14,8 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use super::frame::{Peek, decode_full};
-use super::{rawws, source};
+use crate::frame::{Peek, decode_full};
+use crate::{rawws, source};
 
 /// A client WebSocket as the bench uses it.
 pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;

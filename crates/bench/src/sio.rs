@@ -30,7 +30,7 @@ use std::net::IpAddr;
 use anyhow::{Context, anyhow, bail};
 use serde::{Deserialize, Serialize};
 
-use super::rawws::{Frame, RawWs};
+use crate::rawws::{Frame, RawWs};
 
 /// The protocol a load scenario speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, Serialize)]

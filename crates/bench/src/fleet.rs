@@ -25,7 +25,7 @@
 //! reads relaxed atomic counters.
 //!
 //! The protocol is the native one or Socket.IO (`--protocol`, see
-//! [`super::sio`]): they differ only in the frames built in
+//! [`crate::sio`]): they differ only in the frames built in
 //! [`SenderState::send_due`] and [`connect_and_join`], and in how
 //! [`on_batch`] reads a frame ([`Hot`]); the accounting is the same. In
 //! the seed dialect, which has no acks and no `seq`, a send counts as
@@ -46,19 +46,19 @@ use serde::Serialize;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::JoinHandle;
 
-use super::conn::{self, JOIN_REF};
-use super::frame::{Peek, decode_full};
-use super::pacer::{PacePlan, Pacer};
-use super::procstat::{self, ProcSample, Usage};
-use super::progress::{self, Rate, Reporter};
-use super::rawws::{Frame, RawWs};
-use super::schedule::Schedule;
-use super::seqcheck;
-use super::seqset::{Seen, SeqSet};
-use super::sio::{self, Protocol};
-use super::stamp::Stamp;
-use super::stats::{self, LatencySummary};
-use super::{CommonArgs, Table};
+use crate::conn::{self, JOIN_REF};
+use crate::frame::{Peek, decode_full};
+use crate::pacer::{PacePlan, Pacer};
+use crate::procstat::{self, ProcSample, Usage};
+use crate::progress::{self, Rate, Reporter};
+use crate::rawws::{Frame, RawWs};
+use crate::schedule::Schedule;
+use crate::seqcheck;
+use crate::seqset::{Seen, SeqSet};
+use crate::sio::{self, Protocol};
+use crate::stamp::Stamp;
+use crate::stats::{self, LatencySummary};
+use crate::{CommonArgs, Table};
 
 /// Latency histograms shared by the receivers, each for a slice of rooms.
 const LATENCY_SHARDS: usize = 16;
@@ -389,7 +389,7 @@ impl StepReport {
                 self.sent,
                 self.acked,
                 self.unanswered,
-                super::error_counts(&self.errors)
+                crate::error_counts(&self.errors)
             ),
         );
         t.row(
