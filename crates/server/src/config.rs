@@ -147,7 +147,7 @@ pub struct Settings {
     /// `https://app.example.com`, `http://localhost:*` (any port), or `*`
     /// (any site). The server's own origin is always allowed, and so are
     /// clients that are not web pages [default: http(s)://localhost:*,
-    /// http(s)://127.0.0.1:*, http(s)://[::1]:*].
+    /// http(s)://127.0.0.1:*, `http(s)://[::1]:*`].
     #[arg(
         long,
         env = "CHAT_ALLOWED_ORIGINS",
@@ -160,7 +160,7 @@ pub struct Settings {
     /// (`chat.example.com`, `*.example.com` for its subdomains), an IP
     /// address, or `*` (any). Requests for other names get 421: a page
     /// whose name was rebound to this server's address cannot use it
-    /// [default: on a loopback listen address, localhost, 127.0.0.1, [::1]
+    /// [default: on a loopback listen address, localhost, 127.0.0.1, `[::1]`
     /// and that address; on any other, every name].
     #[arg(
         long,

@@ -3,8 +3,8 @@
 //! It knows nothing of WebSocket, Socket.IO or SQL. A transport turns each
 //! connection into a [`Session`] (requests in, via [`Session::handle`]) and an
 //! [`OutboxReceiver`] (frames and shared events out). Storage is a
-//! [`Store`](crate::store::Store) and cross-node fan-out a
-//! [`Broker`](crate::broker::Broker).
+//! [`crate::store::Store`] and cross-node fan-out a
+//! [`crate::broker::Broker`].
 //!
 //! The path of a message: `Session::handle(send)` validates it and queues it
 //! for the committer ([`committer`]), which stores batches durably, acks

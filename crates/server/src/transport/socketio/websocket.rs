@@ -10,7 +10,7 @@
 //! buffer is freed once written ([`ws::socket`]), one task that owns it.
 //! Only the framing differs: Engine.IO packets (`0` open, `2`/`3` ping and
 //! pong, `4` message) around the Socket.IO packets that the rest of this
-//! module encodes and decodes, with the same [`classify`](super::classify),
+//! module encodes and decodes, with the same [`super::classify`],
 //! [`handle`](connection::handle) and [`forward`](connection::forward) as
 //! the engine's connections.
 //!
