@@ -10,7 +10,8 @@
 //!   (fan-out between nodes), the two seams backends plug into;
 //! - [`server`], [`http`], [`config`]: wiring, operator endpoints, settings;
 //! - [`auth`] (who a connection is: JWT or anonymous) and [`tls`]
-//!   (`https://` and `wss://`), both below the transports.
+//!   (`https://` and `wss://`), both below the transports;
+//! - [`sync`]: the poison-tolerant lock helpers every layer uses.
 
 pub mod api;
 pub mod auth;
@@ -21,6 +22,7 @@ pub mod edge;
 pub mod http;
 pub mod server;
 pub mod store;
+pub mod sync;
 pub mod tls;
 pub mod transport;
 pub mod web;

@@ -27,6 +27,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
+use crate::sync::{self, lock};
 use rustls::ServerConfig;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::{self, PemObject};
@@ -105,13 +106,9 @@ impl Tls {
     /// Reads the files again and, if they hold a valid certificate and key,
     /// presents them from the next handshake on.
     pub fn reload(&self) -> Result<(), TlsError> {
-        *self.loaded.lock().unwrap_or_else(|p| p.into_inner()) = stamp(&self.config);
+        *lock(&self.loaded) = stamp(&self.config);
         let key = certified_key(&self.config, &self.provider)?;
-        *self
-            .store
-            .current
-            .write()
-            .unwrap_or_else(|p| p.into_inner()) = Arc::new(key);
+        *sync::write(&self.store.current) = Arc::new(key);
         Ok(())
     }
 
@@ -128,8 +125,7 @@ impl Tls {
         loop {
             ticks.tick().await;
             let now = stamp(&self.config);
-            let changed =
-                now.is_some() && now != *self.loaded.lock().unwrap_or_else(|p| p.into_inner());
+            let changed = now.is_some() && now != *lock(&self.loaded);
             if changed {
                 match self.reload() {
                     Ok(()) => tracing::info!("TLS certificate files changed: reloaded"),
@@ -204,11 +200,6 @@ impl fmt::Debug for CertStore {
 
 impl ResolvesServerCert for CertStore {
     fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(
-            self.current
-                .read()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone(),
-        )
+        Some(sync::read(&self.current).clone())
     }
 }

@@ -41,7 +41,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
@@ -56,6 +56,7 @@ use super::{Broker, BrokerError};
 use crate::core::rooms::Rooms;
 use crate::core::{EventKind, RoomEvent};
 use crate::store::{Store, StoreError};
+use crate::sync::lock;
 
 /// How long a hole in a room's sequence may stay open before it is filled
 /// from the store.
@@ -182,10 +183,6 @@ struct Shared {
     redis_failed: Notify,
     /// The other nodes alive at the last heartbeat.
     known_nodes: Mutex<HashSet<String>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 fn now_ms() -> u64 {

@@ -21,6 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::metrics::Metrics;
+use crate::sync::lock;
 
 /// At most one log line per this long about commits still failing.
 pub const REPORT_INTERVAL: Duration = Duration::from_secs(10);
@@ -45,10 +46,6 @@ impl CommitHealth {
     fn set(&self, failing: Option<String>) {
         *lock(&self.failing) = failing;
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// A run of failed commits, as the log has told it so far.

@@ -36,6 +36,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::broker::Broker;
 use crate::store::{Draft, Page, Store, StoreError};
+use crate::sync::lock;
 pub use admin::RetentionPolicy;
 use committer::{CommitQueue, PendingSend, SubmitError};
 pub use event::{
@@ -264,12 +265,7 @@ impl Hub {
     /// answered, then tells transports to disconnect.
     pub async fn shutdown(&self) {
         self.inner.closing.cancel();
-        let committer = self
-            .inner
-            .committer
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
+        let committer = lock(&self.inner.committer).take();
         if let Some(task) = committer
             && let Err(e) = task.await
         {
@@ -283,11 +279,6 @@ impl Hub {
         drop(sessions);
         self.inner.disconnect.cancel();
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // A panic while holding the lock leaves plain data, still usable.
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Delivers waiting presence and typing events every `period`, until the

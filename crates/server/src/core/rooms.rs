@@ -27,12 +27,13 @@
 //! - A room entry exists while it has members; the registry holds no history.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 use chat_protocol::{EncodedUser, Members, ServerFrame, User};
 
 use super::event::{ConnId, EventKind, Outbound, Outbox, RoomEvent};
 use super::metrics::Metrics;
+use crate::sync::lock;
 
 #[derive(Debug)]
 struct Member {
@@ -197,12 +198,6 @@ pub struct Rooms {
     /// Rooms with waiting events. Lock order: a room, then this list.
     with_waiting: Mutex<Vec<Arc<Mutex<Room>>>>,
     metrics: Metrics,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic while holding a registry lock leaves plain data behind, still
-    // consistent enough to serve; keep going rather than poison every room.
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Rooms {

@@ -32,6 +32,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 use super::pending::Pending;
 use crate::core::rate::TokenBucket;
+use crate::sync::lock;
 
 /// Smallest burst, whatever the rate: what one browser opens at once (the
 /// page, its assets, a WebSocket, Socket.IO's polling requests).
@@ -113,7 +114,7 @@ impl ConnectRate {
     }
 
     fn admit_at(&self, ip: IpAddr, now: Instant) -> Admission {
-        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        let mut buckets = lock(&self.buckets);
         if buckets.by_ip.len() > SWEEP_ABOVE && now.duration_since(buckets.swept) >= SWEEP_EVERY {
             buckets.swept = now;
             buckets

@@ -21,8 +21,9 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
+use crate::sync::lock;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 
 /// Prometheus gauge of pending connections.
@@ -68,12 +69,6 @@ pub struct Entry {
     /// under the pool's lock.
     ticket: Mutex<Option<u64>>,
     evict: CancellationToken,
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Pending {

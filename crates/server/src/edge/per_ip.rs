@@ -17,8 +17,9 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
+use crate::sync::lock;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
@@ -34,10 +35,6 @@ pub struct PerIp {
 pub struct Slot {
     ip: IpAddr,
     counts: Arc<Mutex<HashMap<IpAddr, usize>>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// The answer to every request of a connection that got no slot: 429,

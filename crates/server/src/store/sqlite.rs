@@ -30,7 +30,7 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -39,6 +39,7 @@ use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
 use super::{Appended, Draft, PURGE_CHUNK, Page, Retention, Store, StoreError};
+use crate::sync::lock;
 
 /// Reader connections: at most this many reads run at once, each on a
 /// pooled connection, so a burst of joins queues briefly instead of opening
@@ -123,10 +124,6 @@ pub enum OpenError {
     NewerSchema { path: PathBuf, found: i64 },
     #[error("cannot start the checkpoint thread: {0}")]
     Thread(std::io::Error),
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 fn store_error(e: rusqlite::Error) -> StoreError {

@@ -82,7 +82,7 @@ mod mapping;
 mod websocket;
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
@@ -105,6 +105,7 @@ use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer};
 
 use crate::edge::origin::AllowedOrigins;
 use crate::server::AppState;
+use crate::sync::lock;
 
 /// Where Socket.IO clients connect (their default `path`).
 pub const PATH: &str = "/socket.io/";
@@ -370,15 +371,9 @@ struct Queue {
 }
 
 impl Inbox {
-    fn lock(&self) -> MutexGuard<'_, Queue> {
-        self.queue
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
     /// Queues a packet; gives it back when the inbox is full or closed.
     fn push(&self, incoming: Incoming) -> Result<(), Incoming> {
-        let mut queue = self.lock();
+        let mut queue = lock(&self.queue);
         if queue.closed || queue.packets.len() >= INBOX_LIMIT {
             return Err(incoming);
         }
@@ -392,7 +387,7 @@ impl Inbox {
     async fn next(&self) -> Option<Incoming> {
         loop {
             {
-                let mut queue = self.lock();
+                let mut queue = lock(&self.queue);
                 if let Some(incoming) = queue.packets.pop_front() {
                     if queue.packets.is_empty() {
                         // Give back what a burst grew.
@@ -412,7 +407,7 @@ impl Inbox {
 
     /// Refuses further packets and drops waiting ones.
     fn close(&self) {
-        let mut queue = self.lock();
+        let mut queue = lock(&self.queue);
         queue.closed = true;
         queue.packets = VecDeque::new();
         drop(queue);
