@@ -92,12 +92,30 @@ pub struct RedisConfig {
     pub node_ttl: Duration,
 }
 
+/// Why the broker could not start; `url` is always without its password.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
-    #[error("invalid Redis URL {url}: {reason}")]
-    Url { url: String, reason: String },
-    #[error("cannot connect to Redis at {url}: {reason}")]
-    Connect { url: String, reason: String },
+    #[error("invalid Redis URL {url}: {source}")]
+    Url {
+        url: String,
+        source: redis::RedisError,
+    },
+    #[error("cannot connect to Redis at {url}: {source}")]
+    Connect {
+        url: String,
+        source: redis::RedisError,
+    },
+    #[error("cannot connect to Redis at {url}: timed out")]
+    TimedOut { url: String },
+}
+
+/// Why a room's subscription could not be prepared (it is retried).
+#[derive(Debug, thiserror::Error)]
+enum PrepareError {
+    #[error("cannot read the room's history: {0}")]
+    Store(#[from] StoreError),
+    #[error("cannot read the room's presence from Redis: {0}")]
+    Redis(#[from] redis::RedisError),
 }
 
 /// The URL without its password, for messages and logs.
@@ -208,30 +226,31 @@ impl RedisBroker {
     /// if it cannot be reached.
     pub async fn connect(config: RedisConfig) -> Result<Connected, ConnectError> {
         let url = redact(&config.url);
-        let client = redis::Client::open(config.url.as_str()).map_err(|e| ConnectError::Url {
-            url: url.clone(),
-            reason: e.to_string(),
-        })?;
+        let client =
+            redis::Client::open(config.url.as_str()).map_err(|source| ConnectError::Url {
+                url: url.clone(),
+                source,
+            })?;
         let manager = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(OP_TIMEOUT))
             .set_response_timeout(Some(OP_TIMEOUT))
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_millis(500));
-        let failed = |reason: String| ConnectError::Connect {
+        let failed = |source| ConnectError::Connect {
             url: url.clone(),
-            reason,
+            source,
         };
         let mut conn = tokio::time::timeout(
             OP_TIMEOUT * 2,
             ConnectionManager::new_with_config(client.clone(), manager),
         )
         .await
-        .map_err(|_| failed("timed out".into()))?
-        .map_err(|e| failed(e.to_string()))?;
+        .map_err(|_| ConnectError::TimedOut { url: url.clone() })?
+        .map_err(failed)?;
         redis::cmd("PING")
             .query_async::<()>(&mut conn)
             .await
-            .map_err(|e| failed(e.to_string()))?;
+            .map_err(failed)?;
         Ok(Connected {
             config,
             client,
@@ -565,16 +584,12 @@ impl Shared {
         }
     }
 
-    async fn prepare_once(self: &Arc<Self>, sub: &Arc<RoomSub>) -> Result<(), String> {
+    async fn prepare_once(self: &Arc<Self>, sub: &Arc<RoomSub>) -> Result<(), PrepareError> {
         let started = lock(&sub.state).seq.last().is_some();
         if started {
-            self.catch_up(sub, false).await.map_err(|e| e.to_string())?;
+            self.catch_up(sub, false).await?;
         } else {
-            let page = self
-                .store
-                .before(&sub.name, None, 1)
-                .await
-                .map_err(|e| e.to_string())?;
+            let page = self.store.before(&sub.name, None, 1).await?;
             let mut state = lock(&sub.state);
             for event in state.seq.start_at(page.latest_seq) {
                 self.rooms.deliver(&event);
@@ -587,7 +602,7 @@ impl Shared {
         let mut attempts = 0;
         let (mut state, view) = loop {
             let seen = lock(&sub.state).presence_seen;
-            let view = self.load_view(&sub.name).await.map_err(|e| e.to_string())?;
+            let view = self.load_view(&sub.name).await?;
             let state = lock(&sub.state);
             attempts += 1;
             if state.presence_seen == seen || attempts >= 5 {

@@ -252,7 +252,7 @@ impl Committer {
         let mut storing = pin!(async move {
             match health {
                 Ok(()) => store.append(drafts, now_ms()).await,
-                Err(e) => Err(StoreError::Backend(e.to_string())),
+                Err(e) => Err(StoreError::Backend(e.into())),
             }
         });
         // Poll once to hand the batch to the store before publishing.
@@ -280,7 +280,7 @@ impl Committer {
     async fn probe(&mut self) {
         let probed = match self.broker.health() {
             Ok(()) => self.store.check_commit().await,
-            Err(e) => Err(StoreError::Backend(e.to_string())),
+            Err(e) => Err(StoreError::Backend(e.into())),
         };
         match probed {
             Ok(()) => self.outcomes.succeeded(),

@@ -16,6 +16,8 @@ pub mod sqlite;
 use async_trait::async_trait;
 use chat_protocol::{Message, User};
 
+use crate::broker::BrokerError;
+
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
@@ -48,12 +50,43 @@ pub struct Page {
     pub latest_seq: u64,
 }
 
+/// Why a store operation failed, and whether retrying soon may help.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// Another writer holds a lock, or every connection is taken: a retry
+    /// later can succeed.
     #[error("storage is busy or locked: {0}")]
-    Busy(String),
+    Busy(#[source] Cause),
+    /// Anything else: the database failed or cannot be reached.
     #[error("storage failed: {0}")]
-    Backend(String),
+    Backend(#[source] Cause),
+}
+
+/// What a [`StoreError`] came from, kept as the error it was so that logs
+/// and callers can follow its chain of sources.
+#[derive(Debug, thiserror::Error)]
+pub enum Cause {
+    #[error(transparent)]
+    Sqlite(#[from] rusqlite::Error),
+    #[error(transparent)]
+    Postgres(#[from] tokio_postgres::Error),
+    #[error(transparent)]
+    Pool(#[from] deadpool_postgres::PoolError),
+    /// The blocking task running the operation panicked or was cancelled.
+    #[error("storage task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+    /// Sends are refused while the broker cannot publish them.
+    #[error(transparent)]
+    Broker(#[from] BrokerError),
+    /// A failure the store itself found, with no error beneath it.
+    #[error("{0}")]
+    Other(String),
+}
+
+impl Cause {
+    pub fn other(what: impl Into<String>) -> Cause {
+        Cause::Other(what.into())
+    }
 }
 
 #[async_trait]

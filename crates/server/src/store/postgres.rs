@@ -65,7 +65,7 @@ use deadpool_postgres::{
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{NoTls, Row};
 
-use super::{Appended, Draft, PURGE_CHUNK, Page, Retention, Store, StoreError};
+use super::{Appended, Cause, Draft, PURGE_CHUNK, Page, Retention, Store, StoreError};
 
 /// Most connections one node opens. Appends use one at a time (the
 /// committer is a single task); the rest serve concurrent history reads.
@@ -318,10 +318,10 @@ impl PostgresStore {
     /// transaction) and says so.
     fn abandon(&self, client: Object) -> StoreError {
         drop(Object::take(client));
-        StoreError::Backend(format!(
+        StoreError::Backend(Cause::Other(format!(
             "PostgreSQL at {} did not answer within {:?}",
             self.target, self.deadline
-        ))
+        )))
     }
 
     /// Ends the transaction a failed append may have left open, so the
@@ -525,21 +525,21 @@ fn db_error(e: tokio_postgres::Error) -> StoreError {
         SqlState::QUERY_CANCELED,
     ];
     match e.code() {
-        Some(code) if busy.contains(code) => StoreError::Busy(e.to_string()),
-        _ => StoreError::Backend(e.to_string()),
+        Some(code) if busy.contains(code) => StoreError::Busy(e.into()),
+        _ => StoreError::Backend(e.into()),
     }
 }
 
 fn pool_error(e: PoolError) -> StoreError {
     match e {
         PoolError::Backend(e) => db_error(e),
-        PoolError::Timeout(deadpool_postgres::TimeoutType::Wait) => {
-            StoreError::Busy("timed out waiting for a free PostgreSQL connection".into())
-        }
+        PoolError::Timeout(deadpool_postgres::TimeoutType::Wait) => StoreError::Busy(Cause::other(
+            "timed out waiting for a free PostgreSQL connection",
+        )),
         PoolError::Timeout(deadpool_postgres::TimeoutType::Create) => {
-            StoreError::Backend("timed out connecting to PostgreSQL".into())
+            StoreError::Backend(Cause::other("timed out connecting to PostgreSQL"))
         }
-        other => StoreError::Backend(other.to_string()),
+        other => StoreError::Backend(other.into()),
     }
 }
 
@@ -550,7 +550,8 @@ fn to_sql_seq(seq: u64) -> i64 {
 }
 
 fn from_sql_seq(seq: i64) -> Result<u64, StoreError> {
-    u64::try_from(seq).map_err(|_| StoreError::Backend(format!("stored seq {seq} is negative")))
+    u64::try_from(seq)
+        .map_err(|_| StoreError::Backend(Cause::Other(format!("stored seq {seq} is negative"))))
 }
 
 /// `limit + 1` rows are read to learn whether more exist.
@@ -561,7 +562,7 @@ fn sql_limit(limit: usize) -> i64 {
 /// A message from the row's columns `first..first + 7`: seq, id, user_id,
 /// user_name, text, ts, deleted.
 fn message_from_row(room: &str, row: &Row, first: usize) -> Result<Message, StoreError> {
-    let get_err = |e: tokio_postgres::Error| StoreError::Backend(e.to_string());
+    let get_err = |e: tokio_postgres::Error| StoreError::Backend(e.into());
     Ok(Message {
         room: room.to_owned(),
         seq: from_sql_seq(row.try_get(first).map_err(get_err)?)?,
@@ -644,7 +645,10 @@ async fn append_batch(
             decisions.push(Decision::SameAs(earlier));
         } else {
             let (_, seq) = counters.get_mut(&draft.room).ok_or_else(|| {
-                StoreError::Backend(format!("room {:?} was not locked", draft.room))
+                StoreError::Backend(Cause::Other(format!(
+                    "room {:?} was not locked",
+                    draft.room
+                )))
             })?;
             *seq += 1;
             first_in_batch.insert(key, i);

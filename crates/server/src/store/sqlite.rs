@@ -38,7 +38,7 @@ use chat_protocol::{Message, User};
 use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
-use super::{Appended, Draft, PURGE_CHUNK, Page, Retention, Store, StoreError};
+use super::{Appended, Cause, Draft, PURGE_CHUNK, Page, Retention, Store, StoreError};
 use crate::sync::lock;
 
 /// Reader connections: at most this many reads run at once, each on a
@@ -129,9 +129,9 @@ pub enum OpenError {
 fn store_error(e: rusqlite::Error) -> StoreError {
     match e.sqlite_error_code() {
         Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
-            StoreError::Busy(e.to_string())
+            StoreError::Busy(e.into())
         }
-        _ => StoreError::Backend(e.to_string()),
+        _ => StoreError::Backend(e.into()),
     }
 }
 
@@ -216,7 +216,7 @@ impl SqliteStore {
             .read_permits
             .acquire()
             .await
-            .map_err(|_| StoreError::Backend("store is closed".into()))?;
+            .map_err(|_| StoreError::Backend(Cause::other("store is closed")))?;
         let readers = self.readers.clone();
         let path = self.path.clone();
         let busy_timeout = self.busy_timeout;
@@ -231,7 +231,7 @@ impl SqliteStore {
             result
         })
         .await
-        .map_err(|e| StoreError::Backend(format!("storage task failed: {e}")))?
+        .map_err(|e| StoreError::Backend(e.into()))?
     }
 }
 
@@ -487,7 +487,7 @@ impl SqliteStore {
             result
         })
         .await
-        .map_err(|e| StoreError::Backend(format!("storage task failed: {e}")))?
+        .map_err(|e| StoreError::Backend(e.into()))?
         .map_err(store_error)
     }
 }
