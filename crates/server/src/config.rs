@@ -4,9 +4,14 @@
 //! One struct, [`Settings`], is both the clap parser and the file schema, so
 //! a setting cannot exist in one place and be missing from the other. Every
 //! field is optional there; [`Config::resolve`] layers flags over the file
-//! and fills in defaults.
+//! and fills in defaults, one small function per section.
+//!
+//! Each default is one named constant (`DEFAULT_*`: here, in [`crate::core`]
+//! for the core's limits, in [`crate::edge`] for the edge's), used by the code.
+//! The help text cannot name a constant, so it spells the value out, and a
+//! test renders `--help` and checks each `[default: …]` against its constant.
 
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -14,7 +19,13 @@ use clap::{Parser, ValueEnum};
 use serde::Deserialize;
 
 use crate::auth::{AuthConfig, JwtConfig, JwtKey, Secret};
-use crate::core::{Limits, RetentionPolicy};
+use crate::core::admin::PURGE_INTERVAL;
+use crate::core::{
+    DEFAULT_COMMIT_BATCH, DEFAULT_ERROR_RATE, DEFAULT_MAX_PENDING_SENDS, DEFAULT_MAX_ROOM_CHARS,
+    DEFAULT_MAX_ROOMS_PER_CONNECTION, DEFAULT_MAX_TEXT_CHARS, DEFAULT_OUTBOUND_QUEUE,
+    DEFAULT_PRESENCE_DELAY, DEFAULT_SEND_BURST, DEFAULT_SEND_RATE, DEFAULT_TYPING_RATE, Limits,
+    RetentionPolicy,
+};
 use crate::edge::hosts::AllowedHosts;
 use crate::edge::origin::AllowedOrigins;
 use crate::edge::{self, EdgeConfig};
@@ -26,6 +37,25 @@ pub enum LogFormat {
     Text,
     Json,
 }
+
+/// `--listen` by default: loopback, so a fresh server is not on the network.
+pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 3000));
+/// `--data-dir` by default, relative to the working directory.
+pub const DEFAULT_DATA_DIR: &str = "chat-data";
+/// `--redis-prefix` by default.
+pub const DEFAULT_REDIS_PREFIX: &str = "chat:";
+/// `--heartbeat-ms` by default.
+pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(25);
+/// `--max-frame-bytes` by default.
+pub const DEFAULT_MAX_FRAME_BYTES: usize = 64 * 1024;
+/// `--store-busy-timeout-ms` by default.
+pub const DEFAULT_STORE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// `--shutdown-timeout-ms` by default.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+/// `--log-format` by default.
+pub const DEFAULT_LOG_FORMAT: LogFormat = LogFormat::Text;
+/// `--log-level` by default.
+pub const DEFAULT_LOG_LEVEL: &str = "info";
 
 /// A real-time chat server: rooms, presence, typing, durable history and
 /// resume-after-reconnect over WebSocket (`/ws`) and Socket.IO (`/socket.io/`).
@@ -362,183 +392,207 @@ impl Config {
 
     /// Layers `flags` over the file they name (if any) over the defaults.
     pub fn resolve(flags: Settings) -> Result<Config, ConfigError> {
-        let file = match &flags.config {
-            Some(path) => read_file(path)?,
-            None => Settings::default(),
-        };
-        let s = layer!(flags over file:
-            listen, data_dir, heartbeat_ms, max_frame_bytes, max_text_chars, max_room_chars,
-            database_url, database_schema, redis_url, redis_prefix, node_ttl_ms,
-            send_rate, send_burst, typing_rate, max_errors_per_sec, max_rooms_per_connection,
-            outbound_queue,
-            max_pending_sends, commit_batch, store_busy_timeout_ms, shutdown_timeout_ms,
-            presence_delay_ms, allowed_origins, allowed_hosts, header_timeout_ms,
-            body_timeout_ms, max_pending_connections, max_pending_connections_per_ip,
-            ws_echo, log_format, log_level,
-            tls_cert, tls_key, jwt_secret, jwt_secret_file, jwt_public_key, jwt_algorithm,
-            jwt_audience, jwt_issuer, allow_anonymous,
-            api_key, max_connections_per_ip, max_connects_per_ip_per_sec, idle_timeout_secs,
-            retention_messages,
-            retention_days, retention_interval_secs,
-        );
-        let defaults = Limits::default();
-        let limits = Limits {
-            max_text_chars: at_least(
-                1,
-                "max_text_chars",
-                s.max_text_chars,
-                defaults.max_text_chars,
-            )?,
-            max_room_chars: at_least(
-                1,
-                "max_room_chars",
-                s.max_room_chars,
-                defaults.max_room_chars,
-            )?,
-            send_rate: positive("send_rate", s.send_rate, defaults.send_rate)?,
-            send_burst: positive("send_burst", s.send_burst, defaults.send_burst)?.max(1.0),
-            typing_rate: positive("typing_rate", s.typing_rate, defaults.typing_rate)?,
-            error_rate: positive(
-                "max_errors_per_sec",
-                s.max_errors_per_sec,
-                defaults.error_rate,
-            )?,
-            max_rooms_per_connection: at_least(
-                1,
-                "max_rooms_per_connection",
-                s.max_rooms_per_connection,
-                defaults.max_rooms_per_connection,
-            )?,
-            outbound_queue: at_least(
-                1,
-                "outbound_queue",
-                s.outbound_queue,
-                defaults.outbound_queue,
-            )?,
-            max_pending_sends: at_least(
-                1,
-                "max_pending_sends",
-                s.max_pending_sends,
-                defaults.max_pending_sends,
-            )?,
-            commit_batch: at_least(1, "commit_batch", s.commit_batch, defaults.commit_batch)?,
-            presence_delay: s
-                .presence_delay_ms
-                .map_or(defaults.presence_delay, Duration::from_millis),
-            idle_timeout: s
-                .idle_timeout_secs
-                .filter(|&secs| secs > 0)
-                .map(Duration::from_secs),
-            retention: retention(
-                s.retention_messages,
-                s.retention_days,
-                s.retention_interval_secs,
-            )?,
-        };
-        if let Some(key) = &s.api_key
-            && key.len() < crate::api::MIN_KEY_BYTES
-        {
-            return Err(ConfigError::Invalid {
-                name: "api_key",
-                why: format!(
-                    "must be at least {} bytes (a random one: openssl rand -hex 32)",
-                    crate::api::MIN_KEY_BYTES
-                ),
-            });
-        }
-        if s.database_schema.is_some() && s.database_url.is_none() {
-            return Err(ConfigError::Invalid {
-                name: "database_schema",
-                why: "is a PostgreSQL schema and needs database_url".into(),
-            });
-        }
-        if s.redis_url.is_some() && s.database_url.is_none() {
-            return Err(ConfigError::Invalid {
-                name: "redis_url",
-                why: "cluster mode needs database_url (PostgreSQL): SQLite history \
-                      cannot be shared between nodes"
-                    .into(),
-            });
-        }
-        if s.redis_url.is_none() && (s.redis_prefix.is_some() || s.node_ttl_ms.is_some()) {
+        let s = layered(flags)?;
+        check_storage(&s)?;
+        let heartbeat = heartbeat(&s)?;
+        let listen = s.listen.unwrap_or(DEFAULT_LISTEN);
+        Ok(Config {
+            limits: limits(&s)?,
+            api_key: api_key(&s)?,
+            redis: cluster(&s, heartbeat)?,
+            heartbeat,
+            listen,
+            edge: edge_config(&s, listen)?,
+            max_frame_bytes: max_frame_bytes(&s)?,
+            allowed_origins: allowed_origins(&s)?,
+            max_connections_per_ip: s.max_connections_per_ip.filter(|&n| n > 0),
+            max_connects_per_ip_per_sec: max_connects_per_ip_per_sec(&s)?,
+            ws_echo: s.ws_echo.unwrap_or(false),
+            store_busy_timeout: millis_or(s.store_busy_timeout_ms, DEFAULT_STORE_BUSY_TIMEOUT),
+            shutdown_timeout: millis_or(s.shutdown_timeout_ms, DEFAULT_SHUTDOWN_TIMEOUT),
+            tls: tls(&s)?,
+            auth: auth_config(&s)?,
+            log_format: s.log_format.unwrap_or(DEFAULT_LOG_FORMAT),
+            // Last, the fields moved out of `s`, once nothing borrows it.
+            log_level: s.log_level.unwrap_or_else(|| DEFAULT_LOG_LEVEL.into()),
+            data_dir: s.data_dir.unwrap_or_else(|| DEFAULT_DATA_DIR.into()),
+            database_url: s.database_url,
+            database_schema: s.database_schema,
+        })
+    }
+}
+
+/// `flags` over the file they name, if any.
+fn layered(flags: Settings) -> Result<Settings, ConfigError> {
+    let file = match &flags.config {
+        Some(path) => read_file(path)?,
+        None => Settings::default(),
+    };
+    Ok(layer!(flags over file:
+        listen, data_dir, heartbeat_ms, max_frame_bytes, max_text_chars, max_room_chars,
+        database_url, database_schema, redis_url, redis_prefix, node_ttl_ms,
+        send_rate, send_burst, typing_rate, max_errors_per_sec, max_rooms_per_connection,
+        outbound_queue,
+        max_pending_sends, commit_batch, store_busy_timeout_ms, shutdown_timeout_ms,
+        presence_delay_ms, allowed_origins, allowed_hosts, header_timeout_ms,
+        body_timeout_ms, max_pending_connections, max_pending_connections_per_ip,
+        ws_echo, log_format, log_level,
+        tls_cert, tls_key, jwt_secret, jwt_secret_file, jwt_public_key, jwt_algorithm,
+        jwt_audience, jwt_issuer, allow_anonymous,
+        api_key, max_connections_per_ip, max_connects_per_ip_per_sec, idle_timeout_secs,
+        retention_messages,
+        retention_days, retention_interval_secs,
+    ))
+}
+
+/// What the core enforces per connection and node-wide.
+fn limits(s: &Settings) -> Result<Limits, ConfigError> {
+    let count = |name, value, default| at_least(1, name, value, default);
+    Ok(Limits {
+        max_text_chars: count("max_text_chars", s.max_text_chars, DEFAULT_MAX_TEXT_CHARS)?,
+        max_room_chars: count("max_room_chars", s.max_room_chars, DEFAULT_MAX_ROOM_CHARS)?,
+        send_rate: positive("send_rate", s.send_rate, DEFAULT_SEND_RATE)?,
+        send_burst: positive("send_burst", s.send_burst, DEFAULT_SEND_BURST)?.max(1.0),
+        typing_rate: positive("typing_rate", s.typing_rate, DEFAULT_TYPING_RATE)?,
+        error_rate: positive(
+            "max_errors_per_sec",
+            s.max_errors_per_sec,
+            DEFAULT_ERROR_RATE,
+        )?,
+        max_rooms_per_connection: count(
+            "max_rooms_per_connection",
+            s.max_rooms_per_connection,
+            DEFAULT_MAX_ROOMS_PER_CONNECTION,
+        )?,
+        outbound_queue: count("outbound_queue", s.outbound_queue, DEFAULT_OUTBOUND_QUEUE)?,
+        max_pending_sends: count(
+            "max_pending_sends",
+            s.max_pending_sends,
+            DEFAULT_MAX_PENDING_SENDS,
+        )?,
+        commit_batch: count("commit_batch", s.commit_batch, DEFAULT_COMMIT_BATCH)?,
+        presence_delay: millis_or(s.presence_delay_ms, DEFAULT_PRESENCE_DELAY),
+        idle_timeout: s
+            .idle_timeout_secs
+            .filter(|&secs| secs > 0)
+            .map(Duration::from_secs),
+        retention: retention(
+            s.retention_messages,
+            s.retention_days,
+            s.retention_interval_secs,
+        )?,
+    })
+}
+
+/// The HTTP API's key, long enough to resist guessing.
+fn api_key(s: &Settings) -> Result<Option<crate::api::ApiKey>, ConfigError> {
+    if let Some(key) = &s.api_key
+        && key.len() < crate::api::MIN_KEY_BYTES
+    {
+        return Err(ConfigError::Invalid {
+            name: "api_key",
+            why: format!(
+                "must be at least {} bytes (a random one: openssl rand -hex 32)",
+                crate::api::MIN_KEY_BYTES
+            ),
+        });
+    }
+    Ok(s.api_key.clone())
+}
+
+/// Storage: a schema only means something in PostgreSQL.
+fn check_storage(s: &Settings) -> Result<(), ConfigError> {
+    if s.database_schema.is_some() && s.database_url.is_none() {
+        return Err(ConfigError::Invalid {
+            name: "database_schema",
+            why: "is a PostgreSQL schema and needs database_url".into(),
+        });
+    }
+    Ok(())
+}
+
+/// Cluster mode: Redis, which needs shared (PostgreSQL) history; its other
+/// settings need Redis. A node's lease defaults to the heartbeat.
+fn cluster(
+    s: &Settings,
+    heartbeat: Duration,
+) -> Result<Option<crate::broker::RedisConfig>, ConfigError> {
+    let Some(url) = s.redis_url.clone() else {
+        if s.redis_prefix.is_some() || s.node_ttl_ms.is_some() {
             return Err(ConfigError::Invalid {
                 name: "redis_prefix",
                 why: "redis_prefix and node_ttl_ms are cluster settings and need redis_url".into(),
             });
         }
-        let heartbeat_ms = at_least(
-            10,
-            "heartbeat_ms",
-            s.heartbeat_ms.map(|v| v as usize),
-            25_000,
-        )?;
-        let listen = s.listen.unwrap_or_else(|| ([127, 0, 0, 1], 3000).into());
-        Ok(Config {
-            listen,
-            edge: edge_config(&s, listen)?,
-            data_dir: s.data_dir.unwrap_or_else(|| PathBuf::from("chat-data")),
-            database_url: s.database_url,
-            database_schema: s.database_schema,
-            redis: match s.redis_url {
-                Some(url) => Some(crate::broker::RedisConfig {
-                    url,
-                    prefix: s.redis_prefix.unwrap_or_else(|| "chat:".into()),
-                    node_ttl: Duration::from_millis(at_least(
-                        30,
-                        "node_ttl_ms",
-                        s.node_ttl_ms.map(|v| v as usize),
-                        heartbeat_ms,
-                    )? as u64),
-                }),
-                None => None,
-            },
-            heartbeat: Duration::from_millis(heartbeat_ms as u64),
-            // A frame must at least hold a small request.
-            max_frame_bytes: at_least(256, "max_frame_bytes", s.max_frame_bytes, 64 * 1024)?,
-            limits,
-            store_busy_timeout: Duration::from_millis(s.store_busy_timeout_ms.unwrap_or(5000)),
-            shutdown_timeout: Duration::from_millis(s.shutdown_timeout_ms.unwrap_or(5000)),
-            allowed_origins: match &s.allowed_origins {
-                Some(list) => AllowedOrigins::parse(list).map_err(|e| ConfigError::Invalid {
-                    name: "allowed_origins",
-                    why: e.to_string(),
-                })?,
-                None => AllowedOrigins::default(),
-            },
-            ws_echo: s.ws_echo.unwrap_or(false),
-            log_format: s.log_format.unwrap_or(LogFormat::Text),
-            log_level: s.log_level.unwrap_or_else(|| "info".into()),
-            tls: match (s.tls_cert, s.tls_key) {
-                (Some(cert), Some(key)) => Some(TlsConfig { cert, key }),
-                (None, None) => None,
-                _ => {
-                    return Err(ConfigError::Invalid {
-                        name: "tls_cert",
-                        why: "--tls-cert and --tls-key go together: give both or neither".into(),
-                    });
-                }
-            },
-            api_key: s.api_key,
-            max_connections_per_ip: s.max_connections_per_ip.filter(|&n| n > 0),
-            max_connects_per_ip_per_sec: match s.max_connects_per_ip_per_sec {
-                Some(rate) if !rate.is_finite() || rate < 0.0 => {
-                    return Err(ConfigError::Invalid {
-                        name: "max_connects_per_ip_per_sec",
-                        why: format!("{rate} is not a rate (0 for no limit)"),
-                    });
-                }
-                rate => rate.filter(|&r| r > 0.0),
-            },
-            auth: auth_config(
-                s.jwt_secret,
-                s.jwt_secret_file,
-                s.jwt_public_key,
-                s.jwt_algorithm,
-                s.jwt_audience,
-                s.jwt_issuer,
-                s.allow_anonymous,
-            )?,
-        })
+        return Ok(None);
+    };
+    if s.database_url.is_none() {
+        return Err(ConfigError::Invalid {
+            name: "redis_url",
+            why: "cluster mode needs database_url (PostgreSQL): SQLite history \
+                  cannot be shared between nodes"
+                .into(),
+        });
+    }
+    Ok(Some(crate::broker::RedisConfig {
+        url,
+        prefix: s
+            .redis_prefix
+            .clone()
+            .unwrap_or_else(|| DEFAULT_REDIS_PREFIX.into()),
+        node_ttl: millis_at_least(30, "node_ttl_ms", s.node_ttl_ms, heartbeat)?,
+    }))
+}
+
+/// The WebSocket ping interval.
+fn heartbeat(s: &Settings) -> Result<Duration, ConfigError> {
+    millis_at_least(10, "heartbeat_ms", s.heartbeat_ms, DEFAULT_HEARTBEAT)
+}
+
+/// The largest frame: it must at least hold a small request.
+fn max_frame_bytes(s: &Settings) -> Result<usize, ConfigError> {
+    at_least(
+        256,
+        "max_frame_bytes",
+        s.max_frame_bytes,
+        DEFAULT_MAX_FRAME_BYTES,
+    )
+}
+
+/// The web pages allowed to connect.
+fn allowed_origins(s: &Settings) -> Result<AllowedOrigins, ConfigError> {
+    match &s.allowed_origins {
+        Some(list) => AllowedOrigins::parse(list).map_err(|e| ConfigError::Invalid {
+            name: "allowed_origins",
+            why: e.to_string(),
+        }),
+        None => Ok(AllowedOrigins::default()),
+    }
+}
+
+/// The accept rate per address; `0` (or nothing) is no limit.
+fn max_connects_per_ip_per_sec(s: &Settings) -> Result<Option<f64>, ConfigError> {
+    match s.max_connects_per_ip_per_sec {
+        Some(rate) if !rate.is_finite() || rate < 0.0 => Err(ConfigError::Invalid {
+            name: "max_connects_per_ip_per_sec",
+            why: format!("{rate} is not a rate (0 for no limit)"),
+        }),
+        rate => Ok(rate.filter(|&r| r > 0.0)),
+    }
+}
+
+/// TLS: both files or neither.
+fn tls(s: &Settings) -> Result<Option<TlsConfig>, ConfigError> {
+    match (&s.tls_cert, &s.tls_key) {
+        (Some(cert), Some(key)) => Ok(Some(TlsConfig {
+            cert: cert.clone(),
+            key: key.clone(),
+        })),
+        (None, None) => Ok(None),
+        _ => Err(ConfigError::Invalid {
+            name: "tls_cert",
+            why: "--tls-cert and --tls-key go together: give both or neither".into(),
+        }),
     }
 }
 
@@ -589,43 +643,10 @@ fn edge_config(s: &Settings, listen: SocketAddr) -> Result<EdgeConfig, ConfigErr
 
 /// Who may connect: checks that the JWT settings make one key, and that
 /// someone can connect at all.
-fn auth_config(
-    secret: Option<Secret>,
-    secret_file: Option<PathBuf>,
-    public_key: Option<PathBuf>,
-    algorithm: Option<String>,
-    audience: Option<String>,
-    issuer: Option<String>,
-    allow_anonymous: Option<bool>,
-) -> Result<AuthConfig, ConfigError> {
-    let invalid = |name, why: &str| ConfigError::Invalid {
-        name,
-        why: why.into(),
-    };
-    let key = match (secret, secret_file, public_key) {
-        (None, None, None) => None,
-        (Some(secret), None, None) => Some(JwtKey::Secret(secret)),
-        (None, Some(path), None) => Some(JwtKey::SecretFile(path)),
-        (None, None, Some(path)) => Some(JwtKey::PublicKey(path)),
-        _ => {
-            return Err(invalid(
-                "jwt_secret",
-                "give one of --jwt-secret, --jwt-secret-file and --jwt-public-key",
-            ));
-        }
-    };
-    let algorithm = algorithm
-        .map(|name| {
-            name.parse().map_err(|_| ConfigError::Invalid {
-                name: "jwt_algorithm",
-                why: format!(
-                    "unknown algorithm `{name}`; use HS256, HS384, HS512, RS256, RS384, \
-                     RS512, PS256, PS384, PS512, ES256, ES384 or EdDSA"
-                ),
-            })
-        })
-        .transpose()?;
-    let allow_anonymous = allow_anonymous.unwrap_or(key.is_none());
+fn auth_config(s: &Settings) -> Result<AuthConfig, ConfigError> {
+    let key = jwt_key(s)?;
+    let algorithm = jwt_algorithm(s)?;
+    let allow_anonymous = s.allow_anonymous.unwrap_or(key.is_none());
     let Some(key) = key else {
         if !allow_anonymous {
             return Err(invalid(
@@ -634,7 +655,7 @@ fn auth_config(
                  --jwt-secret-file or --jwt-public-key",
             ));
         }
-        if algorithm.is_some() || audience.is_some() || issuer.is_some() {
+        if algorithm.is_some() || s.jwt_audience.is_some() || s.jwt_issuer.is_some() {
             return Err(invalid(
                 "jwt_algorithm",
                 "--jwt-algorithm, --jwt-audience and --jwt-issuer need a JWT key",
@@ -649,11 +670,49 @@ fn auth_config(
         jwt: Some(JwtConfig {
             key,
             algorithm,
-            audience,
-            issuer,
+            audience: s.jwt_audience.clone(),
+            issuer: s.jwt_issuer.clone(),
         }),
         allow_anonymous,
     })
+}
+
+/// The one JWT key given, if any.
+fn jwt_key(s: &Settings) -> Result<Option<JwtKey>, ConfigError> {
+    match (&s.jwt_secret, &s.jwt_secret_file, &s.jwt_public_key) {
+        (None, None, None) => Ok(None),
+        (Some(secret), None, None) => Ok(Some(JwtKey::Secret(secret.clone()))),
+        (None, Some(path), None) => Ok(Some(JwtKey::SecretFile(path.clone()))),
+        (None, None, Some(path)) => Ok(Some(JwtKey::PublicKey(path.clone()))),
+        _ => Err(invalid(
+            "jwt_secret",
+            "give one of --jwt-secret, --jwt-secret-file and --jwt-public-key",
+        )),
+    }
+}
+
+/// The token algorithm named, if any.
+fn jwt_algorithm(s: &Settings) -> Result<Option<jsonwebtoken::Algorithm>, ConfigError> {
+    s.jwt_algorithm
+        .as_deref()
+        .map(|name| {
+            name.parse().map_err(|_| ConfigError::Invalid {
+                name: "jwt_algorithm",
+                why: format!(
+                    "unknown algorithm `{name}`; use HS256, HS384, HS512, RS256, RS384, \
+                     RS512, PS256, PS384, PS512, ES256, ES384 or EdDSA"
+                ),
+            })
+        })
+        .transpose()
+}
+
+/// A refused setting and why.
+fn invalid(name: &'static str, why: &str) -> ConfigError {
+    ConfigError::Invalid {
+        name,
+        why: why.into(),
+    }
 }
 
 /// The retention policy: `0` (or nothing) turns a bound off.
@@ -674,7 +733,6 @@ fn retention(
             });
         }
     };
-    let defaults = RetentionPolicy::default();
     Ok(RetentionPolicy {
         keep_last: messages.filter(|&n| n > 0),
         max_age,
@@ -682,7 +740,7 @@ fn retention(
             1,
             "retention_interval_secs",
             interval_secs.map(|s| usize::try_from(s).unwrap_or(usize::MAX)),
-            defaults.interval.as_secs() as usize,
+            PURGE_INTERVAL.as_secs() as usize,
         )? as u64),
     })
 }
@@ -714,6 +772,28 @@ fn at_least(
     Ok(value)
 }
 
+/// Milliseconds, as given or `default`.
+fn millis_or(value: Option<u64>, default: Duration) -> Duration {
+    value.map_or(default, Duration::from_millis)
+}
+
+/// Milliseconds, as given or `default`, of at least `min_ms`.
+fn millis_at_least(
+    min_ms: u64,
+    name: &'static str,
+    value: Option<u64>,
+    default: Duration,
+) -> Result<Duration, ConfigError> {
+    let value = value.unwrap_or_else(|| u64::try_from(default.as_millis()).unwrap_or(u64::MAX));
+    if value < min_ms {
+        return Err(ConfigError::Invalid {
+            name,
+            why: format!("must be at least {min_ms}, got {value}"),
+        });
+    }
+    Ok(Duration::from_millis(value))
+}
+
 fn positive(name: &'static str, value: Option<f64>, default: f64) -> Result<f64, ConfigError> {
     let value = value.unwrap_or(default);
     if !(value.is_finite() && value > 0.0) {
@@ -727,6 +807,10 @@ fn positive(name: &'static str, value: Option<f64>, default: f64) -> Result<f64,
 
 #[cfg(test)]
 mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use clap::CommandFactory;
+
     use super::*;
 
     fn parse(args: &[&str]) -> Settings {
@@ -914,5 +998,120 @@ mod tests {
         std::fs::write(&file, "allowed_origins = [\"*\"]\n").unwrap();
         let c = Config::resolve(parse(&["--config", file.to_str().unwrap()])).unwrap();
         assert_eq!(Ok(c.allowed_origins), AllowedOrigins::parse(&["*"]));
+    }
+
+    /// Each setting whose help gives its default as a value, with that
+    /// value rendered from the constant the code uses.
+    fn defaults_from_constants() -> Vec<(&'static str, String)> {
+        let ms = |d: Duration| d.as_millis().to_string();
+        let (fewest_pending, most_pending) = edge::DEFAULT_MAX_PENDING_RANGE;
+        let log_format = DEFAULT_LOG_FORMAT.to_possible_value().expect("not skipped");
+        vec![
+            ("listen", DEFAULT_LISTEN.to_string()),
+            ("data-dir", format!("./{DEFAULT_DATA_DIR}")),
+            ("redis-prefix", DEFAULT_REDIS_PREFIX.to_string()),
+            ("heartbeat-ms", ms(DEFAULT_HEARTBEAT)),
+            ("max-frame-bytes", DEFAULT_MAX_FRAME_BYTES.to_string()),
+            ("max-text-chars", DEFAULT_MAX_TEXT_CHARS.to_string()),
+            ("max-room-chars", DEFAULT_MAX_ROOM_CHARS.to_string()),
+            ("send-rate", DEFAULT_SEND_RATE.to_string()),
+            ("send-burst", DEFAULT_SEND_BURST.to_string()),
+            ("typing-rate", DEFAULT_TYPING_RATE.to_string()),
+            ("max-errors-per-sec", DEFAULT_ERROR_RATE.to_string()),
+            (
+                "max-rooms-per-connection",
+                DEFAULT_MAX_ROOMS_PER_CONNECTION.to_string(),
+            ),
+            ("outbound-queue", DEFAULT_OUTBOUND_QUEUE.to_string()),
+            ("max-pending-sends", DEFAULT_MAX_PENDING_SENDS.to_string()),
+            ("commit-batch", DEFAULT_COMMIT_BATCH.to_string()),
+            ("store-busy-timeout-ms", ms(DEFAULT_STORE_BUSY_TIMEOUT)),
+            ("shutdown-timeout-ms", ms(DEFAULT_SHUTDOWN_TIMEOUT)),
+            ("presence-delay-ms", ms(DEFAULT_PRESENCE_DELAY)),
+            ("header-timeout-ms", ms(edge::DEFAULT_HEADER_TIMEOUT)),
+            ("body-timeout-ms", ms(edge::DEFAULT_BODY_TIMEOUT)),
+            (
+                "max-pending-connections",
+                format!(
+                    "a quarter of the process's file limit, {fewest_pending} to {most_pending}"
+                ),
+            ),
+            (
+                "max-pending-connections-per-ip",
+                edge::DEFAULT_MAX_PENDING_PER_IP.to_string(),
+            ),
+            ("log-format", log_format.get_name().to_string()),
+            ("log-level", DEFAULT_LOG_LEVEL.to_string()),
+            (
+                "retention-interval-secs",
+                PURGE_INTERVAL.as_secs().to_string(),
+            ),
+        ]
+    }
+
+    /// Settings whose help describes the default in words: it follows
+    /// from other settings, or is `0` for off (`None` in [`Config`]).
+    const DEFAULTS_IN_WORDS: [&str; 11] = [
+        "database-schema",
+        "node-ttl-ms",
+        "allowed-origins",
+        "allowed-hosts",
+        "jwt-algorithm",
+        "allow-anonymous",
+        "max-connections-per-ip",
+        "max-connects-per-ip-per-sec",
+        "idle-timeout-secs",
+        "retention-messages",
+        "retention-days",
+    ];
+
+    /// The long help of each option as `--help` prints it, by flag name,
+    /// its lines joined and its spaces collapsed so wrapping does not matter.
+    fn long_help_by_flag() -> BTreeMap<String, String> {
+        let help = Settings::command().render_long_help().to_string();
+        let mut by_flag = BTreeMap::new();
+        let mut current: Option<(String, String)> = None;
+        for line in help.lines() {
+            let indent = line.len() - line.trim_start().len();
+            let is_option = line.trim_start().starts_with('-') && indent <= 6;
+            let is_heading = indent == 0 && !line.is_empty();
+            if is_option || is_heading {
+                by_flag.extend(current.take());
+            }
+            if is_option && let Some((_, long)) = line.split_once("--") {
+                let flag = long.split_whitespace().next().unwrap_or_default();
+                current = Some((flag.to_string(), String::new()));
+            } else if let Some((_, text)) = &mut current {
+                text.extend(line.split_whitespace().flat_map(|word| [" ", word]));
+            }
+        }
+        by_flag.extend(current);
+        by_flag
+    }
+
+    #[test]
+    fn the_help_shows_the_defaults_the_code_uses() {
+        let help = long_help_by_flag();
+        let from_constants = defaults_from_constants();
+        for (flag, default) in &from_constants {
+            let text = help
+                .get(*flag)
+                .unwrap_or_else(|| panic!("--{flag} has no help"));
+            let shown = format!("[default: {default}]");
+            assert!(text.contains(&shown), "--{flag} should show {shown}:{text}");
+        }
+        // Every default the help shows is checked above or listed as
+        // described in words, so a new setting cannot slip past.
+        let shown: BTreeSet<&str> = help
+            .iter()
+            .filter(|(_, text)| text.contains("[default: "))
+            .map(|(flag, _)| flag.as_str())
+            .collect();
+        let classified: BTreeSet<&str> = from_constants
+            .iter()
+            .map(|(flag, _)| *flag)
+            .chain(DEFAULTS_IN_WORDS)
+            .collect();
+        assert_eq!(shown, classified);
     }
 }

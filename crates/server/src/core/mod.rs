@@ -56,7 +56,31 @@ pub const HISTORY_DEFAULT: usize = 50;
 /// Largest `history` page.
 pub const HISTORY_MAX: usize = 200;
 
-/// Limits the core enforces. Defaults are the contract's.
+/// `--max-text-chars` by default (the protocol's contract).
+pub const DEFAULT_MAX_TEXT_CHARS: usize = validate::DEFAULT_MAX_TEXT_CHARS;
+/// `--max-room-chars` by default (the protocol's contract).
+pub const DEFAULT_MAX_ROOM_CHARS: usize = validate::DEFAULT_MAX_ROOM_CHARS;
+/// `--send-rate` by default: sends a second per connection.
+pub const DEFAULT_SEND_RATE: f64 = 20.0;
+/// `--send-burst` by default.
+pub const DEFAULT_SEND_BURST: f64 = 40.0;
+/// `--typing-rate` by default: typing notices a second per connection.
+pub const DEFAULT_TYPING_RATE: f64 = 5.0;
+/// `--max-errors-per-sec` by default.
+pub const DEFAULT_ERROR_RATE: f64 = 10.0;
+/// `--max-rooms-per-connection` by default.
+pub const DEFAULT_MAX_ROOMS_PER_CONNECTION: usize = 100;
+/// `--outbound-queue` by default.
+pub const DEFAULT_OUTBOUND_QUEUE: usize = 1024;
+/// `--max-pending-sends` by default.
+pub const DEFAULT_MAX_PENDING_SENDS: usize = 10_000;
+/// `--commit-batch` by default.
+pub const DEFAULT_COMMIT_BATCH: usize = 1024;
+/// `--presence-delay-ms` by default.
+pub const DEFAULT_PRESENCE_DELAY: Duration = Duration::from_millis(250);
+
+/// Limits the core enforces; each default is one of the `DEFAULT_*`
+/// constants above, which the help text is tested against.
 #[derive(Debug, Clone)]
 pub struct Limits {
     pub max_text_chars: usize,
@@ -90,17 +114,17 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            max_text_chars: validate::DEFAULT_MAX_TEXT_CHARS,
-            max_room_chars: validate::DEFAULT_MAX_ROOM_CHARS,
-            send_rate: 20.0,
-            send_burst: 40.0,
-            typing_rate: 5.0,
-            error_rate: 10.0,
-            max_rooms_per_connection: 100,
-            outbound_queue: 1024,
-            max_pending_sends: 10_000,
-            commit_batch: 1024,
-            presence_delay: Duration::from_millis(250),
+            max_text_chars: DEFAULT_MAX_TEXT_CHARS,
+            max_room_chars: DEFAULT_MAX_ROOM_CHARS,
+            send_rate: DEFAULT_SEND_RATE,
+            send_burst: DEFAULT_SEND_BURST,
+            typing_rate: DEFAULT_TYPING_RATE,
+            error_rate: DEFAULT_ERROR_RATE,
+            max_rooms_per_connection: DEFAULT_MAX_ROOMS_PER_CONNECTION,
+            outbound_queue: DEFAULT_OUTBOUND_QUEUE,
+            max_pending_sends: DEFAULT_MAX_PENDING_SENDS,
+            commit_batch: DEFAULT_COMMIT_BATCH,
+            presence_delay: DEFAULT_PRESENCE_DELAY,
             idle_timeout: None,
             retention: RetentionPolicy::default(),
         }
