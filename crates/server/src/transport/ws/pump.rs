@@ -271,7 +271,8 @@ impl Wakeups {
 /// All three of a connection's source wakers share its one [`Wakeups`]
 /// allocation and differ only in their vtable, which names the source:
 /// separate `Arc`s per source (`std::task::Wake`) cost about 300 bytes per
-/// connection, 5% of an idle connection's memory.
+/// connection, 5% of an idle connection's memory. The unit tests below
+/// exercise every function of the vtable, and CI runs them under Miri.
 fn source_waker<const SOURCE: u8>(wakeups: &Arc<Wakeups>) -> Waker {
     let data = Arc::into_raw(wakeups.clone()).cast::<()>();
     // SAFETY: `data` is an `Arc<Wakeups>` reference turned into a raw
@@ -325,4 +326,92 @@ unsafe fn wake_waker_by_ref<const SOURCE: u8>(data: *const ()) {
 
 unsafe fn drop_waker(data: *const ()) {
     drop(unsafe { Arc::from_raw(data.cast::<Wakeups>()) });
+}
+
+#[cfg(test)]
+mod tests {
+    //! The hand-written waker vtable: each source's waker records its own
+    //! source and wakes the task, and every clone, wake and drop keeps the
+    //! shared `Arc`'s count exact (no leak, no use after free). CI also
+    //! runs these under Miri (`.ci/run`), which checks the raw-pointer
+    //! handling itself.
+
+    use std::sync::atomic::AtomicUsize;
+    use std::task::Wake;
+
+    use super::*;
+
+    /// A task waker that counts its wake-ups.
+    struct CountingTask(AtomicUsize);
+
+    impl Wake for CountingTask {
+        fn wake(self: Arc<Self>) {
+            self.wake_by_ref();
+        }
+
+        fn wake_by_ref(self: &Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn wakeups() -> (Arc<Wakeups>, Arc<CountingTask>) {
+        let task = Arc::new(CountingTask(AtomicUsize::new(0)));
+        let wakeups = Arc::new(Wakeups {
+            fired: AtomicU8::new(0),
+            task: AtomicWaker::new(),
+        });
+        wakeups.task.register(&Waker::from(task.clone()));
+        (wakeups, task)
+    }
+
+    #[test]
+    fn each_source_records_itself_and_wakes_the_task() {
+        let (wakeups, task) = wakeups();
+        let socket = source_waker::<SOCKET>(&wakeups);
+        let outbox = source_waker::<OUTBOX>(&wakeups);
+        let timer = source_waker::<TIMER>(&wakeups);
+        outbox.wake_by_ref();
+        assert_eq!(wakeups.fired.swap(0, Ordering::AcqRel), OUTBOX);
+        // AtomicWaker hands the registered waker out on wake: register again.
+        wakeups.task.register(&Waker::from(task.clone()));
+        socket.wake_by_ref();
+        timer.wake();
+        assert_eq!(wakeups.fired.load(Ordering::Acquire), SOCKET | TIMER);
+        assert!(task.0.load(Ordering::SeqCst) >= 2);
+    }
+
+    #[test]
+    fn clones_wakes_and_drops_keep_the_count_exact() {
+        let (wakeups, _task) = wakeups();
+        let wakers: Vec<Waker> = vec![
+            source_waker::<SOCKET>(&wakeups),
+            source_waker::<OUTBOX>(&wakeups),
+            source_waker::<TIMER>(&wakeups),
+        ];
+        assert_eq!(Arc::strong_count(&wakeups), 4);
+        let clones: Vec<Waker> = wakers.iter().map(Waker::clone).collect();
+        assert_eq!(Arc::strong_count(&wakeups), 7);
+        // A clone wakes as its source, and waking by value consumes it.
+        for clone in clones {
+            clone.wake();
+        }
+        assert_eq!(Arc::strong_count(&wakeups), 4);
+        assert_eq!(
+            wakeups.fired.load(Ordering::Acquire),
+            SOCKET | OUTBOX | TIMER
+        );
+        drop(wakers);
+        assert_eq!(Arc::strong_count(&wakeups), 1);
+    }
+
+    #[test]
+    fn a_waker_outlives_the_connection_that_made_it() {
+        let (wakeups, _task) = wakeups();
+        let waker = source_waker::<SOCKET>(&wakeups);
+        // The connection's own reference goes first, as when its task ends
+        // while the socket's reactor still holds the waker.
+        drop(wakeups);
+        waker.wake_by_ref();
+        waker.wake();
+    }
 }
