@@ -2,6 +2,7 @@
 //! [`Session`](crate::core::Session) calls and encodes what comes out of the
 //! connection's outbox.
 
+pub(crate) mod close;
 pub mod query;
 pub mod socketio;
 pub mod ws;

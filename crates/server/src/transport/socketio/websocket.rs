@@ -35,7 +35,6 @@ use std::time::Duration;
 use axum::extract::Request;
 use axum::http::Method;
 use axum::response::{IntoResponse, Response};
-use chat_protocol::CloseCode;
 use engineioxide::Str;
 use socketioxide_core::parser::{Parse, ParseConfig, ParserState};
 use socketioxide_parser_common::CommonParser;
@@ -47,6 +46,7 @@ use super::connection::{self, Credentials, PacketSink, Refused};
 use super::{Classified, Incoming, MAX_ATTACHMENTS, classify, mapping};
 use crate::core::{Dropped, Identity, Outbound, Session};
 use crate::server::AppState;
+use crate::transport::close::CloseReason;
 use crate::transport::ws::pump::{Next, OUTPUT_HIGH_WATER, OUTPUT_SLACK, Pump, heartbeat_ticks};
 use crate::transport::ws::socket::{SocketEvent, WsSocket};
 use crate::transport::ws::{self, handshake};
@@ -145,10 +145,6 @@ fn open_packet(heartbeat: Duration, max_payload: usize) -> String {
     )
 }
 
-fn close(code: CloseCode, reason: &'static str) -> Hangup {
-    Some((code.code(), reason))
-}
-
 /// What one WebSocket message was, once read.
 enum Read {
     /// A Socket.IO packet for the connection.
@@ -178,7 +174,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     /// unanswered, else pings again.
     fn heartbeat(&mut self) -> Result<(), Hangup> {
         if self.awaiting_pong {
-            return Err(close(CloseCode::GoingAway, "heartbeat timeout"));
+            return Err(Some(CloseReason::HeartbeatTimeout));
         }
         self.awaiting_pong = true;
         self.socket.queue_text(b"2");
@@ -209,10 +205,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                     Some(b'1') => return Read::End(None),
                     _ => {
                         tracing::debug!("malformed Engine.IO packet; closing");
-                        return Read::End(close(
-                            CloseCode::ProtocolError,
-                            "malformed Engine.IO packet",
-                        ));
+                        return Read::End(Some(CloseReason::MalformedEngineIo));
                     }
                 }
             }
@@ -229,10 +222,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 self.send(packet);
                 Read::Nothing
             }
-            Classified::Malformed => Read::End(close(
-                CloseCode::ProtocolError,
-                "malformed Socket.IO packet",
-            )),
+            Classified::Malformed => Read::End(Some(CloseReason::MalformedSocketIo)),
         }
     }
 
@@ -257,7 +247,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 () = app.hub.disconnecting() => return Err(Ending::Shutdown),
                 () = &mut deadline => {
                     tracing::debug!("no Socket.IO CONNECT in time; closing");
-                    return Err(Ending::Close(close(CloseCode::Policy, "no Socket.IO CONNECT in time")));
+                    return Err(Ending::Close(Some(CloseReason::NoSocketIoConnect)));
                 }
                 message = poll_fn(|cx| self.socket.poll_io(cx, OUTPUT_HIGH_WATER)) => {
                     match message {
@@ -301,10 +291,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 Next::Failed(error) => self.read(Err(error)),
                 Next::Dropped(Dropped::SlowConsumer) => return Ending::TooSlow,
                 Next::Dropped(Dropped::Kicked) => {
-                    return Ending::Close(close(CloseCode::Policy, ws::KICKED));
+                    return Ending::Close(Some(CloseReason::Kicked));
                 }
                 Next::Dropped(Dropped::Idle) => {
-                    return Ending::Close(close(CloseCode::Normal, ws::IDLE));
+                    return Ending::Close(Some(CloseReason::Idle));
                 }
                 Next::Dropped(Dropped::Shutdown) => {
                     // Acks of sends committed during shutdown are queued:
@@ -333,7 +323,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 // The client leaves the namespace: close the transport too
                 // (it has no other namespace here).
                 Read::Incoming(Incoming::Disconnect) => {
-                    return Ending::Close(close(CloseCode::Normal, "disconnected"));
+                    return Ending::Close(Some(CloseReason::Disconnected));
                 }
                 // Already connected: a repeated CONNECT changes nothing.
                 Read::Incoming(Incoming::Connect(_)) => {}

@@ -21,6 +21,7 @@ use tungstenite::protocol::WebSocketConfig;
 use super::socket::{SocketEvent, WsSocket};
 use super::{Ending, Hangup, READ_BUFFER, end, handshake, hangup_for};
 use crate::server::AppState;
+use crate::transport::close::CloseReason;
 
 /// The largest message (and frame) echoed: Autobahn's 9.x cases send up to
 /// 16 MiB.
@@ -71,7 +72,7 @@ where
         )
         .await;
         match incoming {
-            Err(_) => break Some((1001, "idle timeout")),
+            Err(_) => break Some(CloseReason::HeartbeatTimeout),
             Ok(Ok(SocketEvent::Drained)) => {}
             Ok(Ok(SocketEvent::Message(Message::Text(text)))) => {
                 socket.queue_text(text.as_bytes());

@@ -38,7 +38,7 @@ use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use chat_protocol::{CloseCode, parse_request, validate};
+use chat_protocol::{parse_request, validate};
 use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper_util::rt::TokioIo;
 use tokio::time::Instant;
@@ -48,6 +48,7 @@ use tungstenite::{Error, Message};
 use crate::auth;
 use crate::core::{Dropped, Encoding, Identity, Outbound};
 use crate::server::AppState;
+use crate::transport::close::CloseReason;
 use crate::transport::query;
 use pump::{Next, Pump};
 use socket::WsSocket;
@@ -119,18 +120,9 @@ where
     });
 }
 
-/// Why the server ends a connection, when it is the one ending it.
-pub(crate) type Hangup = Option<(u16, &'static str)>;
-
-fn hangup(code: CloseCode, reason: &'static str) -> Hangup {
-    Some((code.code(), reason))
-}
-
-const TOO_SLOW: &str = "too slow for this room's traffic; resume with join and since";
-const SHUTTING_DOWN: &str = "server shutting down";
-/// Close reasons for `Dropped::Kicked` (1008) and `Dropped::Idle` (1000).
-pub(crate) const KICKED: &str = "disconnected by the server's operator";
-pub(crate) const IDLE: &str = "idle timeout";
+/// Why the server ends a connection, when it is the one ending it
+/// (`None`: the connection is gone, or the client closed it).
+pub(crate) type Hangup = Option<CloseReason>;
 
 /// How a connection ends, once its task stops serving it.
 #[derive(Debug)]
@@ -162,14 +154,11 @@ where
         Ending::Close(hangup) => (hangup, Some(CLOSE_TIMEOUT)),
         Ending::TooSlow => {
             socket.discard_unsent();
-            (
-                hangup(CloseCode::Overloaded, TOO_SLOW),
-                Some(TOO_SLOW_GRACE),
-            )
+            (Some(CloseReason::TooSlow), Some(TOO_SLOW_GRACE))
         }
-        Ending::Shutdown => (hangup(CloseCode::GoingAway, SHUTTING_DOWN), None),
+        Ending::Shutdown => (Some(CloseReason::ShuttingDown), None),
     };
-    socket.queue_close(close);
+    socket.queue_close(close.map(CloseReason::frame));
     let handshake = poll_fn(|cx| socket.poll_close(cx));
     match limit {
         Some(limit) => {
@@ -211,10 +200,7 @@ where
                 }
             }
             Next::Message(Message::Binary(_)) => {
-                break Ending::Close(hangup(
-                    CloseCode::Unsupported,
-                    "binary frames are not accepted; send JSON text",
-                ));
+                break Ending::Close(Some(CloseReason::BinaryFrame));
             }
             Next::Message(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => {}
             Next::Message(Message::Close(_)) => break Ending::Close(None),
@@ -227,12 +213,12 @@ where
                 break Ending::Shutdown;
             }
             Next::Dropped(Dropped::Kicked) => {
-                break Ending::Close(hangup(CloseCode::Policy, KICKED));
+                break Ending::Close(Some(CloseReason::Kicked));
             }
-            Next::Dropped(Dropped::Idle) => break Ending::Close(hangup(CloseCode::Normal, IDLE)),
+            Next::Dropped(Dropped::Idle) => break Ending::Close(Some(CloseReason::Idle)),
             Next::Tick => {
                 if last_heard.elapsed() >= heartbeat * 2 {
-                    break Ending::Close(hangup(CloseCode::GoingAway, "heartbeat timeout"));
+                    break Ending::Close(Some(CloseReason::HeartbeatTimeout));
                 }
                 if socket.queue_ping().is_err() {
                     break Ending::Close(None);
@@ -263,11 +249,9 @@ where
 pub(crate) fn hangup_for(error: Error) -> Hangup {
     use tungstenite::error::CapacityError;
     match error {
-        Error::Capacity(CapacityError::MessageTooLong { .. }) => {
-            hangup(CloseCode::TooBig, "frame too big")
-        }
-        Error::Utf8(_) => hangup(CloseCode::InvalidPayload, "text frame is not valid UTF-8"),
-        Error::Protocol(_) => hangup(CloseCode::ProtocolError, "WebSocket protocol error"),
+        Error::Capacity(CapacityError::MessageTooLong { .. }) => Some(CloseReason::FrameTooBig),
+        Error::Utf8(_) => Some(CloseReason::InvalidUtf8),
+        Error::Protocol(_) => Some(CloseReason::ProtocolError),
         _ => None,
     }
 }
