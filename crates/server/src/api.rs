@@ -46,7 +46,6 @@ use axum::Router;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
-use axum::http::uri::Authority;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
@@ -56,6 +55,7 @@ use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
 use crate::core::{HISTORY_DEFAULT, HISTORY_MAX};
+use crate::edge::hosts::names_loopback;
 use crate::server::AppState;
 use crate::store::{Draft, StoreError};
 
@@ -262,7 +262,9 @@ fn may_use_api(parts: &Parts, app: &AppState) -> Result<(), ApiError> {
             .get::<ConnectInfo<SocketAddr>>()
             .map(|ConnectInfo(addr)| addr.ip().to_canonical());
         return match peer {
-            Some(ip) if ip.is_loopback() && names_loopback(&parts.headers) => Ok(()),
+            Some(ip) if ip.is_loopback() && names_loopback(parts.headers.get(header::HOST)) => {
+                Ok(())
+            }
             // No key: to anyone else there is no API.
             _ => Err(ApiError::not_found("no such resource")),
         };
@@ -280,23 +282,6 @@ fn may_use_api(parts: &Parts, app: &AppState) -> Result<(), ApiError> {
             "send the API key as `Authorization: Bearer <key>`",
         )),
     }
-}
-
-/// Whether the request's `Host` (if any) is a loopback name or address.
-fn names_loopback(headers: &HeaderMap) -> bool {
-    let Some(host) = headers.get(header::HOST) else {
-        return true;
-    };
-    let Some(authority) = host.to_str().ok().and_then(|h| h.parse::<Authority>().ok()) else {
-        return false;
-    };
-    let name = authority.host().trim_end_matches('.');
-    name.eq_ignore_ascii_case("localhost")
-        || name
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.to_canonical().is_loopback())
 }
 
 fn checked_room(app: &AppState, room: String) -> Result<String, ApiError> {

@@ -109,6 +109,24 @@ impl AllowedHosts {
     }
 }
 
+/// Whether a request's `Host` (if any) names this machine: `localhost` or
+/// a loopback address, whatever `--allowed-hosts` says. The keyless API
+/// asks this of every caller (a rebound name is loopback to us too).
+pub fn names_loopback(host: Option<&HeaderValue>) -> bool {
+    let Some(host) = host else {
+        return true;
+    };
+    let Some(name) = host.to_str().ok().and_then(|h| normalize(h.trim())) else {
+        return false;
+    };
+    name == "localhost"
+        || name
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.to_canonical().is_loopback())
+}
+
 /// `Host`'s name without the port, lowercase, without a trailing dot
 /// (`localhost.` is `localhost`); `None` if it is not an authority. A list
 /// entry may start with `*.`.
@@ -182,6 +200,29 @@ mod tests {
         assert!(!allows(&listed, "localhost"), "a list replaces the default");
         let any = AllowedHosts::new(Some(&["*"]), "127.0.0.1:1".parse().unwrap()).unwrap();
         assert!(allows(&any, "evil.example"));
+    }
+
+    #[test]
+    fn loopback_names_are_this_machine() {
+        let named = |host: &str| names_loopback(Some(&HeaderValue::from_str(host).unwrap()));
+        for local in [
+            "localhost:3000",
+            "LocalHost.",
+            "127.0.0.1",
+            "127.9.9.9:1",
+            "[::1]:80",
+        ] {
+            assert!(named(local), "{local}");
+        }
+        for other in [
+            "evil.example:3000",
+            "localhost.evil.example",
+            "192.0.2.1",
+            "[::2]",
+        ] {
+            assert!(!named(other), "{other}");
+        }
+        assert!(names_loopback(None));
     }
 
     #[test]
