@@ -3,7 +3,7 @@
 //
 // Bytes from a client after the WebSocket upgrade go through the reader
 // `/ws` uses: tungstenite's server-side protocol state with the settings of
-// `transport/ws/mod.rs` (512-byte read buffer, 64 KiB frames and messages),
+// `transport/websocket/mod.rs` (512-byte read buffer, 64 KiB frames and messages),
 // fed in chunks of the size the first input byte picks, with `WouldBlock`
 // between chunks as from a socket. Every text message that comes out goes
 // on to `parse_request` and the validators, as in the server.

@@ -69,10 +69,10 @@ pub enum ServerError {
 pub fn router(state: Arc<AppState>) -> Router {
     let mut router = Router::new();
     if state.ws_echo {
-        router = router.route("/ws-echo", get(transport::ws::echo::upgrade));
+        router = router.route("/ws-echo", get(transport::native::echo::upgrade));
     }
     router
-        .route("/ws", get(transport::ws::upgrade))
+        .route("/ws", get(transport::native::upgrade))
         .route("/healthz", get(http::healthz))
         .route("/readyz", get(http::readyz))
         .route("/metrics", get(http::metrics))

@@ -1,11 +1,16 @@
 //! Transports: how clients reach the core. Each maps its wire format onto
 //! [`Session`](crate::core::Session) calls and encodes what comes out of the
 //! connection's outbox.
+//!
+//! Two protocols run on WebSocket: the native one ([`native`], `/ws`) and
+//! Socket.IO ([`socketio`], whose direct WebSocket path is one of its two).
+//! Both run on one WebSocket layer, [`websocket`]: handshake, socket, pump
+//! and goodbye are the same code for both.
 
-pub(crate) mod close;
+pub mod native;
 pub mod query;
 pub mod socketio;
-pub mod ws;
+pub(crate) mod websocket;
 
 /// `SO_SNDBUF` of every accepted connection (set on the listening socket,
 /// whose connections inherit it). Linux doubles the value for its own
@@ -20,7 +25,7 @@ pub mod ws;
 /// (1.5 GB) within seconds, and at a moderate rate the flood never reached
 /// the outbox before the heartbeat closed them. Bounded, a slow connection
 /// pins this much in the kernel, plus our own output (bounded in
-/// `ws::pump`) and its outbox.
+/// `websocket::pump`) and its outbox.
 ///
 /// The price is a ceiling on one connection's throughput of about this
 /// buffer per round trip: 64 KiB per 100 ms is 640 KB/s, thousands of chat

@@ -10,9 +10,10 @@
 //! - A client that opens it directly on WebSocket (`EIO=4`,
 //!   `transport=websocket`, no `sid`: `socket.io-client` with
 //!   `transports: ['websocket']`, server-side clients, load generators) is
-//!   served by [`websocket`], on `/ws`'s handshake and socket, one task per
-//!   connection: the open packet, pings and pongs, and messages around the
-//!   Socket.IO packets are ours.
+//!   served by [`websocket`], on the WebSocket layer `/ws` runs on
+//!   ([`crate::transport::websocket`]), one task per connection: the open
+//!   packet, pings and pongs, and messages around the Socket.IO packets
+//!   are ours.
 //! - Everything else (long-polling, and polling upgraded to WebSocket, the
 //!   browser client's default) is `engineioxide`.
 //!

@@ -5,9 +5,10 @@
 //! and server-side clients, load generators) never uses long-polling, so
 //! it needs none of the engine's machinery: no session table, no send
 //! queue between tasks, no separate reader, writer and heartbeat tasks.
-//! Such a connection is served here like a `/ws` connection is: the same
-//! RFC 6455 handshake ([`ws::handshake`]), the same socket whose output
-//! buffer is freed once written ([`ws::socket`]), one task that owns it.
+//! Such a connection is served here like a `/ws` connection is, on the
+//! WebSocket layer both share ([`websocket`]):
+//! the same RFC 6455 handshake, the same socket whose output buffer is
+//! freed once written, the same pump, one task that owns it.
 //! Only the framing differs: Engine.IO packets (`0` open, `2`/`3` ping and
 //! pong, `4` message) around the Socket.IO packets that the rest of this
 //! module encodes and decodes, with the same [`super::classify`],
@@ -20,7 +21,7 @@
 //! intervals of going silent, as on `/ws`. The client, in turn, gives up on
 //! a server whose ping does not come within `pingInterval + pingTimeout`.
 //!
-//! A connection ends as a `/ws` one does ([`ws::end`]): 1013 ahead of its
+//! A connection ends as a `/ws` one does ([`websocket::end`]): 1013 ahead of its
 //! discarded backlog when too slow, 1001 after its queue and with the close
 //! handshake at shutdown. Before the namespace `CONNECT` there is no outbox
 //! yet, but its output is bounded the same way.
@@ -46,11 +47,13 @@ use super::connection::{self, Credentials, PacketSink, Refused};
 use super::{Classified, Incoming, MAX_ATTACHMENTS, classify, mapping};
 use crate::core::{Dropped, Identity, Outbound, Session};
 use crate::server::AppState;
-use crate::transport::close::CloseReason;
-use crate::transport::ws::pump::{Next, OUTPUT_HIGH_WATER, OUTPUT_SLACK, Pump, heartbeat_ticks};
-use crate::transport::ws::socket::{SocketEvent, WsSocket};
-use crate::transport::ws::{self, handshake};
-use crate::transport::ws::{Ending, Hangup, hangup_for};
+use crate::transport::websocket::pump::{
+    Next, OUTPUT_HIGH_WATER, OUTPUT_SLACK, Pump, heartbeat_ticks,
+};
+use crate::transport::websocket::socket::{SocketEvent, WsSocket};
+use crate::transport::websocket::{
+    self, CloseReason, Ending, Hangup, handshake, hangup_for, spawn_connection,
+};
 
 /// Whether `request` opens Engine.IO v4 directly on WebSocket: `GET`,
 /// `EIO=4`, `transport=websocket`, no `sid` (with a `sid` it upgrades a
@@ -85,7 +88,7 @@ pub(super) fn upgrade(app: &Arc<AppState>, mut request: Request) -> Response {
     };
     drop(request);
     let serving = app.clone();
-    ws::spawn_connection(app, on_upgrade, move |socket| {
+    spawn_connection(app, on_upgrade, move |socket| {
         run(serving, socket, credentials)
     });
     response
@@ -129,7 +132,7 @@ where
     // Closing the transport, not the namespace: the client reconnects by
     // itself (after a shutdown, elsewhere), and resumes with `join` +
     // `since`. The same goodbye as on `/ws`.
-    ws::end(&mut conn.socket, ending).await;
+    websocket::end(&mut conn.socket, ending).await;
 }
 
 /// Engine.IO's open packet. The `sid` names the transport session (the

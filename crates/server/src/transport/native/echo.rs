@@ -3,8 +3,9 @@
 //! `scripts/autobahn.sh`). Off unless the server runs with `--ws-echo`.
 //!
 //! It is `/ws`'s WebSocket layer and nothing else: the same opening
-//! handshake ([`super::handshake`]), the same reader and writer
-//! ([`super::socket`]), the same settings and close codes, except that
+//! handshake, the same reader and writer
+//! ([`websocket`](crate::transport::websocket)), the same settings and
+//! close codes, except that
 //! messages may be as large as [`MAX_MESSAGE`] (the suite sends up to
 //! 16 MiB). What the suite finds here holds for `/ws`.
 
@@ -13,15 +14,14 @@ use std::sync::Arc;
 
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
-use hyper_util::rt::TokioIo;
 use tokio::time::Instant;
 use tungstenite::Message;
-use tungstenite::protocol::WebSocketConfig;
 
-use super::socket::{SocketEvent, WsSocket};
-use super::{Ending, Hangup, READ_BUFFER, end, handshake, hangup_for};
 use crate::server::AppState;
-use crate::transport::close::CloseReason;
+use crate::transport::websocket::socket::{SocketEvent, WsSocket};
+use crate::transport::websocket::{
+    CloseReason, Ending, Hangup, end, handshake, hangup_for, serve_upgraded,
+};
 
 /// The largest message (and frame) echoed: Autobahn's 9.x cases send up to
 /// 16 MiB.
@@ -37,20 +37,12 @@ pub async fn upgrade(State(app): State<Arc<AppState>>, mut request: Request) -> 
         Ok(accepted) => accepted,
         Err(refused) => return refused.into_response(),
     };
-    let config = WebSocketConfig::default()
-        .read_buffer_size(READ_BUFFER)
-        .max_message_size(Some(MAX_MESSAGE))
-        .max_frame_size(Some(MAX_MESSAGE));
     let idle = app.heartbeat * 2;
-    tokio::spawn(async move {
-        match on_upgrade.await {
-            Ok(upgraded) => {
-                let socket = WsSocket::new(TokioIo::new(upgraded), config);
-                echo(socket, idle).await;
-            }
-            Err(error) => tracing::debug!(%error, "WebSocket upgrade did not complete"),
-        }
-    });
+    // Not counted among the connections shutdown waits for: no chat state
+    // to finish, and nothing to tell it the server is going.
+    tokio::spawn(serve_upgraded(on_upgrade, MAX_MESSAGE, move |socket| {
+        echo(socket, idle)
+    }));
     response
 }
 
