@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # WebSocket conformance: runs Autobahn|Testsuite's fuzzing client (cases 1-7,
-# 9, 10) against chat-server's /ws-echo route, which echoes through exactly
-# /ws's WebSocket layer. Exits non-zero if any case is FAILED or
-# UNIMPLEMENTED (OK, NON-STRICT and INFORMATIONAL pass).
+# 9, 10) against chat-server's /ws-echo route, which is /ws with an echo in
+# place of the chat session: the same handshake, reader, connection loop,
+# pump and writer, so every case covers the code path /ws frames take (only
+# the message limit differs: 16 MiB). Exits non-zero if any case is FAILED
+# or UNIMPLEMENTED (OK, NON-STRICT and INFORMATIONAL pass).
 #
 #   scripts/autobahn.sh            # everything: install, build, run, check
 #   AUTOBAHN_CASES='["6.*"]' scripts/autobahn.sh     # a subset

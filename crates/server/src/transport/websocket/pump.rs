@@ -1,7 +1,9 @@
 //! The wait at the heart of every WebSocket connection's task, shared by
-//! `/ws` and Socket.IO's WebSocket path: move what the outbox holds onto the
-//! socket, write, and read, until there is something for the task to act
-//! on.
+//! `/ws` (and `/ws-echo`, on `/ws`'s loop) and Socket.IO's WebSocket path:
+//! move what the outbox holds onto the socket, write, and read, until there
+//! is something for the task to act on. The outbox is whatever implements
+//! [`Outgoing`]: the chat's [`OutboxReceiver`] for both protocols, the
+//! echo's own queue on `/ws-echo`.
 //!
 //! Under fan-out a connection wakes once per delivery, and polling every
 //! source on every wake-up (the socket's read side through tungstenite and
@@ -31,6 +33,44 @@ use tungstenite::{Error, Message};
 
 use super::socket::{SocketEvent, WsSocket};
 use crate::core::{Dropped, Outbound, OutboxReceiver};
+
+/// What a pump moves onto the socket, and the signal that the connection
+/// must end: a chat connection's outbox ([`OutboxReceiver`]), or what
+/// `/ws-echo` has to echo.
+pub(crate) trait Outgoing {
+    /// One item, which the protocol formats into frames.
+    type Item;
+    /// The next item, or `Pending` with the task registered for the next
+    /// one.
+    fn poll_item(&mut self, cx: &mut Context<'_>) -> Poll<Option<Self::Item>>;
+    /// The next item if one is queued now.
+    fn try_item(&mut self) -> Option<Self::Item>;
+    /// Why the connection must end, or `Pending` with the task registered
+    /// to learn it.
+    fn poll_dropped(&self, cx: &mut Context<'_>) -> Poll<Dropped>;
+    /// Marks the connection as too slow: its output grew past the limit.
+    fn mark_slow(&self);
+}
+
+impl Outgoing for OutboxReceiver {
+    type Item = Outbound;
+
+    fn poll_item(&mut self, cx: &mut Context<'_>) -> Poll<Option<Outbound>> {
+        self.rx.poll_recv(cx)
+    }
+
+    fn try_item(&mut self) -> Option<Outbound> {
+        self.rx.try_recv().ok()
+    }
+
+    fn poll_dropped(&self, cx: &mut Context<'_>) -> Poll<Dropped> {
+        self.dropped.poll(cx)
+    }
+
+    fn mark_slow(&self) {
+        self.dropped.mark_slow();
+    }
+}
 
 /// Output queued before the connection stops taking items from its outbox
 /// until the socket drains: a client that does not read fills its outbox and
@@ -62,8 +102,8 @@ pub(crate) enum Next {
 /// A connection's outbox and heartbeat timer, and which of its sources
 /// woke its task. The socket stays with the transport, which lends it to
 /// each [`Pump::poll_next`].
-pub(crate) struct Pump {
-    outbox: OutboxReceiver,
+pub(crate) struct Pump<O = OutboxReceiver> {
+    outbox: O,
     ticks: Interval,
     wakeups: Arc<Wakeups>,
     socket_waker: Waker,
@@ -77,14 +117,14 @@ pub(crate) struct Pump {
     output_limit: usize,
 }
 
-impl Pump {
+impl<O: Outgoing> Pump<O> {
     /// A pump whose first tick comes one `heartbeat` from now.
-    pub(crate) fn new(outbox: OutboxReceiver, heartbeat: Duration) -> Self {
+    pub(crate) fn new(outbox: O, heartbeat: Duration) -> Self {
         Pump::with_ticks(outbox, heartbeat_ticks(heartbeat))
     }
 
     /// A pump that goes on with `ticks` (made by [`heartbeat_ticks`]).
-    pub(crate) fn with_ticks(outbox: OutboxReceiver, ticks: Interval) -> Self {
+    pub(crate) fn with_ticks(outbox: O, ticks: Interval) -> Self {
         // Every source is polled once first, which registers its waker.
         let wakeups = Arc::new(Wakeups {
             fired: AtomicU8::new(SOCKET | OUTBOX | TIMER),
@@ -113,7 +153,7 @@ impl Pump {
     ) -> Poll<Next>
     where
         S: AsyncRead + AsyncWrite + Unpin,
-        F: FnMut(&mut WsSocket<S>, Outbound),
+        F: FnMut(&mut WsSocket<S>, O::Item),
     {
         // Registered before the sources are looked at, so one that fires in
         // between still wakes the task.
@@ -121,9 +161,9 @@ impl Pump {
         // What the task queued since the last call (answers to what it
         // read, a heartbeat ping) is not from the outbox.
         if self.output_over_limit(socket.pending()) {
-            self.outbox.dropped.mark_slow();
+            self.outbox.mark_slow();
         }
-        if let Poll::Ready(reason) = self.outbox.dropped.poll(cx) {
+        if let Poll::Ready(reason) = self.outbox.poll_dropped(cx) {
             return Poll::Ready(Next::Dropped(reason));
         }
         let fired = self.wakeups.fired.swap(0, Ordering::AcqRel);
@@ -173,7 +213,7 @@ impl Pump {
     fn take_outbox<S, F>(&mut self, socket: &mut WsSocket<S>, format: &mut F)
     where
         S: AsyncRead + AsyncWrite + Unpin,
-        F: FnMut(&mut WsSocket<S>, Outbound),
+        F: FnMut(&mut WsSocket<S>, O::Item),
     {
         let mut outbox_cx = Context::from_waker(&self.outbox_waker);
         for _ in 0..MAX_BATCH {
@@ -181,7 +221,7 @@ impl Pump {
                 self.outbox_paused = true;
                 return;
             }
-            match self.outbox.rx.poll_recv(&mut outbox_cx) {
+            match self.outbox.poll_item(&mut outbox_cx) {
                 Poll::Ready(Some(item)) => {
                     format_item(&mut self.output_limit, socket, format, item);
                 }
@@ -202,9 +242,9 @@ impl Pump {
     pub(crate) fn queue_all_queued<S, F>(&mut self, socket: &mut WsSocket<S>, format: &mut F)
     where
         S: AsyncRead + AsyncWrite + Unpin,
-        F: FnMut(&mut WsSocket<S>, Outbound),
+        F: FnMut(&mut WsSocket<S>, O::Item),
     {
-        while let Ok(item) = self.outbox.rx.try_recv() {
+        while let Some(item) = self.outbox.try_item() {
             format_item(&mut self.output_limit, socket, format, item);
         }
     }
@@ -218,14 +258,14 @@ impl Pump {
 
 /// Formats one outbox item and allows for it in `output_limit`: what the
 /// outbox holds is bounded by its own capacity, whatever its items weigh.
-fn format_item<S, F>(
+fn format_item<S, F, Item>(
     output_limit: &mut usize,
     socket: &mut WsSocket<S>,
     format: &mut F,
-    item: Outbound,
+    item: Item,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
-    F: FnMut(&mut WsSocket<S>, Outbound),
+    F: FnMut(&mut WsSocket<S>, Item),
 {
     reset_drained_limit(output_limit, socket.pending());
     format(socket, item);

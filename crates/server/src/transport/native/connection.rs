@@ -1,0 +1,98 @@
+//! `/ws`'s connection loop, with what it does with a message left to a
+//! [`Handler`]: the chat session on `/ws` ([`super::Chat`]), the echo on
+//! `/ws-echo` ([`super::echo`]). Both run this one loop, so every frame
+//! the conformance suite sends through the echo takes the path a chat
+//! frame takes: the reader, the pump, the outbox, the writer, the
+//! heartbeat and the goodbye.
+//!
+//! The loop waits on the [`Pump`] and acts on what it yields: a text or
+//! binary message goes to the handler, the client's close or a broken
+//! connection ends it with the matching close code, the hang-up reasons
+//! end it as [`Ending`]s, and every heartbeat interval sends a ping, or
+//! ends a connection silent for two of them.
+
+use std::future::poll_fn;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::time::Instant;
+use tungstenite::Message;
+use tungstenite::protocol::frame::Utf8Bytes;
+
+use crate::core::Dropped;
+use crate::transport::websocket::pump::{Next, Outgoing, Pump};
+use crate::transport::websocket::socket::WsSocket;
+use crate::transport::websocket::{CloseReason, Ending, end, hangup_for};
+
+/// What a connection on this loop does with the messages it reads, and how
+/// its output becomes frames.
+pub(crate) trait Handler {
+    /// Where its output waits for the socket.
+    type Outbox: Outgoing;
+
+    /// A text message from the client.
+    async fn text(&mut self, text: Utf8Bytes);
+
+    /// A binary message from the client; `Err` closes the connection for
+    /// that reason.
+    fn binary(&mut self, data: Bytes) -> Result<(), CloseReason>;
+
+    /// Formats one item of the outbox onto the socket.
+    fn format<S>(socket: &mut WsSocket<S>, item: <Self::Outbox as Outgoing>::Item)
+    where
+        S: AsyncRead + AsyncWrite + Unpin;
+}
+
+/// Serves a connection until it ends, then drops `handler` and says
+/// goodbye. A client silent for two `heartbeat`s is closed.
+pub(crate) async fn run<S, H>(
+    mut socket: WsSocket<S>,
+    mut pump: Pump<H::Outbox>,
+    mut handler: H,
+    heartbeat: Duration,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+    H: Handler,
+{
+    let mut last_heard = Instant::now();
+    let ending = loop {
+        let next = poll_fn(|cx| pump.poll_next(cx, &mut socket, &mut H::format)).await;
+        if let Next::Message(_) = next {
+            last_heard = Instant::now();
+        }
+        match next {
+            Next::Message(Message::Text(text)) => handler.text(text).await,
+            Next::Message(Message::Binary(data)) => {
+                if let Err(reason) = handler.binary(data) {
+                    break Ending::Close(Some(reason));
+                }
+            }
+            Next::Message(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => {}
+            Next::Message(Message::Close(_)) => break Ending::Close(None),
+            Next::Failed(e) => break Ending::Close(hangup_for(e)),
+            Next::Dropped(Dropped::SlowConsumer) => break Ending::TooSlow,
+            Next::Dropped(Dropped::Shutdown) => {
+                // Acks of sends committed during shutdown are queued: let
+                // them out before saying goodbye.
+                pump.queue_all_queued(&mut socket, &mut H::format);
+                break Ending::Shutdown;
+            }
+            Next::Dropped(Dropped::Kicked) => {
+                break Ending::Close(Some(CloseReason::Kicked));
+            }
+            Next::Dropped(Dropped::Idle) => break Ending::Close(Some(CloseReason::Idle)),
+            Next::Tick => {
+                if last_heard.elapsed() >= heartbeat * 2 {
+                    break Ending::Close(Some(CloseReason::HeartbeatTimeout));
+                }
+                if socket.queue_ping().is_err() {
+                    break Ending::Close(None);
+                }
+            }
+        }
+    };
+    // Leave rooms (and announce it) before the goodbye, which may be slow.
+    drop(handler);
+    end(&mut socket, ending).await;
+}
