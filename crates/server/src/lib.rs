@@ -3,7 +3,8 @@
 //!
 //! Layers, from the wire inwards (see `docs/architecture.md`):
 //!
-//! - [`transport`]: WebSocket (native JSON protocol) connections;
+//! - [`transport`]: the native protocol (`/ws`) and Socket.IO, on one
+//!   WebSocket layer;
 //! - [`core`]: rooms, membership, sequencing, presence and fan-out, which
 //!   know nothing of sockets or SQL;
 //! - [`store`] (durable history, the sequencer of record) and [`broker`]
@@ -19,6 +20,8 @@ pub mod broker;
 pub mod config;
 pub mod core;
 pub mod edge;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http;
 pub mod server;
 pub mod store;

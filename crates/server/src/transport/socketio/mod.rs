@@ -79,7 +79,7 @@
 //! can use long-polling.
 
 mod connection;
-mod mapping;
+pub(crate) mod mapping;
 mod websocket;
 
 use std::collections::VecDeque;
@@ -139,11 +139,7 @@ where
         .build();
     let handler = Handler {
         app: app.clone(),
-        parse: ParseConfig {
-            max_incoming_binary_buf_size: app.max_frame_bytes,
-            max_incoming_binaries: MAX_ATTACHMENTS,
-            ..ParseConfig::default()
-        },
+        parse: parse_config(app.max_frame_bytes),
     };
     let endpoint = Arc::new(Endpoint {
         engine: EngineIoService::with_config(Arc::new(handler), config),
@@ -292,7 +288,7 @@ impl Handler {
 
 /// What a decoded Socket.IO packet means to a connection, whichever
 /// Engine.IO path read it.
-enum Classified {
+pub(crate) enum Classified {
     /// For the connection's task.
     Incoming(Incoming),
     /// Nothing to do: a partial binary packet, a packet we never act on.
@@ -305,7 +301,17 @@ enum Classified {
     Malformed,
 }
 
-fn classify(decoded: Result<Packet, ParseError>) -> Classified {
+/// How the Socket.IO codec reads a client's packets on both paths: binary
+/// attachments within the frame limit and [`MAX_ATTACHMENTS`].
+pub(crate) fn parse_config(max_frame_bytes: usize) -> ParseConfig {
+    ParseConfig {
+        max_incoming_binary_buf_size: max_frame_bytes,
+        max_incoming_binaries: MAX_ATTACHMENTS,
+        ..ParseConfig::default()
+    }
+}
+
+pub(crate) fn classify(decoded: Result<Packet, ParseError>) -> Classified {
     let packet = match decoded {
         Ok(packet) => packet,
         Err(ParseError::NeedsMoreBinaryData) => return Classified::Ignored,
@@ -344,7 +350,7 @@ pub struct SocketData {
 
 /// A Socket.IO packet for the connection's task.
 #[derive(Debug)]
-enum Incoming {
+pub(crate) enum Incoming {
     /// Namespace `CONNECT`, with the client's `auth` payload.
     Connect(Option<Value>),
     /// An event: its `["name", args…]` array and its ack id, if any.

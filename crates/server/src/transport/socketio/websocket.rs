@@ -44,7 +44,7 @@ use tokio::time::Interval;
 use tungstenite::Message;
 
 use super::connection::{self, Credentials, PacketSink, Refused};
-use super::{Classified, Incoming, MAX_ATTACHMENTS, classify, mapping};
+use super::{Classified, Incoming, classify, mapping, parse_config};
 use crate::core::{Dropped, Identity, Outbound, Session};
 use crate::server::AppState;
 use crate::transport::websocket::pump::{
@@ -101,11 +101,7 @@ where
 {
     let mut conn = Conn {
         socket,
-        parse: ParseConfig {
-            max_incoming_binary_buf_size: app.max_frame_bytes,
-            max_incoming_binaries: MAX_ATTACHMENTS,
-            ..ParseConfig::default()
-        },
+        parse: parse_config(app.max_frame_bytes),
         parser: ParserState::default(),
         awaiting_pong: false,
     };

@@ -55,6 +55,23 @@ pub(crate) async fn end<S>(socket: &mut WsSocket<S>, ending: Ending)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    let limit = queue_goodbye(socket, ending);
+    let handshake = poll_fn(|cx| socket.poll_close(cx));
+    match limit {
+        Some(limit) => {
+            let _ = tokio::time::timeout(limit, handshake).await;
+        }
+        None => handshake.await,
+    }
+}
+
+/// Queues the close frame `ending` calls for, after discarding what has
+/// not started to go out when the connection is too slow; returns how
+/// long the close handshake may take (`None`: no limit of its own).
+pub(crate) fn queue_goodbye<S>(socket: &mut WsSocket<S>, ending: Ending) -> Option<Duration>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let (close, limit) = match ending {
         Ending::Close(hangup) => (hangup, Some(CLOSE_TIMEOUT)),
         Ending::TooSlow => {
@@ -64,13 +81,7 @@ where
         Ending::Shutdown => (Some(CloseReason::ShuttingDown), None),
     };
     socket.queue_close(close.map(CloseReason::frame));
-    let handshake = poll_fn(|cx| socket.poll_close(cx));
-    match limit {
-        Some(limit) => {
-            let _ = tokio::time::timeout(limit, handshake).await;
-        }
-        None => handshake.await,
-    }
+    limit
 }
 
 /// Maps a read error to the close code RFC 6455 and the contract give it;

@@ -38,7 +38,7 @@ use tungstenite::protocol::WebSocketConfig;
 
 use crate::server::AppState;
 pub(crate) use close::CloseReason;
-pub(crate) use ending::{Ending, Hangup, end, hangup_for};
+pub(crate) use ending::{Ending, Hangup, end, hangup_for, queue_goodbye};
 use socket::WsSocket;
 
 /// Initial read buffer per connection: client frames are small requests.
@@ -73,12 +73,17 @@ pub(crate) async fn serve_upgraded<Serve, Served>(
     Serve: FnOnce(UpgradedSocket) -> Served,
     Served: Future<Output = ()>,
 {
-    let config = WebSocketConfig::default()
-        .read_buffer_size(READ_BUFFER)
-        .max_message_size(Some(max_message))
-        .max_frame_size(Some(max_message));
     match on_upgrade.await {
-        Ok(upgraded) => serve(WsSocket::new(TokioIo::new(upgraded), config)).await,
+        Ok(upgraded) => serve(WsSocket::new(TokioIo::new(upgraded), config(max_message))).await,
         Err(error) => tracing::debug!(%error, "WebSocket upgrade did not complete"),
     }
+}
+
+/// The settings of every connection: a small read buffer, grown on demand,
+/// and messages and frames up to `max_message`.
+pub(crate) fn config(max_message: usize) -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER)
+        .max_message_size(Some(max_message))
+        .max_frame_size(Some(max_message))
 }
