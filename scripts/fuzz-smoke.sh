@@ -6,7 +6,8 @@
 # left in fuzz/artifacts/TARGET/ and printed.
 #
 # Only the stable toolchain is needed: `--sanitizer none` (our code is safe
-# Rust; libFuzzer's coverage guidance works without a sanitizer), and
+# Rust but the pump's waker, which Miri checks; libFuzzer's coverage
+# guidance works without a sanitizer), and
 # RUSTC_BOOTSTRAP=1 for the few unstable flags cargo-fuzz may still pass.
 set -euo pipefail
 cd "$(dirname "$0")/.."

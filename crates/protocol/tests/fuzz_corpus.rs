@@ -41,15 +41,3 @@ fn names_corpus() {
         chat_protocol::fuzzing::names(&bytes);
     }
 }
-
-// The `ws_frames` target's reader, shared with it.
-include!("../../../fuzz/ws_reader.rs");
-
-/// Each seed: a chunk size byte, then raw WebSocket bytes from a client.
-#[test]
-fn ws_frames_corpus() {
-    for (path, bytes) in seeds("ws_frames") {
-        eprintln!("{}", path.display());
-        ws_frames(&bytes);
-    }
-}
