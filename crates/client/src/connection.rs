@@ -27,10 +27,10 @@ use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 use crate::backoff::Backoff;
-use crate::client::HistoryQuery;
 use crate::error::{Error, Result, describe};
 use crate::event::{Ack, CloseReason, Event, History, Joined, Session};
 use crate::feed::Feed;
+use crate::history::HistoryQuery;
 use crate::wire::{Request, Target, Ws};
 
 /// Most messages a catch-up history page asks for (the server's maximum).

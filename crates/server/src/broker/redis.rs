@@ -52,11 +52,11 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, mpsc, watch};
 
 use super::sequencer::{MAX_HELD, Sequencer};
-use super::{Broker, BrokerError};
-use crate::core::rooms::Rooms;
-use crate::core::{EventKind, RoomEvent};
-use crate::store::{Store, StoreError};
-use crate::sync::lock;
+use chat_core::broker::{Broker, BrokerError};
+use chat_core::rooms::Rooms;
+use chat_core::store::{Store, StoreError};
+use chat_core::sync::lock;
+use chat_core::{EventKind, RoomEvent};
 
 /// How long a hole in a room's sequence may stay open before it is filled
 /// from the store.

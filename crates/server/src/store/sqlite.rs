@@ -38,8 +38,8 @@ use chat_protocol::{Message, User};
 use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
-use super::{Appended, Cause, Draft, PURGE_CHUNK, Page, Retention, Store, StoreError};
-use crate::sync::lock;
+use chat_core::store::{Appended, Cause, Draft, PURGE_CHUNK, Page, Retention, Store, StoreError};
+use chat_core::sync::lock;
 
 /// Reader connections: at most this many reads run at once, each on a
 /// pooled connection, so a burst of joins queues briefly instead of opening
@@ -216,7 +216,7 @@ impl SqliteStore {
             .read_permits
             .acquire()
             .await
-            .map_err(|_| StoreError::Backend(Cause::other("store is closed")))?;
+            .map_err(|_| StoreError::Backend(Cause::from("store is closed")))?;
         let readers = self.readers.clone();
         let path = self.path.clone();
         let busy_timeout = self.busy_timeout;

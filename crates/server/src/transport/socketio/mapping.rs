@@ -30,7 +30,7 @@ use socketioxide_core::packet::Packet;
 use socketioxide_core::parser::Parse;
 use socketioxide_parser_common::CommonParser;
 
-use crate::core::{EventKind, RoomEvent};
+use chat_core::{Encoder, EventKind, RoomEvent};
 
 /// The only namespace served.
 pub const NAMESPACE: &str = "/";
@@ -45,6 +45,16 @@ pub struct EventPackets {
     pub first: Str,
     /// The system message that follows a presence `leave`.
     pub system: Option<Str>,
+}
+
+/// Socket.IO's encoding of room events, cached in each event beside the
+/// native one.
+impl Encoder for EventPackets {
+    type Output = EventPackets;
+
+    fn encode(room_event: &RoomEvent) -> EventPackets {
+        event(room_event)
+    }
 }
 
 /// The native request a client event stands for. `data` is the event

@@ -44,13 +44,13 @@ use tungstenite::Message;
 
 use super::connection::{self, Credentials, PacketSink, Refused};
 use super::{Classified, Incoming, MAX_ATTACHMENTS, classify, mapping};
-use crate::core::{Dropped, Identity, Outbound, Session};
-use crate::server::AppState;
+use crate::state::AppState;
 use crate::transport::close::CloseReason;
 use crate::transport::ws::pump::{Next, OUTPUT_HIGH_WATER, OUTPUT_SLACK, Pump, heartbeat_ticks};
 use crate::transport::ws::socket::{SocketEvent, WsSocket};
 use crate::transport::ws::{self, handshake};
 use crate::transport::ws::{Ending, Hangup, hangup_for};
+use chat_core::{Dropped, Identity, Outbound, Session};
 
 /// Whether `request` opens Engine.IO v4 directly on WebSocket: `GET`,
 /// `EIO=4`, `transport=websocket`, no `sid` (with a `sid` it upgrades a

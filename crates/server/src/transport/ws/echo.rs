@@ -20,7 +20,7 @@ use tungstenite::protocol::WebSocketConfig;
 
 use super::socket::{SocketEvent, WsSocket};
 use super::{Ending, Hangup, READ_BUFFER, end, handshake, hangup_for};
-use crate::server::AppState;
+use crate::state::AppState;
 use crate::transport::close::CloseReason;
 
 /// The largest message (and frame) echoed: Autobahn's 9.x cases send up to

@@ -6,7 +6,7 @@
 //! outbox, and the heartbeat timer. Each has a waker of its own, so a
 //! wake-up polls only what fired ([`pump`]): a delivery costs an outbox
 //! read and a write, not a poll of every source. Everything it does
-//! to the chat is a call into its [`Session`](crate::core::Session); this
+//! to the chat is a call into its [`Session`](chat_core::Session); this
 //! module only speaks WebSocket.
 //!
 //! Memory per idle connection is what limits how many a node holds, so
@@ -46,10 +46,10 @@ use tungstenite::protocol::WebSocketConfig;
 use tungstenite::{Error, Message};
 
 use crate::auth;
-use crate::core::{Dropped, Encoding, Identity, Outbound};
-use crate::server::AppState;
+use crate::state::AppState;
 use crate::transport::close::CloseReason;
 use crate::transport::query;
+use chat_core::{Dropped, Encoder, Identity, Outbound, RoomEvent};
 use pump::{Next, Pump};
 use socket::WsSocket;
 
@@ -231,13 +231,25 @@ where
     end(&mut socket, ending).await;
 }
 
+/// A room event as the native protocol's JSON text frame, encoded once
+/// per event for every `/ws` member.
+struct NativeFrame;
+
+impl Encoder for NativeFrame {
+    type Output = Bytes;
+
+    fn encode(event: &RoomEvent) -> Bytes {
+        Bytes::from(event.to_frame().to_json())
+    }
+}
+
 fn queue<S>(socket: &mut WsSocket<S>, item: Outbound)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
     match item {
         Outbound::Event(event) => {
-            let bytes = event.encoded(Encoding::Native, |e| Bytes::from(e.to_frame().to_json()));
+            let bytes = event.encoded::<NativeFrame>();
             socket.queue_text(&bytes);
         }
         Outbound::Reply(frame) => socket.queue_text(frame.to_json().as_bytes()),

@@ -30,7 +30,7 @@ use tokio::time::{Instant, Interval, MissedTickBehavior};
 use tungstenite::{Error, Message};
 
 use super::socket::{SocketEvent, WsSocket};
-use crate::core::{Dropped, Outbound, OutboxReceiver};
+use chat_core::{Dropped, Outbound, OutboxReceiver};
 
 /// Output queued before the connection stops taking items from its outbox
 /// until the socket drains: a client that does not read fills its outbox and

@@ -1,5 +1,5 @@
 //! What operators and backends do to the core from outside a connection
-//! (the HTTP API in [`crate::api`]), and the hub's housekeeping tasks: the
+//! (the server's HTTP API), and the hub's housekeeping tasks: the
 //! idle timeout and the retention purge.
 //!
 //! A message posted here takes the same path as one sent on a socket: it is

@@ -384,7 +384,7 @@ impl Rooms {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::event::outbox;
+    use crate::event::outbox;
     use chat_protocol::{Message, PresenceEvent};
 
     fn user(id: &str) -> Arc<EncodedUser> {
@@ -413,7 +413,7 @@ mod tests {
         )
     }
 
-    fn drain(rx: &mut crate::core::event::OutboxReceiver) -> Vec<String> {
+    fn drain(rx: &mut crate::event::OutboxReceiver) -> Vec<String> {
         let mut seen = Vec::new();
         while let Ok(item) = rx.rx.try_recv() {
             seen.push(match item {
@@ -512,7 +512,7 @@ mod tests {
         }
         assert_eq!(drain(&mut fast_rx).len(), 11, "joined + 10 messages");
         let dropped = tokio_test_block_on(slow_rx.dropped.wait());
-        assert_eq!(dropped, crate::core::event::Dropped::SlowConsumer);
+        assert_eq!(dropped, crate::event::Dropped::SlowConsumer);
     }
 
     #[test]

@@ -1,10 +1,13 @@
-//! The chat core: rooms, membership, sequencing, presence and fan-out.
+//! The chat core: rooms, membership, sequencing, presence, fan-out and
+//! permissions.
 //!
-//! It knows nothing of WebSocket, Socket.IO or SQL. A transport turns each
-//! connection into a [`Session`] (requests in, via [`Session::handle`]) and an
-//! [`OutboxReceiver`] (frames and shared events out). Storage is a
-//! [`crate::store::Store`] and cross-node fan-out a
-//! [`crate::broker::Broker`].
+//! It knows nothing of HTTP, WebSocket, Socket.IO or SQL, and this crate's
+//! dependencies keep it so: no transport or database crate is among them
+//! (`docs/architecture.md`). A transport turns each connection into a
+//! [`Session`] (requests in, via [`Session::handle`]) and an
+//! [`OutboxReceiver`] (frames and shared events out, each event encoded by
+//! the transport's own [`Encoder`], once). Storage is a [`store::Store`]
+//! and cross-node fan-out a [`broker::Broker`], both implemented outside.
 //!
 //! The path of a message: `Session::handle(send)` validates it and queues it
 //! for the committer ([`committer`]), which stores batches durably, acks
@@ -13,6 +16,7 @@
 //! outbox in `seq` order.
 
 pub mod admin;
+pub mod broker;
 pub mod commit_health;
 pub mod committer;
 pub mod event;
@@ -20,6 +24,8 @@ pub mod identity;
 pub mod metrics;
 pub mod rate;
 pub mod rooms;
+pub mod store;
+pub mod sync;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -40,7 +46,7 @@ use crate::sync::lock;
 pub use admin::RetentionPolicy;
 use committer::{CommitQueue, PendingSend, SubmitError};
 pub use event::{
-    ConnId, Dropped, Encoding, EventKind, Outbound, Outbox, OutboxQueue, OutboxReceiver, RoomEvent,
+    ConnId, Dropped, Encoder, EventKind, Outbound, Outbox, OutboxQueue, OutboxReceiver, RoomEvent,
 };
 pub use identity::{Identity, RoomAccess, RoomPattern};
 pub use metrics::Metrics;
