@@ -207,6 +207,8 @@ async fn run(
 struct Committed {
     answers: Vec<Answer>,
     stored: Result<Vec<Appended>, StoreError>,
+    /// When the commit ended, for the publish stage's timing.
+    ended: Instant,
 }
 
 struct Committer {
@@ -232,6 +234,11 @@ impl Committer {
             return;
         }
         self.metrics.committed_batch(self.batch.len());
+        let handed_over = Instant::now();
+        for send in &self.batch {
+            self.metrics
+                .send_queued_for(handed_over.saturating_duration_since(send.received));
+        }
         let (drafts, answers): (Vec<Draft>, Vec<Answer>) = self
             .batch
             .drain(..)
@@ -264,7 +271,13 @@ impl Committer {
             Poll::Ready(stored) => stored,
             Poll::Pending => storing.await,
         };
-        self.committed = Some(Committed { answers, stored });
+        let ended = Instant::now();
+        self.metrics.committed_in(ended - handed_over);
+        self.committed = Some(Committed {
+            answers,
+            stored,
+            ended,
+        });
     }
 
     /// Commits `batch` and publishes everything committed: what follows is
@@ -291,7 +304,11 @@ impl Committer {
     /// Acks a committed batch's sends and publishes its new messages, or
     /// answers every send with the commit's error.
     fn publish(&mut self, done: Committed) {
-        let Committed { answers, stored } = done;
+        let Committed {
+            answers,
+            stored,
+            ended,
+        } = done;
         match stored {
             Ok(appended) => {
                 // Ready again before the first ack is out.
@@ -319,6 +336,7 @@ impl Committer {
                         ));
                     }
                 }
+                self.metrics.published_after(ended.elapsed());
             }
             Err(e) => {
                 self.outcomes.failed(&e, answers.len());

@@ -5,6 +5,7 @@ use std::any::{Any, TypeId};
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
+use std::time::Instant;
 
 use chat_protocol::{Message, PresenceEvent, ServerFrame, User};
 use futures_util::task::AtomicWaker;
@@ -24,6 +25,9 @@ pub struct RoomEvent {
     /// A connection that must not receive the event: the one typing, or the
     /// one whose join is announced (it learns from its `joined` reply).
     pub skip: Option<ConnId>,
+    /// When this node made the event (published it, or received it from
+    /// another node): the start of its wait in members' outboxes.
+    pub created: Instant,
     /// The event in each wire format a receiver asked for, keyed by its
     /// [`Encoder`]: each transport caches the value it hands to its sockets,
     /// so a receiver only clones a shared buffer.
@@ -71,6 +75,7 @@ impl RoomEvent {
             room,
             kind,
             skip,
+            created: Instant::now(),
             encodings: Default::default(),
         })
     }

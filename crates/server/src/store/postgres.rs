@@ -54,7 +54,7 @@
 //! demand, so the store recovers by itself when PostgreSQL is back.
 
 use std::collections::HashMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use chat_protocol::{Message, User};
@@ -684,11 +684,14 @@ async fn append_batch(
         let insert_params: [&Param<'_>; 7] =
             [&rooms, &seqs, &ids, &user_ids, &user_names, &texts, &ts];
         let advance_params: [&Param<'_>; 2] = [&names, &latest];
+        let syncing = Instant::now();
         let (inserted, advanced, committed) = tokio::join!(
             client.execute(&insert, &insert_params),
             client.execute(&advance, &advance_params),
             client.batch_execute("COMMIT"),
         );
+        metrics::histogram!(chat_core::metrics::COMMIT_SYNC)
+            .record(syncing.elapsed().as_secs_f64());
         inserted.map_err(db_error)?;
         advanced.map_err(db_error)?;
         committed.map_err(db_error)?;

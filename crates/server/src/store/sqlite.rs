@@ -31,7 +31,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use chat_protocol::{Message, User};
@@ -371,7 +371,9 @@ fn append_batch(
             upsert.execute(params![room, to_sql_seq(*seq)])?;
         }
     }
+    let syncing = Instant::now();
     tx.commit()?;
+    metrics::histogram!(chat_core::metrics::COMMIT_SYNC).record(syncing.elapsed().as_secs_f64());
     Ok(outcomes)
 }
 
