@@ -9,6 +9,9 @@ pub mod sqlite;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
+#[cfg(test)]
+mod committer_over_sqlite;
+
 /// Builders and views the stores' unit tests share.
 #[cfg(test)]
 pub(crate) mod test_support {

@@ -5,27 +5,14 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use super::SqliteStore;
+use super::test_support::draft;
 use chat_core::Metrics;
 use chat_core::broker::Broker;
 use chat_core::committer::{CommitQueue, PendingSend, start};
 use chat_core::event::{EventKind, Outbound, Outbox, OutboxReceiver, RoomEvent, outbox};
-use chat_core::store::Draft;
-use chat_protocol::{ServerFrame, User};
-use chat_server::store::SqliteStore;
+use chat_protocol::ServerFrame;
 use tokio_util::sync::CancellationToken;
-
-/// A draft from `alice` whose text names its id.
-fn draft(room: &str, id: &str) -> Draft {
-    Draft {
-        room: room.into(),
-        id: id.into(),
-        from: User {
-            id: "u1".into(),
-            name: "alice".into(),
-        },
-        text: format!("text of {id}"),
-    }
-}
 
 /// Remembers what was published, in order.
 #[derive(Default)]
