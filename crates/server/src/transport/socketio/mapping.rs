@@ -17,9 +17,16 @@
 //! emitted as `message`, `presence` and `typing` with the native frame;
 //! every message object also carries `content` (= `text`), the field
 //! clients written for `io.to(room).emit('message', data)` render.
+//!
+//! Nothing here declares a frame's fields: a reply is its frame's body
+//! ([`ServerFrame::body`]), a room event its native frame, both written by
+//! `chat_protocol`, and `content` is added by the protocol crate's
+//! [`with_message_content`] around every payload this module encodes. A
+//! field added to a frame reaches Socket.IO clients as it reaches native ones.
 
 use chat_protocol::{
-    ErrorCode, Members, Message, PresenceEvent, Ref, RequestError, ServerFrame, User,
+    ErrorBody, ErrorCode, PresenceEvent, Ref, RequestError, ServerFrame,
+    frames::with_message_content,
     request::{Envelope, UniqueKeys, parse_request},
 };
 use engineioxide::Str;
@@ -27,7 +34,7 @@ use serde::Serialize;
 use serde_json::{Map, Value as Json};
 use socketioxide_core::Value;
 use socketioxide_core::packet::Packet;
-use socketioxide_core::parser::Parse;
+use socketioxide_core::parser::{Parse, ParserError};
 use socketioxide_parser_common::CommonParser;
 
 use crate::core::{EventKind, RoomEvent};
@@ -130,7 +137,7 @@ fn message_fields(arg: Json) -> Result<Map<String, Json>, String> {
 pub fn event(event: &RoomEvent) -> EventPackets {
     match &event.kind {
         EventKind::Message(message) => EventPackets {
-            first: emit("message", &WithContent::event(message)),
+            first: emit("message", &message.as_frame()),
             system: None,
         },
         EventKind::Presence {
@@ -166,29 +173,14 @@ pub fn event(event: &RoomEvent) -> EventPackets {
 /// The packet for a reply: an ack when its `ref` is an ack id, else an
 /// event named after the reply's native type.
 pub fn reply(frame: &ServerFrame) -> Str {
-    let ack = match reference(frame) {
+    let ack = match frame.reference() {
         Some(Ref::Number(n)) => n.as_i64(),
         _ => None,
     };
     match (frame, ack) {
-        (ServerFrame::Error { code, message, .. }, Some(id)) => acknowledge(
-            id,
-            &AckError {
-                error: ErrorBody {
-                    code: *code,
-                    message,
-                },
-            },
-        ),
-        (ServerFrame::Error { code, message, .. }, None) => emit(
-            "error",
-            &ErrorBody {
-                code: *code,
-                message,
-            },
-        ),
-        (frame, Some(id)) => acknowledge(id, &ReplyBody(frame)),
-        (frame, None) => emit(frame.type_name(), &ReplyBody(frame)),
+        (ServerFrame::Error { body, .. }, Some(id)) => acknowledge(id, &AckError { error: body }),
+        (frame, Some(id)) => acknowledge(id, &Payload(frame)),
+        (frame, None) => emit(frame.type_name(), &Payload(frame)),
     }
 }
 
@@ -226,19 +218,23 @@ pub fn connect_error_in(namespace: &str, message: impl Into<String>) -> Str {
 
 /// An event packet.
 pub fn emit<T: Serialize + ?Sized>(name: &str, payload: &T) -> Str {
-    let parser = CommonParser;
-    match parser.encode_value(payload, Some(name)) {
-        Ok(value) => packet_text(parser.encode(Packet::event(NAMESPACE, value))),
+    match encode(payload, Some(name)) {
+        Ok(value) => packet_text(CommonParser.encode(Packet::event(NAMESPACE, value))),
         Err(error) => internal(&error),
     }
 }
 
 fn acknowledge<T: Serialize + ?Sized>(id: i64, payload: &T) -> Str {
-    let parser = CommonParser;
-    match parser.encode_value(payload, None) {
-        Ok(value) => packet_text(parser.encode(Packet::ack(NAMESPACE, value, id))),
+    match encode(payload, None) {
+        Ok(value) => packet_text(CommonParser.encode(Packet::ack(NAMESPACE, value, id))),
         Err(error) => internal(&error),
     }
+}
+
+/// A packet's arguments, `[event, payload]` or `[payload]`; every message
+/// in the payload carries `content`.
+fn encode<T: Serialize + ?Sized>(payload: &T, event: Option<&str>) -> Result<Value, ParserError> {
+    with_message_content(|| CommonParser.encode_value(payload, event))
 }
 
 /// Serializing our own plain structs does not fail (string keys, no
@@ -256,68 +252,6 @@ fn packet_text(value: Value) -> Str {
     }
 }
 
-fn reference(frame: &ServerFrame) -> Option<&Ref> {
-    match frame {
-        ServerFrame::Joined { reference, .. }
-        | ServerFrame::Left { reference, .. }
-        | ServerFrame::Ack { reference, .. }
-        | ServerFrame::History { reference, .. }
-        | ServerFrame::Pong { reference, .. }
-        | ServerFrame::Error { reference, .. } => reference.as_ref(),
-        ServerFrame::Welcome { .. }
-        | ServerFrame::Message(_)
-        | ServerFrame::Typing { .. }
-        | ServerFrame::Presence { .. }
-        | ServerFrame::Deleted { .. } => None,
-    }
-}
-
-/// A message as Socket.IO clients see it: the native object plus `content`.
-#[derive(Serialize)]
-struct WithContent<'a> {
-    /// `"message"` on a broadcast, as in the native frame; absent inside
-    /// `joined` and `history`, as there.
-    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
-    kind: Option<&'static str>,
-    room: &'a str,
-    seq: u64,
-    id: &'a str,
-    from: &'a User,
-    text: &'a str,
-    ts: i64,
-    content: &'a str,
-    /// A tombstone (extension), as in the native message.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    deleted: bool,
-}
-
-impl<'a> WithContent<'a> {
-    fn of(message: &'a Message) -> Self {
-        WithContent {
-            kind: None,
-            room: &message.room,
-            seq: message.seq,
-            id: &message.id,
-            from: &message.from,
-            text: &message.text,
-            ts: message.ts,
-            content: &message.text,
-            deleted: message.deleted,
-        }
-    }
-
-    fn event(message: &'a Message) -> Self {
-        WithContent {
-            kind: Some("message"),
-            ..WithContent::of(message)
-        }
-    }
-}
-
-fn with_content(messages: &[Message]) -> Vec<WithContent<'_>> {
-    messages.iter().map(WithContent::of).collect()
-}
-
 #[derive(Serialize)]
 struct SystemMessage<'a> {
     #[serde(rename = "type")]
@@ -326,15 +260,10 @@ struct SystemMessage<'a> {
     content: &'a str,
 }
 
-#[derive(Serialize)]
-struct ErrorBody<'a> {
-    code: ErrorCode,
-    message: &'a str,
-}
-
+/// An error as an ack's callback gets it (§10.2).
 #[derive(Serialize)]
 struct AckError<'a> {
-    error: ErrorBody<'a>,
+    error: &'a ErrorBody,
 }
 
 #[derive(Serialize)]
@@ -342,110 +271,24 @@ struct RoomOnly<'a> {
     room: &'a str,
 }
 
-/// A reply's fields without `type` and `ref`, messages with `content`.
-struct ReplyBody<'a>(&'a ServerFrame);
+/// What Socket.IO carries of a frame: a room event is the native frame,
+/// `type` included (§10.3); a reply is its body, without `type` and `ref`.
+struct Payload<'a>(&'a ServerFrame);
 
-impl Serialize for ReplyBody<'_> {
+impl Serialize for Payload<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        #[derive(Serialize)]
-        struct Joined<'a> {
-            room: &'a str,
-            seq: u64,
-            members: &'a Members,
-            messages: Vec<WithContent<'a>>,
-            complete: bool,
-        }
-        #[derive(Serialize)]
-        struct Ack<'a> {
-            room: &'a str,
-            id: &'a str,
-            seq: u64,
-            ts: i64,
-            #[serde(skip_serializing_if = "std::ops::Not::not")]
-            duplicate: bool,
-        }
-        #[derive(Serialize)]
-        struct History<'a> {
-            room: &'a str,
-            messages: Vec<WithContent<'a>>,
-            more: bool,
-        }
-        #[derive(Serialize)]
-        struct Pong {
-            ts: i64,
-        }
-        #[derive(Serialize)]
-        struct Welcome<'a> {
-            session: &'a str,
-            user: &'a User,
-            heartbeat_ms: u64,
-            text: &'a str,
-        }
         match self.0 {
-            ServerFrame::Joined {
-                room,
-                seq,
-                members,
-                messages,
-                complete,
-                ..
-            } => Joined {
-                room,
-                seq: *seq,
-                members,
-                messages: with_content(messages),
-                complete: *complete,
-            }
-            .serialize(serializer),
-            ServerFrame::Left { room, .. } => RoomOnly { room }.serialize(serializer),
-            ServerFrame::Ack {
-                room,
-                id,
-                seq,
-                ts,
-                duplicate,
-                ..
-            } => Ack {
-                room,
-                id,
-                seq: *seq,
-                ts: *ts,
-                duplicate: *duplicate,
-            }
-            .serialize(serializer),
-            ServerFrame::History {
-                room,
-                messages,
-                more,
-                ..
-            } => History {
-                room,
-                messages: with_content(messages),
-                more: *more,
-            }
-            .serialize(serializer),
-            ServerFrame::Pong { ts, .. } => Pong { ts: *ts }.serialize(serializer),
-            ServerFrame::Error { code, message, .. } => ErrorBody {
-                code: *code,
-                message,
-            }
-            .serialize(serializer),
-            ServerFrame::Welcome {
-                session,
-                user,
-                heartbeat_ms,
-                text,
-            } => Welcome {
-                session,
-                user,
-                heartbeat_ms: *heartbeat_ms,
-                text,
-            }
-            .serialize(serializer),
-            ServerFrame::Message(message) => WithContent::event(message).serialize(serializer),
-            frame @ (ServerFrame::Typing { .. }
-            | ServerFrame::Presence { .. }
-            | ServerFrame::Deleted { .. }) => frame.serialize(serializer),
+            ServerFrame::Message(_)
+            | ServerFrame::Typing(_)
+            | ServerFrame::Presence(_)
+            | ServerFrame::Deleted(_) => self.0.serialize(serializer),
+            ServerFrame::Welcome(_)
+            | ServerFrame::Joined { .. }
+            | ServerFrame::Left { .. }
+            | ServerFrame::Ack { .. }
+            | ServerFrame::History { .. }
+            | ServerFrame::Pong { .. }
+            | ServerFrame::Error { .. } => self.0.body().serialize(serializer),
         }
     }
 }
@@ -453,7 +296,7 @@ impl Serialize for ReplyBody<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chat_protocol::Request;
+    use chat_protocol::{AckBody, JoinedBody, LeftBody, Message, Request, User};
     use serde_json::json;
 
     fn request_of(packet_data: &str, ack: Option<i64>) -> Result<Envelope, RequestError> {
@@ -643,11 +486,13 @@ mod tests {
     fn replies_go_to_callbacks_without_type_or_become_events() {
         let joined = ServerFrame::Joined {
             reference: Some(Ref::Number(12.into())),
-            room: "general".into(),
-            seq: 7,
-            members: vec![alice()].into(),
-            messages: vec![message(7)],
-            complete: true,
+            body: JoinedBody {
+                room: "general".into(),
+                seq: 7,
+                members: vec![alice()].into(),
+                messages: vec![message(7)],
+                complete: true,
+            },
         };
         let (head, payload) = parsed(&reply(&joined));
         assert_eq!(head, "312");
@@ -658,11 +503,13 @@ mod tests {
 
         let ack = ServerFrame::Ack {
             reference: Some(Ref::Number(3.into())),
-            room: "general".into(),
-            id: "c-7".into(),
-            seq: 7,
-            ts: 5,
-            duplicate: false,
+            body: AckBody {
+                room: "general".into(),
+                id: "c-7".into(),
+                seq: 7,
+                ts: 5,
+                duplicate: false,
+            },
         };
         let (head, payload) = parsed(&reply(&ack));
         assert_eq!(head, "33");
@@ -673,7 +520,9 @@ mod tests {
 
         let left = ServerFrame::Left {
             reference: None,
-            room: "general".into(),
+            body: LeftBody {
+                room: "general".into(),
+            },
         };
         let (head, payload) = parsed(&reply(&left));
         assert_eq!(head, "2");
@@ -681,8 +530,10 @@ mod tests {
 
         let error = |reference| ServerFrame::Error {
             reference,
-            code: ErrorCode::NotJoined,
-            message: "join first".into(),
+            body: ErrorBody {
+                code: ErrorCode::NotJoined,
+                message: "join first".into(),
+            },
         };
         let (head, payload) = parsed(&reply(&error(Some(Ref::Number(5.into())))));
         assert_eq!(head, "35");
