@@ -296,8 +296,12 @@ impl Serialize for Payload<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chat_protocol::{AckBody, JoinedBody, LeftBody, Message, Request, User};
+    use chat_protocol::{
+        AckBody, DeletedBody, HistoryBody, JoinedBody, LeftBody, Message, PongBody, PresenceBody,
+        Request, TypingBody, User, WelcomeBody,
+    };
     use serde_json::json;
+    use std::sync::Arc;
 
     fn request_of(packet_data: &str, ack: Option<i64>) -> Result<Envelope, RequestError> {
         request(&Str::from(packet_data.to_owned()), ack)
@@ -551,6 +555,194 @@ mod tests {
         let (head, payload) = parsed(&acknowledge_room(9, "general"));
         assert_eq!(head, "39");
         assert_eq!(payload, json!([{"room": "general"}]));
+    }
+
+    /// One frame of every kind, optional fields set (a tombstone among the
+    /// messages, a duplicate ack); replies carry `reference`.
+    fn every_kind(reference: Option<Ref>) -> Vec<ServerFrame> {
+        let reference = || reference.clone();
+        let tombstone = Message {
+            text: String::new(),
+            deleted: true,
+            ..message(9)
+        };
+        vec![
+            ServerFrame::Welcome(WelcomeBody {
+                session: "s_1".into(),
+                user: alice(),
+                heartbeat_ms: 25000,
+                text: "hi".into(),
+            }),
+            ServerFrame::Joined {
+                reference: reference(),
+                body: JoinedBody {
+                    room: "general".into(),
+                    seq: 9,
+                    members: vec![alice()].into(),
+                    messages: vec![message(8), tombstone.clone()],
+                    complete: false,
+                },
+            },
+            ServerFrame::Left {
+                reference: reference(),
+                body: LeftBody {
+                    room: "general".into(),
+                },
+            },
+            ServerFrame::Ack {
+                reference: reference(),
+                body: AckBody {
+                    room: "general".into(),
+                    id: "c-1".into(),
+                    seq: 1,
+                    ts: 5,
+                    duplicate: true,
+                },
+            },
+            ServerFrame::Message(message(3)),
+            ServerFrame::History {
+                reference: reference(),
+                body: HistoryBody {
+                    room: "general".into(),
+                    messages: vec![tombstone, message(10)],
+                    more: true,
+                },
+            },
+            ServerFrame::Typing(TypingBody {
+                room: "general".into(),
+                user: alice(),
+            }),
+            ServerFrame::Pong {
+                reference: reference(),
+                body: PongBody { ts: 77 },
+            },
+            ServerFrame::Presence(PresenceBody {
+                room: "general".into(),
+                event: PresenceEvent::Join,
+                user: alice(),
+            }),
+            ServerFrame::Error {
+                reference: reference(),
+                body: ErrorBody {
+                    code: ErrorCode::RateLimited,
+                    message: "slow down".into(),
+                },
+            },
+            ServerFrame::Deleted(DeletedBody {
+                room: "general".into(),
+                seq: 4,
+            }),
+        ]
+    }
+
+    /// The sample's place of each kind: a new kind fails to compile here,
+    /// and then fails [`the_sample_has_every_kind`] until it is sampled.
+    fn kind_index(frame: &ServerFrame) -> usize {
+        match frame {
+            ServerFrame::Welcome(_) => 0,
+            ServerFrame::Joined { .. } => 1,
+            ServerFrame::Left { .. } => 2,
+            ServerFrame::Ack { .. } => 3,
+            ServerFrame::Message(_) => 4,
+            ServerFrame::History { .. } => 5,
+            ServerFrame::Typing(_) => 6,
+            ServerFrame::Pong { .. } => 7,
+            ServerFrame::Presence(_) => 8,
+            ServerFrame::Error { .. } => 9,
+            ServerFrame::Deleted(_) => 10,
+        }
+    }
+
+    const KINDS: usize = 11;
+
+    #[test]
+    fn the_sample_has_every_kind() {
+        let kinds: Vec<usize> = every_kind(None).iter().map(kind_index).collect();
+        assert_eq!(kinds, (0..KINDS).collect::<Vec<_>>());
+    }
+
+    /// What docs/protocol.md §10 says a Socket.IO client gets for a frame,
+    /// from its native JSON: `ref` travels as the ack id; room events keep
+    /// `type`, replies lose it; every message gains `content` (= `text`);
+    /// an error to a callback is `{error}`.
+    fn socketio_of(native: &Json, to_callback: bool) -> Json {
+        const ROOM_EVENTS: [&str; 4] = ["message", "presence", "typing", "deleted"];
+        fn add_content(message: &mut Json) {
+            let text = message["text"].clone();
+            message["content"] = text;
+        }
+        let mut payload = native.clone();
+        let fields = payload.as_object_mut().expect("a frame is an object");
+        fields.remove("ref");
+        let kind = fields.get("type").and_then(Json::as_str).map(str::to_owned);
+        let kind = kind.expect("a frame has a type");
+        if !ROOM_EVENTS.contains(&kind.as_str()) {
+            fields.remove("type");
+        }
+        if let Some(Json::Array(messages)) = fields.get_mut("messages") {
+            messages.iter_mut().for_each(add_content);
+        }
+        if kind == "message" {
+            add_content(&mut payload);
+        }
+        match kind.as_str() {
+            "error" if to_callback => json!({ "error": payload }),
+            _ => payload,
+        }
+    }
+
+    #[test]
+    fn every_frame_reaches_socketio_with_every_native_field() {
+        let references = [
+            Some(Ref::Number(12.into())),
+            None,
+            Some(Ref::Text("t-1".into())),
+        ];
+        for frame in references.into_iter().flat_map(every_kind) {
+            let native: Json = serde_json::from_str(&frame.to_json()).unwrap();
+            let to_callback = matches!(frame.reference(), Some(Ref::Number(_)));
+            let (head, arguments) = parsed(&reply(&frame));
+            let payload = if to_callback {
+                assert_eq!(head, "312", "{native}");
+                &arguments[0]
+            } else {
+                assert_eq!(
+                    (head.as_str(), &arguments[0]),
+                    ("2", &json!(frame.type_name()))
+                );
+                &arguments[1]
+            };
+            assert_eq!(payload, &socketio_of(&native, to_callback), "{native}");
+        }
+    }
+
+    #[test]
+    fn every_room_event_reaches_socketio_with_every_native_field() {
+        let room_events = every_kind(None).into_iter().filter_map(|frame| {
+            let kind = match frame {
+                ServerFrame::Message(message) => EventKind::Message(message),
+                ServerFrame::Typing(TypingBody { user, .. }) => EventKind::Typing { user },
+                ServerFrame::Presence(PresenceBody { event, user, .. }) => {
+                    EventKind::Presence { event, user }
+                }
+                ServerFrame::Deleted(DeletedBody { seq, .. }) => EventKind::Deleted { seq },
+                _ => return None,
+            };
+            Some(RoomEvent::new(Arc::from("general"), kind, None))
+        });
+        let mut seen = 0;
+        for room_event in room_events {
+            let frame = room_event.to_frame();
+            let native: Json = serde_json::from_str(&frame.to_json()).unwrap();
+            let (head, arguments) = parsed(&event(&room_event).first);
+            assert_eq!(head, "2");
+            assert_eq!(
+                arguments,
+                json!([frame.type_name(), socketio_of(&native, false)])
+            );
+            seen += 1;
+        }
+        assert_eq!(seen, 4, "message, typing, presence and deleted");
     }
 
     #[test]
