@@ -40,7 +40,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, ensure};
-use chat_protocol::{Ref, ServerFrame};
+use chat_protocol::{ErrorBody, JoinedBody, Ref, ServerFrame};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, watch};
@@ -1146,8 +1146,14 @@ async fn connect_and_join(
             continue;
         }
         match decode_full(&text) {
-            Ok(ServerFrame::Joined { seq, .. }) => return Ok((ws, seq)),
-            Ok(ServerFrame::Error { code, message, .. }) => {
+            Ok(ServerFrame::Joined {
+                body: JoinedBody { seq, .. },
+                ..
+            }) => return Ok((ws, seq)),
+            Ok(ServerFrame::Error {
+                body: ErrorBody { code, message },
+                ..
+            }) => {
                 bail!("join refused: {code}: {message}")
             }
             Ok(other) => bail!("expected joined, got {}", other.type_name()),
@@ -1321,7 +1327,8 @@ impl<'a> Hot<'a> {
                     .ok()
                     .and_then(|t| decode_full(t).ok());
                 let Some(ServerFrame::Error {
-                    reference, code, ..
+                    reference,
+                    body: ErrorBody { code, .. },
                 }) = decoded
                 else {
                     return Hot::Undecodable;

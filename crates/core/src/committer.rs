@@ -37,7 +37,7 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use chat_protocol::{ErrorCode, Ref, ServerFrame};
+use chat_protocol::{AckBody, ErrorBody, ErrorCode, Ref, ServerFrame};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -320,11 +320,13 @@ impl Committer {
                     };
                     pending.reply_to.reply(ServerFrame::Ack {
                         reference: pending.reference,
-                        room: message.room.clone(),
-                        id: message.id.clone(),
-                        seq: message.seq,
-                        ts: message.ts,
-                        duplicate,
+                        body: AckBody {
+                            room: message.room.clone(),
+                            id: message.id.clone(),
+                            seq: message.seq,
+                            ts: message.ts,
+                            duplicate,
+                        },
                     });
                     self.metrics.acked_after(pending.received.elapsed());
                     if !duplicate {
@@ -343,8 +345,10 @@ impl Committer {
                 for pending in answers {
                     pending.reply_to.reply(ServerFrame::Error {
                         reference: pending.reference,
-                        code: ErrorCode::Internal,
-                        message: format!("message not stored ({e}); retry with the same id"),
+                        body: ErrorBody {
+                            code: ErrorCode::Internal,
+                            message: format!("message not stored ({e}); retry with the same id"),
+                        },
                     });
                 }
             }

@@ -7,7 +7,9 @@ use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use chat_protocol::{Message, PresenceEvent, ServerFrame, User};
+use chat_protocol::{
+    DeletedBody, Message, PresenceBody, PresenceEvent, ServerFrame, TypingBody, User,
+};
 use futures_util::task::AtomicWaker;
 use tokio::sync::mpsc;
 
@@ -109,19 +111,19 @@ impl RoomEvent {
     pub fn to_frame(&self) -> ServerFrame {
         match &self.kind {
             EventKind::Message(m) => ServerFrame::Message(m.clone()),
-            EventKind::Presence { event, user } => ServerFrame::Presence {
+            EventKind::Presence { event, user } => ServerFrame::Presence(PresenceBody {
                 room: self.room.to_string(),
                 event: *event,
                 user: user.clone(),
-            },
-            EventKind::Typing { user } => ServerFrame::Typing {
+            }),
+            EventKind::Typing { user } => ServerFrame::Typing(TypingBody {
                 room: self.room.to_string(),
                 user: user.clone(),
-            },
-            EventKind::Deleted { seq } => ServerFrame::Deleted {
+            }),
+            EventKind::Deleted { seq } => ServerFrame::Deleted(DeletedBody {
                 room: self.room.to_string(),
                 seq: *seq,
-            },
+            }),
         }
     }
 }

@@ -35,7 +35,8 @@ use std::time::{Duration, Instant};
 use chat_protocol::request::Envelope;
 use chat_protocol::validate::{self, Invalid};
 use chat_protocol::{
-    EncodedUser, ErrorCode, Members, PresenceEvent, Ref, Request, RequestError, ServerFrame, User,
+    EncodedUser, ErrorBody, ErrorCode, HistoryBody, JoinedBody, LeftBody, Members, PongBody,
+    PresenceEvent, Ref, Request, RequestError, ServerFrame, User, WelcomeBody,
 };
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -352,8 +353,10 @@ pub struct Session {
 fn rejected(reference: Option<Ref>, code: ErrorCode, message: impl Into<String>) -> ServerFrame {
     ServerFrame::Error {
         reference,
-        code,
-        message: message.into(),
+        body: ErrorBody {
+            code,
+            message: message.into(),
+        },
     }
 }
 
@@ -378,12 +381,12 @@ impl Session {
 
     /// The first frame of every connection.
     pub fn welcome(&self, heartbeat: Duration) -> ServerFrame {
-        ServerFrame::Welcome {
+        ServerFrame::Welcome(WelcomeBody {
             session: self.id.clone(),
             user: self.user.user().clone(),
             heartbeat_ms: heartbeat.as_millis() as u64,
             text: "Welcome to the chat server!".into(),
-        }
+        })
     }
 
     /// Answers a frame that could not be parsed.
@@ -469,7 +472,9 @@ impl Session {
             Request::Ping => {
                 self.outbox.reply(ServerFrame::Pong {
                     reference,
-                    ts: committer::now_ms(),
+                    body: PongBody {
+                        ts: committer::now_ms(),
+                    },
                 });
                 Ok(())
             }
@@ -567,11 +572,13 @@ impl Session {
                     }
                     ServerFrame::Joined {
                         reference,
-                        room: room.to_string(),
-                        seq: latest_seq,
-                        members,
-                        messages,
-                        complete,
+                        body: JoinedBody {
+                            room: room.to_string(),
+                            seq: latest_seq,
+                            members,
+                            messages,
+                            complete,
+                        },
                     }
                 });
             }
@@ -600,7 +607,9 @@ impl Session {
         }
         self.outbox.reply(ServerFrame::Left {
             reference,
-            room: room.to_string(),
+            body: LeftBody {
+                room: room.to_string(),
+            },
         });
         Ok(())
     }
@@ -680,9 +689,11 @@ impl Session {
         self.outbox.reply(match page {
             Ok(page) => ServerFrame::History {
                 reference,
-                room: room.to_string(),
-                messages: page.messages,
-                more: page.more,
+                body: HistoryBody {
+                    room: room.to_string(),
+                    messages: page.messages,
+                    more: page.more,
+                },
             },
             Err(e) => store_failed(reference, &e),
         });

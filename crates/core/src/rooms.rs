@@ -385,7 +385,7 @@ impl Rooms {
 mod tests {
     use super::*;
     use crate::event::outbox;
-    use chat_protocol::{Message, PresenceEvent};
+    use chat_protocol::{JoinedBody, Message, PresenceEvent};
 
     fn user(id: &str) -> Arc<EncodedUser> {
         Arc::new(EncodedUser::new(User {
@@ -418,7 +418,7 @@ mod tests {
         while let Ok(item) = rx.rx.try_recv() {
             seen.push(match item {
                 Outbound::Reply(frame) => match *frame {
-                    ServerFrame::Joined { seq, .. } => format!("joined@{seq}"),
+                    ServerFrame::Joined { body, .. } => format!("joined@{}", body.seq),
                     other => format!("{other:?}"),
                 },
                 Outbound::Event(e) => match e.seq() {
@@ -434,11 +434,13 @@ mod tests {
         let room = room.to_string();
         move |members| ServerFrame::Joined {
             reference: None,
-            room,
-            seq,
-            members,
-            messages: vec![],
-            complete: true,
+            body: JoinedBody {
+                room,
+                seq,
+                members,
+                messages: vec![],
+                complete: true,
+            },
         }
     }
 

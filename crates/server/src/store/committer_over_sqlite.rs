@@ -11,7 +11,7 @@ use chat_core::Metrics;
 use chat_core::broker::Broker;
 use chat_core::committer::{CommitQueue, PendingSend, start};
 use chat_core::event::{EventKind, Outbound, Outbox, OutboxReceiver, RoomEvent, outbox};
-use chat_protocol::ServerFrame;
+use chat_protocol::{AckBody, ServerFrame};
 use tokio_util::sync::CancellationToken;
 
 /// Remembers what was published, in order.
@@ -70,7 +70,10 @@ fn acked_seqs(replies: &mut OutboxReceiver) -> Vec<u64> {
     let mut seqs = Vec::new();
     while let Ok(item) = replies.rx.try_recv() {
         if let Outbound::Reply(frame) = item
-            && let ServerFrame::Ack { seq, .. } = *frame
+            && let ServerFrame::Ack {
+                body: AckBody { seq, .. },
+                ..
+            } = *frame
         {
             seqs.push(seq);
         }

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::{HeaderMap, Uri};
-use chat_protocol::{ErrorCode, Ref, Request, RequestError, ServerFrame, validate};
+use chat_protocol::{ErrorBody, ErrorCode, Ref, Request, RequestError, ServerFrame, validate};
 use engineioxide::{DisconnectReason, Str};
 use serde::Deserialize;
 use socketioxide_core::Value;
@@ -350,7 +350,9 @@ fn send(socket: &EngineSocket, packet: Str) -> Result<(), Refused> {
 pub(super) fn overloaded(ack: Option<i64>) -> Str {
     mapping::reply(&ServerFrame::Error {
         reference: ack.map(|id| Ref::Number(id.into())),
-        code: ErrorCode::Overloaded,
-        message: "too many requests waiting on this connection; retry shortly".into(),
+        body: ErrorBody {
+            code: ErrorCode::Overloaded,
+            message: "too many requests waiting on this connection; retry shortly".into(),
+        },
     })
 }
