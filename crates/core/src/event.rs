@@ -228,6 +228,11 @@ pub struct OutboxReceiver {
 pub struct OutboxQueue {
     rx: mpsc::UnboundedReceiver<Outbound>,
     shared: Arc<OutboxShared>,
+    /// Whether the queue has been found empty since the last item taken:
+    /// the next event taken is then the oldest of a new run, and its wait
+    /// is recorded (one sample per run, the run's longest wait, rather
+    /// than a clock read per delivery).
+    idle: bool,
 }
 
 /// Why [`OutboxQueue::try_recv`] returned nothing.
@@ -264,6 +269,7 @@ pub fn outbox(conn: ConnId, capacity: usize, metrics: Metrics) -> (Outbox, Outbo
             rx: OutboxQueue {
                 rx,
                 shared: shared.clone(),
+                idle: true,
             },
             dropped: DroppedSignal { shared },
         },
@@ -330,8 +336,9 @@ impl OutboxQueue {
     /// push.
     pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Outbound>> {
         let polled = self.rx.poll_recv(cx);
-        if let Poll::Ready(Some(_)) = polled {
-            self.shared.queued.fetch_sub(1, Ordering::Relaxed);
+        match &polled {
+            Poll::Ready(Some(item)) => self.taken(item),
+            _ => self.idle = true,
         }
         polled
     }
@@ -340,11 +347,25 @@ impl OutboxQueue {
     pub fn try_recv(&mut self) -> Result<Outbound, Empty> {
         match self.rx.try_recv() {
             Ok(item) => {
-                self.shared.queued.fetch_sub(1, Ordering::Relaxed);
+                self.taken(&item);
                 Ok(item)
             }
-            Err(mpsc::error::TryRecvError::Empty) => Err(Empty::Empty),
+            Err(mpsc::error::TryRecvError::Empty) => {
+                self.idle = true;
+                Err(Empty::Empty)
+            }
             Err(mpsc::error::TryRecvError::Disconnected) => Err(Empty::Disconnected),
+        }
+    }
+
+    /// Accounts for an item the transport took to write.
+    fn taken(&mut self, item: &Outbound) {
+        self.shared.queued.fetch_sub(1, Ordering::Relaxed);
+        if self.idle
+            && let Outbound::Event(event) = item
+        {
+            self.idle = false;
+            self.shared.metrics.outbox_waited(event.created.elapsed());
         }
     }
 }

@@ -30,8 +30,9 @@ pub const COMMIT: &str = "chat_commit_seconds";
 pub const COMMIT_SYNC: &str = "chat_commit_sync_seconds";
 /// A batch's commit ended to its messages queued to every local member.
 pub const PUBLISH: &str = "chat_publish_seconds";
-/// A room event published to written to a member's socket: the oldest
-/// event of each write, as the transports record it.
+/// A room event published to taken by a member's transport to write: the
+/// first (oldest) event of each run the transport takes, one sample per
+/// wake-up rather than per delivery.
 pub const OUTBOX_WAIT: &str = "chat_outbox_wait_seconds";
 
 /// Bucket bounds (seconds) of every latency histogram: fine below a
@@ -110,7 +111,7 @@ impl Metrics {
         metrics::describe_histogram!(
             OUTBOX_WAIT,
             metrics::Unit::Seconds,
-            "Time from publishing a room event to writing it to a member's socket (the oldest event of each write)"
+            "Time from publishing a room event to its member's transport taking it to write (the oldest event of each wake-up)"
         );
         Metrics {
             connections: metrics::gauge!(CONNECTIONS),

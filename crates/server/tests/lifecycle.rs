@@ -216,6 +216,7 @@ async fn health_readiness_and_metrics() {
         "chat_commit_seconds",
         "chat_commit_sync_seconds",
         "chat_publish_seconds",
+        "chat_outbox_wait_seconds",
     ] {
         let count = metric_value(body, &format!("{stage}_count"));
         assert!(
