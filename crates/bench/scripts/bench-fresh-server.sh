@@ -29,6 +29,12 @@
 # (cargo, into target/peers/) or installed (npm ci, into target/peers/; the
 # peers' directory stays as it was given) on first use.
 #
+# OBSERVER=1 runs a second, independent harness in the same run
+# (observer.mjs: Node's own WebSocket client in rooms of its own, timing
+# scheduled send to arrival) and prints its one-line JSON after the bench's
+# report; OBSERVER_ARGS (default "--delay 5 --seconds 10") sets its rooms,
+# rate and window, which should lie inside the bench's measured window.
+#
 # Other knobs: PORT (default 23400), BENCH_NICE (a nice level for server and
 # bench, e.g. -10 on a machine shared with other work; default 0 = unchanged),
 # BENCH_RT (a SCHED_RR priority, e.g. 10, for server and bench instead of
@@ -148,5 +154,24 @@ done
 
 scenario=$1
 shift
+observer=
+if [ -n "${OBSERVER:-}" ]; then
+    # A second harness in the same run (observer.mjs): its own rooms, its
+    # own client, timed from its own clock. OBSERVER_ARGS places its window
+    # inside chat-bench's measured one.
+    [ "$protocol" = native ] || { echo "OBSERVER needs the native protocol" >&2; exit 2; }
+    # shellcheck disable=SC2086 # OBSERVER_ARGS is a list of options.
+    "${priority[@]}" taskset -c "$bench_cpu" node --no-warnings --experimental-websocket \
+        "$root/crates/bench/scripts/observer.mjs" --url "$url" \
+        ${OBSERVER_ARGS:---delay 5 --seconds 10} >"$data.observer" &
+    observer=$!
+fi
+status=0
 "${priority[@]}" taskset -c "$bench_cpu" "$bin/chat-bench" "$scenario" \
-    --url "$url" --protocol "$protocol" --server-pid "$server" "$@"
+    --url "$url" --protocol "$protocol" --server-pid "$server" "$@" || status=$?
+if [ -n "$observer" ]; then
+    wait "$observer" || status=$?
+    echo "observer (second harness): $(cat "$data.observer")"
+    rm -f "$data.observer"
+fi
+exit "$status"

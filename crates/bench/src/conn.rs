@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
-use chat_protocol::ServerFrame;
+use chat_protocol::{ErrorBody, JoinedBody, ServerFrame};
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
@@ -169,13 +169,19 @@ pub async fn welcome_and_join(ws: &mut Ws, room_json: &str) -> anyhow::Result<Jo
         let peek = Peek::parse(text.as_str()).map_err(|e| anyhow!("undecodable frame: {e}"))?;
         match &*peek.kind {
             "joined" | "error" => match decode_full(text.as_str()) {
-                Ok(ServerFrame::Joined { seq, .. }) => {
+                Ok(ServerFrame::Joined {
+                    body: JoinedBody { seq, .. },
+                    ..
+                }) => {
                     return Ok(Joined {
                         base_seq: seq,
                         early_frames,
                     });
                 }
-                Ok(ServerFrame::Error { code, message, .. }) => {
+                Ok(ServerFrame::Error {
+                    body: ErrorBody { code, message },
+                    ..
+                }) => {
                     bail!("join refused: {code}: {message}")
                 }
                 Ok(other) => bail!(

@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, ensure};
-use chat_protocol::ServerFrame;
+use chat_protocol::{ErrorBody, ServerFrame};
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use hdrhistogram::Histogram;
 use serde::Serialize;
@@ -317,7 +317,8 @@ impl<'a> Pipeline<'a> {
     fn on_error(&mut self, text: &str) {
         Counters::bump(&self.counters.errors);
         let Ok(ServerFrame::Error {
-            reference, code, ..
+            reference,
+            body: ErrorBody { code, .. },
         }) = decode_full(text)
         else {
             self.out.undecodable += 1;

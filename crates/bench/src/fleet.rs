@@ -40,7 +40,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, ensure};
-use chat_protocol::{Ref, ServerFrame};
+use chat_protocol::{ErrorBody, JoinedBody, Ref, ServerFrame};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, watch};
@@ -56,6 +56,7 @@ use crate::schedule::Schedule;
 use crate::seqcheck;
 use crate::seqset::{Seen, SeqSet};
 use crate::sio::{self, Protocol};
+use crate::stages::{self, StageReport};
 use crate::stamp::Stamp;
 use crate::stats::{self, LatencySummary};
 use crate::{CommonArgs, Table};
@@ -301,6 +302,10 @@ pub struct StepReport {
     /// Scheduled send to receipt, for every delivery of a message scheduled
     /// inside the window.
     pub latency_us: LatencySummary,
+    /// The server's stage histograms over the window (ours only: empty for
+    /// a server without them).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub stages: Vec<StageReport>,
     /// Scheduled send to ack, for sends scheduled inside the window.
     pub ack_latency_us: LatencySummary,
     /// How late the bench's own sends left against their schedule (a
@@ -380,6 +385,7 @@ impl StepReport {
             ),
         );
         t.row("latency", self.latency_us.row());
+        stages::rows(&self.stages, t);
         t.row("ack latency", self.ack_latency_us.row());
         t.row("send lag (bench)", self.send_lag_us.row());
         t.row(
@@ -650,9 +656,11 @@ impl Fleet {
         shared.set_phase(format!("{label}, measuring"));
         let server_before = procstat::sample(args.common.server_pid);
         let bench_before = self.bench_sample();
+        let stages_before = stages::scrape(&args.common.url).await;
         tokio::time::sleep_until(shared.instant(window_end)).await;
         let server_after = procstat::sample(args.common.server_pid);
         let bench_after = self.bench_sample();
+        let stages_after = stages::scrape(&args.common.url).await;
         shared.set_phase(format!("{label}, draining"));
 
         // Drain: first every send answered, then every acked message
@@ -693,6 +701,9 @@ impl Fleet {
         report.window_secs = window_secs;
         report.deliveries_per_sec /= window_secs.max(1e-9);
         report.drain_secs = drain_secs;
+        if let (Some(before), Some(after)) = (&stages_before, &stages_after) {
+            report.stages = stages::between(before, after);
+        }
         report.server = procstat::usage(server_before, server_after);
         report.server_cpu_fraction = report.server.map(|u| u.cpu_seconds / window_secs);
         report.bench_cpu_fraction =
@@ -1135,8 +1146,14 @@ async fn connect_and_join(
             continue;
         }
         match decode_full(&text) {
-            Ok(ServerFrame::Joined { seq, .. }) => return Ok((ws, seq)),
-            Ok(ServerFrame::Error { code, message, .. }) => {
+            Ok(ServerFrame::Joined {
+                body: JoinedBody { seq, .. },
+                ..
+            }) => return Ok((ws, seq)),
+            Ok(ServerFrame::Error {
+                body: ErrorBody { code, message },
+                ..
+            }) => {
                 bail!("join refused: {code}: {message}")
             }
             Ok(other) => bail!("expected joined, got {}", other.type_name()),
@@ -1310,7 +1327,8 @@ impl<'a> Hot<'a> {
                     .ok()
                     .and_then(|t| decode_full(t).ok());
                 let Some(ServerFrame::Error {
-                    reference, code, ..
+                    reference,
+                    body: ErrorBody { code, .. },
                 }) = decoded
                 else {
                     return Hot::Undecodable;

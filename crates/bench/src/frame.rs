@@ -84,17 +84,19 @@ pub fn decode_full(text: &str) -> Result<ServerFrame, serde_json::Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chat_protocol::{ErrorCode, Message, Ref, User};
+    use chat_protocol::{AckBody, ErrorBody, ErrorCode, Message, Ref, User};
 
     #[test]
     fn peek_reads_an_ack_encoded_by_the_protocol_type() {
         let ack = ServerFrame::Ack {
             reference: Some(Ref::Number(17.into())),
-            room: "bench-3".into(),
-            id: "c-1".into(),
-            seq: 42,
-            ts: 1,
-            duplicate: true,
+            body: AckBody {
+                room: "bench-3".into(),
+                id: "c-1".into(),
+                seq: 42,
+                ts: 1,
+                duplicate: true,
+            },
         };
         let text = ack.to_json();
         let peek = Peek::parse(&text).unwrap();
@@ -136,8 +138,10 @@ mod tests {
     fn string_refs_are_not_ours() {
         let err = ServerFrame::Error {
             reference: Some(Ref::Text("abc".into())),
-            code: ErrorCode::RateLimited,
-            message: "slow down".into(),
+            body: ErrorBody {
+                code: ErrorCode::RateLimited,
+                message: "slow down".into(),
+            },
         };
         let text = err.to_json();
         let peek = Peek::parse(&text).unwrap();
@@ -146,7 +150,10 @@ mod tests {
         assert!(matches!(
             decode_full(&text).unwrap(),
             ServerFrame::Error {
-                code: ErrorCode::RateLimited,
+                body: ErrorBody {
+                    code: ErrorCode::RateLimited,
+                    ..
+                },
                 ..
             }
         ));

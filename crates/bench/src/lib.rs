@@ -61,6 +61,7 @@ pub mod seqcheck;
 pub mod seqset;
 pub mod sio;
 pub mod source;
+pub mod stages;
 pub mod stamp;
 pub mod stats;
 pub mod summary;

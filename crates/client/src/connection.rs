@@ -20,17 +20,20 @@ use std::collections::{BTreeMap, HashMap};
 use std::ops::ControlFlow;
 use std::time::Duration;
 
-use chat_protocol::{ErrorCode, Member, Message, Ref, ServerFrame};
+use chat_protocol::{
+    AckBody, ErrorBody, ErrorCode, HistoryBody, JoinedBody, Member, Message, PongBody,
+    PresenceBody, Ref, ServerFrame, TypingBody,
+};
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 use crate::backoff::Backoff;
-use crate::client::HistoryQuery;
 use crate::error::{Error, Result, describe};
 use crate::event::{Ack, CloseReason, Event, History, Joined, Session};
 use crate::feed::Feed;
+use crate::history::HistoryQuery;
 use crate::wire::{Request, Target, Ws};
 
 /// Most messages a catch-up history page asks for (the server's maximum).
@@ -454,10 +457,13 @@ impl Connection {
             ServerFrame::Message(message) => self.on_message(message),
             ServerFrame::Joined {
                 reference,
-                seq,
-                members,
-                messages,
-                ..
+                body:
+                    JoinedBody {
+                        seq,
+                        members,
+                        messages,
+                        ..
+                    },
             } => {
                 if let Some(Pending::Join {
                     room,
@@ -484,11 +490,14 @@ impl Connection {
             }
             ServerFrame::Ack {
                 reference,
-                room,
-                id,
-                seq,
-                ts,
-                duplicate,
+                body:
+                    AckBody {
+                        room,
+                        id,
+                        seq,
+                        ts,
+                        duplicate,
+                    },
             } => {
                 if let Some(Pending::Send { reply, .. }) = self.take_pending(reference) {
                     let _ = reply.send(Ok(Ack {
@@ -502,9 +511,12 @@ impl Connection {
             }
             ServerFrame::History {
                 reference,
-                room,
-                messages,
-                more,
+                body:
+                    HistoryBody {
+                        room,
+                        messages,
+                        more,
+                    },
             } => match self.take_pending(reference) {
                 Some(Pending::History { reply, .. }) => {
                     let _ = reply.send(Ok(History {
@@ -518,29 +530,31 @@ impl Connection {
                 }) => self.on_catch_up(&room, generation, messages, more),
                 _ => {}
             },
-            ServerFrame::Pong { reference, ts } => {
+            ServerFrame::Pong {
+                reference,
+                body: PongBody { ts },
+            } => {
                 if let Some(Pending::Ping { reply }) = self.take_pending(reference) {
                     let _ = reply.send(Ok(ts));
                 }
             }
-            ServerFrame::Typing { room, user } => {
+            ServerFrame::Typing(TypingBody { room, user }) => {
                 if self.rooms.contains_key(&room) {
                     self.emit(Event::Typing { room, user });
                 }
             }
-            ServerFrame::Presence { room, event, user } => {
+            ServerFrame::Presence(PresenceBody { room, event, user }) => {
                 if self.rooms.contains_key(&room) {
                     self.emit(Event::Presence { room, event, user });
                 }
             }
             ServerFrame::Error {
                 reference,
-                code,
-                message,
+                body: ErrorBody { code, message },
             } => return self.on_error(reference, code, message),
             // Moderation (a server extension): the tombstone reaches this
             // client through history; the live notice is not surfaced yet.
-            ServerFrame::Welcome { .. } | ServerFrame::Deleted { .. } => {}
+            ServerFrame::Welcome(_) | ServerFrame::Deleted(_) => {}
         }
         ControlFlow::Continue(())
     }

@@ -57,10 +57,12 @@ mod connection;
 mod error;
 mod event;
 mod feed;
+mod history;
 mod wire;
 
 pub use backoff::Backoff;
 pub use chat_protocol::{ErrorCode, Member, Message, PresenceEvent, User};
-pub use client::{Client, ClientBuilder, HistoryQuery};
+pub use client::{Client, ClientBuilder};
 pub use error::{Error, Result};
 pub use event::{Ack, CloseReason, Event, Events, History, Joined, Session};
+pub use history::HistoryQuery;

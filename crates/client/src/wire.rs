@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use chat_protocol::ServerFrame;
+use chat_protocol::{ServerFrame, WelcomeBody};
 use futures_util::StreamExt;
 use serde::Serialize;
 use tokio::net::TcpStream;
@@ -183,12 +183,12 @@ async fn read_welcome(ws: &mut Ws) -> Result<Session> {
             }
         };
         return match serde_json::from_str::<ServerFrame>(&text) {
-            Ok(ServerFrame::Welcome {
+            Ok(ServerFrame::Welcome(WelcomeBody {
                 session,
                 user,
                 heartbeat_ms,
                 ..
-            }) => Ok(Session {
+            })) => Ok(Session {
                 id: session,
                 user,
                 heartbeat: Duration::from_millis(heartbeat_ms),

@@ -1,16 +1,23 @@
-//! Frames the server sends, as one tagged enum.
+//! Frames the server sends, as one tagged enum of frame bodies.
 //!
 //! The same type serves both directions of the wire: the server serializes it,
-//! clients deserialize it. Fields the contract marks optional are skipped when
-//! empty so the JSON matches the contract's examples exactly.
+//! clients deserialize it. Each frame's fields are declared once, in its body
+//! struct, and every encoding writes that body: the native protocol with `type`
+//! and `ref` around it, Socket.IO alone (with `content` in messages, see
+//! [`with_message_content`]). Fields the contract marks optional are skipped
+//! when empty so the JSON matches the contract's examples exactly.
 
+mod header;
+
+use std::cell::Cell;
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Serialize, Serializer};
 use serde_json::value::RawValue;
 
 use crate::codes::ErrorCode;
 use crate::request::Ref;
+use header::Headed;
 
 /// A user as the wire shows it: stable id and display name.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -123,7 +130,10 @@ impl<'de> Deserialize<'de> for Members {
 }
 
 /// A stored chat message, as broadcast, acked, and returned by history.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// Its `Serialize` writes the fields below, plus Socket.IO's `content`
+/// inside [`with_message_content`].
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct Message {
     pub room: String,
     pub seq: u64,
@@ -135,8 +145,98 @@ pub struct Message {
     /// Extension: removed by a moderator. The message keeps its `seq` (so
     /// history has no gap) but its text is empty. Absent on the wire unless
     /// set, so v1 clients see exactly the contract's fields.
-    #[serde(default, skip_serializing_if = "is_false")]
+    #[serde(default)]
     pub deleted: bool,
+}
+
+impl Message {
+    /// The `message` frame of this message, encoded as
+    /// [`ServerFrame::Message`] is, without cloning the message.
+    pub fn as_frame(&self) -> impl Serialize + '_ {
+        MessageFrame(self)
+    }
+}
+
+struct MessageFrame<'a>(&'a Message);
+
+impl Serialize for MessageFrame<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(Headed {
+            serializer,
+            type_name: MESSAGE,
+            reference: None,
+        })
+    }
+}
+
+thread_local! {
+    /// Set while [`with_message_content`] runs on this thread.
+    static MESSAGE_CONTENT: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `encode` with every [`Message`] it serializes carrying `content`,
+/// a copy of `text`, after `ts`: messages as Socket.IO clients get them
+/// (docs/protocol.md §10.3), in whatever frame holds them.
+///
+/// A setting of the thread rather than a type, because a message sits at
+/// different depths of different frames (a `message` frame, the `messages`
+/// of `joined` and `history`) and serde gives a value's `Serialize` no other
+/// way to learn which encoding it is written for; a serializer wrapping
+/// every level to add the field would have to copy each text to write it
+/// after `ts`.
+pub fn with_message_content<R>(encode: impl FnOnce() -> R) -> R {
+    /// Restores the setting even if `encode` panics.
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            MESSAGE_CONTENT.set(self.0);
+        }
+    }
+    let _restore = Restore(MESSAGE_CONTENT.replace(true));
+    encode()
+}
+
+impl Serialize for Message {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        // Destructured so that a new field cannot be left out.
+        let Message {
+            room,
+            seq,
+            id,
+            from,
+            text,
+            ts,
+            deleted,
+        } = self;
+        MessageFields {
+            room,
+            seq: *seq,
+            id,
+            from,
+            text,
+            ts: *ts,
+            content: MESSAGE_CONTENT.get().then_some(text.as_str()),
+            deleted: *deleted,
+        }
+        .serialize(serializer)
+    }
+}
+
+/// A [`Message`] as written: its fields in wire order, with `content`
+/// where Socket.IO has it.
+#[derive(Serialize)]
+#[serde(rename = "Message")]
+struct MessageFields<'a> {
+    room: &'a str,
+    seq: u64,
+    id: &'a str,
+    from: &'a User,
+    text: &'a str,
+    ts: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    content: Option<&'a str>,
+    #[serde(skip_serializing_if = "is_false")]
+    deleted: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -150,97 +250,187 @@ fn is_false(b: &bool) -> bool {
     !*b
 }
 
+/// The `type` of a `message` frame.
+const MESSAGE: &str = "message";
+
 /// Every frame a server sends on the native protocol.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// Each frame's fields are one body struct (a [`Message`] for `message`),
+/// and every encoding writes that struct: the native one as its JSON object
+/// with `type` and, on replies, `ref` first; Socket.IO the same for room
+/// events and the body alone ([`ServerFrame::body`]) for replies. A field
+/// added to a body reaches both.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerFrame {
-    Welcome {
-        session: String,
-        user: User,
-        heartbeat_ms: u64,
-        text: String,
-    },
+    Welcome(WelcomeBody),
     Joined {
-        #[serde(rename = "ref", default, skip_serializing_if = "Option::is_none")]
+        #[serde(rename = "ref", default)]
         reference: Option<Ref>,
-        room: String,
-        /// The room's latest sequence number (0 for an empty room).
-        seq: u64,
-        members: Members,
-        messages: Vec<Message>,
-        /// False when more messages were missed than returned.
-        complete: bool,
+        #[serde(flatten)]
+        body: JoinedBody,
     },
     Left {
-        #[serde(rename = "ref", default, skip_serializing_if = "Option::is_none")]
+        #[serde(rename = "ref", default)]
         reference: Option<Ref>,
-        room: String,
+        #[serde(flatten)]
+        body: LeftBody,
     },
     Ack {
-        #[serde(rename = "ref", default, skip_serializing_if = "Option::is_none")]
+        #[serde(rename = "ref", default)]
         reference: Option<Ref>,
-        room: String,
-        id: String,
-        seq: u64,
-        ts: i64,
-        /// Set when the `id` had already been stored: nothing new was stored
-        /// or broadcast, and the fields are those of the original.
-        #[serde(default, skip_serializing_if = "is_false")]
-        duplicate: bool,
+        #[serde(flatten)]
+        body: AckBody,
     },
     Message(Message),
     History {
-        #[serde(rename = "ref", default, skip_serializing_if = "Option::is_none")]
+        #[serde(rename = "ref", default)]
         reference: Option<Ref>,
-        room: String,
-        messages: Vec<Message>,
-        /// More messages exist beyond this page, in the paging direction.
-        more: bool,
+        #[serde(flatten)]
+        body: HistoryBody,
     },
-    Typing {
-        room: String,
-        user: User,
-    },
+    Typing(TypingBody),
     Pong {
-        #[serde(rename = "ref", default, skip_serializing_if = "Option::is_none")]
+        #[serde(rename = "ref", default)]
         reference: Option<Ref>,
-        ts: i64,
+        #[serde(flatten)]
+        body: PongBody,
     },
-    Presence {
-        room: String,
-        event: PresenceEvent,
-        user: User,
-    },
+    Presence(PresenceBody),
     Error {
-        #[serde(rename = "ref", default, skip_serializing_if = "Option::is_none")]
+        #[serde(rename = "ref", default)]
         reference: Option<Ref>,
-        code: ErrorCode,
-        message: String,
+        #[serde(flatten)]
+        body: ErrorBody,
     },
     /// Extension: the message `seq` of `room` was deleted by a moderator;
     /// history now holds it as a tombstone (`deleted: true`, empty text).
-    Deleted {
-        room: String,
-        seq: u64,
-    },
+    Deleted(DeletedBody),
+}
+
+/// The first frame of every connection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WelcomeBody {
+    pub session: String,
+    pub user: User,
+    pub heartbeat_ms: u64,
+    pub text: String,
+}
+
+/// The reply to `join`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JoinedBody {
+    pub room: String,
+    /// The room's latest sequence number (0 for an empty room).
+    pub seq: u64,
+    pub members: Members,
+    pub messages: Vec<Message>,
+    /// False when more messages were missed than returned.
+    pub complete: bool,
+}
+
+/// The reply to `leave`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeftBody {
+    pub room: String,
+}
+
+/// The reply to `send`, once the message is stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AckBody {
+    pub room: String,
+    pub id: String,
+    pub seq: u64,
+    pub ts: i64,
+    /// Set when the `id` had already been stored: nothing new was stored
+    /// or broadcast, and the fields are those of the original.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub duplicate: bool,
+}
+
+/// The reply to `history`: one page.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryBody {
+    pub room: String,
+    pub messages: Vec<Message>,
+    /// More messages exist beyond this page, in the paging direction.
+    pub more: bool,
+}
+
+/// Someone in `room` is typing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TypingBody {
+    pub room: String,
+    pub user: User,
+}
+
+/// The reply to `ping`: the server's clock.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PongBody {
+    pub ts: i64,
+}
+
+/// A user joined or left `room`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PresenceBody {
+    pub room: String,
+    pub event: PresenceEvent,
+    pub user: User,
+}
+
+/// A refused request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+/// A message was deleted by a moderator (extension).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeletedBody {
+    pub room: String,
+    pub seq: u64,
 }
 
 impl ServerFrame {
     /// The frame's `type` on the wire (Socket.IO uses it as an event name).
     pub fn type_name(&self) -> &'static str {
         match self {
-            ServerFrame::Welcome { .. } => "welcome",
+            ServerFrame::Welcome(_) => "welcome",
             ServerFrame::Joined { .. } => "joined",
             ServerFrame::Left { .. } => "left",
             ServerFrame::Ack { .. } => "ack",
-            ServerFrame::Message(_) => "message",
+            ServerFrame::Message(_) => MESSAGE,
             ServerFrame::History { .. } => "history",
-            ServerFrame::Typing { .. } => "typing",
+            ServerFrame::Typing(_) => "typing",
             ServerFrame::Pong { .. } => "pong",
-            ServerFrame::Presence { .. } => "presence",
+            ServerFrame::Presence(_) => "presence",
             ServerFrame::Error { .. } => "error",
-            ServerFrame::Deleted { .. } => "deleted",
+            ServerFrame::Deleted(_) => "deleted",
         }
+    }
+
+    /// The `ref` of the request a reply answers, if it had one.
+    pub fn reference(&self) -> Option<&Ref> {
+        match self {
+            ServerFrame::Joined { reference, .. }
+            | ServerFrame::Left { reference, .. }
+            | ServerFrame::Ack { reference, .. }
+            | ServerFrame::History { reference, .. }
+            | ServerFrame::Pong { reference, .. }
+            | ServerFrame::Error { reference, .. } => reference.as_ref(),
+            ServerFrame::Welcome(_)
+            | ServerFrame::Message(_)
+            | ServerFrame::Typing(_)
+            | ServerFrame::Presence(_)
+            | ServerFrame::Deleted(_) => None,
+        }
+    }
+
+    /// The frame's fields without `type` and `ref`: its body, as Socket.IO
+    /// carries it.
+    pub fn body(&self) -> impl Serialize + '_ {
+        FrameBody(self)
     }
 
     /// Encodes the frame as the JSON text of one WebSocket message.
@@ -249,12 +439,47 @@ impl ServerFrame {
         // string and no value is a float.
         serde_json::to_string(self).unwrap_or_else(|_| String::from("{}"))
     }
+
+    fn serialize_body<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            ServerFrame::Welcome(body) => body.serialize(serializer),
+            ServerFrame::Joined { body, .. } => body.serialize(serializer),
+            ServerFrame::Left { body, .. } => body.serialize(serializer),
+            ServerFrame::Ack { body, .. } => body.serialize(serializer),
+            ServerFrame::Message(message) => message.serialize(serializer),
+            ServerFrame::History { body, .. } => body.serialize(serializer),
+            ServerFrame::Typing(body) => body.serialize(serializer),
+            ServerFrame::Pong { body, .. } => body.serialize(serializer),
+            ServerFrame::Presence(body) => body.serialize(serializer),
+            ServerFrame::Error { body, .. } => body.serialize(serializer),
+            ServerFrame::Deleted(body) => body.serialize(serializer),
+        }
+    }
+}
+
+/// The native encoding: the body with `type` and `ref` first.
+impl Serialize for ServerFrame {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.serialize_body(Headed {
+            serializer,
+            type_name: self.type_name(),
+            reference: self.reference(),
+        })
+    }
+}
+
+struct FrameBody<'a>(&'a ServerFrame);
+
+impl Serialize for FrameBody<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize_body(serializer)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     fn alice() -> User {
         User {
@@ -263,76 +488,199 @@ mod tests {
         }
     }
 
-    #[test]
-    fn type_name_is_the_serialized_type() {
-        let frames = [
-            ServerFrame::Left {
-                reference: None,
-                room: "r".into(),
-            },
-            ServerFrame::Pong {
-                reference: None,
-                ts: 1,
-            },
-            ServerFrame::Typing {
-                room: "r".into(),
-                user: alice(),
-            },
-            ServerFrame::Error {
-                reference: None,
-                code: ErrorCode::BadRequest,
-                message: "m".into(),
-            },
-            ServerFrame::Deleted {
-                room: "r".into(),
-                seq: 3,
-            },
-        ];
-        for frame in frames {
-            let value: serde_json::Value = serde_json::from_str(&frame.to_json()).unwrap();
-            assert_eq!(value["type"], frame.type_name());
-        }
-    }
-
-    #[test]
-    fn message_frame_matches_the_contract() {
-        let frame = ServerFrame::Message(Message {
+    fn message(seq: u64) -> Message {
+        Message {
             room: "general".into(),
-            seq: 132,
-            id: "c-7f3a".into(),
+            seq,
+            id: format!("c-{seq}"),
             from: alice(),
             text: "hello 你好 👋".into(),
             ts: 1763800000123,
             deleted: false,
-        });
-        let value: serde_json::Value = serde_json::from_str(&frame.to_json()).unwrap();
+        }
+    }
+
+    fn tombstone(seq: u64) -> Message {
+        Message {
+            text: String::new(),
+            deleted: true,
+            ..message(seq)
+        }
+    }
+
+    /// One frame of every kind, optional fields set, replies with `reference`.
+    fn every_kind(reference: Option<Ref>) -> Vec<ServerFrame> {
+        let reference = || reference.clone();
+        vec![
+            ServerFrame::Welcome(WelcomeBody {
+                session: "s_1".into(),
+                user: alice(),
+                heartbeat_ms: 25000,
+                text: "hi".into(),
+            }),
+            ServerFrame::Joined {
+                reference: reference(),
+                body: JoinedBody {
+                    room: "general".into(),
+                    seq: 9,
+                    members: vec![alice()].into(),
+                    messages: vec![message(8), tombstone(9)],
+                    complete: false,
+                },
+            },
+            ServerFrame::Left {
+                reference: reference(),
+                body: LeftBody {
+                    room: "general".into(),
+                },
+            },
+            ServerFrame::Ack {
+                reference: reference(),
+                body: AckBody {
+                    room: "general".into(),
+                    id: "c-1".into(),
+                    seq: 1,
+                    ts: 5,
+                    duplicate: true,
+                },
+            },
+            ServerFrame::Message(message(3)),
+            ServerFrame::History {
+                reference: reference(),
+                body: HistoryBody {
+                    room: "general".into(),
+                    messages: vec![tombstone(1), message(2)],
+                    more: true,
+                },
+            },
+            ServerFrame::Typing(TypingBody {
+                room: "general".into(),
+                user: alice(),
+            }),
+            ServerFrame::Pong {
+                reference: reference(),
+                body: PongBody { ts: 77 },
+            },
+            ServerFrame::Presence(PresenceBody {
+                room: "general".into(),
+                event: PresenceEvent::Leave,
+                user: alice(),
+            }),
+            ServerFrame::Error {
+                reference: reference(),
+                body: ErrorBody {
+                    code: ErrorCode::RateLimited,
+                    message: "slow down".into(),
+                },
+            },
+            ServerFrame::Deleted(DeletedBody {
+                room: "general".into(),
+                seq: 4,
+            }),
+        ]
+    }
+
+    /// The sample's place of each kind: a new kind fails to compile here,
+    /// and then fails [`the_sample_has_every_kind`] until it is sampled.
+    fn kind_index(frame: &ServerFrame) -> usize {
+        match frame {
+            ServerFrame::Welcome(_) => 0,
+            ServerFrame::Joined { .. } => 1,
+            ServerFrame::Left { .. } => 2,
+            ServerFrame::Ack { .. } => 3,
+            ServerFrame::Message(_) => 4,
+            ServerFrame::History { .. } => 5,
+            ServerFrame::Typing(_) => 6,
+            ServerFrame::Pong { .. } => 7,
+            ServerFrame::Presence(_) => 8,
+            ServerFrame::Error { .. } => 9,
+            ServerFrame::Deleted(_) => 10,
+        }
+    }
+
+    const KINDS: usize = 11;
+
+    fn samples() -> impl Iterator<Item = ServerFrame> {
+        [
+            None,
+            Some(Ref::Number(12.into())),
+            Some(Ref::Text("t-1".into())),
+        ]
+        .into_iter()
+        .flat_map(every_kind)
+    }
+
+    fn native(frame: &ServerFrame) -> Value {
+        serde_json::from_str(&frame.to_json()).unwrap()
+    }
+
+    #[test]
+    fn the_sample_has_every_kind() {
+        let kinds: Vec<usize> = every_kind(None).iter().map(kind_index).collect();
+        assert_eq!(kinds, (0..KINDS).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn every_frame_round_trips_with_its_type_and_ref() {
+        for frame in samples() {
+            let value = native(&frame);
+            assert_eq!(value["type"], frame.type_name(), "{value}");
+            let reference = frame.reference().map(|r| serde_json::to_value(r).unwrap());
+            assert_eq!(value.get("ref"), reference.as_ref(), "{value}");
+            let back: ServerFrame = serde_json::from_str(&frame.to_json()).unwrap();
+            assert_eq!(back, frame);
+        }
+    }
+
+    #[test]
+    fn the_body_is_the_native_frame_without_type_and_ref() {
+        for frame in samples() {
+            let mut expected = native(&frame);
+            let fields = expected.as_object_mut().unwrap();
+            fields.remove("type");
+            fields.remove("ref");
+            assert_eq!(serde_json::to_value(frame.body()).unwrap(), expected);
+        }
+    }
+
+    #[test]
+    fn the_header_comes_first() {
+        let pong = ServerFrame::Pong {
+            reference: Some(Ref::Text("p".into())),
+            body: PongBody { ts: 1 },
+        };
+        assert_eq!(pong.to_json(), r#"{"type":"pong","ref":"p","ts":1}"#);
+    }
+
+    #[test]
+    fn message_frame_matches_the_contract() {
+        let frame = ServerFrame::Message(message(132));
         assert_eq!(
-            value,
-            json!({"type":"message","room":"general","seq":132,"id":"c-7f3a",
+            native(&frame),
+            json!({"type":"message","room":"general","seq":132,"id":"c-132",
                    "from":{"id":"u_1","name":"alice"},"text":"hello 你好 👋","ts":1763800000123u64})
+        );
+        let ServerFrame::Message(message) = &frame else {
+            unreachable!()
+        };
+        assert_eq!(
+            serde_json::to_string(&message.as_frame()).unwrap(),
+            frame.to_json()
         );
     }
 
     #[test]
     fn tombstones_and_deleted_events_are_marked() {
-        let tombstone = Message {
-            room: "general".into(),
-            seq: 4,
-            id: "c-1".into(),
-            from: alice(),
-            text: String::new(),
-            ts: 5,
-            deleted: true,
-        };
+        let tombstone = tombstone(4);
         let value = serde_json::to_value(&tombstone).unwrap();
         assert_eq!(value["deleted"], true);
         assert_eq!(value["text"], "");
         let back: Message = serde_json::from_value(value).unwrap();
         assert_eq!(back, tombstone);
-        let frame = ServerFrame::Deleted {
+        let frame = ServerFrame::Deleted(DeletedBody {
             room: "general".into(),
             seq: 4,
-        };
+        });
         assert_eq!(
             frame.to_json(),
             r#"{"type":"deleted","room":"general","seq":4}"#
@@ -343,11 +691,13 @@ mod tests {
     fn ack_omits_ref_and_duplicate_when_absent() {
         let frame = ServerFrame::Ack {
             reference: None,
-            room: "r".into(),
-            id: "x".into(),
-            seq: 1,
-            ts: 5,
-            duplicate: false,
+            body: AckBody {
+                room: "r".into(),
+                id: "x".into(),
+                seq: 1,
+                ts: 5,
+                duplicate: false,
+            },
         };
         assert_eq!(
             frame.to_json(),
@@ -356,31 +706,30 @@ mod tests {
     }
 
     #[test]
-    fn frames_round_trip() {
-        let frames = vec![
-            ServerFrame::Error {
-                reference: Some(Ref::Text("a".into())),
-                code: ErrorCode::RateLimited,
-                message: "slow down".into(),
+    fn messages_carry_content_after_ts_only_when_asked() {
+        let native = r#"{"room":"general","seq":4,"id":"c-4","from":{"id":"u_1","name":"alice"},"text":"","ts":1763800000123,"deleted":true}"#;
+        let socketio = r#"{"room":"general","seq":4,"id":"c-4","from":{"id":"u_1","name":"alice"},"text":"","ts":1763800000123,"content":"","deleted":true}"#;
+        let encode = || serde_json::to_string(&tombstone(4)).unwrap();
+        assert_eq!(encode(), native);
+        assert_eq!(with_message_content(encode), socketio);
+        // Nested, and restored afterwards, even after a panic.
+        assert_eq!(
+            with_message_content(|| with_message_content(encode)),
+            socketio
+        );
+        assert!(std::panic::catch_unwind(|| with_message_content(|| panic!("boom"))).is_err());
+        assert_eq!(encode(), native);
+        let history = ServerFrame::History {
+            reference: None,
+            body: HistoryBody {
+                room: "general".into(),
+                messages: vec![message(1)],
+                more: false,
             },
-            ServerFrame::Presence {
-                room: "r".into(),
-                event: PresenceEvent::Leave,
-                user: alice(),
-            },
-            ServerFrame::Joined {
-                reference: Some(Ref::Number(7.into())),
-                room: "r".into(),
-                seq: 0,
-                members: vec![alice()].into(),
-                messages: vec![],
-                complete: true,
-            },
-        ];
-        for frame in frames {
-            let back: ServerFrame = serde_json::from_str(&frame.to_json()).unwrap();
-            assert_eq!(back, frame);
-        }
+        };
+        let value: Value =
+            serde_json::from_str(&with_message_content(|| history.to_json())).unwrap();
+        assert_eq!(value["messages"][0]["content"], "hello 你好 👋");
     }
 
     #[test]

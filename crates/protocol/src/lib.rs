@@ -21,5 +21,9 @@ pub mod request;
 pub mod validate;
 
 pub use codes::{CloseCode, ErrorCode};
-pub use frames::{EncodedUser, Member, Members, Message, PresenceEvent, ServerFrame, User};
+pub use frames::{
+    AckBody, DeletedBody, EncodedUser, ErrorBody, HistoryBody, JoinedBody, LeftBody, Member,
+    Members, Message, PongBody, PresenceBody, PresenceEvent, ServerFrame, TypingBody, User,
+    WelcomeBody,
+};
 pub use request::{Ref, Request, RequestError, parse_request};

@@ -10,7 +10,7 @@
 //! | `POST /api/users/{id}/disconnect` | `{user, connections}`; each closes (1008) |
 //!
 //! A posted message goes through the core like one sent on a socket
-//! ([`Hub::post`](crate::core::Hub::post)): the same validation, the same
+//! ([`Hub::post`](chat_core::Hub::post)): the same validation, the same
 //! committer (so `seq` order, idempotency by `id`, and an answer only after
 //! the commit is durable), the same broadcast.
 //!
@@ -38,7 +38,6 @@
 //! `unauthorized` are HTTP-only codes (no frame carries them).
 
 use std::net::SocketAddr;
-use std::str::FromStr;
 use std::sync::Arc;
 
 use axum::Json;
@@ -52,60 +51,17 @@ use axum::routing::{delete, get, post};
 use chat_protocol::validate::{self, Invalid};
 use chat_protocol::{ErrorCode, Message, User};
 use serde::{Deserialize, Serialize};
-use subtle::ConstantTimeEq;
 
-use crate::core::{HISTORY_DEFAULT, HISTORY_MAX};
 use crate::edge::hosts::names_loopback;
-use crate::server::AppState;
-use crate::store::{Draft, StoreError};
-
-/// Shortest API key accepted at start-up: a guessable key is no key.
-pub const MIN_KEY_BYTES: usize = 16;
+use crate::state::AppState;
+use chat_core::store::{Draft, StoreError};
+use chat_core::{HISTORY_DEFAULT, HISTORY_MAX};
 
 /// Longest user id the API accepts in `from` or a path.
 const MAX_USER_ID_CHARS: usize = 256;
 
 /// Who a message posted without `from` is from.
 const DEFAULT_SENDER: &str = "api";
-
-/// The API key. Never printed: `Debug` redacts it.
-#[derive(Clone, Deserialize)]
-#[serde(from = "String")]
-pub struct ApiKey(Vec<u8>);
-
-impl ApiKey {
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    /// Constant-time in the key's content (lengths may differ quickly).
-    fn matches(&self, offered: &[u8]) -> bool {
-        self.0.ct_eq(offered).into()
-    }
-}
-
-impl From<String> for ApiKey {
-    fn from(key: String) -> ApiKey {
-        ApiKey(key.into_bytes())
-    }
-}
-
-impl FromStr for ApiKey {
-    type Err = std::convert::Infallible;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Ok(ApiKey(s.as_bytes().to_vec()))
-    }
-}
-
-impl std::fmt::Debug for ApiKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ApiKey([redacted])")
-    }
-}
 
 /// The `/api/` routes; bodies are bounded by the frame limit, like frames.
 pub fn router(app: &Arc<AppState>) -> Router<Arc<AppState>> {

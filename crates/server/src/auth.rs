@@ -20,6 +20,9 @@
 //! Nothing here logs or echoes a token or the secret: refusals carry a fixed
 //! reason, never the library's error text (which can quote claim values),
 //! and [`Secret`] prints as `[redacted]`.
+//!
+//! The operator's side, the HTTP API's [`ApiKey`], is here too: compared in
+//! constant time, never printed.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -31,8 +34,9 @@ use chat_protocol::{User, validate};
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey, DecodingKeyKind, Validation};
 use serde::Deserialize;
+use subtle::ConstantTimeEq;
 
-use crate::core::{Identity, RoomAccess};
+use chat_core::{Identity, RoomAccess};
 
 /// Clock difference tolerated on `exp` and `nbf`, in seconds.
 pub const LEEWAY_SECS: u64 = 30;
@@ -393,6 +397,49 @@ fn fitting(algorithm: Algorithm, family: AlgorithmFamily) -> Result<Algorithm, S
         Ok(algorithm)
     } else {
         Err(SetupError::AlgorithmMismatch { algorithm, family })
+    }
+}
+
+/// Shortest API key accepted at start-up: a guessable key is no key.
+pub const MIN_KEY_BYTES: usize = 16;
+
+/// The operator's HTTP API key (`--api-key`). Never printed: `Debug`
+/// redacts it.
+#[derive(Clone, Deserialize)]
+#[serde(from = "String")]
+pub struct ApiKey(Vec<u8>);
+
+impl ApiKey {
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Constant-time in the key's content (lengths may differ quickly).
+    pub(crate) fn matches(&self, offered: &[u8]) -> bool {
+        self.0.ct_eq(offered).into()
+    }
+}
+
+impl From<String> for ApiKey {
+    fn from(key: String) -> ApiKey {
+        ApiKey(key.into_bytes())
+    }
+}
+
+impl FromStr for ApiKey {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(ApiKey(s.as_bytes().to_vec()))
+    }
+}
+
+impl std::fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ApiKey([redacted])")
     }
 }
 

@@ -6,7 +6,7 @@
 //! field is optional there; [`Config::resolve`] layers flags over the file
 //! and fills in defaults, one small function per section.
 //!
-//! Each default is one named constant (`DEFAULT_*`: here, in [`crate::core`]
+//! Each default is one named constant (`DEFAULT_*`: here, in [`chat_core`]
 //! for the core's limits, in [`crate::edge`] for the edge's), used by the code.
 //! The help text cannot name a constant, so it spells the value out, and a
 //! test renders `--help` and checks each `[default: …]` against its constant.
@@ -19,17 +19,17 @@ use clap::{Parser, ValueEnum};
 use serde::Deserialize;
 
 use crate::auth::{AuthConfig, JwtConfig, JwtKey, Secret};
-use crate::core::admin::PURGE_INTERVAL;
-use crate::core::{
+use crate::edge::hosts::AllowedHosts;
+use crate::edge::origin::AllowedOrigins;
+use crate::edge::{self, EdgeConfig};
+use crate::tls::TlsConfig;
+use chat_core::admin::PURGE_INTERVAL;
+use chat_core::{
     DEFAULT_COMMIT_BATCH, DEFAULT_ERROR_RATE, DEFAULT_MAX_PENDING_SENDS, DEFAULT_MAX_ROOM_CHARS,
     DEFAULT_MAX_ROOMS_PER_CONNECTION, DEFAULT_MAX_TEXT_CHARS, DEFAULT_OUTBOUND_QUEUE,
     DEFAULT_PRESENCE_DELAY, DEFAULT_SEND_BURST, DEFAULT_SEND_RATE, DEFAULT_TYPING_RATE, Limits,
     RetentionPolicy,
 };
-use crate::edge::hosts::AllowedHosts;
-use crate::edge::origin::AllowedOrigins;
-use crate::edge::{self, EdgeConfig};
-use crate::tls::TlsConfig;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -293,7 +293,7 @@ pub struct Settings {
     /// (and 404 to everyone else). Prefer the environment: other users can
     /// read arguments.
     #[arg(long, env = "CHAT_API_KEY", value_name = "KEY", hide_env_values = true)]
-    pub api_key: Option<crate::api::ApiKey>,
+    pub api_key: Option<crate::auth::ApiKey>,
 
     /// Open connections per client IP address, counted from accept
     /// (WebSocket, Socket.IO, any HTTP); more are answered 429 and closed
@@ -354,7 +354,7 @@ pub struct Config {
     pub tls: Option<TlsConfig>,
     pub auth: AuthConfig,
     /// `None`: the API serves loopback callers only.
-    pub api_key: Option<crate::api::ApiKey>,
+    pub api_key: Option<crate::auth::ApiKey>,
     /// `None`: no per-address limit.
     pub max_connections_per_ip: Option<usize>,
     /// New connections a second per address; `None`: no limit.
@@ -485,15 +485,15 @@ fn limits(s: &Settings) -> Result<Limits, ConfigError> {
 }
 
 /// The HTTP API's key, long enough to resist guessing.
-fn api_key(s: &Settings) -> Result<Option<crate::api::ApiKey>, ConfigError> {
+fn api_key(s: &Settings) -> Result<Option<crate::auth::ApiKey>, ConfigError> {
     if let Some(key) = &s.api_key
-        && key.len() < crate::api::MIN_KEY_BYTES
+        && key.len() < crate::auth::MIN_KEY_BYTES
     {
         return Err(ConfigError::Invalid {
             name: "api_key",
             why: format!(
                 "must be at least {} bytes (a random one: openssl rand -hex 32)",
-                crate::api::MIN_KEY_BYTES
+                crate::auth::MIN_KEY_BYTES
             ),
         });
     }

@@ -6,7 +6,7 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use crate::server::AppState;
+use crate::state::AppState;
 
 /// `GET /healthz`: the process is up and serving HTTP.
 pub async fn healthz() -> &'static str {
@@ -14,7 +14,7 @@ pub async fn healthz() -> &'static str {
 }
 
 /// `GET /readyz`: the node can take traffic (storage answers, commits
-/// succeed, not shutting down; see [`Hub::ready`](crate::core::Hub::ready)).
+/// succeed, not shutting down; see [`Hub::ready`](chat_core::Hub::ready)).
 /// Load balancers route new connections only to ready nodes.
 pub async fn readyz(State(app): State<Arc<AppState>>) -> Response {
     match app.hub.ready().await {

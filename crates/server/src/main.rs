@@ -65,14 +65,13 @@ fn init_logging(config: &Config) -> anyhow::Result<()> {
 
 fn install_metrics() -> anyhow::Result<PrometheusHandle> {
     let handle = PrometheusBuilder::new()
+        // Every latency (`*_seconds`): the ack's, and each stage's.
         .set_buckets_for_metric(
-            Matcher::Full(chat_server::core::metrics::ACK_LATENCY.into()),
-            &[
-                0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
-            ],
+            Matcher::Suffix("_seconds".into()),
+            chat_core::metrics::LATENCY_BUCKETS,
         )?
         .set_buckets_for_metric(
-            Matcher::Full(chat_server::core::metrics::COMMIT_BATCH.into()),
+            Matcher::Full(chat_core::metrics::COMMIT_BATCH.into()),
             &[1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0],
         )?
         .install_recorder()

@@ -14,36 +14,18 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::{AbortOnDropHandle, TaskTracker};
 
 use crate::auth::Authenticator;
-use crate::broker::{Broker, LocalBroker, RedisBroker};
+use crate::broker::RedisBroker;
 use crate::config::Config;
-use crate::core::{Hub, Metrics};
 use crate::edge::Edge;
 use crate::edge::accept::{Acceptor, ConnectRate};
 use crate::edge::guard::{self, Guard};
-use crate::edge::origin::AllowedOrigins;
-use crate::store::{PostgresStore, SqliteStore, Store};
+use crate::state::AppState;
+use crate::store::{PostgresStore, SqliteStore};
 use crate::tls::Tls;
 use crate::{http, transport};
-
-/// What every request handler can reach.
-pub struct AppState {
-    pub hub: Hub,
-    pub heartbeat: Duration,
-    pub max_frame_bytes: usize,
-    /// Open WebSocket and Socket.IO connections, so shutdown can wait for them.
-    pub connections: TaskTracker,
-    /// Web pages from other sites allowed to connect.
-    pub allowed_origins: AllowedOrigins,
-    pub prometheus: Option<PrometheusHandle>,
-    /// Turns a connection's credentials into who it is.
-    pub auth: Authenticator,
-    /// Serve `/ws-echo` (conformance testing).
-    pub ws_echo: bool,
-    /// The HTTP API's key; `None`: loopback callers only.
-    pub api_key: Option<crate::api::ApiKey>,
-    /// The `Host` and `Origin` checks every request passes.
-    pub guard: Arc<Guard>,
-}
+use chat_core::broker::{Broker, LocalBroker};
+use chat_core::store::Store;
+use chat_core::{Hub, Metrics};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {

@@ -208,10 +208,23 @@ async fn health_readiness_and_metrics() {
             "/metrics lacks {name}:\n{body}"
         );
     }
-    assert!(
-        body.contains("chat_ack_latency_seconds_bucket"),
-        "chat_ack_latency_seconds must be a histogram:\n{body}"
-    );
+    // The ack's latency, and each stage of a message's way through the
+    // server, are histograms with samples from the send above.
+    for stage in [
+        "chat_ack_latency_seconds",
+        "chat_send_queued_seconds",
+        "chat_commit_seconds",
+        "chat_commit_sync_seconds",
+        "chat_publish_seconds",
+        "chat_outbox_wait_seconds",
+    ] {
+        let count = metric_value(body, &format!("{stage}_count"));
+        assert!(
+            count.is_some_and(|n| n >= 1.0)
+                && body.contains(&format!("{stage}_bucket{{le=\"0.0001\"}}")),
+            "{stage} must be a histogram with samples:\n{body}"
+        );
+    }
     assert!(
         metric_value(body, "chat_connections").unwrap() >= 2.0,
         "{body}"

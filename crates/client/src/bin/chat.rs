@@ -23,7 +23,7 @@ use anyhow::{Context, Result, bail};
 use chat_client::{
     Ack, Client, ClientBuilder, CloseReason, Event, Events, HistoryQuery, Message, PresenceEvent,
 };
-use chat_protocol::ServerFrame;
+use chat_protocol::{AckBody, PresenceBody, ServerFrame, TypingBody};
 use clap::{Args, Parser, Subcommand};
 use tokio::sync::mpsc;
 
@@ -439,11 +439,11 @@ impl Output {
     fn presence(&self, room: &str, event: PresenceEvent, user: &chat_client::User) {
         if self.json {
             self.line(
-                &ServerFrame::Presence {
+                &ServerFrame::Presence(PresenceBody {
                     room: room.to_owned(),
                     event,
                     user: user.clone(),
-                }
+                })
                 .to_json(),
             );
         } else {
@@ -464,10 +464,10 @@ impl Output {
     fn typing(&self, room: &str, user: &chat_client::User) {
         if self.json {
             self.line(
-                &ServerFrame::Typing {
+                &ServerFrame::Typing(TypingBody {
                     room: room.to_owned(),
                     user: user.clone(),
-                }
+                })
                 .to_json(),
             );
         }
@@ -478,11 +478,13 @@ impl Output {
             self.line(
                 &ServerFrame::Ack {
                     reference: None,
-                    room: ack.room.clone(),
-                    id: ack.id.clone(),
-                    seq: ack.seq,
-                    ts: ack.ts,
-                    duplicate: ack.duplicate,
+                    body: AckBody {
+                        room: ack.room.clone(),
+                        id: ack.id.clone(),
+                        seq: ack.seq,
+                        ts: ack.ts,
+                        duplicate: ack.duplicate,
+                    },
                 }
                 .to_json(),
             );

@@ -45,18 +45,18 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use chat_protocol::{PresenceEvent, ServerFrame, User};
+use chat_protocol::{DeletedBody, PresenceBody, PresenceEvent, ServerFrame, TypingBody, User};
 use futures_util::StreamExt;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, mpsc, watch};
 
 use super::sequencer::{MAX_HELD, Sequencer};
-use super::{Broker, BrokerError};
-use crate::core::rooms::Rooms;
-use crate::core::{EventKind, RoomEvent};
-use crate::store::{Store, StoreError};
-use crate::sync::lock;
+use chat_core::broker::{Broker, BrokerError};
+use chat_core::rooms::Rooms;
+use chat_core::store::{Store, StoreError};
+use chat_core::sync::lock;
+use chat_core::{EventKind, RoomEvent};
 
 /// How long a hole in a room's sequence may stay open before it is filled
 /// from the store.
@@ -720,11 +720,11 @@ impl Shared {
                     RoomEvent::new(room, EventKind::Message(message), None),
                 );
             }
-            ServerFrame::Typing { user, .. } => {
+            ServerFrame::Typing(TypingBody { user, .. }) => {
                 self.rooms
                     .deliver(&RoomEvent::new(room, EventKind::Typing { user }, None));
             }
-            ServerFrame::Presence { event, user, .. } => {
+            ServerFrame::Presence(PresenceBody { event, user, .. }) => {
                 let mut state = lock(&sub.state);
                 state.presence_seen += 1;
                 let changed = match event {
@@ -744,7 +744,7 @@ impl Shared {
                     self.deliver_presence(&room, event, user);
                 }
             }
-            ServerFrame::Deleted { seq, .. } => {
+            ServerFrame::Deleted(DeletedBody { seq, .. }) => {
                 self.rooms
                     .deliver(&RoomEvent::new(room, EventKind::Deleted { seq }, None));
             }
@@ -809,11 +809,11 @@ impl Shared {
             for user in users {
                 self.publish_wire(
                     &room,
-                    ServerFrame::Presence {
+                    ServerFrame::Presence(PresenceBody {
                         room: room.to_string(),
                         event: PresenceEvent::Join,
                         user,
-                    },
+                    }),
                 );
             }
         }
@@ -1152,20 +1152,20 @@ mod tests {
         let wire = Wire {
             node: "n".into(),
             room: "r".into(),
-            frame: ServerFrame::Presence {
+            frame: ServerFrame::Presence(PresenceBody {
                 room: "r".into(),
                 event: PresenceEvent::Leave,
                 user,
-            },
+            }),
         };
         let json = serde_json::to_string(&wire).expect("encodes");
         let back: Wire = serde_json::from_str(&json).expect("decodes");
         assert!(matches!(
             back.frame,
-            ServerFrame::Presence {
+            ServerFrame::Presence(PresenceBody {
                 event: PresenceEvent::Leave,
                 ..
-            }
+            })
         ));
     }
 }

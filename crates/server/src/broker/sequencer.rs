@@ -7,12 +7,12 @@
 //! commit and its publish). A [`Sequencer`] keeps the last `seq` it
 //! released, holds later messages until the ones before them arrive, and
 //! drops what it already released. Its owner fills a gap that stays open
-//! from the store ([`crate::store::Store::after`]).
+//! from the store ([`Store::after`](chat_core::store::Store::after)).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::core::RoomEvent;
+use chat_core::RoomEvent;
 
 /// Held messages beyond which a gap is filled at once.
 pub const MAX_HELD: usize = 4096;
@@ -86,7 +86,7 @@ impl Sequencer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::EventKind;
+    use chat_core::EventKind;
     use chat_protocol::{Message, User};
 
     fn msg(seq: u64) -> Arc<RoomEvent> {

@@ -31,8 +31,8 @@ use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
 
 use super::pending::Pending;
-use crate::core::rate::TokenBucket;
-use crate::sync::lock;
+use chat_core::rate::TokenBucket;
+use chat_core::sync::lock;
 
 /// Smallest burst, whatever the rate: what one browser opens at once (the
 /// page, its assets, a WebSocket, Socket.IO's polling requests).

@@ -23,7 +23,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
-use crate::sync::lock;
+use chat_core::sync::lock;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 
 /// Prometheus gauge of pending connections.

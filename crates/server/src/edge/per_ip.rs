@@ -19,9 +19,9 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
-use crate::sync::lock;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use chat_core::sync::lock;
 
 /// Open connections per address; `None` when there is no limit.
 #[derive(Debug, Clone, Default)]

@@ -20,7 +20,10 @@
 //!   there is no id), with the room, error code and message intact and no
 //!   `type` or `ref` in an ack.
 
-use chat_protocol::{ErrorCode, Ref, Request, ServerFrame, request::Envelope};
+use chat_protocol::{
+    AckBody, ErrorBody, ErrorCode, HistoryBody, JoinedBody, LeftBody, PongBody, Ref, Request,
+    ServerFrame, request::Envelope,
+};
 use engineioxide::Str;
 use serde_json::{Map, Value as Json, json};
 use socketioxide_core::Value;
@@ -80,8 +83,10 @@ fn event(data: &Str, ack: Option<i64>) {
             reply_reads_back(
                 &ServerFrame::Error {
                     reference: error.reference,
-                    code: error.code,
-                    message: error.message,
+                    body: ErrorBody {
+                        code: error.code,
+                        message: error.message,
+                    },
                 },
                 ack,
             );
@@ -143,31 +148,40 @@ fn replies(envelope: &Envelope, ack: Option<i64>) {
     let frame = match &envelope.request {
         Request::Join { room, .. } => ServerFrame::Joined {
             reference,
-            room: room.clone(),
-            seq: 1,
-            members: Vec::new().into(),
-            messages: Vec::new(),
-            complete: true,
+            body: JoinedBody {
+                room: room.clone(),
+                seq: 1,
+                members: Vec::new().into(),
+                messages: Vec::new(),
+                complete: true,
+            },
         },
         Request::Leave { room } => ServerFrame::Left {
             reference,
-            room: room.clone(),
+            body: LeftBody { room: room.clone() },
         },
         Request::Send { room, id, .. } => ServerFrame::Ack {
             reference,
-            room: room.clone(),
-            id: id.clone().unwrap_or_default(),
-            seq: 1,
-            ts: 0,
-            duplicate: false,
+            body: AckBody {
+                room: room.clone(),
+                id: id.clone().unwrap_or_default(),
+                seq: 1,
+                ts: 0,
+                duplicate: false,
+            },
         },
         Request::History { room, .. } => ServerFrame::History {
             reference,
-            room: room.clone(),
-            messages: Vec::new(),
-            more: false,
+            body: HistoryBody {
+                room: room.clone(),
+                messages: Vec::new(),
+                more: false,
+            },
         },
-        Request::Ping => ServerFrame::Pong { reference, ts: 0 },
+        Request::Ping => ServerFrame::Pong {
+            reference,
+            body: PongBody { ts: 0 },
+        },
         // The core answers `typing` with nothing; a callback gets its room.
         Request::Typing { room } => {
             if let Some(id) = ack {
@@ -183,18 +197,18 @@ fn replies(envelope: &Envelope, ack: Option<i64>) {
 /// `frame` through [`mapping::reply`] and back through the codec.
 fn reply_reads_back(frame: &ServerFrame, ack: Option<i64>) {
     let packet = mapping::reply(frame);
-    let body = match ack {
+    let answer = match ack {
         Some(id) => {
             let args = ack_args(&packet, id);
-            let [body] = args.as_array().map(Vec::as_slice).unwrap_or_default() else {
+            let [answer] = args.as_array().map(Vec::as_slice).unwrap_or_default() else {
                 panic!("an ack carries one argument: {args}");
             };
-            assert!(body.get("type").is_none() && body.get("ref").is_none());
-            body.clone()
+            assert!(answer.get("type").is_none() && answer.get("ref").is_none());
+            answer.clone()
         }
         None => {
             let args = event_args(&packet);
-            let [name, body] = args.as_array().map(Vec::as_slice).unwrap_or_default() else {
+            let [name, answer] = args.as_array().map(Vec::as_slice).unwrap_or_default() else {
                 panic!("an event carries a name and one argument: {args}");
             };
             let expected = match frame {
@@ -202,21 +216,27 @@ fn reply_reads_back(frame: &ServerFrame, ack: Option<i64>) {
                 frame => frame.type_name(),
             };
             assert_eq!(name, expected);
-            body.clone()
+            answer.clone()
         }
     };
-    match frame {
-        ServerFrame::Error { code, message, .. } => {
-            let error = if ack.is_some() { &body["error"] } else { &body };
-            assert_eq!(error["code"], json!(code), "{body}");
-            assert_eq!(error["message"], json!(message), "{body}");
+    let room = match frame {
+        ServerFrame::Error { body, .. } => {
+            let error = if ack.is_some() {
+                &answer["error"]
+            } else {
+                &answer
+            };
+            assert_eq!(error["code"], json!(body.code), "{answer}");
+            assert_eq!(error["message"], json!(body.message), "{answer}");
+            return;
         }
-        ServerFrame::Joined { room, .. }
-        | ServerFrame::Left { room, .. }
-        | ServerFrame::Ack { room, .. }
-        | ServerFrame::History { room, .. } => assert_eq!(body["room"], json!(room), "{body}"),
-        _ => {}
-    }
+        ServerFrame::Joined { body, .. } => &body.room,
+        ServerFrame::Left { body, .. } => &body.room,
+        ServerFrame::Ack { body, .. } => &body.room,
+        ServerFrame::History { body, .. } => &body.room,
+        _ => return,
+    };
+    assert_eq!(answer["room"], json!(room), "{answer}");
 }
 
 /// The arguments of an ack packet for `id`.

@@ -56,7 +56,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
-use chat_protocol::{ErrorCode, ServerFrame};
+use chat_protocol::{ErrorBody, ErrorCode, ServerFrame};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tungstenite::Message;
 use tungstenite::protocol::frame::FrameHeader;
@@ -64,11 +64,11 @@ use tungstenite::protocol::frame::coding::{Control, Data, OpCode};
 
 use super::Script;
 use crate::config::DEFAULT_MAX_FRAME_BYTES;
-use crate::core::event::outbox;
-use crate::core::{Dropped, Metrics, Outbound, Outbox};
 use crate::transport::websocket::pump::{Next, OUTPUT_HIGH_WATER, OUTPUT_SLACK, Pump};
 use crate::transport::websocket::socket::WsSocket;
 use crate::transport::websocket::{CloseReason, Ending, config, hangup_for, queue_goodbye};
+use chat_core::event::outbox;
+use chat_core::{Dropped, Metrics, Outbound, Outbox};
 
 /// The outbox's capacity: small, so that the fuzzer reaches "too slow",
 /// but more than the pump takes in one batch (256), so that it reaches a
@@ -379,8 +379,10 @@ impl Connection {
         message.push_str(&"x".repeat(len));
         let item = Outbound::Reply(Box::new(ServerFrame::Error {
             reference: None,
-            code: ErrorCode::Overloaded,
-            message,
+            body: ErrorBody {
+                code: ErrorCode::Overloaded,
+                message,
+            },
         }));
         if self.outbox.push(item) {
             self.pushed += 1;
@@ -525,10 +527,10 @@ fn format(socket: &mut WsSocket<ScriptedIo>, item: Outbound) {
     let Outbound::Reply(frame) = item else {
         return;
     };
-    let ServerFrame::Error { message, .. } = *frame else {
+    let ServerFrame::Error { body, .. } = *frame else {
         return;
     };
-    let payload = message.as_bytes();
+    let payload = body.message.as_bytes();
     match payload.first() {
         Some(b'b') => socket.queue_binary(payload),
         Some(b'p') => socket.queue_text_parts(&[&payload[..ITEM_PREFIX], &payload[ITEM_PREFIX..]]),

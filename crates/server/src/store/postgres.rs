@@ -54,7 +54,7 @@
 //! demand, so the store recovers by itself when PostgreSQL is back.
 
 use std::collections::HashMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use chat_protocol::{Message, User};
@@ -65,7 +65,7 @@ use deadpool_postgres::{
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{NoTls, Row};
 
-use super::{Appended, Cause, Draft, PURGE_CHUNK, Page, Retention, Store, StoreError};
+use chat_core::store::{Appended, Cause, Draft, PURGE_CHUNK, Page, Retention, Store, StoreError};
 
 /// Most connections one node opens. Appends use one at a time (the
 /// committer is a single task); the rest serve concurrent history reads.
@@ -318,7 +318,7 @@ impl PostgresStore {
     /// transaction) and says so.
     fn abandon(&self, client: Object) -> StoreError {
         drop(Object::take(client));
-        StoreError::Backend(Cause::Other(format!(
+        StoreError::Backend(Cause::from(format!(
             "PostgreSQL at {} did not answer within {:?}",
             self.target, self.deadline
         )))
@@ -533,11 +533,11 @@ fn db_error(e: tokio_postgres::Error) -> StoreError {
 fn pool_error(e: PoolError) -> StoreError {
     match e {
         PoolError::Backend(e) => db_error(e),
-        PoolError::Timeout(deadpool_postgres::TimeoutType::Wait) => StoreError::Busy(Cause::other(
+        PoolError::Timeout(deadpool_postgres::TimeoutType::Wait) => StoreError::Busy(Cause::from(
             "timed out waiting for a free PostgreSQL connection",
         )),
         PoolError::Timeout(deadpool_postgres::TimeoutType::Create) => {
-            StoreError::Backend(Cause::other("timed out connecting to PostgreSQL"))
+            StoreError::Backend(Cause::from("timed out connecting to PostgreSQL"))
         }
         other => StoreError::Backend(other.into()),
     }
@@ -551,7 +551,7 @@ fn to_sql_seq(seq: u64) -> i64 {
 
 fn from_sql_seq(seq: i64) -> Result<u64, StoreError> {
     u64::try_from(seq)
-        .map_err(|_| StoreError::Backend(Cause::Other(format!("stored seq {seq} is negative"))))
+        .map_err(|_| StoreError::Backend(Cause::from(format!("stored seq {seq} is negative"))))
 }
 
 /// `limit + 1` rows are read to learn whether more exist.
@@ -645,10 +645,7 @@ async fn append_batch(
             decisions.push(Decision::SameAs(earlier));
         } else {
             let (_, seq) = counters.get_mut(&draft.room).ok_or_else(|| {
-                StoreError::Backend(Cause::Other(format!(
-                    "room {:?} was not locked",
-                    draft.room
-                )))
+                StoreError::Backend(Cause::from(format!("room {:?} was not locked", draft.room)))
             })?;
             *seq += 1;
             first_in_batch.insert(key, i);
@@ -687,11 +684,14 @@ async fn append_batch(
         let insert_params: [&Param<'_>; 7] =
             [&rooms, &seqs, &ids, &user_ids, &user_names, &texts, &ts];
         let advance_params: [&Param<'_>; 2] = [&names, &latest];
+        let syncing = Instant::now();
         let (inserted, advanced, committed) = tokio::join!(
             client.execute(&insert, &insert_params),
             client.execute(&advance, &advance_params),
             client.batch_execute("COMMIT"),
         );
+        metrics::histogram!(chat_core::metrics::COMMIT_SYNC)
+            .record(syncing.elapsed().as_secs_f64());
         inserted.map_err(db_error)?;
         advanced.map_err(db_error)?;
         committed.map_err(db_error)?;

@@ -31,15 +31,15 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use chat_protocol::{Message, User};
 use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
-use super::{Appended, Cause, Draft, PURGE_CHUNK, Page, Retention, Store, StoreError};
-use crate::sync::lock;
+use chat_core::store::{Appended, Cause, Draft, PURGE_CHUNK, Page, Retention, Store, StoreError};
+use chat_core::sync::lock;
 
 /// Reader connections: at most this many reads run at once, each on a
 /// pooled connection, so a burst of joins queues briefly instead of opening
@@ -216,7 +216,7 @@ impl SqliteStore {
             .read_permits
             .acquire()
             .await
-            .map_err(|_| StoreError::Backend(Cause::other("store is closed")))?;
+            .map_err(|_| StoreError::Backend(Cause::from("store is closed")))?;
         let readers = self.readers.clone();
         let path = self.path.clone();
         let busy_timeout = self.busy_timeout;
@@ -371,7 +371,9 @@ fn append_batch(
             upsert.execute(params![room, to_sql_seq(*seq)])?;
         }
     }
+    let syncing = Instant::now();
     tx.commit()?;
+    metrics::histogram!(chat_core::metrics::COMMIT_SYNC).record(syncing.elapsed().as_secs_f64());
     Ok(outcomes)
 }
 

@@ -1,5 +1,5 @@
 //! Transports: how clients reach the core. Each maps its wire format onto
-//! [`Session`](crate::core::Session) calls and encodes what comes out of the
+//! [`Session`](chat_core::Session) calls and encodes what comes out of the
 //! connection's outbox.
 //!
 //! Two protocols run on WebSocket: the native one ([`native`], `/ws`) and

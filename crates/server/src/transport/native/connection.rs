@@ -20,10 +20,10 @@ use tokio::time::Instant;
 use tungstenite::Message;
 use tungstenite::protocol::frame::Utf8Bytes;
 
-use crate::core::Dropped;
 use crate::transport::websocket::pump::{Next, Outgoing, Pump};
 use crate::transport::websocket::socket::WsSocket;
 use crate::transport::websocket::{CloseReason, Ending, end, hangup_for};
+use chat_core::Dropped;
 
 /// What a connection on this loop does with the messages it reads, and how
 /// its output becomes frames.

@@ -28,11 +28,11 @@ use tokio::sync::mpsc;
 use tungstenite::protocol::frame::Utf8Bytes;
 
 use super::connection::{self, Handler};
-use crate::core::Dropped;
-use crate::server::AppState;
+use crate::state::AppState;
 use crate::transport::websocket::pump::{Outgoing, Pump};
 use crate::transport::websocket::socket::WsSocket;
 use crate::transport::websocket::{CloseReason, handshake, serve_upgraded};
+use chat_core::Dropped;
 
 /// The largest message (and frame) echoed: Autobahn's 9.x cases send up to
 /// 16 MiB.

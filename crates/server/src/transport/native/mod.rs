@@ -26,12 +26,12 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tungstenite::protocol::frame::Utf8Bytes;
 
 use crate::auth;
-use crate::core::{Encoding, Identity, Outbound, OutboxReceiver, Session};
-use crate::server::AppState;
+use crate::state::AppState;
 use crate::transport::query;
 use crate::transport::websocket::pump::Pump;
 use crate::transport::websocket::socket::WsSocket;
 use crate::transport::websocket::{CloseReason, handshake, spawn_connection};
+use chat_core::{Encoder, Identity, Outbound, OutboxReceiver, RoomEvent, Session};
 use connection::Handler;
 
 /// `GET /ws`: checks the query and the credentials, and upgrades.
@@ -111,11 +111,22 @@ impl Handler for Chat {
     {
         match item {
             Outbound::Event(event) => {
-                let bytes =
-                    event.encoded(Encoding::Native, |e| Bytes::from(e.to_frame().to_json()));
+                let bytes = event.encoded::<NativeFrame>();
                 socket.queue_text(&bytes);
             }
             Outbound::Reply(frame) => socket.queue_text(frame.to_json().as_bytes()),
         }
+    }
+}
+
+/// A room event as the native protocol's JSON text frame, encoded once
+/// per event for every `/ws` member.
+struct NativeFrame;
+
+impl Encoder for NativeFrame {
+    type Output = Bytes;
+
+    fn encode(event: &RoomEvent) -> Bytes {
+        Bytes::from(event.to_frame().to_json())
     }
 }

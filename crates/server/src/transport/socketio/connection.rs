@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::{HeaderMap, Uri};
-use chat_protocol::{ErrorCode, Ref, Request, RequestError, ServerFrame, validate};
+use chat_protocol::{ErrorBody, ErrorCode, Ref, Request, RequestError, ServerFrame, validate};
 use engineioxide::{DisconnectReason, Str};
 use serde::Deserialize;
 use socketioxide_core::Value;
@@ -27,9 +27,9 @@ use tokio::time::Instant;
 
 use super::{EngineSocket, Incoming, mapping};
 use crate::auth;
-use crate::core::{Dropped, Encoding, Identity, Outbound, OutboxQueue, OutboxReceiver, Session};
-use crate::server::AppState;
+use crate::state::AppState;
 use crate::transport::query::{self, BadQuery};
+use chat_core::{Dropped, Identity, Outbound, OutboxQueue, OutboxReceiver, Session};
 
 /// How long a client has to send its namespace `CONNECT` after the
 /// transport opened (Socket.IO servers' `connectTimeout`).
@@ -328,7 +328,7 @@ fn forward_batch(
 pub(super) fn forward<S: PacketSink>(sink: &mut S, item: Outbound) -> Result<(), Refused> {
     match item {
         Outbound::Event(event) => {
-            let packets = event.encoded(Encoding::SocketIo, mapping::event);
+            let packets = event.encoded::<mapping::EventPackets>();
             sink.send_packet(packets.first)?;
             match packets.system {
                 Some(system) => sink.send_packet(system),
@@ -350,7 +350,9 @@ fn send(socket: &EngineSocket, packet: Str) -> Result<(), Refused> {
 pub(super) fn overloaded(ack: Option<i64>) -> Str {
     mapping::reply(&ServerFrame::Error {
         reference: ack.map(|id| Ref::Number(id.into())),
-        code: ErrorCode::Overloaded,
-        message: "too many requests waiting on this connection; retry shortly".into(),
+        body: ErrorBody {
+            code: ErrorCode::Overloaded,
+            message: "too many requests waiting on this connection; retry shortly".into(),
+        },
     })
 }

@@ -17,9 +17,16 @@
 //! emitted as `message`, `presence` and `typing` with the native frame;
 //! every message object also carries `content` (= `text`), the field
 //! clients written for `io.to(room).emit('message', data)` render.
+//!
+//! Nothing here declares a frame's fields: a reply is its frame's body
+//! ([`ServerFrame::body`]), a room event its native frame, both written by
+//! `chat_protocol`, and `content` is added by the protocol crate's
+//! [`with_message_content`] around every payload this module encodes. A
+//! field added to a frame reaches Socket.IO clients as it reaches native ones.
 
 use chat_protocol::{
-    ErrorCode, Members, Message, PresenceEvent, Ref, RequestError, ServerFrame, User,
+    ErrorBody, ErrorCode, PresenceEvent, Ref, RequestError, ServerFrame,
+    frames::with_message_content,
     request::{Envelope, UniqueKeys, parse_request},
 };
 use engineioxide::Str;
@@ -27,10 +34,10 @@ use serde::Serialize;
 use serde_json::{Map, Value as Json};
 use socketioxide_core::Value;
 use socketioxide_core::packet::Packet;
-use socketioxide_core::parser::Parse;
+use socketioxide_core::parser::{Parse, ParserError};
 use socketioxide_parser_common::CommonParser;
 
-use crate::core::{EventKind, RoomEvent};
+use chat_core::{Encoder, EventKind, RoomEvent};
 
 /// The only namespace served.
 pub const NAMESPACE: &str = "/";
@@ -45,6 +52,16 @@ pub struct EventPackets {
     pub first: Str,
     /// The system message that follows a presence `leave`.
     pub system: Option<Str>,
+}
+
+/// Socket.IO's encoding of room events, cached in each event beside the
+/// native one.
+impl Encoder for EventPackets {
+    type Output = EventPackets;
+
+    fn encode(room_event: &RoomEvent) -> EventPackets {
+        event(room_event)
+    }
 }
 
 /// The native request a client event stands for. `data` is the event
@@ -130,7 +147,7 @@ fn message_fields(arg: Json) -> Result<Map<String, Json>, String> {
 pub fn event(event: &RoomEvent) -> EventPackets {
     match &event.kind {
         EventKind::Message(message) => EventPackets {
-            first: emit("message", &WithContent::event(message)),
+            first: emit("message", &message.as_frame()),
             system: None,
         },
         EventKind::Presence {
@@ -166,29 +183,14 @@ pub fn event(event: &RoomEvent) -> EventPackets {
 /// The packet for a reply: an ack when its `ref` is an ack id, else an
 /// event named after the reply's native type.
 pub fn reply(frame: &ServerFrame) -> Str {
-    let ack = match reference(frame) {
+    let ack = match frame.reference() {
         Some(Ref::Number(n)) => n.as_i64(),
         _ => None,
     };
     match (frame, ack) {
-        (ServerFrame::Error { code, message, .. }, Some(id)) => acknowledge(
-            id,
-            &AckError {
-                error: ErrorBody {
-                    code: *code,
-                    message,
-                },
-            },
-        ),
-        (ServerFrame::Error { code, message, .. }, None) => emit(
-            "error",
-            &ErrorBody {
-                code: *code,
-                message,
-            },
-        ),
-        (frame, Some(id)) => acknowledge(id, &ReplyBody(frame)),
-        (frame, None) => emit(frame.type_name(), &ReplyBody(frame)),
+        (ServerFrame::Error { body, .. }, Some(id)) => acknowledge(id, &AckError { error: body }),
+        (frame, Some(id)) => acknowledge(id, &Payload(frame)),
+        (frame, None) => emit(frame.type_name(), &Payload(frame)),
     }
 }
 
@@ -226,19 +228,23 @@ pub fn connect_error_in(namespace: &str, message: impl Into<String>) -> Str {
 
 /// An event packet.
 pub fn emit<T: Serialize + ?Sized>(name: &str, payload: &T) -> Str {
-    let parser = CommonParser;
-    match parser.encode_value(payload, Some(name)) {
-        Ok(value) => packet_text(parser.encode(Packet::event(NAMESPACE, value))),
+    match encode(payload, Some(name)) {
+        Ok(value) => packet_text(CommonParser.encode(Packet::event(NAMESPACE, value))),
         Err(error) => internal(&error),
     }
 }
 
 fn acknowledge<T: Serialize + ?Sized>(id: i64, payload: &T) -> Str {
-    let parser = CommonParser;
-    match parser.encode_value(payload, None) {
-        Ok(value) => packet_text(parser.encode(Packet::ack(NAMESPACE, value, id))),
+    match encode(payload, None) {
+        Ok(value) => packet_text(CommonParser.encode(Packet::ack(NAMESPACE, value, id))),
         Err(error) => internal(&error),
     }
+}
+
+/// A packet's arguments, `[event, payload]` or `[payload]`; every message
+/// in the payload carries `content`.
+fn encode<T: Serialize + ?Sized>(payload: &T, event: Option<&str>) -> Result<Value, ParserError> {
+    with_message_content(|| CommonParser.encode_value(payload, event))
 }
 
 /// Serializing our own plain structs does not fail (string keys, no
@@ -256,68 +262,6 @@ fn packet_text(value: Value) -> Str {
     }
 }
 
-fn reference(frame: &ServerFrame) -> Option<&Ref> {
-    match frame {
-        ServerFrame::Joined { reference, .. }
-        | ServerFrame::Left { reference, .. }
-        | ServerFrame::Ack { reference, .. }
-        | ServerFrame::History { reference, .. }
-        | ServerFrame::Pong { reference, .. }
-        | ServerFrame::Error { reference, .. } => reference.as_ref(),
-        ServerFrame::Welcome { .. }
-        | ServerFrame::Message(_)
-        | ServerFrame::Typing { .. }
-        | ServerFrame::Presence { .. }
-        | ServerFrame::Deleted { .. } => None,
-    }
-}
-
-/// A message as Socket.IO clients see it: the native object plus `content`.
-#[derive(Serialize)]
-struct WithContent<'a> {
-    /// `"message"` on a broadcast, as in the native frame; absent inside
-    /// `joined` and `history`, as there.
-    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
-    kind: Option<&'static str>,
-    room: &'a str,
-    seq: u64,
-    id: &'a str,
-    from: &'a User,
-    text: &'a str,
-    ts: i64,
-    content: &'a str,
-    /// A tombstone (extension), as in the native message.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    deleted: bool,
-}
-
-impl<'a> WithContent<'a> {
-    fn of(message: &'a Message) -> Self {
-        WithContent {
-            kind: None,
-            room: &message.room,
-            seq: message.seq,
-            id: &message.id,
-            from: &message.from,
-            text: &message.text,
-            ts: message.ts,
-            content: &message.text,
-            deleted: message.deleted,
-        }
-    }
-
-    fn event(message: &'a Message) -> Self {
-        WithContent {
-            kind: Some("message"),
-            ..WithContent::of(message)
-        }
-    }
-}
-
-fn with_content(messages: &[Message]) -> Vec<WithContent<'_>> {
-    messages.iter().map(WithContent::of).collect()
-}
-
 #[derive(Serialize)]
 struct SystemMessage<'a> {
     #[serde(rename = "type")]
@@ -326,15 +270,10 @@ struct SystemMessage<'a> {
     content: &'a str,
 }
 
-#[derive(Serialize)]
-struct ErrorBody<'a> {
-    code: ErrorCode,
-    message: &'a str,
-}
-
+/// An error as an ack's callback gets it (§10.2).
 #[derive(Serialize)]
 struct AckError<'a> {
-    error: ErrorBody<'a>,
+    error: &'a ErrorBody,
 }
 
 #[derive(Serialize)]
@@ -342,110 +281,24 @@ struct RoomOnly<'a> {
     room: &'a str,
 }
 
-/// A reply's fields without `type` and `ref`, messages with `content`.
-struct ReplyBody<'a>(&'a ServerFrame);
+/// What Socket.IO carries of a frame: a room event is the native frame,
+/// `type` included (§10.3); a reply is its body, without `type` and `ref`.
+struct Payload<'a>(&'a ServerFrame);
 
-impl Serialize for ReplyBody<'_> {
+impl Serialize for Payload<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        #[derive(Serialize)]
-        struct Joined<'a> {
-            room: &'a str,
-            seq: u64,
-            members: &'a Members,
-            messages: Vec<WithContent<'a>>,
-            complete: bool,
-        }
-        #[derive(Serialize)]
-        struct Ack<'a> {
-            room: &'a str,
-            id: &'a str,
-            seq: u64,
-            ts: i64,
-            #[serde(skip_serializing_if = "std::ops::Not::not")]
-            duplicate: bool,
-        }
-        #[derive(Serialize)]
-        struct History<'a> {
-            room: &'a str,
-            messages: Vec<WithContent<'a>>,
-            more: bool,
-        }
-        #[derive(Serialize)]
-        struct Pong {
-            ts: i64,
-        }
-        #[derive(Serialize)]
-        struct Welcome<'a> {
-            session: &'a str,
-            user: &'a User,
-            heartbeat_ms: u64,
-            text: &'a str,
-        }
         match self.0 {
-            ServerFrame::Joined {
-                room,
-                seq,
-                members,
-                messages,
-                complete,
-                ..
-            } => Joined {
-                room,
-                seq: *seq,
-                members,
-                messages: with_content(messages),
-                complete: *complete,
-            }
-            .serialize(serializer),
-            ServerFrame::Left { room, .. } => RoomOnly { room }.serialize(serializer),
-            ServerFrame::Ack {
-                room,
-                id,
-                seq,
-                ts,
-                duplicate,
-                ..
-            } => Ack {
-                room,
-                id,
-                seq: *seq,
-                ts: *ts,
-                duplicate: *duplicate,
-            }
-            .serialize(serializer),
-            ServerFrame::History {
-                room,
-                messages,
-                more,
-                ..
-            } => History {
-                room,
-                messages: with_content(messages),
-                more: *more,
-            }
-            .serialize(serializer),
-            ServerFrame::Pong { ts, .. } => Pong { ts: *ts }.serialize(serializer),
-            ServerFrame::Error { code, message, .. } => ErrorBody {
-                code: *code,
-                message,
-            }
-            .serialize(serializer),
-            ServerFrame::Welcome {
-                session,
-                user,
-                heartbeat_ms,
-                text,
-            } => Welcome {
-                session,
-                user,
-                heartbeat_ms: *heartbeat_ms,
-                text,
-            }
-            .serialize(serializer),
-            ServerFrame::Message(message) => WithContent::event(message).serialize(serializer),
-            frame @ (ServerFrame::Typing { .. }
-            | ServerFrame::Presence { .. }
-            | ServerFrame::Deleted { .. }) => frame.serialize(serializer),
+            ServerFrame::Message(_)
+            | ServerFrame::Typing(_)
+            | ServerFrame::Presence(_)
+            | ServerFrame::Deleted(_) => self.0.serialize(serializer),
+            ServerFrame::Welcome(_)
+            | ServerFrame::Joined { .. }
+            | ServerFrame::Left { .. }
+            | ServerFrame::Ack { .. }
+            | ServerFrame::History { .. }
+            | ServerFrame::Pong { .. }
+            | ServerFrame::Error { .. } => self.0.body().serialize(serializer),
         }
     }
 }
@@ -453,8 +306,12 @@ impl Serialize for ReplyBody<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chat_protocol::Request;
+    use chat_protocol::{
+        AckBody, DeletedBody, HistoryBody, JoinedBody, LeftBody, Message, PongBody, PresenceBody,
+        Request, TypingBody, User, WelcomeBody,
+    };
     use serde_json::json;
+    use std::sync::Arc;
 
     fn request_of(packet_data: &str, ack: Option<i64>) -> Result<Envelope, RequestError> {
         request(&Str::from(packet_data.to_owned()), ack)
@@ -643,11 +500,13 @@ mod tests {
     fn replies_go_to_callbacks_without_type_or_become_events() {
         let joined = ServerFrame::Joined {
             reference: Some(Ref::Number(12.into())),
-            room: "general".into(),
-            seq: 7,
-            members: vec![alice()].into(),
-            messages: vec![message(7)],
-            complete: true,
+            body: JoinedBody {
+                room: "general".into(),
+                seq: 7,
+                members: vec![alice()].into(),
+                messages: vec![message(7)],
+                complete: true,
+            },
         };
         let (head, payload) = parsed(&reply(&joined));
         assert_eq!(head, "312");
@@ -658,11 +517,13 @@ mod tests {
 
         let ack = ServerFrame::Ack {
             reference: Some(Ref::Number(3.into())),
-            room: "general".into(),
-            id: "c-7".into(),
-            seq: 7,
-            ts: 5,
-            duplicate: false,
+            body: AckBody {
+                room: "general".into(),
+                id: "c-7".into(),
+                seq: 7,
+                ts: 5,
+                duplicate: false,
+            },
         };
         let (head, payload) = parsed(&reply(&ack));
         assert_eq!(head, "33");
@@ -673,7 +534,9 @@ mod tests {
 
         let left = ServerFrame::Left {
             reference: None,
-            room: "general".into(),
+            body: LeftBody {
+                room: "general".into(),
+            },
         };
         let (head, payload) = parsed(&reply(&left));
         assert_eq!(head, "2");
@@ -681,8 +544,10 @@ mod tests {
 
         let error = |reference| ServerFrame::Error {
             reference,
-            code: ErrorCode::NotJoined,
-            message: "join first".into(),
+            body: ErrorBody {
+                code: ErrorCode::NotJoined,
+                message: "join first".into(),
+            },
         };
         let (head, payload) = parsed(&reply(&error(Some(Ref::Number(5.into())))));
         assert_eq!(head, "35");
@@ -700,6 +565,194 @@ mod tests {
         let (head, payload) = parsed(&acknowledge_room(9, "general"));
         assert_eq!(head, "39");
         assert_eq!(payload, json!([{"room": "general"}]));
+    }
+
+    /// One frame of every kind, optional fields set (a tombstone among the
+    /// messages, a duplicate ack); replies carry `reference`.
+    fn every_kind(reference: Option<Ref>) -> Vec<ServerFrame> {
+        let reference = || reference.clone();
+        let tombstone = Message {
+            text: String::new(),
+            deleted: true,
+            ..message(9)
+        };
+        vec![
+            ServerFrame::Welcome(WelcomeBody {
+                session: "s_1".into(),
+                user: alice(),
+                heartbeat_ms: 25000,
+                text: "hi".into(),
+            }),
+            ServerFrame::Joined {
+                reference: reference(),
+                body: JoinedBody {
+                    room: "general".into(),
+                    seq: 9,
+                    members: vec![alice()].into(),
+                    messages: vec![message(8), tombstone.clone()],
+                    complete: false,
+                },
+            },
+            ServerFrame::Left {
+                reference: reference(),
+                body: LeftBody {
+                    room: "general".into(),
+                },
+            },
+            ServerFrame::Ack {
+                reference: reference(),
+                body: AckBody {
+                    room: "general".into(),
+                    id: "c-1".into(),
+                    seq: 1,
+                    ts: 5,
+                    duplicate: true,
+                },
+            },
+            ServerFrame::Message(message(3)),
+            ServerFrame::History {
+                reference: reference(),
+                body: HistoryBody {
+                    room: "general".into(),
+                    messages: vec![tombstone, message(10)],
+                    more: true,
+                },
+            },
+            ServerFrame::Typing(TypingBody {
+                room: "general".into(),
+                user: alice(),
+            }),
+            ServerFrame::Pong {
+                reference: reference(),
+                body: PongBody { ts: 77 },
+            },
+            ServerFrame::Presence(PresenceBody {
+                room: "general".into(),
+                event: PresenceEvent::Join,
+                user: alice(),
+            }),
+            ServerFrame::Error {
+                reference: reference(),
+                body: ErrorBody {
+                    code: ErrorCode::RateLimited,
+                    message: "slow down".into(),
+                },
+            },
+            ServerFrame::Deleted(DeletedBody {
+                room: "general".into(),
+                seq: 4,
+            }),
+        ]
+    }
+
+    /// The sample's place of each kind: a new kind fails to compile here,
+    /// and then fails [`the_sample_has_every_kind`] until it is sampled.
+    fn kind_index(frame: &ServerFrame) -> usize {
+        match frame {
+            ServerFrame::Welcome(_) => 0,
+            ServerFrame::Joined { .. } => 1,
+            ServerFrame::Left { .. } => 2,
+            ServerFrame::Ack { .. } => 3,
+            ServerFrame::Message(_) => 4,
+            ServerFrame::History { .. } => 5,
+            ServerFrame::Typing(_) => 6,
+            ServerFrame::Pong { .. } => 7,
+            ServerFrame::Presence(_) => 8,
+            ServerFrame::Error { .. } => 9,
+            ServerFrame::Deleted(_) => 10,
+        }
+    }
+
+    const KINDS: usize = 11;
+
+    #[test]
+    fn the_sample_has_every_kind() {
+        let kinds: Vec<usize> = every_kind(None).iter().map(kind_index).collect();
+        assert_eq!(kinds, (0..KINDS).collect::<Vec<_>>());
+    }
+
+    /// What docs/protocol.md §10 says a Socket.IO client gets for a frame,
+    /// from its native JSON: `ref` travels as the ack id; room events keep
+    /// `type`, replies lose it; every message gains `content` (= `text`);
+    /// an error to a callback is `{error}`.
+    fn socketio_of(native: &Json, to_callback: bool) -> Json {
+        const ROOM_EVENTS: [&str; 4] = ["message", "presence", "typing", "deleted"];
+        fn add_content(message: &mut Json) {
+            let text = message["text"].clone();
+            message["content"] = text;
+        }
+        let mut payload = native.clone();
+        let fields = payload.as_object_mut().expect("a frame is an object");
+        fields.remove("ref");
+        let kind = fields.get("type").and_then(Json::as_str).map(str::to_owned);
+        let kind = kind.expect("a frame has a type");
+        if !ROOM_EVENTS.contains(&kind.as_str()) {
+            fields.remove("type");
+        }
+        if let Some(Json::Array(messages)) = fields.get_mut("messages") {
+            messages.iter_mut().for_each(add_content);
+        }
+        if kind == "message" {
+            add_content(&mut payload);
+        }
+        match kind.as_str() {
+            "error" if to_callback => json!({ "error": payload }),
+            _ => payload,
+        }
+    }
+
+    #[test]
+    fn every_frame_reaches_socketio_with_every_native_field() {
+        let references = [
+            Some(Ref::Number(12.into())),
+            None,
+            Some(Ref::Text("t-1".into())),
+        ];
+        for frame in references.into_iter().flat_map(every_kind) {
+            let native: Json = serde_json::from_str(&frame.to_json()).unwrap();
+            let to_callback = matches!(frame.reference(), Some(Ref::Number(_)));
+            let (head, arguments) = parsed(&reply(&frame));
+            let payload = if to_callback {
+                assert_eq!(head, "312", "{native}");
+                &arguments[0]
+            } else {
+                assert_eq!(
+                    (head.as_str(), &arguments[0]),
+                    ("2", &json!(frame.type_name()))
+                );
+                &arguments[1]
+            };
+            assert_eq!(payload, &socketio_of(&native, to_callback), "{native}");
+        }
+    }
+
+    #[test]
+    fn every_room_event_reaches_socketio_with_every_native_field() {
+        let room_events = every_kind(None).into_iter().filter_map(|frame| {
+            let kind = match frame {
+                ServerFrame::Message(message) => EventKind::Message(message),
+                ServerFrame::Typing(TypingBody { user, .. }) => EventKind::Typing { user },
+                ServerFrame::Presence(PresenceBody { event, user, .. }) => {
+                    EventKind::Presence { event, user }
+                }
+                ServerFrame::Deleted(DeletedBody { seq, .. }) => EventKind::Deleted { seq },
+                _ => return None,
+            };
+            Some(RoomEvent::new(Arc::from("general"), kind, None))
+        });
+        let mut seen = 0;
+        for room_event in room_events {
+            let frame = room_event.to_frame();
+            let native: Json = serde_json::from_str(&frame.to_json()).unwrap();
+            let (head, arguments) = parsed(&event(&room_event).first);
+            assert_eq!(head, "2");
+            assert_eq!(
+                arguments,
+                json!([frame.type_name(), socketio_of(&native, false)])
+            );
+            seen += 1;
+        }
+        assert_eq!(seen, 4, "message, typing, presence and deleted");
     }
 
     #[test]

@@ -46,7 +46,7 @@
 //! we decode it there and queue it in the socket's [`Inbox`]. One task per
 //! connection ([`connection::run`]) then does what the WebSocket
 //! transport's task does: takes requests one at a time to its
-//! [`Session`](crate::core::Session), and moves what the session's outbox
+//! [`Session`](chat_core::Session), and moves what the session's outbox
 //! yields into the engine's send queue. That queue holds at most
 //! `--outbound-queue` packets; a client that cannot keep up fills it and
 //! is dropped (its transport closed), as `/ws` closes with 1013.
@@ -105,8 +105,8 @@ use tokio::sync::Notify;
 use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer};
 
 use crate::edge::origin::AllowedOrigins;
-use crate::server::AppState;
-use crate::sync::lock;
+use crate::state::AppState;
+use chat_core::sync::lock;
 
 /// Where Socket.IO clients connect (their default `path`).
 pub const PATH: &str = "/socket.io/";

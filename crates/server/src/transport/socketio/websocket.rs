@@ -45,8 +45,7 @@ use tungstenite::Message;
 
 use super::connection::{self, Credentials, PacketSink, Refused};
 use super::{Classified, Incoming, classify, mapping, parse_config};
-use crate::core::{Dropped, Identity, Outbound, Session};
-use crate::server::AppState;
+use crate::state::AppState;
 use crate::transport::websocket::pump::{
     Next, OUTPUT_HIGH_WATER, OUTPUT_SLACK, Pump, heartbeat_ticks,
 };
@@ -54,6 +53,7 @@ use crate::transport::websocket::socket::{SocketEvent, WsSocket};
 use crate::transport::websocket::{
     self, CloseReason, Ending, Hangup, handshake, hangup_for, spawn_connection,
 };
+use chat_core::{Dropped, Identity, Outbound, Session};
 
 /// Whether `request` opens Engine.IO v4 directly on WebSocket: `GET`,
 /// `EIO=4`, `transport=websocket`, no `sid` (with a `sid` it upgrades a

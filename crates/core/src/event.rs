@@ -1,12 +1,15 @@
 //! What flows from the core to a connection: shared room events and direct
 //! replies, through a bounded per-connection [`Outbox`].
 
-use std::any::Any;
+use std::any::{Any, TypeId};
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
+use std::time::Instant;
 
-use chat_protocol::{Message, PresenceEvent, ServerFrame, User};
+use chat_protocol::{
+    DeletedBody, Message, PresenceBody, PresenceEvent, ServerFrame, TypingBody, User,
+};
 use futures_util::task::AtomicWaker;
 use tokio::sync::mpsc;
 
@@ -24,11 +27,21 @@ pub struct RoomEvent {
     /// A connection that must not receive the event: the one typing, or the
     /// one whose join is announced (it learns from its `joined` reply).
     pub skip: Option<ConnId>,
-    /// One slot per [`Encoding`]. Each transport caches the value it hands
-    /// to its sockets (bytes for WebSocket frames, engine.io strings for
-    /// Socket.IO), so a receiver only clones a shared buffer.
-    encodings: [OnceLock<Box<dyn Any + Send + Sync>>; Encoding::COUNT],
+    /// When this node made the event (published it, or received it from
+    /// another node): the start of its wait in members' outboxes.
+    pub created: Instant,
+    /// The event in each wire format a receiver asked for, keyed by its
+    /// [`Encoder`]: each transport caches the value it hands to its sockets,
+    /// so a receiver only clones a shared buffer.
+    encodings: [OnceLock<Encoded>; MAX_ENCODERS],
 }
+
+/// One cached encoding: the encoder's type, and its output.
+type Encoded = (TypeId, Box<dyn Any + Send + Sync>);
+
+/// How many encoders an event caches for; a further one still works,
+/// uncached. Two serve today (the native protocol and Socket.IO).
+const MAX_ENCODERS: usize = 4;
 
 #[derive(Debug)]
 pub enum EventKind {
@@ -47,18 +60,15 @@ pub enum EventKind {
     },
 }
 
-/// The wire formats a transport may encode events into. Each is computed at
-/// most once per event, by the first receiver that needs it.
-#[derive(Debug, Clone, Copy)]
-pub enum Encoding {
-    /// The native protocol's JSON text frame (`/ws`).
-    Native = 0,
-    /// Socket.IO event packets (`/socket.io/`).
-    SocketIo = 1,
-}
+/// A wire format that a transport encodes room events into. The core
+/// names none: each transport defines its own, and every event encodes
+/// into each at most once, by the first receiver that needs it.
+pub trait Encoder: 'static {
+    /// What the transport hands its sockets, cheap to clone (a
+    /// reference-counted buffer).
+    type Output: Clone + Send + Sync + 'static;
 
-impl Encoding {
-    const COUNT: usize = 2;
+    fn encode(event: &RoomEvent) -> Self::Output;
 }
 
 impl RoomEvent {
@@ -67,6 +77,7 @@ impl RoomEvent {
             room,
             kind,
             skip,
+            created: Instant::now(),
             encodings: Default::default(),
         })
     }
@@ -79,39 +90,40 @@ impl RoomEvent {
         }
     }
 
-    /// The event in `encoding`, encoded by `encode` on first use and shared
-    /// afterwards. `T` is what the transport hands its sockets, cheap to
-    /// clone (a reference-counted buffer); an encoding always has one `T`.
-    pub fn encoded<T>(&self, encoding: Encoding, encode: impl Fn(&RoomEvent) -> T) -> T
-    where
-        T: Clone + Send + Sync + 'static,
-    {
-        let cached = self.encodings[encoding as usize].get_or_init(|| Box::new(encode(self)));
-        match cached.downcast_ref::<T>() {
-            Some(value) => value.clone(),
-            // One encoding used with two types is a transport bug: stay
-            // correct, uncached, rather than fail the delivery.
-            None => encode(self),
+    /// The event as `E` encodes it, encoded on first use and shared
+    /// afterwards.
+    pub fn encoded<E: Encoder>(&self) -> E::Output {
+        let key = TypeId::of::<E>();
+        for slot in &self.encodings {
+            // Takes the first free slot, or finds the one `E` took: a slot
+            // another encoder holds is passed over.
+            let (owner, cached) = slot.get_or_init(|| (key, Box::new(E::encode(self))));
+            if *owner == key
+                && let Some(value) = cached.downcast_ref::<E::Output>()
+            {
+                return value.clone();
+            }
         }
+        E::encode(self)
     }
 
-    /// The native protocol frame for this event.
+    /// The protocol frame for this event.
     pub fn to_frame(&self) -> ServerFrame {
         match &self.kind {
             EventKind::Message(m) => ServerFrame::Message(m.clone()),
-            EventKind::Presence { event, user } => ServerFrame::Presence {
+            EventKind::Presence { event, user } => ServerFrame::Presence(PresenceBody {
                 room: self.room.to_string(),
                 event: *event,
                 user: user.clone(),
-            },
-            EventKind::Typing { user } => ServerFrame::Typing {
+            }),
+            EventKind::Typing { user } => ServerFrame::Typing(TypingBody {
                 room: self.room.to_string(),
                 user: user.clone(),
-            },
-            EventKind::Deleted { seq } => ServerFrame::Deleted {
+            }),
+            EventKind::Deleted { seq } => ServerFrame::Deleted(DeletedBody {
                 room: self.room.to_string(),
                 seq: *seq,
-            },
+            }),
         }
     }
 }
@@ -216,6 +228,11 @@ pub struct OutboxReceiver {
 pub struct OutboxQueue {
     rx: mpsc::UnboundedReceiver<Outbound>,
     shared: Arc<OutboxShared>,
+    /// Whether the queue has been found empty since the last item taken:
+    /// the next event taken is then the oldest of a new run, and its wait
+    /// is recorded (one sample per run, the run's longest wait, rather
+    /// than a clock read per delivery).
+    idle: bool,
 }
 
 /// Why [`OutboxQueue::try_recv`] returned nothing.
@@ -252,6 +269,7 @@ pub fn outbox(conn: ConnId, capacity: usize, metrics: Metrics) -> (Outbox, Outbo
             rx: OutboxQueue {
                 rx,
                 shared: shared.clone(),
+                idle: true,
             },
             dropped: DroppedSignal { shared },
         },
@@ -318,8 +336,9 @@ impl OutboxQueue {
     /// push.
     pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Outbound>> {
         let polled = self.rx.poll_recv(cx);
-        if let Poll::Ready(Some(_)) = polled {
-            self.shared.queued.fetch_sub(1, Ordering::Relaxed);
+        match &polled {
+            Poll::Ready(Some(item)) => self.taken(item),
+            _ => self.idle = true,
         }
         polled
     }
@@ -328,11 +347,25 @@ impl OutboxQueue {
     pub fn try_recv(&mut self) -> Result<Outbound, Empty> {
         match self.rx.try_recv() {
             Ok(item) => {
-                self.shared.queued.fetch_sub(1, Ordering::Relaxed);
+                self.taken(&item);
                 Ok(item)
             }
-            Err(mpsc::error::TryRecvError::Empty) => Err(Empty::Empty),
+            Err(mpsc::error::TryRecvError::Empty) => {
+                self.idle = true;
+                Err(Empty::Empty)
+            }
             Err(mpsc::error::TryRecvError::Disconnected) => Err(Empty::Disconnected),
+        }
+    }
+
+    /// Accounts for an item the transport took to write.
+    fn taken(&mut self, item: &Outbound) {
+        self.shared.queued.fetch_sub(1, Ordering::Relaxed);
+        if self.idle
+            && let Outbound::Event(event) = item
+        {
+            self.idle = false;
+            self.shared.metrics.outbox_waited(event.created.elapsed());
         }
     }
 }
@@ -360,5 +393,50 @@ impl DroppedSignal {
             Some(reason) => Poll::Ready(reason),
             None => Poll::Pending,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use super::*;
+
+    static NATIVE_CALLS: AtomicUsize = AtomicUsize::new(0);
+    static OTHER_CALLS: AtomicUsize = AtomicUsize::new(0);
+
+    /// Two transports' encodings of the same event, each counting its
+    /// calls.
+    struct Native;
+    struct Other;
+
+    impl Encoder for Native {
+        type Output = Arc<str>;
+        fn encode(event: &RoomEvent) -> Arc<str> {
+            NATIVE_CALLS.fetch_add(1, Ordering::Relaxed);
+            Arc::from(event.to_frame().to_json())
+        }
+    }
+
+    impl Encoder for Other {
+        type Output = usize;
+        fn encode(event: &RoomEvent) -> usize {
+            OTHER_CALLS.fetch_add(1, Ordering::Relaxed);
+            event.room.len()
+        }
+    }
+
+    #[test]
+    fn each_encoder_encodes_an_event_once_and_keeps_its_own_value() {
+        let event = RoomEvent::new(Arc::from("general"), EventKind::Deleted { seq: 7 }, None);
+        let first = event.encoded::<Native>();
+        assert_eq!(event.encoded::<Other>(), 7);
+        for _ in 0..3 {
+            assert!(Arc::ptr_eq(&event.encoded::<Native>(), &first));
+            assert_eq!(event.encoded::<Other>(), 7);
+        }
+        assert!(first.contains(r#""type":"deleted""#), "{first}");
+        assert_eq!(NATIVE_CALLS.load(Ordering::Relaxed), 1);
+        assert_eq!(OTHER_CALLS.load(Ordering::Relaxed), 1);
     }
 }

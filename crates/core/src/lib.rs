@@ -1,10 +1,13 @@
-//! The chat core: rooms, membership, sequencing, presence and fan-out.
+//! The chat core: rooms, membership, sequencing, presence, fan-out and
+//! permissions.
 //!
-//! It knows nothing of WebSocket, Socket.IO or SQL. A transport turns each
-//! connection into a [`Session`] (requests in, via [`Session::handle`]) and an
-//! [`OutboxReceiver`] (frames and shared events out). Storage is a
-//! [`crate::store::Store`] and cross-node fan-out a
-//! [`crate::broker::Broker`].
+//! It knows nothing of HTTP, WebSocket, Socket.IO or SQL, and this crate's
+//! dependencies keep it so: no transport or database crate is among them
+//! (`docs/architecture.md`). A transport turns each connection into a
+//! [`Session`] (requests in, via [`Session::handle`]) and an
+//! [`OutboxReceiver`] (frames and shared events out, each event encoded by
+//! the transport's own [`Encoder`], once). Storage is a [`store::Store`]
+//! and cross-node fan-out a [`broker::Broker`], both implemented outside.
 //!
 //! The path of a message: `Session::handle(send)` validates it and queues it
 //! for the committer ([`committer`]), which stores batches durably, acks
@@ -13,6 +16,7 @@
 //! outbox in `seq` order.
 
 pub mod admin;
+pub mod broker;
 pub mod commit_health;
 pub mod committer;
 pub mod event;
@@ -20,6 +24,8 @@ pub mod identity;
 pub mod metrics;
 pub mod rate;
 pub mod rooms;
+pub mod store;
+pub mod sync;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -29,7 +35,8 @@ use std::time::{Duration, Instant};
 use chat_protocol::request::Envelope;
 use chat_protocol::validate::{self, Invalid};
 use chat_protocol::{
-    EncodedUser, ErrorCode, Members, PresenceEvent, Ref, Request, RequestError, ServerFrame, User,
+    EncodedUser, ErrorBody, ErrorCode, HistoryBody, JoinedBody, LeftBody, Members, PongBody,
+    PresenceEvent, Ref, Request, RequestError, ServerFrame, User, WelcomeBody,
 };
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -40,7 +47,7 @@ use crate::sync::lock;
 pub use admin::RetentionPolicy;
 use committer::{CommitQueue, PendingSend, SubmitError};
 pub use event::{
-    ConnId, Dropped, Encoding, EventKind, Outbound, Outbox, OutboxQueue, OutboxReceiver, RoomEvent,
+    ConnId, Dropped, Encoder, EventKind, Outbound, Outbox, OutboxQueue, OutboxReceiver, RoomEvent,
 };
 pub use identity::{Identity, RoomAccess, RoomPattern};
 pub use metrics::Metrics;
@@ -346,8 +353,10 @@ pub struct Session {
 fn rejected(reference: Option<Ref>, code: ErrorCode, message: impl Into<String>) -> ServerFrame {
     ServerFrame::Error {
         reference,
-        code,
-        message: message.into(),
+        body: ErrorBody {
+            code,
+            message: message.into(),
+        },
     }
 }
 
@@ -372,12 +381,12 @@ impl Session {
 
     /// The first frame of every connection.
     pub fn welcome(&self, heartbeat: Duration) -> ServerFrame {
-        ServerFrame::Welcome {
+        ServerFrame::Welcome(WelcomeBody {
             session: self.id.clone(),
             user: self.user.user().clone(),
             heartbeat_ms: heartbeat.as_millis() as u64,
             text: "Welcome to the chat server!".into(),
-        }
+        })
     }
 
     /// Answers a frame that could not be parsed.
@@ -463,7 +472,9 @@ impl Session {
             Request::Ping => {
                 self.outbox.reply(ServerFrame::Pong {
                     reference,
-                    ts: committer::now_ms(),
+                    body: PongBody {
+                        ts: committer::now_ms(),
+                    },
                 });
                 Ok(())
             }
@@ -561,11 +572,13 @@ impl Session {
                     }
                     ServerFrame::Joined {
                         reference,
-                        room: room.to_string(),
-                        seq: latest_seq,
-                        members,
-                        messages,
-                        complete,
+                        body: JoinedBody {
+                            room: room.to_string(),
+                            seq: latest_seq,
+                            members,
+                            messages,
+                            complete,
+                        },
                     }
                 });
             }
@@ -594,7 +607,9 @@ impl Session {
         }
         self.outbox.reply(ServerFrame::Left {
             reference,
-            room: room.to_string(),
+            body: LeftBody {
+                room: room.to_string(),
+            },
         });
         Ok(())
     }
@@ -674,9 +689,11 @@ impl Session {
         self.outbox.reply(match page {
             Ok(page) => ServerFrame::History {
                 reference,
-                room: room.to_string(),
-                messages: page.messages,
-                more: page.more,
+                body: HistoryBody {
+                    room: room.to_string(),
+                    messages: page.messages,
+                    more: page.more,
+                },
             },
             Err(e) => store_failed(reference, &e),
         });

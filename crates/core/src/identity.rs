@@ -1,7 +1,7 @@
 //! Who a connection speaks for, as its transport established it.
 //!
 //! The core does not know how a user proved who they are (a JWT, nothing at
-//! all): a transport asks [`auth`](crate::auth) for an [`Identity`] before
+//! all): a transport asks the server's `auth` module for an [`Identity`] before
 //! it opens a session, and the core only applies what the identity says —
 //! the user id that ties several connections into one presence entry, and
 //! which rooms the user may use: `Session::room` checks every request that

@@ -18,6 +18,29 @@ pub const COMMIT_BATCH: &str = "chat_commit_batch_size";
 pub const COMMITS_FAILING: &str = "chat_store_commits_failing";
 pub const COMMITS_FAILED: &str = "chat_store_commits_failed_total";
 
+// A message's way through the server, stage by stage, so that a tail in
+// the end-to-end latency can be attributed to the stage that causes it.
+/// Received to handed to the store (waiting for the commit before it).
+pub const SEND_QUEUED: &str = "chat_send_queued_seconds";
+/// One batch's `Store::append`, whole.
+pub const COMMIT: &str = "chat_commit_seconds";
+/// The durable step of a commit, recorded by the store: SQLite's `COMMIT`
+/// (the WAL's fsync); PostgreSQL's last round trip (inserts and `COMMIT`,
+/// the server's WAL flush among them).
+pub const COMMIT_SYNC: &str = "chat_commit_sync_seconds";
+/// A batch's commit ended to its messages queued to every local member.
+pub const PUBLISH: &str = "chat_publish_seconds";
+/// A room event published to taken by a member's transport to write: the
+/// first (oldest) event of each run the transport takes, one sample per
+/// wake-up rather than per delivery.
+pub const OUTBOX_WAIT: &str = "chat_outbox_wait_seconds";
+
+/// Bucket bounds (seconds) of every latency histogram: fine below a
+/// millisecond, where the goals are, and up to seconds for stalls.
+pub const LATENCY_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+
 #[derive(Debug, Clone)]
 pub struct Metrics {
     connections: Gauge,
@@ -29,6 +52,10 @@ pub struct Metrics {
     commit_batch: Histogram,
     commits_failing: Gauge,
     commits_failed: Counter,
+    send_queued: Histogram,
+    commit: Histogram,
+    publish: Histogram,
+    outbox_wait: Histogram,
 }
 
 impl Default for Metrics {
@@ -61,6 +88,31 @@ impl Metrics {
             COMMITS_FAILED,
             "Commits that failed or were refused; each refused every send in it"
         );
+        metrics::describe_histogram!(
+            SEND_QUEUED,
+            metrics::Unit::Seconds,
+            "Time from receiving a send to handing it to the store"
+        );
+        metrics::describe_histogram!(
+            COMMIT,
+            metrics::Unit::Seconds,
+            "Time one batch's commit took, whole"
+        );
+        metrics::describe_histogram!(
+            COMMIT_SYNC,
+            metrics::Unit::Seconds,
+            "Time the durable step of a commit took (SQLite: COMMIT and its fsync; PostgreSQL: the round trip with COMMIT)"
+        );
+        metrics::describe_histogram!(
+            PUBLISH,
+            metrics::Unit::Seconds,
+            "Time from a commit's end to its messages queued to every local member"
+        );
+        metrics::describe_histogram!(
+            OUTBOX_WAIT,
+            metrics::Unit::Seconds,
+            "Time from publishing a room event to its member's transport taking it to write (the oldest event of each wake-up)"
+        );
         Metrics {
             connections: metrics::gauge!(CONNECTIONS),
             rooms: metrics::gauge!(ROOMS),
@@ -71,6 +123,10 @@ impl Metrics {
             commit_batch: metrics::histogram!(COMMIT_BATCH),
             commits_failing: metrics::gauge!(COMMITS_FAILING),
             commits_failed: metrics::counter!(COMMITS_FAILED),
+            send_queued: metrics::histogram!(SEND_QUEUED),
+            commit: metrics::histogram!(COMMIT),
+            publish: metrics::histogram!(PUBLISH),
+            outbox_wait: metrics::histogram!(OUTBOX_WAIT),
         }
     }
 
@@ -112,5 +168,21 @@ impl Metrics {
 
     pub fn set_commits_failing(&self, failing: bool) {
         self.commits_failing.set(if failing { 1.0 } else { 0.0 });
+    }
+
+    pub fn send_queued_for(&self, wait: Duration) {
+        self.send_queued.record(wait.as_secs_f64());
+    }
+
+    pub fn committed_in(&self, took: Duration) {
+        self.commit.record(took.as_secs_f64());
+    }
+
+    pub fn published_after(&self, wait: Duration) {
+        self.publish.record(wait.as_secs_f64());
+    }
+
+    pub fn outbox_waited(&self, wait: Duration) {
+        self.outbox_wait.record(wait.as_secs_f64());
     }
 }

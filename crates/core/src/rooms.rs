@@ -384,8 +384,8 @@ impl Rooms {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::event::outbox;
-    use chat_protocol::{Message, PresenceEvent};
+    use crate::event::outbox;
+    use chat_protocol::{JoinedBody, Message, PresenceEvent};
 
     fn user(id: &str) -> Arc<EncodedUser> {
         Arc::new(EncodedUser::new(User {
@@ -413,12 +413,12 @@ mod tests {
         )
     }
 
-    fn drain(rx: &mut crate::core::event::OutboxReceiver) -> Vec<String> {
+    fn drain(rx: &mut crate::event::OutboxReceiver) -> Vec<String> {
         let mut seen = Vec::new();
         while let Ok(item) = rx.rx.try_recv() {
             seen.push(match item {
                 Outbound::Reply(frame) => match *frame {
-                    ServerFrame::Joined { seq, .. } => format!("joined@{seq}"),
+                    ServerFrame::Joined { body, .. } => format!("joined@{}", body.seq),
                     other => format!("{other:?}"),
                 },
                 Outbound::Event(e) => match e.seq() {
@@ -434,11 +434,13 @@ mod tests {
         let room = room.to_string();
         move |members| ServerFrame::Joined {
             reference: None,
-            room,
-            seq,
-            members,
-            messages: vec![],
-            complete: true,
+            body: JoinedBody {
+                room,
+                seq,
+                members,
+                messages: vec![],
+                complete: true,
+            },
         }
     }
 
@@ -512,7 +514,7 @@ mod tests {
         }
         assert_eq!(drain(&mut fast_rx).len(), 11, "joined + 10 messages");
         let dropped = tokio_test_block_on(slow_rx.dropped.wait());
-        assert_eq!(dropped, crate::core::event::Dropped::SlowConsumer);
+        assert_eq!(dropped, crate::event::Dropped::SlowConsumer);
     }
 
     #[test]

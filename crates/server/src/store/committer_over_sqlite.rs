@@ -1,0 +1,116 @@
+//! The core's committer over the real SQLite store: the order in which it
+//! publishes commits and other events, and acks sends. (The committer is
+//! the core's; its tests need a store, and the core crate has none.)
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::SqliteStore;
+use super::test_support::draft;
+use chat_core::Metrics;
+use chat_core::broker::Broker;
+use chat_core::committer::{CommitQueue, PendingSend, start};
+use chat_core::event::{EventKind, Outbound, Outbox, OutboxReceiver, RoomEvent, outbox};
+use chat_protocol::{AckBody, ServerFrame};
+use tokio_util::sync::CancellationToken;
+
+/// Remembers what was published, in order.
+#[derive(Default)]
+struct Recorder(Mutex<Vec<String>>);
+
+impl Recorder {
+    fn published(&self) -> Vec<String> {
+        self.0.lock().expect("not poisoned").clone()
+    }
+}
+
+impl Broker for Recorder {
+    fn publish(&self, event: Arc<RoomEvent>) {
+        let seen = match &event.kind {
+            EventKind::Message(m) => format!("message {}", m.seq),
+            EventKind::Deleted { seq } => format!("deleted {seq}"),
+            _ => "other".to_owned(),
+        };
+        if let Ok(mut published) = self.0.lock() {
+            published.push(seen);
+        }
+    }
+}
+
+fn started(
+    recorder: &Arc<Recorder>,
+    batch_limit: usize,
+) -> (tempfile::TempDir, CommitQueue, tokio::task::JoinHandle<()>) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = SqliteStore::open(dir.path(), Duration::from_secs(1)).expect("store");
+    let (queue, task) = start(
+        Arc::new(store),
+        recorder.clone(),
+        Metrics::new(),
+        64,
+        batch_limit,
+        CancellationToken::new(),
+    );
+    (dir, queue, task)
+}
+
+fn submit(queue: &CommitQueue, reply_to: &Outbox, id: &str) {
+    queue
+        .submit(PendingSend {
+            draft: draft("general", id),
+            reference: None,
+            reply_to: reply_to.clone(),
+            received: Instant::now(),
+            room: Arc::from("general"),
+        })
+        .expect("queued");
+}
+
+fn acked_seqs(replies: &mut OutboxReceiver) -> Vec<u64> {
+    let mut seqs = Vec::new();
+    while let Ok(item) = replies.rx.try_recv() {
+        if let Outbound::Reply(frame) = item
+            && let ServerFrame::Ack {
+                body: AckBody { seq, .. },
+                ..
+            } = *frame
+        {
+            seqs.push(seq);
+        }
+    }
+    seqs
+}
+
+#[tokio::test]
+async fn an_event_after_commits_follows_the_sends_queued_before_it() {
+    let recorder = Arc::new(Recorder::default());
+    let (_dir, queue, task) = started(&recorder, 16);
+    let (reply_to, _replies) = outbox(1, 16, Metrics::new());
+    submit(&queue, &reply_to, "m1");
+    // Handed over before the send is committed: it must still come
+    // second.
+    let deleted = RoomEvent::new(Arc::from("general"), EventKind::Deleted { seq: 1 }, None);
+    queue.publish_after_commits(deleted).await;
+    drop(queue);
+    task.await
+        .expect("committer ends once its queue is dropped");
+    assert_eq!(recorder.published(), ["message 1", "deleted 1"]);
+}
+
+#[tokio::test]
+async fn sends_committed_while_earlier_ones_publish_keep_their_order() {
+    let recorder = Arc::new(Recorder::default());
+    // Batches of 3: the second is committed while the first is
+    // published, and so on.
+    let (_dir, queue, task) = started(&recorder, 3);
+    let (reply_to, mut replies) = outbox(1, 64, Metrics::new());
+    for n in 1..=10 {
+        submit(&queue, &reply_to, &format!("m{n}"));
+    }
+    drop(queue);
+    task.await
+        .expect("committer ends once its queue is dropped");
+    let expected: Vec<String> = (1..=10).map(|seq| format!("message {seq}")).collect();
+    assert_eq!(recorder.published(), expected);
+    assert_eq!(acked_seqs(&mut replies), (1..=10).collect::<Vec<u64>>());
+}
