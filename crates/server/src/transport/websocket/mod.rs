@@ -56,10 +56,13 @@ where
     Served: Future<Output = ()> + Send + 'static,
 {
     let tracked = app.connections.token();
-    let upgraded = serve_upgraded(on_upgrade, app.max_frame_bytes, serve);
+    let max_message = app.max_frame_bytes;
+    // The connection's future is made inside the task's: made outside and
+    // moved in, it would be stored twice in every connection's task
+    // (rustc keeps a captured future's slot beside the one it awaits).
     tokio::spawn(async move {
         let _tracked = tracked;
-        upgraded.await;
+        serve_upgraded(on_upgrade, max_message, serve).await;
     });
 }
 
