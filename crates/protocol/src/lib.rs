@@ -18,6 +18,8 @@ pub mod frames;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod request;
+#[doc(hidden)]
+pub mod samples;
 pub mod validate;
 
 pub use codes::{CloseCode, ErrorCode};

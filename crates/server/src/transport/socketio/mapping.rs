@@ -306,9 +306,10 @@ impl Serialize for Payload<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chat_protocol::samples::{KINDS, every_kind, kind_index};
     use chat_protocol::{
-        AckBody, DeletedBody, HistoryBody, JoinedBody, LeftBody, Message, PongBody, PresenceBody,
-        Request, TypingBody, User, WelcomeBody,
+        AckBody, DeletedBody, JoinedBody, LeftBody, Message, PresenceBody, Request, TypingBody,
+        User,
     };
     use serde_json::json;
     use std::sync::Arc;
@@ -566,104 +567,6 @@ mod tests {
         assert_eq!(head, "39");
         assert_eq!(payload, json!([{"room": "general"}]));
     }
-
-    /// One frame of every kind, optional fields set (a tombstone among the
-    /// messages, a duplicate ack); replies carry `reference`.
-    fn every_kind(reference: Option<Ref>) -> Vec<ServerFrame> {
-        let reference = || reference.clone();
-        let tombstone = Message {
-            text: String::new(),
-            deleted: true,
-            ..message(9)
-        };
-        vec![
-            ServerFrame::Welcome(WelcomeBody {
-                session: "s_1".into(),
-                user: alice(),
-                heartbeat_ms: 25000,
-                text: "hi".into(),
-            }),
-            ServerFrame::Joined {
-                reference: reference(),
-                body: JoinedBody {
-                    room: "general".into(),
-                    seq: 9,
-                    members: vec![alice()].into(),
-                    messages: vec![message(8), tombstone.clone()],
-                    complete: false,
-                },
-            },
-            ServerFrame::Left {
-                reference: reference(),
-                body: LeftBody {
-                    room: "general".into(),
-                },
-            },
-            ServerFrame::Ack {
-                reference: reference(),
-                body: AckBody {
-                    room: "general".into(),
-                    id: "c-1".into(),
-                    seq: 1,
-                    ts: 5,
-                    duplicate: true,
-                },
-            },
-            ServerFrame::Message(message(3)),
-            ServerFrame::History {
-                reference: reference(),
-                body: HistoryBody {
-                    room: "general".into(),
-                    messages: vec![tombstone, message(10)],
-                    more: true,
-                },
-            },
-            ServerFrame::Typing(TypingBody {
-                room: "general".into(),
-                user: alice(),
-            }),
-            ServerFrame::Pong {
-                reference: reference(),
-                body: PongBody { ts: 77 },
-            },
-            ServerFrame::Presence(PresenceBody {
-                room: "general".into(),
-                event: PresenceEvent::Join,
-                user: alice(),
-            }),
-            ServerFrame::Error {
-                reference: reference(),
-                body: ErrorBody {
-                    code: ErrorCode::RateLimited,
-                    message: "slow down".into(),
-                },
-            },
-            ServerFrame::Deleted(DeletedBody {
-                room: "general".into(),
-                seq: 4,
-            }),
-        ]
-    }
-
-    /// The sample's place of each kind: a new kind fails to compile here,
-    /// and then fails [`the_sample_has_every_kind`] until it is sampled.
-    fn kind_index(frame: &ServerFrame) -> usize {
-        match frame {
-            ServerFrame::Welcome(_) => 0,
-            ServerFrame::Joined { .. } => 1,
-            ServerFrame::Left { .. } => 2,
-            ServerFrame::Ack { .. } => 3,
-            ServerFrame::Message(_) => 4,
-            ServerFrame::History { .. } => 5,
-            ServerFrame::Typing(_) => 6,
-            ServerFrame::Pong { .. } => 7,
-            ServerFrame::Presence(_) => 8,
-            ServerFrame::Error { .. } => 9,
-            ServerFrame::Deleted(_) => 10,
-        }
-    }
-
-    const KINDS: usize = 11;
 
     #[test]
     fn the_sample_has_every_kind() {
