@@ -5,6 +5,8 @@
 //! Beyond "never panics", each function asserts the properties the server
 //! relies on, so a violation is a crash the fuzzer reports.
 
+use std::path::{Path, PathBuf};
+
 use crate::codes::ErrorCode;
 use crate::request::{Envelope, MAX_REF_CHARS, Ref, Request, parse_request};
 use crate::validate;
@@ -87,4 +89,22 @@ fn strings(request: &Request, max: usize) {
         }
         Request::Ping => {}
     }
+}
+
+/// The committed seeds of fuzz target `target` (`fuzz/seeds/<target>/`),
+/// sorted by path, each with its bytes: what the corpus tests of this crate
+/// and of chat-server run through the targets' code.
+pub fn committed_seeds(target: &str) -> std::io::Result<Vec<(PathBuf, Vec<u8>)>> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fuzz/seeds")
+        .join(target);
+    let mut seeds = std::fs::read_dir(&dir)?
+        .map(|entry| {
+            let path = entry?.path();
+            let bytes = std::fs::read(&path)?;
+            Ok((path, bytes))
+        })
+        .collect::<std::io::Result<Vec<_>>>()?;
+    seeds.sort();
+    Ok(seeds)
 }

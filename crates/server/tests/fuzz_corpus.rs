@@ -3,27 +3,14 @@
 //! on it (`chat_server::fuzzing`), so every test run covers the corpus
 //! without cargo-fuzz.
 
-use std::fs;
 use std::path::PathBuf;
 
+use chat_protocol::fuzzing::committed_seeds;
+
+/// The target's committed seeds; a corpus this small has lost its files.
 fn seeds(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../fuzz/seeds")
-        .join(target);
-    let mut files: Vec<(PathBuf, Vec<u8>)> = fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("read {}: {e}", dir.display()))
-        .map(|entry| {
-            let path = entry.expect("directory entry").path();
-            let bytes = fs::read(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
-            (path, bytes)
-        })
-        .collect();
-    files.sort();
-    assert!(
-        files.len() >= 10,
-        "seed corpus {} is too small",
-        dir.display()
-    );
+    let files = committed_seeds(target).unwrap_or_else(|e| panic!("seeds of {target}: {e}"));
+    assert!(files.len() >= 10, "seed corpus of {target} is too small");
     files
 }
 
