@@ -54,6 +54,9 @@ export class Connection {
     this.attempt = 0;
     this.retryAt = null;
     this.refusal = null;
+    // Whether the server answered /healthz after the last attempt that
+    // failed to open (see `closed`).
+    this.serverWasUp = false;
     this.socket = null;
     this.nextRef = 1;
     this.waiting = new Map();
@@ -74,6 +77,7 @@ export class Connection {
     this.name = name;
     this.attempt = 0;
     this.refusal = null;
+    this.serverWasUp = false;
     const wasOnline = this.online;
     this.teardown();
     if (wasOnline) this.onDrop();
@@ -149,6 +153,7 @@ export class Connection {
     }
     if (frame.type === 'welcome') {
       this.attempt = 0;
+      this.serverWasUp = false;
       this.startPinging(frame.heartbeat_ms);
       this.setState('online');
     }
@@ -166,10 +171,20 @@ export class Connection {
     }
     // A socket that never opened was refused at the upgrade (HTTP 400 for a
     // bad name, 401 for a token) or the server is down. The browser hides
-    // which, so ask the server whether it is up at all.
-    const refused = !opened && (await this.serverIsUp());
+    // which, so ask the server whether it is up at all. A server that is up
+    // now may only just have come back (a restart): the attempt counts as
+    // refused only if it was made while the server was already known to
+    // be up; otherwise try again at once.
+    const up = !opened && (await this.serverIsUp());
     // The user may have reconnected (a new name) while we asked.
     if (this.generation !== generation) return;
+    const refused = up && this.serverWasUp;
+    this.serverWasUp = up;
+    if (up && !refused) {
+      this.setState('reconnecting');
+      this.connect();
+      return;
+    }
     if (refused) {
       this.refuse(
         this.name
