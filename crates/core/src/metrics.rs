@@ -111,7 +111,7 @@ impl Metrics {
         metrics::describe_histogram!(
             OUTBOX_WAIT,
             metrics::Unit::Seconds,
-            "Time from publishing a room event to its member's transport taking it to write (the oldest event of each wake-up)"
+            "Time from publishing a room event to its member's transport taking it to write (the oldest event of one wake-up in eight)"
         );
         Metrics {
             connections: metrics::gauge!(CONNECTIONS),
