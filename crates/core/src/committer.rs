@@ -35,7 +35,7 @@ use std::future::{Future, poll_fn};
 use std::pin::pin;
 use std::sync::Arc;
 use std::task::Poll;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use chat_protocol::{AckBody, ErrorBody, ErrorCode, Ref, ServerFrame};
 use tokio::sync::mpsc;
@@ -131,6 +131,7 @@ pub fn start(
     metrics: Metrics,
     capacity: usize,
     batch_limit: usize,
+    interval: Option<Duration>,
     closing: CancellationToken,
 ) -> (CommitQueue, tokio::task::JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(capacity.max(1));
@@ -148,6 +149,8 @@ pub fn start(
         outcomes,
         batch: Vec::with_capacity(batch_limit),
         committed: None,
+        interval,
+        last_started: None,
     };
     let task = tokio::spawn(run(rx, committer, batch_limit.max(1), closing));
     (queue, task)
@@ -161,9 +164,9 @@ async fn run(
 ) {
     let mut jobs = Vec::with_capacity(batch_limit);
     loop {
-        if committer.committed.is_some() {
-            // A batch waits to be published: take what is queued, without
-            // waiting, to commit while it is.
+        if committer.committed.is_some() || !committer.batch.is_empty() {
+            // A batch waits to be published, or to be committed: take what
+            // is queued, without waiting.
             while jobs.len() < batch_limit
                 && let Ok(job) = rx.try_recv()
             {
@@ -199,6 +202,15 @@ async fn run(
                 }
             }
         }
+        if let Some(due) = committer.pacing() {
+            // Publish what is committed meanwhile; sends that come during
+            // the wait join this batch.
+            if let Some(previous) = committer.committed.take() {
+                committer.publish(previous);
+            }
+            tokio::time::sleep_until(due.into()).await;
+            continue;
+        }
         committer.step().await;
     }
 }
@@ -220,9 +232,25 @@ struct Committer {
     batch: Vec<PendingSend>,
     /// The batch committed last, not yet answered and published.
     committed: Option<Committed>,
+    /// Least time from one commit's start to the next one's, if any
+    /// (`--commit-interval-ms`).
+    interval: Option<Duration>,
+    /// When the last commit was handed to the store.
+    last_started: Option<Instant>,
 }
 
 impl Committer {
+    /// When the next commit may start, if there is a batch to commit and
+    /// that is later than now: with an interval set, commits are at least
+    /// that far apart, so under load each takes more sends and the node
+    /// pays for fewer fsyncs, at the price of up to the interval's wait
+    /// (plus the timer's millisecond) for the first send of each batch.
+    /// Sends that come less often than the interval never wait.
+    fn pacing(&self) -> Option<Instant> {
+        let due = self.last_started? + self.interval?;
+        (!self.batch.is_empty() && Instant::now() < due).then_some(due)
+    }
+
     /// Commits `batch` while publishing the batch committed before it,
     /// which `committed` then holds in its place.
     async fn step(&mut self) {
@@ -235,6 +263,7 @@ impl Committer {
         }
         self.metrics.committed_batch(self.batch.len());
         let handed_over = Instant::now();
+        self.last_started = Some(handed_over);
         for send in &self.batch {
             self.metrics
                 .send_queued_for(handed_over.saturating_duration_since(send.received));

@@ -109,6 +109,9 @@ pub struct Limits {
     pub max_pending_sends: usize,
     /// Most sends per durable commit.
     pub commit_batch: usize,
+    /// Least time between the starts of two commits; `None` commits as
+    /// soon as the commit before ends.
+    pub commit_interval: Option<Duration>,
     /// How long presence and typing events may wait in their room to be
     /// delivered together; zero delivers each at once.
     pub presence_delay: Duration,
@@ -131,6 +134,7 @@ impl Default for Limits {
             outbound_queue: DEFAULT_OUTBOUND_QUEUE,
             max_pending_sends: DEFAULT_MAX_PENDING_SENDS,
             commit_batch: DEFAULT_COMMIT_BATCH,
+            commit_interval: None,
             presence_delay: DEFAULT_PRESENCE_DELAY,
             idle_timeout: None,
             retention: RetentionPolicy::default(),
@@ -206,6 +210,7 @@ impl Hub {
             metrics.clone(),
             limits.max_pending_sends,
             limits.commit_batch,
+            limits.commit_interval,
             closing.clone(),
         );
         let hub = Hub {

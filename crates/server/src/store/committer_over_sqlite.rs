@@ -41,6 +41,14 @@ fn started(
     recorder: &Arc<Recorder>,
     batch_limit: usize,
 ) -> (tempfile::TempDir, CommitQueue, tokio::task::JoinHandle<()>) {
+    started_paced(recorder, batch_limit, None)
+}
+
+fn started_paced(
+    recorder: &Arc<Recorder>,
+    batch_limit: usize,
+    interval: Option<Duration>,
+) -> (tempfile::TempDir, CommitQueue, tokio::task::JoinHandle<()>) {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = SqliteStore::open(dir.path(), Duration::from_secs(1)).expect("store");
     let (queue, task) = start(
@@ -49,6 +57,7 @@ fn started(
         Metrics::new(),
         64,
         batch_limit,
+        interval,
         CancellationToken::new(),
     );
     (dir, queue, task)
@@ -113,4 +122,54 @@ async fn sends_committed_while_earlier_ones_publish_keep_their_order() {
     let expected: Vec<String> = (1..=10).map(|seq| format!("message {seq}")).collect();
     assert_eq!(recorder.published(), expected);
     assert_eq!(acked_seqs(&mut replies), (1..=10).collect::<Vec<u64>>());
+}
+
+/// Waits until `replies` holds `count` acks, and returns their seqs.
+async fn acks(replies: &mut OutboxReceiver, count: usize) -> Vec<u64> {
+    let mut seqs = Vec::new();
+    while seqs.len() < count {
+        match replies.rx.recv().await {
+            Some(Outbound::Reply(frame)) => {
+                if let ServerFrame::Ack {
+                    body: AckBody { seq, .. },
+                    ..
+                } = *frame
+                {
+                    seqs.push(seq);
+                }
+            }
+            Some(Outbound::Event(_)) => {}
+            None => break,
+        }
+    }
+    seqs
+}
+
+#[tokio::test]
+async fn with_an_interval_a_send_soon_after_a_commit_waits_for_the_next_one() {
+    let interval = Duration::from_secs(1);
+    let recorder = Arc::new(Recorder::default());
+    let (_dir, queue, task) = started_paced(&recorder, 16, Some(interval));
+    let (reply_to, mut replies) = outbox(1, 64, Metrics::new());
+    // The first send has no commit before it: it is stored at once.
+    submit(&queue, &reply_to, "m1");
+    assert_eq!(acks(&mut replies, 1).await, [1]);
+    // The next comes well within the interval of that commit's start: it
+    // waits, and one sent while it waits goes with it.
+    submit(&queue, &reply_to, "m2");
+    tokio::time::sleep(interval / 10).await;
+    assert_eq!(acked_seqs(&mut replies), Vec::<u64>::new());
+    submit(&queue, &reply_to, "m3");
+    assert_eq!(acks(&mut replies, 2).await, [2, 3]);
+    // After a quiet interval a send is stored at once again.
+    tokio::time::sleep(interval).await;
+    let sent = Instant::now();
+    submit(&queue, &reply_to, "m4");
+    assert_eq!(acks(&mut replies, 1).await, [4]);
+    assert!(sent.elapsed() < interval / 2, "{:?}", sent.elapsed());
+    drop(queue);
+    task.await
+        .expect("committer ends once its queue is dropped");
+    let expected: Vec<String> = (1..=4).map(|seq| format!("message {seq}")).collect();
+    assert_eq!(recorder.published(), expected);
 }
