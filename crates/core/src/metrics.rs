@@ -111,7 +111,7 @@ impl Metrics {
         metrics::describe_histogram!(
             OUTBOX_WAIT,
             metrics::Unit::Seconds,
-            "Time from publishing a room event to its member's transport taking it to write (the oldest event of one wake-up in eight)"
+            "Time from publishing a room event to its member's transport taking it to write (the oldest event of a connection's first wake-up and of one in eight after)"
         );
         Metrics {
             connections: metrics::gauge!(CONNECTIONS),
