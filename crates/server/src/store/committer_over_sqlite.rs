@@ -75,19 +75,25 @@ fn submit(queue: &CommitQueue, reply_to: &Outbox, id: &str) {
         .expect("queued");
 }
 
-fn acked_seqs(replies: &mut OutboxReceiver) -> Vec<u64> {
-    let mut seqs = Vec::new();
-    while let Ok(item) = replies.rx.try_recv() {
-        if let Outbound::Reply(frame) = item
-            && let ServerFrame::Ack {
+/// The seq an ack carries; `None` for any other item.
+fn acked_seq(item: Outbound) -> Option<u64> {
+    match item {
+        Outbound::Reply(frame) => match *frame {
+            ServerFrame::Ack {
                 body: AckBody { seq, .. },
                 ..
-            } = *frame
-        {
-            seqs.push(seq);
-        }
+            } => Some(seq),
+            _ => None,
+        },
+        Outbound::Event(_) => None,
     }
-    seqs
+}
+
+/// The seqs of the acks queued now.
+fn acked_seqs(replies: &mut OutboxReceiver) -> Vec<u64> {
+    std::iter::from_fn(|| replies.rx.try_recv().ok())
+        .filter_map(acked_seq)
+        .collect()
 }
 
 #[tokio::test]
@@ -127,20 +133,10 @@ async fn sends_committed_while_earlier_ones_publish_keep_their_order() {
 /// Waits until `replies` holds `count` acks, and returns their seqs.
 async fn acks(replies: &mut OutboxReceiver, count: usize) -> Vec<u64> {
     let mut seqs = Vec::new();
-    while seqs.len() < count {
-        match replies.rx.recv().await {
-            Some(Outbound::Reply(frame)) => {
-                if let ServerFrame::Ack {
-                    body: AckBody { seq, .. },
-                    ..
-                } = *frame
-                {
-                    seqs.push(seq);
-                }
-            }
-            Some(Outbound::Event(_)) => {}
-            None => break,
-        }
+    while seqs.len() < count
+        && let Some(item) = replies.rx.recv().await
+    {
+        seqs.extend(acked_seq(item));
     }
     seqs
 }
