@@ -845,6 +845,7 @@ mod tests {
                 room: "bench-\"7\"".into(),
                 text: "hi \u{1F44B}\n".into(),
                 id: Some("abc-7-0-12345".into()),
+                reply_to: None,
             }
         );
     }

@@ -122,6 +122,7 @@ mod tests {
             text: "{\"seq\": 1000}".into(),
             ts: 5,
             deleted: false,
+            ..Default::default()
         });
         let text = msg.to_json();
         let peek = Peek::parse(&text).unwrap();

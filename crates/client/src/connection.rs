@@ -516,6 +516,7 @@ impl Connection {
                         room,
                         messages,
                         more,
+                        ..
                     },
             } => match self.take_pending(reference) {
                 Some(Pending::History { reply, .. }) => {
@@ -554,7 +555,11 @@ impl Connection {
             } => return self.on_error(reference, code, message),
             // Moderation (a server extension): the tombstone reaches this
             // client through history; the live notice is not surfaced yet.
-            ServerFrame::Welcome(_) | ServerFrame::Deleted(_) => {}
+            ServerFrame::Welcome(_)
+            | ServerFrame::Edited(_)
+            | ServerFrame::Deleted(_)
+            | ServerFrame::Reaction(_)
+            | ServerFrame::Pinned(_) => {}
         }
         ControlFlow::Continue(())
     }

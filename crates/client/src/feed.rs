@@ -123,6 +123,7 @@ mod tests {
             text: format!("text {seq}"),
             ts: 0,
             deleted: false,
+            ..Default::default()
         }
     }
 

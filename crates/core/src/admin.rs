@@ -2,23 +2,24 @@
 //! (the server's HTTP API), and the hub's housekeeping tasks: the
 //! idle timeout and the retention purge.
 //!
-//! A message posted here takes the same path as one sent on a socket: it is
-//! queued for the committer, so it gets the room's next `seq` in the same
-//! transaction that stores it, is idempotent by `id`, is broadcast through
-//! the broker, and is answered only once durable. The API waits on a
-//! one-item outbox of its own for that answer.
+//! A message or a change posted here takes the same path as one sent on a
+//! socket: it is queued for the committer, so it gets the room's next `seq`
+//! in the same transaction that stores it, is held to the same
+//! [`permissions`](crate::permissions), is idempotent by `id`, is broadcast
+//! through the broker, and is answered only once durable. The API waits on
+//! a one-item outbox of its own for that answer.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use chat_protocol::validate::Invalid;
-use chat_protocol::{AckBody, ErrorBody, ErrorCode, Message, ServerFrame, User};
+use chat_protocol::{AckBody, ErrorBody, ErrorCode, ServerFrame, User};
 
 use super::committer::{self, PendingSend, SubmitError};
-use super::event::{self, Dropped, EventKind, Outbound, RoomEvent};
+use super::event::{self, Dropped, Outbound};
 use super::{Hub, HubInner, lock};
-use crate::store::{Draft, Page, Retention, StoreError};
+use crate::store::{Draft, Page, Retention, StoreError, Version};
 
 /// How often the retention purge runs by default.
 pub const PURGE_INTERVAL: Duration = Duration::from_secs(60);
@@ -101,7 +102,7 @@ impl Activity {
     }
 }
 
-/// A message stored through [`Hub::post`]: the fields of an ack.
+/// An entry stored through [`Hub::post`]: the fields of an ack.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Posted {
     pub room: String,
@@ -130,11 +131,12 @@ fn invalid(code: ErrorCode, message: impl Into<String>) -> Invalid {
 }
 
 impl Hub {
-    /// Stores a message from `draft.from` in `draft.room` (validated by the
-    /// caller), broadcasts it, and returns its ack once it is durable.
-    /// Errors carry the contract's codes: `overloaded` when the commit
-    /// queue is full or the server is stopping, `internal` when storage
-    /// failed (nothing was stored).
+    /// Stores a message or a change from `draft.from` in `draft.room`
+    /// (validated by the caller), broadcasts it, and returns its ack once
+    /// it is durable. Errors carry the contract's codes: `forbidden` and
+    /// `not_found` from the permissions, `overloaded` when the commit queue
+    /// is full or the server is stopping, `internal` when storage failed
+    /// (nothing was stored).
     pub async fn post(&self, draft: Draft) -> Result<Posted, Invalid> {
         let inner = &self.inner;
         let conn = inner.next_conn.fetch_add(1, Ordering::Relaxed);
@@ -213,23 +215,16 @@ impl Hub {
         }
     }
 
-    /// Turns message `seq` of `room` into a tombstone and tells the room's
-    /// members (`deleted`). `None` when there is no such message.
-    pub async fn delete_message(
-        &self,
-        room: &str,
-        seq: u64,
-    ) -> Result<Option<Message>, StoreError> {
-        let tombstone = self.inner.store.delete(room, seq).await?;
-        if tombstone.is_some() {
-            // Through the committer: the message may be committed and not
-            // yet published, and its members must see it before its
-            // deletion.
-            let event = RoomEvent::new(Arc::from(room), EventKind::Deleted { seq }, None);
-            self.inner.commits.publish_after_commits(event).await;
-            tracing::info!(room, seq, "message deleted through the API");
-        }
-        Ok(tombstone)
+    /// The room's pinned messages, earliest pin first (read with the
+    /// smallest page, as every page carries them).
+    pub async fn pins(&self, room: &str) -> Result<Vec<chat_protocol::Message>, StoreError> {
+        Ok(self.inner.store.before(room, None, 1).await?.pins)
+    }
+
+    /// Every text message `seq` of `room` has had, for moderators: the
+    /// original, each edit, and the deletion if any.
+    pub async fn versions(&self, room: &str, seq: u64) -> Result<Vec<Version>, StoreError> {
+        self.inner.store.versions(room, seq).await
     }
 
     /// Closes every connection of `user_id` on this node (1008 on `/ws`,

@@ -1,5 +1,5 @@
-//! Group commit: the single task that turns accepted sends into stored,
-//! acked, broadcast messages.
+//! Group commit: the single task that turns accepted sends (messages, and
+//! changes to them) into stored, acked, broadcast entries of their rooms.
 //!
 //! Sends queue up while a commit is in flight; the next commit takes all of
 //! them (up to a batch limit) in one transaction, so under load hundreds of
@@ -20,10 +20,10 @@
 //! - A failed commit stores nothing (the store's transaction rolls back), so
 //!   it cannot leave a gap: every send in it gets an `internal` error and the
 //!   client may retry with the same `id`.
-//! - An event handed over with [`CommitQueue::publish_after_commits`] is
-//!   published after every batch committed before it was handed over: a
-//!   `deleted` event cannot overtake the message it deletes, which may be
-//!   committed and not yet published when the deletion finds it.
+//! - A change takes this path like a message (the store decides, inside
+//!   the batch's transaction, whether it is allowed), so it is numbered,
+//!   acked and published in its room's order: an edit or a deletion cannot
+//!   overtake the message it changes.
 //!
 //! Every batch's outcome goes to [`commit_health`](super::commit_health):
 //! the node is unready while commits fail, and the log tells a run of
@@ -74,40 +74,18 @@ pub enum SubmitError {
     Closed,
 }
 
-/// What the committer takes, in order.
-#[derive(Debug)]
-enum Job {
-    Send(PendingSend),
-    /// An event to publish once the sends before it are committed and
-    /// published.
-    Publish(Arc<RoomEvent>),
-}
-
 #[derive(Clone)]
 pub struct CommitQueue {
-    tx: mpsc::Sender<Job>,
-    /// Takes events when the queue is closed (shutdown): they are published
-    /// directly, as nothing is being committed any more.
-    broker: Arc<dyn Broker>,
+    tx: mpsc::Sender<PendingSend>,
     health: Arc<CommitHealth>,
 }
 
 impl CommitQueue {
     pub fn submit(&self, send: PendingSend) -> Result<(), SubmitError> {
-        self.tx.try_send(Job::Send(send)).map_err(|e| match e {
+        self.tx.try_send(send).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => SubmitError::Full,
             mpsc::error::TrySendError::Closed(_) => SubmitError::Closed,
         })
-    }
-
-    /// Publishes `event` after every send queued before it, committed or
-    /// not, has been published.
-    pub async fn publish_after_commits(&self, event: Arc<RoomEvent>) {
-        if let Err(refused) = self.tx.send(Job::Publish(event)).await
-            && let Job::Publish(event) = refused.0
-        {
-            self.broker.publish(event);
-        }
     }
 
     /// The latest commit error while commits fail; `None` while they
@@ -138,7 +116,6 @@ pub fn start(
     let health = Arc::new(CommitHealth::default());
     let queue = CommitQueue {
         tx,
-        broker: broker.clone(),
         health: health.clone(),
     };
     let outcomes = CommitOutcomes::new(health, metrics.clone());
@@ -157,24 +134,24 @@ pub fn start(
 }
 
 async fn run(
-    mut rx: mpsc::Receiver<Job>,
+    mut rx: mpsc::Receiver<PendingSend>,
     mut committer: Committer,
     batch_limit: usize,
     closing: CancellationToken,
 ) {
-    let mut jobs = Vec::with_capacity(batch_limit);
+    let mut sends = Vec::with_capacity(batch_limit);
     loop {
         if committer.committed.is_some() || !committer.batch.is_empty() {
             // A batch waits to be published, or to be committed: take what
             // is queued, without waiting.
-            while jobs.len() < batch_limit
-                && let Ok(job) = rx.try_recv()
+            while sends.len() < batch_limit
+                && let Ok(send) = rx.try_recv()
             {
-                jobs.push(job);
+                sends.push(send);
             }
         } else {
             tokio::select! {
-                received = rx.recv_many(&mut jobs, batch_limit) => {
+                received = rx.recv_many(&mut sends, batch_limit) => {
                     if received == 0 {
                         return;
                     }
@@ -193,15 +170,7 @@ async fn run(
                 }
             }
         }
-        for job in jobs.drain(..) {
-            match job {
-                Job::Send(send) => committer.batch.push(send),
-                Job::Publish(event) => {
-                    committer.flush().await;
-                    committer.broker.publish(event);
-                }
-            }
-        }
+        committer.batch.append(&mut sends);
         if let Some(due) = committer.pacing() {
             // Publish what is committed meanwhile; sends that come during
             // the wait join this batch.
@@ -309,15 +278,6 @@ impl Committer {
         });
     }
 
-    /// Commits `batch` and publishes everything committed: what follows is
-    /// published after every send taken so far.
-    async fn flush(&mut self) {
-        self.step().await;
-        if let Some(done) = self.committed.take() {
-            self.publish(done);
-        }
-    }
-
     /// Commits nothing but a probe, to learn whether commits succeed again.
     async fn probe(&mut self) {
         let probed = match self.broker.health() {
@@ -330,8 +290,45 @@ impl Committer {
         }
     }
 
-    /// Acks a committed batch's sends and publishes its new messages, or
-    /// answers every send with the commit's error.
+    /// Answers one committed draft: an ack (after which a new entry is
+    /// published), or its refusal.
+    fn answer(&self, pending: Answer, outcome: Appended) {
+        let Some(receipt) = outcome.receipt() else {
+            if let Appended::Refused(refusal) = outcome {
+                pending.reply_to.reply(ServerFrame::Error {
+                    reference: pending.reference,
+                    body: ErrorBody {
+                        code: refusal.code,
+                        message: refusal.message,
+                    },
+                });
+            }
+            return;
+        };
+        let duplicate = matches!(outcome, Appended::Duplicate(_));
+        pending.reply_to.reply(ServerFrame::Ack {
+            reference: pending.reference,
+            body: AckBody {
+                room: pending.room.to_string(),
+                id: receipt.id,
+                seq: receipt.seq,
+                ts: receipt.ts,
+                duplicate,
+            },
+        });
+        self.metrics.acked_after(pending.received.elapsed());
+        let kind = match outcome {
+            Appended::New(message) => EventKind::Message(message),
+            Appended::Changed(change) => EventKind::Change(change),
+            Appended::Duplicate(_) | Appended::Refused(_) => return,
+        };
+        self.metrics.message_stored();
+        self.broker
+            .publish(RoomEvent::new(pending.room, kind, None));
+    }
+
+    /// Acks a committed batch's drafts and publishes its new entries, or
+    /// answers every draft with the commit's error.
     fn publish(&mut self, done: Committed) {
         let Committed {
             answers,
@@ -343,29 +340,7 @@ impl Committer {
                 // Ready again before the first ack is out.
                 self.outcomes.succeeded();
                 for (pending, outcome) in answers.into_iter().zip(appended) {
-                    let (message, duplicate) = match outcome {
-                        Appended::New(m) => (m, false),
-                        Appended::Duplicate(m) => (m, true),
-                    };
-                    pending.reply_to.reply(ServerFrame::Ack {
-                        reference: pending.reference,
-                        body: AckBody {
-                            room: message.room.clone(),
-                            id: message.id.clone(),
-                            seq: message.seq,
-                            ts: message.ts,
-                            duplicate,
-                        },
-                    });
-                    self.metrics.acked_after(pending.received.elapsed());
-                    if !duplicate {
-                        self.metrics.message_stored();
-                        self.broker.publish(RoomEvent::new(
-                            pending.room,
-                            EventKind::Message(message),
-                            None,
-                        ));
-                    }
+                    self.answer(pending, outcome);
                 }
                 self.metrics.published_after(ended.elapsed());
             }

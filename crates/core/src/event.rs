@@ -7,9 +7,7 @@ use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use chat_protocol::{
-    DeletedBody, Message, PresenceBody, PresenceEvent, ServerFrame, TypingBody, User,
-};
+use chat_protocol::{Change, Message, PresenceBody, PresenceEvent, ServerFrame, TypingBody, User};
 use futures_util::task::AtomicWaker;
 use tokio::sync::mpsc;
 
@@ -53,11 +51,9 @@ pub enum EventKind {
     Typing {
         user: User,
     },
-    /// A moderator deleted message `seq` (extension; history keeps a
-    /// tombstone in its place).
-    Deleted {
-        seq: u64,
-    },
+    /// A change to a message (extension): an entry of the room's sequence
+    /// like a message, delivered in `seq` order with them.
+    Change(Change),
 }
 
 /// A wire format that a transport encodes room events into. The core
@@ -82,11 +78,13 @@ impl RoomEvent {
         })
     }
 
-    /// The message's sequence number, for message events.
+    /// The entry's sequence number, for the entries of the room's
+    /// sequence (messages and changes).
     pub fn seq(&self) -> Option<u64> {
         match &self.kind {
             EventKind::Message(m) => Some(m.seq),
-            _ => None,
+            EventKind::Change(c) => Some(c.seq()),
+            EventKind::Presence { .. } | EventKind::Typing { .. } => None,
         }
     }
 
@@ -120,10 +118,7 @@ impl RoomEvent {
                 room: self.room.to_string(),
                 user: user.clone(),
             }),
-            EventKind::Deleted { seq } => ServerFrame::Deleted(DeletedBody {
-                room: self.room.to_string(),
-                seq: *seq,
-            }),
+            EventKind::Change(change) => ServerFrame::from(change.clone()),
         }
     }
 }
@@ -447,7 +442,8 @@ mod tests {
 
     #[test]
     fn each_encoder_encodes_an_event_once_and_keeps_its_own_value() {
-        let event = RoomEvent::new(Arc::from("general"), EventKind::Deleted { seq: 7 }, None);
+        let change = chat_protocol::samples::changes().remove(1);
+        let event = RoomEvent::new(Arc::from("general"), EventKind::Change(change), None);
         let first = event.encoded::<Native>();
         assert_eq!(event.encoded::<Other>(), 7);
         for _ in 0..3 {

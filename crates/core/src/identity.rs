@@ -12,11 +12,16 @@
 use chat_protocol::User;
 use rand::Rng;
 
+use crate::permissions::Role;
+
 /// The user behind a connection and what they may do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
     pub user: User,
     pub rooms: RoomAccess,
+    /// Whether they may change others' messages and pin
+    /// ([`permissions`](crate::permissions)).
+    pub role: Role,
 }
 
 impl Identity {
@@ -31,6 +36,7 @@ impl Identity {
                 name,
             },
             rooms: RoomAccess::Any,
+            role: Role::Member,
         }
     }
 }

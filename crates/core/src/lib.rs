@@ -22,6 +22,7 @@ pub mod committer;
 pub mod event;
 pub mod identity;
 pub mod metrics;
+pub mod permissions;
 pub mod rate;
 pub mod rooms;
 pub mod store;
@@ -42,7 +43,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::broker::Broker;
-use crate::store::{Draft, Page, Store, StoreError};
+use crate::store::{Action, Draft, Page, Store, StoreError};
 use crate::sync::lock;
 pub use admin::RetentionPolicy;
 use committer::{CommitQueue, PendingSend, SubmitError};
@@ -51,6 +52,7 @@ pub use event::{
 };
 pub use identity::{Identity, RoomAccess, RoomPattern};
 pub use metrics::Metrics;
+pub use permissions::Role;
 use rate::TokenBucket;
 use rooms::Rooms;
 
@@ -263,6 +265,7 @@ impl Hub {
             id: format!("s_{}", ulid::Ulid::new()),
             user: Arc::new(EncodedUser::new(identity.user)),
             rooms: identity.rooms,
+            role: identity.role,
             outbox,
             joined: HashSet::new(),
             sends: TokenBucket::new(limits.send_rate, limits.send_burst),
@@ -343,6 +346,8 @@ pub struct Session {
     user: Arc<EncodedUser>,
     /// The rooms this user may use at all (join, send, read, …).
     rooms: RoomAccess,
+    /// What they may do to others' messages.
+    role: Role,
     outbox: Outbox,
     joined: HashSet<Arc<str>>,
     sends: TokenBucket,
@@ -457,9 +462,58 @@ impl Session {
                 let room = self.room(room)?;
                 self.leave(reference, room)
             }
-            Request::Send { room, text, id } => {
+            Request::Send {
+                room,
+                text,
+                id,
+                reply_to,
+            } => {
                 let room = self.room(room)?;
-                self.send(reference, room, text, id)
+                validate::text(&text, self.hub.limits.max_text_chars)?;
+                self.submit(reference, room, id, Action::Send { text, reply_to })
+            }
+            Request::Edit {
+                room,
+                seq,
+                text,
+                id,
+            } => {
+                let room = self.room(room)?;
+                validate::text(&text, self.hub.limits.max_text_chars)?;
+                self.submit(reference, room, id, Action::Edit { target: seq, text })
+            }
+            Request::Delete { room, seq, id } => {
+                let room = self.room(room)?;
+                self.submit(reference, room, id, Action::Delete { target: seq })
+            }
+            Request::React {
+                room,
+                seq,
+                emoji,
+                remove,
+                id,
+            } => {
+                let room = self.room(room)?;
+                validate::emoji(&emoji)?;
+                let action = Action::React {
+                    target: seq,
+                    emoji,
+                    remove,
+                };
+                self.submit(reference, room, id, action)
+            }
+            Request::Pin {
+                room,
+                seq,
+                remove,
+                id,
+            } => {
+                let room = self.room(room)?;
+                let action = Action::Pin {
+                    target: seq,
+                    remove,
+                };
+                self.submit(reference, room, id, action)
             }
             Request::History {
                 room,
@@ -560,6 +614,8 @@ impl Session {
         match page {
             Ok(Page {
                 messages,
+                changes,
+                pins,
                 more,
                 latest_seq,
             }) => {
@@ -582,6 +638,8 @@ impl Session {
                             seq: latest_seq,
                             members,
                             messages,
+                            events: changes,
+                            pins,
                             complete,
                         },
                     }
@@ -619,29 +677,30 @@ impl Session {
         Ok(())
     }
 
-    fn send(
+    /// Queues a new entry of `room` for the committer: a message, or a
+    /// change to one. Its ack (or refusal) comes once the commit is over.
+    fn submit(
         &mut self,
         reference: Option<Ref>,
         room: Arc<str>,
-        text: String,
         id: Option<String>,
+        action: Action,
     ) -> Result<(), Invalid> {
         let received = Instant::now();
-        validate::text(&text, self.hub.limits.max_text_chars)?;
         if let Some(id) = &id {
             validate::client_id(id)?;
         }
         if !self.joined.contains(&room) {
             return Err(Invalid {
                 code: ErrorCode::NotJoined,
-                message: format!("join room `{room}` before sending to it"),
+                message: format!("join room `{room}` before writing to it"),
             });
         }
         if !self.sends.try_take() {
             return Err(Invalid {
                 code: ErrorCode::RateLimited,
                 message: format!(
-                    "at most {} messages per second (bursts of {})",
+                    "at most {} messages and changes per second (bursts of {})",
                     self.hub.limits.send_rate, self.hub.limits.send_burst
                 ),
             });
@@ -651,7 +710,8 @@ impl Session {
                 room: room.to_string(),
                 id: id.unwrap_or_else(|| format!("m_{}", ulid::Ulid::new())),
                 from: self.user.user().clone(),
-                text,
+                role: self.role,
+                action,
             },
             reference,
             reply_to: self.outbox.clone(),
@@ -697,6 +757,7 @@ impl Session {
                 body: HistoryBody {
                     room: room.to_string(),
                     messages: page.messages,
+                    events: page.changes,
                     more: page.more,
                 },
             },

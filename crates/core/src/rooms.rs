@@ -408,6 +408,7 @@ mod tests {
                 text: "t".into(),
                 ts: 0,
                 deleted: false,
+                ..Default::default()
             }),
             None,
         )
@@ -439,6 +440,8 @@ mod tests {
                 seq,
                 members,
                 messages: vec![],
+                events: vec![],
+                pins: vec![],
                 complete: true,
             },
         }

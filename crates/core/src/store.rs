@@ -11,32 +11,125 @@
 //! nodes over one history (`--database-url`).
 
 use async_trait::async_trait;
-use chat_protocol::{Message, User};
+use chat_protocol::validate::Invalid;
+use chat_protocol::{Change, Message, User};
 
-/// A message to store; the store assigns its `seq`.
-#[derive(Debug, Clone)]
+use crate::permissions::Role;
+
+/// An entry to add to a room's sequence: a message, or a change to one.
+/// The store assigns its `seq`.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Draft {
     pub room: String,
-    /// Client-chosen or server-generated; unique per room.
+    /// Client-chosen or server-generated; unique per room, across messages
+    /// and changes alike.
     pub id: String,
     pub from: User,
-    pub text: String,
+    /// What `from` may do beyond their own messages.
+    pub role: Role,
+    pub action: Action,
+}
+
+/// What a [`Draft`] does to its room.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// A new message, perhaps a reply to message `reply_to`.
+    Send {
+        text: String,
+        reply_to: Option<u64>,
+    },
+    Edit {
+        target: u64,
+        text: String,
+    },
+    Delete {
+        target: u64,
+    },
+    /// Adds `emoji` on `target`, or takes it back.
+    React {
+        target: u64,
+        emoji: String,
+        remove: bool,
+    },
+    Pin {
+        target: u64,
+        remove: bool,
+    },
+}
+
+impl Action {
+    /// The message the action changes or replies to.
+    pub fn target(&self) -> Option<u64> {
+        match self {
+            Action::Send { reply_to, .. } => *reply_to,
+            Action::Edit { target, .. }
+            | Action::Delete { target }
+            | Action::React { target, .. }
+            | Action::Pin { target, .. } => Some(*target),
+        }
+    }
 }
 
 /// The outcome of appending one draft.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Appended {
-    /// Newly stored with the next `seq` of its room.
+    /// A message, newly stored with the next `seq` of its room.
     New(Message),
-    /// The room already held a message with this id: here it is, unchanged.
-    Duplicate(Message),
+    /// A change, newly stored with the next `seq` of its room and applied
+    /// to its target.
+    Changed(Change),
+    /// Nothing new was stored: the room already held an entry with this id,
+    /// or the change is already in effect (a reaction the user already
+    /// has, a pin already there). The receipt is that of the entry that
+    /// made it so.
+    Duplicate(Receipt),
+    /// Not stored: the [`permissions`](crate::permissions) refuse it, or
+    /// its target is not a message that can take it (`not_found`). It took
+    /// no `seq`.
+    Refused(Invalid),
 }
 
-/// A slice of a room's history, oldest first.
+/// What an ack says of a stored entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receipt {
+    pub id: String,
+    pub seq: u64,
+    pub ts: i64,
+}
+
+impl Appended {
+    /// The receipt of the entry the draft led to, unless refused.
+    pub fn receipt(&self) -> Option<Receipt> {
+        match self {
+            Appended::New(m) => Some(Receipt {
+                id: m.id.clone(),
+                seq: m.seq,
+                ts: m.ts,
+            }),
+            Appended::Changed(c) => Some(Receipt {
+                id: c.id().to_owned(),
+                seq: c.seq(),
+                ts: c.ts(),
+            }),
+            Appended::Duplicate(receipt) => Some(receipt.clone()),
+            Appended::Refused(_) => None,
+        }
+    }
+}
+
+/// A slice of a room's sequence, oldest first.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Page {
+    /// The messages in the slice, each in its current state.
     pub messages: Vec<Message>,
-    /// More messages exist beyond the page in the direction of the read.
+    /// The changes in the slice ([`Store::after`] only): applied to
+    /// `messages` already, and to be applied by a client to the messages
+    /// it holds from before the slice.
+    pub changes: Vec<Change>,
+    /// The room's pinned messages in their current state, the earliest
+    /// pinned first, read with the page (so as of `latest_seq`).
+    pub pins: Vec<Message>,
+    /// More entries exist beyond the page in the direction of the read.
     pub more: bool,
     /// The room's latest `seq` when the page was read (0 for a new room).
     pub latest_seq: u64,
@@ -62,16 +155,27 @@ pub type Cause = Box<dyn std::error::Error + Send + Sync>;
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Stores the drafts in order, all in one durable transaction, stamping
-    /// new messages with `ts`. Either every outcome is returned or nothing
+    /// new entries with `ts`. Either every outcome is returned or nothing
     /// was stored.
+    ///
+    /// For each draft, in order: an id already stored in the room is a
+    /// [`Appended::Duplicate`]; else its target (the message it changes or
+    /// replies to) is read and [`permissions::check`](crate::permissions::check)
+    /// decides, on that target's state as the drafts before it left it;
+    /// else the entry takes the room's next `seq` and a change is applied
+    /// to its target (and to the pins), and returned with the target's
+    /// resulting state.
     async fn append(&self, drafts: Vec<Draft>, ts: i64) -> Result<Vec<Appended>, StoreError>;
 
-    /// Up to `limit` messages with `seq > after`, oldest first; `more` when
-    /// newer ones exist beyond them.
+    /// Up to `limit` entries with `seq > after`, oldest first: the messages
+    /// in their current state, and the changes; `more` when newer entries
+    /// exist beyond them.
     async fn after(&self, room: &str, after: u64, limit: usize) -> Result<Page, StoreError>;
 
     /// Up to `limit` messages with `seq < before` (the latest ones when
-    /// `before` is `None`), oldest first; `more` when older ones exist.
+    /// `before` is `None`), in their current state, oldest first; `more`
+    /// when older ones exist. Changes are not listed: the messages show
+    /// them.
     async fn before(
         &self,
         room: &str,
@@ -88,12 +192,11 @@ pub trait Store: Send + Sync + 'static {
     /// a database turned read-only.
     async fn check_commit(&self) -> Result<(), StoreError>;
 
-    /// Turns message `seq` of `room` into a tombstone: its text emptied and
-    /// `deleted` set, its `seq`, `id`, sender and `ts` kept, so history has
-    /// no gap and a retry of its `id` is still recognised. Returns the
-    /// tombstone (also when it already was one), or `None` when the room has
-    /// no such message (never stored, or purged by retention).
-    async fn delete(&self, room: &str, seq: u64) -> Result<Option<Message>, StoreError>;
+    /// Every text message `seq` of `room` has had, oldest first, with who
+    /// set it and when: the original, then each edit's; a deletion ends
+    /// the list with its entry, with no text. Empty when the room has no
+    /// such message.
+    async fn versions(&self, room: &str, seq: u64) -> Result<Vec<Version>, StoreError>;
 
     /// Deletes what `retention` no longer keeps, in every room, and returns
     /// how many messages went. Rooms' counters are never touched: `seq`
@@ -102,6 +205,19 @@ pub trait Store: Send + Sync + 'static {
 
     /// Every room that has stored a message, with its latest `seq`, by name.
     async fn rooms(&self) -> Result<Vec<(String, u64)>, StoreError>;
+}
+
+/// One text a message had ([`Store::versions`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Version {
+    /// The `seq` of the entry that set it: the message's own, or an edit's
+    /// or deletion's.
+    pub seq: u64,
+    pub from: User,
+    /// Empty for the deletion.
+    pub text: String,
+    pub ts: i64,
+    pub deleted: bool,
 }
 
 /// Which messages history keeps; each bound is off when `None`.

@@ -18,6 +18,9 @@ pub enum ErrorCode {
     NotJoined,
     /// Not allowed for this user or connection.
     Forbidden,
+    /// Extension: the message a request names does not exist (never
+    /// stored, purged, deleted, or not a message).
+    NotFound,
     /// Too many requests of this kind; retry later.
     RateLimited,
     /// The server cannot take more work right now; retry later.
@@ -36,6 +39,7 @@ impl ErrorCode {
             ErrorCode::TooLong => "too_long",
             ErrorCode::NotJoined => "not_joined",
             ErrorCode::Forbidden => "forbidden",
+            ErrorCode::NotFound => "not_found",
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::Overloaded => "overloaded",
             ErrorCode::Internal => "internal",

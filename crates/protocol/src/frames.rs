@@ -7,6 +7,7 @@
 //! [`with_message_content`]). Fields the contract marks optional are skipped
 //! when empty so the JSON matches the contract's examples exactly.
 
+mod changes;
 mod header;
 
 use std::cell::Cell;
@@ -18,10 +19,14 @@ use serde_json::value::RawValue;
 
 use crate::codes::ErrorCode;
 use crate::request::Ref;
+pub use changes::{
+    Change, DeletedBody, EditedBody, PinnedBody, QUOTE_CHARS, Quote, REACTION_USERS_SHOWN,
+    Reaction, ReactionBody, RoomState, quoted_text,
+};
 use header::Headed;
 
 /// A user as the wire shows it: stable id and display name.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct User {
     pub id: String,
     pub name: String,
@@ -132,10 +137,10 @@ impl<'de> Deserialize<'de> for Members {
 
 /// A stored chat message, as broadcast, acked, and returned by history.
 ///
-/// Its `Serialize` writes the fields below in order (`deleted` only when
-/// set), and Socket.IO's `content` after `ts` inside
+/// Its `Serialize` writes the fields below in order (the extensions only
+/// when set), and Socket.IO's `content` after `ts` inside
 /// [`with_message_content`].
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 pub struct Message {
     pub room: String,
     pub seq: u64,
@@ -149,6 +154,19 @@ pub struct Message {
     /// set, so v1 clients see exactly the contract's fields.
     #[serde(default)]
     pub deleted: bool,
+    /// Extension: when the text was last edited, if it was.
+    #[serde(default)]
+    pub edited_at: Option<i64>,
+    /// Extension: the `seq` of the message this one replies to.
+    #[serde(default)]
+    pub reply_to: Option<u64>,
+    /// Extension: the start of that message as it is now (absent when it
+    /// is no longer stored).
+    #[serde(default)]
+    pub quote: Option<Quote>,
+    /// Extension: emoji reactions, in the order each was first added.
+    #[serde(default)]
+    pub reactions: Vec<Reaction>,
 }
 
 impl Message {
@@ -209,9 +227,19 @@ impl Serialize for Message {
             text,
             ts,
             deleted,
+            edited_at,
+            reply_to,
+            quote,
+            reactions,
         } = self;
         let content = MESSAGE_CONTENT.get();
-        let len = 6 + usize::from(content) + usize::from(*deleted);
+        let len = 6
+            + usize::from(content)
+            + usize::from(*deleted)
+            + usize::from(edited_at.is_some())
+            + usize::from(reply_to.is_some())
+            + usize::from(quote.is_some())
+            + usize::from(!reactions.is_empty());
         let mut fields = serializer.serialize_struct("Message", len)?;
         fields.serialize_field("room", room)?;
         fields.serialize_field("seq", seq)?;
@@ -224,6 +252,18 @@ impl Serialize for Message {
         }
         if *deleted {
             fields.serialize_field("deleted", deleted)?;
+        }
+        if let Some(edited_at) = edited_at {
+            fields.serialize_field("edited_at", edited_at)?;
+        }
+        if let Some(reply_to) = reply_to {
+            fields.serialize_field("reply_to", reply_to)?;
+        }
+        if let Some(quote) = quote {
+            fields.serialize_field("quote", quote)?;
+        }
+        if !reactions.is_empty() {
+            fields.serialize_field("reactions", reactions)?;
         }
         fields.end()
     }
@@ -293,9 +333,15 @@ pub enum ServerFrame {
         #[serde(flatten)]
         body: ErrorBody,
     },
-    /// Extension: the message `seq` of `room` was deleted by a moderator;
-    /// history now holds it as a tombstone (`deleted: true`, empty text).
+    /// Extension: message `target` was edited.
+    Edited(EditedBody),
+    /// Extension: message `target` was deleted; history now holds it as a
+    /// tombstone (`deleted: true`, empty text).
     Deleted(DeletedBody),
+    /// Extension: a reaction on message `target` was added or taken back.
+    Reaction(ReactionBody),
+    /// Extension: message `target` was pinned or unpinned.
+    Pinned(PinnedBody),
 }
 
 /// The first frame of every connection.
@@ -315,6 +361,14 @@ pub struct JoinedBody {
     pub seq: u64,
     pub members: Members,
     pub messages: Vec<Message>,
+    /// Extension, with `since`: the changes with `seq > since`, to apply
+    /// after `messages` (absent when none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<Change>,
+    /// Extension: the room's pinned messages, the earliest pinned first
+    /// (absent when none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pins: Vec<Message>,
     /// False when more messages were missed than returned.
     pub complete: bool,
 }
@@ -343,6 +397,10 @@ pub struct AckBody {
 pub struct HistoryBody {
     pub room: String,
     pub messages: Vec<Message>,
+    /// Extension, with `after`: the changes in the page's range, to apply
+    /// after `messages` (absent when none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<Change>,
     /// More messages exist beyond this page, in the paging direction.
     pub more: bool,
 }
@@ -375,14 +433,29 @@ pub struct ErrorBody {
     pub message: String,
 }
 
-/// A message was deleted by a moderator (extension).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DeletedBody {
-    pub room: String,
-    pub seq: u64,
+impl From<Change> for ServerFrame {
+    fn from(change: Change) -> Self {
+        match change {
+            Change::Edited(body) => ServerFrame::Edited(body),
+            Change::Deleted(body) => ServerFrame::Deleted(body),
+            Change::Reaction(body) => ServerFrame::Reaction(body),
+            Change::Pinned(body) => ServerFrame::Pinned(body),
+        }
+    }
 }
 
 impl ServerFrame {
+    /// The change this frame announces, for the frames that are changes.
+    pub fn into_change(self) -> Result<Change, ServerFrame> {
+        match self {
+            ServerFrame::Edited(body) => Ok(Change::Edited(body)),
+            ServerFrame::Deleted(body) => Ok(Change::Deleted(body)),
+            ServerFrame::Reaction(body) => Ok(Change::Reaction(body)),
+            ServerFrame::Pinned(body) => Ok(Change::Pinned(body)),
+            other => Err(other),
+        }
+    }
+
     /// The frame's `type` on the wire (Socket.IO uses it as an event name).
     pub fn type_name(&self) -> &'static str {
         match self {
@@ -396,7 +469,10 @@ impl ServerFrame {
             ServerFrame::Pong { .. } => "pong",
             ServerFrame::Presence(_) => "presence",
             ServerFrame::Error { .. } => "error",
+            ServerFrame::Edited(_) => "edited",
             ServerFrame::Deleted(_) => "deleted",
+            ServerFrame::Reaction(_) => "reaction",
+            ServerFrame::Pinned(_) => "pinned",
         }
     }
 
@@ -413,7 +489,10 @@ impl ServerFrame {
             | ServerFrame::Message(_)
             | ServerFrame::Typing(_)
             | ServerFrame::Presence(_)
-            | ServerFrame::Deleted(_) => None,
+            | ServerFrame::Edited(_)
+            | ServerFrame::Deleted(_)
+            | ServerFrame::Reaction(_)
+            | ServerFrame::Pinned(_) => None,
         }
     }
 
@@ -442,7 +521,10 @@ impl ServerFrame {
             ServerFrame::Pong { body, .. } => serialize_out_of_line(body, serializer),
             ServerFrame::Presence(body) => serialize_out_of_line(body, serializer),
             ServerFrame::Error { body, .. } => serialize_out_of_line(body, serializer),
+            ServerFrame::Edited(body) => serialize_out_of_line(body, serializer),
             ServerFrame::Deleted(body) => serialize_out_of_line(body, serializer),
+            ServerFrame::Reaction(body) => serialize_out_of_line(body, serializer),
+            ServerFrame::Pinned(body) => serialize_out_of_line(body, serializer),
         }
     }
 }
@@ -481,7 +563,9 @@ impl Serialize for FrameBody<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::samples::{KINDS, alice, every_kind, kind_index, message, tombstone};
+    use crate::samples::{
+        KINDS, alice, changes, every_kind, kind_index, message, rich_message, tombstone,
+    };
     use serde_json::{Value, json};
 
     fn samples() -> impl Iterator<Item = ServerFrame> {
@@ -554,21 +638,41 @@ mod tests {
     }
 
     #[test]
-    fn tombstones_and_deleted_events_are_marked() {
+    fn tombstones_and_change_events_are_marked() {
         let tombstone = tombstone(4);
         let value = serde_json::to_value(&tombstone).unwrap();
         assert_eq!(value["deleted"], true);
         assert_eq!(value["text"], "");
         let back: Message = serde_json::from_value(value).unwrap();
         assert_eq!(back, tombstone);
-        let frame = ServerFrame::Deleted(DeletedBody {
-            room: "general".into(),
-            seq: 4,
-        });
+        for change in changes() {
+            let frame = ServerFrame::from(change.clone());
+            let json = frame.to_json();
+            // Listed in `events` exactly as sent live.
+            assert_eq!(json, serde_json::to_string(&change).unwrap());
+            assert_eq!(frame.type_name(), change.type_name());
+            assert_eq!(frame.into_change(), Ok(change));
+        }
         assert_eq!(
-            frame.to_json(),
-            r#"{"type":"deleted","room":"general","seq":4}"#
+            ServerFrame::from(changes()[1].clone()).to_json(),
+            r#"{"type":"deleted","room":"general","seq":11,"id":"d-1","target":4,"from":{"id":"u_1","name":"alice"},"ts":1763800000200}"#
         );
+    }
+
+    #[test]
+    fn messages_show_their_extensions_only_when_set() {
+        let plain = serde_json::to_value(message(1)).unwrap();
+        for key in ["deleted", "edited_at", "reply_to", "quote", "reactions"] {
+            assert!(plain.get(key).is_none(), "{key} in {plain}");
+        }
+        let rich = rich_message(6);
+        let value = serde_json::to_value(&rich).unwrap();
+        assert_eq!(value["edited_at"], 1763800000300u64);
+        assert_eq!(value["reply_to"], 1);
+        assert_eq!(value["quote"]["text"], "hello 你好 👋");
+        assert!(value["quote"].get("deleted").is_none());
+        assert_eq!(value["reactions"][0]["count"], 2);
+        assert_eq!(serde_json::from_value::<Message>(value).unwrap(), rich);
     }
 
     #[test]
@@ -608,6 +712,7 @@ mod tests {
             body: HistoryBody {
                 room: "general".into(),
                 messages: vec![message(1)],
+                events: Vec::new(),
                 more: false,
             },
         };

@@ -78,11 +78,28 @@ fn strings(request: &Request, max: usize) {
         | Request::Typing { room } => {
             let _ = validate::room(room, max);
         }
-        Request::Send { room, text, id } => {
+        Request::Send { room, text, id, .. } | Request::Edit { room, text, id, .. } => {
             let _ = validate::room(room, max);
             if validate::text(text, max).is_ok() {
                 assert!(text.chars().count() <= max);
             }
+            if let Some(id) = id {
+                let _ = validate::client_id(id);
+            }
+        }
+        Request::React {
+            room, emoji, id, ..
+        } => {
+            let _ = validate::room(room, max);
+            if validate::emoji(emoji).is_ok() {
+                assert!(emoji.chars().count() <= validate::MAX_EMOJI_CHARS);
+            }
+            if let Some(id) = id {
+                let _ = validate::client_id(id);
+            }
+        }
+        Request::Delete { room, id, .. } | Request::Pin { room, id, .. } => {
+            let _ = validate::room(room, max);
             if let Some(id) = id {
                 let _ = validate::client_id(id);
             }

@@ -24,8 +24,8 @@ pub mod validate;
 
 pub use codes::{CloseCode, ErrorCode};
 pub use frames::{
-    AckBody, DeletedBody, EncodedUser, ErrorBody, HistoryBody, JoinedBody, LeftBody, Member,
-    Members, Message, PongBody, PresenceBody, PresenceEvent, ServerFrame, TypingBody, User,
-    WelcomeBody,
+    AckBody, Change, DeletedBody, EditedBody, EncodedUser, ErrorBody, HistoryBody, JoinedBody,
+    LeftBody, Member, Members, Message, PinnedBody, PongBody, PresenceBody, PresenceEvent, Quote,
+    Reaction, ReactionBody, RoomState, ServerFrame, TypingBody, User, WelcomeBody,
 };
 pub use request::{Ref, Request, RequestError, parse_request};

@@ -49,6 +49,36 @@ pub enum Request {
         room: String,
         text: String,
         id: Option<String>,
+        /// Extension: the `seq` of the message this one replies to.
+        reply_to: Option<u64>,
+    },
+    /// Extension: replace the text of message `seq`.
+    Edit {
+        room: String,
+        seq: u64,
+        text: String,
+        id: Option<String>,
+    },
+    /// Extension: delete message `seq` (it stays as a tombstone).
+    Delete {
+        room: String,
+        seq: u64,
+        id: Option<String>,
+    },
+    /// Extension: add `emoji` to message `seq`, or take it back (`remove`).
+    React {
+        room: String,
+        seq: u64,
+        emoji: String,
+        remove: bool,
+        id: Option<String>,
+    },
+    /// Extension: pin message `seq`, or unpin it (`remove`).
+    Pin {
+        room: String,
+        seq: u64,
+        remove: bool,
+        id: Option<String>,
     },
     /// `before` and `after` are exclusive bounds; at most one is honoured,
     /// `after` winning (an extension of the contract, which has `before` only).
@@ -133,6 +163,31 @@ pub fn parse_request(text: &str) -> Result<Envelope, RequestError> {
             room: fields.string("room"),
             text: fields.string("text"),
             id: fields.opt_string("id"),
+            reply_to: fields.opt_u64("reply_to"),
+        }),
+        "edit" => Ok(Request::Edit {
+            room: fields.string("room"),
+            seq: fields.u64("seq"),
+            text: fields.string("text"),
+            id: fields.opt_string("id"),
+        }),
+        "delete" => Ok(Request::Delete {
+            room: fields.string("room"),
+            seq: fields.u64("seq"),
+            id: fields.opt_string("id"),
+        }),
+        "react" => Ok(Request::React {
+            room: fields.string("room"),
+            seq: fields.u64("seq"),
+            emoji: fields.string("emoji"),
+            remove: fields.opt_bool("remove"),
+            id: fields.opt_string("id"),
+        }),
+        "pin" => Ok(Request::Pin {
+            room: fields.string("room"),
+            seq: fields.u64("seq"),
+            remove: fields.opt_bool("remove"),
+            id: fields.opt_string("id"),
         }),
         "history" => Ok(Request::History {
             room: fields.string("room"),
@@ -213,6 +268,25 @@ impl Fields {
             Some(_) => {
                 self.problem(format!("`{name}` must be a non-negative integer"));
                 None
+            }
+        }
+    }
+
+    fn u64(&mut self, name: &str) -> u64 {
+        if !self.map.contains_key(name) {
+            self.problem(format!("`{name}` is missing"));
+        }
+        self.opt_u64(name).unwrap_or(0)
+    }
+
+    /// An optional flag: absent, `null` and `false` are all false.
+    fn opt_bool(&mut self, name: &str) -> bool {
+        match self.map.remove(name) {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(b)) => b,
+            Some(_) => {
+                self.problem(format!("`{name}` must be true or false"));
+                false
             }
         }
     }
@@ -387,6 +461,52 @@ mod tests {
                     room: "r".into(),
                     text: "hi".into(),
                     id: Some("c-1".into()),
+                    reply_to: None,
+                },
+            ),
+            (
+                r#"{"type":"send","room":"r","text":"re","reply_to":7}"#,
+                Request::Send {
+                    room: "r".into(),
+                    text: "re".into(),
+                    id: None,
+                    reply_to: Some(7),
+                },
+            ),
+            (
+                r#"{"type":"edit","room":"r","seq":7,"text":"fixed","id":"e-1"}"#,
+                Request::Edit {
+                    room: "r".into(),
+                    seq: 7,
+                    text: "fixed".into(),
+                    id: Some("e-1".into()),
+                },
+            ),
+            (
+                r#"{"type":"delete","room":"r","seq":7}"#,
+                Request::Delete {
+                    room: "r".into(),
+                    seq: 7,
+                    id: None,
+                },
+            ),
+            (
+                r#"{"type":"react","room":"r","seq":7,"emoji":"👍","remove":true}"#,
+                Request::React {
+                    room: "r".into(),
+                    seq: 7,
+                    emoji: "👍".into(),
+                    remove: true,
+                    id: None,
+                },
+            ),
+            (
+                r#"{"type":"pin","room":"r","seq":7,"remove":null}"#,
+                Request::Pin {
+                    room: "r".into(),
+                    seq: 7,
+                    remove: false,
+                    id: None,
                 },
             ),
             (

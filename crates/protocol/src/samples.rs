@@ -4,8 +4,9 @@
 //! once (and [`kind_index`] stops compiling until it is placed).
 
 use crate::{
-    AckBody, DeletedBody, ErrorBody, ErrorCode, HistoryBody, JoinedBody, LeftBody, Message,
-    PongBody, PresenceBody, PresenceEvent, Ref, ServerFrame, TypingBody, User, WelcomeBody,
+    AckBody, Change, DeletedBody, EditedBody, ErrorBody, ErrorCode, HistoryBody, JoinedBody,
+    LeftBody, Message, PinnedBody, PongBody, PresenceBody, PresenceEvent, Quote, Reaction,
+    ReactionBody, Ref, ServerFrame, TypingBody, User, WelcomeBody,
 };
 
 pub fn alice() -> User {
@@ -23,8 +24,79 @@ pub fn message(seq: u64) -> Message {
         from: alice(),
         text: "hello 你好 👋".into(),
         ts: 1763800000123,
-        deleted: false,
+        ..Message::default()
     }
+}
+
+/// A message with every extension set: edited, a reply, with reactions.
+pub fn rich_message(seq: u64) -> Message {
+    Message {
+        edited_at: Some(1763800000300),
+        reply_to: Some(1),
+        quote: Some(Quote::new(alice(), "hello 你好 👋")),
+        reactions: vec![Reaction {
+            emoji: "👍".into(),
+            count: 2,
+            users: vec![alice(), bob()],
+        }],
+        ..message(seq)
+    }
+}
+
+pub fn bob() -> User {
+    User {
+        id: "u_2".into(),
+        name: "bob".into(),
+    }
+}
+
+/// One change of each kind, to messages 3 and 4, numbered from 10.
+pub fn changes() -> Vec<Change> {
+    let room = || String::from("general");
+    vec![
+        Change::Edited(EditedBody {
+            room: room(),
+            seq: 10,
+            id: "e-1".into(),
+            target: 3,
+            from: alice(),
+            text: "hello, edited".into(),
+            ts: 1763800000100,
+        }),
+        Change::Deleted(DeletedBody {
+            room: room(),
+            seq: 11,
+            id: "d-1".into(),
+            target: 4,
+            from: alice(),
+            ts: 1763800000200,
+        }),
+        Change::Reaction(ReactionBody {
+            room: room(),
+            seq: 12,
+            id: "r-1".into(),
+            target: 3,
+            from: bob(),
+            emoji: "👍".into(),
+            remove: true,
+            reactions: vec![Reaction {
+                emoji: "👍".into(),
+                count: 1,
+                users: vec![alice()],
+            }],
+            ts: 1763800000300,
+        }),
+        Change::Pinned(PinnedBody {
+            room: room(),
+            seq: 13,
+            id: "p-1".into(),
+            target: 3,
+            from: alice(),
+            pinned: true,
+            ts: 1763800000400,
+            message: Some(rich_message(3)),
+        }),
+    ]
 }
 
 pub fn tombstone(seq: u64) -> Message {
@@ -51,7 +123,9 @@ pub fn every_kind(reference: Option<Ref>) -> Vec<ServerFrame> {
                 room: "general".into(),
                 seq: 9,
                 members: vec![alice()].into(),
-                messages: vec![message(8), tombstone(9)],
+                messages: vec![message(8), tombstone(9), rich_message(10)],
+                events: changes(),
+                pins: vec![rich_message(10)],
                 complete: false,
             },
         },
@@ -77,6 +151,7 @@ pub fn every_kind(reference: Option<Ref>) -> Vec<ServerFrame> {
             body: HistoryBody {
                 room: "general".into(),
                 messages: vec![tombstone(1), message(2)],
+                events: changes(),
                 more: true,
             },
         },
@@ -100,11 +175,10 @@ pub fn every_kind(reference: Option<Ref>) -> Vec<ServerFrame> {
                 message: "slow down".into(),
             },
         },
-        ServerFrame::Deleted(DeletedBody {
-            room: "general".into(),
-            seq: 4,
-        }),
     ]
+    .into_iter()
+    .chain(changes().into_iter().map(ServerFrame::from))
+    .collect()
 }
 
 /// The sample's place of each kind: a new kind fails to compile here,
@@ -122,8 +196,11 @@ pub fn kind_index(frame: &ServerFrame) -> usize {
         ServerFrame::Pong { .. } => 7,
         ServerFrame::Presence(_) => 8,
         ServerFrame::Error { .. } => 9,
-        ServerFrame::Deleted(_) => 10,
+        ServerFrame::Edited(_) => 10,
+        ServerFrame::Deleted(_) => 11,
+        ServerFrame::Reaction(_) => 12,
+        ServerFrame::Pinned(_) => 13,
     }
 }
 
-pub const KINDS: usize = 11;
+pub const KINDS: usize = 14;

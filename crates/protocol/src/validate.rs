@@ -107,6 +107,30 @@ pub fn text(text: &str, max_chars: usize) -> Result<(), Invalid> {
     Ok(())
 }
 
+/// Most characters in a reaction's emoji: room for the longest emoji
+/// sequences (a family, a flag with its tags) and short `:names:`.
+pub const MAX_EMOJI_CHARS: usize = 32;
+
+/// Checks a reaction's emoji: `1..=MAX_EMOJI_CHARS` characters, no spaces
+/// or control characters. Format characters stay allowed: emoji sequences
+/// are joined by U+200D.
+pub fn emoji(emoji: &str) -> Result<(), Invalid> {
+    let chars = emoji.chars().count();
+    if chars == 0 || chars > MAX_EMOJI_CHARS {
+        return Err(invalid(
+            ErrorCode::BadRequest,
+            format!("emoji must be 1 to {MAX_EMOJI_CHARS} characters"),
+        ));
+    }
+    if emoji.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(invalid(
+            ErrorCode::BadRequest,
+            "emoji must not contain spaces or control characters",
+        ));
+    }
+    Ok(())
+}
+
 /// Checks a client-chosen message id.
 pub fn client_id(id: &str) -> Result<(), Invalid> {
     let chars = id.chars().count();
@@ -209,6 +233,26 @@ mod tests {
             text("\u{1b}[2J", 4000).unwrap_err().code,
             ErrorCode::BadRequest
         );
+    }
+
+    #[test]
+    fn emoji_are_short_and_without_spaces() {
+        for ok in [
+            "👍",
+            "👨\u{200d}👩\u{200d}👧",
+            "🏳️\u{200d}🌈",
+            ":party:",
+            "+1",
+        ] {
+            assert_eq!(emoji(ok), Ok(()), "{ok}");
+        }
+        for bad in ["", " 👍", "a b", "\u{7}", &"x".repeat(MAX_EMOJI_CHARS + 1)] {
+            assert_eq!(
+                emoji(bad).unwrap_err().code,
+                ErrorCode::BadRequest,
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

@@ -6,13 +6,19 @@
 //! | `GET /api/rooms/{room}/messages?before=&after=&limit=` | `{messages, more}` |
 //! | `GET /api/rooms` | `[{room, members, seq}]` |
 //! | `GET /api/rooms/{room}/members` | `[{id, name}]` |
-//! | `DELETE /api/rooms/{room}/messages/{seq}` | the tombstone; members get `deleted` |
+//! | `PATCH /api/rooms/{room}/messages/{seq}` `{text, id?, from?}` | the ack; members get `edited` |
+//! | `DELETE /api/rooms/{room}/messages/{seq}?id=` | the ack; members get `deleted` |
+//! | `GET /api/rooms/{room}/messages/{seq}/versions` | `[{seq, from, text, ts, deleted}]` |
+//! | `POST /api/rooms/{room}/messages/{seq}/reactions` `{emoji, remove?, id?, from?}` | the ack; members get `reaction` |
+//! | `GET /api/rooms/{room}/pins` | the pinned messages |
+//! | `PUT`/`DELETE /api/rooms/{room}/pins/{seq}?id=` | the ack; members get `pinned` |
 //! | `POST /api/users/{id}/disconnect` | `{user, connections}`; each closes (1008) |
 //!
-//! A posted message goes through the core like one sent on a socket
-//! ([`Hub::post`](chat_core::Hub::post)): the same validation, the same
-//! committer (so `seq` order, idempotency by `id`, and an answer only after
-//! the commit is durable), the same broadcast.
+//! A posted message or change goes through the core like one sent on a
+//! socket ([`Hub::post`](chat_core::Hub::post)): the same validation, the
+//! same committer (so `seq` order, idempotency by `id`, and an answer only
+//! after the commit is durable), the same permissions, the same broadcast.
+//! The API acts as a moderator ([`Role::Moderator`]): it is the operator's.
 //!
 //! **Access.** With `--api-key`, every call needs `Authorization: Bearer
 //! <key>`, compared in constant time so response timing tells nothing about
@@ -34,8 +40,8 @@
 //!
 //! **Errors** are `{"code", "message"}` with the contract's codes and a
 //! fitting status: 400 bad input, 401 bad or missing key, 404 no such
-//! thing, 429 too busy, 503 storage unavailable. `not_found` and
-//! `unauthorized` are HTTP-only codes (no frame carries them).
+//! thing, 429 too busy, 503 storage unavailable. `unauthorized` is an
+//! HTTP-only code (no frame carries it).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -47,15 +53,17 @@ use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts, Path, Query
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, put};
 use chat_protocol::validate::{self, Invalid};
-use chat_protocol::{ErrorCode, Message, User};
+use chat_protocol::{Change, ErrorCode, Message, User};
 use serde::{Deserialize, Serialize};
 
 use crate::edge::hosts::names_loopback;
 use crate::state::AppState;
-use chat_core::store::{Draft, StoreError};
-use chat_core::{HISTORY_DEFAULT, HISTORY_MAX};
+use chat_core::store::{Action, Draft, StoreError};
+use chat_core::{HISTORY_DEFAULT, HISTORY_MAX, Role};
+
+mod changes;
 
 /// Longest user id the API accepts in `from` or a path.
 const MAX_USER_ID_CHARS: usize = 256;
@@ -71,7 +79,23 @@ pub fn router(app: &Arc<AppState>) -> Router<Arc<AppState>> {
             "/api/rooms/{room}/messages",
             post(post_message).get(read_messages),
         )
-        .route("/api/rooms/{room}/messages/{seq}", delete(delete_message))
+        .route(
+            "/api/rooms/{room}/messages/{seq}",
+            delete(changes::delete_message).patch(changes::edit_message),
+        )
+        .route(
+            "/api/rooms/{room}/messages/{seq}/versions",
+            get(changes::versions),
+        )
+        .route(
+            "/api/rooms/{room}/messages/{seq}/reactions",
+            post(changes::react),
+        )
+        .route("/api/rooms/{room}/pins", get(changes::list_pins))
+        .route(
+            "/api/rooms/{room}/pins/{seq}",
+            put(changes::pin).delete(changes::unpin),
+        )
         .route("/api/rooms/{room}/members", get(list_members))
         .route("/api/users/{id}/disconnect", post(disconnect_user))
         .route("/api", axum::routing::any(no_such_call))
@@ -110,15 +134,15 @@ impl ApiError {
         }
     }
 
-    fn bad_request(message: impl Into<String>) -> ApiError {
+    pub(crate) fn bad_request(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message)
     }
 
-    fn not_found(message: impl Into<String>) -> ApiError {
+    pub(crate) fn not_found(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
     }
 
-    fn storage(error: &StoreError) -> ApiError {
+    pub(crate) fn storage(error: &StoreError) -> ApiError {
         tracing::warn!(%error, "API: storage unavailable");
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -135,6 +159,7 @@ impl From<Invalid> for ApiError {
             ErrorCode::RateLimited | ErrorCode::Overloaded => StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::Internal => StatusCode::SERVICE_UNAVAILABLE,
             ErrorCode::Forbidden => StatusCode::FORBIDDEN,
+            ErrorCode::NotFound => StatusCode::NOT_FOUND,
             _ => StatusCode::BAD_REQUEST,
         };
         ApiError {
@@ -187,8 +212,8 @@ rejection!(JsonRejection, PathRejection, QueryRejection);
 
 /// Proof that a request may use the API: the right key, or, without a
 /// configured key, a loopback peer naming a loopback host; and, for a
-/// `POST`, that it is JSON (415 otherwise, checked after access so that a
-/// hidden API stays hidden).
+/// request with a body (`POST`, `PATCH`, `PUT`), that it is JSON (415
+/// otherwise, checked after access so that a hidden API stays hidden).
 pub struct Authorized;
 
 impl FromRequestParts<Arc<AppState>> for Authorized {
@@ -199,7 +224,8 @@ impl FromRequestParts<Arc<AppState>> for Authorized {
         app: &Arc<AppState>,
     ) -> Result<Self, Self::Rejection> {
         may_use_api(parts, app)?;
-        if parts.method == Method::POST && !is_json(&parts.headers) {
+        let has_body = [Method::POST, Method::PATCH, Method::PUT].contains(&parts.method);
+        if has_body && !is_json(&parts.headers) {
             return Err(ApiError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "bad_request",
@@ -255,7 +281,8 @@ fn checked_user_id(id: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// `from` of a posted message: a display name, or a user object.
+/// `from` of a posted message or change: a display name, or a user
+/// object.
 #[derive(Deserialize)]
 #[serde(untagged)]
 enum Sender {
@@ -263,40 +290,9 @@ enum Sender {
     User { id: Option<String>, name: String },
 }
 
-#[derive(Deserialize)]
-struct PostBody {
-    text: String,
-    id: Option<String>,
-    from: Option<Sender>,
-}
-
-#[derive(Serialize)]
-struct PostAnswer {
-    room: String,
-    seq: u64,
-    id: String,
-    ts: i64,
-    /// As on `/ws`: the `id` was already stored; these are its fields.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    duplicate: bool,
-}
-
-/// `POST /api/rooms/{room}/messages`: stores and broadcasts a message;
-/// 201 once it is durable. A retry with the same `id` answers the
-/// original (`duplicate: true`) and stores nothing.
-async fn post_message(
-    _: Authorized,
-    State(app): State<Arc<AppState>>,
-    room: Result<Path<String>, PathRejection>,
-    body: Result<Json<PostBody>, JsonRejection>,
-) -> Result<Response, ApiError> {
-    let room = checked_room(&app, room?.0)?;
-    let Json(body) = body?;
-    validate::text(&body.text, app.hub.limits().max_text_chars)?;
-    if let Some(id) = &body.id {
-        validate::client_id(id)?;
-    }
-    let from = match body.from {
+/// The user a `from` names (the API's own when absent), checked.
+fn sender(from: Option<Sender>) -> Result<User, ApiError> {
+    let from = match from {
         None => User {
             id: DEFAULT_SENDER.into(),
             name: DEFAULT_SENDER.into(),
@@ -312,24 +308,78 @@ async fn post_message(
     };
     validate::display_name(&from.name).map_err(|e| ApiError::bad_request(e.message))?;
     checked_user_id(&from.id)?;
+    Ok(from)
+}
+
+#[derive(Deserialize)]
+struct PostBody {
+    text: String,
+    id: Option<String>,
+    from: Option<Sender>,
+    reply_to: Option<u64>,
+}
+
+/// The answer to a stored message or change: its ack's fields.
+#[derive(Serialize)]
+struct PostAnswer {
+    room: String,
+    seq: u64,
+    id: String,
+    ts: i64,
+    /// As on `/ws`: the `id` was already stored; these are its fields.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    duplicate: bool,
+}
+
+/// Stores `action` in `room` from `from` (as a moderator) under `id` (made
+/// when absent), and answers with its ack's fields once it is durable.
+async fn store(
+    app: &AppState,
+    room: String,
+    id: Option<String>,
+    from: User,
+    action: Action,
+) -> Result<PostAnswer, ApiError> {
+    if let Some(id) = &id {
+        validate::client_id(id)?;
+    }
     let posted = app
         .hub
         .post(Draft {
             room,
-            id: body
-                .id
-                .unwrap_or_else(|| format!("m_{}", ulid::Ulid::new())),
+            id: id.unwrap_or_else(|| format!("m_{}", ulid::Ulid::new())),
             from,
-            text: body.text,
+            role: Role::Moderator,
+            action,
         })
         .await?;
-    let answer = PostAnswer {
+    Ok(PostAnswer {
         room: posted.room,
         seq: posted.seq,
         id: posted.id,
         ts: posted.ts,
         duplicate: posted.duplicate,
+    })
+}
+
+/// `POST /api/rooms/{room}/messages`: stores and broadcasts a message;
+/// 201 once it is durable. A retry with the same `id` answers the
+/// original (`duplicate: true`) and stores nothing.
+async fn post_message(
+    _: Authorized,
+    State(app): State<Arc<AppState>>,
+    room: Result<Path<String>, PathRejection>,
+    body: Result<Json<PostBody>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let room = checked_room(&app, room?.0)?;
+    let Json(body) = body?;
+    validate::text(&body.text, app.hub.limits().max_text_chars)?;
+    let from = sender(body.from)?;
+    let action = Action::Send {
+        text: body.text,
+        reply_to: body.reply_to,
     };
+    let answer = store(&app, room, body.id, from, action).await?;
     Ok((StatusCode::CREATED, Json(answer)).into_response())
 }
 
@@ -355,6 +405,9 @@ fn number(name: &str, value: Option<String>) -> Result<Option<u64>, ApiError> {
 #[derive(Serialize)]
 struct HistoryAnswer {
     messages: Vec<Message>,
+    /// With `after`: the changes in the page, as in `history` frames.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    events: Vec<Change>,
     more: bool,
 }
 
@@ -385,6 +438,7 @@ async fn read_messages(
         .map_err(|e| ApiError::storage(&e))?;
     Ok(Json(HistoryAnswer {
         messages: page.messages,
+        events: page.changes,
         more: page.more,
     }))
 }
@@ -407,31 +461,6 @@ async fn list_members(
 ) -> Result<Json<Vec<User>>, ApiError> {
     let room = checked_room(&app, room?.0)?;
     Ok(Json(app.hub.members(&room)))
-}
-
-/// `DELETE /api/rooms/{room}/messages/{seq}`: replaces the message with a
-/// tombstone (same `seq`, empty text, `deleted: true`) and tells the
-/// room's members with a `deleted` event. Deleting a tombstone again is
-/// not an error.
-async fn delete_message(
-    _: Authorized,
-    State(app): State<Arc<AppState>>,
-    path: Result<Path<(String, String)>, PathRejection>,
-) -> Result<Json<Message>, ApiError> {
-    let Path((room, seq)) = path?;
-    let room = checked_room(&app, room)?;
-    let seq: u64 = seq
-        .parse()
-        .ok()
-        .filter(|&seq| seq > 0)
-        .ok_or_else(|| ApiError::bad_request("`seq` must be a positive integer"))?;
-    match app.hub.delete_message(&room, seq).await {
-        Ok(Some(tombstone)) => Ok(Json(tombstone)),
-        Ok(None) => Err(ApiError::not_found(format!(
-            "room `{room}` has no message {seq} (never stored, or purged)"
-        ))),
-        Err(e) => Err(ApiError::storage(&e)),
-    }
 }
 
 #[derive(Serialize)]

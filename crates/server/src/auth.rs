@@ -15,7 +15,9 @@
 //!
 //! Claims: `sub` becomes the user id (so a user's connections share one
 //! presence entry), `name` the display name (else the client's `?name=`,
-//! else `sub`), and `rooms`, when present, the only rooms the user may join.
+//! else `sub`), `rooms`, when present, the only rooms the user may join,
+//! and `role`, when `"moderator"`, lets the user edit, delete and pin any
+//! message of those rooms (`"member"`, or no `role`, their own only).
 //!
 //! Nothing here logs or echoes a token or the secret: refusals carry a fixed
 //! reason, never the library's error text (which can quote claim values),
@@ -36,7 +38,7 @@ use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey, DecodingKeyKind, Val
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
-use chat_core::{Identity, RoomAccess};
+use chat_core::{Identity, Role, RoomAccess};
 
 /// Clock difference tolerated on `exp` and `nbf`, in seconds.
 pub const LEEWAY_SECS: u64 = 30;
@@ -207,6 +209,7 @@ struct Claims {
     sub: Option<String>,
     name: Option<String>,
     rooms: Option<Vec<String>>,
+    role: Option<String>,
 }
 
 impl Authenticator {
@@ -295,9 +298,15 @@ impl Verifier {
             Some(patterns) => RoomAccess::from_patterns(&patterns),
             None => RoomAccess::Any,
         };
+        let role = match claims.role.as_deref() {
+            None | Some("member") => Role::Member,
+            Some("moderator") => Role::Moderator,
+            Some(_) => return Err(Refused::BadClaim("role")),
+        };
         Ok(Identity {
             user: User { id, name },
             rooms,
+            role,
         })
     }
 }

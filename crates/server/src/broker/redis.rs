@@ -45,7 +45,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use chat_protocol::{DeletedBody, PresenceBody, PresenceEvent, ServerFrame, TypingBody, User};
+use chat_protocol::{PresenceBody, PresenceEvent, ServerFrame, TypingBody, User};
 use futures_util::StreamExt;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use serde::{Deserialize, Serialize};
@@ -538,13 +538,22 @@ impl Shared {
                 }
             };
             if gap_only {
-                tracing::info!(room = %sub.name, after = last, found = page.messages.len(), "filled a gap from the store");
+                tracing::info!(room = %sub.name, after = last, found = page.messages.len() + page.changes.len(), "filled a gap from the store");
             }
             let mut state = lock(&sub.state);
             let mut released = 0u64;
-            for message in page.messages {
-                let seq = message.seq;
-                let event = RoomEvent::new(sub.name.clone(), EventKind::Message(message), None);
+            // Messages, then changes: the sequencer releases them in `seq`
+            // order whatever order they are offered in.
+            let messages = page
+                .messages
+                .into_iter()
+                .map(|m| (m.seq, EventKind::Message(m)));
+            let changes = page
+                .changes
+                .into_iter()
+                .map(|c| (c.seq(), EventKind::Change(c)));
+            for (seq, kind) in messages.chain(changes) {
+                let event = RoomEvent::new(sub.name.clone(), kind, None);
                 for event in state.seq.offer(seq, event) {
                     self.rooms.deliver(&event);
                     released += 1;
@@ -744,9 +753,18 @@ impl Shared {
                     self.deliver_presence(&room, event, user);
                 }
             }
-            ServerFrame::Deleted(DeletedBody { seq, .. }) => {
-                self.rooms
-                    .deliver(&RoomEvent::new(room, EventKind::Deleted { seq }, None));
+            frame @ (ServerFrame::Edited(_)
+            | ServerFrame::Deleted(_)
+            | ServerFrame::Reaction(_)
+            | ServerFrame::Pinned(_)) => {
+                if let Ok(change) = frame.into_change() {
+                    let seq = change.seq();
+                    self.offer(
+                        &sub,
+                        seq,
+                        RoomEvent::new(room, EventKind::Change(change), None),
+                    );
+                }
             }
             other => {
                 tracing::debug!(

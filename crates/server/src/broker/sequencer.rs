@@ -103,6 +103,7 @@ mod tests {
                 text: "t".into(),
                 ts: 0,
                 deleted: false,
+                ..Default::default()
             }),
             None,
         )

@@ -100,12 +100,78 @@ fn as_event(request: &Request) -> Option<Json> {
     let (name, fields) = match request {
         Request::Join { room, since } => ("join", fields(room, [("since", since.map(Json::from))])),
         Request::Leave { room } => ("leave", fields(room, [])),
-        Request::Send { room, text, id } => (
+        Request::Send {
+            room,
+            text,
+            id,
+            reply_to,
+        } => (
             "message",
             fields(
                 room,
                 [
                     ("content", Some(Json::from(text.as_str()))),
+                    ("id", id.as_deref().map(Json::from)),
+                    ("reply_to", reply_to.map(Json::from)),
+                ],
+            ),
+        ),
+        Request::Edit {
+            room,
+            seq,
+            text,
+            id,
+        } => (
+            "edit",
+            fields(
+                room,
+                [
+                    ("seq", Some(Json::from(*seq))),
+                    ("text", Some(Json::from(text.as_str()))),
+                    ("id", id.as_deref().map(Json::from)),
+                ],
+            ),
+        ),
+        Request::Delete { room, seq, id } => (
+            "delete",
+            fields(
+                room,
+                [
+                    ("seq", Some(Json::from(*seq))),
+                    ("id", id.as_deref().map(Json::from)),
+                ],
+            ),
+        ),
+        Request::React {
+            room,
+            seq,
+            emoji,
+            remove,
+            id,
+        } => (
+            "react",
+            fields(
+                room,
+                [
+                    ("seq", Some(Json::from(*seq))),
+                    ("emoji", Some(Json::from(emoji.as_str()))),
+                    ("remove", Some(Json::from(*remove))),
+                    ("id", id.as_deref().map(Json::from)),
+                ],
+            ),
+        ),
+        Request::Pin {
+            room,
+            seq,
+            remove,
+            id,
+        } => (
+            "pin",
+            fields(
+                room,
+                [
+                    ("seq", Some(Json::from(*seq))),
+                    ("remove", Some(Json::from(*remove))),
                     ("id", id.as_deref().map(Json::from)),
                 ],
             ),
@@ -153,6 +219,8 @@ fn replies(envelope: &Envelope, ack: Option<i64>) {
                 seq: 1,
                 members: Vec::new().into(),
                 messages: Vec::new(),
+                events: Vec::new(),
+                pins: Vec::new(),
                 complete: true,
             },
         },
@@ -160,7 +228,11 @@ fn replies(envelope: &Envelope, ack: Option<i64>) {
             reference,
             body: LeftBody { room: room.clone() },
         },
-        Request::Send { room, id, .. } => ServerFrame::Ack {
+        Request::Send { room, id, .. }
+        | Request::Edit { room, id, .. }
+        | Request::Delete { room, id, .. }
+        | Request::React { room, id, .. }
+        | Request::Pin { room, id, .. } => ServerFrame::Ack {
             reference,
             body: AckBody {
                 room: room.clone(),
@@ -175,6 +247,7 @@ fn replies(envelope: &Envelope, ack: Option<i64>) {
             body: HistoryBody {
                 room: room.clone(),
                 messages: Vec::new(),
+                events: Vec::new(),
                 more: false,
             },
         },

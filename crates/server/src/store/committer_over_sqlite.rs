@@ -6,12 +6,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::SqliteStore;
-use super::test_support::draft;
+use super::test_support::{by, draft};
 use chat_core::Metrics;
 use chat_core::broker::Broker;
 use chat_core::committer::{CommitQueue, PendingSend, start};
 use chat_core::event::{EventKind, Outbound, Outbox, OutboxReceiver, RoomEvent, outbox};
-use chat_protocol::{AckBody, ServerFrame};
+use chat_core::store::{Action, Draft};
+use chat_protocol::{AckBody, ErrorCode, ServerFrame};
 use tokio_util::sync::CancellationToken;
 
 /// Remembers what was published, in order.
@@ -28,7 +29,7 @@ impl Broker for Recorder {
     fn publish(&self, event: Arc<RoomEvent>) {
         let seen = match &event.kind {
             EventKind::Message(m) => format!("message {}", m.seq),
-            EventKind::Deleted { seq } => format!("deleted {seq}"),
+            EventKind::Change(c) => format!("{} {} of {}", c.type_name(), c.seq(), c.target()),
             _ => "other".to_owned(),
         };
         if let Ok(mut published) = self.0.lock() {
@@ -64,9 +65,13 @@ fn started_paced(
 }
 
 fn submit(queue: &CommitQueue, reply_to: &Outbox, id: &str) {
+    submit_draft(queue, reply_to, draft("general", id));
+}
+
+fn submit_draft(queue: &CommitQueue, reply_to: &Outbox, draft: Draft) {
     queue
         .submit(PendingSend {
-            draft: draft("general", id),
+            draft,
             reference: None,
             reply_to: reply_to.clone(),
             received: Instant::now(),
@@ -97,19 +102,44 @@ fn acked_seqs(replies: &mut OutboxReceiver) -> Vec<u64> {
 }
 
 #[tokio::test]
-async fn an_event_after_commits_follows_the_sends_queued_before_it() {
+async fn changes_are_acked_and_published_in_order_and_refusals_answered() {
     let recorder = Arc::new(Recorder::default());
     let (_dir, queue, task) = started(&recorder, 16);
-    let (reply_to, _replies) = outbox(1, 16, Metrics::new());
+    let (reply_to, mut replies) = outbox(1, 16, Metrics::new());
+    let in_general = |draft: Draft| Draft {
+        room: "general".into(),
+        ..draft
+    };
     submit(&queue, &reply_to, "m1");
-    // Handed over before the send is committed: it must still come
-    // second.
-    let deleted = RoomEvent::new(Arc::from("general"), EventKind::Deleted { seq: 1 }, None);
-    queue.publish_after_commits(deleted).await;
+    let bobs_edit = Action::Edit {
+        target: 1,
+        text: "not yours".into(),
+    };
+    submit_draft(&queue, &reply_to, in_general(by("u2", "e1", bobs_edit)));
+    let delete = Action::Delete { target: 1 };
+    submit_draft(&queue, &reply_to, in_general(by("u1", "d1", delete)));
     drop(queue);
     task.await
         .expect("committer ends once its queue is dropped");
-    assert_eq!(recorder.published(), ["message 1", "deleted 1"]);
+    assert_eq!(recorder.published(), ["message 1", "deleted 2 of 1"]);
+    let answers: Vec<String> = std::iter::from_fn(|| replies.rx.try_recv().ok())
+        .map(|item| match item {
+            Outbound::Reply(frame) => match *frame {
+                ServerFrame::Ack { body, .. } => format!("ack {}", body.seq),
+                ServerFrame::Error { body, .. } => format!("error {}", body.code),
+                other => other.type_name().to_owned(),
+            },
+            Outbound::Event(_) => "event".to_owned(),
+        })
+        .collect();
+    assert_eq!(
+        answers,
+        [
+            "ack 1",
+            format!("error {}", ErrorCode::Forbidden).as_str(),
+            "ack 2"
+        ]
+    );
 }
 
 #[tokio::test]

@@ -65,7 +65,9 @@ use deadpool_postgres::{
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{NoTls, Row};
 
-use chat_core::store::{Appended, Cause, Draft, PURGE_CHUNK, Page, Retention, Store, StoreError};
+use chat_core::store::{
+    Appended, Cause, Draft, PURGE_CHUNK, Page, Receipt, Retention, Store, StoreError, Version,
+};
 
 /// Most connections one node opens. Appends use one at a time (the
 /// committer is a single task); the rest serve concurrent history reads.
@@ -574,6 +576,7 @@ fn message_from_row(room: &str, row: &Row, first: usize) -> Result<Message, Stor
         text: row.try_get(first + 4).map_err(get_err)?,
         ts: row.try_get(first + 5).map_err(get_err)?,
         deleted: row.try_get(first + 6).map_err(get_err)?,
+        ..Default::default()
     })
 }
 
@@ -672,7 +675,10 @@ async fn append_batch(
             column(|d| &d.id),
             column(|d| &d.from.id),
             column(|d| &d.from.name),
-            column(|d| &d.text),
+            column(|d| match &d.action {
+                chat_core::store::Action::Send { text, .. } => text,
+                _ => "",
+            }),
         );
         let (names, latest): (Vec<&str>, Vec<i64>) = counters
             .iter()
@@ -700,18 +706,26 @@ async fn append_batch(
     let mut outcomes: Vec<Appended> = Vec::with_capacity(drafts.len());
     for (draft, decision) in drafts.into_iter().zip(decisions) {
         let outcome = match decision {
-            Decision::Stored(message) => Appended::Duplicate(message),
-            Decision::SameAs(earlier) => match &outcomes[earlier] {
-                Appended::New(m) | Appended::Duplicate(m) => Appended::Duplicate(m.clone()),
-            },
+            Decision::Stored(message) => Appended::Duplicate(Receipt {
+                id: message.id,
+                seq: message.seq,
+                ts: message.ts,
+            }),
+            Decision::SameAs(earlier) => {
+                Appended::Duplicate(outcomes[earlier].receipt().expect("x"))
+            }
             Decision::New(seq) => Appended::New(Message {
                 seq: from_sql_seq(seq)?,
                 room: draft.room,
                 id: draft.id,
                 from: draft.from,
-                text: draft.text,
+                text: match draft.action {
+                    chat_core::store::Action::Send { text, .. } => text,
+                    _ => String::new(),
+                },
                 ts,
                 deleted: false,
+                ..Default::default()
             }),
         };
         outcomes.push(outcome);
@@ -769,6 +783,7 @@ async fn read_page(
         messages,
         more,
         latest_seq,
+        ..Page::default()
     })
 }
 
@@ -842,18 +857,8 @@ impl Store for PostgresStore {
         self.settle(client, outcome)
     }
 
-    async fn delete(&self, room: &str, seq: u64) -> Result<Option<Message>, StoreError> {
-        let client = self.client().await?;
-        let outcome = tokio::time::timeout(self.deadline, async {
-            let statement = client.prepare_cached(TOMBSTONE).await.map_err(db_error)?;
-            let row = client
-                .query_opt(&statement, &[&room, &to_sql_seq(seq)])
-                .await
-                .map_err(db_error)?;
-            row.map(|row| message_from_row(room, &row, 0)).transpose()
-        })
-        .await;
-        self.settle(client, outcome)
+    async fn versions(&self, _room: &str, _seq: u64) -> Result<Vec<Version>, StoreError> {
+        Err(StoreError::Backend(Cause::from("not yet")))
     }
 
     async fn purge(&self, retention: Retention) -> Result<u64, StoreError> {
@@ -1026,7 +1031,8 @@ mod tests {
 
     fn message(outcome: &Appended) -> &Message {
         match outcome {
-            Appended::New(m) | Appended::Duplicate(m) => m,
+            Appended::New(m) => m,
+            other => panic!("{other:?}"),
         }
     }
 
@@ -1053,7 +1059,10 @@ mod tests {
             .unwrap();
         assert_eq!(seqs(&out), [(true, 1), (true, 1), (true, 2), (false, 1)]);
         let mut changed = draft("a", "2");
-        changed.text = "a different text".into();
+        changed.action = chat_core::store::Action::Send {
+            text: "a different text".into(),
+            reply_to: None,
+        };
         let out = store
             .append(vec![draft("a", "3"), changed], 8)
             .await
@@ -1254,7 +1263,10 @@ mod tests {
                     for (r, room) in ROOMS.iter().enumerate() {
                         // The same ids from every node: only one may win.
                         let mut shared = draft(room, &format!("shared-{b}-{r}"));
-                        shared.text = format!("node {n} says {b}");
+                        shared.action = chat_core::store::Action::Send {
+                            text: format!("node {n} says {b}"),
+                            reply_to: None,
+                        };
                         batch.push(shared);
                         batch.push(draft(room, &format!("node{n}-{b}")));
                     }

@@ -29,20 +29,26 @@
 //! same directory: two writers would each be consistent alone but interleave
 //! sequence numbers unpredictably from the clients' point of view.
 
-use std::collections::HashMap;
 use std::fs::File;
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
-use chat_protocol::{Message, User};
 use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
-use chat_core::store::{Appended, Cause, Draft, PURGE_CHUNK, Page, Retention, Store, StoreError};
+mod append;
+mod read;
+
+use append::append_batch;
+use read::{page_after, page_before, versions};
+
+use chat_core::store::{
+    Appended, Cause, Draft, PURGE_CHUNK, Page, Retention, Store, StoreError, Version,
+};
 use chat_core::sync::lock;
 
 /// Reader connections: at most this many reads run at once, each on a
@@ -57,17 +63,33 @@ const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
 /// does not keep its disk space for good.
 const WAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
 
-/// 1: rooms and messages; 2: `messages.deleted` (tombstones).
-const SCHEMA_VERSION: i64 = 2;
+/// 1: rooms and messages; 2: `messages.deleted` (tombstones); 3: changes
+/// in the sequence (`kind`, `target`, `emoji`, `edited_at`, `original`),
+/// reactions and pins.
+const SCHEMA_VERSION: i64 = 3;
 
 /// From version 1: tombstones. New databases get the column from [`SCHEMA`].
 const MIGRATE_1_TO_2: &str = "ALTER TABLE messages ADD COLUMN deleted INTEGER NOT NULL DEFAULT 0;";
+
+/// From version 2: changes. Every existing row is a message (`kind` 0).
+/// The new tables and indexes come from [`SCHEMA`].
+const MIGRATE_2_TO_3: &str = "
+ALTER TABLE messages ADD COLUMN kind INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE messages ADD COLUMN target INTEGER;
+ALTER TABLE messages ADD COLUMN emoji TEXT;
+ALTER TABLE messages ADD COLUMN edited_at INTEGER;
+ALTER TABLE messages ADD COLUMN original TEXT;
+";
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS rooms (
     name TEXT PRIMARY KEY,
     seq  INTEGER NOT NULL
 ) WITHOUT ROWID;
+-- Every entry of a room's sequence (see `entries`): `kind` 0 is a message,
+-- in its current state (`original` keeps its first text once it changed);
+-- the others are changes to message `target` (for a message: the one it
+-- replies to), by `user_*`.
 CREATE TABLE IF NOT EXISTS messages (
     room      TEXT    NOT NULL,
     seq       INTEGER NOT NULL,
@@ -77,9 +99,35 @@ CREATE TABLE IF NOT EXISTS messages (
     text      TEXT    NOT NULL,
     ts        INTEGER NOT NULL,
     deleted   INTEGER NOT NULL DEFAULT 0,
+    kind      INTEGER NOT NULL DEFAULT 0,
+    target    INTEGER,
+    emoji     TEXT,
+    edited_at INTEGER,
+    original  TEXT,
     PRIMARY KEY (room, seq)
 ) WITHOUT ROWID;
 CREATE UNIQUE INDEX IF NOT EXISTS messages_room_id ON messages (room, id);
+-- A message's changes and replies; plain messages have no target and no
+-- entry here, so sending costs no more.
+CREATE INDEX IF NOT EXISTS messages_room_target ON messages (room, target)
+    WHERE target IS NOT NULL;
+-- Reactions in effect: one per user, emoji and message.
+CREATE TABLE IF NOT EXISTS reactions (
+    room      TEXT    NOT NULL,
+    target    INTEGER NOT NULL,
+    emoji     TEXT    NOT NULL,
+    user_id   TEXT    NOT NULL,
+    user_name TEXT    NOT NULL,
+    seq       INTEGER NOT NULL,
+    PRIMARY KEY (room, target, emoji, user_id)
+) WITHOUT ROWID;
+-- Pins in effect, with the `seq` of the pin.
+CREATE TABLE IF NOT EXISTS pins (
+    room   TEXT    NOT NULL,
+    target INTEGER NOT NULL,
+    seq    INTEGER NOT NULL,
+    PRIMARY KEY (room, target)
+) WITHOUT ROWID;
 ";
 
 pub struct SqliteStore {
@@ -177,7 +225,11 @@ impl SqliteStore {
                 found: version,
             });
         }
-        let migrate = if version == 1 { MIGRATE_1_TO_2 } else { "" };
+        let migrate = match version {
+            1 => format!("{MIGRATE_1_TO_2} {MIGRATE_2_TO_3}"),
+            2 => MIGRATE_2_TO_3.to_owned(),
+            _ => String::new(),
+        };
         writer
             .execute_batch(&format!(
                 "BEGIN; {migrate} {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
@@ -281,23 +333,6 @@ fn open_connection(path: &Path, busy_timeout: Duration) -> rusqlite::Result<Conn
     Ok(conn)
 }
 
-const SELECT_MESSAGE: &str = "SELECT seq, id, user_id, user_name, text, ts, deleted FROM messages";
-
-fn message_from_row(room: &str, row: &rusqlite::Row<'_>) -> rusqlite::Result<Message> {
-    Ok(Message {
-        room: room.to_owned(),
-        seq: row.get::<_, i64>(0)? as u64,
-        id: row.get(1)?,
-        from: User {
-            id: row.get(2)?,
-            name: row.get(3)?,
-        },
-        text: row.get(4)?,
-        ts: row.get(5)?,
-        deleted: row.get(6)?,
-    })
-}
-
 fn latest_seq(conn: &Connection, room: &str) -> rusqlite::Result<u64> {
     let seq: Option<i64> = conn
         .prepare_cached("SELECT seq FROM rooms WHERE name = ?1")?
@@ -310,138 +345,6 @@ fn latest_seq(conn: &Connection, room: &str) -> rusqlite::Result<u64> {
 /// huge `before`/`since` reads as "everything" rather than overflowing.
 fn to_sql_seq(seq: u64) -> i64 {
     i64::try_from(seq).unwrap_or(i64::MAX)
-}
-
-fn append_batch(
-    conn: &mut Connection,
-    drafts: Vec<Draft>,
-    ts: i64,
-) -> rusqlite::Result<Vec<Appended>> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let mut outcomes = Vec::with_capacity(drafts.len());
-    {
-        let mut find =
-            tx.prepare_cached(&format!("{SELECT_MESSAGE} WHERE room = ?1 AND id = ?2"))?;
-        let mut insert = tx.prepare_cached(
-            "INSERT INTO messages (room, seq, id, user_id, user_name, text, ts)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        )?;
-        let mut seqs: HashMap<String, u64> = HashMap::new();
-        for draft in drafts {
-            if let Some(original) = find
-                .query_row(params![draft.room, draft.id], |row| {
-                    message_from_row(&draft.room, row)
-                })
-                .optional()?
-            {
-                outcomes.push(Appended::Duplicate(original));
-                continue;
-            }
-            let seq = match seqs.get_mut(&draft.room) {
-                Some(seq) => seq,
-                None => {
-                    let latest = latest_seq(&tx, &draft.room)?;
-                    seqs.entry(draft.room.clone()).or_insert(latest)
-                }
-            };
-            *seq += 1;
-            insert.execute(params![
-                draft.room,
-                to_sql_seq(*seq),
-                draft.id,
-                draft.from.id,
-                draft.from.name,
-                draft.text,
-                ts
-            ])?;
-            outcomes.push(Appended::New(Message {
-                seq: *seq,
-                room: draft.room,
-                id: draft.id,
-                from: draft.from,
-                text: draft.text,
-                ts,
-                deleted: false,
-            }));
-        }
-        let mut upsert = tx.prepare_cached(
-            "INSERT INTO rooms (name, seq) VALUES (?1, ?2)
-             ON CONFLICT (name) DO UPDATE SET seq = excluded.seq",
-        )?;
-        for (room, seq) in &seqs {
-            upsert.execute(params![room, to_sql_seq(*seq)])?;
-        }
-    }
-    let syncing = Instant::now();
-    tx.commit()?;
-    metrics::histogram!(chat_core::metrics::COMMIT_SYNC).record(syncing.elapsed().as_secs_f64());
-    Ok(outcomes)
-}
-
-fn page_after(
-    conn: &mut Connection,
-    room: &str,
-    after: u64,
-    limit: usize,
-) -> rusqlite::Result<Page> {
-    let tx = conn.transaction()?;
-    let latest_seq = latest_seq(&tx, room)?;
-    let mut messages = tx
-        .prepare_cached(&format!(
-            "{SELECT_MESSAGE} WHERE room = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3"
-        ))?
-        .query_map(params![room, to_sql_seq(after), limit as i64 + 1], |row| {
-            message_from_row(room, row)
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    let more = messages.len() > limit;
-    messages.truncate(limit);
-    Ok(Page {
-        messages,
-        more,
-        latest_seq,
-    })
-}
-
-fn page_before(
-    conn: &mut Connection,
-    room: &str,
-    before: Option<u64>,
-    limit: usize,
-) -> rusqlite::Result<Page> {
-    let tx = conn.transaction()?;
-    let latest_seq = latest_seq(&tx, room)?;
-    let before = before.map_or(i64::MAX, to_sql_seq);
-    let mut messages = tx
-        .prepare_cached(&format!(
-            "{SELECT_MESSAGE} WHERE room = ?1 AND seq < ?2 ORDER BY seq DESC LIMIT ?3"
-        ))?
-        .query_map(params![room, before, limit as i64 + 1], |row| {
-            message_from_row(room, row)
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    let more = messages.len() > limit;
-    messages.truncate(limit);
-    messages.reverse();
-    Ok(Page {
-        messages,
-        more,
-        latest_seq,
-    })
-}
-
-fn tombstone(conn: &mut Connection, room: &str, seq: u64) -> rusqlite::Result<Option<Message>> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    tx.prepare_cached("UPDATE messages SET text = '', deleted = 1 WHERE room = ?1 AND seq = ?2")?
-        .execute(params![room, to_sql_seq(seq)])?;
-    let message = tx
-        .prepare_cached(&format!("{SELECT_MESSAGE} WHERE room = ?1 AND seq = ?2"))?
-        .query_row(params![room, to_sql_seq(seq)], |row| {
-            message_from_row(room, row)
-        })
-        .optional()?;
-    tx.commit()?;
-    Ok(message)
 }
 
 fn room_list(conn: &mut Connection) -> rusqlite::Result<Vec<(String, u64)>> {
@@ -467,6 +370,16 @@ fn purge_chunk(conn: &mut Connection, room: &str, retention: Retention) -> rusql
             retention.ts_bound(),
             PURGE_CHUNK
         ])?;
+    if deleted > 0 {
+        // Reactions and pins of messages that went, with them.
+        for table in ["reactions", "pins"] {
+            tx.prepare_cached(&format!(
+                "DELETE FROM {table} WHERE room = ?1 AND NOT EXISTS (
+                     SELECT 1 FROM messages m WHERE m.room = ?1 AND m.seq = {table}.target)"
+            ))?
+            .execute([room])?;
+        }
+    }
     tx.commit()?;
     Ok(deleted as u64)
 }
@@ -588,9 +501,9 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn delete(&self, room: &str, seq: u64) -> Result<Option<Message>, StoreError> {
+    async fn versions(&self, room: &str, seq: u64) -> Result<Vec<Version>, StoreError> {
         let room = room.to_owned();
-        self.write(move |conn| tombstone(conn, &room, seq)).await
+        self.read(move |conn| versions(conn, &room, seq)).await
     }
 
     async fn purge(&self, retention: Retention) -> Result<u64, StoreError> {
@@ -623,13 +536,22 @@ impl Store for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::test_support::{check_tombstones_and_purge, draft, seqs};
+    use chat_core::store::Action;
+
+    use crate::store::test_support::{by, check_changes, check_tombstones_and_purge, draft, seqs};
 
     #[tokio::test]
     async fn tombstones_and_retention_keep_seq_gapless() {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(dir.path(), Duration::from_secs(1)).unwrap();
         check_tombstones_and_purge(&store).await;
+    }
+
+    #[tokio::test]
+    async fn changes_take_their_place_in_the_sequence() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path(), Duration::from_secs(1)).unwrap();
+        check_changes(&store).await;
     }
 
     #[tokio::test]
@@ -654,9 +576,13 @@ mod tests {
         let page = store.after("a", 0, 10).await.unwrap();
         assert_eq!(page.messages.len(), 1);
         assert!(!page.messages[0].deleted && page.messages[0].text == "hi");
-        assert!(store.delete("a", 1).await.unwrap().unwrap().deleted);
-        let out = store.append(vec![draft("a", "new")], 6).await.unwrap();
-        assert_eq!(seqs(&out), [(true, 2)]);
+        let delete = by("u1", "d", Action::Delete { target: 1 });
+        let out = store
+            .append(vec![delete, draft("a", "new")], 6)
+            .await
+            .unwrap();
+        assert_eq!(seqs(&out), [(true, 2), (true, 3)]);
+        assert!(store.before("a", None, 10).await.unwrap().messages[0].deleted);
     }
 
     #[tokio::test]

@@ -14,7 +14,8 @@
 //! without `type` (an error as `{error: {code, message}}`); a reply to a
 //! request without callback is emitted as an event named after its native
 //! type (`joined`, `ack`, `left`, `history`, `error`). Room events are
-//! emitted as `message`, `presence` and `typing` with the native frame;
+//! emitted as `message`, `presence`, `typing` and the changes (`edited`,
+//! `deleted`, `reaction`, `pinned`) with the native frame;
 //! every message object also carries `content` (= `text`), the field
 //! clients written for `io.to(room).emit('message', data)` render.
 //!
@@ -43,7 +44,7 @@ use chat_core::{Encoder, EventKind, RoomEvent};
 pub const NAMESPACE: &str = "/";
 
 /// Events a client may emit, for error messages.
-const EVENTS: &str = "join, message, leave, history, typing";
+const EVENTS: &str = "join, message, leave, history, typing, edit, delete, react, pin";
 
 /// An event's engine.io message(s), encoded once and shared by every
 /// Socket.IO receiver of the event.
@@ -96,6 +97,7 @@ pub fn request(data: &Str, ack: Option<i64>) -> Result<Envelope, RequestError> {
     let (kind, fields) = match event.as_str() {
         "join" | "leave" | "typing" | "history" => (event.as_str(), room_fields(&event, arg)),
         "message" => ("send", message_fields(arg)),
+        "edit" | "delete" | "react" | "pin" => (event.as_str(), object_fields(&event, arg)),
         _ => {
             return Err(bad(
                 ErrorCode::UnknownType,
@@ -127,7 +129,15 @@ fn room_fields(event: &str, arg: Json) -> Result<Map<String, Json>, String> {
     }
 }
 
-/// `{room, content}` (or `text`), optional `id`.
+/// `{room, seq, ...}`: the native request's fields.
+fn object_fields(event: &str, arg: Json) -> Result<Map<String, Json>, String> {
+    match arg {
+        Json::Object(fields) => Ok(fields),
+        _ => Err(format!("`{event}` takes an object: {{room, seq, ...}}")),
+    }
+}
+
+/// `{room, content}` (or `text`), optional `id` and `reply_to`.
 fn message_fields(arg: Json) -> Result<Map<String, Json>, String> {
     let Json::Object(mut fields) = arg else {
         return Err("`message` takes an object: {room, content}".into());
@@ -172,9 +182,9 @@ pub fn event(event: &RoomEvent) -> EventPackets {
             first: emit("typing", &event.to_frame()),
             system: None,
         },
-        // Extension: `deleted` with the native frame, `{type, room, seq}`.
-        EventKind::Deleted { .. } => EventPackets {
-            first: emit("deleted", &event.to_frame()),
+        // Extensions: each change as its native frame, named by its type.
+        EventKind::Change(change) => EventPackets {
+            first: emit(change.type_name(), change),
             system: None,
         },
     }
@@ -291,7 +301,10 @@ impl Serialize for Payload<'_> {
             ServerFrame::Message(_)
             | ServerFrame::Typing(_)
             | ServerFrame::Presence(_)
-            | ServerFrame::Deleted(_) => self.0.serialize(serializer),
+            | ServerFrame::Edited(_)
+            | ServerFrame::Deleted(_)
+            | ServerFrame::Reaction(_)
+            | ServerFrame::Pinned(_) => self.0.serialize(serializer),
             ServerFrame::Welcome(_)
             | ServerFrame::Joined { .. }
             | ServerFrame::Left { .. }
@@ -308,8 +321,7 @@ mod tests {
     use super::*;
     use chat_protocol::samples::{KINDS, every_kind, kind_index};
     use chat_protocol::{
-        AckBody, DeletedBody, JoinedBody, LeftBody, Message, PresenceBody, Request, TypingBody,
-        User,
+        AckBody, JoinedBody, LeftBody, Message, PresenceBody, Request, TypingBody, User,
     };
     use serde_json::json;
     use std::sync::Arc;
@@ -334,6 +346,7 @@ mod tests {
             text: "hello 你好".into(),
             ts: 1_763_800_000_123,
             deleted: false,
+            ..Default::default()
         }
     }
 
@@ -376,9 +389,31 @@ mod tests {
             Request::Send {
                 room: "r".into(),
                 text: "hi".into(),
-                id: Some("c-1".into())
+                id: Some("c-1".into()),
+                reply_to: None,
             }
         );
+        let edit = request_of(r#"["edit",{"room":"r","seq":4,"text":"fixed"}]"#, Some(3));
+        assert_eq!(
+            edit.unwrap().request,
+            Request::Edit {
+                room: "r".into(),
+                seq: 4,
+                text: "fixed".into(),
+                id: None,
+            }
+        );
+        let react = request_of(r#"["react",{"room":"r","seq":4,"emoji":"👍"}]"#, None);
+        assert!(matches!(
+            react.unwrap().request,
+            Request::React {
+                seq: 4,
+                remove: false,
+                ..
+            }
+        ));
+        let not_an_object = request_of(r#"["delete","r"]"#, Some(1)).unwrap_err();
+        assert_eq!(not_an_object.code, ErrorCode::BadRequest);
         let text = request_of(r#"["message",{"room":"r","text":"hi"}]"#, Some(1)).unwrap();
         assert!(matches!(text.request, Request::Send { text, .. } if text == "hi"));
         let history = request_of(r#"["history",{"room":"r","before":9,"limit":5}]"#, None);
@@ -489,11 +524,14 @@ mod tests {
         assert_eq!(payload[0], "typing");
         assert_eq!(payload[1]["user"]["name"], "alice");
 
-        let deleted = RoomEvent::new("general".into(), EventKind::Deleted { seq: 7 }, None);
+        let change = chat_protocol::samples::changes().remove(1);
+        let deleted = RoomEvent::new("general".into(), EventKind::Change(change), None);
         let (_, payload) = parsed(&event(&deleted).first);
+        assert_eq!(payload[0], "deleted");
+        assert_eq!(payload[1]["type"], "deleted");
         assert_eq!(
-            payload,
-            json!(["deleted", {"type": "deleted", "room": "general", "seq": 7}])
+            (&payload[1]["seq"], &payload[1]["target"]),
+            (&json!(11), &json!(4))
         );
     }
 
@@ -506,6 +544,8 @@ mod tests {
                 seq: 7,
                 members: vec![alice()].into(),
                 messages: vec![message(7)],
+                events: Vec::new(),
+                pins: Vec::new(),
                 complete: true,
             },
         };
@@ -579,10 +619,17 @@ mod tests {
     /// `type`, replies lose it; every message gains `content` (= `text`);
     /// an error to a callback is `{error}`.
     fn socketio_of(native: &Json, to_callback: bool) -> Json {
-        const ROOM_EVENTS: [&str; 4] = ["message", "presence", "typing", "deleted"];
+        const ROOM_EVENTS: [&str; 7] = [
+            "message", "presence", "typing", "edited", "deleted", "reaction", "pinned",
+        ];
         fn add_content(message: &mut Json) {
             let text = message["text"].clone();
             message["content"] = text;
+        }
+        fn add_content_to_all(messages: Option<&mut Json>) {
+            if let Some(Json::Array(messages)) = messages {
+                messages.iter_mut().for_each(add_content);
+            }
         }
         let mut payload = native.clone();
         let fields = payload.as_object_mut().expect("a frame is an object");
@@ -592,8 +639,17 @@ mod tests {
         if !ROOM_EVENTS.contains(&kind.as_str()) {
             fields.remove("type");
         }
-        if let Some(Json::Array(messages)) = fields.get_mut("messages") {
-            messages.iter_mut().for_each(add_content);
+        add_content_to_all(fields.get_mut("messages"));
+        add_content_to_all(fields.get_mut("pins"));
+        if let Some(Json::Array(events)) = fields.get_mut("events") {
+            for event in events {
+                if let Some(message) = event.get_mut("message") {
+                    add_content(message);
+                }
+            }
+        }
+        if let Some(message) = fields.get_mut("message").filter(|m| m.is_object()) {
+            add_content(message);
         }
         if kind == "message" {
             add_content(&mut payload);
@@ -638,8 +694,7 @@ mod tests {
                 ServerFrame::Presence(PresenceBody { event, user, .. }) => {
                     EventKind::Presence { event, user }
                 }
-                ServerFrame::Deleted(DeletedBody { seq, .. }) => EventKind::Deleted { seq },
-                _ => return None,
+                frame => EventKind::Change(frame.into_change().ok()?),
             };
             Some(RoomEvent::new(Arc::from("general"), kind, None))
         });
@@ -655,7 +710,7 @@ mod tests {
             );
             seen += 1;
         }
-        assert_eq!(seen, 4, "message, typing, presence and deleted");
+        assert_eq!(seen, 7, "message, typing, presence and the four changes");
     }
 
     #[test]

@@ -1,0 +1,424 @@
+//! Builders and views the stores' unit tests share, and the checks every
+//! backend must pass alike: [`check_tombstones_and_purge`] and
+//! [`check_changes`].
+
+use chat_core::Role;
+use chat_core::store::{Action, Appended, Draft, Page, Retention, Store};
+use chat_protocol::{Change, ErrorCode, Message, RoomState, User};
+
+fn user(id: &str) -> User {
+    let name = match id {
+        "u1" => "alice",
+        "u2" => "bob",
+        "u3" => "carol",
+        other => other,
+    };
+    User {
+        id: id.into(),
+        name: name.into(),
+    }
+}
+
+/// A message from `alice` (`u1`) whose text names its id.
+pub fn draft(room: &str, id: &str) -> Draft {
+    Draft {
+        room: room.into(),
+        id: id.into(),
+        from: user("u1"),
+        role: Role::Member,
+        action: Action::Send {
+            text: format!("text of {id}"),
+            reply_to: None,
+        },
+    }
+}
+
+/// `action` in room `a` by member `from` (`u1` alice, `u2` bob, `u3`
+/// carol; `mod` acts as a moderator).
+pub fn by(from: &str, id: &str, action: Action) -> Draft {
+    Draft {
+        room: "a".into(),
+        id: id.into(),
+        from: user(from),
+        role: if from == "mod" {
+            Role::Moderator
+        } else {
+            Role::Member
+        },
+        action,
+    }
+}
+
+/// The seqs of a page's messages.
+pub fn page_seqs(page: &Page) -> Vec<u64> {
+    page.messages.iter().map(|m| m.seq).collect()
+}
+
+/// Each outcome as (stored anew, seq); refusals as (false, 0).
+pub fn seqs(outcomes: &[Appended]) -> Vec<(bool, u64)> {
+    outcomes
+        .iter()
+        .map(|o| match o {
+            Appended::New(m) => (true, m.seq),
+            Appended::Changed(c) => (true, c.seq()),
+            Appended::Duplicate(r) => (false, r.seq),
+            Appended::Refused(_) => (false, 0),
+        })
+        .collect()
+}
+
+/// Appends one draft and returns its outcome.
+async fn one(store: &dyn Store, draft: Draft, ts: i64) -> Appended {
+    let mut out = store.append(vec![draft], ts).await.unwrap();
+    assert_eq!(out.len(), 1);
+    out.remove(0)
+}
+
+fn refused(outcome: &Appended) -> Option<ErrorCode> {
+    match outcome {
+        Appended::Refused(invalid) => Some(invalid.code),
+        _ => None,
+    }
+}
+
+fn change(outcome: Appended) -> Change {
+    match outcome {
+        Appended::Changed(change) => change,
+        other => panic!("expected a change, got {other:?}"),
+    }
+}
+
+/// Tombstones, retention and the room list, the same on every backend:
+/// a deleted message keeps its place, a purge never renumbers, and the
+/// next append continues the room's count.
+pub async fn check_tombstones_and_purge(store: &dyn Store) {
+    store.check_commit().await.unwrap();
+    let drafts = (1..=10).map(|i| draft("a", &format!("m{i}"))).collect();
+    store.append(drafts, 1_000).await.unwrap();
+    store.append(vec![draft("b", "x")], 5_000).await.unwrap();
+
+    let deleted = change(one(store, by("u1", "d3", Action::Delete { target: 3 }), 1_500).await);
+    assert_eq!((deleted.seq(), deleted.target()), (11, 3));
+    for (id, target) in [("d3-again", 3), ("d99", 99)] {
+        let again = one(store, by("u1", id, Action::Delete { target }), 1_500).await;
+        assert_eq!(refused(&again), Some(ErrorCode::NotFound), "{id}");
+    }
+    let elsewhere = Draft {
+        room: "nowhere".into(),
+        ..by("mod", "dn", Action::Delete { target: 1 })
+    };
+    assert_eq!(
+        refused(&one(store, elsewhere, 1_500).await),
+        Some(ErrorCode::NotFound)
+    );
+    let page = store.after("a", 0, 100).await.unwrap();
+    assert_eq!(page_seqs(&page), (1..=10).collect::<Vec<_>>());
+    assert_eq!(page.changes, [deleted]);
+    let tomb = &page.messages[2];
+    assert!(tomb.deleted && tomb.text.is_empty() && tomb.seq == 3 && tomb.id == "m3");
+    assert!(!page.messages[3].deleted && page.messages[3].text == "text of m4");
+    // A retry of the deleted message's id is still a duplicate.
+    let out = store.append(vec![draft("a", "m3")], 2_000).await.unwrap();
+    assert_eq!(seqs(&out), [(false, 3)]);
+
+    assert_eq!(
+        store.rooms().await.unwrap(),
+        [("a".to_string(), 11), ("b".to_string(), 1)]
+    );
+
+    let keep_4 = Retention {
+        keep_last: Some(4),
+        older_than_ts: None,
+    };
+    assert_eq!(store.purge(keep_4).await.unwrap(), 7);
+    assert_eq!(store.purge(keep_4).await.unwrap(), 0);
+    let page = store.after("a", 0, 100).await.unwrap();
+    assert_eq!((page_seqs(&page), page.latest_seq), (vec![8, 9, 10], 11));
+    let page = store.before("a", Some(9), 100).await.unwrap();
+    assert_eq!((page_seqs(&page), page.more), (vec![8], false));
+    // Numbering goes on after the purge: nothing is reused.
+    let out = store.append(vec![draft("a", "m12")], 6_000).await.unwrap();
+    assert_eq!(seqs(&out), [(true, 12)]);
+
+    let old = Retention {
+        keep_last: None,
+        older_than_ts: Some(4_000),
+    };
+    assert_eq!(store.purge(old).await.unwrap(), 4);
+    assert_eq!(page_seqs(&store.after("a", 0, 100).await.unwrap()), [12]);
+    assert_eq!(page_seqs(&store.after("b", 0, 100).await.unwrap()), [1]);
+    assert_eq!(
+        store.rooms().await.unwrap(),
+        [("a".to_string(), 12), ("b".to_string(), 1)]
+    );
+}
+
+fn edit(target: u64, text: &str) -> Action {
+    Action::Edit {
+        target,
+        text: text.into(),
+    }
+}
+
+fn react(target: u64, emoji: &str, remove: bool) -> Action {
+    Action::React {
+        target,
+        emoji: emoji.into(),
+        remove,
+    }
+}
+
+fn pin(target: u64, remove: bool) -> Action {
+    Action::Pin { target, remove }
+}
+
+fn reply(text: &str, to: u64) -> Action {
+    Action::Send {
+        text: text.into(),
+        reply_to: Some(to),
+    }
+}
+
+/// The room as a client that saw every entry of `page` (read from the
+/// start) holds it.
+fn replayed(page: &Page) -> RoomState {
+    let mut state = RoomState::default();
+    let mut entries: Vec<(u64, Result<&Message, &Change>)> = page
+        .messages
+        .iter()
+        .map(|m| (m.seq, Ok(m)))
+        .chain(page.changes.iter().map(|c| (c.seq(), Err(c))))
+        .collect();
+    entries.sort_by_key(|(seq, _)| *seq);
+    for (_, entry) in entries {
+        match entry {
+            Ok(message) => state.apply_message(message.clone()),
+            Err(change) => state.apply_change(change),
+        }
+    }
+    state
+}
+
+/// The room as a client that joins now holds it.
+fn fresh(page: &Page) -> RoomState {
+    let mut state = RoomState {
+        pins: page.pins.clone(),
+        ..RoomState::default()
+    };
+    for message in &page.messages {
+        state.apply_message(message.clone());
+    }
+    state.last_seq = page.latest_seq;
+    state
+}
+
+/// Changes in the sequence, the same on every backend: each takes the
+/// next `seq`, is held to the permissions on its target as the entries
+/// before it left it, is idempotent by id, shows in every message's
+/// current state, and replaying the room's entries in order gives the
+/// state a fresh read gives.
+pub async fn check_changes(store: &dyn Store) {
+    let hello = Draft {
+        room: "a".into(),
+        ..draft("a", "m1")
+    };
+    assert_eq!(
+        seqs(&store.append(vec![hello], 1_000).await.unwrap()),
+        [(true, 1)]
+    );
+    let replied = one(store, by("u2", "m2", reply("re: hello", 1)), 1_001).await;
+    let Appended::New(reply_message) = replied else {
+        panic!("{replied:?}")
+    };
+    assert_eq!(reply_message.reply_to, Some(1));
+    let quote = reply_message.quote.expect("a reply quotes");
+    assert_eq!(
+        (quote.from.id.as_str(), quote.text.as_str()),
+        ("u1", "text of m1")
+    );
+    let to_nothing = one(store, by("u2", "m-x", reply("?", 40)), 1_002).await;
+    assert_eq!(refused(&to_nothing), Some(ErrorCode::NotFound));
+
+    // Edits: the author and a moderator, not someone else; in one batch,
+    // the second sees the first's result.
+    let batch = store
+        .append(
+            vec![
+                by("u1", "e1", edit(1, "hello, edited")),
+                by("u2", "e-bob", edit(1, "bob was here")),
+                by("mod", "e-mod", edit(1, "hello (moderated)")),
+                by("u1", "e1", edit(1, "a retry of e1")),
+            ],
+            2_000,
+        )
+        .await
+        .unwrap();
+    assert_eq!(seqs(&batch), [(true, 3), (false, 0), (true, 4), (false, 3)]);
+    assert_eq!(refused(&batch[1]), Some(ErrorCode::Forbidden));
+    // An id is unique across messages and changes.
+    let reused = one(store, by("u1", "m1", edit(1, "reused id")), 2_001).await;
+    assert_eq!(seqs(&[reused]), [(false, 1)]);
+    let on_a_change = one(store, by("mod", "e-c", edit(3, "not a message")), 2_002).await;
+    assert_eq!(refused(&on_a_change), Some(ErrorCode::NotFound));
+
+    // Reactions: one per user and emoji, taken back once.
+    let added = change(one(store, by("u2", "r1", react(1, "👍", false)), 3_000).await);
+    assert_eq!(added.seq(), 5);
+    let again = one(store, by("u2", "r1-again", react(1, "👍", false)), 3_001).await;
+    assert_eq!(seqs(&[again]), [(false, 5)]);
+    let Change::Reaction(carol) =
+        change(one(store, by("u3", "r2", react(1, "👍", false)), 3_002).await)
+    else {
+        panic!("not a reaction")
+    };
+    assert_eq!(carol.reactions.len(), 1);
+    assert_eq!(carol.reactions[0].count, 2);
+    let users: Vec<&str> = carol.reactions[0]
+        .users
+        .iter()
+        .map(|u| u.id.as_str())
+        .collect();
+    assert_eq!(users, ["u2", "u3"]);
+    change(one(store, by("u3", "r3", react(1, "🎉", false)), 3_003).await);
+    let Change::Reaction(taken) =
+        change(one(store, by("u2", "r4", react(1, "👍", true)), 3_004).await)
+    else {
+        panic!("not a reaction")
+    };
+    assert!(taken.remove);
+    assert_eq!(
+        taken
+            .reactions
+            .iter()
+            .map(|r| (&*r.emoji, r.count))
+            .collect::<Vec<_>>(),
+        [("👍", 1), ("🎉", 1)]
+    );
+    let nothing = one(store, by("u2", "r5", react(1, "👍", true)), 3_005).await;
+    assert_eq!(refused(&nothing), Some(ErrorCode::NotFound));
+    let many: Vec<Draft> = (0..25)
+        .map(|i| {
+            by(
+                "u2",
+                &format!("many-{i}"),
+                react(2, &format!("e{i}"), false),
+            )
+        })
+        .collect();
+    let many = store.append(many, 3_006).await.unwrap();
+    assert_eq!(many.iter().filter(|o| refused(o).is_none()).count(), 20);
+    assert_eq!(refused(&many[20]), Some(ErrorCode::BadRequest));
+
+    // Pins: moderators only, once.
+    let by_member = one(store, by("u1", "p0", pin(1, false)), 4_000).await;
+    assert_eq!(refused(&by_member), Some(ErrorCode::Forbidden));
+    let Change::Pinned(pinned) = change(one(store, by("mod", "p1", pin(2, false)), 4_001).await)
+    else {
+        panic!("not a pin")
+    };
+    assert!(pinned.pinned);
+    assert_eq!(pinned.message.as_ref().map(|m| m.seq), Some(2));
+    let again = one(store, by("mod", "p1-again", pin(2, false)), 4_002).await;
+    assert_eq!(seqs(&[again]), [(false, pinned.seq)]);
+    change(one(store, by("mod", "p2", pin(1, false)), 4_003).await);
+    let page = store.before("a", None, 50).await.unwrap();
+    assert_eq!(page.pins.iter().map(|m| m.seq).collect::<Vec<_>>(), [2, 1]);
+    let first = &page.messages[0];
+    assert_eq!(first.text, "hello (moderated)");
+    assert_eq!(first.edited_at, Some(2_000));
+    assert_eq!(first.reactions.len(), 2);
+    assert_eq!(
+        page.messages[1].quote.as_ref().unwrap().text,
+        "hello (moderated)"
+    );
+    let whole = store.after("a", 0, 1000).await.unwrap();
+    assert_eq!(replayed(&whole), fresh(&page));
+
+    // Deleting: the author's own or a moderator's; the tombstone loses its
+    // reactions and pin, and replies show it deleted.
+    let bobs = one(
+        store,
+        by("u1", "d-bob", Action::Delete { target: 2 }),
+        5_000,
+    )
+    .await;
+    assert_eq!(refused(&bobs), Some(ErrorCode::Forbidden));
+    change(one(store, by("u1", "d1", Action::Delete { target: 1 }), 5_001).await);
+    for (id, action) in [
+        ("after-1", edit(1, "too late")),
+        ("after-2", react(1, "👍", false)),
+        ("after-3", reply("too late", 1)),
+        ("after-4", Action::Delete { target: 1 }),
+    ] {
+        let late = one(store, by("mod", id, action), 5_002).await;
+        assert_eq!(refused(&late), Some(ErrorCode::NotFound), "{id}");
+    }
+    let page = store.before("a", None, 50).await.unwrap();
+    let tomb = &page.messages[0];
+    assert!(tomb.deleted && tomb.text.is_empty() && tomb.reactions.is_empty());
+    assert_eq!(tomb.edited_at, None);
+    let quote = page.messages[1].quote.as_ref().unwrap();
+    assert!(quote.deleted && quote.text.is_empty());
+    assert_eq!(page.pins.iter().map(|m| m.seq).collect::<Vec<_>>(), [2]);
+    change(one(store, by("mod", "p3", pin(2, true)), 5_003).await);
+    let unpin_again = one(store, by("mod", "p4", pin(2, true)), 5_004).await;
+    assert_eq!(refused(&unpin_again), Some(ErrorCode::NotFound));
+
+    // Replaying every entry, or any stretch after a state one held, gives
+    // what a fresh read gives.
+    let page = store.before("a", None, 50).await.unwrap();
+    assert!(page.pins.is_empty());
+    let whole = store.after("a", 0, 1000).await.unwrap();
+    assert_eq!(replayed(&whole), fresh(&page));
+    let latest = whole.latest_seq;
+    for since in 0..latest {
+        let mut state = replayed(&Page {
+            messages: whole
+                .messages
+                .iter()
+                .filter(|m| m.seq <= since)
+                .cloned()
+                .collect(),
+            changes: whole
+                .changes
+                .iter()
+                .filter(|c| c.seq() <= since)
+                .cloned()
+                .collect(),
+            ..Page::default()
+        });
+        // What an old client held is the state of its time, not the one
+        // replayed from today's messages: keep only what it could know.
+        let resumed = store.after("a", since, 1000).await.unwrap();
+        state.pins = Vec::new();
+        let mut applied = state.clone();
+        applied.apply_joined(&chat_protocol::JoinedBody {
+            room: "a".into(),
+            seq: resumed.latest_seq,
+            members: Vec::new().into(),
+            messages: resumed.messages.clone(),
+            events: resumed.changes.clone(),
+            pins: resumed.pins.clone(),
+            complete: !resumed.more,
+        });
+        assert_eq!(applied, fresh(&page), "resumed after {since}");
+    }
+
+    // Versions: the original, each edit, the deletion.
+    let versions = store.versions("a", 1).await.unwrap();
+    let texts: Vec<(&str, &str, bool)> = versions
+        .iter()
+        .map(|v| (v.from.id.as_str(), v.text.as_str(), v.deleted))
+        .collect();
+    assert_eq!(
+        texts,
+        [
+            ("u1", "text of m1", false),
+            ("u1", "hello, edited", false),
+            ("mod", "hello (moderated)", false),
+            ("u1", "", true),
+        ]
+    );
+    assert!(store.versions("a", 3).await.unwrap().is_empty());
+    assert!(store.versions("a", 99).await.unwrap().is_empty());
+}
