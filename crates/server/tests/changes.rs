@@ -1,0 +1,365 @@
+//! Changes to messages in the room's sequence (docs/protocol.md §3,
+//! "Changes"), end to end on `/ws` against the real binary: each edit,
+//! deletion, reaction, reply and pin takes the room's next `seq`, is acked
+//! after commit, is idempotent by `id`, reaches every member in order, is
+//! held to the permissions (`forbidden`, `not_found`), and a client that
+//! was away while they happened resumes to the state of one that stayed.
+
+mod common;
+
+use common::room::state_of;
+use common::{Client, HttpResponse, Server, http_request};
+use jsonwebtoken::{EncodingKey, Header};
+use serde_json::{Value, json};
+
+const SECRET: &str = "an HS256 secret of at least thirty-two bytes";
+
+async fn api(server: &Server, method: &str, path: &str, body: Option<Value>) -> HttpResponse {
+    let text = body.map(|b| b.to_string());
+    http_request(server.addr, method, path, &[], text.as_deref()).await
+}
+
+fn ack_seq(ack: &Value) -> u64 {
+    assert_eq!(ack["type"], "ack", "{ack}");
+    ack["seq"].as_u64().expect("an ack's seq")
+}
+
+fn error_code(reply: &Value) -> &str {
+    assert_eq!(reply["type"], "error", "{reply}");
+    reply["code"].as_str().expect("an error's code")
+}
+
+fn edit(seq: u64, text: &str) -> Value {
+    json!({"type": "edit", "room": "r", "seq": seq, "text": text})
+}
+
+fn react(seq: u64, emoji: &str) -> Value {
+    json!({"type": "react", "room": "r", "seq": seq, "emoji": emoji})
+}
+
+fn delete(seq: u64) -> Value {
+    json!({"type": "delete", "room": "r", "seq": seq})
+}
+
+fn reply(to: u64, text: &str) -> Value {
+    json!({"type": "send", "room": "r", "text": text, "reply_to": to})
+}
+
+/// The room's entries (messages and changes) a member receives up to and
+/// including `seq`, in the order received.
+async fn entries_through(client: &mut Client, seq: u64) -> Vec<Value> {
+    let mut seen = Vec::new();
+    while seen
+        .last()
+        .is_none_or(|f: &Value| f["seq"].as_u64() < Some(seq))
+    {
+        let frame = client
+            .recv_until(|f| {
+                f["room"] == "r"
+                    && f.get("ref").is_none()
+                    && ["message", "edited", "deleted", "reaction", "pinned"]
+                        .contains(&f["type"].as_str().unwrap_or(""))
+            })
+            .await;
+        seen.push(frame);
+    }
+    seen
+}
+
+#[tokio::test]
+async fn each_change_takes_the_next_seq_and_reaches_every_member_in_order() {
+    let server = Server::start(&[]);
+    let mut alice = Client::connect(&server, "alice").await;
+    let mut bob = Client::connect(&server, "bob").await;
+    // Only reads: a member's own requests skip the broadcasts they pass.
+    let mut observer = Client::connect(&server, "observer").await;
+    alice.join("r").await;
+    bob.join("r").await;
+    observer.join("r").await;
+    let first = ack_seq(&alice.say("r", "hello").await);
+    assert_eq!(first, 1);
+    assert_eq!(ack_seq(&alice.request(edit(1, "hello, world")).await), 2);
+    assert_eq!(ack_seq(&bob.request(react(1, "👍")).await), 3);
+    assert_eq!(ack_seq(&bob.request(reply(1, "hi alice")).await), 4);
+    assert_eq!(ack_seq(&alice.request(react(4, "🎉")).await), 5);
+    assert_eq!(
+        ack_seq(
+            &bob.request(
+                json!({"type": "react", "room": "r", "seq": 1, "emoji": "👍", "remove": true})
+            )
+            .await
+        ),
+        6
+    );
+
+    let seen = entries_through(&mut observer, 6).await;
+    let kinds: Vec<(&str, u64)> = seen
+        .iter()
+        .map(|f| (f["type"].as_str().unwrap(), f["seq"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("message", 1),
+            ("edited", 2),
+            ("reaction", 3),
+            ("message", 4),
+            ("reaction", 5),
+            ("reaction", 6)
+        ]
+    );
+    assert_eq!(seen[1]["target"], 1);
+    assert_eq!(seen[1]["text"], "hello, world");
+    assert_eq!(
+        seen[2]["reactions"],
+        json!([{"emoji": "👍", "count": 1, "users": [bob.user()]}])
+    );
+    assert_eq!(seen[3]["reply_to"], 1);
+    assert_eq!(seen[3]["quote"]["text"], "hello, world");
+    assert_eq!(seen[3]["quote"]["from"], *alice.user());
+    assert_eq!(seen[5]["remove"], true);
+    assert_eq!(seen[5]["reactions"], json!([]));
+
+    // A fresh join shows the messages in their current state.
+    let mut carol = Client::connect(&server, "carol").await;
+    let joined = carol.join("r").await;
+    assert_eq!(joined["seq"], 6);
+    let messages = joined["messages"].as_array().unwrap();
+    assert_eq!(messages.len(), 2, "the changes are not messages: {joined}");
+    assert_eq!(messages[0]["text"], "hello, world");
+    assert!(messages[0]["edited_at"].is_i64());
+    assert!(messages[0].get("reactions").is_none(), "{joined}");
+    assert_eq!(messages[1]["reactions"][0]["emoji"], "🎉");
+    assert!(
+        joined.get("events").is_none(),
+        "no events without since: {joined}"
+    );
+    // History pages messages only, each as it is now.
+    let page = carol.history(json!({"room": "r", "before": 5})).await;
+    assert_eq!(page["messages"].as_array().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn a_retried_change_is_acked_again_as_a_duplicate_and_stored_once() {
+    let server = Server::start(&[]);
+    let mut alice = Client::connect(&server, "alice").await;
+    let mut bob = Client::connect(&server, "bob").await;
+    let mut carol = Client::connect(&server, "carol").await;
+    alice.join("r").await;
+    bob.join("r").await;
+    carol.join("r").await;
+    alice.say("r", "typo").await;
+    let mut with_id = edit(1, "fixed");
+    with_id["id"] = json!("e-1");
+    let first = alice.request(with_id.clone()).await;
+    let again = alice.request(with_id).await;
+    assert_eq!(ack_seq(&first), 2);
+    assert_eq!((ack_seq(&again), &again["duplicate"]), (2, &json!(true)));
+    // Adding a reaction one has is no new entry either.
+    let added = ack_seq(&bob.request(react(1, "👍")).await);
+    let twice = bob.request(react(1, "👍")).await;
+    assert_eq!(
+        (ack_seq(&twice), &twice["duplicate"]),
+        (added, &json!(true))
+    );
+    alice.say("r", "after").await;
+    let seen = entries_through(&mut carol, 4).await;
+    let seqs: Vec<u64> = seen.iter().map(|f| f["seq"].as_u64().unwrap()).collect();
+    assert_eq!(seqs, [1, 2, 3, 4], "each entry once, no gap");
+}
+
+#[tokio::test]
+async fn members_change_their_own_messages_and_nothing_that_is_gone() {
+    let server = Server::start(&[]);
+    let mut alice = Client::connect(&server, "alice").await;
+    let mut bob = Client::connect(&server, "bob").await;
+    alice.join("r").await;
+    bob.join("r").await;
+    alice.say("r", "mine").await;
+    assert_eq!(
+        error_code(&bob.request(edit(1, "yours now")).await),
+        "forbidden"
+    );
+    assert_eq!(error_code(&bob.request(delete(1)).await), "forbidden");
+    let pin = json!({"type": "pin", "room": "r", "seq": 1});
+    assert_eq!(error_code(&alice.request(pin).await), "forbidden");
+    assert_eq!(
+        error_code(&bob.request(edit(9, "nothing")).await),
+        "not_found"
+    );
+    assert_eq!(ack_seq(&alice.request(delete(1)).await), 2);
+    for late in [
+        edit(1, "too late"),
+        react(1, "👍"),
+        reply(1, "to nothing"),
+        delete(1),
+        react(2, "👍"),
+    ] {
+        assert_eq!(
+            error_code(&bob.request(late.clone()).await),
+            "not_found",
+            "{late}"
+        );
+    }
+    // Bad requests are refused before anything is stored.
+    let no_seq = json!({"type": "edit", "room": "r", "text": "x"});
+    assert_eq!(error_code(&bob.request(no_seq).await), "bad_request");
+    assert_eq!(
+        error_code(&bob.request(react(1, "two words")).await),
+        "bad_request"
+    );
+    let mut stranger = Client::connect(&server, "stranger").await;
+    assert_eq!(
+        error_code(&stranger.request(react(1, "👍")).await),
+        "not_joined"
+    );
+    // Refusals took no seq: the next entry is 3.
+    assert_eq!(ack_seq(&alice.say("r", "next").await), 3);
+}
+
+fn token(sub: &str, claims: Value) -> String {
+    let mut all = json!({"sub": sub, "exp": jsonwebtoken::get_current_timestamp() + 300});
+    all.as_object_mut()
+        .unwrap()
+        .extend(claims.as_object().unwrap().clone());
+    jsonwebtoken::encode(
+        &Header::default(),
+        &all,
+        &EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .expect("sign a token")
+}
+
+#[tokio::test]
+async fn a_moderator_token_changes_anyone_s_messages_within_its_rooms() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, SECRET).unwrap();
+    let server = Server::start(&["--jwt-secret-file", secret.to_str().unwrap()]);
+    let connect = |sub: &str, claims: Value| {
+        let url = server.ws_url(&format!("token={}", token(sub, claims)));
+        async move { Client::connect_url(&url).await }
+    };
+    let mut alice = connect("alice", json!({})).await;
+    let mut moderator = connect("mod", json!({"role": "moderator", "rooms": ["r"]})).await;
+    let mut bob = connect("bob", json!({})).await;
+    alice.join("r").await;
+    alice.join("elsewhere").await;
+    moderator.join("r").await;
+    bob.join("r").await;
+    alice.say("r", "spam").await;
+    alice.say("elsewhere", "out of reach").await;
+    assert_eq!(ack_seq(&moderator.request(edit(1, "[removed]")).await), 2);
+    let pin = json!({"type": "pin", "room": "r", "seq": 1});
+    assert_eq!(ack_seq(&moderator.request(pin).await), 3);
+    assert_eq!(ack_seq(&moderator.request(delete(1)).await), 4);
+    let elsewhere = json!({"type": "delete", "room": "elsewhere", "seq": 1});
+    assert_eq!(error_code(&moderator.request(elsewhere).await), "forbidden");
+    let seen = entries_through(&mut bob, 4).await;
+    assert_eq!(seen[3]["type"], "deleted");
+    assert_eq!(seen[3]["from"]["id"], "mod");
+    let joined = alice.join("r").await;
+    assert!(
+        joined.get("pins").is_none(),
+        "a deleted message is unpinned: {joined}"
+    );
+    // An unknown role is refused at the upgrade.
+    let url = server.ws_url(&format!("token={}", token("x", json!({"role": "admin"}))));
+    let (status, _) = common::upgrade_refusal(url, None).await;
+    assert_eq!(status, 401);
+}
+
+/// Everything that can change a room, from two people and the API;
+/// returns the seqs of its four messages.
+async fn churn(alice: &mut Client, bob: &mut Client, server: &Server) -> [u64; 4] {
+    let mut said = [0; 4];
+    for (seq, text) in said.iter_mut().zip(["one", "two", "three", "four"]) {
+        *seq = ack_seq(&alice.say("r", text).await);
+    }
+    let [one, two, three, four] = said;
+    ack_seq(&alice.request(edit(one, "one, edited")).await);
+    ack_seq(&bob.request(react(one, "👍")).await);
+    ack_seq(&alice.request(react(one, "👍")).await);
+    ack_seq(&bob.request(reply(two, "re: two")).await);
+    ack_seq(
+        &alice
+            .request(edit(two, "two, edited after the reply"))
+            .await,
+    );
+    ack_seq(&alice.request(delete(three)).await);
+    ack_seq(&bob.request(react(two, "😂")).await);
+    for (method, seq) in [("PUT", two), ("PUT", four), ("DELETE", four)] {
+        let pin = api(server, method, &format!("/api/rooms/r/pins/{seq}"), None).await;
+        assert_eq!(pin.status, 200, "{pin:?}");
+    }
+    let unreact = json!({"type": "react", "room": "r", "seq": one, "emoji": "👍", "remove": true});
+    ack_seq(&bob.request(unreact).await);
+    ack_seq(&alice.request(edit(four, "four, edited")).await);
+    let moderated = api(
+        server,
+        "PATCH",
+        &format!("/api/rooms/r/messages/{one}"),
+        Some(json!({"text": "one, moderated"})),
+    )
+    .await;
+    assert_eq!(moderated.status, 200, "{moderated:?}");
+    ack_seq(&bob.request(reply(one, "re: one")).await);
+    said
+}
+
+#[tokio::test]
+async fn a_member_away_during_changes_resumes_to_the_state_of_one_that_stayed() {
+    let server = Server::start(&[]);
+    let mut alice = Client::connect(&server, "alice").await;
+    let mut bob = Client::connect(&server, "bob").await;
+    let mut carol = Client::connect(&server, "carol").await;
+    let mut observer = Client::connect(&server, "observer").await;
+    let mut stayed = vec![observer.join("r").await];
+    bob.join("r").await;
+    alice.join("r").await;
+    let mut away = vec![carol.join("r").await];
+    alice.say("r", "before carol left").await;
+    away.extend(entries_through(&mut carol, 1).await);
+    drop(carol);
+
+    let [_, two, three, _] = churn(&mut alice, &mut bob, &server).await;
+    let latest = ack_seq(&alice.say("r", "the last word").await);
+    stayed.extend(entries_through(&mut observer, latest).await);
+
+    let mut carol = Client::connect(&server, "carol").await;
+    away.push(carol.join_since("r", 1).await);
+    let resumed = away.last().unwrap();
+    assert_eq!(resumed["complete"], true);
+    assert!(
+        !resumed["events"].as_array().unwrap().is_empty(),
+        "{resumed}"
+    );
+
+    let mut dave = Client::connect(&server, "dave").await;
+    let fresh = state_of("r", &[dave.join("r").await]);
+    let live = state_of("r", &stayed);
+    let back = state_of("r", &away);
+    assert_eq!(live.messages, fresh.messages, "the member who stayed");
+    assert_eq!(live.pins, fresh.pins, "the member who stayed");
+    assert_eq!(back.messages, fresh.messages, "the member who resumed");
+    assert_eq!(back.pins, fresh.pins, "the member who resumed");
+    assert_eq!(back.pins.len(), 1);
+    assert!(back.messages[&three].deleted);
+    let re_two = back.messages.values().find(|m| m.reply_to == Some(two));
+    let quote = re_two.and_then(|m| m.quote.as_ref()).expect("the reply to two");
+    assert_eq!(quote.text, "two, edited after the reply");
+
+    // Resuming from every point in between converges too.
+    for since in 1..latest {
+        let mut client = Client::connect(&server, "erin").await;
+        let frames: Vec<Value> = stayed
+            .iter()
+            .filter(|f| f["type"] == "joined" || f["seq"].as_u64() <= Some(since))
+            .cloned()
+            .collect();
+        let mut state = state_of("r", &frames);
+        common::room::apply(&mut state, "r", &[client.join_since("r", since).await]);
+        assert_eq!(state.messages, fresh.messages, "resumed after {since}");
+        assert_eq!(state.pins, fresh.pins, "resumed after {since}");
+    }
+}
