@@ -302,17 +302,15 @@ async fn a_deleted_message_becomes_a_tombstone_members_are_told_of() {
     }
     bob.recv_messages_through("general", 3).await;
 
-    let (status, tombstone) = api(&server, "DELETE", "/api/rooms/general/messages/2", None).await;
-    assert_eq!(status, 200, "{tombstone}");
-    assert_eq!(
-        (&tombstone["seq"], &tombstone["text"], &tombstone["deleted"]),
-        (&json!(2), &json!(""), &json!(true))
-    );
+    let path = "/api/rooms/general/messages/2?id=del-2";
+    let (status, ack) = api(&server, "DELETE", path, None).await;
+    assert_eq!(status, 200, "{ack}");
+    assert_eq!((&ack["seq"], &ack["id"]), (&json!(4), &json!("del-2")));
     for member in [&mut alice, &mut bob] {
         let deleted = member.recv_until(|f| f["type"] == "deleted").await;
         assert_eq!(
-            deleted,
-            json!({"type": "deleted", "room": "general", "seq": 2})
+            (&deleted["seq"], &deleted["target"], &deleted["from"]["id"]),
+            (&json!(4), &json!(2), &json!("api"))
         );
     }
     // History keeps every seq; only the deleted one is marked and empty.
@@ -327,17 +325,95 @@ async fn a_deleted_message_becomes_a_tombstone_members_are_told_of() {
     let mut carol = Client::connect(&server, "carol").await;
     let joined = carol.join_since("general", 0).await;
     assert_eq!(joined["messages"][1]["deleted"], true);
+    assert_eq!(joined["events"][0]["type"], "deleted");
     let (_, page) = api(&server, "GET", "/api/rooms/general/messages", None).await;
     assert_eq!(page["messages"][1]["deleted"], true);
 
-    // Deleting again is fine; the numbering goes on without a gap.
+    // A retry of the same deletion is its duplicate; another is not_found.
+    let (status, again) = api(&server, "DELETE", path, None).await;
     assert_eq!(
-        api(&server, "DELETE", "/api/rooms/general/messages/2", None)
-            .await
-            .0,
-        200
+        (status, &again["duplicate"], &again["seq"]),
+        (200, &json!(true), &json!(4))
     );
-    assert_eq!(alice.say("general", "four").await["seq"], 4);
+    let other = api(&server, "DELETE", "/api/rooms/general/messages/2", None).await;
+    assert_api_error(&other, 404, "not_found");
+    assert_eq!(alice.say("general", "four").await["seq"], 5);
+}
+
+#[tokio::test]
+async fn the_api_edits_reacts_pins_and_shows_a_message_s_versions() {
+    let server = Server::start(&[]);
+    let mut alice = Client::connect(&server, "alice").await;
+    alice.join("general").await;
+    alice.say("general", "first draft").await;
+    let mut observer = Client::connect(&server, "observer").await;
+    observer.join("general").await;
+
+    let edit = json!({"text": "second draft", "from": {"id": "mod-1", "name": "Moderator"}});
+    let (status, ack) = api(
+        &server,
+        "PATCH",
+        "/api/rooms/general/messages/1",
+        Some(edit),
+    )
+    .await;
+    assert_eq!((status, &ack["seq"]), (200, &json!(2)), "{ack}");
+    let bot = json!({"emoji": "🤖", "from": {"id": "bot", "name": "bot"}});
+    let path = "/api/rooms/general/messages/1/reactions";
+    let (status, ack) = api(&server, "POST", path, Some(bot)).await;
+    assert_eq!((status, &ack["seq"]), (200, &json!(3)), "{ack}");
+    let (status, ack) = api(&server, "PUT", "/api/rooms/general/pins/1", None).await;
+    assert_eq!((status, &ack["seq"]), (200, &json!(4)), "{ack}");
+    let seen = observer.recv_until(|f| f["type"] == "pinned").await;
+    assert_eq!(seen["message"]["text"], "second draft");
+    assert_eq!(seen["message"]["reactions"][0]["emoji"], "🤖");
+
+    let (_, pins) = api(&server, "GET", "/api/rooms/general/pins", None).await;
+    assert_eq!(pins[0]["seq"], 1);
+    let (status, _) = api(&server, "DELETE", "/api/rooms/general/pins/1", None).await;
+    assert_eq!(status, 200);
+    let (_, pins) = api(&server, "GET", "/api/rooms/general/pins", None).await;
+    assert_eq!(pins, json!([]));
+
+    let (status, versions) = api(
+        &server,
+        "GET",
+        "/api/rooms/general/messages/1/versions",
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{versions}");
+    let texts: Vec<(&Value, &Value)> = versions
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| (&v["text"], &v["from"]["id"]))
+        .collect();
+    assert_eq!(
+        texts,
+        [
+            (&json!("first draft"), &json!(alice.user_id())),
+            (&json!("second draft"), &json!("mod-1"))
+        ]
+    );
+    let missing = api(
+        &server,
+        "GET",
+        "/api/rooms/general/messages/9/versions",
+        None,
+    )
+    .await;
+    assert_api_error(&missing, 404, "not_found");
+    let bad = api(&server, "POST", path, Some(json!({"emoji": ""}))).await;
+    assert_api_error(&bad, 400, "bad_request");
+    let not_a_message = api(
+        &server,
+        "PATCH",
+        "/api/rooms/general/messages/3",
+        Some(json!({"text": "x"})),
+    )
+    .await;
+    assert_api_error(&not_a_message, 404, "not_found");
 }
 
 #[tokio::test]

@@ -346,7 +346,9 @@ async fn a_member_away_during_changes_resumes_to_the_state_of_one_that_stayed() 
     assert_eq!(back.pins.len(), 1);
     assert!(back.messages[&three].deleted);
     let re_two = back.messages.values().find(|m| m.reply_to == Some(two));
-    let quote = re_two.and_then(|m| m.quote.as_ref()).expect("the reply to two");
+    let quote = re_two
+        .and_then(|m| m.quote.as_ref())
+        .expect("the reply to two");
     assert_eq!(quote.text, "two, edited after the reply");
 
     // Resuming from every point in between converges too.
