@@ -1,6 +1,6 @@
 // Moderation and limits through Socket.IO: a message deleted through the
-// HTTP API reaches Socket.IO members as a `deleted` event and stays in
-// history as a tombstone; disconnecting a user through the API closes their
+// HTTP API reaches Socket.IO members as a `deleted` change (its own seq,
+// the deleted message as `target`) and stays in history as a tombstone; disconnecting a user through the API closes their
 // transport (the client reconnects by itself); the idle timeout closes a
 // client that only keeps its transport alive.
 
@@ -33,9 +33,13 @@ test('a deleted message: the deleted event, a tombstone in history; a disconnect
 
   const response = await fetch(`${server.url}/api/rooms/general/messages/2`, { method: 'DELETE' });
   assert.equal(response.status, 200);
+  assert.equal((await response.json()).seq, 4);
   for (const client of [alice, bob]) {
     const deleted = await client.waitFor('deleted');
-    assert.deepEqual(deleted, { type: 'deleted', room: 'general', seq: 2 });
+    assert.deepEqual(
+      [deleted.type, deleted.room, deleted.seq, deleted.target, deleted.from.id],
+      ['deleted', 'general', 4, 2, 'api'],
+    );
   }
   const history = await bob.request('history', { room: 'general' });
   assert.deepEqual(
