@@ -19,7 +19,7 @@ use chat_protocol::{AckBody, ErrorBody, ErrorCode, ServerFrame, User};
 use super::committer::{self, PendingSend, SubmitError};
 use super::event::{self, Dropped, Outbound};
 use super::{Hub, HubInner, lock};
-use crate::store::{Draft, Page, Retention, StoreError, Version};
+use crate::store::{Draft, Found, Page, Retention, Search, StoreError, Version};
 
 /// How often the retention purge runs by default.
 pub const PURGE_INTERVAL: Duration = Duration::from_secs(60);
@@ -213,6 +213,11 @@ impl Hub {
             Some(after) => store.after(room, after, limit).await,
             None => store.before(room, before, limit).await,
         }
+    }
+
+    /// A search as the operator, who may read every room.
+    pub async fn search(&self, search: &Search) -> Result<Found, StoreError> {
+        self.inner.store.search(search).await
     }
 
     /// The room's pinned messages, earliest pin first (read with the

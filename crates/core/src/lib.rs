@@ -37,13 +37,13 @@ use chat_protocol::request::Envelope;
 use chat_protocol::validate::{self, Invalid};
 use chat_protocol::{
     EncodedUser, ErrorBody, ErrorCode, HistoryBody, JoinedBody, LeftBody, Members, PongBody,
-    PresenceEvent, Ref, Request, RequestError, ServerFrame, User, WelcomeBody,
+    PresenceEvent, Ref, Request, RequestError, SearchResultsBody, ServerFrame, User, WelcomeBody,
 };
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::broker::Broker;
-use crate::store::{Action, Draft, Page, Store, StoreError};
+use crate::store::{Action, Draft, Page, Search, SearchScope, Store, StoreError};
 use crate::sync::lock;
 pub use admin::RetentionPolicy;
 use committer::{CommitQueue, PendingSend, SubmitError};
@@ -64,6 +64,10 @@ pub const RESUME_LIMIT: usize = 1000;
 pub const HISTORY_DEFAULT: usize = 50;
 /// Largest `history` page.
 pub const HISTORY_MAX: usize = 200;
+/// `search` page size when the client gives no `limit`.
+pub const SEARCH_DEFAULT: usize = 20;
+/// Largest `search` page.
+pub const SEARCH_MAX: usize = 50;
 
 /// `--max-text-chars` by default (the protocol's contract).
 pub const DEFAULT_MAX_TEXT_CHARS: usize = validate::DEFAULT_MAX_TEXT_CHARS;
@@ -528,6 +532,15 @@ impl Session {
                 let room = self.room(room)?;
                 self.typing(room)
             }
+            Request::Search {
+                query,
+                room,
+                cursor,
+                limit,
+            } => {
+                let room = room.map(|room| self.room(room)).transpose()?;
+                self.search(reference, query, room, cursor, limit).await
+            }
             Request::Ping => {
                 self.outbox.reply(ServerFrame::Pong {
                     reference,
@@ -763,6 +776,53 @@ impl Session {
             },
             Err(e) => store_failed(reference, &e),
         });
+        Ok(())
+    }
+
+    /// Searches `room`, or every room this user may read (their `rooms`
+    /// claim; history needs no join, so neither does search).
+    async fn search(
+        &mut self,
+        reference: Option<Ref>,
+        query: String,
+        room: Option<Arc<str>>,
+        cursor: Option<u64>,
+        limit: Option<u64>,
+    ) -> Result<(), Invalid> {
+        let words = validate::search_words(&query)?;
+        let limit = match limit {
+            None => SEARCH_DEFAULT,
+            Some(0) => {
+                return Err(Invalid {
+                    code: ErrorCode::BadRequest,
+                    message: "`limit` must be at least 1".into(),
+                });
+            }
+            Some(n) => n.min(SEARCH_MAX as u64) as usize,
+        };
+        let rooms = match &room {
+            Some(room) => SearchScope::Room(room.to_string()),
+            None => SearchScope::Readable(self.rooms.clone()),
+        };
+        let search = Search {
+            words,
+            rooms,
+            cursor,
+            limit,
+        };
+        self.outbox
+            .reply(match self.hub.store.search(&search).await {
+                Ok(found) => ServerFrame::SearchResults {
+                    reference,
+                    body: SearchResultsBody {
+                        query,
+                        room: room.map(|r| r.to_string()),
+                        results: found.messages,
+                        next: found.next,
+                    },
+                },
+                Err(e) => store_failed(reference, &e),
+            });
         Ok(())
     }
 

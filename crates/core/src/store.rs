@@ -14,6 +14,7 @@ use async_trait::async_trait;
 use chat_protocol::validate::Invalid;
 use chat_protocol::{Change, Message, User};
 
+use crate::identity::RoomAccess;
 use crate::permissions::Role;
 
 /// An entry to add to a room's sequence: a message, or a change to one.
@@ -198,6 +199,12 @@ pub trait Store: Send + Sync + 'static {
     /// such message.
     async fn versions(&self, room: &str, seq: u64) -> Result<Vec<Version>, StoreError>;
 
+    /// The messages (current state, deleted ones left out) whose text holds
+    /// every word of `search.words`, ignoring ASCII case, in the rooms of
+    /// `search.rooms`, newest first: one page, and the cursor of the next.
+    /// An edit or a deletion shows in the very next search.
+    async fn search(&self, search: &Search) -> Result<Found, StoreError>;
+
     /// Deletes what `retention` no longer keeps, in every room, and returns
     /// how many messages went. Rooms' counters are never touched: `seq`
     /// keeps counting from where it was, so numbers are never reused.
@@ -205,6 +212,34 @@ pub trait Store: Send + Sync + 'static {
 
     /// Every room that has stored a message, with its latest `seq`, by name.
     async fn rooms(&self) -> Result<Vec<(String, u64)>, StoreError>;
+}
+
+/// A full-text search ([`Store::search`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Search {
+    /// Each must appear in the text, anywhere (a substring: `你好` finds
+    /// `你好吗`), ignoring ASCII case.
+    pub words: Vec<String>,
+    pub rooms: SearchScope,
+    /// A previous page's [`Found::next`]: only older results.
+    pub cursor: Option<u64>,
+    pub limit: usize,
+}
+
+/// Which rooms a search looks in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SearchScope {
+    Room(String),
+    /// Every room the access allows.
+    Readable(RoomAccess),
+}
+
+/// One page of search results.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Found {
+    pub messages: Vec<Message>,
+    /// Where the next page starts; `None` on the last one.
+    pub next: Option<u64>,
 }
 
 /// One text a message had ([`Store::versions`]).

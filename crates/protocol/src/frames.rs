@@ -342,6 +342,13 @@ pub enum ServerFrame {
     Reaction(ReactionBody),
     /// Extension: message `target` was pinned or unpinned.
     Pinned(PinnedBody),
+    /// Extension: the reply to `search`.
+    SearchResults {
+        #[serde(rename = "ref", default)]
+        reference: Option<Ref>,
+        #[serde(flatten)]
+        body: SearchResultsBody,
+    },
 }
 
 /// The first frame of every connection.
@@ -426,6 +433,20 @@ pub struct PresenceBody {
     pub user: User,
 }
 
+/// The reply to `search`: one page of results, newest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SearchResultsBody {
+    pub query: String,
+    /// The room searched; absent when every readable room was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub room: Option<String>,
+    /// Matching messages in their current state, newest first.
+    pub results: Vec<Message>,
+    /// The `cursor` of the next page; absent on the last.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<u64>,
+}
+
 /// A refused request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorBody {
@@ -473,6 +494,7 @@ impl ServerFrame {
             ServerFrame::Deleted(_) => "deleted",
             ServerFrame::Reaction(_) => "reaction",
             ServerFrame::Pinned(_) => "pinned",
+            ServerFrame::SearchResults { .. } => "search_results",
         }
     }
 
@@ -484,7 +506,8 @@ impl ServerFrame {
             | ServerFrame::Ack { reference, .. }
             | ServerFrame::History { reference, .. }
             | ServerFrame::Pong { reference, .. }
-            | ServerFrame::Error { reference, .. } => reference.as_ref(),
+            | ServerFrame::Error { reference, .. }
+            | ServerFrame::SearchResults { reference, .. } => reference.as_ref(),
             ServerFrame::Welcome(_)
             | ServerFrame::Message(_)
             | ServerFrame::Typing(_)
@@ -525,6 +548,7 @@ impl ServerFrame {
             ServerFrame::Deleted(body) => serialize_out_of_line(body, serializer),
             ServerFrame::Reaction(body) => serialize_out_of_line(body, serializer),
             ServerFrame::Pinned(body) => serialize_out_of_line(body, serializer),
+            ServerFrame::SearchResults { body, .. } => serialize_out_of_line(body, serializer),
         }
     }
 }

@@ -98,6 +98,14 @@ fn strings(request: &Request, max: usize) {
                 let _ = validate::client_id(id);
             }
         }
+        Request::Search { query, room, .. } => {
+            if let Some(room) = room {
+                let _ = validate::room(room, max);
+            }
+            if let Ok(words) = validate::search_words(query) {
+                assert!(!words.is_empty() && words.len() <= validate::MAX_QUERY_WORDS);
+            }
+        }
         Request::Delete { room, id, .. } | Request::Pin { room, id, .. } => {
             let _ = validate::room(room, max);
             if let Some(id) = id {

@@ -80,6 +80,15 @@ pub enum Request {
         remove: bool,
         id: Option<String>,
     },
+    /// Extension: the messages whose text holds every word of `query`, in
+    /// `room` or in every room the user may read, newest first; `cursor`
+    /// is a previous page's `next`.
+    Search {
+        query: String,
+        room: Option<String>,
+        cursor: Option<u64>,
+        limit: Option<u64>,
+    },
     /// `before` and `after` are exclusive bounds; at most one is honoured,
     /// `after` winning (an extension of the contract, which has `before` only).
     History {
@@ -182,6 +191,12 @@ pub fn parse_request(text: &str) -> Result<Envelope, RequestError> {
             emoji: fields.string("emoji"),
             remove: fields.opt_bool("remove"),
             id: fields.opt_string("id"),
+        }),
+        "search" => Ok(Request::Search {
+            query: fields.string("query"),
+            room: fields.opt_string("room"),
+            cursor: fields.opt_u64("cursor"),
+            limit: fields.opt_u64("limit"),
         }),
         "pin" => Ok(Request::Pin {
             room: fields.string("room"),
@@ -498,6 +513,15 @@ mod tests {
                     emoji: "👍".into(),
                     remove: true,
                     id: None,
+                },
+            ),
+            (
+                r#"{"type":"search","query":"你好 world","cursor":90}"#,
+                Request::Search {
+                    query: "你好 world".into(),
+                    room: None,
+                    cursor: Some(90),
+                    limit: None,
                 },
             ),
             (

@@ -6,7 +6,7 @@
 use crate::{
     AckBody, Change, DeletedBody, EditedBody, ErrorBody, ErrorCode, HistoryBody, JoinedBody,
     LeftBody, Message, PinnedBody, PongBody, PresenceBody, PresenceEvent, Quote, Reaction,
-    ReactionBody, Ref, ServerFrame, TypingBody, User, WelcomeBody,
+    ReactionBody, Ref, SearchResultsBody, ServerFrame, TypingBody, User, WelcomeBody,
 };
 
 pub fn alice() -> User {
@@ -178,6 +178,15 @@ pub fn every_kind(reference: Option<Ref>) -> Vec<ServerFrame> {
     ]
     .into_iter()
     .chain(changes().into_iter().map(ServerFrame::from))
+    .chain([ServerFrame::SearchResults {
+        reference: reference(),
+        body: SearchResultsBody {
+            query: "hello".into(),
+            room: Some("general".into()),
+            results: vec![rich_message(10), message(3)],
+            next: Some(41),
+        },
+    }])
     .collect()
 }
 
@@ -200,7 +209,8 @@ pub fn kind_index(frame: &ServerFrame) -> usize {
         ServerFrame::Deleted(_) => 11,
         ServerFrame::Reaction(_) => 12,
         ServerFrame::Pinned(_) => 13,
+        ServerFrame::SearchResults { .. } => 14,
     }
 }
 
-pub const KINDS: usize = 14;
+pub const KINDS: usize = 15;

@@ -131,6 +131,37 @@ pub fn emoji(emoji: &str) -> Result<(), Invalid> {
     Ok(())
 }
 
+/// Most characters in a search query.
+pub const MAX_QUERY_CHARS: usize = 200;
+/// Most words in a search query.
+pub const MAX_QUERY_WORDS: usize = 8;
+
+/// The words of a search query: split at whitespace, 1 to
+/// [`MAX_QUERY_WORDS`] of them in at most [`MAX_QUERY_CHARS`] characters,
+/// no control characters.
+pub fn search_words(query: &str) -> Result<Vec<String>, Invalid> {
+    if query.chars().count() > MAX_QUERY_CHARS {
+        return Err(invalid(
+            ErrorCode::TooLong,
+            format!("a search query has at most {MAX_QUERY_CHARS} characters"),
+        ));
+    }
+    if query.chars().any(char::is_control) {
+        return Err(invalid(
+            ErrorCode::BadRequest,
+            "a search query must not contain control characters",
+        ));
+    }
+    let words: Vec<String> = query.split_whitespace().map(str::to_owned).collect();
+    if words.is_empty() || words.len() > MAX_QUERY_WORDS {
+        return Err(invalid(
+            ErrorCode::BadRequest,
+            format!("a search query has 1 to {MAX_QUERY_WORDS} words"),
+        ));
+    }
+    Ok(words)
+}
+
 /// Checks a client-chosen message id.
 pub fn client_id(id: &str) -> Result<(), Invalid> {
     let chars = id.chars().count();
@@ -253,6 +284,16 @@ mod tests {
                 "{bad:?}"
             );
         }
+    }
+
+    #[test]
+    fn search_queries_are_a_few_words() {
+        assert_eq!(search_words("  你好  world "), Ok(vec!["你好".into(), "world".into()]));
+        for bad in ["", "   ", "a b c d e f g h i", "tab\u{7}"] {
+            assert_eq!(search_words(bad).unwrap_err().code, ErrorCode::BadRequest, "{bad:?}");
+        }
+        let long = "x".repeat(MAX_QUERY_CHARS + 1);
+        assert_eq!(search_words(&long).unwrap_err().code, ErrorCode::TooLong);
     }
 
     #[test]

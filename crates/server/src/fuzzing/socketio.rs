@@ -22,7 +22,7 @@
 
 use chat_protocol::{
     AckBody, ErrorBody, ErrorCode, HistoryBody, JoinedBody, LeftBody, PongBody, Ref, Request,
-    ServerFrame, request::Envelope,
+    SearchResultsBody, ServerFrame, request::Envelope,
 };
 use engineioxide::Str;
 use serde_json::{Map, Value as Json, json};
@@ -193,6 +193,24 @@ fn as_event(request: &Request) -> Option<Json> {
             ),
         ),
         Request::Typing { room } => ("typing", fields(room, [])),
+        Request::Search {
+            query,
+            room,
+            cursor,
+            limit,
+        } => {
+            let mut fields = Map::from_iter([("query".to_owned(), Json::from(query.as_str()))]);
+            for (key, value) in [
+                ("room", room.as_deref().map(Json::from)),
+                ("cursor", cursor.map(Json::from)),
+                ("limit", limit.map(Json::from)),
+            ] {
+                if let Some(value) = value {
+                    fields.insert(key.to_owned(), value);
+                }
+            }
+            ("search", fields)
+        }
         Request::Ping => return None,
     };
     Some(json!([name, fields]))
@@ -254,6 +272,15 @@ fn replies(envelope: &Envelope, ack: Option<i64>) {
         Request::Ping => ServerFrame::Pong {
             reference,
             body: PongBody { ts: 0 },
+        },
+        Request::Search { query, room, .. } => ServerFrame::SearchResults {
+            reference,
+            body: SearchResultsBody {
+                query: query.clone(),
+                room: room.clone(),
+                results: Vec::new(),
+                next: None,
+            },
         },
         // The core answers `typing` with nothing; a callback gets its room.
         Request::Typing { room } => {

@@ -38,6 +38,19 @@ pub fn emoji_limit(reactions: &[Reaction], target: u64, emoji: &str) -> Option<I
     })
 }
 
+/// Escapes `%`, `_` and `\` for a SQL `LIKE … ESCAPE '\'` pattern, so a
+/// search word or a room prefix matches itself.
+pub fn like_escaped(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
+}
+
 /// The kind of an entry, as stored in its row's `kind` column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -238,6 +251,12 @@ mod tests {
         assert_eq!(summary[&3][0].count, 30);
         assert_eq!(summary[&3][0].users.len(), REACTION_USERS_SHOWN);
         assert_eq!(summary[&3][0].users[0].id, "u0");
+    }
+
+    #[test]
+    fn like_patterns_match_only_themselves() {
+        assert_eq!(like_escaped(r"50%_off\now"), r"50\%\_off\\now");
+        assert_eq!(like_escaped("你好"), "你好");
     }
 
     #[test]

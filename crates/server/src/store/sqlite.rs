@@ -44,10 +44,11 @@ mod append;
 mod read;
 
 use append::append_batch;
-use read::{page_after, page_before, versions};
+use read::{page_after, page_before, search, versions};
 
 use chat_core::store::{
-    Appended, Cause, Draft, PURGE_CHUNK, Page, Retention, Store, StoreError, Version,
+    Appended, Cause, Draft, Found, PURGE_CHUNK, Page, Retention, Search, Store, StoreError,
+    Version,
 };
 use chat_core::sync::lock;
 
@@ -65,7 +66,7 @@ const WAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
 
 /// 1: rooms and messages; 2: `messages.deleted` (tombstones); 3: changes
 /// in the sequence (`kind`, `target`, `emoji`, `edited_at`, `original`),
-/// reactions and pins.
+/// reactions, pins, and the search index (`search`, `search_id`).
 const SCHEMA_VERSION: i64 = 3;
 
 /// From version 1: tombstones. New databases get the column from [`SCHEMA`].
@@ -79,6 +80,21 @@ ALTER TABLE messages ADD COLUMN target INTEGER;
 ALTER TABLE messages ADD COLUMN emoji TEXT;
 ALTER TABLE messages ADD COLUMN edited_at INTEGER;
 ALTER TABLE messages ADD COLUMN original TEXT;
+ALTER TABLE messages ADD COLUMN search_id INTEGER;
+";
+
+/// After [`SCHEMA`], from version 2 or older: the messages stored so far
+/// go into the search index, numbered in the order they were stored.
+const INDEX_EXISTING: &str = "
+CREATE TEMP TABLE search_backfill AS
+    SELECT room, seq, row_number() OVER (ORDER BY ts, room, seq) AS n
+    FROM messages WHERE kind = 0 AND deleted = 0;
+INSERT INTO search (rowid, text, room, seq)
+    SELECT b.n, m.text, m.room, m.seq FROM search_backfill b
+    JOIN messages m ON m.room = b.room AND m.seq = b.seq;
+UPDATE messages SET search_id = b.n FROM search_backfill b
+    WHERE messages.room = b.room AND messages.seq = b.seq;
+DROP TABLE search_backfill;
 ";
 
 const SCHEMA: &str = "
@@ -104,6 +120,7 @@ CREATE TABLE IF NOT EXISTS messages (
     emoji     TEXT,
     edited_at INTEGER,
     original  TEXT,
+    search_id INTEGER,
     PRIMARY KEY (room, seq)
 ) WITHOUT ROWID;
 CREATE UNIQUE INDEX IF NOT EXISTS messages_room_id ON messages (room, id);
@@ -121,6 +138,12 @@ CREATE TABLE IF NOT EXISTS reactions (
     seq       INTEGER NOT NULL,
     PRIMARY KEY (room, target, emoji, user_id)
 ) WITHOUT ROWID;
+-- The text of every message not deleted, for search: trigrams, so a word
+-- of any script is found inside longer text (`你好` in `你好吗`); a
+-- message's row is `messages.search_id`.
+CREATE VIRTUAL TABLE IF NOT EXISTS search USING fts5(
+    text, room UNINDEXED, seq UNINDEXED, tokenize = 'trigram'
+);
 -- Pins in effect, with the `seq` of the pin.
 CREATE TABLE IF NOT EXISTS pins (
     room   TEXT    NOT NULL,
@@ -225,14 +248,14 @@ impl SqliteStore {
                 found: version,
             });
         }
-        let migrate = match version {
-            1 => format!("{MIGRATE_1_TO_2} {MIGRATE_2_TO_3}"),
-            2 => MIGRATE_2_TO_3.to_owned(),
-            _ => String::new(),
+        let (migrate, backfill) = match version {
+            1 => (format!("{MIGRATE_1_TO_2} {MIGRATE_2_TO_3}"), INDEX_EXISTING),
+            2 => (MIGRATE_2_TO_3.to_owned(), INDEX_EXISTING),
+            _ => (String::new(), ""),
         };
         writer
             .execute_batch(&format!(
-                "BEGIN; {migrate} {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+                "BEGIN; {migrate} {SCHEMA} {backfill} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
             ))
             .map_err(db_error)?;
         writer
@@ -358,18 +381,27 @@ fn room_list(conn: &mut Connection) -> rusqlite::Result<Vec<(String, u64)>> {
 fn purge_chunk(conn: &mut Connection, room: &str, retention: Retention) -> rusqlite::Result<u64> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let latest = to_sql_seq(latest_seq(&tx, room)?);
+    let bounds = params![
+        room,
+        retention.seq_bound(latest),
+        retention.ts_bound(),
+        PURGE_CHUNK
+    ];
+    // The chunk's messages leave the search index first, while their rows
+    // still say where they are in it.
+    tx.prepare_cached(
+        "DELETE FROM search WHERE rowid IN (
+             SELECT search_id FROM messages WHERE room = ?1 AND (seq <= ?2 OR ts < ?3)
+             ORDER BY seq LIMIT ?4)",
+    )?
+    .execute(bounds)?;
     let deleted = tx
         .prepare_cached(
             "DELETE FROM messages WHERE room = ?1 AND seq IN (
                  SELECT seq FROM messages WHERE room = ?1 AND (seq <= ?2 OR ts < ?3)
                  ORDER BY seq LIMIT ?4)",
         )?
-        .execute(params![
-            room,
-            retention.seq_bound(latest),
-            retention.ts_bound(),
-            PURGE_CHUNK
-        ])?;
+        .execute(bounds)?;
     if deleted > 0 {
         // Reactions and pins of messages that went, with them.
         for table in ["reactions", "pins"] {
@@ -501,6 +533,11 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn search(&self, query: &Search) -> Result<Found, StoreError> {
+        let query = query.clone();
+        self.read(move |conn| search(conn, &query)).await
+    }
+
     async fn versions(&self, room: &str, seq: u64) -> Result<Vec<Version>, StoreError> {
         let room = room.to_owned();
         self.read(move |conn| versions(conn, &room, seq)).await
@@ -538,13 +575,22 @@ mod tests {
     use super::*;
     use chat_core::store::Action;
 
-    use crate::store::test_support::{by, check_changes, check_tombstones_and_purge, draft, seqs};
+    use crate::store::test_support::{
+        by, check_changes, check_search, check_tombstones_and_purge, draft, seqs,
+    };
 
     #[tokio::test]
     async fn tombstones_and_retention_keep_seq_gapless() {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(dir.path(), Duration::from_secs(1)).unwrap();
         check_tombstones_and_purge(&store).await;
+    }
+
+    #[tokio::test]
+    async fn search_finds_words_of_any_script_in_readable_rooms() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path(), Duration::from_secs(1)).unwrap();
+        check_search(&store).await;
     }
 
     #[tokio::test]
@@ -576,6 +622,15 @@ mod tests {
         let page = store.after("a", 0, 10).await.unwrap();
         assert_eq!(page.messages.len(), 1);
         assert!(!page.messages[0].deleted && page.messages[0].text == "hi");
+        // Messages stored before the search index existed are in it.
+        let search = chat_core::store::Search {
+            words: vec!["hi".into()],
+            rooms: chat_core::store::SearchScope::Room("a".into()),
+            cursor: None,
+            limit: 5,
+        };
+        let found = store.search(&search).await.unwrap();
+        assert_eq!(found.messages.iter().map(|m| m.seq).collect::<Vec<_>>(), [1]);
         let delete = by("u1", "d", Action::Delete { target: 1 });
         let out = store
             .append(vec![delete, draft("a", "new")], 6)

@@ -1,9 +1,9 @@
 //! Builders and views the stores' unit tests share, and the checks every
-//! backend must pass alike: [`check_tombstones_and_purge`] and
-//! [`check_changes`].
+//! backend must pass alike: [`check_tombstones_and_purge`],
+//! [`check_changes`] and [`check_search`].
 
-use chat_core::Role;
-use chat_core::store::{Action, Appended, Draft, Page, Retention, Store};
+use chat_core::store::{Action, Appended, Draft, Page, Retention, Search, SearchScope, Store};
+use chat_core::{Role, RoomAccess};
 use chat_protocol::{Change, ErrorCode, Message, RoomState, User};
 
 fn user(id: &str) -> User {
@@ -421,4 +421,124 @@ pub async fn check_changes(store: &dyn Store) {
     );
     assert!(store.versions("a", 3).await.unwrap().is_empty());
     assert!(store.versions("a", 99).await.unwrap().is_empty());
+}
+
+fn message_in(room: &str, id: &str, text: &str) -> Draft {
+    Draft {
+        room: room.into(),
+        action: Action::Send {
+            text: text.into(),
+            reply_to: None,
+        },
+        ..draft(room, id)
+    }
+}
+
+async fn found(store: &dyn Store, words: &[&str], rooms: SearchScope) -> Vec<(String, u64)> {
+    let search = Search {
+        words: words.iter().map(|w| w.to_string()).collect(),
+        rooms,
+        cursor: None,
+        limit: 50,
+    };
+    let found = store.search(&search).await.unwrap();
+    assert_eq!(found.next, None);
+    found
+        .messages
+        .into_iter()
+        .map(|m| (m.room, m.seq))
+        .collect()
+}
+
+fn pair(room: &str, seq: u64) -> (String, u64) {
+    (room.to_owned(), seq)
+}
+
+/// Search, the same on every backend: every word anywhere in the text
+/// (any script, ASCII case ignored, `LIKE`'s wildcards taken literally),
+/// newest first, only in the rooms asked for or allowed, paged, and
+/// reflecting edits and deletions at once.
+pub async fn check_search(store: &dyn Store) {
+    let drafts = vec![
+        message_in("a", "a1", "Hello 你好吗 world"),
+        message_in("a", "a2", "50% off today"),
+        message_in("a", "a3", "500 off"),
+        message_in("b", "b1", "hello from b"),
+        message_in("team-x", "t1", "hello team"),
+        message_in("a", "a4", "second hello"),
+    ];
+    store.append(drafts, 1_000).await.unwrap();
+    let any = || SearchScope::Readable(RoomAccess::Any);
+    assert_eq!(
+        found(store, &["hello"], any()).await,
+        [pair("a", 4), pair("team-x", 1), pair("b", 1), pair("a", 1)]
+    );
+    assert_eq!(found(store, &["你好"], any()).await, [pair("a", 1)]);
+    assert_eq!(found(store, &["你好吗"], any()).await, [pair("a", 1)]);
+    assert_eq!(found(store, &["HELLO", "world"], any()).await, [pair("a", 1)]);
+    assert_eq!(found(store, &["50%"], any()).await, [pair("a", 2)]);
+    assert_eq!(found(store, &["0_o"], any()).await, []);
+    assert_eq!(
+        found(store, &["hello"], SearchScope::Room("a".into())).await,
+        [pair("a", 4), pair("a", 1)]
+    );
+    let allowed = RoomAccess::from_patterns(&["b", "team-*"]);
+    assert_eq!(
+        found(store, &["hello"], SearchScope::Readable(allowed)).await,
+        [pair("team-x", 1), pair("b", 1)]
+    );
+    let none = RoomAccess::from_patterns::<&str>(&[]);
+    assert_eq!(found(store, &["hello"], SearchScope::Readable(none)).await, []);
+    // `%` and `_` in a prefix are themselves, not wildcards.
+    let wild = RoomAccess::from_patterns(&["t_am-*"]);
+    assert_eq!(found(store, &["hello"], SearchScope::Readable(wild)).await, []);
+
+    // Pages of two, each starting where the last one ended.
+    let mut cursor = None;
+    let mut pages = Vec::new();
+    loop {
+        let search = Search {
+            words: vec!["hello".into()],
+            rooms: any(),
+            cursor,
+            limit: 2,
+        };
+        let page = store.search(&search).await.unwrap();
+        pages.push(page.messages.iter().map(|m| m.seq).collect::<Vec<_>>());
+        match page.next {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(pages, [vec![4, 1], vec![1, 1]]);
+
+    // Edits and deletions show at once; changes themselves are not found.
+    let edited = by("u1", "e-a4", edit(4, "second goodbye"));
+    let deleted = by("u1", "d-a1", Action::Delete { target: 1 });
+    store.append(vec![edited, deleted], 2_000).await.unwrap();
+    assert_eq!(found(store, &["goodbye"], any()).await, [pair("a", 4)]);
+    assert_eq!(
+        found(store, &["hello"], any()).await,
+        [pair("team-x", 1), pair("b", 1)]
+    );
+    assert_eq!(found(store, &["你好"], any()).await, []);
+    let results = store
+        .search(&Search {
+            words: vec!["goodbye".into()],
+            rooms: any(),
+            cursor: None,
+            limit: 5,
+        })
+        .await
+        .unwrap();
+    assert_eq!(results.messages[0].edited_at, Some(2_000));
+
+    // Purged messages leave the index.
+    let purge = Retention {
+        keep_last: None,
+        older_than_ts: Some(1_500),
+    };
+    store.purge(purge).await.unwrap();
+    assert_eq!(found(store, &["hello"], any()).await, []);
+    assert_eq!(found(store, &["goodbye"], any()).await, []);
 }

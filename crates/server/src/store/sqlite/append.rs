@@ -122,7 +122,8 @@ impl Batch<'_> {
         Ok(*seq)
     }
 
-    /// Stores the draft's row with the next `seq`; returns that `seq`.
+    /// Stores the draft's row with the next `seq`; returns that `seq`. A
+    /// message's text also goes into the search index.
     fn insert(
         &mut self,
         draft: &Draft,
@@ -131,10 +132,20 @@ impl Batch<'_> {
         emoji: Option<&str>,
     ) -> rusqlite::Result<u64> {
         let seq = self.next_seq(&draft.room)?;
+        let kind = Kind::of(&draft.action);
+        let search_id = if kind == Kind::Message {
+            self.tx
+                .prepare_cached("INSERT INTO search (text, room, seq) VALUES (?1, ?2, ?3)")?
+                .execute(params![text, draft.room, to_sql_seq(seq)])?;
+            Some(self.tx.last_insert_rowid())
+        } else {
+            None
+        };
         self.tx
             .prepare_cached(
-                "INSERT INTO messages (room, seq, id, user_id, user_name, text, ts, kind, target, emoji)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                "INSERT INTO messages
+                     (room, seq, id, user_id, user_name, text, ts, kind, target, emoji, search_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
             )?
             .execute(params![
                 draft.room,
@@ -144,9 +155,10 @@ impl Batch<'_> {
                 draft.from.name,
                 text,
                 self.ts,
-                Kind::of(&draft.action).stored(),
+                kind.stored(),
                 target.map(to_sql_seq),
                 emoji,
+                search_id,
             ])?;
         Ok(seq)
     }
@@ -183,6 +195,12 @@ impl Batch<'_> {
                  WHERE room = ?1 AND seq = ?2",
             )?
             .execute(params![draft.room, to_sql_seq(target), text, self.ts])?;
+        self.tx
+            .prepare_cached(
+                "UPDATE search SET text = ?3 WHERE rowid =
+                     (SELECT search_id FROM messages WHERE room = ?1 AND seq = ?2)",
+            )?
+            .execute(params![draft.room, to_sql_seq(target), text])?;
         Ok(Appended::Changed(Change::Edited(EditedBody {
             room: draft.room,
             seq,
@@ -198,6 +216,12 @@ impl Batch<'_> {
         let seq = self.insert(&draft, "", Some(target), None)?;
         let room = &draft.room;
         let target_seq = to_sql_seq(target);
+        self.tx
+            .prepare_cached(
+                "DELETE FROM search WHERE rowid =
+                     (SELECT search_id FROM messages WHERE room = ?1 AND seq = ?2)",
+            )?
+            .execute(params![room, target_seq])?;
         self.tx
             .prepare_cached(
                 "UPDATE messages SET original = COALESCE(original, text), text = '', deleted = 1,

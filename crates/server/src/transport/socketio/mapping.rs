@@ -44,7 +44,7 @@ use chat_core::{Encoder, EventKind, RoomEvent};
 pub const NAMESPACE: &str = "/";
 
 /// Events a client may emit, for error messages.
-const EVENTS: &str = "join, message, leave, history, typing, edit, delete, react, pin";
+const EVENTS: &str = "join, message, leave, history, typing, edit, delete, react, pin, search";
 
 /// An event's engine.io message(s), encoded once and shared by every
 /// Socket.IO receiver of the event.
@@ -98,6 +98,7 @@ pub fn request(data: &Str, ack: Option<i64>) -> Result<Envelope, RequestError> {
         "join" | "leave" | "typing" | "history" => (event.as_str(), room_fields(&event, arg)),
         "message" => ("send", message_fields(arg)),
         "edit" | "delete" | "react" | "pin" => (event.as_str(), object_fields(&event, arg)),
+        "search" => ("search", search_fields(arg)),
         _ => {
             return Err(bad(
                 ErrorCode::UnknownType,
@@ -134,6 +135,15 @@ fn object_fields(event: &str, arg: Json) -> Result<Map<String, Json>, String> {
     match arg {
         Json::Object(fields) => Ok(fields),
         _ => Err(format!("`{event}` takes an object: {{room, seq, ...}}")),
+    }
+}
+
+/// `"words"` or `{query, room?, cursor?, limit?}`.
+fn search_fields(arg: Json) -> Result<Map<String, Json>, String> {
+    match arg {
+        Json::String(query) => Ok(Map::from_iter([("query".to_owned(), Json::String(query))])),
+        Json::Object(fields) => Ok(fields),
+        _ => Err("`search` takes a query or an object with `query`".into()),
     }
 }
 
@@ -310,6 +320,7 @@ impl Serialize for Payload<'_> {
             | ServerFrame::Left { .. }
             | ServerFrame::Ack { .. }
             | ServerFrame::History { .. }
+            | ServerFrame::SearchResults { .. }
             | ServerFrame::Pong { .. }
             | ServerFrame::Error { .. } => self.0.body().serialize(serializer),
         }
