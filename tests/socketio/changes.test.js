@@ -135,3 +135,20 @@ test('a client away during changes gets them in `events` when it rejoins with si
     ],
   );
 });
+
+test('search: by words, as a callback reply, with content on every result', async () => {
+  const room = 'searchable';
+  const alice = await sio('alice');
+  await alice.request('join', room);
+  await alice.request('message', { room, content: '今天天气很好' });
+  await alice.request('message', { room, content: 'the weather is nice today' });
+  const found = await alice.request('search', { query: '天气', room });
+  assert.deepEqual(
+    found.results.map((m) => m.content),
+    ['今天天气很好'],
+  );
+  assert.equal(found.query, '天气');
+  const everywhere = await alice.request('search', 'WEATHER');
+  assert.deepEqual(everywhere.results.map((m) => m.text), ['the weather is nice today']);
+  assert.equal((await alice.request('search', { query: '' })).error.code, 'bad_request');
+});

@@ -79,6 +79,10 @@ pub const DEFAULT_SEND_RATE: f64 = 20.0;
 pub const DEFAULT_SEND_BURST: f64 = 40.0;
 /// `--typing-rate` by default: typing notices a second per connection.
 pub const DEFAULT_TYPING_RATE: f64 = 5.0;
+/// `--search-rate` by default: searches a second per connection. A search
+/// may read every message of the rooms searched (a query of short words
+/// has no index to use), so a connection gets few.
+pub const DEFAULT_SEARCH_RATE: f64 = 2.0;
 /// `--max-errors-per-sec` by default.
 pub const DEFAULT_ERROR_RATE: f64 = 10.0;
 /// `--max-rooms-per-connection` by default.
@@ -103,6 +107,8 @@ pub struct Limits {
     pub send_burst: f64,
     /// Typing notices per second per connection; excess ones are dropped.
     pub typing_rate: f64,
+    /// Searches per second per connection (bursts of five times as many).
+    pub search_rate: f64,
     /// Refused requests per second a connection may cause (bursts of ten
     /// times as many) before its transport stops reading from it for a
     /// while: a client that floods bad requests is slowed down by TCP
@@ -135,6 +141,7 @@ impl Default for Limits {
             send_rate: DEFAULT_SEND_RATE,
             send_burst: DEFAULT_SEND_BURST,
             typing_rate: DEFAULT_TYPING_RATE,
+            search_rate: DEFAULT_SEARCH_RATE,
             error_rate: DEFAULT_ERROR_RATE,
             max_rooms_per_connection: DEFAULT_MAX_ROOMS_PER_CONNECTION,
             outbound_queue: DEFAULT_OUTBOUND_QUEUE,
@@ -274,6 +281,7 @@ impl Hub {
             joined: HashSet::new(),
             sends: TokenBucket::new(limits.send_rate, limits.send_burst),
             typing: TokenBucket::new(limits.typing_rate, limits.typing_rate.max(1.0)),
+            searches: TokenBucket::new(limits.search_rate, (limits.search_rate * 5.0).max(1.0)),
             refusals: TokenBucket::new(limits.error_rate, (limits.error_rate * 10.0).max(1.0)),
             over_error_budget: false,
             activity,
@@ -356,6 +364,7 @@ pub struct Session {
     joined: HashSet<Arc<str>>,
     sends: TokenBucket,
     typing: TokenBucket,
+    searches: TokenBucket,
     /// Error replies this connection may still cause (`--max-errors-per-sec`).
     refusals: TokenBucket,
     /// It caused more: its transport pauses reading ([`Session::read_pause`]).
@@ -790,6 +799,15 @@ impl Session {
         limit: Option<u64>,
     ) -> Result<(), Invalid> {
         let words = validate::search_words(&query)?;
+        if !self.searches.try_take() {
+            return Err(Invalid {
+                code: ErrorCode::RateLimited,
+                message: format!(
+                    "at most {} searches per second",
+                    self.hub.limits.search_rate
+                ),
+            });
+        }
         let limit = match limit {
             None => SEARCH_DEFAULT,
             Some(0) => {

@@ -26,6 +26,7 @@ pub use codes::{CloseCode, ErrorCode};
 pub use frames::{
     AckBody, Change, DeletedBody, EditedBody, EncodedUser, ErrorBody, HistoryBody, JoinedBody,
     LeftBody, Member, Members, Message, PinnedBody, PongBody, PresenceBody, PresenceEvent, Quote,
-    Reaction, ReactionBody, RoomState, SearchResultsBody, ServerFrame, TypingBody, User, WelcomeBody,
+    Reaction, ReactionBody, RoomState, SearchResultsBody, ServerFrame, TypingBody, User,
+    WelcomeBody,
 };
 pub use request::{Ref, Request, RequestError, parse_request};

@@ -288,9 +288,16 @@ mod tests {
 
     #[test]
     fn search_queries_are_a_few_words() {
-        assert_eq!(search_words("  你好  world "), Ok(vec!["你好".into(), "world".into()]));
+        assert_eq!(
+            search_words("  你好  world "),
+            Ok(vec!["你好".into(), "world".into()])
+        );
         for bad in ["", "   ", "a b c d e f g h i", "tab\u{7}"] {
-            assert_eq!(search_words(bad).unwrap_err().code, ErrorCode::BadRequest, "{bad:?}");
+            assert_eq!(
+                search_words(bad).unwrap_err().code,
+                ErrorCode::BadRequest,
+                "{bad:?}"
+            );
         }
         let long = "x".repeat(MAX_QUERY_CHARS + 1);
         assert_eq!(search_words(&long).unwrap_err().code, ErrorCode::TooLong);

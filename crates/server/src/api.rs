@@ -12,6 +12,7 @@
 //! | `POST /api/rooms/{room}/messages/{seq}/reactions` `{emoji, remove?, id?, from?}` | the ack; members get `reaction` |
 //! | `GET /api/rooms/{room}/pins` | the pinned messages |
 //! | `PUT`/`DELETE /api/rooms/{room}/pins/{seq}?id=` | the ack; members get `pinned` |
+//! | `GET /api/search?q=&room=&cursor=&limit=` | `{results, next?}`: messages holding every word |
 //! | `POST /api/users/{id}/disconnect` | `{user, connections}`; each closes (1008) |
 //!
 //! A posted message or change goes through the core like one sent on a
@@ -97,6 +98,7 @@ pub fn router(app: &Arc<AppState>) -> Router<Arc<AppState>> {
             put(changes::pin).delete(changes::unpin),
         )
         .route("/api/rooms/{room}/members", get(list_members))
+        .route("/api/search", get(changes::search))
         .route("/api/users/{id}/disconnect", post(disconnect_user))
         .route("/api", axum::routing::any(no_such_call))
         .route("/api/{*rest}", axum::routing::any(no_such_call))
@@ -392,7 +394,7 @@ struct HistoryQuery {
     limit: Option<String>,
 }
 
-fn number(name: &str, value: Option<String>) -> Result<Option<u64>, ApiError> {
+pub(crate) fn number(name: &str, value: Option<String>) -> Result<Option<u64>, ApiError> {
     value
         .filter(|v| !v.is_empty())
         .map(|v| {

@@ -27,8 +27,8 @@ use chat_core::admin::PURGE_INTERVAL;
 use chat_core::{
     DEFAULT_COMMIT_BATCH, DEFAULT_ERROR_RATE, DEFAULT_MAX_PENDING_SENDS, DEFAULT_MAX_ROOM_CHARS,
     DEFAULT_MAX_ROOMS_PER_CONNECTION, DEFAULT_MAX_TEXT_CHARS, DEFAULT_OUTBOUND_QUEUE,
-    DEFAULT_PRESENCE_DELAY, DEFAULT_SEND_BURST, DEFAULT_SEND_RATE, DEFAULT_TYPING_RATE, Limits,
-    RetentionPolicy,
+    DEFAULT_PRESENCE_DELAY, DEFAULT_SEARCH_RATE, DEFAULT_SEND_BURST, DEFAULT_SEND_RATE,
+    DEFAULT_TYPING_RATE, Limits, RetentionPolicy,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
@@ -135,6 +135,11 @@ pub struct Settings {
     /// Typing notices per second per connection; excess ones are dropped [default: 5].
     #[arg(long, env = "CHAT_TYPING_RATE", value_name = "N")]
     pub typing_rate: Option<f64>,
+
+    /// Searches per second per connection, in bursts of five times as
+    /// many; more are refused with `rate_limited` [default: 2].
+    #[arg(long, env = "CHAT_SEARCH_RATE", value_name = "N")]
+    pub search_rate: Option<f64>,
 
     /// Refused requests (error replies) per second a connection may cause,
     /// in bursts of ten times as many; past that the server stops reading
@@ -438,7 +443,8 @@ fn layered(flags: Settings) -> Result<Settings, ConfigError> {
     Ok(layer!(flags over file:
         listen, data_dir, heartbeat_ms, max_frame_bytes, max_text_chars, max_room_chars,
         database_url, database_schema, redis_url, redis_prefix, node_ttl_ms,
-        send_rate, send_burst, typing_rate, max_errors_per_sec, max_rooms_per_connection,
+        send_rate, send_burst, typing_rate, search_rate, max_errors_per_sec,
+        max_rooms_per_connection,
         outbound_queue,
         max_pending_sends, commit_batch, commit_interval_ms, store_busy_timeout_ms,
         shutdown_timeout_ms,
@@ -462,6 +468,7 @@ fn limits(s: &Settings) -> Result<Limits, ConfigError> {
         send_rate: positive("send_rate", s.send_rate, DEFAULT_SEND_RATE)?,
         send_burst: positive("send_burst", s.send_burst, DEFAULT_SEND_BURST)?.max(1.0),
         typing_rate: positive("typing_rate", s.typing_rate, DEFAULT_TYPING_RATE)?,
+        search_rate: positive("search_rate", s.search_rate, DEFAULT_SEARCH_RATE)?,
         error_rate: positive(
             "max_errors_per_sec",
             s.max_errors_per_sec,
@@ -1029,6 +1036,7 @@ mod tests {
             ("send-rate", DEFAULT_SEND_RATE.to_string()),
             ("send-burst", DEFAULT_SEND_BURST.to_string()),
             ("typing-rate", DEFAULT_TYPING_RATE.to_string()),
+            ("search-rate", DEFAULT_SEARCH_RATE.to_string()),
             ("max-errors-per-sec", DEFAULT_ERROR_RATE.to_string()),
             (
                 "max-rooms-per-connection",

@@ -1,5 +1,5 @@
 //! The API's calls that change messages (edit, delete, react, pin) and read
-//! what changed (versions, pins). Each change is stored through
+//! what changed (versions, pins, search). Each change is stored through
 //! [`store`](super::store), as the API's moderator, like a request on a
 //! socket.
 
@@ -8,12 +8,13 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use chat_core::store::{Action, Version};
+use chat_core::store::{Action, Search, SearchScope, Version};
+use chat_core::{RoomAccess, SEARCH_DEFAULT, SEARCH_MAX};
 use chat_protocol::Message;
 use chat_protocol::validate;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-use super::{ApiError, Authorized, PostAnswer, Sender, checked_room, sender, store};
+use super::{ApiError, Authorized, PostAnswer, Sender, checked_room, number, sender, store};
 use crate::state::AppState;
 
 /// A room and a message `seq` from the path, checked.
@@ -175,4 +176,56 @@ pub async fn versions(
         )));
     }
     Ok(Json(versions))
+}
+
+/// Search parameters, read as text so a bad one gets our JSON 400.
+#[derive(Deserialize)]
+pub struct SearchQuery {
+    q: Option<String>,
+    room: Option<String>,
+    cursor: Option<String>,
+    limit: Option<String>,
+}
+
+#[derive(Serialize)]
+pub struct SearchAnswer {
+    results: Vec<Message>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next: Option<u64>,
+}
+
+/// `GET /api/search?q=&room=&cursor=&limit=`: messages holding every word
+/// of `q`, newest first, in `room` or in every room (the operator reads
+/// them all); `next` is the `cursor` of the following page.
+pub async fn search(
+    _: Authorized,
+    State(app): State<Arc<AppState>>,
+    query: Result<Query<SearchQuery>, QueryRejection>,
+) -> Result<Json<SearchAnswer>, ApiError> {
+    let Query(query) = query?;
+    let words = validate::search_words(query.q.as_deref().unwrap_or(""))?;
+    let rooms = match query.room.filter(|r| !r.is_empty()) {
+        Some(room) => SearchScope::Room(checked_room(&app, room)?),
+        None => SearchScope::Readable(RoomAccess::Any),
+    };
+    let limit = match number("limit", query.limit)? {
+        None => SEARCH_DEFAULT,
+        Some(0) => return Err(ApiError::bad_request("`limit` must be at least 1")),
+        Some(n) => usize::try_from(n).unwrap_or(SEARCH_MAX).min(SEARCH_MAX),
+    };
+    let search = Search {
+        words,
+        rooms,
+        cursor: number("cursor", query.cursor)?,
+        limit,
+    };
+    let found = app
+        .hub
+        .search(&search)
+        .await
+        .map_err(|e| ApiError::storage(&e))?;
+    Ok(Json(SearchAnswer {
+        results: found.messages,
+        next: found.next,
+    }))
 }

@@ -857,7 +857,10 @@ impl Store for PostgresStore {
         self.settle(client, outcome)
     }
 
-    async fn search(&self, _search: &chat_core::store::Search) -> Result<chat_core::store::Found, StoreError> {
+    async fn search(
+        &self,
+        _search: &chat_core::store::Search,
+    ) -> Result<chat_core::store::Found, StoreError> {
         Err(StoreError::Backend(Cause::from("not yet")))
     }
 

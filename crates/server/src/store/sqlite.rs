@@ -47,8 +47,7 @@ use append::append_batch;
 use read::{page_after, page_before, search, versions};
 
 use chat_core::store::{
-    Appended, Cause, Draft, Found, PURGE_CHUNK, Page, Retention, Search, Store, StoreError,
-    Version,
+    Appended, Cause, Draft, Found, PURGE_CHUNK, Page, Retention, Search, Store, StoreError, Version,
 };
 use chat_core::sync::lock;
 
@@ -630,7 +629,10 @@ mod tests {
             limit: 5,
         };
         let found = store.search(&search).await.unwrap();
-        assert_eq!(found.messages.iter().map(|m| m.seq).collect::<Vec<_>>(), [1]);
+        assert_eq!(
+            found.messages.iter().map(|m| m.seq).collect::<Vec<_>>(),
+            [1]
+        );
         let delete = by("u1", "d", Action::Delete { target: 1 });
         let out = store
             .append(vec![delete, draft("a", "new")], 6)

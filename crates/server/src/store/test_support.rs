@@ -475,7 +475,10 @@ pub async fn check_search(store: &dyn Store) {
     );
     assert_eq!(found(store, &["你好"], any()).await, [pair("a", 1)]);
     assert_eq!(found(store, &["你好吗"], any()).await, [pair("a", 1)]);
-    assert_eq!(found(store, &["HELLO", "world"], any()).await, [pair("a", 1)]);
+    assert_eq!(
+        found(store, &["HELLO", "world"], any()).await,
+        [pair("a", 1)]
+    );
     assert_eq!(found(store, &["50%"], any()).await, [pair("a", 2)]);
     assert_eq!(found(store, &["0_o"], any()).await, []);
     assert_eq!(
@@ -488,10 +491,16 @@ pub async fn check_search(store: &dyn Store) {
         [pair("team-x", 1), pair("b", 1)]
     );
     let none = RoomAccess::from_patterns::<&str>(&[]);
-    assert_eq!(found(store, &["hello"], SearchScope::Readable(none)).await, []);
+    assert_eq!(
+        found(store, &["hello"], SearchScope::Readable(none)).await,
+        []
+    );
     // `%` and `_` in a prefix are themselves, not wildcards.
     let wild = RoomAccess::from_patterns(&["t_am-*"]);
-    assert_eq!(found(store, &["hello"], SearchScope::Readable(wild)).await, []);
+    assert_eq!(
+        found(store, &["hello"], SearchScope::Readable(wild)).await,
+        []
+    );
 
     // Pages of two, each starting where the last one ended.
     let mut cursor = None;
