@@ -559,7 +559,8 @@ impl Connection {
             | ServerFrame::Edited(_)
             | ServerFrame::Deleted(_)
             | ServerFrame::Reaction(_)
-            | ServerFrame::Pinned(_) => {}
+            | ServerFrame::Pinned(_)
+            | ServerFrame::SearchResults { .. } => {}
         }
         ControlFlow::Continue(())
     }

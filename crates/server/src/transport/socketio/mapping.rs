@@ -652,6 +652,7 @@ mod tests {
         }
         add_content_to_all(fields.get_mut("messages"));
         add_content_to_all(fields.get_mut("pins"));
+        add_content_to_all(fields.get_mut("results"));
         if let Some(Json::Array(events)) = fields.get_mut("events") {
             for event in events {
                 if let Some(message) = event.get_mut("message") {
