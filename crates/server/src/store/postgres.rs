@@ -18,27 +18,61 @@
 //! missing and put on every pooled connection's `search_path`, so tests (or
 //! tenants) sharing one database never see each other's rows.
 //!
+//! **Tables.** The same as SQLite's schema 3 (see `entries`): one
+//! `messages` table holds every entry of a room's sequence, messages in
+//! their current state (`kind` 0, `original` keeping the first text once
+//! edited or deleted) and changes (`target`, `emoji`, `text`); `reactions`
+//! and `pins` hold those in effect, so a message's state is read without
+//! replaying its changes.
+//!
 //! **Sequencing across nodes.** The room's counter row is the lock that
 //! serializes appends to a room, wherever they come from. A batch runs in
-//! one transaction:
-//! 1. `INSERT … ON CONFLICT DO UPDATE … RETURNING` creates or row-locks the
-//!    counter of every room in the batch, in sorted order so two nodes'
-//!    batches cannot deadlock, and reads its current `seq`;
-//! 2. with those locks held, looks up which `(room, id)` pairs already exist:
-//!    any transaction that stored one held the same lock and has committed,
-//!    so a duplicate sent to two nodes at once is found here and returned as
-//!    the original message rather than failing or taking a second `seq`;
-//! 3. numbers the new messages from the counter (duplicates take none, so no
-//!    gap appears), inserts them, and moves each counter to its last `seq`;
-//! 4. commits. A failed transaction rolls back counters and messages alike.
+//! one transaction, which first creates or row-locks (`INSERT … ON CONFLICT
+//! DO UPDATE … RETURNING`) the counter of every room in the batch, in
+//! sorted order so two nodes' batches cannot deadlock, and reads its
+//! current `seq`. From there, nothing else writes to those rooms until the
+//! commit: every read the batch makes of them (an id already taken, a
+//! change's target, a reaction in effect) is of what committed batches and
+//! its own earlier drafts left, just as SQLite's single writer sees it. The
+//! batch numbers its new entries from the counters it holds (duplicates and
+//! refusals take none, so no gap appears), moves each counter to its last
+//! `seq`, and commits. A failed transaction rolls back counters and entries
+//! alike. Two paths lead there:
 //!
-//! Steps 1 and 2 go out with `BEGIN` in one write, and step 3 with `COMMIT`
-//! in another (PostgreSQL runs a connection's statements in order), so a
-//! batch costs two round trips plus the WAL flush.
+//! - *Sends only* (messages that reply to nothing: almost every batch under
+//!   load). After the locks, one statement finds which `(room, id)` pairs
+//!   exist already: any transaction that stored one held the same lock and
+//!   has committed, so a duplicate sent to two nodes at once is found here
+//!   and answered with the original's receipt rather than failing or
+//!   taking a second `seq`. One statement then inserts all the new ones.
+//!   `BEGIN`, the locks and the lookup go out in one write, and the insert,
+//!   the counters and `COMMIT` in another (PostgreSQL runs a connection's
+//!   statements in order), so such a batch costs two round trips plus the
+//!   WAL flush.
+//! - *With changes or replies.* After the locks, the drafts are taken in
+//!   order: each run of sends between changes as above (a lookup and an
+//!   insert), and each change or reply alone, as SQLite does: its id looked
+//!   up, then its target read, `permissions::check` on it, the entry stored
+//!   and applied (to the target, its reactions, the pins), and what the
+//!   outcome shows (reactions, the pinned message) read back. A change
+//!   costs a few round trips of its own; changes are rare next to sends,
+//!   and each must see what the drafts before it did, so they are not
+//!   batched. The whole batch is still bounded by the store's deadline.
+//!   Counters that the locks created for rooms where every draft was
+//!   refused are removed before the commit, so only rooms with entries
+//!   are listed.
 //!
 //! The UNIQUE `(room, id)` and `(room, seq)` keys are the backstop: if the
 //! reasoning above were ever wrong, the batch would fail (the senders get
 //! `internal` and retry) instead of storing a duplicate.
+//!
+//! **Reads.** A page is several statements (the latest `seq`, the entries,
+//! the pins, their reactions and quotes) that must agree with each other,
+//! so they run in one `REPEATABLE READ` read-only transaction, sent in one
+//! write: one snapshot, one round trip (see `read`). A purge deletes a
+//! chunk of a room's entries, with the reactions and pins of its messages,
+//! in a short transaction that takes the room's counter lock like an
+//! append, so no append can react to or pin a message the purge is taking.
 //!
 //! **Durability.** An ack follows `COMMIT`, which with PostgreSQL's default
 //! `synchronous_commit = on` returns once the WAL is flushed. Start-up refuses
@@ -53,21 +87,25 @@
 //! hanging. Broken connections are dropped and the pool opens new ones on
 //! demand, so the store recovers by itself when PostgreSQL is back.
 
-use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
-use chat_protocol::{Message, User};
 use deadpool_postgres::{
     BuildError, HookError, Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod,
     Runtime,
 };
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{NoTls, Row};
+use tokio_postgres::{NoTls, Row, Statement};
 
 use chat_core::store::{
-    Appended, Cause, Draft, PURGE_CHUNK, Page, Receipt, Retention, Store, StoreError, Version,
+    Appended, Cause, Draft, PURGE_CHUNK, Page, Retention, Store, StoreError, Version,
 };
+
+mod append;
+mod read;
+
+use append::append_batch;
+use read::{page_after, page_before, versions};
 
 /// Most connections one node opens. Appends use one at a time (the
 /// committer is a single task); the rest serve concurrent history reads.
@@ -108,15 +146,46 @@ const MIGRATIONS: &[Migration] = &[
         description: "tombstones: messages.deleted",
         sql: "ALTER TABLE messages ADD COLUMN deleted BOOLEAN NOT NULL DEFAULT false;",
     },
+    Migration {
+        version: 3,
+        description: "changes in the sequence: messages.kind, target, emoji, edited_at, \
+                      original; reactions and pins",
+        // The tables of SQLite's schema 3 (see `entries` and `sqlite`).
+        // Existing rows are all messages (`kind` 0); adding columns with a
+        // constant default rewrites no row. Building the index reads the
+        // table once, but indexes none of its rows: no message so far
+        // replies to another.
+        sql: "
+        ALTER TABLE messages
+            ADD COLUMN kind      SMALLINT NOT NULL DEFAULT 0,
+            ADD COLUMN target    BIGINT,
+            ADD COLUMN emoji     TEXT,
+            ADD COLUMN edited_at BIGINT,
+            ADD COLUMN original  TEXT;
+        -- A message's changes and replies; plain messages have no target
+        -- and no entry here, so sending costs no more.
+        CREATE INDEX messages_room_target ON messages (room, target)
+            WHERE target IS NOT NULL;
+        -- Reactions in effect: one per user, emoji and message.
+        CREATE TABLE reactions (
+            room      TEXT   NOT NULL,
+            target    BIGINT NOT NULL,
+            emoji     TEXT   NOT NULL,
+            user_id   TEXT   NOT NULL,
+            user_name TEXT   NOT NULL,
+            seq       BIGINT NOT NULL,
+            PRIMARY KEY (room, target, emoji, user_id)
+        );
+        -- Pins in effect, with the `seq` of the pin.
+        CREATE TABLE pins (
+            room   TEXT   NOT NULL,
+            target BIGINT NOT NULL,
+            seq    BIGINT NOT NULL,
+            PRIMARY KEY (room, target)
+        );
+    ",
+    },
 ];
-
-/// Creates (or, when it exists, row-locks) each room's counter and returns
-/// its current value. Sorted so concurrent batches lock rooms in one order.
-const LOCK_ROOMS: &str = "
-    INSERT INTO rooms (name, seq)
-    SELECT name, 0 FROM unnest($1::text[]) AS r(name) ORDER BY name
-    ON CONFLICT (name) DO UPDATE SET seq = rooms.seq
-    RETURNING name, seq";
 
 /// A write that changes nothing: the latest migration's row rewritten as
 /// it is. It commits like an append (a new row version, the WAL flushed),
@@ -126,60 +195,31 @@ const CHECK_COMMIT: &str = "
     UPDATE chat_migrations SET version = version
     WHERE version = (SELECT MAX(version) FROM chat_migrations)";
 
-/// The stored messages among the batch's `(room, id)` pairs.
-const FIND_EXISTING: &str = "
-    SELECT m.room, m.seq, m.id, m.user_id, m.user_name, m.text, m.ts, m.deleted
-    FROM messages m
-    JOIN unnest($1::text[], $2::text[]) AS d(room, id) ON m.room = d.room AND m.id = d.id";
-
-const INSERT_MESSAGES: &str = "
-    INSERT INTO messages (room, seq, id, user_id, user_name, text, ts)
-    SELECT room, seq, id, user_id, user_name, text, $7
-    FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[])
-        AS d(room, seq, id, user_id, user_name, text)";
-
-const ADVANCE_ROOMS: &str = "
-    UPDATE rooms SET seq = d.seq
-    FROM unnest($1::text[], $2::bigint[]) AS d(name, seq)
-    WHERE rooms.name = d.name";
-
-/// A page and the room's latest `seq` in one statement, hence one snapshot:
-/// the page never holds a message newer than the `latest_seq` beside it.
-/// Always returns at least one row; its message columns are NULL when the
-/// page is empty.
-const PAGE_AFTER: &str = "
-    SELECT l.latest, m.seq, m.id, m.user_id, m.user_name, m.text, m.ts, m.deleted
-    FROM (SELECT COALESCE((SELECT seq FROM rooms WHERE name = $1), 0) AS latest) l
-    LEFT JOIN LATERAL (
-        SELECT seq, id, user_id, user_name, text, ts, deleted FROM messages
-        WHERE room = $1 AND seq > $2 ORDER BY seq LIMIT $3
-    ) m ON true
-    ORDER BY m.seq";
-
-const PAGE_BEFORE: &str = "
-    SELECT l.latest, m.seq, m.id, m.user_id, m.user_name, m.text, m.ts, m.deleted
-    FROM (SELECT COALESCE((SELECT seq FROM rooms WHERE name = $1), 0) AS latest) l
-    LEFT JOIN LATERAL (
-        SELECT seq, id, user_id, user_name, text, ts, deleted FROM messages
-        WHERE room = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3
-    ) m ON true
-    ORDER BY m.seq";
-
-/// Empties a message's text and marks it deleted; returns it.
-const TOMBSTONE: &str = "
-    UPDATE messages SET text = '', deleted = true WHERE room = $1 AND seq = $2
-    RETURNING seq, id, user_id, user_name, text, ts, deleted";
-
 const ROOM_LIST: &str = "SELECT name, seq FROM rooms ORDER BY name COLLATE \"C\"";
 
-/// Deletes up to `$4` of room `$1`'s messages with `seq` at most the room's
-/// latest minus `$2` (when `$2` is not NULL) or `ts` below `$3`.
+/// Row-locks a room's counter, as an append does, so that no append to the
+/// room reads a message (to react to it, say) that a purge is deleting.
+const LOCK_ROOM: &str = "SELECT seq FROM rooms WHERE name = $1 FOR UPDATE";
+
+/// Deletes up to `$4` of room `$1`'s entries with `seq` at most the room's
+/// latest minus `$2` (when `$2` is not NULL) or `ts` below `$3`, with the
+/// reactions and pins of those that were messages; returns how many went.
+/// Under the room's lock, reactions and pins are only ever added to
+/// messages still stored, so those are all that lose their message.
 const PURGE_CHUNK_SQL: &str = "
-    DELETE FROM messages WHERE room = $1 AND seq IN (
-        SELECT seq FROM messages
-        WHERE room = $1
-          AND (seq <= (SELECT seq FROM rooms WHERE name = $1) - $2 OR ts < $3)
-        ORDER BY seq LIMIT $4)";
+    WITH gone AS (
+        DELETE FROM messages WHERE room = $1 AND seq IN (
+            SELECT seq FROM messages
+            WHERE room = $1
+              AND (seq <= (SELECT seq FROM rooms WHERE name = $1) - $2 OR ts < $3)
+            ORDER BY seq LIMIT $4)
+        RETURNING seq
+    ), reactions_gone AS (
+        DELETE FROM reactions WHERE room = $1 AND target IN (SELECT seq FROM gone)
+    ), pins_gone AS (
+        DELETE FROM pins WHERE room = $1 AND target IN (SELECT seq FROM gone)
+    )
+    SELECT count(*) FROM gone";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
@@ -305,8 +345,8 @@ impl PostgresStore {
         self.pool.get().await.map_err(pool_error)
     }
 
-    /// Returns an operation's result, or an error if it ran past the
-    /// deadline.
+    /// Returns the result of an operation that opens no transaction, or an
+    /// error if it ran past the deadline.
     fn settle<T>(
         &self,
         client: Object,
@@ -326,7 +366,25 @@ impl PostgresStore {
         )))
     }
 
-    /// Ends the transaction a failed append may have left open, so the
+    /// Returns the result of an operation that runs a transaction: when it
+    /// failed, the transaction it may have left open is rolled back first;
+    /// when it ran past the deadline, its connection is abandoned.
+    async fn conclude<T>(
+        &self,
+        client: Object,
+        outcome: Result<Result<T, StoreError>, tokio::time::error::Elapsed>,
+    ) -> Result<T, StoreError> {
+        match outcome {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) => {
+                self.roll_back(client).await;
+                Err(e)
+            }
+            Err(_) => Err(self.abandon(client)),
+        }
+    }
+
+    /// Ends the transaction a failed operation may have left open, so the
     /// connection goes back to the pool clean, or else takes it out.
     async fn roll_back(&self, client: Object) {
         match tokio::time::timeout(self.deadline, client.batch_execute("ROLLBACK")).await {
@@ -561,230 +619,71 @@ fn sql_limit(limit: usize) -> i64 {
     i64::try_from(limit).map_or(i64::MAX, |l| l.saturating_add(1))
 }
 
-/// A message from the row's columns `first..first + 7`: seq, id, user_id,
-/// user_name, text, ts, deleted.
-fn message_from_row(room: &str, row: &Row, first: usize) -> Result<Message, StoreError> {
-    let get_err = |e: tokio_postgres::Error| StoreError::Backend(e.into());
-    Ok(Message {
-        room: room.to_owned(),
-        seq: from_sql_seq(row.try_get(first).map_err(get_err)?)?,
-        id: row.try_get(first + 1).map_err(get_err)?,
-        from: User {
-            id: row.try_get(first + 2).map_err(get_err)?,
-            name: row.try_get(first + 3).map_err(get_err)?,
-        },
-        text: row.try_get(first + 4).map_err(get_err)?,
-        ts: row.try_get(first + 5).map_err(get_err)?,
-        deleted: row.try_get(first + 6).map_err(get_err)?,
-        ..Default::default()
-    })
-}
-
 /// A statement parameter.
 type Param<'a> = dyn tokio_postgres::types::ToSql + Sync + 'a;
 
-/// What the batch does with one draft, decided while the rooms are locked.
-enum Decision {
-    /// Already stored by an earlier transaction (from any node).
-    Stored(Message),
-    /// Same `(room, id)` as the draft at this earlier index of the batch.
-    SameAs(usize),
-    /// New, with this `seq`.
-    New(i64),
+/// Prepares statements that are then sent together, in one write: a
+/// statement still being prepared when the others are sent would be sent
+/// after them, out of order. Each is prepared once per connection (the
+/// pool keeps them), so this costs a round trip only on first use.
+async fn prepare<const N: usize>(
+    client: &Object,
+    sql: [&str; N],
+) -> Result<[Statement; N], StoreError> {
+    let statements =
+        futures_util::future::try_join_all(sql.iter().map(|sql| client.prepare_cached(sql)))
+            .await
+            .map_err(db_error)?;
+    statements
+        .try_into()
+        .map_err(|_| StoreError::Backend(Cause::from("a statement was not prepared")))
 }
 
-/// Stores a batch in two round trips: `BEGIN`, the room locks and the
-/// duplicate lookup go out together (PostgreSQL runs them in order, so the
-/// lookup sees the rooms locked), then the inserts, the counters and
-/// `COMMIT`. On error a transaction may be left open: the caller rolls back.
-async fn append_batch(
-    client: &Object,
-    drafts: Vec<Draft>,
-    ts: i64,
-) -> Result<Vec<Appended>, StoreError> {
-    let mut rooms: Vec<&str> = drafts.iter().map(|d| d.room.as_str()).collect();
-    rooms.sort_unstable();
-    rooms.dedup();
-    let draft_rooms: Vec<&str> = drafts.iter().map(|d| d.room.as_str()).collect();
-    let draft_ids: Vec<&str> = drafts.iter().map(|d| d.id.as_str()).collect();
+/// Runs one statement and returns its rows.
+async fn query(client: &Object, sql: &str, params: &[&Param<'_>]) -> Result<Vec<Row>, StoreError> {
+    let statement = client.prepare_cached(sql).await.map_err(db_error)?;
+    client.query(&statement, params).await.map_err(db_error)
+}
 
-    let (lock, find, insert, advance) = tokio::try_join!(
-        client.prepare_cached(LOCK_ROOMS),
-        client.prepare_cached(FIND_EXISTING),
-        client.prepare_cached(INSERT_MESSAGES),
-        client.prepare_cached(ADVANCE_ROOMS),
-    )
-    .map_err(db_error)?;
-    let lock_params: [&Param<'_>; 1] = [&rooms];
-    let find_params: [&Param<'_>; 2] = [&draft_rooms, &draft_ids];
-    let (began, locked, found) = tokio::join!(
+/// Runs one statement that returns a row or none.
+async fn query_opt(
+    client: &Object,
+    sql: &str,
+    params: &[&Param<'_>],
+) -> Result<Option<Row>, StoreError> {
+    let statement = client.prepare_cached(sql).await.map_err(db_error)?;
+    client.query_opt(&statement, params).await.map_err(db_error)
+}
+
+/// Runs one statement and returns how many rows it changed.
+async fn execute(client: &Object, sql: &str, params: &[&Param<'_>]) -> Result<u64, StoreError> {
+    let statement = client.prepare_cached(sql).await.map_err(db_error)?;
+    client.execute(&statement, params).await.map_err(db_error)
+}
+
+/// Deletes one chunk of `room`'s entries that `retention` lets go (see
+/// [`PURGE_CHUNK_SQL`]), in a transaction of its own that holds the room's
+/// lock, in one round trip; returns how many went. On error the transaction
+/// may be left open: the caller rolls back.
+async fn purge_chunk(client: &Object, room: &str, retention: Retention) -> Result<u64, StoreError> {
+    let keep = retention
+        .keep_last
+        .map(|k| i64::try_from(k).unwrap_or(i64::MAX));
+    let [lock, purge] = prepare(client, [LOCK_ROOM, PURGE_CHUNK_SQL]).await?;
+    let ts_bound = retention.ts_bound();
+    let lock_params: [&Param<'_>; 1] = [&room];
+    let purge_params: [&Param<'_>; 4] = [&room, &keep, &ts_bound, &PURGE_CHUNK];
+    let (began, locked, purged, committed) = tokio::join!(
         client.batch_execute("BEGIN"),
-        client.query(&lock, &lock_params),
-        client.query(&find, &find_params),
+        client.query_opt(&lock, &lock_params),
+        client.query_one(&purge, &purge_params),
+        client.batch_execute("COMMIT"),
     );
     began.map_err(db_error)?;
-    // Room → (seq when locked, seq after this batch).
-    let mut counters: HashMap<String, (i64, i64)> = HashMap::with_capacity(rooms.len());
-    for row in locked.map_err(db_error)? {
-        let name: String = row.try_get(0).map_err(db_error)?;
-        let seq: i64 = row.try_get(1).map_err(db_error)?;
-        counters.insert(name, (seq, seq));
-    }
-    let mut stored: HashMap<(String, String), Message> = HashMap::new();
-    for row in found.map_err(db_error)? {
-        let room: String = row.try_get(0).map_err(db_error)?;
-        let message = message_from_row(&room, &row, 1)?;
-        stored.insert((room, message.id.clone()), message);
-    }
-
-    let mut decisions = Vec::with_capacity(drafts.len());
-    let mut first_in_batch: HashMap<(&str, &str), usize> = HashMap::new();
-    for (i, draft) in drafts.iter().enumerate() {
-        let key = (draft.room.as_str(), draft.id.as_str());
-        if let Some(message) = stored.remove(&(draft.room.clone(), draft.id.clone())) {
-            first_in_batch.insert(key, i);
-            decisions.push(Decision::Stored(message));
-        } else if let Some(&earlier) = first_in_batch.get(&key) {
-            decisions.push(Decision::SameAs(earlier));
-        } else {
-            let (_, seq) = counters.get_mut(&draft.room).ok_or_else(|| {
-                StoreError::Backend(Cause::from(format!("room {:?} was not locked", draft.room)))
-            })?;
-            *seq += 1;
-            first_in_batch.insert(key, i);
-            decisions.push(Decision::New(*seq));
-        }
-    }
-
-    let new: Vec<(&Draft, i64)> = drafts
-        .iter()
-        .zip(&decisions)
-        .filter_map(|(d, decision)| match decision {
-            Decision::New(seq) => Some((d, *seq)),
-            _ => None,
-        })
-        .collect();
-    if new.is_empty() {
-        // Only duplicates: nothing to store, and no commit to wait for.
-        client.batch_execute("ROLLBACK").await.map_err(db_error)?;
-    } else {
-        let column = |f: fn(&Draft) -> &str| new.iter().map(|(d, _)| f(d)).collect::<Vec<_>>();
-        let seqs: Vec<i64> = new.iter().map(|(_, seq)| *seq).collect();
-        let (rooms, ids, user_ids, user_names, texts) = (
-            column(|d| &d.room),
-            column(|d| &d.id),
-            column(|d| &d.from.id),
-            column(|d| &d.from.name),
-            column(|d| match &d.action {
-                chat_core::store::Action::Send { text, .. } => text,
-                _ => "",
-            }),
-        );
-        let (names, latest): (Vec<&str>, Vec<i64>) = counters
-            .iter()
-            .filter(|(_, (locked, now))| now != locked)
-            .map(|(name, (_, now))| (name.as_str(), *now))
-            .unzip();
-        // After a failed statement PostgreSQL answers this COMMIT by
-        // rolling back, so success is all three succeeding.
-        let insert_params: [&Param<'_>; 7] =
-            [&rooms, &seqs, &ids, &user_ids, &user_names, &texts, &ts];
-        let advance_params: [&Param<'_>; 2] = [&names, &latest];
-        let syncing = Instant::now();
-        let (inserted, advanced, committed) = tokio::join!(
-            client.execute(&insert, &insert_params),
-            client.execute(&advance, &advance_params),
-            client.batch_execute("COMMIT"),
-        );
-        metrics::histogram!(chat_core::metrics::COMMIT_SYNC)
-            .record(syncing.elapsed().as_secs_f64());
-        inserted.map_err(db_error)?;
-        advanced.map_err(db_error)?;
-        committed.map_err(db_error)?;
-    }
-
-    let mut outcomes: Vec<Appended> = Vec::with_capacity(drafts.len());
-    for (draft, decision) in drafts.into_iter().zip(decisions) {
-        let outcome = match decision {
-            Decision::Stored(message) => Appended::Duplicate(Receipt {
-                id: message.id,
-                seq: message.seq,
-                ts: message.ts,
-            }),
-            Decision::SameAs(earlier) => {
-                Appended::Duplicate(outcomes[earlier].receipt().expect("x"))
-            }
-            Decision::New(seq) => Appended::New(Message {
-                seq: from_sql_seq(seq)?,
-                room: draft.room,
-                id: draft.id,
-                from: draft.from,
-                text: match draft.action {
-                    chat_core::store::Action::Send { text, .. } => text,
-                    _ => String::new(),
-                },
-                ts,
-                deleted: false,
-                ..Default::default()
-            }),
-        };
-        outcomes.push(outcome);
-    }
-    Ok(outcomes)
-}
-
-/// Which end of the read is cut when it holds more than `limit` messages.
-#[derive(Clone, Copy)]
-enum Direction {
-    /// Reading newer messages: the surplus is the newest.
-    After,
-    /// Reading older messages: the surplus is the oldest.
-    Before,
-}
-
-async fn read_page(
-    client: &Object,
-    room: &str,
-    bound: i64,
-    limit: usize,
-    direction: Direction,
-) -> Result<Page, StoreError> {
-    let sql = match direction {
-        Direction::After => PAGE_AFTER,
-        Direction::Before => PAGE_BEFORE,
-    };
-    let statement = client.prepare_cached(sql).await.map_err(db_error)?;
-    let rows = client
-        .query(&statement, &[&room, &bound, &sql_limit(limit)])
-        .await
-        .map_err(db_error)?;
-    let mut latest_seq = 0;
-    let mut messages = Vec::with_capacity(rows.len());
-    for row in &rows {
-        latest_seq = from_sql_seq(row.try_get(0).map_err(db_error)?)?;
-        if row
-            .try_get::<_, Option<i64>>(1)
-            .map_err(db_error)?
-            .is_some()
-        {
-            messages.push(message_from_row(room, row, 1)?);
-        }
-    }
-    let more = messages.len() > limit;
-    if more {
-        match direction {
-            Direction::After => messages.truncate(limit),
-            Direction::Before => {
-                messages.drain(..messages.len() - limit);
-            }
-        }
-    }
-    Ok(Page {
-        messages,
-        more,
-        latest_seq,
-        ..Page::default()
-    })
+    locked.map_err(db_error)?;
+    let deleted: i64 = purged.and_then(|row| row.try_get(0)).map_err(db_error)?;
+    committed.map_err(db_error)?;
+    u64::try_from(deleted).map_err(|_| StoreError::Backend(Cause::from("a negative count")))
 }
 
 #[async_trait]
@@ -795,24 +694,14 @@ impl Store for PostgresStore {
         }
         let client = self.client().await?;
         let outcome = tokio::time::timeout(self.deadline, append_batch(&client, drafts, ts)).await;
-        match outcome {
-            Ok(Ok(outcomes)) => Ok(outcomes),
-            Ok(Err(e)) => {
-                self.roll_back(client).await;
-                Err(e)
-            }
-            Err(_) => Err(self.abandon(client)),
-        }
+        self.conclude(client, outcome).await
     }
 
     async fn after(&self, room: &str, after: u64, limit: usize) -> Result<Page, StoreError> {
         let client = self.client().await?;
-        let outcome = tokio::time::timeout(
-            self.deadline,
-            read_page(&client, room, to_sql_seq(after), limit, Direction::After),
-        )
-        .await;
-        self.settle(client, outcome)
+        let outcome =
+            tokio::time::timeout(self.deadline, page_after(&client, room, after, limit)).await;
+        self.conclude(client, outcome).await
     }
 
     async fn before(
@@ -822,13 +711,9 @@ impl Store for PostgresStore {
         limit: usize,
     ) -> Result<Page, StoreError> {
         let client = self.client().await?;
-        let bound = before.map_or(i64::MAX, to_sql_seq);
-        let outcome = tokio::time::timeout(
-            self.deadline,
-            read_page(&client, room, bound, limit, Direction::Before),
-        )
-        .await;
-        self.settle(client, outcome)
+        let outcome =
+            tokio::time::timeout(self.deadline, page_before(&client, room, before, limit)).await;
+        self.conclude(client, outcome).await
     }
 
     async fn check(&self) -> Result<(), StoreError> {
@@ -864,38 +749,26 @@ impl Store for PostgresStore {
         Err(StoreError::Backend(Cause::from("not yet")))
     }
 
-    async fn versions(&self, _room: &str, _seq: u64) -> Result<Vec<Version>, StoreError> {
-        Err(StoreError::Backend(Cause::from("not yet")))
+    async fn versions(&self, room: &str, seq: u64) -> Result<Vec<Version>, StoreError> {
+        let client = self.client().await?;
+        let outcome = tokio::time::timeout(self.deadline, versions(&client, room, seq)).await;
+        self.settle(client, outcome)
     }
 
     async fn purge(&self, retention: Retention) -> Result<u64, StoreError> {
         if !retention.is_active() {
             return Ok(0);
         }
-        let keep = retention
-            .keep_last
-            .map(|k| i64::try_from(k).unwrap_or(i64::MAX));
         let mut total = 0;
         for (room, _) in self.rooms().await? {
-            // One short statement per chunk (autocommit), so appends to the
-            // room wait for at most one chunk's row locks.
+            // One short transaction per chunk, so appends to the room wait
+            // for at most one chunk's deletions.
             loop {
                 let client = self.client().await?;
-                let outcome = tokio::time::timeout(self.deadline, async {
-                    let statement = client
-                        .prepare_cached(PURGE_CHUNK_SQL)
-                        .await
-                        .map_err(db_error)?;
-                    client
-                        .execute(
-                            &statement,
-                            &[&room, &keep, &retention.ts_bound(), &PURGE_CHUNK],
-                        )
-                        .await
-                        .map_err(db_error)
-                })
-                .await;
-                let deleted = self.settle(client, outcome)?;
+                let outcome =
+                    tokio::time::timeout(self.deadline, purge_chunk(&client, &room, retention))
+                        .await;
+                let deleted = self.conclude(client, outcome).await?;
                 total += deleted;
                 if deleted < PURGE_CHUNK as u64 {
                     break;
@@ -908,8 +781,7 @@ impl Store for PostgresStore {
     async fn rooms(&self) -> Result<Vec<(String, u64)>, StoreError> {
         let client = self.client().await?;
         let outcome = tokio::time::timeout(self.deadline, async {
-            let statement = client.prepare_cached(ROOM_LIST).await.map_err(db_error)?;
-            let rows = client.query(&statement, &[]).await.map_err(db_error)?;
+            let rows = query(&client, ROOM_LIST, &[]).await?;
             rows.iter()
                 .map(|row| {
                     let name: String = row.try_get(0).map_err(db_error)?;
@@ -924,490 +796,4 @@ impl Store for PostgresStore {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::collections::{BTreeMap, HashSet};
-    use std::sync::Arc;
-    use std::time::Instant;
-
-    use super::*;
-    use crate::store::SqliteStore;
-    use crate::store::test_support::{check_tombstones_and_purge, draft, seqs};
-
-    #[tokio::test]
-    #[ignore = "needs PostgreSQL (CHAT_TEST_DATABASE_URL): scripts/test provides it"]
-    async fn tombstones_and_retention_keep_seq_gapless() {
-        let db = TestDb::new().await;
-        check_tombstones_and_purge(&db.store().await).await;
-    }
-
-    /// Where the tests find PostgreSQL; `CHAT_TEST_DATABASE_URL` overrides.
-    const DEFAULT_TEST_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
-    const TIMEOUT: Duration = Duration::from_secs(2);
-
-    fn test_url() -> String {
-        std::env::var("CHAT_TEST_DATABASE_URL").unwrap_or_else(|_| DEFAULT_TEST_URL.into())
-    }
-
-    async fn admin(url: &str) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
-        let (client, connection) = tokio_postgres::connect(url, NoTls).await?;
-        tokio::spawn(connection);
-        Ok(client)
-    }
-
-    /// A schema of its own for one test, dropped when the test ends, pass
-    /// or fail. The tests that use one are `#[ignore]`d (a bare `cargo
-    /// nextest run` reports them as skipped, by name); `scripts/test`
-    /// provides PostgreSQL and runs them, and there an unreachable one
-    /// fails them.
-    struct TestDb {
-        /// The server's URL; stores use [`TestDb::url`].
-        server: String,
-        schema: String,
-        /// The `application_name` of the test's stores, so cleanup can end
-        /// their connections (and whatever locks those hold) first.
-        app: String,
-        admin: tokio_postgres::Client,
-    }
-
-    impl TestDb {
-        async fn new() -> TestDb {
-            let url = test_url();
-            let reached = tokio::time::timeout(Duration::from_secs(5), admin(&url)).await;
-            let admin = match reached {
-                Ok(Ok(client)) => client,
-                Ok(Err(e)) => unreachable(&url, &e.to_string()),
-                Err(_) => unreachable(&url, "timed out"),
-            };
-            let schema = format!("t_{}", ulid::Ulid::new().to_string().to_lowercase());
-            let app = format!("chat-test-{schema}");
-            TestDb {
-                server: url,
-                schema,
-                app,
-                admin,
-            }
-        }
-
-        fn url(&self) -> String {
-            let separator = if self.server.contains('?') { '&' } else { '?' };
-            format!("{}{separator}application_name={}", self.server, self.app)
-        }
-
-        async fn store(&self) -> PostgresStore {
-            PostgresStore::connect(&self.url(), Some(self.schema.clone()), TIMEOUT)
-                .await
-                .expect("connect to the test database")
-        }
-    }
-
-    fn unreachable(url: &str, why: &str) -> ! {
-        panic!(
-            "PostgreSQL at {url} is unreachable ({why}); scripts/test sets up what these tests need"
-        )
-    }
-
-    impl Drop for TestDb {
-        fn drop(&mut self) {
-            let url = self.server.clone();
-            let sql = format!(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-                 WHERE application_name = '{}'; \
-                 SET lock_timeout = '5s'; DROP SCHEMA IF EXISTS {} CASCADE",
-                self.app,
-                quote_ident(&self.schema)
-            );
-            // The test's runtime may be the one we are dropped in, blocked
-            // here, so its stores' connections cannot finish anything: end
-            // them, then clean up on a thread with a runtime of its own.
-            let dropped = std::thread::spawn(move || {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .map_err(|e| e.to_string())?;
-                runtime.block_on(async {
-                    let client = admin(&url).await.map_err(|e| e.to_string())?;
-                    client.batch_execute(&sql).await.map_err(|e| e.to_string())
-                })
-            })
-            .join();
-            if let Ok(Err(e)) = dropped {
-                eprintln!("could not drop test schema {}: {e}", self.schema);
-            }
-        }
-    }
-
-    fn message(outcome: &Appended) -> &Message {
-        match outcome {
-            Appended::New(m) => m,
-            other => panic!("{other:?}"),
-        }
-    }
-
-    fn page_seqs(page: &Page) -> Vec<u64> {
-        page.messages.iter().map(|m| m.seq).collect()
-    }
-
-    #[tokio::test]
-    #[ignore = "needs PostgreSQL (CHAT_TEST_DATABASE_URL): scripts/test provides it"]
-    async fn sequences_per_room_and_deduplicates_by_id() {
-        let db = TestDb::new().await;
-        let store = db.store().await;
-        let out = store
-            .append(
-                vec![
-                    draft("a", "1"),
-                    draft("b", "1"),
-                    draft("a", "2"),
-                    draft("a", "1"),
-                ],
-                7,
-            )
-            .await
-            .unwrap();
-        assert_eq!(seqs(&out), [(true, 1), (true, 1), (true, 2), (false, 1)]);
-        let mut changed = draft("a", "2");
-        changed.action = chat_core::store::Action::Send {
-            text: "a different text".into(),
-            reply_to: None,
-        };
-        let out = store
-            .append(vec![draft("a", "3"), changed], 8)
-            .await
-            .unwrap();
-        assert_eq!(seqs(&out), [(true, 3), (false, 2)]);
-        // A duplicate is the original, unchanged: its text and its ts.
-        assert_eq!(message(&out[1]).text, "text of 2");
-        assert_eq!(message(&out[1]).ts, 7);
-
-        let page = store.after("a", 1, 10).await.unwrap();
-        assert_eq!(page.latest_seq, 3);
-        assert_eq!(page_seqs(&page), [2, 3]);
-        assert!(!page.more);
-        let page = store.before("a", None, 2).await.unwrap();
-        assert_eq!(page_seqs(&page), [2, 3]);
-        assert!(page.more);
-        let page = store.before("a", Some(2), 5).await.unwrap();
-        assert_eq!(page_seqs(&page), [1]);
-        assert!(!page.more);
-        assert_eq!(store.after("nobody", 0, 5).await.unwrap(), Page::default());
-        assert_eq!(store.append(Vec::new(), 9).await.unwrap(), []);
-        store.check().await.unwrap();
-    }
-
-    /// The same appends and reads against SQLite (the reference) and
-    /// PostgreSQL give identical results, down to every field and flag.
-    #[tokio::test]
-    #[ignore = "needs PostgreSQL (CHAT_TEST_DATABASE_URL): scripts/test provides it"]
-    async fn answers_exactly_like_the_sqlite_store() {
-        let db = TestDb::new().await;
-        let pg = db.store().await;
-        let dir = tempfile::tempdir().unwrap();
-        let lite = SqliteStore::open(dir.path(), TIMEOUT).unwrap();
-        let stores: [&dyn Store; 2] = [&lite, &pg];
-
-        let batches: Vec<Vec<Draft>> = vec![
-            (0..12).map(|i| draft("main", &format!("m{i}"))).collect(),
-            vec![
-                draft("main", "m3"),
-                draft("聊天室", "x"),
-                draft("main", "m12"),
-                draft("聊天室", "x"),
-                draft("other", "m3"),
-            ],
-            vec![draft("main", "m12"), draft("main", "m13")],
-        ];
-        for (ts, batch) in batches.into_iter().enumerate() {
-            let [a, b] = stores.map(|s| s.append(batch.clone(), ts as i64));
-            assert_eq!(a.await.unwrap(), b.await.unwrap(), "batch {ts}");
-        }
-
-        for room in ["main", "聊天室", "other", "empty"] {
-            for bound in [0, 1, 5, 13, 14, 15, u64::MAX] {
-                for limit in [0, 1, 3, 14, 100] {
-                    let [a, b] = stores.map(|s| s.after(room, bound, limit));
-                    let (a, b) = (a.await.unwrap(), b.await.unwrap());
-                    assert_eq!(a, b, "after {room} {bound} {limit}");
-                    let [a, b] = stores.map(|s| s.before(room, Some(bound), limit));
-                    let (a, b) = (a.await.unwrap(), b.await.unwrap());
-                    assert_eq!(a, b, "before {room} {bound} {limit}");
-                }
-            }
-            for limit in [0, 1, 3, 14, 100] {
-                let [a, b] = stores.map(|s| s.before(room, None, limit));
-                assert_eq!(a.await.unwrap(), b.await.unwrap(), "latest {room} {limit}");
-            }
-        }
-        let page = pg.before("main", None, 3).await.unwrap();
-        assert_eq!(
-            (page_seqs(&page), page.more, page.latest_seq),
-            (vec![12, 13, 14], true, 14)
-        );
-    }
-
-    #[tokio::test]
-    #[ignore = "needs PostgreSQL (CHAT_TEST_DATABASE_URL): scripts/test provides it"]
-    async fn survives_reconnect_and_migrates_once() {
-        let db = TestDb::new().await;
-        {
-            let store = db.store().await;
-            store.append(vec![draft("a", "x")], 1).await.unwrap();
-        }
-        let store = db.store().await;
-        let out = store
-            .append(vec![draft("a", "x"), draft("a", "y")], 2)
-            .await
-            .unwrap();
-        assert_eq!(seqs(&out), [(false, 1), (true, 2)]);
-        let versions: Vec<i32> = db
-            .admin
-            .query(
-                &format!(
-                    "SELECT version FROM {}.chat_migrations ORDER BY version",
-                    quote_ident(&db.schema)
-                ),
-                &[],
-            )
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
-        let known: Vec<i32> = MIGRATIONS.iter().map(|m| m.version).collect();
-        assert_eq!(versions, known);
-    }
-
-    #[tokio::test]
-    #[ignore = "needs PostgreSQL (CHAT_TEST_DATABASE_URL): scripts/test provides it"]
-    async fn refuses_a_schema_from_a_newer_server() {
-        let db = TestDb::new().await;
-        drop(db.store().await);
-        db.admin
-            .execute(
-                &format!(
-                    "INSERT INTO {}.chat_migrations (version, description) VALUES (999, 'future')",
-                    quote_ident(&db.schema)
-                ),
-                &[],
-            )
-            .await
-            .unwrap();
-        let e = PostgresStore::connect(&db.url(), Some(db.schema.clone()), TIMEOUT)
-            .await
-            .unwrap_err();
-        assert!(
-            matches!(e, ConnectError::NewerSchema { found: 999, .. }),
-            "{e}"
-        );
-    }
-
-    #[test]
-    fn schema_names_are_plain_identifiers() {
-        for ok in ["chat", "t_01jabc", "_x", &"a".repeat(63)] {
-            assert!(check_schema_name(ok).is_ok(), "{ok}");
-        }
-        for bad in [
-            "",
-            "Chat",
-            "1x",
-            "a-b",
-            "a\"b",
-            "pg_chat",
-            "x y",
-            &"a".repeat(64),
-        ] {
-            assert!(check_schema_name(bad).is_err(), "{bad:?}");
-        }
-    }
-
-    #[tokio::test]
-    async fn an_unreachable_server_fails_start_up_quickly_without_the_password() {
-        let started = Instant::now();
-        let e = PostgresStore::connect(
-            "postgres://chat:secret@127.0.0.1:1/chat",
-            None,
-            Duration::from_millis(500),
-        )
-        .await
-        .unwrap_err();
-        assert!(started.elapsed() < Duration::from_secs(5));
-        let text = e.to_string();
-        assert!(matches!(e, ConnectError::Unreachable { .. }), "{text}");
-        assert!(text.contains("127.0.0.1:1/chat"), "{text}");
-        assert!(!text.contains("secret"), "{text}");
-    }
-
-    /// Several nodes (separate pools) append to the same rooms at once,
-    /// with ids that collide across nodes: every room stays gapless and
-    /// every `(room, id)` is stored once, and every node was told the same
-    /// message for it.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    #[ignore = "needs PostgreSQL (CHAT_TEST_DATABASE_URL): scripts/test provides it"]
-    async fn nodes_appending_concurrently_keep_seq_gapless_and_ids_unique() {
-        const NODES: usize = 4;
-        const BATCHES: usize = 25;
-        const ROOMS: [&str; 3] = ["r0", "r1", "r2"];
-        let db = TestDb::new().await;
-        // Starting together also exercises the migration lock.
-        let mut connecting = Vec::new();
-        for _ in 0..NODES {
-            let (url, schema) = (db.url(), db.schema.clone());
-            connecting.push(tokio::spawn(async move {
-                PostgresStore::connect(&url, Some(schema), Duration::from_secs(10)).await
-            }));
-        }
-        let mut nodes = Vec::new();
-        for c in connecting {
-            nodes.push(Arc::new(c.await.unwrap().expect("node connects")));
-        }
-
-        let mut running = Vec::new();
-        for (n, store) in nodes.iter().enumerate() {
-            let store = store.clone();
-            running.push(tokio::spawn(async move {
-                let mut outcomes = Vec::new();
-                for b in 0..BATCHES {
-                    let mut batch = Vec::new();
-                    for (r, room) in ROOMS.iter().enumerate() {
-                        // The same ids from every node: only one may win.
-                        let mut shared = draft(room, &format!("shared-{b}-{r}"));
-                        shared.action = chat_core::store::Action::Send {
-                            text: format!("node {n} says {b}"),
-                            reply_to: None,
-                        };
-                        batch.push(shared);
-                        batch.push(draft(room, &format!("node{n}-{b}")));
-                    }
-                    // A room twice in one batch, and an id repeated in it.
-                    batch.push(draft(ROOMS[b % 3], &format!("node{n}-{b}-extra")));
-                    batch.push(draft(ROOMS[b % 3], &format!("node{n}-{b}-extra")));
-                    let out = store.append(batch, b as i64).await.expect("append");
-                    outcomes.extend(out);
-                }
-                outcomes
-            }));
-        }
-        let mut outcomes = Vec::new();
-        for r in running {
-            outcomes.extend(r.await.unwrap());
-        }
-
-        let mut stored: BTreeMap<(String, String), Message> = BTreeMap::new();
-        for room in ROOMS {
-            let page = nodes[0].after(room, 0, 100_000).await.unwrap();
-            let n = page.messages.len() as u64;
-            assert_eq!(page_seqs(&page), (1..=n).collect::<Vec<_>>(), "{room}");
-            assert_eq!(page.latest_seq, n, "{room}");
-            let ids: HashSet<&str> = page.messages.iter().map(|m| m.id.as_str()).collect();
-            assert_eq!(ids.len() as u64, n, "{room}: an id stored twice");
-            for m in page.messages {
-                stored.insert((room.to_owned(), m.id.clone()), m);
-            }
-        }
-        // Per room: BATCHES shared ids, NODES × BATCHES own ids, and the
-        // extras of the batches that chose this room.
-        let extras = NODES * BATCHES;
-        assert_eq!(stored.len(), ROOMS.len() * BATCHES * (1 + NODES) + extras);
-
-        let mut new_count: HashMap<(String, String), usize> = HashMap::new();
-        for outcome in &outcomes {
-            let m = message(outcome);
-            let key = (m.room.clone(), m.id.clone());
-            assert_eq!(
-                stored.get(&key),
-                Some(m),
-                "{key:?}: told a different message"
-            );
-            if matches!(outcome, Appended::New(_)) {
-                *new_count.entry(key).or_default() += 1;
-            }
-        }
-        assert_eq!(
-            new_count.len(),
-            stored.len(),
-            "every stored id was new once"
-        );
-        assert!(new_count.values().all(|&c| c == 1));
-    }
-
-    /// Another node stuck mid-transaction on a room: appends to that room
-    /// fail as busy after the lock timeout instead of hanging, the
-    /// connection is rolled back and reused, and once the lock is gone the
-    /// room continues without a gap.
-    #[tokio::test]
-    #[ignore = "needs PostgreSQL (CHAT_TEST_DATABASE_URL): scripts/test provides it"]
-    async fn a_room_locked_elsewhere_makes_appends_busy_not_stuck() {
-        let db = TestDb::new().await;
-        let store = db.store().await;
-        store.append(vec![draft("a", "1")], 1).await.unwrap();
-        db.admin
-            .batch_execute(&format!(
-                "BEGIN; SELECT 1 FROM {}.rooms WHERE name = 'a' FOR UPDATE",
-                quote_ident(&db.schema)
-            ))
-            .await
-            .unwrap();
-        let started = Instant::now();
-        let e = store.append(vec![draft("a", "2")], 2).await.unwrap_err();
-        assert!(matches!(e, StoreError::Busy(_)), "{e}");
-        assert!(started.elapsed() < TIMEOUT * 3, "{:?}", started.elapsed());
-        // Other rooms are not held up meanwhile.
-        let out = store.append(vec![draft("b", "1")], 3).await.unwrap();
-        assert_eq!(seqs(&out), [(true, 1)]);
-
-        db.admin.batch_execute("ROLLBACK").await.unwrap();
-        let out = store
-            .append(vec![draft("a", "2"), draft("a", "1")], 4)
-            .await
-            .unwrap();
-        assert_eq!(seqs(&out), [(true, 2), (false, 1)]);
-        assert_eq!(store.pool.status().size, 1, "the connection was reused");
-    }
-
-    /// Killing the store's connections on the server side: operations in
-    /// the way fail (an error, never a false success), and the pool opens
-    /// new connections so the store recovers without help.
-    #[tokio::test]
-    #[ignore = "needs PostgreSQL (CHAT_TEST_DATABASE_URL): scripts/test provides it"]
-    async fn recovers_after_its_connections_are_killed() {
-        let db = TestDb::new().await;
-        let store = db.store().await;
-        store.append(vec![draft("a", "before")], 1).await.unwrap();
-        store.after("a", 0, 10).await.unwrap();
-
-        let killed = db
-            .admin
-            .query(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
-                &[&db.app],
-            )
-            .await
-            .unwrap();
-        assert!(!killed.is_empty(), "the store had no connection to kill");
-
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let mut acked = vec!["before".to_owned()];
-        let mut attempt = 0;
-        loop {
-            let id = format!("after-{attempt}");
-            attempt += 1;
-            match store.append(vec![draft("a", &id)], 2).await {
-                Ok(out) => {
-                    assert!(matches!(out[0], Appended::New(_)), "{out:?}");
-                    acked.push(id);
-                    break;
-                }
-                Err(e) => {
-                    assert!(Instant::now() < deadline, "store did not recover: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            }
-        }
-        store.check().await.unwrap();
-        // Everything acknowledged is there, numbered without a gap; failed
-        // attempts stored nothing.
-        let page = store.after("a", 0, 100).await.unwrap();
-        let ids: Vec<&str> = page.messages.iter().map(|m| m.id.as_str()).collect();
-        assert_eq!(ids, acked);
-        assert_eq!(page_seqs(&page), [1, 2]);
-    }
-}
+mod tests;

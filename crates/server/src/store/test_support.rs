@@ -153,14 +153,14 @@ pub async fn check_tombstones_and_purge(store: &dyn Store) {
     );
 }
 
-fn edit(target: u64, text: &str) -> Action {
+pub fn edit(target: u64, text: &str) -> Action {
     Action::Edit {
         target,
         text: text.into(),
     }
 }
 
-fn react(target: u64, emoji: &str, remove: bool) -> Action {
+pub fn react(target: u64, emoji: &str, remove: bool) -> Action {
     Action::React {
         target,
         emoji: emoji.into(),
@@ -168,11 +168,11 @@ fn react(target: u64, emoji: &str, remove: bool) -> Action {
     }
 }
 
-fn pin(target: u64, remove: bool) -> Action {
+pub fn pin(target: u64, remove: bool) -> Action {
     Action::Pin { target, remove }
 }
 
-fn reply(text: &str, to: u64) -> Action {
+pub fn reply(text: &str, to: u64) -> Action {
     Action::Send {
         text: text.into(),
         reply_to: Some(to),

@@ -2,7 +2,7 @@
 //! (with their quotes and reactions), the changes among them, the pins,
 //! and a message's versions.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, btree_map};
 
 use chat_core::store::{Found, Page, Search, SearchScope, Version};
 use chat_core::{RoomAccess, RoomPattern};
@@ -97,8 +97,8 @@ pub(super) fn complete(
         if !message.deleted {
             message.reactions = reactions.remove(&message.seq).unwrap_or_default();
             if let Some(quoted) = message.reply_to {
-                if !quotes.contains_key(&quoted) {
-                    quotes.insert(quoted, quote_of(conn, room, quoted)?);
+                if let btree_map::Entry::Vacant(slot) = quotes.entry(quoted) {
+                    slot.insert(quote_of(conn, room, quoted)?);
                 }
                 message.quote = quotes[&quoted].clone();
             }
