@@ -6,8 +6,8 @@
 //!
 //! The optional second argument is a `seq` to resume after (here: the whole
 //! history). Restart the server while this runs: the example prints the
-//! reconnect, then the messages sent meanwhile, each exactly once and in
-//! order. The server URL comes from `CHAT_URL` (default
+//! reconnect, then the messages (and changes to them) sent meanwhile, each
+//! exactly once and in order. The server URL comes from `CHAT_URL` (default
 //! `ws://127.0.0.1:3000/ws`).
 
 use chat_client::{ClientBuilder, Event};
@@ -41,6 +41,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     while let Some(event) = events.next().await {
         match event {
             Event::Message(m) => println!("{} {}: {}", m.seq, m.from.name, m.text),
+            // Edits, deletions, reactions and pins, in seq order with the
+            // messages; `Event::apply_to` keeps a `RoomState` current.
+            Event::Change(c) => println!("{} ({} of {})", c.seq(), c.type_name(), c.target()),
             Event::Presence { event, user, .. } => println!("* {} {event:?}", user.name),
             Event::Reconnecting {
                 attempt: 1, reason, ..

@@ -7,6 +7,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
+use crate::action::Action;
 use crate::backoff::Backoff;
 use crate::connection::{Command, Connection, Reply, Settings};
 use crate::error::{Error, Result};
@@ -57,7 +58,8 @@ impl ClientBuilder {
     }
 
     /// How long a request may wait for its reply, reconnects included
-    /// [default: 30 s]. For [`Client::send`] this bounds all its retries.
+    /// [default: 30 s]. For [`Client::send`] and the other writes this
+    /// bounds all their retries.
     pub fn request_timeout(mut self, timeout: Duration) -> ClientBuilder {
         self.request_timeout = timeout;
         self
@@ -70,8 +72,8 @@ impl ClientBuilder {
         self
     }
 
-    /// Delays between reconnect attempts, and between retries of a send the
-    /// server was too busy for.
+    /// Delays between reconnect attempts, and between retries of a write
+    /// (a send, an edit, …) the server was too busy for.
     pub fn backoff(mut self, backoff: Backoff) -> ClientBuilder {
         self.backoff = backoff;
         self
@@ -184,10 +186,11 @@ impl Client {
         self.inner.session.borrow().clone()
     }
 
-    /// Joins `room`. The event stream then carries the room's messages
-    /// after [`Joined::seq`], and keeps carrying them across reconnects
-    /// (re-joining with `since` automatically). [`Joined::recent`] holds the
-    /// latest messages for context.
+    /// Joins `room`. The event stream then carries the room's messages and
+    /// changes after [`Joined::seq`], and keeps carrying them across
+    /// reconnects (re-joining with `since` automatically).
+    /// [`Joined::recent`] holds the latest messages for context, and
+    /// [`Joined::pins`] the pinned ones.
     ///
     /// Joining a room already joined is harmless: the event stream goes on
     /// where it was.
@@ -195,10 +198,11 @@ impl Client {
         self.join_from(room, None).await
     }
 
-    /// Joins `room` and delivers, as events, every message after `since`
-    /// (paging through history when there are more than the server returns
-    /// at once), then the live ones. For a room already joined, `since` is
-    /// ignored and the stream goes on where it was, so nothing is repeated.
+    /// Joins `room` and delivers, as events, every message and change after
+    /// `since` (paging through history when there are more than the server
+    /// returns at once), then the live ones. For a room already joined,
+    /// `since` is ignored and the stream goes on where it was, so nothing
+    /// is repeated.
     pub async fn join_since(&self, room: &str, since: u64) -> Result<Joined> {
         self.join_from(room, Some(since)).await
     }
@@ -230,12 +234,7 @@ impl Client {
     /// `internal` refusals are retried after a backoff. All of that is
     /// bounded by the request timeout.
     pub async fn send(&self, room: &str, text: &str) -> Result<Ack> {
-        let id = format!(
-            "{}-{}",
-            self.inner.id_prefix,
-            self.inner.next_id.fetch_add(1, Ordering::Relaxed)
-        );
-        self.send_with_id(room, text, &id).await
+        self.write(room, send(text, None)).await
     }
 
     /// Like [`Client::send`] with a caller-chosen `id` (1–64 characters).
@@ -243,15 +242,92 @@ impl Client {
     /// and returns the original ack with [`Ack::duplicate`] set: use this
     /// to retry safely across restarts of your own program.
     pub async fn send_with_id(&self, room: &str, text: &str, id: &str) -> Result<Ack> {
+        self.write_with_id(room, send(text, None), id).await
+    }
+
+    /// Sends `text` to `room` as a reply to message `to`: the message
+    /// carries `reply_to` and a quote of the start of message `to`, kept
+    /// current as that message is edited or deleted. `not_found` when the
+    /// room holds no message `to`. Retried like [`Client::send`].
+    pub async fn reply(&self, room: &str, to: u64, text: &str) -> Result<Ack> {
+        self.write(room, send(text, Some(to))).await
+    }
+
+    /// Replaces the text of message `seq` in `room`: the author's own
+    /// message, or any for a moderator (`forbidden` otherwise; `not_found`
+    /// when there is no such message, or it was deleted). The ack's `seq`
+    /// is the edit's own. Retried like [`Client::send`].
+    ///
+    /// In anonymous mode each connection is a new user, so a message sent
+    /// before a reconnect is no longer "yours" after it.
+    pub async fn edit(&self, room: &str, seq: u64, text: &str) -> Result<Ack> {
+        let text = text.to_owned();
+        self.write(room, Action::Edit { seq, text }).await
+    }
+
+    /// Deletes message `seq` in `room` (same permissions as
+    /// [`Client::edit`]); it stays in history as a tombstone. The ack's
+    /// `seq` is the deletion's own.
+    pub async fn delete(&self, room: &str, seq: u64) -> Result<Ack> {
+        self.write(room, Action::Delete { seq }).await
+    }
+
+    /// Adds `emoji` to message `seq` in `room`. Reacting again with an
+    /// emoji we already put there stores nothing: the ack is that of the
+    /// earlier reaction, with [`Ack::duplicate`] set.
+    pub async fn react(&self, room: &str, seq: u64, emoji: &str) -> Result<Ack> {
+        self.write(room, react(seq, emoji, false)).await
+    }
+
+    /// Takes back our `emoji` on message `seq` in `room` (`not_found` when
+    /// we have not reacted with it).
+    pub async fn unreact(&self, room: &str, seq: u64, emoji: &str) -> Result<Ack> {
+        self.write(room, react(seq, emoji, true)).await
+    }
+
+    /// Pins message `seq` in `room`. Only moderators may (`forbidden`
+    /// otherwise); pinning a message already pinned is acked as a
+    /// duplicate.
+    pub async fn pin(&self, room: &str, seq: u64) -> Result<Ack> {
+        self.write(room, Action::Pin { seq, remove: false }).await
+    }
+
+    /// Unpins message `seq` in `room` (moderators only).
+    pub async fn unpin(&self, room: &str, seq: u64) -> Result<Ack> {
+        self.write(room, Action::Pin { seq, remove: true }).await
+    }
+
+    /// Adds a message or a change to `room` (which must be joined) under a
+    /// fresh unique `id`, and returns the ack: the entry is durably stored,
+    /// once, whatever the retries. The methods above are shorthands for
+    /// this one.
+    pub async fn write(&self, room: &str, action: Action) -> Result<Ack> {
+        let id = format!(
+            "{}-{}",
+            self.inner.id_prefix,
+            self.inner.next_id.fetch_add(1, Ordering::Relaxed)
+        );
+        self.write_with_id(room, action, &id).await
+    }
+
+    /// Like [`Client::write`] with a caller-chosen `id` (1–64 characters):
+    /// writing again with an `id` already stored in the room stores nothing
+    /// and returns the original ack with [`Ack::duplicate`] set.
+    ///
+    /// Requests cut off by a disconnect are sent again, with the same `id`,
+    /// after reconnecting; `rate_limited`, `overloaded` and `internal`
+    /// refusals are retried after a backoff. All of that is bounded by the
+    /// request timeout.
+    pub async fn write_with_id(&self, room: &str, action: Action, id: &str) -> Result<Ack> {
         let timeout = self.inner.request_timeout;
         let deadline = Instant::now() + timeout;
         let mut attempt = 0;
         loop {
             let (reply, answer) = oneshot::channel();
-            self.command(Command::Send {
+            self.command(Command::Write {
                 room: room.to_owned(),
-                text: text.to_owned(),
                 id: id.to_owned(),
+                action: action.clone(),
                 reply,
             })?;
             let error = match tokio::time::timeout_at(deadline, answer).await {
@@ -272,7 +348,9 @@ impl Client {
         }
     }
 
-    /// One page of `room`'s history. The room need not be joined.
+    /// One page of `room`'s history: messages in their current state and,
+    /// for a page [`after`](HistoryQuery::after) a `seq`, the changes in
+    /// its range ([`History::events`]). The room need not be joined.
     pub async fn history(&self, room: &str, query: HistoryQuery) -> Result<History> {
         self.call(|reply| Command::History {
             room: room.to_owned(),
@@ -321,5 +399,20 @@ impl Client {
             Ok(Err(_)) => Err(Error::Closed),
             Ok(Ok(result)) => result,
         }
+    }
+}
+
+fn send(text: &str, reply_to: Option<u64>) -> Action {
+    Action::Send {
+        text: text.to_owned(),
+        reply_to,
+    }
+}
+
+fn react(seq: u64, emoji: &str, remove: bool) -> Action {
+    Action::React {
+        seq,
+        emoji: emoji.to_owned(),
+        remove,
     }
 }

@@ -8,35 +8,36 @@
 //! channel.
 //!
 //! Reconnecting, in order: every request still waiting for a reply stays
-//! queued (each is idempotent: joins and leaves by nature, sends by their
-//! `id`, history and ping trivially); after backoff a new connection opens;
-//! every joined room is re-joined with `since` = the last `seq` delivered
-//! (history pages fill a `complete: false` reply); then the queued requests
-//! are sent again in their original order. The server handles one
-//! connection's requests in order, so the re-sent sends find their rooms
-//! joined.
+//! queued (each is idempotent: joins and leaves by nature, sends and changes
+//! by their `id`, history and ping trivially); after backoff a new
+//! connection opens; every joined room is re-joined with `since` = the last
+//! `seq` delivered, message or change (history pages fill a
+//! `complete: false` reply); then the queued requests are sent again in
+//! their original order. The server handles one connection's requests in
+//! order, so the re-sent writes find their rooms joined.
 
 use std::collections::{BTreeMap, HashMap};
 use std::ops::ControlFlow;
 use std::time::Duration;
 
 use chat_protocol::{
-    AckBody, ErrorBody, ErrorCode, HistoryBody, JoinedBody, Member, Message, PongBody,
-    PresenceBody, Ref, ServerFrame, TypingBody,
+    AckBody, ErrorBody, ErrorCode, HistoryBody, JoinedBody, PongBody, PresenceBody, Ref,
+    ServerFrame, TypingBody,
 };
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
+use crate::action::Action;
 use crate::backoff::Backoff;
 use crate::error::{Error, Result, describe};
 use crate::event::{Ack, CloseReason, Event, History, Joined, Session};
-use crate::feed::Feed;
+use crate::feed::{Entry, Feed};
 use crate::history::HistoryQuery;
 use crate::wire::{Request, Target, Ws};
 
-/// Most messages a catch-up history page asks for (the server's maximum).
+/// Most entries a catch-up history page asks for (the server's maximum).
 const CATCH_UP_PAGE: u64 = 200;
 
 /// How long closing waits for the server's side of the close handshake.
@@ -56,10 +57,11 @@ pub(crate) enum Command {
         room: String,
         reply: Reply<()>,
     },
-    Send {
+    /// A message or a change, under its idempotency `id`.
+    Write {
         room: String,
-        text: String,
         id: String,
+        action: Action,
         reply: Reply<Ack>,
     },
     History {
@@ -90,16 +92,18 @@ pub(crate) struct Settings {
     pub(crate) dead_after: Option<Duration>,
 }
 
+/// A join sent, the user's or a re-join after reconnecting; the user's
+/// waiters are kept on the [`Room`].
+struct JoinSent {
+    room: String,
+    generation: u64,
+    since: Option<u64>,
+    rejoin: bool,
+}
+
 /// A request sent (or to be sent) and not yet answered, by `ref`.
 enum Pending {
-    /// A join, the user's or a re-join after reconnecting; the user's
-    /// waiters are kept on the [`Room`].
-    Join {
-        room: String,
-        generation: u64,
-        since: Option<u64>,
-        rejoin: bool,
-    },
+    Join(JoinSent),
     /// A history page that fills a hole in a room's feed.
     CatchUp {
         room: String,
@@ -110,10 +114,10 @@ enum Pending {
         room: String,
         reply: Reply<()>,
     },
-    Send {
+    Write {
         room: String,
-        text: String,
         id: String,
+        action: Action,
         reply: Reply<Ack>,
     },
     History {
@@ -129,7 +133,7 @@ enum Pending {
 impl Pending {
     fn frame(&self, reference: u64) -> String {
         match self {
-            Pending::Join { room, since, .. } => Request::Join {
+            Pending::Join(JoinSent { room, since, .. }) => Request::Join {
                 room,
                 since: *since,
                 reference,
@@ -142,12 +146,9 @@ impl Pending {
                 reference,
             },
             Pending::Leave { room, .. } => Request::Leave { room, reference },
-            Pending::Send { room, text, id, .. } => Request::Send {
-                room,
-                text,
-                id,
-                reference,
-            },
+            Pending::Write {
+                room, id, action, ..
+            } => action.request(room, id, reference),
             Pending::History { room, query, .. } => Request::History {
                 room,
                 before: query.before,
@@ -163,9 +164,9 @@ impl Pending {
     /// Whether the caller still waits for this request's outcome.
     fn wanted(&self) -> bool {
         match self {
-            Pending::Join { .. } | Pending::CatchUp { .. } => true,
+            Pending::Join(_) | Pending::CatchUp { .. } => true,
             Pending::Leave { reply, .. } => !reply.is_closed(),
-            Pending::Send { reply, .. } => !reply.is_closed(),
+            Pending::Write { reply, .. } => !reply.is_closed(),
             Pending::History { reply, .. } => !reply.is_closed(),
             Pending::Ping { reply } => !reply.is_closed(),
         }
@@ -379,15 +380,15 @@ impl Connection {
                     let _ = reply.send(Ok(()));
                 }
             }
-            Command::Send {
+            Command::Write {
                 room,
-                text,
                 id,
+                action,
                 reply,
-            } => self.request(Pending::Send {
+            } => self.request(Pending::Write {
                 room,
-                text,
                 id,
+                action,
                 reply,
             }),
             Command::History { room, query, reply } => {
@@ -424,12 +425,12 @@ impl Connection {
             Some(feed) => Some(feed.last()),
             None => entry.first_since,
         };
-        let pending = Pending::Join {
+        let pending = Pending::Join(JoinSent {
             room: room.to_owned(),
             generation: entry.generation,
             since,
             rejoin,
-        };
+        });
         self.request(pending);
     }
 
@@ -453,34 +454,20 @@ impl Connection {
         let Ok(frame) = serde_json::from_str::<ServerFrame>(text) else {
             return ControlFlow::Continue(());
         };
+        // Changes to messages take their place in the room's sequence
+        // like messages do.
+        let frame = match frame.into_change() {
+            Ok(change) => {
+                self.on_entry(Entry::Change(change));
+                return ControlFlow::Continue(());
+            }
+            Err(frame) => frame,
+        };
         match frame {
-            ServerFrame::Message(message) => self.on_message(message),
-            ServerFrame::Joined {
-                reference,
-                body:
-                    JoinedBody {
-                        seq,
-                        members,
-                        messages,
-                        ..
-                    },
-            } => {
-                if let Some(Pending::Join {
-                    room,
-                    generation,
-                    since,
-                    rejoin,
-                }) = self.take_pending(reference)
-                {
-                    self.on_joined(
-                        &room,
-                        generation,
-                        since,
-                        rejoin,
-                        seq,
-                        members.into_users(),
-                        messages,
-                    );
+            ServerFrame::Message(message) => self.on_entry(Entry::Message(message)),
+            ServerFrame::Joined { reference, body } => {
+                if let Some(Pending::Join(sent)) = self.take_pending(reference) {
+                    self.on_joined(sent, body);
                 }
             }
             ServerFrame::Left { reference, .. } => {
@@ -488,49 +475,12 @@ impl Connection {
                     let _ = reply.send(Ok(()));
                 }
             }
-            ServerFrame::Ack {
-                reference,
-                body:
-                    AckBody {
-                        room,
-                        id,
-                        seq,
-                        ts,
-                        duplicate,
-                    },
-            } => {
-                if let Some(Pending::Send { reply, .. }) = self.take_pending(reference) {
-                    let _ = reply.send(Ok(Ack {
-                        room,
-                        id,
-                        seq,
-                        ts,
-                        duplicate,
-                    }));
+            ServerFrame::Ack { reference, body } => {
+                if let Some(Pending::Write { reply, .. }) = self.take_pending(reference) {
+                    let _ = reply.send(Ok(ack(body)));
                 }
             }
-            ServerFrame::History {
-                reference,
-                body:
-                    HistoryBody {
-                        room,
-                        messages,
-                        more,
-                        ..
-                    },
-            } => match self.take_pending(reference) {
-                Some(Pending::History { reply, .. }) => {
-                    let _ = reply.send(Ok(History {
-                        room,
-                        messages,
-                        more,
-                    }));
-                }
-                Some(Pending::CatchUp {
-                    room, generation, ..
-                }) => self.on_catch_up(&room, generation, messages, more),
-                _ => {}
-            },
+            ServerFrame::History { reference, body } => self.on_history(reference, body),
             ServerFrame::Pong {
                 reference,
                 body: PongBody { ts },
@@ -553,8 +503,8 @@ impl Connection {
                 reference,
                 body: ErrorBody { code, message },
             } => return self.on_error(reference, code, message),
-            // Moderation (a server extension): the tombstone reaches this
-            // client through history; the live notice is not surfaced yet.
+            // The welcome comes once, read by `Target::open`; the changes
+            // were taken above.
             ServerFrame::Welcome(_)
             | ServerFrame::Edited(_)
             | ServerFrame::Deleted(_)
@@ -565,44 +515,50 @@ impl Connection {
         ControlFlow::Continue(())
     }
 
-    fn deliver(&self, messages: Vec<Message>) {
-        for message in messages {
-            self.emit(Event::Message(message));
+    fn deliver(&self, entries: Vec<Entry>) {
+        for entry in entries {
+            self.emit(entry.into());
         }
     }
 
-    fn on_message(&mut self, message: Message) {
-        let Some(feed) = self
-            .rooms
-            .get_mut(&message.room)
-            .and_then(|r| r.feed.as_mut())
-        else {
+    /// A live message or change.
+    fn on_entry(&mut self, entry: Entry) {
+        let room = match &entry {
+            Entry::Message(message) => message.room.clone(),
+            Entry::Change(change) => change.room().to_owned(),
+        };
+        let Some(feed) = self.rooms.get_mut(&room).and_then(|r| r.feed.as_mut()) else {
             return;
         };
-        let room = message.room.clone();
         let mut out = Vec::new();
-        feed.offer(message, &mut out);
+        feed.offer(entry, &mut out);
         self.deliver(out);
         self.catch_up(&room);
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn on_joined(
-        &mut self,
-        room: &str,
-        generation: u64,
-        since: Option<u64>,
-        rejoin: bool,
-        seq: u64,
-        members: Vec<Member>,
-        messages: Vec<Message>,
-    ) {
-        let Some(entry) = self.room_of(room, generation) else {
+    fn on_joined(&mut self, sent: JoinSent, body: JoinedBody) {
+        let JoinSent {
+            room,
+            generation,
+            since,
+            rejoin,
+        } = sent;
+        let JoinedBody {
+            seq,
+            members,
+            messages,
+            events,
+            pins,
+            ..
+        } = body;
+        let Some(entry) = self.room_of(&room, generation) else {
             return;
         };
         entry.join_sent = false;
         let mut out = Vec::new();
         let recent = match since {
+            // A plain join lists the latest messages for context, in their
+            // current state, and no changes: the feed starts after them.
             None => {
                 entry.feed = Some(Feed::after(seq));
                 messages
@@ -610,22 +566,23 @@ impl Connection {
             Some(since) => {
                 let feed = entry.feed.get_or_insert_with(|| Feed::after(since));
                 feed.learn_latest(seq);
-                for message in messages {
-                    feed.offer(message, &mut out);
+                for item in Entry::all(messages, events) {
+                    feed.offer(item, &mut out);
                 }
                 Vec::new()
             }
         };
         let waiters = std::mem::take(&mut entry.waiters);
         let joined = Joined {
-            room: room.to_owned(),
+            room: room.clone(),
             seq,
-            members,
+            members: members.into_users(),
             recent,
+            pins,
         };
         if rejoin {
             self.emit(Event::Rejoined {
-                room: room.to_owned(),
+                room: room.clone(),
                 members: joined.members.clone(),
             });
         }
@@ -633,7 +590,33 @@ impl Connection {
         for waiter in waiters {
             let _ = waiter.send(Ok(joined.clone()));
         }
-        self.catch_up(room);
+        self.catch_up(&room);
+    }
+
+    /// A `history` reply: the user's page, or one filling a feed's hole.
+    fn on_history(&mut self, reference: Option<Ref>, body: HistoryBody) {
+        let HistoryBody {
+            room,
+            messages,
+            events,
+            more,
+        } = body;
+        match self.take_pending(reference) {
+            Some(Pending::History { reply, .. }) => {
+                let _ = reply.send(Ok(History {
+                    room,
+                    messages,
+                    events,
+                    more,
+                }));
+            }
+            Some(Pending::CatchUp {
+                room,
+                generation,
+                after,
+            }) => self.on_catch_up(&room, generation, after, Entry::all(messages, events), more),
+            _ => {}
+        }
     }
 
     /// Asks for the next history page if the room's feed has a hole.
@@ -654,12 +637,19 @@ impl Connection {
         }
     }
 
-    fn on_catch_up(&mut self, room: &str, generation: u64, messages: Vec<Message>, more: bool) {
+    fn on_catch_up(
+        &mut self,
+        room: &str,
+        generation: u64,
+        after: u64,
+        entries: Vec<Entry>,
+        more: bool,
+    ) {
         let Some(feed) = self.room_of(room, generation).and_then(|r| r.feed.as_mut()) else {
             return;
         };
         let mut out = Vec::new();
-        feed.page(messages, more, &mut out);
+        feed.page(after, entries, more, &mut out);
         self.deliver(out);
         self.catch_up(room);
     }
@@ -675,12 +665,12 @@ impl Connection {
             message: message.clone(),
         };
         match self.take_pending(reference) {
-            Some(Pending::Join {
+            Some(Pending::Join(JoinSent {
                 room,
                 generation,
                 rejoin,
                 ..
-            }) => {
+            })) => {
                 let retryable = error().is_retryable();
                 let Some(entry) = self.room_of(&room, generation) else {
                     return ControlFlow::Continue(());
@@ -724,7 +714,7 @@ impl Connection {
             Some(Pending::Leave { reply, .. }) => {
                 let _ = reply.send(Err(error()));
             }
-            Some(Pending::Send { reply, .. }) => {
+            Some(Pending::Write { reply, .. }) => {
                 let _ = reply.send(Err(error()));
             }
             Some(Pending::History { reply, .. }) => {
@@ -747,7 +737,7 @@ impl Connection {
         for (reference, request) in pending {
             match request {
                 // Re-joins and catch-ups are recomputed by `resume`.
-                Pending::Join { .. } | Pending::CatchUp { .. } => {}
+                Pending::Join(_) | Pending::CatchUp { .. } => {}
                 // A new connection is in no room: the leave has happened.
                 Pending::Leave { reply, .. } => {
                     let _ = reply.send(Ok(()));
@@ -783,7 +773,7 @@ impl Connection {
         let queued: Vec<String> = self
             .pending
             .iter()
-            .filter(|(_, p)| !matches!(p, Pending::Join { .. }))
+            .filter(|(_, p)| !matches!(p, Pending::Join(_)))
             .map(|(reference, p)| p.frame(*reference))
             .collect();
         self.outbox.extend(queued);
@@ -846,6 +836,23 @@ impl Connection {
                 Err(error) => why = describe(&error),
             }
         }
+    }
+}
+
+fn ack(body: AckBody) -> Ack {
+    let AckBody {
+        room,
+        id,
+        seq,
+        ts,
+        duplicate,
+    } = body;
+    Ack {
+        room,
+        id,
+        seq,
+        ts,
+        duplicate,
     }
 }
 

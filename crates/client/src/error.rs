@@ -148,6 +148,18 @@ mod tests {
     }
 
     #[test]
+    fn refused_changes_are_not_retryable() {
+        // Someone else's message, or none at all: asking again cannot help.
+        for code in [ErrorCode::Forbidden, ErrorCode::NotFound] {
+            let e = Error::Server {
+                code,
+                message: String::new(),
+            };
+            assert!(!e.is_retryable(), "{code}");
+        }
+    }
+
+    #[test]
     fn busy_server_errors_are_retryable() {
         for code in [
             ErrorCode::RateLimited,

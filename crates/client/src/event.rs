@@ -9,7 +9,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use chat_protocol::{Member, Message, PresenceEvent, User};
+use chat_protocol::{Change, Member, Message, PresenceEvent, RoomState, User};
 use futures_util::Stream;
 use tokio::sync::mpsc;
 
@@ -45,22 +45,51 @@ pub struct Joined {
     /// [`Client::join_since`](crate::Client::join_since), whose backlog comes
     /// as events instead.
     pub recent: Vec<Message>,
+    /// The room's pinned messages as of `seq`, in their current state, the
+    /// earliest pinned first. Later pins and unpins arrive as
+    /// [`Event::Change`]s.
+    pub pins: Vec<Message>,
 }
 
-/// The server's confirmation that a message is durably stored.
+impl Joined {
+    /// The room as this reply shows it: its pins and recent messages, to
+    /// which the room's later [`Event::Message`]s and [`Event::Change`]s
+    /// are then applied ([`Event::apply_to`]). After
+    /// [`Client::join_since`](crate::Client::join_since), the messages and
+    /// changes after `since` come as events, and applying them converges
+    /// on the same state.
+    pub fn room_state(&self) -> RoomState {
+        let mut state = RoomState {
+            pins: self.pins.clone(),
+            ..RoomState::default()
+        };
+        for message in &self.recent {
+            state.apply_message(message.clone());
+        }
+        state.last_seq = state.last_seq.max(self.seq);
+        state
+    }
+}
+
+/// The server's confirmation that a message, or a change to one (an edit,
+/// a deletion, a reaction, a pin), is durably stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ack {
     pub room: String,
-    /// The message id: the client's, or the one the server generated.
+    /// The entry's idempotency id: the client's, or the one the server
+    /// generated.
     pub id: String,
-    /// The message's place in the room.
+    /// The entry's own place in the room: for a change, its `seq`, not that
+    /// of the message it changes.
     pub seq: u64,
     /// Server time of the commit, milliseconds since the Unix epoch (UTC).
     pub ts: i64,
     /// True when this `id` had been stored before: nothing new was stored or
     /// broadcast, and the fields are those of the original. Besides your own
-    /// retries, this happens when the client re-sent a message after a
-    /// reconnect because the first attempt's ack was lost.
+    /// retries, this happens when the client re-sent a request after a
+    /// reconnect because the first attempt's ack was lost. For a reaction
+    /// the user already has, or a pin already in place, the ack is that of
+    /// the entry that made it so, flagged the same way.
     pub duplicate: bool,
 }
 
@@ -68,7 +97,14 @@ pub struct Ack {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct History {
     pub room: String,
+    /// The page's messages, each in its current state (edits, deletions and
+    /// reactions already applied).
     pub messages: Vec<Message>,
+    /// For a page after a `seq` ([`HistoryQuery::after`](crate::HistoryQuery::after)):
+    /// the changes in the page's range, oldest first, to apply after
+    /// `messages` to the messages held from before the page. Empty for
+    /// pages before a `seq`, whose messages show every change.
+    pub events: Vec<Change>,
     /// More messages exist beyond this page in the direction paged
     /// (older for `before`/latest, newer for `after`).
     pub more: bool,
@@ -97,14 +133,24 @@ pub enum CloseReason {
 
 /// Something that happened, in the order it happened.
 ///
-/// Per room, [`Event::Message`]s arrive in `seq` order with no gaps and no
-/// repeats, across reconnects: the client remembers the last `seq` it
-/// delivered for each joined room and resumes from there.
+/// A room's sequence holds messages and changes to them, numbered by one
+/// `seq`. Per room, [`Event::Message`]s and [`Event::Change`]s arrive in
+/// `seq` order with no gaps and no repeats, across reconnects: the client
+/// remembers the last `seq` it delivered for each joined room (a change's
+/// as well as a message's) and resumes from there.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Event {
-    /// A message in a joined room (our own included).
+    /// A message in a joined room (our own included). Messages replayed
+    /// after a resume come in their current state: edits made since show
+    /// in the message and again in the [`Event::Change`]s that follow it.
     Message(Message),
+    /// A change to a message of a joined room (ours included): an edit, a
+    /// deletion, a reaction added or taken back, a pin or unpin. Its own
+    /// `seq` ([`Change::seq`]) places it among the room's messages; its
+    /// `target` is the message it changes. Apply it to your view of the
+    /// room with [`Event::apply_to`] (or [`RoomState::apply_change`]).
+    Change(Change),
     /// A user's first connection entered the room, or their last one left.
     Presence {
         room: String,
@@ -123,7 +169,7 @@ pub enum Event {
     },
     /// A new connection is open. Every joined room is being re-joined from
     /// its last delivered `seq`; what was missed follows as
-    /// [`Event::Message`]s.
+    /// [`Event::Message`]s and [`Event::Change`]s.
     Reconnected(Session),
     /// A room was re-joined after a reconnect; `members` is the room as it
     /// is now (presence changes during the outage were not seen).
@@ -137,6 +183,35 @@ pub enum Event {
     },
     /// The client stopped for good; this is the last event.
     Closed(CloseReason),
+}
+
+impl Event {
+    /// The room the event is about, for those about one.
+    pub fn room(&self) -> Option<&str> {
+        match self {
+            Event::Message(message) => Some(&message.room),
+            Event::Change(change) => Some(change.room()),
+            Event::Presence { room, .. }
+            | Event::Typing { room, .. }
+            | Event::Rejoined { room, .. }
+            | Event::RejoinFailed { room, .. } => Some(room),
+            Event::Reconnecting { .. } | Event::Reconnected(_) | Event::Closed(_) => None,
+        }
+    }
+
+    /// Applies a message or change to `state`, the caller's view of the
+    /// event's room (see [`Joined::room_state`]); other events leave it as
+    /// it is. Returns whether the event was applied. A client that applies
+    /// every event of a room holds the same state, across reconnects, as
+    /// one that never lost its connection.
+    pub fn apply_to(&self, state: &mut RoomState) -> bool {
+        match self {
+            Event::Message(message) => state.apply_message(message.clone()),
+            Event::Change(change) => state.apply_change(change),
+            _ => return false,
+        }
+        true
+    }
 }
 
 /// The event stream of one client.

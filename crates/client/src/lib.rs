@@ -3,9 +3,18 @@
 //!
 //! A [`Client`] is a cheap-to-clone handle on one connection that a
 //! background task keeps alive. Requests ([`Client::join`],
-//! [`Client::send`], [`Client::history`], …) are async methods that return
-//! the server's reply, or a typed [`Error`]; everything the server pushes
-//! arrives on [`Events`] as [`Event`]s.
+//! [`Client::send`], [`Client::edit`], [`Client::history`], …) are async
+//! methods that return the server's reply, or a typed [`Error`]; everything
+//! the server pushes arrives on [`Events`] as [`Event`]s.
+//!
+//! A room's sequence holds messages and *changes* to them (edits,
+//! deletions, reactions, pins, a server extension), numbered by one `seq`:
+//! each change is an entry of its own, acked with its own `seq`
+//! ([`Client::edit`], [`Client::delete`], [`Client::react`],
+//! [`Client::pin`], or [`Client::write`] for any [`Action`]), and delivered
+//! as an [`Event::Change`] among the room's [`Event::Message`]s. Apply both
+//! to a [`RoomState`] (start from [`Joined::room_state`], then
+//! [`Event::apply_to`]) to hold each message in its current state.
 //!
 //! What it adds to a bare WebSocket, so applications need not:
 //!
@@ -13,10 +22,13 @@
 //!   remembers the last `seq` it delivered. After a reconnect it re-joins
 //!   with `since` = that `seq`, pages through history if the server could not
 //!   return everything at once, and delivers only what is new: per room,
-//!   [`Event::Message`]s come in `seq` order, each exactly once.
-//! - **Sends that are acked exactly once.** Every send has an `id`; a send
-//!   cut off by a disconnect is sent again with the same `id` after
-//!   reconnecting, so it is stored once and its caller gets the ack.
+//!   [`Event::Message`]s and [`Event::Change`]s come in `seq` order, each
+//!   exactly once, so a client that resumes ends with the same room state
+//!   as one that never left.
+//! - **Writes that are acked exactly once.** Every send (and edit, deletion,
+//!   reaction, pin) has an `id`; one cut off by a disconnect is sent again
+//!   with the same `id` after reconnecting, so it is stored once and its
+//!   caller gets the ack.
 //! - **Reconnect with backoff.** Exponential with full jitter ([`Backoff`]),
 //!   after a drop, a server shutdown (close 1001), a slow-consumer drop
 //!   (1013), or a server that went silent for two heartbeat intervals.
@@ -34,6 +46,7 @@
 //! while let Some(event) = events.recv().await {
 //!     match event {
 //!         Event::Message(m) => println!("#{} {} {}: {}", m.room, m.seq, m.from.name, m.text),
+//!         Event::Change(c) => println!("#{} {} {} {}", c.room(), c.seq(), c.type_name(), c.target()),
 //!         Event::Reconnecting { reason, .. } => eprintln!("reconnecting: {reason}"),
 //!         _ => {}
 //!     }
@@ -51,6 +64,7 @@
 //! Wire types come from [`chat_protocol`], shared with the server, so client
 //! and server cannot drift apart silently.
 
+mod action;
 mod backoff;
 mod client;
 mod connection;
@@ -60,8 +74,12 @@ mod feed;
 mod history;
 mod wire;
 
+pub use action::Action;
 pub use backoff::Backoff;
-pub use chat_protocol::{ErrorCode, Member, Message, PresenceEvent, User};
+pub use chat_protocol::{
+    Change, DeletedBody, EditedBody, ErrorCode, Member, Message, PinnedBody, PresenceEvent, Quote,
+    Reaction, ReactionBody, RoomState, User,
+};
 pub use client::{Client, ClientBuilder};
 pub use error::{Error, Result};
 pub use event::{Ack, CloseReason, Event, Events, History, Joined, Session};

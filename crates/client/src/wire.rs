@@ -45,6 +45,42 @@ pub(crate) enum Request<'a> {
         room: &'a str,
         text: &'a str,
         id: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reply_to: Option<u64>,
+        #[serde(rename = "ref")]
+        reference: u64,
+    },
+    Edit {
+        room: &'a str,
+        seq: u64,
+        text: &'a str,
+        id: &'a str,
+        #[serde(rename = "ref")]
+        reference: u64,
+    },
+    Delete {
+        room: &'a str,
+        seq: u64,
+        id: &'a str,
+        #[serde(rename = "ref")]
+        reference: u64,
+    },
+    React {
+        room: &'a str,
+        seq: u64,
+        emoji: &'a str,
+        #[serde(skip_serializing_if = "is_false")]
+        remove: bool,
+        id: &'a str,
+        #[serde(rename = "ref")]
+        reference: u64,
+    },
+    Pin {
+        room: &'a str,
+        seq: u64,
+        #[serde(skip_serializing_if = "is_false")]
+        remove: bool,
+        id: &'a str,
         #[serde(rename = "ref")]
         reference: u64,
     },
@@ -66,6 +102,11 @@ pub(crate) enum Request<'a> {
         #[serde(rename = "ref")]
         reference: u64,
     },
+}
+
+/// Flags are left out when false, as the server reads an absent one.
+fn is_false(flag: &bool) -> bool {
+    !*flag
 }
 
 impl Request<'_> {
@@ -251,11 +292,23 @@ mod tests {
             room: "r",
             text: "hello 你好",
             id: "c-1",
+            reply_to: None,
             reference: 3,
         };
         assert_eq!(
             send.encode(),
             r#"{"type":"send","room":"r","text":"hello 你好","id":"c-1","ref":3}"#
+        );
+        let reply = Request::Send {
+            room: "r",
+            text: "yes",
+            id: "c-2",
+            reply_to: Some(1),
+            reference: 5,
+        };
+        assert_eq!(
+            reply.encode(),
+            r#"{"type":"send","room":"r","text":"yes","id":"c-2","reply_to":1,"ref":5}"#
         );
         let history = Request::History {
             room: "r",
@@ -272,6 +325,81 @@ mod tests {
             Request::Typing { room: "r" }.encode(),
             r#"{"type":"typing","room":"r"}"#
         );
+    }
+
+    #[test]
+    fn changes_encode_as_the_server_parses_them() {
+        use crate::action::Action;
+        let cases = [
+            (
+                Action::Edit {
+                    seq: 4,
+                    text: "fixed".into(),
+                },
+                r#"{"type":"edit","room":"r","seq":4,"text":"fixed","id":"x","ref":7}"#,
+            ),
+            (
+                Action::Delete { seq: 4 },
+                r#"{"type":"delete","room":"r","seq":4,"id":"x","ref":7}"#,
+            ),
+            (
+                Action::React {
+                    seq: 4,
+                    emoji: "👍".into(),
+                    remove: false,
+                },
+                r#"{"type":"react","room":"r","seq":4,"emoji":"👍","id":"x","ref":7}"#,
+            ),
+            (
+                Action::React {
+                    seq: 4,
+                    emoji: "👍".into(),
+                    remove: true,
+                },
+                r#"{"type":"react","room":"r","seq":4,"emoji":"👍","remove":true,"id":"x","ref":7}"#,
+            ),
+            (
+                Action::Pin {
+                    seq: 4,
+                    remove: true,
+                },
+                r#"{"type":"pin","room":"r","seq":4,"remove":true,"id":"x","ref":7}"#,
+            ),
+        ];
+        for (write, json) in cases {
+            let text = write.request("r", "x", 7).encode();
+            assert_eq!(text, json);
+            // The server's own parser reads what we meant.
+            let parsed = chat_protocol::parse_request(&text).expect("parses");
+            let expected = match write {
+                Action::Edit { seq, text } => chat_protocol::Request::Edit {
+                    room: "r".into(),
+                    seq,
+                    text,
+                    id: Some("x".into()),
+                },
+                Action::Delete { seq } => chat_protocol::Request::Delete {
+                    room: "r".into(),
+                    seq,
+                    id: Some("x".into()),
+                },
+                Action::React { seq, emoji, remove } => chat_protocol::Request::React {
+                    room: "r".into(),
+                    seq,
+                    emoji,
+                    remove,
+                    id: Some("x".into()),
+                },
+                Action::Pin { seq, remove } => chat_protocol::Request::Pin {
+                    room: "r".into(),
+                    seq,
+                    remove,
+                    id: Some("x".into()),
+                },
+                Action::Send { .. } => unreachable!("not among the cases"),
+            };
+            assert_eq!(parsed.request, expected);
+        }
     }
 
     #[test]

@@ -5,7 +5,8 @@ mod common;
 
 use std::process::{Output, Stdio};
 
-use common::{TestServer, WAIT};
+use chat_client::Event;
+use common::{TOKEN_ARGS, TestServer, WAIT, token};
 use serde_json::Value;
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
@@ -241,4 +242,177 @@ async fn failures_exit_non_zero_with_the_reason() {
         "{}",
         stderr(&output)
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_from_the_command_line_and_in_the_tail() {
+    let server = TestServer::start(TOKEN_ARGS).await;
+    let (alice_token, bob_token, mod_token) = (
+        token("alice", false),
+        token("bob", false),
+        token("mod", true),
+    );
+    let (alice, alice_events) = common::user(&server.url(), "alice", false).await;
+    let joined = alice.join("general").await.expect("join");
+    let mut alice_view = common::Follower::new(alice_events, &joined);
+    alice.send("general", "hello").await.expect("send");
+
+    // A tail that has joined (its presence seen) before the changes come,
+    // so it shows them live: the recent message, then one line each.
+    let tail = {
+        let args = ["--name", "watcher", "tail", "general", "--count", "8"];
+        let url = server.url();
+        tokio::spawn(async move {
+            Command::new(env!("CARGO_BIN_EXE_chat"))
+                .arg("--url")
+                .arg(url)
+                .args(args)
+                .stdin(Stdio::null())
+                .kill_on_drop(true)
+                .output()
+                .await
+                .expect("run chat tail")
+        })
+    };
+    alice_view
+        .until(
+            "the tail's presence",
+            |e| matches!(e, Event::Presence { user, .. } if user.name == "watcher"),
+        )
+        .await;
+
+    let runs: [(&str, &[&str], &str); 7] = [
+        (
+            &bob_token,
+            &["send", "general", "--reply-to", "1", "hi", "alice"],
+            "sent #general seq 2 id ",
+        ),
+        (
+            &alice_token,
+            &["edit", "general", "1", "hello,", "edited"],
+            "edited #general 1: seq 3 id ",
+        ),
+        (
+            &bob_token,
+            &["react", "general", "1", "👍"],
+            "reacted 👍 to #general 1: seq 4 id ",
+        ),
+        (
+            &mod_token,
+            &["pin", "general", "1"],
+            "pinned #general 1: seq 5 id ",
+        ),
+        (
+            &bob_token,
+            &["react", "general", "1", "👍", "--remove"],
+            "took back 👍 on #general 1: seq 6 id ",
+        ),
+        (
+            &mod_token,
+            &["pin", "general", "1", "--remove"],
+            "unpinned #general 1: seq 7 id ",
+        ),
+        (
+            &alice_token,
+            &["delete", "general", "1", "--id", "d-1"],
+            "deleted #general 1: seq 8 id d-1",
+        ),
+    ];
+    for (token, args, ack) in runs {
+        let args = [&["--token", token][..], args].concat();
+        let output = chat(&server, &args, "").await;
+        succeeded(&args, &output);
+        assert!(
+            stdout(&output).starts_with(ack),
+            "{args:?}: {}",
+            stdout(&output)
+        );
+    }
+
+    // Refusals exit non-zero with their code.
+    for (token, args, code) in [
+        (
+            &alice_token,
+            &["edit", "general", "2", "not mine"][..],
+            "forbidden",
+        ),
+        (&bob_token, &["pin", "general", "2"], "forbidden"),
+        (&alice_token, &["edit", "general", "99", "x"], "not_found"),
+        (&bob_token, &["react", "general", "8", "👍"], "not_found"),
+        (
+            &bob_token,
+            &["send", "general", "x", "--reply-to", "1"],
+            "not_found",
+        ),
+    ] {
+        let args = [&["--token", token][..], args].concat();
+        let output = chat(&server, &args, "").await;
+        assert!(!output.status.success(), "{args:?} succeeded");
+        assert!(stdout(&output).is_empty(), "{args:?}: {}", stdout(&output));
+        assert!(
+            stderr(&output).contains(code),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+    }
+
+    let output = tokio::time::timeout(WAIT, tail)
+        .await
+        .expect("the tail exits after eight lines")
+        .expect("task");
+    succeeded(&["tail"], &output);
+    let out = stdout(&output);
+    let lines: Vec<&str> = out
+        .lines()
+        .map(|l| l.split_once("] ").map_or(l, |(_, rest)| rest))
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            "#general 1 alice: hello",
+            "#general 2 bob: (re 1 alice: \"hello\") hi alice",
+            "#general 1 alice: hello, edited (edited)",
+            "#general 1 alice: hello, edited (edited)  [👍 1]",
+            "#general * mod pinned 1: alice: hello, edited (edited)  [👍 1]",
+            "#general 1 alice: hello, edited (edited)",
+            "#general * mod unpinned 1: alice: hello, edited (edited)",
+            "#general 1 alice: (message deleted)",
+        ],
+        "{out}"
+    );
+
+    // History shows each message as it now is; with --json and --after,
+    // every entry in seq order.
+    let args = ["history", "general"];
+    let history = chat(&server, &args, "").await;
+    succeeded(&args, &history);
+    let out = stdout(&history);
+    let lines: Vec<&str> = out
+        .lines()
+        .map(|l| l.split_once("] ").map_or(l, |(_, rest)| rest))
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            "#general 1 alice: (message deleted)",
+            "#general 2 bob: (re 1: message deleted) hi alice",
+        ]
+    );
+    let args = ["--json", "history", "general", "--after", "0"];
+    let history = chat(&server, &args, "").await;
+    succeeded(&args, &history);
+    let types: Vec<(u64, String)> = json_lines(&history)
+        .iter()
+        .map(|f| {
+            (
+                f["seq"].as_u64().unwrap_or(0),
+                f["type"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    let expected = [
+        "message", "message", "edited", "reaction", "pinned", "reaction", "pinned", "deleted",
+    ];
+    let expected: Vec<(u64, String)> = (1..).zip(expected.map(String::from)).collect();
+    assert_eq!(types, expected);
 }

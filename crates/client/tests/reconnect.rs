@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use chat_client::{Backoff, ClientBuilder, CloseReason, Error, Event};
-use common::{NO_RATE_LIMIT, TestServer, WAIT, client, messages_until, next_matching, seqs};
+use common::{NO_RATE_LIMIT, Proxy, TestServer, WAIT, client, messages_until, next_matching, seqs};
 use futures_util::SinkExt;
 use futures_util::future::join_all;
 use tokio::net::TcpListener;
@@ -193,77 +193,6 @@ async fn an_idle_client_answers_heartbeats_and_stays_connected() {
     let session = alice.session();
     alice.send("r", "still here").await.expect("send");
     assert_eq!(alice.session(), session, "the same connection");
-}
-
-/// A TCP proxy in front of the server that can swallow what the server
-/// says (so an ack is lost) and cut every connection on demand.
-struct Proxy {
-    url: String,
-    swallow: tokio::sync::watch::Sender<bool>,
-    cut: tokio::sync::watch::Sender<u64>,
-}
-
-impl Proxy {
-    async fn start(upstream: std::net::SocketAddr) -> Proxy {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let url = format!("ws://{}/ws", listener.local_addr().expect("addr"));
-        let (swallow, _) = tokio::sync::watch::channel(false);
-        let (cut, _) = tokio::sync::watch::channel(0u64);
-        let (swallow_rx, cut_rx) = (swallow.subscribe(), cut.subscribe());
-        tokio::spawn(async move {
-            while let Ok((client, _)) = listener.accept().await {
-                let Ok(server) = tokio::net::TcpStream::connect(upstream).await else {
-                    continue;
-                };
-                tokio::spawn(pipe(client, server, swallow_rx.clone(), cut_rx.clone()));
-            }
-        });
-        Proxy { url, swallow, cut }
-    }
-
-    /// Drops everything the server sends from now on, until the next cut.
-    fn swallow_replies(&self) {
-        self.swallow.send_replace(true);
-    }
-
-    /// Closes every connection through the proxy; new ones work normally.
-    fn cut(&self) {
-        self.swallow.send_replace(false);
-        self.cut.send_modify(|n| *n += 1);
-    }
-}
-
-async fn pipe(
-    client: tokio::net::TcpStream,
-    server: tokio::net::TcpStream,
-    swallow: tokio::sync::watch::Receiver<bool>,
-    mut cut: tokio::sync::watch::Receiver<u64>,
-) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    cut.mark_unchanged();
-    let (mut client_read, mut client_write) = client.into_split();
-    let (mut server_read, mut server_write) = server.into_split();
-    let up = async {
-        let mut buf = vec![0u8; 16 * 1024];
-        while let Ok(n @ 1..) = client_read.read(&mut buf).await {
-            if server_write.write_all(&buf[..n]).await.is_err() {
-                break;
-            }
-        }
-    };
-    let down = async {
-        let mut buf = vec![0u8; 16 * 1024];
-        while let Ok(n @ 1..) = server_read.read(&mut buf).await {
-            if !*swallow.borrow() && client_write.write_all(&buf[..n]).await.is_err() {
-                break;
-            }
-        }
-    };
-    tokio::select! {
-        () = up => {}
-        () = down => {}
-        _ = cut.changed() => {}
-    }
 }
 
 #[tokio::test]

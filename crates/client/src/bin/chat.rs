@@ -5,15 +5,22 @@
 //! chat tail general                    # print messages as they arrive
 //! chat tail general --since 120        # everything after seq 120, then live
 //! chat send general "hello there"      # prints the ack; non-zero exit on failure
+//! chat send general --reply-to 7 "yes" # a reply to message 7
+//! chat edit general 7 "hello, fixed"   # also: delete, react, pin
 //! chat history general --limit 20
 //! chat general                         # interactive: type lines, see the room
 //! echo hi | chat --json general        # works with piped stdin too
 //! ```
 //!
 //! Human output is one line per message, `[HH:MM:SS] #room seq name: text`
-//! (server time, UTC). With `--json` each line is one frame as the server
-//! sent it (`{"type":"message",...}`), for scripts. Notes about the
-//! connection (reconnecting, …) go to stderr, so stdout holds only the room.
+//! (server time, UTC), showing the message as it now is: `(edited)`,
+//! `(message deleted)`, its reactions, and for a reply the start of the
+//! message it answers. The room's changes are applied to a [`RoomState`]
+//! as they come: an edit, deletion or reaction prints its message's line
+//! again, updated; a pin prints a note. With `--json` each line is one
+//! frame as the server sent it (`{"type":"message",...}`,
+//! `{"type":"edited",...}`), for scripts. Notes about the connection
+//! (reconnecting, …) go to stderr, so stdout holds only the room.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -21,14 +28,15 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use chat_client::{
-    Ack, Client, ClientBuilder, CloseReason, Event, Events, HistoryQuery, Message, PresenceEvent,
+    Ack, Action, Change, Client, ClientBuilder, CloseReason, Event, Events, History, HistoryQuery,
+    Message, PresenceEvent, Quote, Reaction, RoomState,
 };
 use chat_protocol::{AckBody, PresenceBody, ServerFrame, TypingBody};
 use clap::{Args, Parser, Subcommand};
 use tokio::sync::mpsc;
 
-/// Command-line client for chat-server: tail a room, send, read history, or
-/// chat interactively.
+/// Command-line client for chat-server: tail a room, send, edit, delete,
+/// react, pin, read history, or chat interactively.
 ///
 /// `chat ROOM` is short for `chat chat ROOM`.
 #[derive(Debug, Parser)]
@@ -76,7 +84,8 @@ enum Command {
         /// Without --since: how many recent messages to print first.
         #[arg(short = 'n', long, value_name = "N", default_value_t = 10)]
         lines: usize,
-        /// Exit after printing this many messages.
+        /// Exit after printing this many lines of the room: messages and
+        /// changes (edits, deletions, reactions, pins).
         #[arg(long, value_name = "N")]
         count: Option<u64>,
     },
@@ -86,7 +95,58 @@ enum Command {
         /// The message (several words are joined with spaces).
         #[arg(required = true, num_args = 1..)]
         text: Vec<String>,
+        /// Reply to the message with this seq.
+        #[arg(long, value_name = "SEQ")]
+        reply_to: Option<u64>,
         /// Message id, for a retry that must not be stored twice.
+        #[arg(long)]
+        id: Option<String>,
+    },
+    /// Replace the text of a message (yours, or any for a moderator) and
+    /// print the edit's ack.
+    Edit {
+        room: String,
+        /// The message to edit.
+        seq: u64,
+        /// The new text (several words are joined with spaces).
+        #[arg(required = true, num_args = 1..)]
+        text: Vec<String>,
+        /// Request id, for a retry that must not be stored twice.
+        #[arg(long)]
+        id: Option<String>,
+    },
+    /// Delete a message (yours, or any for a moderator); it stays in
+    /// history as a tombstone.
+    Delete {
+        room: String,
+        /// The message to delete.
+        seq: u64,
+        /// Request id, for a retry that must not be stored twice.
+        #[arg(long)]
+        id: Option<String>,
+    },
+    /// React to a message with an emoji, or take the reaction back.
+    React {
+        room: String,
+        /// The message to react to.
+        seq: u64,
+        emoji: String,
+        /// Take the reaction back instead.
+        #[arg(long)]
+        remove: bool,
+        /// Request id, for a retry that must not be stored twice.
+        #[arg(long)]
+        id: Option<String>,
+    },
+    /// Pin a message, or unpin it (moderators only).
+    Pin {
+        room: String,
+        /// The message to pin.
+        seq: u64,
+        /// Unpin it instead.
+        #[arg(long)]
+        remove: bool,
+        /// Request id, for a retry that must not be stored twice.
         #[arg(long)]
         id: Option<String>,
     },
@@ -175,9 +235,49 @@ async fn run(cli: Cli) -> Result<()> {
             lines,
             count,
         } => tail(&client, events, &out, &room, since, lines, count).await,
-        Command::Send { room, text, id } => {
+        Command::Send {
+            room,
+            text,
+            reply_to,
+            id,
+        } => {
             drop(events);
-            send(&client, &out, &room, &text.join(" "), id.as_deref()).await
+            let text = text.join(" ");
+            write(&client, &out, &room, Action::Send { text, reply_to }, id).await
+        }
+        Command::Edit {
+            room,
+            seq,
+            text,
+            id,
+        } => {
+            drop(events);
+            let text = text.join(" ");
+            write(&client, &out, &room, Action::Edit { seq, text }, id).await
+        }
+        Command::Delete { room, seq, id } => {
+            drop(events);
+            write(&client, &out, &room, Action::Delete { seq }, id).await
+        }
+        Command::React {
+            room,
+            seq,
+            emoji,
+            remove,
+            id,
+        } => {
+            drop(events);
+            let react = Action::React { seq, emoji, remove };
+            write(&client, &out, &room, react, id).await
+        }
+        Command::Pin {
+            room,
+            seq,
+            remove,
+            id,
+        } => {
+            drop(events);
+            write(&client, &out, &room, Action::Pin { seq, remove }, id).await
         }
         Command::History {
             room,
@@ -227,61 +327,75 @@ async fn tail(
 ) -> Result<()> {
     let mut printed = 0u64;
     let done = |printed: u64| count.is_some_and(|n| printed >= n);
-    match since {
-        Some(since) => {
-            client
-                .join_since(room, since)
-                .await
-                .with_context(|| format!("cannot join {room:?}"))?;
+    let joined = match since {
+        Some(since) => client.join_since(room, since).await,
+        None => client.join(room).await,
+    }
+    .with_context(|| format!("cannot join {room:?}"))?;
+    let mut state = joined.room_state();
+    let skip = joined.recent.len().saturating_sub(lines);
+    for message in &joined.recent[skip..] {
+        if done(printed) {
+            return Ok(());
         }
-        None => {
-            let joined = client
-                .join(room)
-                .await
-                .with_context(|| format!("cannot join {room:?}"))?;
-            let skip = joined.recent.len().saturating_sub(lines);
-            for message in &joined.recent[skip..] {
-                if done(printed) {
-                    return Ok(());
-                }
-                out.message(message);
-                printed += 1;
-            }
-        }
+        out.message(message);
+        printed += 1;
     }
     while !done(printed) {
         let Some(event) = events.recv().await else {
             break;
         };
-        match event {
-            Event::Message(message) if message.room == room => {
-                out.message(&message);
-                printed += 1;
-            }
-            other => out.connection_note(&other)?,
+        if event.room() == Some(room) && out.entry(&event, &mut state) {
+            printed += 1;
+        } else {
+            out.connection_note(&event)?;
         }
     }
     Ok(())
 }
 
-async fn send(
+/// Joins `room` (writing needs it), writes, and prints the ack.
+async fn write(
     client: &Client,
     out: &Output,
     room: &str,
-    text: &str,
-    id: Option<&str>,
+    action: Action,
+    id: Option<String>,
 ) -> Result<()> {
     client
         .join(room)
         .await
         .with_context(|| format!("cannot join {room:?}"))?;
-    let ack = match id {
-        Some(id) => client.send_with_id(room, text, id).await,
-        None => client.send(room, text).await,
+    let ack = match &id {
+        Some(id) => client.write_with_id(room, action.clone(), id).await,
+        None => client.write(room, action.clone()).await,
     }
-    .with_context(|| format!("cannot send to {room:?}"))?;
-    out.ack(&ack);
+    .with_context(|| format!("cannot {}", describe_action(room, &action)))?;
+    out.ack(&ack, &action);
     Ok(())
+}
+
+/// What an action was to do, for its error: `send to #general`,
+/// `edit #general 7`, ….
+fn describe_action(room: &str, action: &Action) -> String {
+    match action {
+        Action::Send { reply_to: None, .. } => format!("send to #{room}"),
+        Action::Send {
+            reply_to: Some(to), ..
+        } => format!("reply to #{room} {to}"),
+        Action::Edit { seq, .. } => format!("edit #{room} {seq}"),
+        Action::Delete { seq } => format!("delete #{room} {seq}"),
+        Action::React {
+            seq,
+            emoji,
+            remove: false,
+        } => format!("react {emoji} to #{room} {seq}"),
+        Action::React { seq, emoji, .. } => format!("take back {emoji} from #{room} {seq}"),
+        Action::Pin { seq, remove: false } => format!("pin #{room} {seq}"),
+        Action::Pin { seq, .. } => format!("unpin #{room} {seq}"),
+        // `Action` may grow; a new kind still gets a sensible line.
+        other => format!("write {other:?} to #{room}"),
+    }
 }
 
 async fn history(client: &Client, out: &Output, room: &str, query: HistoryQuery) -> Result<()> {
@@ -289,12 +403,16 @@ async fn history(client: &Client, out: &Output, room: &str, query: HistoryQuery)
         .history(room, query)
         .await
         .with_context(|| format!("cannot read the history of {room:?}"))?;
-    for message in &page.messages {
-        out.message(message);
-    }
+    out.page(&page);
     if page.more && !out.json {
-        let hint = match (query.after, page.messages.last(), page.messages.first()) {
-            (Some(_), Some(last), _) => format!("--after {}", last.seq),
+        let last = page
+            .messages
+            .iter()
+            .map(|m| m.seq)
+            .chain(page.events.iter().map(Change::seq))
+            .max();
+        let hint = match (query.after, last, page.messages.first()) {
+            (Some(_), Some(last), _) => format!("--after {last}"),
             (None, _, Some(first)) => format!("--before {}", first.seq),
             _ => String::new(),
         };
@@ -325,6 +443,7 @@ async fn interactive(
             names.join(", ")
         );
     }
+    let mut state = joined.room_state();
     let skip = joined.recent.len().saturating_sub(lines);
     for message in &joined.recent[skip..] {
         out.message(message);
@@ -366,11 +485,13 @@ async fn interactive(
         tokio::select! {
             event = events.recv() => {
                 let Some(event) = event else { return Ok(()) };
+                if event.room() == Some(room) && out.entry(&event, &mut state) {
+                    // Entries come in order: our message is printed once
+                    // anything at or after its seq is.
+                    highest_printed = state.last_seq;
+                    continue;
+                }
                 match event {
-                    Event::Message(message) if message.room == room => {
-                        highest_printed = highest_printed.max(message.seq);
-                        out.message(&message);
-                    }
                     Event::Presence { room: r, event, user } if r == room => {
                         out.presence(&r, event, &user);
                     }
@@ -425,14 +546,61 @@ impl Output {
         if self.json {
             self.line(&ServerFrame::Message(message.clone()).to_json());
         } else {
-            self.line(&format!(
-                "[{}] #{} {} {}: {}",
-                clock(message.ts),
-                message.room,
-                message.seq,
-                message.from.name,
-                message.text
-            ));
+            self.line(&message_line(message));
+        }
+    }
+
+    /// Prints a message or change of the room after applying it to
+    /// `state`; `false` (nothing printed) for other events.
+    fn entry(&self, event: &Event, state: &mut RoomState) -> bool {
+        if !event.apply_to(state) {
+            return false;
+        }
+        match event {
+            Event::Message(message) => self.message(message),
+            Event::Change(change) => self.change(change, state),
+            _ => {}
+        }
+        true
+    }
+
+    /// A change, already applied to `state`: the line of the message it
+    /// changed, as that message now is; a note for a pin, or when the
+    /// message is older than what we hold.
+    fn change(&self, change: &Change, state: &RoomState) {
+        if self.json {
+            self.line(&ServerFrame::from(change.clone()).to_json());
+            return;
+        }
+        match (change, state.messages.get(&change.target())) {
+            (Change::Pinned(_), _) | (_, None) => self.line(&change_note(change, state)),
+            (_, Some(message)) => self.line(&message_line(message)),
+        }
+    }
+
+    /// A history page: its messages, in their current state; with `--json`
+    /// its changes too, every entry in `seq` order, for scripts that page
+    /// on with `--after`.
+    fn page(&self, page: &History) {
+        if !self.json {
+            for message in &page.messages {
+                self.message(message);
+            }
+            return;
+        }
+        let mut entries: Vec<(u64, String)> = page
+            .messages
+            .iter()
+            .map(|m| (m.seq, ServerFrame::Message(m.clone()).to_json()))
+            .collect();
+        entries.extend(
+            page.events
+                .iter()
+                .map(|c| (c.seq(), ServerFrame::from(c.clone()).to_json())),
+        );
+        entries.sort_by_key(|(seq, _)| *seq);
+        for (_, json) in entries {
+            self.line(&json);
         }
     }
 
@@ -473,7 +641,7 @@ impl Output {
         }
     }
 
-    fn ack(&self, ack: &Ack) {
+    fn ack(&self, ack: &Ack, action: &Action) {
         if self.json {
             self.line(
                 &ServerFrame::Ack {
@@ -489,15 +657,7 @@ impl Output {
                 .to_json(),
             );
         } else {
-            let again = if ack.duplicate {
-                " (already stored)"
-            } else {
-                ""
-            };
-            self.line(&format!(
-                "sent #{} seq {} id {}{again}",
-                ack.room, ack.seq, ack.id
-            ));
+            self.line(&ack_line(ack, action));
         }
     }
 
@@ -534,6 +694,116 @@ impl Output {
             _ => {}
         }
         Ok(())
+    }
+}
+
+/// `[HH:MM:SS] #room seq name: text`, the text as the message now is.
+fn message_line(message: &Message) -> String {
+    format!(
+        "[{}] #{} {} {}: {}",
+        clock(message.ts),
+        message.room,
+        message.seq,
+        message.from.name,
+        message_body(message)
+    )
+}
+
+/// The text with what happened to it: the message it replies to,
+/// `(edited)`, its reactions; `(message deleted)` for a tombstone.
+fn message_body(message: &Message) -> String {
+    if message.deleted {
+        return "(message deleted)".into();
+    }
+    let mut body = String::new();
+    if let Some(to) = message.reply_to {
+        body.push_str(&reply_note(to, message.quote.as_ref()));
+        body.push(' ');
+    }
+    body.push_str(&message.text);
+    if message.edited_at.is_some() {
+        body.push_str(" (edited)");
+    }
+    if !message.reactions.is_empty() {
+        body.push_str("  ");
+        body.push_str(&reactions_note(&message.reactions));
+    }
+    body
+}
+
+/// `(re 7 alice: "the start of 7")`: which message a reply answers.
+fn reply_note(to: u64, quote: Option<&Quote>) -> String {
+    match quote {
+        Some(quote) if quote.deleted => format!("(re {to}: message deleted)"),
+        Some(quote) => format!("(re {to} {}: \"{}\")", quote.from.name, quote.text),
+        // The quoted message is no longer stored.
+        None => format!("(re {to})"),
+    }
+}
+
+/// `[👍 2, 🎉 1]`
+fn reactions_note(reactions: &[Reaction]) -> String {
+    let each: Vec<String> = reactions
+        .iter()
+        .map(|r| format!("{} {}", r.emoji, r.count))
+        .collect();
+    format!("[{}]", each.join(", "))
+}
+
+/// `[HH:MM:SS] #room * who did what to seq`, for changes shown as notes.
+fn change_note(change: &Change, state: &RoomState) -> String {
+    let target = change.target();
+    let (who, what) = match change {
+        Change::Edited(edit) => (&edit.from, format!("edited {target}")),
+        Change::Deleted(delete) => (&delete.from, format!("deleted {target}")),
+        Change::Reaction(r) if r.remove => (&r.from, format!("took back {} on {target}", r.emoji)),
+        Change::Reaction(r) => (&r.from, format!("reacted {} to {target}", r.emoji)),
+        Change::Pinned(pin) if pin.pinned => (&pin.from, format!("pinned {target}")),
+        Change::Pinned(pin) => (&pin.from, format!("unpinned {target}")),
+    };
+    let known = state.messages.get(&target).or(match change {
+        Change::Pinned(pin) => pin.message.as_ref(),
+        _ => None,
+    });
+    let shown = known.map_or(String::new(), |m| {
+        format!(": {}: {}", m.from.name, message_body(m))
+    });
+    format!(
+        "[{}] #{} * {} {what}{shown}",
+        clock(change.ts()),
+        change.room(),
+        who.name
+    )
+}
+
+/// The human line for an ack: `sent #general seq 42 id …`,
+/// `edited #general 7: seq 43 id …`, ….
+fn ack_line(ack: &Ack, action: &Action) -> String {
+    let room = &ack.room;
+    let receipt = format!("seq {} id {}", ack.seq, ack.id);
+    let line = match action {
+        Action::Send { reply_to: None, .. } => format!("sent #{room} {receipt}"),
+        Action::Send {
+            reply_to: Some(to), ..
+        } => format!("sent #{room} {receipt} (reply to {to})"),
+        Action::Edit { seq, .. } => format!("edited #{room} {seq}: {receipt}"),
+        Action::Delete { seq } => format!("deleted #{room} {seq}: {receipt}"),
+        Action::React {
+            seq,
+            emoji,
+            remove: false,
+        } => format!("reacted {emoji} to #{room} {seq}: {receipt}"),
+        Action::React { seq, emoji, .. } => {
+            format!("took back {emoji} on #{room} {seq}: {receipt}")
+        }
+        Action::Pin { seq, remove: false } => format!("pinned #{room} {seq}: {receipt}"),
+        Action::Pin { seq, .. } => format!("unpinned #{room} {seq}: {receipt}"),
+        other => format!("stored {other:?} in #{room}: {receipt}"),
+    };
+    if ack.duplicate {
+        format!("{line} (already stored)")
+    } else {
+        line
     }
 }
 

@@ -12,13 +12,15 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use chat_client::{Backoff, Client, ClientBuilder, Event, Events, Message};
+use chat_client::{Backoff, Client, ClientBuilder, Event, Events, Joined, Message, RoomState};
 use chat_server::config::{Config, Settings};
 use chat_server::server::{Server, ServerError};
 use chat_server::store::sqlite::OpenError;
 use clap::Parser;
 use tempfile::TempDir;
-use tokio::sync::oneshot;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
 /// The longest any single wait may take. Generous, because the suite must
@@ -211,4 +213,210 @@ pub async fn messages_until(events: &mut Events, room: &str, last: u64) -> Vec<M
 
 pub fn seqs(messages: &[Message]) -> Vec<u64> {
     messages.iter().map(|m| m.seq).collect()
+}
+
+/// A TCP proxy in front of the server that can swallow what the server
+/// says (so an ack is lost), cut every connection on demand, and hold
+/// clients off (so a test can change a room while they are certainly cut
+/// off, and other clients stay connected).
+pub struct Proxy {
+    pub url: String,
+    swallow: watch::Sender<bool>,
+    cut: watch::Sender<u64>,
+    refuse: watch::Sender<bool>,
+}
+
+impl Proxy {
+    pub async fn start(upstream: SocketAddr) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("ws://{}/ws", listener.local_addr().expect("addr"));
+        let (swallow, _) = watch::channel(false);
+        let (cut, _) = watch::channel(0u64);
+        let (refuse, _) = watch::channel(false);
+        let (swallow_rx, cut_rx, refuse_rx) =
+            (swallow.subscribe(), cut.subscribe(), refuse.subscribe());
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                if *refuse_rx.borrow() {
+                    // Dropped: the client's attempt fails before its welcome.
+                    continue;
+                }
+                let Ok(server) = TcpStream::connect(upstream).await else {
+                    continue;
+                };
+                tokio::spawn(pipe(client, server, swallow_rx.clone(), cut_rx.clone()));
+            }
+        });
+        Proxy {
+            url,
+            swallow,
+            cut,
+            refuse,
+        }
+    }
+
+    /// Drops everything the server sends from now on, until the next cut.
+    pub fn swallow_replies(&self) {
+        self.swallow.send_replace(true);
+    }
+
+    /// Closes every connection through the proxy; new ones work normally.
+    pub fn cut(&self) {
+        self.swallow.send_replace(false);
+        self.cut.send_modify(|n| *n += 1);
+    }
+
+    /// Closes every connection through the proxy and refuses new ones
+    /// until [`Proxy::release`].
+    pub fn hold(&self) {
+        self.refuse.send_replace(true);
+        self.cut();
+    }
+
+    /// Lets connections through again.
+    pub fn release(&self) {
+        self.refuse.send_replace(false);
+    }
+}
+
+async fn pipe(
+    client: TcpStream,
+    server: TcpStream,
+    swallow: watch::Receiver<bool>,
+    mut cut: watch::Receiver<u64>,
+) {
+    cut.mark_unchanged();
+    let (mut client_read, mut client_write) = client.into_split();
+    let (mut server_read, mut server_write) = server.into_split();
+    let up = async {
+        let mut buf = vec![0u8; 16 * 1024];
+        while let Ok(n @ 1..) = client_read.read(&mut buf).await {
+            if server_write.write_all(&buf[..n]).await.is_err() {
+                break;
+            }
+        }
+    };
+    let down = async {
+        let mut buf = vec![0u8; 16 * 1024];
+        while let Ok(n @ 1..) = server_read.read(&mut buf).await {
+            if !*swallow.borrow() && client_write.write_all(&buf[..n]).await.is_err() {
+                break;
+            }
+        }
+    };
+    tokio::select! {
+        () = up => {}
+        () = down => {}
+        _ = cut.changed() => {}
+    }
+}
+
+/// The HMAC secret of servers started with [`TOKEN_ARGS`].
+pub const JWT_SECRET: &str = "a test secret of at least 32 bytes!";
+
+/// Server flags for token mode (anonymous connections still allowed), so
+/// that users keep their id across reconnects and moderators exist.
+pub const TOKEN_ARGS: &[&str] = &["--jwt-secret", JWT_SECRET, "--allow-anonymous", "true"];
+
+/// A token for user `sub`, a moderator when `moderator` is set.
+pub fn token(sub: &str, moderator: bool) -> String {
+    let mut claims = serde_json::json!({
+        "sub": sub,
+        "name": sub,
+        "exp": 4_000_000_000u64,
+    });
+    if moderator {
+        claims["role"] = "moderator".into();
+    }
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(JWT_SECRET.as_bytes()),
+    )
+    .expect("sign a token")
+}
+
+/// A client holding [`token`]`(sub, moderator)`, with fast reconnects.
+pub async fn user(url: &str, sub: &str, moderator: bool) -> (Client, Events) {
+    ClientBuilder::new(url)
+        .token(token(sub, moderator))
+        .backoff(fast_backoff())
+        .request_timeout(WAIT)
+        .connect()
+        .await
+        .expect("connect with a token")
+}
+
+/// One room as a client sees it: the state built from its `joined` reply
+/// and every message and change event since, and the `seq`s of those
+/// events in the order they came.
+pub struct Follower {
+    pub room: String,
+    pub events: Events,
+    pub state: RoomState,
+    pub seqs: Vec<u64>,
+    /// Every entry event, in order.
+    pub entries: Vec<Event>,
+}
+
+impl Follower {
+    pub fn new(events: Events, joined: &Joined) -> Follower {
+        Follower {
+            room: joined.room.clone(),
+            events,
+            state: joined.room_state(),
+            seqs: Vec::new(),
+            entries: Vec::new(),
+        }
+    }
+
+    /// Applies events until one matches `want`, which is returned;
+    /// panics after [`WAIT`].
+    pub async fn until(&mut self, what: &str, want: impl Fn(&Event) -> bool) -> Event {
+        tokio::time::timeout(WAIT, async {
+            loop {
+                let Some(event) = self.events.recv().await else {
+                    panic!("event stream ended while waiting for {what}");
+                };
+                self.take(&event);
+                if want(&event) {
+                    return event;
+                }
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("no {what} within {WAIT:?}; got {:?}", self.seqs))
+    }
+
+    /// Applies events until the room's entry `last` has been applied.
+    pub async fn until_seq(&mut self, last: u64) {
+        if self.seqs.last().is_some_and(|s| *s >= last) {
+            return;
+        }
+        let room = self.room.clone();
+        self.until(&format!("seq {last} of {room}"), |e| {
+            e.room() == Some(room.as_str()) && entry_seq(e).is_some_and(|s| s >= last)
+        })
+        .await;
+    }
+
+    fn take(&mut self, event: &Event) {
+        if event.room() != Some(self.room.as_str()) {
+            return;
+        }
+        if let Some(seq) = entry_seq(event) {
+            assert!(event.apply_to(&mut self.state));
+            self.seqs.push(seq);
+            self.entries.push(event.clone());
+        }
+    }
+}
+
+/// The `seq` of a message or change event.
+pub fn entry_seq(event: &Event) -> Option<u64> {
+    match event {
+        Event::Message(message) => Some(message.seq),
+        Event::Change(change) => Some(change.seq()),
+        _ => None,
+    }
 }
