@@ -94,7 +94,7 @@ pub fn changes() -> Vec<Change> {
             from: alice(),
             pinned: true,
             ts: 1763800000400,
-            message: Some(rich_message(3)),
+            message: Some(Box::new(rich_message(3))),
         }),
     ]
 }

@@ -762,7 +762,7 @@ fn change_note(change: &Change, state: &RoomState) -> String {
         Change::Pinned(pin) => (&pin.from, format!("unpinned {target}")),
     };
     let known = state.messages.get(&target).or(match change {
-        Change::Pinned(pin) => pin.message.as_ref(),
+        Change::Pinned(pin) => pin.message.as_deref(),
         _ => None,
     });
     let shown = known.map_or(String::new(), |m| {

@@ -107,8 +107,9 @@ pub struct PinnedBody {
     pub from: User,
     pub pinned: bool,
     pub ts: i64,
+    /// Boxed: a message is many times the size of the other fields.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub message: Option<Message>,
+    pub message: Option<Box<Message>>,
 }
 
 /// An entry of a room's sequence that changes a message, as the `events` of
@@ -282,7 +283,7 @@ impl RoomState {
                         .messages
                         .get(&target)
                         .cloned()
-                        .or_else(|| pin.message.clone())
+                        .or_else(|| pin.message.as_deref().cloned())
                 {
                     self.pins.push(message);
                 }

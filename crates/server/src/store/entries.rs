@@ -168,7 +168,11 @@ impl ChangeRow {
                 from,
                 pinned: kind == Kind::Pin,
                 ts,
-                message: if kind == Kind::Pin { pinned() } else { None },
+                message: if kind == Kind::Pin {
+                    pinned().map(Box::new)
+                } else {
+                    None
+                },
             }),
             // Message rows are read as messages, never as changes.
             Kind::Message => unreachable!("a message row read as a change"),

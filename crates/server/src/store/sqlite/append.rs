@@ -355,7 +355,7 @@ impl Batch<'_> {
             from: draft.from,
             pinned: !remove,
             ts: self.ts,
-            message,
+            message: message.map(Box::new),
         })))
     }
 }
