@@ -15,7 +15,11 @@
 //!   sends again, announced anew, within a second of Redis answering, not
 //!   at its next heartbeat;
 //! - a client through nginx (the config of docs/deploy.md, run as a
-//!   foreground process of the test's own).
+//!   foreground process of the test's own);
+//! - changes (edits, reactions, replies, deletions, pins) made on every
+//!   node at once: one gapless order of entries everywhere, races decided
+//!   once, and a client resuming on another node converges to the state of
+//!   members who stayed.
 //!
 //! PostgreSQL comes from `CHAT_TEST_DATABASE_URL` (default
 //! `postgres://postgres@127.0.0.1:5432/test`), Redis from
@@ -334,6 +338,133 @@ async fn three_nodes_deliver_every_room_in_one_gapless_order() {
             "{who} got more: {extra:?}"
         );
     }
+}
+
+/// The entries of `room` (messages and changes) `client` receives, up to
+/// and including `seq`.
+async fn entries_through(client: &mut Client, room: &str, seq: u64) -> Vec<Value> {
+    let mut seen: Vec<Value> = Vec::new();
+    while seen.last().is_none_or(|f| f["seq"].as_u64() < Some(seq)) {
+        let frame = client
+            .recv_until(|f| {
+                f["room"] == room
+                    && f.get("ref").is_none()
+                    && ["message", "edited", "deleted", "reaction", "pinned"]
+                        .contains(&f["type"].as_str().unwrap_or(""))
+            })
+            .await;
+        seen.push(frame);
+    }
+    seen
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL, Redis, redis-server and nginx: scripts/test provides them"]
+async fn changes_on_every_node_keep_one_order_and_a_resumed_client_converges() {
+    const ROOM: &str = "changes";
+    let cluster = Cluster::new().await;
+    let nodes: Vec<Server> = (0..3).map(|_| cluster.node(&[])).collect();
+    let mut observers = Vec::new();
+    for (n, node) in nodes.iter().enumerate() {
+        let mut c = node.client(&format!("observer{n}")).await;
+        let joined = c.join(ROOM).await;
+        observers.push((n, vec![joined], c));
+    }
+    let mut writers = Vec::new();
+    for (n, node) in nodes.iter().enumerate() {
+        let mut c = node.client(&format!("writer{n}")).await;
+        c.join(ROOM).await;
+        writers.push(c);
+    }
+    let mut leaver = nodes[0].client("leaver").await;
+    let mut away = vec![leaver.join(ROOM).await];
+
+    // Every writer posts, then all at once react to, reply to and edit
+    // each other's messages.
+    let mut targets = Vec::new();
+    for (n, writer) in writers.iter_mut().enumerate() {
+        let ack = writer.request(send(ROOM, &format!("m{n}"))).await;
+        targets.push(ack["seq"].as_u64().unwrap());
+    }
+    let before_leaving = *targets.iter().max().unwrap();
+    away.extend(entries_through(&mut leaver, ROOM, before_leaving).await);
+    drop(leaver);
+    let bursts = writers.iter_mut().enumerate().map(|(n, writer)| {
+        let mut frames = Vec::new();
+        for (t, &target) in targets.iter().enumerate() {
+            frames.push(json!({"type": "react", "room": ROOM, "seq": target, "emoji": format!("e{n}")}));
+            frames.push(json!({"type": "send", "room": ROOM, "text": format!("re {t} from {n}"), "reply_to": target}));
+        }
+        frames.push(json!({"type": "edit", "room": ROOM, "seq": targets[n], "text": format!("m{n}, edited")}));
+        writer.pipeline(frames)
+    });
+    for ack in futures_util::future::join_all(bursts)
+        .await
+        .iter()
+        .flatten()
+    {
+        assert_eq!(ack["type"], "ack", "{ack}");
+    }
+    // Two nodes delete the same message at once (as the API's moderator):
+    // one deletion is stored, the other finds nothing left to delete.
+    let path = format!("/api/rooms/{ROOM}/messages/{}", targets[0]);
+    let (one, other) = tokio::join!(
+        http_request(nodes[1].addr, "DELETE", &path, &[], None),
+        http_request(nodes[2].addr, "DELETE", &path, &[], None),
+    );
+    let mut statuses = [one.status, other.status];
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 404], "{one:?} {other:?}");
+    let pin = http_request(
+        nodes[1].addr,
+        "PUT",
+        &format!("/api/rooms/{ROOM}/pins/{}", targets[1]),
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(pin.status, 200, "{pin:?}");
+    let last = writers[2].request(send(ROOM, "the end")).await["seq"]
+        .as_u64()
+        .unwrap();
+
+    for (n, frames, c) in observers.iter_mut() {
+        frames.extend(entries_through(c, ROOM, last).await);
+        let seqs: Vec<u64> = frames[1..]
+            .iter()
+            .map(|f| f["seq"].as_u64().unwrap())
+            .collect();
+        assert_eq!(
+            seqs,
+            (1..=last).collect::<Vec<_>>(),
+            "observer on node {n}: one gapless order"
+        );
+    }
+    let order = |frames: &[Value]| -> Vec<String> {
+        frames[1..]
+            .iter()
+            .map(|f| format!("{} {}", f["type"], f["id"]))
+            .collect()
+    };
+    assert_eq!(order(&observers[0].1), order(&observers[1].1));
+    assert_eq!(order(&observers[0].1), order(&observers[2].1));
+
+    let mut fresh_client = nodes[1].client("fresh").await;
+    let fresh = room::state_of(ROOM, &[fresh_client.join_since(ROOM, 0).await]);
+    for (n, frames, _) in &observers {
+        let live = room::state_of(ROOM, frames);
+        assert_eq!(live.messages, fresh.messages, "observer on node {n}");
+        assert_eq!(live.pins, fresh.pins, "observer on node {n}");
+    }
+    // The leaver comes back on another node.
+    let mut back = nodes[2].client("leaver").await;
+    away.push(back.join_since(ROOM, before_leaving).await);
+    let resumed = room::state_of(ROOM, &away);
+    assert_eq!(resumed.messages, fresh.messages, "the resumed client");
+    assert_eq!(resumed.pins, fresh.pins, "the resumed client");
+    assert!(fresh.messages[&targets[0]].deleted);
+    assert_eq!(fresh.messages[&targets[1]].reactions.len(), 3);
+    assert_eq!(fresh.pins.len(), 1);
 }
 
 #[tokio::test]
