@@ -18,6 +18,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
+pub mod cluster;
 pub mod room;
 
 use futures_util::{SinkExt, StreamExt};
