@@ -250,6 +250,11 @@ test('edits, deletions, reactions and replies: one page acts, the other sees it 
     assert.equal(await reply.locator('.quote-author').textContent(), 'alice');
     assert.equal(await reply.locator('.quote-text').textContent(), 'The meeting is at 4, room 2');
   }
+  // Alice's own chip is highlighted.
+  await meetingOnAlice.locator('.chip', { hasText: '🎉' }).click();
+  await waitForChips(bob, meetingOnBob, ['👍1', '🎉2']);
+  await alice.waitFor(() => document.querySelector('[role=log] .chip.mine:not(.pending)'));
+  await alice.page.mouse.move(640, 780);
   await alice.screenshot('changes-edited-reactions-reply.png');
 
   // An edit of the original shows in its replies' quotes.
@@ -328,7 +333,8 @@ test('a change that cannot be made is said, and what was written is kept', async
   await bob.join('bob', 'refusals');
   await alice.send('hello');
   await alice.send('see you at 5');
-  await bob.waitForTexts(['hello', 'see you at 5']);
+  await bob.send('or at 7?');
+  await alice.waitForTexts(['hello', 'see you at 5', 'or at 7?']);
 
   // A moderator deletes the message alice is editing: her text stays, and
   // can go as a new message.
@@ -342,7 +348,7 @@ test('a change that cannot be made is said, and what was written is kept', async
   await hello.getByRole('button', { name: 'Send as a new message' }).click();
   assert.equal(await alice.message.inputValue(), 'hello, everyone');
   await alice.message.press('Enter');
-  await bob.waitForTexts(['message deleted', 'see you at 5', 'hello, everyone']);
+  await bob.waitForTexts(['message deleted', 'see you at 5', 'or at 7?', 'hello, everyone']);
 
   // An edit made offline goes once back, but on a new connection the
   // server sees a new (anonymous) user, who may not change the message:
@@ -353,6 +359,10 @@ test('a change that cannot be made is said, and what was written is kept', async
   await act(five, 'Edit');
   await editor.fill('see you at 6');
   await editor.press('Enter');
+  // A reply written offline, to a message deleted meanwhile.
+  await act(await messageWith(alice, 'or at 7?'), 'Reply');
+  await alice.send('7 is too late');
+  await api('DELETE', 'refusals/messages/3');
   await link.restore();
   const problem = five.locator('.problem');
   await problem.waitFor({ timeout: WAIT_MS * 2 });
@@ -370,6 +380,13 @@ test('a change that cannot be made is said, and what was written is kept', async
   await problem.waitFor({ state: 'detached' });
   assert.equal(await alice.message.inputValue(), 'see you at 6');
   await alice.message.fill('');
+  // The reply is refused (what it quotes is gone), and can go without its quote.
+  const reply = alice.log.locator('article.message[data-state=failed]');
+  await reply.waitFor();
+  assert.equal(await reply.locator('.text').textContent(), '7 is too late');
+  assert.match(await reply.locator('.problem').textContent(), /^Not sent: the message it replies to is gone \(message 3 was deleted\)\./);
+  await reply.getByRole('button', { name: 'Send without quote' }).click();
+  await bob.waitForTexts(['message deleted', 'see you at 5', 'message deleted', 'hello, everyone', '7 is too late']);
 
   // A reaction the server refuses: a notice says so.
   await bob.send('react to me');
@@ -489,7 +506,9 @@ test('a page cut off while things changed shows the same room as the others once
     'count me in',
     'great, carol!',
   ]);
-  assert.deepEqual(await carol.texts(), [...texts, 'written while away'], 'carol saw none of it');
+  // Carol saw none of it; her own reply waits.
+  await carol.waitForTexts([...texts, 'written while away']);
+  assert.deepEqual(await snapshot(carol).then((s) => s.pins), []);
 
   await link.restore();
   await carol.waitFor(() => document.querySelector('#status')?.hidden === true, undefined, WAIT_MS * 2);

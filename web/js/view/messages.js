@@ -643,6 +643,7 @@ function confirmedItem(message, { me, isOwn, canChange }, changes, pinned, editi
 function pendingItem(entry, room, { me, online }) {
   let notice = entry.notice;
   if (entry.state === 'queued' && !online) notice = 'Waiting for the connection…';
+  // A reply restored after a reload may quote a message not loaded: no quote until sent.
   const original = entry.replyTo ? room.message(entry.replyTo) : null;
   return {
     id: entry.id,
@@ -653,7 +654,7 @@ function pendingItem(entry, room, { me, online }) {
     deleting: false,
     editedAt: null,
     edited: false,
-    replyTo: entry.replyTo ?? null,
+    replyTo: original ? entry.replyTo : null,
     quote: original
       ? { from: original.from, text: quotedText(original.text), ...(original.deleted ? { deleted: true } : {}) }
       : null,
@@ -702,10 +703,11 @@ function messageNode(item, editing) {
       dataset: { id: item.id, state: item.state || 'received', ...(item.seq === null ? {} : { seq: item.seq }) },
     },
     item.own ? null : avatar(item.from),
-    actionBar(item),
     h(
       'div',
       { class: 'message-body' },
+      // First, so that Tab goes from a message to its actions.
+      actionBar(item),
       h(
         'div',
         { class: 'message-meta' },
