@@ -212,15 +212,13 @@ export class ChatClient {
   async loadUntil(name, seq) {
     const room = this.store.room(name);
     if (!room) return false;
-    for (let page = 0; page < SEEK_PAGES && !room.messages.has(seq) && room.hasOlder && room.oldestSeq > seq; page += 1) {
-      if (room.loadingOlder) {
-        // One load at a time: wait for the one under way.
-        await new Promise((resolve) => setTimeout(resolve, 50));
-        continue;
-      }
+    for (let page = 0; page < SEEK_PAGES; page += 1) {
+      // One load at a time: wait for one under way (scrolling started it).
+      while (room.loadingOlder) await new Promise((resolve) => setTimeout(resolve, 50));
+      if (room.messages.has(seq) || !room.hasOlder || room.oldestSeq <= seq || this.store.room(name) !== room) break;
       const before = room.oldestSeq;
       await this.loadOlder(name);
-      if (room.olderError || room.oldestSeq === before || this.store.room(name) !== room) break;
+      if (room.olderError || room.oldestSeq === before) break;
     }
     return room.messages.has(seq);
   }
