@@ -1,5 +1,8 @@
 // A moderator deletes a message through the HTTP API: the page shows a
-// tombstone in its place, live and in the history a latecomer loads.
+// tombstone in its place, live and in the history a latecomer loads. The
+// deletion is an entry of the room's sequence with a seq of its own (the
+// `deleted` frame's `target` is the message): the page counts it as seen,
+// so the next message follows without a gap to resync.
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -10,6 +13,14 @@ const session = useChat();
 test('a deleted message becomes "message deleted", live and in history', async () => {
   const alice = await session.open();
   const bob = await session.open();
+  // Every `join` bob's page sends: one, unless it saw a hole in the seqs.
+  const bobJoins = [];
+  bob.page.on('websocket', (ws) =>
+    ws.on('framesent', ({ payload }) => {
+      const frame = JSON.parse(payload);
+      if (frame.type === 'join') bobJoins.push(frame);
+    }),
+  );
   await alice.join('alice', 'general');
   await bob.join('bob', 'general');
   await alice.send('keep this');
@@ -21,15 +32,25 @@ test('a deleted message becomes "message deleted", live and in history', async (
   const url = `${session.server.url}/api/rooms/general/messages/2`;
   const response = await fetch(url, { method: 'DELETE' });
   assert.equal(response.status, 200);
-  assert.equal((await response.json()).deleted, true);
+  const ack = await response.json();
+  assert.equal(ack.seq, 4, "the deletion's own seq, after the three messages");
 
   const after = ['keep this', 'message deleted', 'and this stays'];
   await alice.waitForTexts(after);
   await bob.waitForTexts(after);
   const tombstone = bob.log.locator('article.message[data-seq="2"]');
   assert.match(await tombstone.getAttribute('class'), /\bdeleted\b/);
+  // Nothing can be done to a tombstone: it offers no actions.
+  assert.equal(await tombstone.locator('.actions').count(), 0);
+
+  // The next message is seq 5: shown at once, with no resync for seq 4.
+  await alice.send('after the deletion');
+  await bob.waitForTexts([...after, 'after the deletion']);
+  assert.equal(await bob.log.locator('article.message[data-seq="5"] .text').textContent(), 'after the deletion');
+  await new Promise((resolve) => setTimeout(resolve, 2000));
+  assert.deepEqual(bobJoins, [{ type: 'join', room: 'general', ref: bobJoins[0].ref }], 'bob joined once, never resynced');
 
   const carol = await session.open();
   await carol.join('carol', 'general');
-  await carol.waitForTexts(after);
+  await carol.waitForTexts([...after, 'after the deletion']);
 });

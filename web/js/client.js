@@ -1,11 +1,13 @@
 // The chat client: what the page does with the protocol. It keeps every
 // joined room in sync across reconnects (join + since, then paging forward
 // when the server returned only part of what was missed), feeds frames into
-// the store, and offers the actions the view calls: join, leave, send,
+// the store (messages and the changes to them), and offers the actions the
+// view calls: join, leave, send (perhaps as a reply), edit, delete, react,
 // typing, loading older history.
 
 import { Connection, ProtocolError } from './connection.js';
-import { Outbox } from './outbox.js';
+import { Outbox, describeSendError } from './outbox.js';
+import { isChange, quotedText } from './store.js';
 
 const TYPING_EVERY_MS = 2500;
 const OLDER_PAGE = 50;
@@ -13,6 +15,9 @@ const CATCH_UP_PAGE = 200;
 // An ack can overtake another sender's broadcast of a lower seq, so a hole
 // in the seqs is given a moment to fill before the room is resynced.
 const GAP_GRACE_MS = 1500;
+// Going back through older history to show a message (a pin, a quoted
+// one) stops after this many pages.
+const SEEK_PAGES = 20;
 
 /** "room name must be …" → "Room name must be ….", for showing on its own. */
 function sentence(text) {
@@ -46,6 +51,7 @@ export class ChatClient {
     });
     this.outbox = new Outbox(store, this.connection, {
       onAck: (room, entry, ack) => this.acked(room, entry, ack),
+      onRefused: (room, entry, error, earlierOwn) => store.notify(describeSendError(entry, error, earlierOwn)),
       onNotJoined: (room) => this.sync(room),
     });
     this.lastTyping = new Map();
@@ -65,13 +71,15 @@ export class ChatClient {
 
   /**
    * Brings back what an earlier visit left: its rooms (rejoined on connect)
-   * and this tab's unacknowledged messages (sent again with their ids).
+   * and this tab's unacknowledged messages and changes (sent again with
+   * their ids).
    */
   restore({ rooms, active, outbox }) {
     for (const name of rooms) this.store.addRoom(name).restored = true;
-    for (const send of outbox) {
-      const room = this.store.addRoom(send.room);
-      this.outbox.enqueue(room, send.text, { id: send.id, createdAt: send.createdAt });
+    for (const saved of outbox) {
+      const room = this.store.addRoom(saved.room);
+      const { kind = 'send', text = '', replyTo = null, target = null, emoji = '', remove = false } = saved;
+      this.outbox.enqueue(room, { kind, text, replyTo, target, emoji, remove }, { id: saved.id, createdAt: saved.createdAt });
     }
     const first = this.store.rooms.keys().next().value ?? null;
     this.store.setActive(this.store.room(active) ? active : first);
@@ -108,16 +116,54 @@ export class ChatClient {
     if (this.connection.online) this.connection.send({ type: 'leave', room: name });
   }
 
-  send(name, text) {
+  /** Sends a message; `replyTo`: the seq of the message it answers. */
+  send(name, text, { replyTo = null } = {}) {
     const room = this.store.room(name);
     if (!room) return;
     this.lastTyping.delete(name);
-    this.outbox.enqueue(room, text);
+    this.outbox.enqueue(room, { kind: 'send', text, replyTo });
+  }
+
+  /** Replaces the text of message `seq` (one of ours). */
+  edit(name, seq, text) {
+    const room = this.store.room(name);
+    if (room) this.outbox.enqueue(room, { kind: 'edit', target: seq, text });
+  }
+
+  /** Deletes message `seq` (one of ours): it stays as a tombstone. */
+  remove(name, seq) {
+    const room = this.store.room(name);
+    if (room) this.outbox.enqueue(room, { kind: 'delete', target: seq });
+  }
+
+  /**
+   * Adds our `emoji` to message `seq`, or takes it back (`remove`). Taking
+   * back a reaction that has not left the page yet just drops it.
+   */
+  react(name, seq, emoji, remove = false) {
+    const room = this.store.room(name);
+    if (!room) return;
+    for (const entry of room.pending.values()) {
+      if (
+        entry.kind === 'react' && entry.target === seq && entry.emoji === emoji &&
+        entry.remove === !remove && entry.state === 'queued' && entry.attempts === 0
+      ) {
+        this.outbox.discard(room, entry.id);
+        return;
+      }
+    }
+    this.outbox.enqueue(room, { kind: 'react', target: seq, emoji, remove });
   }
 
   retry(name, id) {
     const room = this.store.room(name);
     if (room) this.outbox.retry(room, id);
+  }
+
+  /** Sends a reply whose original is gone again, as a plain message. */
+  retryWithoutQuote(name, id) {
+    const room = this.store.room(name);
+    if (room) this.outbox.retry(room, id, { replyTo: null });
   }
 
   discard(name, id) {
@@ -149,7 +195,7 @@ export class ChatClient {
         before: room.oldestSeq,
         limit: OLDER_PAGE,
       });
-      this.store.addMessages(room, page.messages, 'older');
+      this.store.addMessages(room, Array.isArray(page.messages) ? page.messages : [], 'older');
       room.olderExist = page.more;
     } catch (error) {
       room.olderError = `Could not load older messages: ${error.message}.`;
@@ -157,6 +203,24 @@ export class ChatClient {
       room.loadingOlder = false;
       this.store.changed();
     }
+  }
+
+  /**
+   * Loads older history until message `seq` is loaded (a pinned or quoted
+   * message from further back). Resolves with whether it is.
+   */
+  async loadUntil(name, seq) {
+    const room = this.store.room(name);
+    if (!room) return false;
+    for (let page = 0; page < SEEK_PAGES; page += 1) {
+      // One load at a time: wait for one under way (scrolling started it).
+      while (room.loadingOlder) await new Promise((resolve) => setTimeout(resolve, 50));
+      if (room.messages.has(seq) || !room.hasOlder || room.oldestSeq <= seq || this.store.room(name) !== room) break;
+      const before = room.oldestSeq;
+      await this.loadOlder(name);
+      if (room.olderError || room.oldestSeq === before) break;
+    }
+    return room.messages.has(seq);
   }
 
   onFrame(frame) {
@@ -178,8 +242,14 @@ export class ChatClient {
       case 'typing':
         if (room) this.store.typing(room, frame.user);
         break;
+      case 'edited':
       case 'deleted':
-        if (room && Number.isInteger(frame.seq)) this.store.markDeleted(room, frame.seq);
+      case 'reaction':
+      case 'pinned':
+        if (room && isChange(frame)) {
+          this.store.applyChanges(room, [frame]);
+          this.watchGap(room);
+        }
         break;
       default:
       // Replies (joined, ack, history, error) went to their request; one
@@ -214,7 +284,7 @@ export class ChatClient {
           after: room.lastSeq,
           limit: CATCH_UP_PAGE,
         });
-        this.store.addMessages(room, page.messages, 'resume');
+        this.store.applyPage(room, page);
         if (room.lastSeq === before) break;
       }
     } catch (error) {
@@ -237,6 +307,17 @@ export class ChatClient {
   }
 
   acked(room, entry, ack) {
+    if (entry.kind !== 'send') {
+      // The change shows once its broadcast (or a resume) brings it, with
+      // what it did (a reaction's list); until then it stays shown as ours.
+      if (room.pending.get(entry.id) !== entry) return;
+      entry.state = 'acked';
+      entry.seq = ack.seq;
+      this.store.persistOutbox();
+      this.store.settle(room);
+      this.store.changed();
+      return;
+    }
     const message = {
       room: room.name,
       seq: ack.seq,
@@ -245,6 +326,13 @@ export class ChatClient {
       text: entry.text,
       ts: ack.ts,
     };
+    if (entry.replyTo) {
+      message.reply_to = entry.replyTo;
+      const original = room.message(entry.replyTo);
+      if (original) {
+        message.quote = { from: original.from, text: quotedText(original.text), ...(original.deleted ? { deleted: true } : {}) };
+      }
+    }
     this.store.addMessages(room, [message], 'sent');
     this.watchGap(room);
   }

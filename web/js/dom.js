@@ -60,3 +60,37 @@ export function showError(el, text) {
   setText(el, text || '');
   el.hidden = !text;
 }
+
+const SVG_NS = 'http://www.w3.org/2000/svg';
+
+/**
+ * An icon drawn like index.html's: `paths` (path data) on a 24×24 grid,
+ * stroked in the text's colour, hidden from screen readers (the control
+ * it is in carries the words).
+ */
+export function icon(paths) {
+  const svg = document.createElementNS(SVG_NS, 'svg');
+  svg.setAttribute('viewBox', '0 0 24 24');
+  svg.setAttribute('aria-hidden', 'true');
+  for (const d of paths) {
+    const path = document.createElementNS(SVG_NS, 'path');
+    path.setAttribute('d', d);
+    svg.append(path);
+  }
+  return svg;
+}
+
+/** The page's icons, as `icon` takes them. */
+export const ICONS = {
+  reply: ['M9 7 4 12l5 5', 'M4 12h11a5 5 0 0 1 5 5v2'],
+  react: [
+    'M21 12a9 9 0 1 1-18 0 9 9 0 0 1 18 0z',
+    'M8.5 14.5c.9 1.2 2.1 1.8 3.5 1.8s2.6-.6 3.5-1.8',
+    'M9 9.5h.01',
+    'M15 9.5h.01',
+  ],
+  edit: ['M4 20h4L19 9l-4-4L4 16z', 'M13.5 6.5l4 4'],
+  delete: ['M4 7h16', 'M10 11v6', 'M14 11v6', 'M6 7l1 13h10l1-13', 'M9 7V4h6v3'],
+  pin: ['M9 4h6', 'M10 4v6l-3 4h10l-3-4V4', 'M12 14v6'],
+  close: ['M6 6l12 12', 'M18 6 6 18'],
+};

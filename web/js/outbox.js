@@ -1,12 +1,14 @@
-// Sending. A message the user writes stays in its room's `pending` map
-// until the server acks it. Each has a client `id`, and every retry (after
-// a reconnect, a rate limit, an overloaded server) sends the same `id`, so
-// the server stores it exactly once however often it is sent.
+// Sending. A message the user writes, and a change they make to one (an
+// edit, a deletion, a reaction added or taken back), stays in its room's
+// `pending` map until the server acks it. Each has a client `id`, and every
+// retry (after a reconnect, a rate limit, an overloaded server) sends the
+// same `id`, so the server stores it exactly once however often it is sent.
 //
-// Messages go out oldest first, paced by a token bucket a little under the
-// server's default limit (20 a second, bursts of 40), so pasting many lines
-// or typing fast does not trip `rate_limited`; if it happens anyway (a
-// server with lower limits) the message waits and goes again, in order.
+// Entries go out oldest first, paced by a token bucket a little under the
+// server's default limit (20 a second, bursts of 40, messages and changes
+// alike), so pasting many lines or typing fast does not trip
+// `rate_limited`; if it happens anyway (a server with lower limits) the
+// entry waits and goes again, in order.
 
 import { Disconnected, ProtocolError } from './connection.js';
 
@@ -19,8 +21,26 @@ const BUSY_BACKOFF_MAX_MS = 10_000;
 /** Errors that a later identical send can get past. */
 const RETRYABLE = new Set(['rate_limited', 'overloaded', 'internal']);
 
-/** Words for an error next to the message it concerns. */
-function describeSendError(error) {
+/** What failed, as the start of a sentence: "Not sent", "Reaction not added", … */
+function failure(entry) {
+  switch (entry.kind) {
+    case 'edit':
+      return 'Edit not saved';
+    case 'delete':
+      return 'Not deleted';
+    case 'react':
+      return entry.remove ? 'Reaction not removed' : 'Reaction not added';
+    default:
+      return 'Not sent';
+  }
+}
+
+/**
+ * Words for an error next to the message it concerns, or in a notice.
+ * `earlierOwn`: the entry changes a message this tab sent on an earlier
+ * connection (which the server counts as another user's).
+ */
+export function describeSendError(entry, error, earlierOwn = false) {
   switch (error.code) {
     case 'too_long':
       return `Too long: ${error.message}.`;
@@ -30,13 +50,34 @@ function describeSendError(error) {
     case 'internal':
       return 'The server is busy; trying again…';
     case 'forbidden':
-      return `Not allowed: ${error.message}.`;
+      if (earlierOwn) {
+        return `${failure(entry)}: this message was sent before the page reconnected, and the server now counts it as someone else's.`;
+      }
+      return `${failure(entry)}: not allowed (${error.message}).`;
+    case 'not_found':
+      if (entry.kind === 'send') return `${failure(entry)}: the message it replies to is gone (${error.message}).`;
+      return `${failure(entry)}: ${error.message}.`;
     case 'invalid_room':
       return `Invalid room: ${error.message}.`;
     case 'bad_request':
-      return `Not accepted: ${error.message}.`;
+      return `${failure(entry)}: ${error.message}.`;
     default:
-      return `Not sent (${error.code}): ${error.message}.`;
+      return `${failure(entry)} (${error.code}): ${error.message}.`;
+  }
+}
+
+/** The request that carries an entry. */
+function frameOf(entry) {
+  const { room, id } = entry;
+  switch (entry.kind) {
+    case 'edit':
+      return { type: 'edit', room, seq: entry.target, text: entry.text, id };
+    case 'delete':
+      return { type: 'delete', room, seq: entry.target, id };
+    case 'react':
+      return { type: 'react', room, seq: entry.target, emoji: entry.emoji, ...(entry.remove ? { remove: true } : {}), id };
+    default:
+      return { type: 'send', room, text: entry.text, id, ...(entry.replyTo ? { reply_to: entry.replyTo } : {}) };
   }
 }
 
@@ -47,13 +88,16 @@ function randomId() {
 
 export class Outbox {
   /**
-   * onAck(room, entry, ack): the message is stored.
+   * onAck(room, entry, ack): the entry is stored.
+   * onRefused(room, entry, error): the server refused a change that is not
+   *   worth keeping for the user to retry (a deletion, a reaction).
    * onNotJoined(room): the server says we are not in the room: rejoin it.
    */
-  constructor(store, connection, { onAck, onNotJoined }) {
+  constructor(store, connection, { onAck, onRefused, onNotJoined }) {
     this.store = store;
     this.connection = connection;
     this.onAck = onAck;
+    this.onRefused = onRefused;
     this.onNotJoined = onNotJoined;
     this.tokens = BURST;
     this.refilledAt = performance.now();
@@ -62,29 +106,46 @@ export class Outbox {
     this.sequence = 0;
   }
 
-  /** Keeps a new message and sends it when it can. */
-  enqueue(room, text, { id = randomId(), createdAt = Date.now() } = {}) {
+  /**
+   * Keeps a new entry and sends it when it can. `fields`: {kind: 'send',
+   * text, replyTo} for a message; {kind: 'edit', target, text},
+   * {kind: 'delete', target} or {kind: 'react', target, emoji, remove}
+   * for a change to message `target`.
+   */
+  enqueue(room, fields, { id = randomId(), createdAt = Date.now() } = {}) {
     const entry = {
+      kind: 'send',
+      text: '',
+      replyTo: null,
+      target: null,
+      emoji: '',
+      remove: false,
+      ...fields,
       room: room.name,
       id,
-      text,
       createdAt: createdAt + this.sequence++ / 1e6,
       state: 'queued',
       notice: '',
       code: '',
       retryAt: 0,
       attempts: 0,
+      // The seq the server gave a change, once acked.
+      seq: null,
     };
     this.store.addPending(room, entry);
     this.pump();
     return entry;
   }
 
-  /** Sends a failed message again, as it was (same id). */
-  retry(room, id) {
+  /**
+   * Sends a failed entry again, as it was (same id: it was not stored), or
+   * with `changes` (a reply sent without its quote).
+   */
+  retry(room, id, changes = {}) {
     const entry = room.pending.get(id);
     if (!entry || entry.state !== 'failed') return;
-    Object.assign(entry, { state: 'queued', notice: '', code: '', retryAt: 0 });
+    Object.assign(entry, changes, { state: 'queued', notice: '', code: '', retryAt: 0 });
+    this.store.persistOutbox();
     this.store.changed();
     this.pump();
   }
@@ -115,7 +176,8 @@ export class Outbox {
     // back too, so a room's messages keep the order they were written in.
     const held = new Set();
     for (const entry of this.store.allPending()) {
-      // A failed message waits for the user (edit, retry or discard).
+      // A failed entry waits for the user (edit, retry or discard); an
+      // acked one for its change to show.
       if (entry.state !== 'queued' || held.has(entry.room)) continue;
       const room = this.store.room(entry.room);
       if (!room?.joined) continue;
@@ -139,7 +201,7 @@ export class Outbox {
     entry.attempts += 1;
     this.store.changed();
     try {
-      const ack = await this.connection.request({ type: 'send', room: room.name, text: entry.text, id: entry.id });
+      const ack = await this.connection.request(frameOf(entry));
       if (this.store.room(room.name) === room) this.onAck(room, entry, ack);
     } catch (error) {
       if (room.pending.get(entry.id) !== entry) return;
@@ -157,7 +219,7 @@ export class Outbox {
       this.onNotJoined(room);
     } else if (error instanceof ProtocolError && RETRYABLE.has(error.code)) {
       entry.state = 'queued';
-      entry.notice = describeSendError(error);
+      entry.notice = describeSendError(entry, error);
       const wait =
         error.code === 'rate_limited'
           ? RATE_LIMITED_WAIT_MS
@@ -165,11 +227,18 @@ export class Outbox {
       entry.retryAt = performance.now() + wait * (0.75 + Math.random() / 2);
       // The server's bucket is empty; ours should be too.
       if (error.code === 'rate_limited') this.tokens = 0;
+    } else if (entry.kind === 'delete' || entry.kind === 'react') {
+      // Nothing the user wrote is lost: they are told, and may do it again.
+      room.pending.delete(entry.id);
+      this.store.persistOutbox();
+      this.onRefused(room, entry, error, this.store.isEarlierOwn(room, entry.target));
     } else {
       entry.state = 'failed';
       entry.code = error.code ?? '';
       entry.notice =
-        error instanceof ProtocolError ? describeSendError(error) : `Not sent: ${error.message}`;
+        error instanceof ProtocolError
+          ? describeSendError(entry, error, this.store.isEarlierOwn(room, entry.target))
+          : `${failure(entry)}: ${error.message}`;
     }
     this.store.changed();
   }

@@ -1,7 +1,7 @@
 // What the page remembers. localStorage (shared by the browser's tabs) keeps
 // the name and the rooms; sessionStorage (this tab only, survives reloads)
-// keeps unacknowledged sends and this tab's user ids, so a reload never
-// loses a message and another tab never resends this one's.
+// keeps unacknowledged messages and changes and this tab's user ids, so a
+// reload never loses one and another tab never resends this one's.
 // Storage can be unavailable (private modes, quotas): then nothing is
 // remembered and the page still works.
 
@@ -28,6 +28,24 @@ function write(storage, key, value) {
   }
 }
 
+/** An unsent message or change as `remember.outbox` wrote it (older pages wrote messages without `kind`). */
+function isOutboxEntry(entry) {
+  if (!entry || typeof entry.room !== 'string' || typeof entry.id !== 'string') return false;
+  const kind = entry.kind ?? 'send';
+  switch (kind) {
+    case 'send':
+      return typeof entry.text === 'string' && (entry.replyTo == null || Number.isInteger(entry.replyTo));
+    case 'edit':
+      return typeof entry.text === 'string' && Number.isInteger(entry.target);
+    case 'delete':
+      return Number.isInteger(entry.target);
+    case 'react':
+      return typeof entry.emoji === 'string' && Number.isInteger(entry.target);
+    default:
+      return false;
+  }
+}
+
 export const remembered = {
   name: () => {
     const name = read(localStorage, NAME, '');
@@ -39,10 +57,8 @@ export const remembered = {
   },
   activeRoom: () => read(localStorage, ACTIVE, null),
   outbox: () => {
-    const sends = read(sessionStorage, OUTBOX, []);
-    return Array.isArray(sends)
-      ? sends.filter((s) => s && typeof s.room === 'string' && typeof s.id === 'string' && typeof s.text === 'string')
-      : [];
+    const entries = read(sessionStorage, OUTBOX, []);
+    return Array.isArray(entries) ? entries.filter(isOutboxEntry) : [];
   },
   userIds: () => {
     const ids = read(sessionStorage, USER_IDS, []);

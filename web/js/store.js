@@ -1,29 +1,98 @@
-// The page's state: the rooms, their transcripts, members, typing and
-// unsent messages. Transcripts are keyed by the server's per-room `seq`, so
-// a message that arrives twice (a `joined` reply overlapping live
-// broadcasts, a history page overlapping what is loaded, an ack followed by
-// the sender's own copy) is stored once. Views read the state and listen
-// for `change`; only the client (client.js) changes it.
+// The page's state: the rooms, their transcripts, pins, members, typing and
+// unsent messages and changes. Transcripts are keyed by the server's
+// per-room `seq`, so a message that arrives twice (a `joined` reply
+// overlapping live broadcasts, a history page overlapping what is loaded, an
+// ack followed by the sender's own copy) is stored once, in its newest
+// state. Changes to messages (edits, deletions, reactions, pins) are entries
+// of the same sequence with seqs of their own; they are applied by the rules
+// of the server's reference `RoomState` (crates/protocol/src/frames/
+// changes.rs): a page that applies every entry it receives, live or on
+// resume, shows what a page joining afresh shows. Views read the state and
+// listen for `change`; only the client (client.js) changes it.
 
 import { remember } from './storage.js';
 
 const TYPING_SHOWN_MS = 4000;
+/** Characters of the quoted message a reply's quote shows (the server's QUOTE_CHARS). */
+const QUOTE_CHARS = 100;
+
+/** The start of `text` a quote shows, counted in Unicode scalar values as the server does. */
+export function quotedText(text) {
+  return Array.from(text).slice(0, QUOTE_CHARS).join('');
+}
+
+/**
+ * A message turned into its tombstone: its place, id, author, ts and
+ * reply_to kept; its text, edit mark, quote and reactions gone.
+ */
+function tombstone(message) {
+  return { ...message, text: '', deleted: true, edited_at: null, quote: null, reactions: [] };
+}
+
+/** `message` (the change's target) after `change`. */
+function applied(message, change) {
+  switch (change.type) {
+    case 'edited':
+      return { ...message, text: change.text, edited_at: change.ts };
+    case 'deleted':
+      return tombstone(message);
+    case 'reaction':
+      return { ...message, reactions: Array.isArray(change.reactions) ? change.reactions : [] };
+    default:
+      return message;
+  }
+}
+
+/** A reply after a change to the message it quotes. */
+function requoted(message, change) {
+  if (!message.quote) return message;
+  switch (change.type) {
+    case 'edited':
+      return { ...message, quote: { ...message.quote, text: quotedText(change.text) } };
+    case 'deleted':
+      return { ...message, quote: { ...message.quote, text: '', deleted: true } };
+    default:
+      return message;
+  }
+}
+
+const CHANGE_TYPES = new Set(['edited', 'deleted', 'reaction', 'pinned']);
+
+/** Whether `frame` is a change entry (a live frame or one of `events`) the page can apply. */
+export function isChange(frame) {
+  return (
+    frame !== null &&
+    typeof frame === 'object' &&
+    CHANGE_TYPES.has(frame.type) &&
+    Number.isInteger(frame.seq) &&
+    Number.isInteger(frame.target)
+  );
+}
 
 /** One room the page has joined (or is joining). */
 export class RoomState {
   constructor(name) {
     this.name = name;
-    /** seq → message, as the server stored it. */
+    /** seq → message, in its current state. */
     this.messages = new Map();
     this.sortedCache = null;
-    /** client id → unsent message: {room, id, text, createdAt, state, notice, retryAt}. */
+    /** Pinned messages in their current state, the earliest pinned first. */
+    this.pins = [];
+    /**
+     * client id → unsent entry: a message ({kind: 'send', text, replyTo})
+     * or a change ({kind: 'edit' | 'delete' | 'react', target, text, emoji,
+     * remove}), with {room, id, createdAt, state, notice, code, retryAt}.
+     */
     this.pending = new Map();
     /**
      * Every seq from where this page's transcript starts up to lastSeq is
-     * present: the `since` to resume from. Messages above it (a gap, or an
-     * ack overtaking another sender's broadcast) wait in `messages`.
+     * present, message or change: the `since` to resume from. Entries above
+     * it (a gap, or an ack overtaking another sender's broadcast) wait in
+     * `messages` and `changeSeqs`.
      */
     this.lastSeq = 0;
+    /** Seqs of changes applied above lastSeq. */
+    this.changeSeqs = new Set();
     /** The server has answered a join: lastSeq is meaningful for `since`. */
     this.everJoined = false;
     /** Remembered from an earlier visit: kept in the list while it rejoins. */
@@ -56,10 +125,104 @@ export class RoomState {
     return this.olderExist && this.oldestSeq > 1;
   }
 
+  /** The highest seq held, message or change. */
+  get highestSeq() {
+    let highest = Math.max(this.lastSeq, this.sorted().at(-1)?.seq ?? 0);
+    for (const seq of this.changeSeqs) highest = Math.max(highest, seq);
+    return highest;
+  }
+
   /** Seqs above lastSeq are held while lower ones are missing. */
   get hasGap() {
-    return this.messages.size > 0 && this.sorted().at(-1).seq > this.lastSeq;
+    return this.highestSeq > this.lastSeq;
   }
+
+  /** Moves lastSeq up through the entries present. */
+  advance() {
+    while (this.messages.has(this.lastSeq + 1) || this.changeSeqs.has(this.lastSeq + 1)) this.lastSeq += 1;
+    for (const seq of this.changeSeqs) if (seq <= this.lastSeq) this.changeSeqs.delete(seq);
+  }
+
+  /** Every entry up to `seq` is accounted for (a page of the sequence ended there). */
+  coverThrough(seq) {
+    if (Number.isInteger(seq) && seq > this.lastSeq) this.lastSeq = seq;
+    this.advance();
+  }
+
+  /** Whether the entry with this seq has been applied (or was passed over for good). */
+  hasApplied(seq) {
+    return seq <= this.lastSeq || this.changeSeqs.has(seq) || this.messages.has(seq);
+  }
+
+  message(seq) {
+    return this.messages.get(seq) ?? null;
+  }
+
+  /** A new message, or a newer state of one held; pinned copies follow it. */
+  putMessage(message) {
+    this.messages.set(message.seq, message);
+    this.sortedCache = null;
+    if (this.pins.some((p) => p.seq === message.seq)) {
+      this.pins = this.pins.map((p) => (p.seq === message.seq ? message : p));
+    }
+  }
+
+  /**
+   * Applies a change to every copy of its target (and to the quotes of
+   * replies to it): RoomState::apply_change.
+   */
+  applyChange(change) {
+    const target = change.target;
+    const message = this.messages.get(target);
+    if (message) this.messages.set(target, applied(message, change));
+    for (const [seq, each] of this.messages) {
+      if (each.reply_to === target) {
+        const reply = requoted(each, change);
+        if (reply !== each) this.messages.set(seq, reply);
+      }
+    }
+    this.pins = this.pins.map((pinned) => {
+      let copy = pinned.seq === target ? applied(pinned, change) : pinned;
+      if (copy.reply_to === target) copy = requoted(copy, change);
+      return copy;
+    });
+    if (change.type === 'pinned') {
+      this.pins = this.pins.filter((p) => p.seq !== target);
+      const pinned = this.messages.get(target) ?? change.message;
+      if (change.pinned && pinned) this.pins.push(pinned);
+    } else if (change.type === 'deleted') {
+      this.pins = this.pins.filter((p) => p.seq !== target);
+    }
+    this.sortedCache = null;
+    if (change.seq > this.lastSeq) this.changeSeqs.add(change.seq);
+  }
+
+  /** Forgets the transcript (the server's history was reset). */
+  clear() {
+    this.messages.clear();
+    this.sortedCache = null;
+    this.pins = [];
+    this.changeSeqs.clear();
+    this.lastSeq = 0;
+    this.olderExist = true;
+  }
+}
+
+/**
+ * `held` replaced by `incoming`, a state of the same message read from the
+ * server. A state read before a change the page already applied (a
+ * history page answered just after a live edit) must not undo it: a
+ * deletion is final, and a later edit keeps its text. For states no older
+ * than what is held (every case the server's ordering produces) this is
+ * `incoming` as it is, as RoomState::apply_message has it.
+ */
+function newerState(held, incoming) {
+  if (incoming.deleted) return incoming;
+  if (held.deleted) return held;
+  if ((held.edited_at ?? 0) > (incoming.edited_at ?? 0)) {
+    return { ...incoming, text: held.text, edited_at: held.edited_at };
+  }
+  return incoming;
 }
 
 export class Store extends EventTarget {
@@ -88,6 +251,11 @@ export class Store extends EventTarget {
     });
   }
 
+  /** Tells the user something that concerns no one place on the page (a refused change). */
+  notify(text) {
+    this.dispatchEvent(new CustomEvent('notice', { detail: { text } }));
+  }
+
   room(name) {
     return this.rooms.get(name) ?? null;
   }
@@ -105,6 +273,22 @@ export class Store extends EventTarget {
 
   isOwn(message) {
     return this.myIds.has(message.from?.id);
+  }
+
+  /**
+   * Whether this connection may edit and delete the message: its author is
+   * this connection's user. (An anonymous user is a new user on every
+   * connection: messages sent before a reconnect stay "own" on the page
+   * but are the server's to refuse.)
+   */
+  canChange(message) {
+    return this.me !== null && message.from?.id === this.me.id && !message.deleted;
+  }
+
+  /** Whether message `seq` is one this tab sent on an earlier connection (not ours to change now). */
+  isEarlierOwn(room, seq) {
+    const message = room.message(seq);
+    return message !== null && this.isOwn(message) && message.from.id !== this.me?.id;
   }
 
   addRoom(name) {
@@ -139,10 +323,12 @@ export class Store extends EventTarget {
   }
 
   /**
-   * Stores messages from the server. `how`:
+   * Stores messages from the server, new ones and newer states of held
+   * ones. `how`:
    * - 'live': a broadcast; unread if not looked at;
    * - 'resume': missed while away (a join with `since`); unread too;
-   * - 'initial', 'older': history; never unread.
+   * - 'initial', 'older': history; never unread;
+   * - 'sent': made from our own ack; never replaces what the server sent.
    * A message whose id is an unsent one of ours settles it: it is stored,
    * whatever became of its ack.
    */
@@ -150,63 +336,101 @@ export class Store extends EventTarget {
     const counts = how === 'live' || how === 'resume';
     const looking = this.active === room.name && document.visibilityState === 'visible';
     for (const message of messages) {
+      if (!message || !Number.isInteger(message.seq)) continue;
       if (room.pending.delete(message.id)) this.persistOutbox();
-      if (room.messages.has(message.seq)) {
-        // History fetched after a deletion brings the tombstone.
-        if (message.deleted) this.markDeleted(room, message.seq, false);
+      const held = room.messages.get(message.seq);
+      if (held) {
+        if (how !== 'sent') room.putMessage(newerState(held, message));
         continue;
       }
-      room.messages.set(message.seq, message);
-      room.sortedCache = null;
+      room.putMessage(message);
       if (counts) {
         room.typing.delete(message.from.id);
         if (!looking && !this.isOwn(message)) room.unread += 1;
       }
     }
-    while (room.messages.has(room.lastSeq + 1)) room.lastSeq += 1;
+    room.advance();
+    this.settle(room);
+    this.changed();
+  }
+
+  /** Applies changes (live frames, or the `events` of a reply), in order. */
+  applyChanges(room, changes) {
+    for (const change of changes) {
+      if (!isChange(change)) continue;
+      if (room.pending.delete(change.id)) this.persistOutbox();
+      room.applyChange(change);
+    }
+    room.advance();
+    this.settle(room);
     this.changed();
   }
 
   /**
-   * A moderator deleted message `seq` (the server's `deleted` event, or a
-   * tombstone in history): it stays in place, emptied and marked.
+   * A page of the sequence read with `after` (a `history` reply): its
+   * messages, then its changes; every seq up to its last entry is
+   * accounted for.
    */
-  markDeleted(room, seq, notify = true) {
-    const message = room.messages.get(seq);
-    if (!message || message.deleted) return;
-    room.messages.set(seq, { ...message, text: '', deleted: true });
-    room.sortedCache = null;
-    if (notify) this.changed();
+  applyPage(room, page) {
+    const messages = Array.isArray(page.messages) ? page.messages : [];
+    const events = Array.isArray(page.events) ? page.events : [];
+    this.addMessages(room, messages, 'resume');
+    this.applyChanges(room, events);
+    let last = 0;
+    for (const entry of [...messages, ...events]) if (Number.isInteger(entry?.seq)) last = Math.max(last, entry.seq);
+    room.coverThrough(last);
+    this.settle(room);
   }
 
   /**
-   * Applies a `joined` reply. A first join starts the transcript at the
+   * Drops our changes that the server acked once the room shows them
+   * (their broadcast arrived, or the room is caught up past their seq).
+   */
+  settle(room) {
+    let settled = false;
+    for (const entry of room.pending.values()) {
+      if (entry.state === 'acked' && room.hasApplied(entry.seq)) {
+        room.pending.delete(entry.id);
+        settled = true;
+      }
+    }
+    if (settled) this.changed();
+  }
+
+  /**
+   * Applies a `joined` reply (RoomState::apply_joined): the pins, the
+   * messages, then the changes. A first join starts the transcript at the
    * room's latest seq; a resumed one (`since`) continues where it was.
    */
   applyJoined(room, joined, resumed) {
     if (resumed && joined.seq < room.lastSeq) {
-      // The server has fewer messages than we saw: its history was reset.
+      // The server has fewer entries than we saw: its history was reset.
       // Start again from what it has rather than drop its new messages as
       // already seen.
-      room.messages.clear();
-      room.sortedCache = null;
-      room.lastSeq = 0;
-      room.olderExist = true;
+      room.clear();
       resumed = false;
-    }
-    if (!resumed) room.lastSeq = Math.max(room.lastSeq, joined.seq - joined.messages.length);
-    if (resumed && joined.complete) {
-      // Everything after `since` that still exists is here: seqs below the
-      // first one were purged by the server's retention, for good.
-      const first = joined.messages[0]?.seq ?? joined.seq + 1;
-      room.lastSeq = Math.max(room.lastSeq, first - 1);
     }
     room.everJoined = true;
     room.joined = true;
     room.members = new Map(joined.members.map((m) => [m.id, m]));
     room.typing.clear();
-    this.addMessages(room, joined.messages, resumed ? 'resume' : 'initial');
+    room.pins = Array.isArray(joined.pins) ? [...joined.pins] : [];
+    const messages = Array.isArray(joined.messages) ? joined.messages : [];
+    const events = Array.isArray(joined.events) ? joined.events : [];
+    this.addMessages(room, messages, resumed ? 'resume' : 'initial');
+    this.applyChanges(room, events);
+    if (!resumed || joined.complete) {
+      // The room as of its latest seq: everything up to it is here (what a
+      // complete resume lacks was purged by the server's retention, for good).
+      room.coverThrough(joined.seq);
+    } else {
+      let last = 0;
+      for (const entry of [...messages, ...events]) if (Number.isInteger(entry?.seq)) last = Math.max(last, entry.seq);
+      room.coverThrough(last);
+    }
+    this.settle(room);
     this.rememberRooms();
+    this.changed();
   }
 
   /** The connection dropped: nothing is joined until the next welcome. */
@@ -241,7 +465,7 @@ export class Store extends EventTarget {
     this.changed();
   }
 
-  /** Unsent messages of every room, oldest first: the order they are sent in. */
+  /** Unsent entries of every room, oldest first: the order they are sent in. */
   allPending() {
     const all = [];
     for (const room of this.rooms.values()) all.push(...room.pending.values());
@@ -254,10 +478,14 @@ export class Store extends EventTarget {
     this.changed();
   }
 
-  /** Unsent messages outlive a reload of the tab (sessionStorage). */
+  /** Unsent entries outlive a reload of the tab (sessionStorage); acked ones are done. */
   persistOutbox() {
     remember.outbox(
-      this.allPending().map(({ room, id, text, createdAt }) => ({ room, id, text, createdAt })),
+      this.allPending()
+        .filter((entry) => entry.state !== 'acked')
+        .map(({ room, id, kind, text, replyTo, target, emoji, remove, createdAt }) => ({
+          room, id, kind, text, replyTo, target, emoji, remove, createdAt,
+        })),
     );
   }
 

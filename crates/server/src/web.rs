@@ -61,6 +61,9 @@ pub static ASSETS: &[Asset] = &[
     asset!("js/view/messages.js", JS),
     asset!("js/view/sidebar.js", JS),
     asset!("js/view/members.js", JS),
+    asset!("js/view/pins.js", JS),
+    asset!("js/view/picker.js", JS),
+    asset!("js/view/notices.js", JS),
 ];
 
 /// What the page may load and where it may connect: only this origin, no

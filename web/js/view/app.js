@@ -8,6 +8,8 @@ import { remember } from '../storage.js';
 import { charCount, displayNameProblem } from '../validate.js';
 import { MemberList } from './members.js';
 import { MessageList } from './messages.js';
+import { DeleteDialog, Notices } from './notices.js';
+import { PinnedBar } from './pins.js';
 import { RoomList } from './sidebar.js';
 
 // The server's default text limit; the counter appears as it gets close.
@@ -23,6 +25,8 @@ export class AppView {
     this.statusTimer = 0;
     /** room name → unsent text, kept while looking at another room. */
     this.drafts = new Map();
+    /** room name → seq of the message the next one sent there replies to. */
+    this.replies = new Map();
     this.shownRoom = null;
 
     const $ = (id) => document.getElementById(id);
@@ -50,6 +54,10 @@ export class AppView {
       messageInput: $('message-input'),
       counter: $('counter'),
       sendButton: $('send-button'),
+      replyBar: $('reply-bar'),
+      replyAuthor: $('reply-author'),
+      replyQuote: $('reply-quote'),
+      replyCancel: $('reply-cancel'),
       scrim: $('scrim'),
     };
 
@@ -63,7 +71,20 @@ export class AppView {
       retry: (room, id) => client.retry(room, id),
       discard: (room, id) => client.discard(room, id),
       edit: (room, id) => this.edit(room, id),
+      retryWithoutQuote: (room, id) => client.retryWithoutQuote(room, id),
+      reply: (room, seq) => this.startReply(room, seq),
+      react: (room, seq, emoji, remove) => client.react(room, seq, emoji, remove),
+      saveEdit: (room, seq, text) => client.edit(room, seq, text),
+      remove: (room, seq) => this.confirmDelete(room, seq),
+      jump: (room, seq) => this.jump(room, seq),
+      compose: (text) => this.compose(text),
     });
+    this.pins = new PinnedBar($('pins'), (seq) => {
+      if (store.active !== null) this.jump(store.active, seq);
+    });
+    this.notices = new Notices($('notices'));
+    this.deleteDialog = new DeleteDialog($('delete-dialog'));
+    store.addEventListener('notice', (event) => this.notices.show(event.detail.text));
 
     this.el.nameInput.value = name;
     this.bind();
@@ -99,8 +120,11 @@ export class AppView {
       if (event.key === 'Enter' && !event.shiftKey && !event.isComposing && event.keyCode !== 229) {
         event.preventDefault();
         this.send();
+      } else if (event.key === 'Escape' && store.active !== null && this.replies.has(store.active)) {
+        this.cancelReply();
       }
     });
+    el.replyCancel.addEventListener('click', () => this.cancelReply());
     el.messageInput.addEventListener('input', () => {
       this.fitComposer();
       if (el.messageInput.value.trim() && store.active) client.typing(store.active);
@@ -110,6 +134,7 @@ export class AppView {
       const name = store.active;
       if (name === null) return;
       this.drafts.delete(name);
+      this.replies.delete(name);
       this.messages.forget(name);
       client.leave(name);
     });
@@ -182,11 +207,60 @@ export class AppView {
     const { el, client, store } = this;
     const text = el.messageInput.value;
     if (!text.trim() || store.active === null) return;
-    client.send(store.active, text);
+    // A reply to a message deleted meanwhile goes as a plain message.
+    const replyTo = this.replies.get(store.active) ?? null;
+    const original = replyTo === null ? null : store.activeRoom?.message(replyTo);
+    client.send(store.active, text, { replyTo: original && !original.deleted ? replyTo : null });
     el.messageInput.value = '';
     this.drafts.delete(store.active);
+    this.replies.delete(store.active);
     this.fitComposer();
     this.messages.scrollToBottom();
+    this.schedule();
+  }
+
+  /** The next message sent in `name` answers message `seq`. */
+  startReply(name, seq) {
+    this.replies.set(name, seq);
+    this.renderReply(this.store.activeRoom);
+    this.el.messageInput.focus();
+  }
+
+  cancelReply() {
+    if (this.store.active !== null) this.replies.delete(this.store.active);
+    this.renderReply(this.store.activeRoom);
+    this.el.messageInput.focus();
+  }
+
+  /** Asks first; the message is deleted for everyone. */
+  async confirmDelete(name, seq) {
+    const message = this.store.room(name)?.message(seq);
+    if (!message || message.deleted) return;
+    if (await this.deleteDialog.ask(message.text)) this.client.remove(name, seq);
+  }
+
+  /**
+   * Shows message `seq` of room `name` in the transcript (a pin, a quote),
+   * loading older history up to it first if need be.
+   */
+  async jump(name, seq) {
+    const room = this.store.room(name);
+    if (!room) return;
+    if (!room.messages.has(seq) && !(await this.client.loadUntil(name, seq))) {
+      this.notices.show('That message is not available: it is older than the history this server keeps, or the connection is down.');
+      return;
+    }
+    if (this.store.active !== name) return;
+    this.render();
+    this.messages.jumpTo(seq);
+  }
+
+  /** Adds `text` to what the composer holds (an edit that can no longer be saved). */
+  compose(text) {
+    const input = this.el.messageInput;
+    input.value = input.value ? `${input.value}\n${text}` : text;
+    this.fitComposer();
+    input.focus();
   }
 
   /** Puts a failed message back into the composer to change it. */
@@ -251,7 +325,14 @@ export class AppView {
     this.rooms.render(store);
     el.roomsHint.hidden = store.rooms.size > 0;
     this.members.render(room, store);
-    this.messages.render(room, { me: store.me, online, isOwn: (m) => store.isOwn(m) });
+    this.pins.render(room);
+    this.messages.render(room, {
+      me: store.me,
+      online,
+      isOwn: (m) => store.isOwn(m),
+      canChange: (m) => store.canChange(m),
+    });
+    this.renderReply(room);
 
     const title = room ? `#${room.name}` : 'Welcome';
     if (el.title.textContent !== title) {
@@ -267,6 +348,21 @@ export class AppView {
       el.nameInput.value = store.me.name;
     }
     this.renderTitle();
+  }
+
+  /** "Replying to …" above the composer while a reply is being written. */
+  renderReply(room) {
+    const { replyBar, replyAuthor, replyQuote, messageInput } = this.el;
+    const seq = room ? this.replies.get(room.name) : undefined;
+    const original = seq === undefined ? null : room.message(seq);
+    replyBar.hidden = !original;
+    if (original) {
+      setText(replyAuthor, original.from.name);
+      setText(replyQuote, original.deleted ? 'message deleted' : original.text);
+      messageInput.setAttribute('aria-describedby', 'reply-bar-text');
+    } else {
+      messageInput.removeAttribute('aria-describedby');
+    }
   }
 
   subtitle(room) {
