@@ -4,15 +4,69 @@
 //! after commit, is idempotent by `id`, reaches every member in order, is
 //! held to the permissions (`forbidden`, `not_found`), and a client that
 //! was away while they happened resumes to the state of one that stayed.
+//!
+//! Each scenario runs twice: on one node (SQLite), and on a cluster of
+//! three nodes on PostgreSQL and Redis, its clients spread over the nodes
+//! (`#[ignore]`d: `scripts/test` provides the services).
 
 mod common;
 
+use common::cluster::Cluster;
 use common::room::state_of;
 use common::{Client, HttpResponse, Server, http_request};
 use jsonwebtoken::{EncodingKey, Header};
 use serde_json::{Value, json};
 
 const SECRET: &str = "an HS256 secret of at least thirty-two bytes";
+
+/// The nodes a scenario runs on: one, or a cluster's three.
+struct Nodes(Vec<Server>);
+
+impl Nodes {
+    fn one(args: &[&str]) -> Nodes {
+        Nodes(vec![Server::start(args)])
+    }
+
+    fn cluster(cluster: &Cluster, args: &[&str]) -> Nodes {
+        Nodes((0..3).map(|_| cluster.node(args)).collect())
+    }
+
+    /// Node `i`, counting round the nodes there are.
+    fn at(&self, i: usize) -> &Server {
+        &self.0[i % self.0.len()]
+    }
+}
+
+/// A test of `scenario` on one node, and one on a cluster.
+macro_rules! on_one_node_and_a_cluster {
+    ($($scenario:ident),* $(,)?) => {
+        mod one_node {
+            $(
+                #[tokio::test]
+                async fn $scenario() {
+                    super::$scenario(&super::Nodes::one(&[])).await;
+                }
+            )*
+        }
+        mod cluster {
+            $(
+                #[tokio::test]
+                #[ignore = "needs PostgreSQL and Redis: scripts/test provides them"]
+                async fn $scenario() {
+                    let cluster = super::Cluster::new().await;
+                    super::$scenario(&super::Nodes::cluster(&cluster, &[])).await;
+                }
+            )*
+        }
+    };
+}
+
+on_one_node_and_a_cluster!(
+    each_change_takes_the_next_seq_and_reaches_every_member_in_order,
+    a_retried_change_is_acked_again_as_a_duplicate_and_stored_once,
+    members_change_their_own_messages_and_nothing_that_is_gone,
+    a_member_away_during_changes_resumes_to_the_state_of_one_that_stayed,
+);
 
 async fn api(server: &Server, method: &str, path: &str, body: Option<Value>) -> HttpResponse {
     let text = body.map(|b| b.to_string());
@@ -66,13 +120,11 @@ async fn entries_through(client: &mut Client, seq: u64) -> Vec<Value> {
     seen
 }
 
-#[tokio::test]
-async fn each_change_takes_the_next_seq_and_reaches_every_member_in_order() {
-    let server = Server::start(&[]);
-    let mut alice = Client::connect(&server, "alice").await;
-    let mut bob = Client::connect(&server, "bob").await;
+async fn each_change_takes_the_next_seq_and_reaches_every_member_in_order(nodes: &Nodes) {
+    let mut alice = Client::connect(nodes.at(1), "alice").await;
+    let mut bob = Client::connect(nodes.at(2), "bob").await;
     // Only reads: a member's own requests skip the broadcasts they pass.
-    let mut observer = Client::connect(&server, "observer").await;
+    let mut observer = Client::connect(nodes.at(3), "observer").await;
     alice.join("r").await;
     bob.join("r").await;
     observer.join("r").await;
@@ -121,7 +173,7 @@ async fn each_change_takes_the_next_seq_and_reaches_every_member_in_order() {
     assert_eq!(seen[5]["reactions"], json!([]));
 
     // A fresh join shows the messages in their current state.
-    let mut carol = Client::connect(&server, "carol").await;
+    let mut carol = Client::connect(nodes.at(4), "carol").await;
     let joined = carol.join("r").await;
     assert_eq!(joined["seq"], 6);
     let messages = joined["messages"].as_array().unwrap();
@@ -139,12 +191,10 @@ async fn each_change_takes_the_next_seq_and_reaches_every_member_in_order() {
     assert_eq!(page["messages"].as_array().unwrap().len(), 2);
 }
 
-#[tokio::test]
-async fn a_retried_change_is_acked_again_as_a_duplicate_and_stored_once() {
-    let server = Server::start(&[]);
-    let mut alice = Client::connect(&server, "alice").await;
-    let mut bob = Client::connect(&server, "bob").await;
-    let mut carol = Client::connect(&server, "carol").await;
+async fn a_retried_change_is_acked_again_as_a_duplicate_and_stored_once(nodes: &Nodes) {
+    let mut alice = Client::connect(nodes.at(5), "alice").await;
+    let mut bob = Client::connect(nodes.at(6), "bob").await;
+    let mut carol = Client::connect(nodes.at(7), "carol").await;
     alice.join("r").await;
     bob.join("r").await;
     carol.join("r").await;
@@ -168,11 +218,9 @@ async fn a_retried_change_is_acked_again_as_a_duplicate_and_stored_once() {
     assert_eq!(seqs, [1, 2, 3, 4], "each entry once, no gap");
 }
 
-#[tokio::test]
-async fn members_change_their_own_messages_and_nothing_that_is_gone() {
-    let server = Server::start(&[]);
-    let mut alice = Client::connect(&server, "alice").await;
-    let mut bob = Client::connect(&server, "bob").await;
+async fn members_change_their_own_messages_and_nothing_that_is_gone(nodes: &Nodes) {
+    let mut alice = Client::connect(nodes.at(8), "alice").await;
+    let mut bob = Client::connect(nodes.at(9), "bob").await;
     alice.join("r").await;
     bob.join("r").await;
     alice.say("r", "mine").await;
@@ -208,7 +256,7 @@ async fn members_change_their_own_messages_and_nothing_that_is_gone() {
         error_code(&bob.request(react(1, "two words")).await),
         "bad_request"
     );
-    let mut stranger = Client::connect(&server, "stranger").await;
+    let mut stranger = Client::connect(nodes.at(10), "stranger").await;
     assert_eq!(
         error_code(&stranger.request(react(1, "👍")).await),
         "not_joined"
@@ -230,14 +278,39 @@ fn token(sub: &str, claims: Value) -> String {
     .expect("sign a token")
 }
 
-#[tokio::test]
-async fn a_moderator_token_changes_anyone_s_messages_within_its_rooms() {
-    let dir = tempfile::tempdir().unwrap();
+/// The arguments of a node that checks tokens with [`SECRET`], kept in a
+/// file of `dir`.
+fn token_args(dir: &tempfile::TempDir) -> [String; 2] {
     let secret = dir.path().join("secret");
     std::fs::write(&secret, SECRET).unwrap();
-    let server = Server::start(&["--jwt-secret-file", secret.to_str().unwrap()]);
-    let connect = |sub: &str, claims: Value| {
-        let url = server.ws_url(&format!("token={}", token(sub, claims)));
+    ["--jwt-secret-file".into(), secret.to_str().unwrap().into()]
+}
+
+#[tokio::test]
+async fn a_moderator_token_changes_anyone_s_messages_within_its_rooms_on_one_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = token_args(&dir);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    a_moderator_token_changes_anyone_s_messages(&Nodes::one(&args)).await;
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL and Redis: scripts/test provides them"]
+async fn a_moderator_token_changes_anyone_s_messages_within_its_rooms_on_a_cluster() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = token_args(&dir);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let cluster = Cluster::new().await;
+    a_moderator_token_changes_anyone_s_messages(&Nodes::cluster(&cluster, &args)).await;
+}
+
+async fn a_moderator_token_changes_anyone_s_messages(nodes: &Nodes) {
+    let mut next_node = 0;
+    let mut connect = |sub: &str, claims: Value| {
+        next_node += 1;
+        let url = nodes
+            .at(next_node)
+            .ws_url(&format!("token={}", token(sub, claims)));
         async move { Client::connect_url(&url).await }
     };
     let mut alice = connect("alice", json!({})).await;
@@ -264,7 +337,9 @@ async fn a_moderator_token_changes_anyone_s_messages_within_its_rooms() {
         "a deleted message is unpinned: {joined}"
     );
     // An unknown role is refused at the upgrade.
-    let url = server.ws_url(&format!("token={}", token("x", json!({"role": "admin"}))));
+    let url = nodes
+        .at(0)
+        .ws_url(&format!("token={}", token("x", json!({"role": "admin"}))));
     let (status, _) = common::upgrade_refusal(url, None).await;
     assert_eq!(status, 401);
 }
@@ -307,13 +382,11 @@ async fn churn(alice: &mut Client, bob: &mut Client, server: &Server) -> [u64; 4
     said
 }
 
-#[tokio::test]
-async fn a_member_away_during_changes_resumes_to_the_state_of_one_that_stayed() {
-    let server = Server::start(&[]);
-    let mut alice = Client::connect(&server, "alice").await;
-    let mut bob = Client::connect(&server, "bob").await;
-    let mut carol = Client::connect(&server, "carol").await;
-    let mut observer = Client::connect(&server, "observer").await;
+async fn a_member_away_during_changes_resumes_to_the_state_of_one_that_stayed(nodes: &Nodes) {
+    let mut alice = Client::connect(nodes.at(11), "alice").await;
+    let mut bob = Client::connect(nodes.at(12), "bob").await;
+    let mut carol = Client::connect(nodes.at(13), "carol").await;
+    let mut observer = Client::connect(nodes.at(14), "observer").await;
     let mut stayed = vec![observer.join("r").await];
     bob.join("r").await;
     alice.join("r").await;
@@ -322,11 +395,11 @@ async fn a_member_away_during_changes_resumes_to_the_state_of_one_that_stayed() 
     away.extend(entries_through(&mut carol, 1).await);
     drop(carol);
 
-    let [_, two, three, _] = churn(&mut alice, &mut bob, &server).await;
+    let [_, two, three, _] = churn(&mut alice, &mut bob, nodes.at(2)).await;
     let latest = ack_seq(&alice.say("r", "the last word").await);
     stayed.extend(entries_through(&mut observer, latest).await);
 
-    let mut carol = Client::connect(&server, "carol").await;
+    let mut carol = Client::connect(nodes.at(15), "carol").await;
     away.push(carol.join_since("r", 1).await);
     let resumed = away.last().unwrap();
     assert_eq!(resumed["complete"], true);
@@ -335,7 +408,7 @@ async fn a_member_away_during_changes_resumes_to_the_state_of_one_that_stayed() 
         "{resumed}"
     );
 
-    let mut dave = Client::connect(&server, "dave").await;
+    let mut dave = Client::connect(nodes.at(16), "dave").await;
     let fresh = state_of("r", &[dave.join("r").await]);
     let live = state_of("r", &stayed);
     let back = state_of("r", &away);
@@ -353,7 +426,7 @@ async fn a_member_away_during_changes_resumes_to_the_state_of_one_that_stayed() 
 
     // Resuming from every point in between converges too.
     for since in 1..latest {
-        let mut client = Client::connect(&server, "erin").await;
+        let mut client = Client::connect(nodes.at(17), "erin").await;
         let frames: Vec<Value> = stayed
             .iter()
             .filter(|f| f["type"] == "joined" || f["seq"].as_u64() <= Some(since))

@@ -166,4 +166,3 @@ pub async fn redis_ping(url: &str) -> Result<(), String> {
         Err(_) => Err("timed out".into()),
     }
 }
-
