@@ -13,7 +13,7 @@ mod common;
 
 use common::cluster::Cluster;
 use common::room::state_of;
-use common::{Client, HttpResponse, Server, http_request};
+use common::{Client, HttpResponse, Server, SocketIo, http_request};
 use jsonwebtoken::{EncodingKey, Header};
 use serde_json::{Value, json};
 
@@ -66,6 +66,7 @@ on_one_node_and_a_cluster!(
     a_retried_change_is_acked_again_as_a_duplicate_and_stored_once,
     members_change_their_own_messages_and_nothing_that_is_gone,
     a_member_away_during_changes_resumes_to_the_state_of_one_that_stayed,
+    socket_io_members_change_messages_and_resume_like_native_ones,
 );
 
 async fn api(server: &Server, method: &str, path: &str, body: Option<Value>) -> HttpResponse {
@@ -436,5 +437,132 @@ async fn a_member_away_during_changes_resumes_to_the_state_of_one_that_stayed(no
         common::room::apply(&mut state, "r", &[client.join_since("r", since).await]);
         assert_eq!(state.messages, fresh.messages, "resumed after {since}");
         assert_eq!(state.pins, fresh.pins, "resumed after {since}");
+    }
+}
+
+/// The room's entries a Socket.IO client receives up to and including
+/// `seq`, as native frames (a Socket.IO room event is its native frame,
+/// with `content` in messages).
+async fn socket_io_entries_through(client: &mut SocketIo, room: &str, seq: u64) -> Vec<Value> {
+    let mut seen: Vec<Value> = Vec::new();
+    while seen.last().is_none_or(|f| f["seq"].as_u64() < Some(seq)) {
+        let (name, payload) = client.recv_event().await;
+        let entry = ["message", "edited", "deleted", "reaction", "pinned"].contains(&name.as_str());
+        if entry && payload["room"] == room && payload["type"] == name {
+            seen.push(payload);
+        }
+    }
+    seen
+}
+
+async fn socket_io(server: &Server, name: &str) -> SocketIo {
+    SocketIo::connect(server, "", &json!({"name": name}))
+        .await
+        .expect("a Socket.IO connection")
+}
+
+async fn socket_io_members_change_messages_and_resume_like_native_ones(nodes: &Nodes) {
+    let mut alice = Client::connect(nodes.at(0), "alice").await;
+    let mut bob = socket_io(nodes.at(1), "bob").await;
+    let mut watcher = socket_io(nodes.at(2), "watcher").await;
+    let mut leaver = socket_io(nodes.at(0), "leaver").await;
+    alice.join("r").await;
+    let mut stayed = vec![watcher.call("join", &json!("r")).await];
+    stayed[0]["type"] = json!("joined");
+    stayed[0]["room"] = json!("r");
+    assert_eq!(bob.call("join", &json!("r")).await["room"], "r");
+    let mut away = vec![leaver.call("join", &json!("r")).await];
+    away[0]["type"] = json!("joined");
+
+    let first = ack_seq(&alice.say("r", "from the native side").await);
+    let said = bob
+        .call(
+            "message",
+            &json!({"room": "r", "content": "from socket.io"}),
+        )
+        .await;
+    let second = said["seq"].as_u64().unwrap();
+    away.extend(socket_io_entries_through(&mut leaver, "r", second).await);
+    drop(leaver);
+
+    let edited = bob
+        .call(
+            "edit",
+            &json!({"room": "r", "seq": second, "text": "edited", "id": "e-1"}),
+        )
+        .await;
+    let again = bob
+        .call(
+            "edit",
+            &json!({"room": "r", "seq": second, "text": "edited", "id": "e-1"}),
+        )
+        .await;
+    assert_eq!(
+        (&again["seq"], &again["duplicate"]),
+        (&edited["seq"], &json!(true))
+    );
+    let refused = bob
+        .call(
+            "edit",
+            &json!({"room": "r", "seq": first, "text": "not mine"}),
+        )
+        .await;
+    assert_eq!(refused["error"]["code"], "forbidden", "{refused}");
+    let missing = bob
+        .call("react", &json!({"room": "r", "seq": 99, "emoji": "👍"}))
+        .await;
+    assert_eq!(missing["error"]["code"], "not_found", "{missing}");
+    let reacted = bob
+        .call("react", &json!({"room": "r", "seq": first, "emoji": "👍"}))
+        .await;
+    let replied = bob
+        .call(
+            "message",
+            &json!({"room": "r", "content": "a reply", "reply_to": first}),
+        )
+        .await;
+    ack_seq(
+        &alice
+            .request(edit(first, "from the native side, edited"))
+            .await,
+    );
+    let deleted = bob
+        .call("delete", &json!({"room": "r", "seq": second}))
+        .await;
+    let seqs: Vec<u64> = [&edited, &reacted, &replied, &deleted]
+        .iter()
+        .map(|a| a["seq"].as_u64().expect("an ack with a seq"))
+        .collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+    let last = ack_seq(&alice.say("r", "the end").await);
+
+    stayed.extend(socket_io_entries_through(&mut watcher, "r", last).await);
+    let kinds: Vec<&str> = stayed[1..]
+        .iter()
+        .map(|f| f["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "message", "message", "edited", "reaction", "message", "edited", "deleted", "message"
+        ]
+    );
+    let mut back = socket_io(nodes.at(1), "leaver").await;
+    let mut resumed = back
+        .call("join", &json!({"room": "r", "since": second}))
+        .await;
+    resumed["type"] = json!("joined");
+    assert_eq!(
+        resumed["events"].as_array().map(Vec::len),
+        Some(4),
+        "{resumed}"
+    );
+    away.push(resumed);
+
+    let mut fresh = Client::connect(nodes.at(2), "fresh").await;
+    let fresh = state_of("r", &[fresh.join("r").await]);
+    for (who, frames) in [("the watcher", &stayed), ("the one who resumed", &away)] {
+        let state = state_of("r", frames);
+        assert_eq!(state.messages, fresh.messages, "{who}");
     }
 }

@@ -1315,6 +1315,19 @@ impl SocketIo {
         }
     }
 
+    /// The next event the server emits: its name and first argument
+    /// (acks to earlier calls are skipped).
+    pub async fn recv_event(&mut self) -> (String, Value) {
+        loop {
+            let packet = self.recv_packet().await;
+            if let Some(event) = packet.strip_prefix('2') {
+                let args: Value = serde_json::from_str(event).expect("event arguments JSON");
+                let name = args[0].as_str().expect("an event name").to_owned();
+                return (name, args[1].clone());
+            }
+        }
+    }
+
     /// Sends a Socket.IO packet, as an Engine.IO message (`4…`).
     async fn send_packet(&mut self, packet: &str) {
         self.send_engine_packet(&format!("4{packet}")).await;
