@@ -48,6 +48,7 @@ use tokio::task::JoinHandle;
 
 use crate::conn::{self, JOIN_REF};
 use crate::frame::{Peek, decode_full};
+use crate::mix::{ChangeMix, Next};
 use crate::pacer::{PacePlan, Pacer};
 use crate::procstat::{self, ProcSample, Usage};
 use crate::progress::{self, Rate, Reporter};
@@ -119,6 +120,11 @@ pub struct LoadArgs {
     /// message). Pages never written to cost no memory.
     #[arg(long, default_value_t = 16 * 1024)]
     pub read_buffer: usize,
+    /// Percent of the sends that are changes to the sender's latest message
+    /// instead of new messages: edits and reactions, alternating (native
+    /// protocol only; see `mix`).
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=100))]
+    pub changes_percent: u64,
 }
 
 impl LoadArgs {
@@ -136,6 +142,10 @@ impl LoadArgs {
             self.common.protocol != Protocol::SocketioSeed || self.senders == 1,
             "--protocol socketio-seed takes one sender per room (--senders 1): \
              the stamp's counter stands for the room's seq"
+        );
+        ensure!(
+            self.changes_percent == 0 || self.common.protocol == Protocol::Native,
+            "--changes-percent needs --protocol native"
         );
         ensure!(
             self.senders <= self.members,
@@ -522,6 +532,7 @@ impl Fleet {
                         index,
                         total_senders,
                         wake[index as usize].clone(),
+                        args.changes_percent,
                     )
                 });
                 // Acquired here, released once the connection has joined.
@@ -848,10 +859,18 @@ struct SenderState {
     outstanding: u64,
     text: String,
     json: Vec<u8>,
+    /// With `--changes-percent`: which sends are changes.
+    mix: Option<ChangeMix>,
 }
 
 impl SenderState {
-    fn new(room_json: &Arc<str>, index: u64, total: u64, wake: Arc<Notify>) -> SenderState {
+    fn new(
+        room_json: &Arc<str>,
+        index: u64,
+        total: u64,
+        wake: Arc<Notify>,
+        changes_percent: u64,
+    ) -> SenderState {
         SenderState {
             index,
             total,
@@ -866,6 +885,7 @@ impl SenderState {
             outstanding: 0,
             text: String::new(),
             json: Vec::new(),
+            mix: (changes_percent > 0).then(|| ChangeMix::new(changes_percent, ACK_RING as usize)),
         }
     }
 
@@ -898,7 +918,14 @@ impl SenderState {
             }
             .write_text(shared.text_bytes, &mut self.text);
             self.json.clear();
+            let next = self
+                .mix
+                .as_mut()
+                .map_or(Next::Message, |m| m.next(reference));
             match shared.protocol {
+                Protocol::Native if next != Next::Message => {
+                    ChangeMix::write(next, &self.room_json, &self.text, reference, &mut self.json);
+                }
                 Protocol::Native => {
                     self.json.extend_from_slice(&self.head);
                     self.json.extend_from_slice(self.text.as_bytes());
@@ -1196,25 +1223,14 @@ fn on_batch(
             protocol => Hot::socketio(bytes, protocol),
         };
         match hot {
+            Hot::Change { seq } => {
+                delivered += 1;
+                account_delivery(&mut stats, seq, in_window);
+            }
             Hot::Message { seq, text } => {
                 delivered += 1;
-                stats.delivered += 1;
-                stats.in_window += u64::from(in_window);
-                match stats.seen.insert(seq) {
-                    Seen::InOrder => {}
-                    Seen::OutOfOrder => stats.out_of_order += 1,
-                    Seen::Duplicate => {
-                        stats.duplicates += 1;
-                        continue;
-                    }
-                    Seen::Stale => {
-                        stats.stale += 1;
-                        continue;
-                    }
-                    Seen::TooFar => {
-                        stats.too_far += 1;
-                        continue;
-                    }
+                if !account_delivery(&mut stats, seq, in_window) {
+                    continue;
                 }
                 match text.as_deref().and_then(|t| Stamp::parse(t.as_bytes())) {
                     Some(stamp) if stamp.micros >= w0 && stamp.micros < w1 => {
@@ -1239,6 +1255,13 @@ fn on_batch(
                 };
                 acked += 1;
                 stats.acked += 1;
+                if let (Some(r), Some(seq), Some(mix)) = (
+                    reference,
+                    seq,
+                    role.as_deref_mut().and_then(|s| s.mix.as_mut()),
+                ) {
+                    mix.acked(r, seq);
+                }
                 match (duplicate, seq) {
                     (false, Some(seq)) => stats.acked_seqs.push(seq),
                     // No send carries an id, so no ack can be a duplicate.
@@ -1278,6 +1301,32 @@ fn on_batch(
     result
 }
 
+/// Counts a delivery of `seq` (a message or a change); whether it is new,
+/// in or out of order, rather than a repeat or out of range.
+fn account_delivery(stats: &mut ConnStats, seq: u64, in_window: bool) -> bool {
+    stats.delivered += 1;
+    stats.in_window += u64::from(in_window);
+    match stats.seen.insert(seq) {
+        Seen::InOrder => true,
+        Seen::OutOfOrder => {
+            stats.out_of_order += 1;
+            true
+        }
+        Seen::Duplicate => {
+            stats.duplicates += 1;
+            false
+        }
+        Seen::Stale => {
+            stats.stale += 1;
+            false
+        }
+        Seen::TooFar => {
+            stats.too_far += 1;
+            false
+        }
+    }
+}
+
 /// One frame as the accounting sees it, whichever the protocol.
 enum Hot<'a> {
     /// A broadcast: its `seq` (or, in the seed dialect, its stamp's
@@ -1300,6 +1349,11 @@ enum Hot<'a> {
     /// A seed-dialect message without the bench's stamp.
     Unstamped,
     Undecodable,
+    /// A change without text (a reaction): a delivery in the room's
+    /// sequence, with no latency stamp.
+    Change {
+        seq: u64,
+    },
     /// Presence, typing and anything else: nothing to account.
     Other,
 }
@@ -1310,11 +1364,16 @@ impl<'a> Hot<'a> {
             return Hot::Undecodable;
         };
         match &*peek.kind {
-            "message" => match peek.seq {
+            // An edit carries its new text, and with it the stamp.
+            "message" | "edited" => match peek.seq {
                 Some(seq) => Hot::Message {
                     seq,
                     text: peek.text,
                 },
+                None => Hot::Undecodable,
+            },
+            "reaction" | "deleted" | "pinned" => match peek.seq {
+                Some(seq) => Hot::Change { seq },
                 None => Hot::Undecodable,
             },
             "ack" => Hot::Ack {

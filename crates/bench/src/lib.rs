@@ -51,6 +51,7 @@ pub mod fleet;
 pub mod frame;
 pub mod hostile;
 pub mod idle;
+pub mod mix;
 pub mod pacer;
 pub mod procstat;
 pub mod progress;
