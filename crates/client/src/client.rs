@@ -11,8 +11,9 @@ use crate::action::Action;
 use crate::backoff::Backoff;
 use crate::connection::{Command, Connection, Reply, Settings};
 use crate::error::{Error, Result};
-use crate::event::{Ack, Events, History, Joined, Session};
+use crate::event::{Ack, Events, History, Joined, SearchResults, Session};
 use crate::history::HistoryQuery;
+use crate::search::Search;
 use crate::wire::Target;
 
 /// Options for a [`Client`]; finish with [`ClientBuilder::connect`].
@@ -358,6 +359,51 @@ impl Client {
             reply,
         })
         .await
+    }
+
+    /// One page of the messages holding every word of a query, newest
+    /// first, each in its current state (an extension of our server,
+    /// `docs/protocol.md`). Pass the query as a `&str` to search every room
+    /// the user may read, or a [`Search`] to name a room, a page size or
+    /// the page to fetch. No `join` is needed.
+    ///
+    /// For the following page, search again with the page's
+    /// [`SearchResults::next`] as the [`Search::cursor`]; `next` is `None`
+    /// on the last page. Like [`Client::history`], a search cut off by a
+    /// disconnect is sent again after reconnecting.
+    ///
+    /// Refusals come as [`Error::Server`]: `bad_request` for an empty query
+    /// or more than 8 words, `too_long` past 200 characters,
+    /// `invalid_room`, `forbidden` for a room the token's `rooms` claim
+    /// leaves out, and `rate_limited` past the server's search rate (2 a
+    /// second per connection, in bursts of 10, by default). They are not
+    /// retried here; `rate_limited` is [retryable](Error::is_retryable)
+    /// after a pause.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: chat_client::Client) -> chat_client::Result<()> {
+    /// use chat_client::Search;
+    ///
+    /// let page = client.search("天气").await?;
+    /// for m in &page.results {
+    ///     println!("#{} {} {}: {}", m.room, m.seq, m.from.name, m.text);
+    /// }
+    /// // Every match in #ops, 50 at a time.
+    /// let mut search = Search::new("deploy").room("ops").limit(50);
+    /// loop {
+    ///     let page = client.search(search.clone()).await?;
+    ///     println!("{} more", page.results.len());
+    ///     match page.next {
+    ///         Some(next) => search = search.cursor(next),
+    ///         None => break,
+    ///     }
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn search(&self, search: impl Into<Search>) -> Result<SearchResults> {
+        let search = search.into();
+        self.call(|reply| Command::Search { search, reply }).await
     }
 
     /// Tells the room's other members we are typing. Fire and forget: it is

@@ -9,7 +9,7 @@
 //!
 //! Reconnecting, in order: every request still waiting for a reply stays
 //! queued (each is idempotent: joins and leaves by nature, sends and changes
-//! by their `id`, history and ping trivially); after backoff a new
+//! by their `id`, history, search and ping trivially); after backoff a new
 //! connection opens; every joined room is re-joined with `since` = the last
 //! `seq` delivered, message or change (history pages fill a
 //! `complete: false` reply); then the queued requests are sent again in
@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use chat_protocol::{
     AckBody, ErrorBody, ErrorCode, HistoryBody, JoinedBody, PongBody, PresenceBody, Ref,
-    ServerFrame, TypingBody,
+    SearchResultsBody, ServerFrame, TypingBody,
 };
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -32,9 +32,10 @@ use tokio_tungstenite::tungstenite::Message as WsMessage;
 use crate::action::Action;
 use crate::backoff::Backoff;
 use crate::error::{Error, Result, describe};
-use crate::event::{Ack, CloseReason, Event, History, Joined, Session};
+use crate::event::{Ack, CloseReason, Event, History, Joined, SearchResults, Session};
 use crate::feed::{Entry, Feed};
 use crate::history::HistoryQuery;
+use crate::search::Search;
 use crate::wire::{Request, Target, Ws};
 
 /// Most entries a catch-up history page asks for (the server's maximum).
@@ -68,6 +69,10 @@ pub(crate) enum Command {
         room: String,
         query: HistoryQuery,
         reply: Reply<History>,
+    },
+    Search {
+        search: Search,
+        reply: Reply<SearchResults>,
     },
     Typing {
         room: String,
@@ -125,6 +130,11 @@ enum Pending {
         query: HistoryQuery,
         reply: Reply<History>,
     },
+    /// A read like `History`: sent again as it is after a reconnect.
+    Search {
+        search: Search,
+        reply: Reply<SearchResults>,
+    },
     Ping {
         reply: Reply<i64>,
     },
@@ -156,6 +166,13 @@ impl Pending {
                 limit: query.limit,
                 reference,
             },
+            Pending::Search { search, .. } => Request::Search {
+                query: &search.query,
+                room: search.room.as_deref(),
+                cursor: search.cursor,
+                limit: search.limit,
+                reference,
+            },
             Pending::Ping { .. } => Request::Ping { reference },
         }
         .encode()
@@ -168,6 +185,7 @@ impl Pending {
             Pending::Leave { reply, .. } => !reply.is_closed(),
             Pending::Write { reply, .. } => !reply.is_closed(),
             Pending::History { reply, .. } => !reply.is_closed(),
+            Pending::Search { reply, .. } => !reply.is_closed(),
             Pending::Ping { reply } => !reply.is_closed(),
         }
     }
@@ -394,6 +412,7 @@ impl Connection {
             Command::History { room, query, reply } => {
                 self.request(Pending::History { room, query, reply });
             }
+            Command::Search { search, reply } => self.request(Pending::Search { search, reply }),
             Command::Typing { room } => {
                 // Ephemeral: while offline there is nobody to tell.
                 if self.online {
@@ -481,6 +500,11 @@ impl Connection {
                 }
             }
             ServerFrame::History { reference, body } => self.on_history(reference, body),
+            ServerFrame::SearchResults { reference, body } => {
+                if let Some(Pending::Search { reply, .. }) = self.take_pending(reference) {
+                    let _ = reply.send(Ok(search_results(body)));
+                }
+            }
             ServerFrame::Pong {
                 reference,
                 body: PongBody { ts },
@@ -509,8 +533,7 @@ impl Connection {
             | ServerFrame::Edited(_)
             | ServerFrame::Deleted(_)
             | ServerFrame::Reaction(_)
-            | ServerFrame::Pinned(_)
-            | ServerFrame::SearchResults { .. } => {}
+            | ServerFrame::Pinned(_) => {}
         }
         ControlFlow::Continue(())
     }
@@ -720,6 +743,9 @@ impl Connection {
             Some(Pending::History { reply, .. }) => {
                 let _ = reply.send(Err(error()));
             }
+            Some(Pending::Search { reply, .. }) => {
+                let _ = reply.send(Err(error()));
+            }
             Some(Pending::Ping { reply }) => {
                 let _ = reply.send(Err(error()));
             }
@@ -742,6 +768,8 @@ impl Connection {
                 Pending::Leave { reply, .. } => {
                     let _ = reply.send(Ok(()));
                 }
+                // Writes (by their `id`), history pages, searches and pings
+                // are sent again by `resume`, unless their caller gave up.
                 other if other.wanted() => {
                     self.pending.insert(reference, other);
                 }
@@ -853,6 +881,21 @@ fn ack(body: AckBody) -> Ack {
         seq,
         ts,
         duplicate,
+    }
+}
+
+fn search_results(body: SearchResultsBody) -> SearchResults {
+    let SearchResultsBody {
+        query,
+        room,
+        results,
+        next,
+    } = body;
+    SearchResults {
+        query,
+        room,
+        results,
+        next,
     }
 }
 

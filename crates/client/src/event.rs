@@ -1,9 +1,9 @@
 //! What the client reports: replies to requests, and the event stream.
 //!
-//! Replies ([`Joined`], [`Ack`], [`History`]) are returned by the request
-//! methods of [`Client`](crate::Client). Everything the server pushes, plus
-//! the client's own connection changes, arrives on [`Events`] in the order
-//! it happened.
+//! Replies ([`Joined`], [`Ack`], [`History`], [`SearchResults`]) are
+//! returned by the request methods of [`Client`](crate::Client). Everything
+//! the server pushes, plus the client's own connection changes, arrives on
+//! [`Events`] in the order it happened.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -108,6 +108,22 @@ pub struct History {
     /// More messages exist beyond this page in the direction paged
     /// (older for `before`/latest, newer for `after`).
     pub more: bool,
+}
+
+/// One page of a [`Client::search`](crate::Client::search), newest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SearchResults {
+    /// The query, as the server echoed it.
+    pub query: String,
+    /// The room searched; `None` when every readable room was.
+    pub room: Option<String>,
+    /// The matching messages, newest first, each in its current state: an
+    /// edited message is found by its new text (and shows it), a deleted
+    /// one is never found.
+    pub results: Vec<Message>,
+    /// Where the next page starts: pass it as
+    /// [`Search::cursor`](crate::Search::cursor). `None` on the last page.
+    pub next: Option<u64>,
 }
 
 /// Why the client stopped for good.

@@ -3,9 +3,10 @@
 //!
 //! A [`Client`] is a cheap-to-clone handle on one connection that a
 //! background task keeps alive. Requests ([`Client::join`],
-//! [`Client::send`], [`Client::edit`], [`Client::history`], …) are async
-//! methods that return the server's reply, or a typed [`Error`]; everything
-//! the server pushes arrives on [`Events`] as [`Event`]s.
+//! [`Client::send`], [`Client::edit`], [`Client::history`],
+//! [`Client::search`], …) are async methods that return the server's reply,
+//! or a typed [`Error`]; everything the server pushes arrives on [`Events`]
+//! as [`Event`]s.
 //!
 //! A room's sequence holds messages and *changes* to them (edits,
 //! deletions, reactions, pins, a server extension), numbered by one `seq`:
@@ -72,6 +73,7 @@ mod error;
 mod event;
 mod feed;
 mod history;
+mod search;
 mod wire;
 
 pub use action::Action;
@@ -82,5 +84,6 @@ pub use chat_protocol::{
 };
 pub use client::{Client, ClientBuilder};
 pub use error::{Error, Result};
-pub use event::{Ack, CloseReason, Event, Events, History, Joined, Session};
+pub use event::{Ack, CloseReason, Event, Events, History, Joined, SearchResults, Session};
 pub use history::HistoryQuery;
+pub use search::Search;

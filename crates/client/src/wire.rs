@@ -95,6 +95,18 @@ pub(crate) enum Request<'a> {
         #[serde(rename = "ref")]
         reference: u64,
     },
+    /// An extension of our server: messages holding every word of `query`.
+    Search {
+        query: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        room: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        cursor: Option<u64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        limit: Option<u64>,
+        #[serde(rename = "ref")]
+        reference: u64,
+    },
     Typing {
         room: &'a str,
     },
@@ -399,6 +411,56 @@ mod tests {
                 Action::Send { .. } => unreachable!("not among the cases"),
             };
             assert_eq!(parsed.request, expected);
+        }
+    }
+
+    #[test]
+    fn searches_encode_as_the_server_parses_them() {
+        let cases = [
+            (
+                Request::Search {
+                    query: "天气 today",
+                    room: None,
+                    cursor: None,
+                    limit: None,
+                    reference: 14,
+                },
+                r#"{"type":"search","query":"天气 today","ref":14}"#,
+            ),
+            (
+                Request::Search {
+                    query: "deploy",
+                    room: Some("ops"),
+                    cursor: Some(1830),
+                    limit: Some(20),
+                    reference: 15,
+                },
+                r#"{"type":"search","query":"deploy","room":"ops","cursor":1830,"limit":20,"ref":15}"#,
+            ),
+        ];
+        for (request, json) in cases {
+            let text = request.encode();
+            assert_eq!(text, json);
+            let Request::Search {
+                query,
+                room,
+                cursor,
+                limit,
+                ..
+            } = request
+            else {
+                unreachable!("only searches here");
+            };
+            let parsed = chat_protocol::parse_request(&text).expect("parses");
+            assert_eq!(
+                parsed.request,
+                chat_protocol::Request::Search {
+                    query: query.into(),
+                    room: room.map(String::from),
+                    cursor,
+                    limit,
+                }
+            );
         }
     }
 

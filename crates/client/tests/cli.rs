@@ -416,3 +416,161 @@ async fn changes_from_the_command_line_and_in_the_tail() {
     let expected: Vec<(u64, String)> = (1..).zip(expected.map(String::from)).collect();
     assert_eq!(types, expected);
 }
+
+/// Lines of stdout without their `[HH:MM:SS] ` clock.
+fn unclocked(output: &Output) -> Vec<String> {
+    stdout(output)
+        .lines()
+        .map(|l| l.split_once("] ").map_or(l, |(_, rest)| rest).to_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_prints_one_page_or_all_of_them() {
+    let server = TestServer::start(&[]).await;
+    let (alice, _events) = common::client(&server.url(), "alice").await;
+    for room in ["cli", "other"] {
+        alice.join(room).await.expect("join");
+    }
+    for (room, text) in [
+        ("cli", "今天天气很好"),
+        ("cli", "weather is nice today"),
+        ("other", "天气 elsewhere"),
+        ("cli", "天气预报: rain TODAY"),
+        ("cli", "天气 will be deleted"),
+    ] {
+        alice.send(room, text).await.expect("send");
+    }
+    alice
+        .edit("cli", 1, "今天天气很好, sunny")
+        .await
+        .expect("edit");
+    alice.react("cli", 1, "👍").await.expect("react");
+    alice.delete("cli", 4).await.expect("delete");
+
+    // Every room, newest first, each message as it now is.
+    let args = ["search", "天气"];
+    let output = chat(&server, &args, "").await;
+    succeeded(&args, &output);
+    assert_eq!(
+        unclocked(&output),
+        [
+            "#cli 3 alice: 天气预报: rain TODAY",
+            "#other 1 alice: 天气 elsewhere",
+            "#cli 1 alice: 今天天气很好, sunny (edited)  [👍 1]",
+        ],
+        "{}",
+        stderr(&output)
+    );
+    assert!(stderr(&output).is_empty(), "{}", stderr(&output));
+
+    // Several words, one room; ASCII case ignored.
+    let args = ["search", "today", "天气", "--room", "cli"];
+    let output = chat(&server, &args, "").await;
+    succeeded(&args, &output);
+    assert_eq!(unclocked(&output), ["#cli 3 alice: 天气预报: rain TODAY"]);
+
+    // One page, and a hint on stderr of where the next starts.
+    let args = ["search", "天气", "--limit", "2"];
+    let output = chat(&server, &args, "").await;
+    succeeded(&args, &output);
+    assert_eq!(unclocked(&output).len(), 2);
+    let hint = stderr(&output);
+    assert!(
+        hint.starts_with("chat: more results exist (--cursor ") && hint.contains("--all"),
+        "{hint}"
+    );
+    let cursor = hint
+        .split("--cursor ")
+        .nth(1)
+        .and_then(|rest| rest.split([',', ' ']).next())
+        .expect("a cursor in the hint")
+        .to_owned();
+    let args = ["search", "天气", "--limit", "2", "--cursor", &cursor];
+    let output = chat(&server, &args, "").await;
+    succeeded(&args, &output);
+    assert_eq!(
+        unclocked(&output),
+        ["#cli 1 alice: 今天天气很好, sunny (edited)  [👍 1]"]
+    );
+    assert!(stderr(&output).is_empty(), "{}", stderr(&output));
+
+    // --all follows every page; --json prints the server's result objects.
+    let args = ["--json", "search", "天气", "--limit", "1", "--all"];
+    let output = chat(&server, &args, "").await;
+    succeeded(&args, &output);
+    let results = json_lines(&output);
+    let found: Vec<(&str, u64, &str)> = results
+        .iter()
+        .map(|m| {
+            (
+                m["room"].as_str().unwrap_or(""),
+                m["seq"].as_u64().unwrap_or(0),
+                m["text"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(
+        found,
+        [
+            ("cli", 3, "天气预报: rain TODAY"),
+            ("other", 1, "天气 elsewhere"),
+            ("cli", 1, "今天天气很好, sunny"),
+        ]
+    );
+    assert!(results[2]["edited_at"].is_i64(), "{}", results[2]);
+    assert_eq!(results[2]["from"]["name"], "alice");
+    assert!(results.iter().all(|m| m.get("type").is_none()));
+    assert!(stderr(&output).is_empty(), "{}", stderr(&output));
+
+    // Nothing found is no failure.
+    let args = ["search", "deleted"];
+    let output = chat(&server, &args, "").await;
+    succeeded(&args, &output);
+    assert!(stdout(&output).is_empty(), "{}", stdout(&output));
+    assert!(
+        stderr(&output).contains("no message matches \"deleted\""),
+        "{}",
+        stderr(&output)
+    );
+
+    // Refusals exit non-zero with the server's code.
+    for (args, code) in [
+        (&["search", ""][..], "bad_request"),
+        (&["search", "x", "--room", " bad"], "invalid_room"),
+        (&["search", "x", "--limit", "0"], "bad_request"),
+    ] {
+        let output = chat(&server, args, "").await;
+        assert!(!output.status.success(), "{args:?} succeeded");
+        assert!(stdout(&output).is_empty(), "{args:?}: {}", stdout(&output));
+        let err = stderr(&output);
+        assert!(
+            err.starts_with("chat: cannot search for ") && err.contains(code),
+            "{args:?}: {err}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_all_keeps_to_the_search_rate() {
+    // Twelve pages of one: more than the 10 searches a connection may
+    // burst, so the last pages wait for the server's rate (2 a second).
+    let server = TestServer::start(common::NO_RATE_LIMIT).await;
+    let (alice, _events) = common::client(&server.url(), "alice").await;
+    alice.join("many").await.expect("join");
+    for n in 1..=12 {
+        alice
+            .send("many", &format!("needle {n}"))
+            .await
+            .expect("send");
+    }
+    let args = ["search", "needle", "--limit", "1", "--all"];
+    let output = chat(&server, &args, "").await;
+    succeeded(&args, &output);
+    let lines = unclocked(&output);
+    let expected: Vec<String> = (1..=12)
+        .rev()
+        .map(|n| format!("#many {n} alice: needle {n}"))
+        .collect();
+    assert_eq!(lines, expected);
+}

@@ -8,6 +8,8 @@
 //! chat send general --reply-to 7 "yes" # a reply to message 7
 //! chat edit general 7 "hello, fixed"   # also: delete, react, pin
 //! chat history general --limit 20
+//! chat search 天气 today               # every room you may read, newest first
+//! chat search deploy --room ops --all  # every page, not just the first
 //! chat general                         # interactive: type lines, see the room
 //! echo hi | chat --json general        # works with piped stdin too
 //! ```
@@ -19,8 +21,10 @@
 //! as they come: an edit, deletion or reaction prints its message's line
 //! again, updated; a pin prints a note. With `--json` each line is one
 //! frame as the server sent it (`{"type":"message",...}`,
-//! `{"type":"edited",...}`), for scripts. Notes about the connection
-//! (reconnecting, …) go to stderr, so stdout holds only the room.
+//! `{"type":"edited",...}`), for scripts; `search` prints its results as
+//! the server sent them (the message objects of `search_results`). Notes
+//! about the connection (reconnecting, …) go to stderr, so stdout holds only
+//! the room.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -28,15 +32,15 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use chat_client::{
-    Ack, Action, Change, Client, ClientBuilder, CloseReason, Event, Events, History, HistoryQuery,
-    Message, PresenceEvent, Quote, Reaction, RoomState,
+    Ack, Action, Change, Client, ClientBuilder, CloseReason, ErrorCode, Event, Events, History,
+    HistoryQuery, Message, PresenceEvent, Quote, Reaction, RoomState, Search, SearchResults,
 };
 use chat_protocol::{AckBody, PresenceBody, ServerFrame, TypingBody};
 use clap::{Args, Parser, Subcommand};
 use tokio::sync::mpsc;
 
 /// Command-line client for chat-server: tail a room, send, edit, delete,
-/// react, pin, read history, or chat interactively.
+/// react, pin, read history, search, or chat interactively.
 ///
 /// `chat ROOM` is short for `chat chat ROOM`.
 #[derive(Debug, Parser)]
@@ -162,6 +166,28 @@ enum Command {
         /// Only messages with a seq above this one (oldest first).
         #[arg(long, value_name = "SEQ")]
         after: Option<u64>,
+    },
+    /// Search for messages holding every word of a query, newest first:
+    /// in every room you may read, or in one. Prints one page unless --all.
+    Search {
+        /// The words to look for (several are joined with spaces). A message
+        /// matches when its text holds every word, in any script (`天气`
+        /// finds `今天天气很好`), ignoring case for ASCII letters; 1 to 8
+        /// words, at most 200 characters.
+        #[arg(required = true, num_args = 1..)]
+        query: Vec<String>,
+        /// Search this room only.
+        #[arg(long)]
+        room: Option<String>,
+        /// Results per page (the server allows 1 to 50; its default is 20).
+        #[arg(long, value_name = "N")]
+        limit: Option<u64>,
+        /// Start at this cursor, from the hint an earlier search printed.
+        #[arg(long, value_name = "CURSOR")]
+        cursor: Option<u64>,
+        /// Print every page, following the server's cursor to the last.
+        #[arg(long)]
+        all: bool,
     },
     /// Chat interactively: lines from stdin are sent, the room is printed.
     /// Ends at end of input (after our last message is echoed) or on /quit.
@@ -293,6 +319,23 @@ async fn run(cli: Cli) -> Result<()> {
             };
             history(&client, &out, &room, query).await
         }
+        Command::Search {
+            query,
+            room,
+            limit,
+            cursor,
+            all,
+        } => {
+            drop(events);
+            let request = Search {
+                query: query.join(" "),
+                room,
+                cursor,
+                limit,
+            };
+            let patience = Duration::from_secs(cli.global.timeout);
+            search(&client, &out, request, all, patience).await
+        }
         Command::Chat { room, lines } => interactive(&client, events, &out, &room, lines).await,
         // Checked above: exactly one word, the room.
         Command::Room(words) => interactive(&client, events, &out, &words.concat(), 10).await,
@@ -419,6 +462,68 @@ async fn history(client: &Client, out: &Output, room: &str, query: HistoryQuery)
         eprintln!("chat: more messages exist ({hint})");
     }
     Ok(())
+}
+
+/// Prints the results of `request`: one page, or with `all` every page
+/// from there to the last. Without `all`, a note on stderr tells where the
+/// next page starts.
+async fn search(
+    client: &Client,
+    out: &Output,
+    mut request: Search,
+    all: bool,
+    patience: Duration,
+) -> Result<()> {
+    let what = match &request.room {
+        Some(room) => format!("{:?} in #{room}", request.query),
+        None => format!("{:?}", request.query),
+    };
+    let mut found = 0usize;
+    loop {
+        let page = search_page(client, &request, patience)
+            .await
+            .with_context(|| format!("cannot search for {what}"))?;
+        found += page.results.len();
+        for message in &page.results {
+            out.result(message);
+        }
+        match page.next {
+            Some(next) if all => request = request.cursor(next),
+            Some(next) => {
+                eprintln!("chat: more results exist (--cursor {next}, or --all for every page)");
+                break;
+            }
+            None => break,
+        }
+    }
+    if found == 0 && !out.json {
+        eprintln!("chat: no message matches {what}");
+    }
+    Ok(())
+}
+
+/// One page of a search. A refusal for the search rate (the server allows
+/// 2 searches a second per connection by default, in bursts of 10, which
+/// `--all` can outrun) is asked again after a pause, for up to `patience`.
+async fn search_page(
+    client: &Client,
+    request: &Search,
+    patience: Duration,
+) -> chat_client::Result<SearchResults> {
+    let deadline = tokio::time::Instant::now() + patience;
+    let mut pause = Duration::from_millis(250);
+    loop {
+        match client.search(request.clone()).await {
+            Err(error)
+                if error.code() == Some(ErrorCode::RateLimited)
+                    && tokio::time::Instant::now() + pause < deadline =>
+            {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(2));
+            }
+            answer => return answer,
+        }
+    }
 }
 
 /// How long, after the last line of input was acked, to wait for its echo.
@@ -575,6 +680,17 @@ impl Output {
         match (change, state.messages.get(&change.target())) {
             (Change::Pinned(_), _) | (_, None) => self.line(&change_note(change, state)),
             (_, Some(message)) => self.line(&message_line(message)),
+        }
+    }
+
+    /// A search result: its line, or with `--json` the message object as
+    /// the server's `search_results` listed it.
+    fn result(&self, message: &Message) {
+        if self.json {
+            // A plain struct of strings and integers: serializing cannot fail.
+            self.line(&serde_json::to_string(message).unwrap_or_default());
+        } else {
+            self.line(&message_line(message));
         }
     }
 
