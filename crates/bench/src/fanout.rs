@@ -39,6 +39,8 @@ pub struct FanoutReport {
     pub senders_per_room: u64,
     pub connections: u64,
     pub text_bytes: u64,
+    /// Percent of the sends that were changes (`--changes-percent`).
+    pub changes_percent: u64,
     pub warmup_secs: f64,
     pub setup: SetupReport,
     #[serde(flatten)]
@@ -60,8 +62,13 @@ impl FanoutReport {
         t.row(
             "load",
             format!(
-                "{} rooms x {} members ({} sending), {} B text, {:.1} s warm-up",
-                self.rooms, self.members, self.senders_per_room, self.text_bytes, self.warmup_secs
+                "{} rooms x {} members ({} sending), {} B text, {} % changes, {:.1} s warm-up",
+                self.rooms,
+                self.members,
+                self.senders_per_room,
+                self.text_bytes,
+                self.changes_percent,
+                self.warmup_secs
             ),
         );
         setup_rows(&self.setup, &mut t);
@@ -109,6 +116,7 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<bool> {
         senders_per_room: load.senders,
         connections: load.connections(),
         text_bytes: load.text_bytes,
+        changes_percent: load.changes_percent,
         warmup_secs: load.warmup,
         setup,
         result,
