@@ -12,7 +12,7 @@
 mod common;
 
 use common::cluster::Cluster;
-use common::room::state_of;
+use common::room::{entries_through, state_of};
 use common::{Client, HttpResponse, Server, SocketIo, http_request};
 use jsonwebtoken::{EncodingKey, Header};
 use serde_json::{Value, json};
@@ -100,27 +100,6 @@ fn reply(to: u64, text: &str) -> Value {
     json!({"type": "send", "room": "r", "text": text, "reply_to": to})
 }
 
-/// The room's entries (messages and changes) a member receives up to and
-/// including `seq`, in the order received.
-async fn entries_through(client: &mut Client, seq: u64) -> Vec<Value> {
-    let mut seen = Vec::new();
-    while seen
-        .last()
-        .is_none_or(|f: &Value| f["seq"].as_u64() < Some(seq))
-    {
-        let frame = client
-            .recv_until(|f| {
-                f["room"] == "r"
-                    && f.get("ref").is_none()
-                    && ["message", "edited", "deleted", "reaction", "pinned"]
-                        .contains(&f["type"].as_str().unwrap_or(""))
-            })
-            .await;
-        seen.push(frame);
-    }
-    seen
-}
-
 async fn each_change_takes_the_next_seq_and_reaches_every_member_in_order(nodes: &Nodes) {
     let mut alice = Client::connect(nodes.at(1), "alice").await;
     let mut bob = Client::connect(nodes.at(2), "bob").await;
@@ -145,7 +124,7 @@ async fn each_change_takes_the_next_seq_and_reaches_every_member_in_order(nodes:
         6
     );
 
-    let seen = entries_through(&mut observer, 6).await;
+    let seen = entries_through("r", &mut observer, 6).await;
     let kinds: Vec<(&str, u64)> = seen
         .iter()
         .map(|f| (f["type"].as_str().unwrap(), f["seq"].as_u64().unwrap()))
@@ -214,7 +193,7 @@ async fn a_retried_change_is_acked_again_as_a_duplicate_and_stored_once(nodes: &
         (added, &json!(true))
     );
     alice.say("r", "after").await;
-    let seen = entries_through(&mut carol, 4).await;
+    let seen = entries_through("r", &mut carol, 4).await;
     let seqs: Vec<u64> = seen.iter().map(|f| f["seq"].as_u64().unwrap()).collect();
     assert_eq!(seqs, [1, 2, 3, 4], "each entry once, no gap");
 }
@@ -329,7 +308,7 @@ async fn a_moderator_token_changes_anyone_s_messages(nodes: &Nodes) {
     assert_eq!(ack_seq(&moderator.request(delete(1)).await), 4);
     let elsewhere = json!({"type": "delete", "room": "elsewhere", "seq": 1});
     assert_eq!(error_code(&moderator.request(elsewhere).await), "forbidden");
-    let seen = entries_through(&mut bob, 4).await;
+    let seen = entries_through("r", &mut bob, 4).await;
     assert_eq!(seen[3]["type"], "deleted");
     assert_eq!(seen[3]["from"]["id"], "mod");
     let joined = alice.join("r").await;
@@ -393,12 +372,12 @@ async fn a_member_away_during_changes_resumes_to_the_state_of_one_that_stayed(no
     alice.join("r").await;
     let mut away = vec![carol.join("r").await];
     alice.say("r", "before carol left").await;
-    away.extend(entries_through(&mut carol, 1).await);
+    away.extend(entries_through("r", &mut carol, 1).await);
     drop(carol);
 
     let [_, two, three, _] = churn(&mut alice, &mut bob, nodes.at(2)).await;
     let latest = ack_seq(&alice.say("r", "the last word").await);
-    stayed.extend(entries_through(&mut observer, latest).await);
+    stayed.extend(entries_through("r", &mut observer, latest).await);
 
     let mut carol = Client::connect(nodes.at(15), "carol").await;
     away.push(carol.join_since("r", 1).await);

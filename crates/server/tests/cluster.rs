@@ -38,6 +38,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::cluster::*;
+use common::room::entries_through;
 use common::*;
 use serde_json::{Value, json};
 use tokio_postgres::NoTls;
@@ -184,24 +185,6 @@ async fn three_nodes_deliver_every_room_in_one_gapless_order() {
     }
 }
 
-/// The entries of `room` (messages and changes) `client` receives, up to
-/// and including `seq`.
-async fn entries_through(client: &mut Client, room: &str, seq: u64) -> Vec<Value> {
-    let mut seen: Vec<Value> = Vec::new();
-    while seen.last().is_none_or(|f| f["seq"].as_u64() < Some(seq)) {
-        let frame = client
-            .recv_until(|f| {
-                f["room"] == room
-                    && f.get("ref").is_none()
-                    && ["message", "edited", "deleted", "reaction", "pinned"]
-                        .contains(&f["type"].as_str().unwrap_or(""))
-            })
-            .await;
-        seen.push(frame);
-    }
-    seen
-}
-
 #[tokio::test]
 #[ignore = "needs PostgreSQL, Redis, redis-server and nginx: scripts/test provides them"]
 async fn changes_on_every_node_keep_one_order_and_a_resumed_client_converges() {
@@ -231,7 +214,7 @@ async fn changes_on_every_node_keep_one_order_and_a_resumed_client_converges() {
         targets.push(ack["seq"].as_u64().unwrap());
     }
     let before_leaving = *targets.iter().max().unwrap();
-    away.extend(entries_through(&mut leaver, ROOM, before_leaving).await);
+    away.extend(entries_through(ROOM, &mut leaver, before_leaving).await);
     drop(leaver);
     let bursts = writers.iter_mut().enumerate().map(|(n, writer)| {
         let mut frames = Vec::new();
@@ -273,7 +256,7 @@ async fn changes_on_every_node_keep_one_order_and_a_resumed_client_converges() {
         .unwrap();
 
     for (n, frames, c) in observers.iter_mut() {
-        frames.extend(entries_through(c, ROOM, last).await);
+        frames.extend(entries_through(ROOM, c, last).await);
         let seqs: Vec<u64> = frames[1..]
             .iter()
             .map(|f| f["seq"].as_u64().unwrap())

@@ -12,7 +12,8 @@
 
 use std::collections::BTreeMap;
 
-use chat_core::store::Action;
+use chat_core::permissions::{self, Target};
+use chat_core::store::{Action, Draft};
 use chat_protocol::validate::Invalid;
 use chat_protocol::{
     Change, DeletedBody, EditedBody, ErrorCode, Message, PinnedBody, Reaction, ReactionBody, User,
@@ -36,6 +37,19 @@ pub fn emoji_limit(reactions: &[Reaction], target: u64, emoji: &str) -> Option<I
             "message {target} has {MAX_EMOJI_PER_MESSAGE} different reactions already; add one of those"
         ),
     })
+}
+
+/// The permissions' verdict on `draft`, given its target as the store read
+/// it in the transaction that would store the draft (`None`: no message
+/// there).
+pub fn allowed(draft: &Draft, target: Option<&Message>) -> Result<(), Invalid> {
+    permissions::check(
+        draft,
+        target.map(|t| Target {
+            author: &t.from.id,
+            deleted: t.deleted,
+        }),
+    )
 }
 
 /// Escapes `%`, `_` and `\` for a SQL `LIKE … ESCAPE '\'` pattern, so a

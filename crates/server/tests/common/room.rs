@@ -6,6 +6,28 @@
 use chat_protocol::{RoomState, ServerFrame};
 use serde_json::Value;
 
+use super::Client;
+
+/// The entries of `room` (messages and changes, not replies) `client`
+/// receives up to and including `seq`, in the order received. A client's
+/// own requests skip the broadcasts they pass: read with a member that
+/// makes none meanwhile.
+pub async fn entries_through(room: &str, client: &mut Client, seq: u64) -> Vec<Value> {
+    let mut seen: Vec<Value> = Vec::new();
+    while seen.last().is_none_or(|f| f["seq"].as_u64() < Some(seq)) {
+        let frame = client
+            .recv_until(|f| {
+                f["room"] == room
+                    && f.get("ref").is_none()
+                    && ["message", "edited", "deleted", "reaction", "pinned"]
+                        .contains(&f["type"].as_str().unwrap_or(""))
+            })
+            .await;
+        seen.push(frame);
+    }
+    seen
+}
+
 /// Applies every frame of `room` among `frames` to `state`: `joined`
 /// replies, messages and changes; anything else is skipped.
 pub fn apply(state: &mut RoomState, room: &str, frames: &[Value]) {

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
-use chat_core::permissions::{self, Target};
+use chat_core::permissions;
 use chat_core::store::{Action, Appended, Cause, Draft, Receipt, StoreError};
 use chat_protocol::{
     Change, DeletedBody, EditedBody, Message, PinnedBody, Quote, ReactionBody, User,
@@ -16,7 +16,7 @@ use tokio_postgres::Row;
 
 use super::read::{current_message, message_at, reactions_of};
 use super::{Param, db_error, execute, from_sql_seq, prepare, query, query_opt, to_sql_seq};
-use crate::store::entries::{Kind, emoji_limit};
+use crate::store::entries::{Kind, allowed, emoji_limit};
 
 /// Creates (or, when it exists, row-locks) each room's counter and returns
 /// its current value. Sorted so concurrent batches lock rooms in one order.
@@ -473,14 +473,7 @@ impl Batch<'_> {
         if let Some(receipt) = receipt {
             return Ok(Appended::Duplicate(receipt));
         }
-        let allowed = permissions::check(
-            &draft,
-            target.as_ref().map(|t| Target {
-                author: &t.from.id,
-                deleted: t.deleted,
-            }),
-        );
-        if let Err(refusal) = allowed {
+        if let Err(refusal) = allowed(&draft, target.as_ref()) {
             return Ok(Appended::Refused(refusal));
         }
         match draft.action.clone() {

@@ -5,14 +5,14 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
-use chat_core::permissions::{self, Target};
+use chat_core::permissions;
 use chat_core::store::{Action, Appended, Draft, Receipt};
 use chat_protocol::{Change, DeletedBody, EditedBody, Message, PinnedBody, ReactionBody};
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
 use super::read::{bare_message, current_message, quote_of, reactions_of};
 use super::{latest_seq, to_sql_seq};
-use crate::store::entries::{Kind, emoji_limit};
+use crate::store::entries::{Kind, allowed, emoji_limit};
 
 pub(super) fn append_batch(
     conn: &mut Connection,
@@ -59,14 +59,7 @@ impl Batch<'_> {
             Some(seq) => bare_message(self.tx, &draft.room, seq)?,
             None => None,
         };
-        let allowed = permissions::check(
-            &draft,
-            target.as_ref().map(|t| Target {
-                author: &t.from.id,
-                deleted: t.deleted,
-            }),
-        );
-        if let Err(refusal) = allowed {
+        if let Err(refusal) = allowed(&draft, target.as_ref()) {
             return Ok(Appended::Refused(refusal));
         }
         match draft.action.clone() {
