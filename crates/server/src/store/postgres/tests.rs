@@ -4,13 +4,15 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
-use chat_core::store::{Action, Receipt};
+use chat_core::store::{Action, Receipt, SearchScope};
+use chat_core::{RoomAccess, RoomPattern};
 use chat_protocol::{Message, Reaction};
 
 use super::*;
 use crate::store::SqliteStore;
 use crate::store::test_support::{
-    by, check_changes, check_tombstones_and_purge, draft, edit, page_seqs, pin, react, reply, seqs,
+    by, check_changes, check_search, check_tombstones_and_purge, draft, edit, page_seqs, pin,
+    react, reply, seqs,
 };
 
 #[tokio::test]
@@ -25,6 +27,13 @@ async fn tombstones_and_retention_keep_seq_gapless() {
 async fn changes_take_their_place_in_the_sequence() {
     let db = TestDb::new().await;
     check_changes(&db.store().await).await;
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL (CHAT_TEST_DATABASE_URL): scripts/test provides it"]
+async fn search_finds_words_of_any_script_in_readable_rooms() {
+    let db = TestDb::new().await;
+    check_search(&db.store().await).await;
 }
 
 /// Where the tests find PostgreSQL; `CHAT_TEST_DATABASE_URL` overrides.
@@ -76,8 +85,23 @@ impl TestDb {
     }
 
     fn url(&self) -> String {
-        let separator = if self.server.contains('?') { '&' } else { '?' };
-        format!("{}{separator}application_name={}", self.server, self.app)
+        self.url_of(&self.server)
+    }
+
+    /// `server` with the test's `application_name`.
+    fn url_of(&self, server: &str) -> String {
+        let separator = if server.contains('?') { '&' } else { '?' };
+        format!("{server}{separator}application_name={}", self.app)
+    }
+
+    /// Whether the test's schema has an index or table named `name`.
+    async fn has(&self, name: &str) -> bool {
+        let qualified = format!("{}.{name}", quote_ident(&self.schema));
+        self.admin
+            .query_one("SELECT to_regclass($1) IS NOT NULL", &[&qualified])
+            .await
+            .unwrap()
+            .get(0)
     }
 
     async fn store(&self) -> PostgresStore {
@@ -217,6 +241,67 @@ async fn same_reads(stores: [&dyn Store; 2], rooms: &[&str], last: u64, when: &s
     assert_eq!(a.await.unwrap(), b.await.unwrap(), "{when}: rooms");
 }
 
+/// Every page of a search, walking the cursors, as `(room, seq)` pairs
+/// (the messages are compared whole by [`same_searches`]); the cursors'
+/// values are the backend's own.
+async fn search_pages(store: &dyn Store, search: &Search) -> Vec<Vec<Message>> {
+    let mut search = search.clone();
+    let mut pages = Vec::new();
+    loop {
+        let found = store.search(&search).await.unwrap();
+        pages.push(found.messages);
+        match found.next {
+            Some(next) => search.cursor = Some(next),
+            None => return pages,
+        }
+    }
+}
+
+/// Both stores find the same messages, in the same state and order, on
+/// the same pages, for words long and short, with wildcards, in every
+/// kind of scope.
+async fn same_searches(stores: [&dyn Store; 2], when: &str) {
+    let scopes = [
+        SearchScope::Readable(RoomAccess::Any),
+        SearchScope::Room("main".into()),
+        SearchScope::Room("聊天室".into()),
+        SearchScope::Readable(RoomAccess::Only(vec![
+            RoomPattern::Exact("other".into()),
+            RoomPattern::Prefix("ma".into()),
+        ])),
+        SearchScope::Readable(RoomAccess::Only(vec![RoomPattern::Prefix("聊".into())])),
+        SearchScope::Readable(RoomAccess::Only(Vec::new())),
+    ];
+    let queries: [&[&str]; 8] = [
+        &["text"],
+        &["TEXT", "of"],
+        &["m1"],
+        &["re:"],
+        &["edited"],
+        &["of", "x"],
+        &["m%"],
+        &["nothing-like-it"],
+    ];
+    let mut found = 0;
+    for rooms in &scopes {
+        for words in queries {
+            for limit in [1, 3, 50] {
+                let search = Search {
+                    words: words.iter().map(|w| w.to_string()).collect(),
+                    rooms: rooms.clone(),
+                    cursor: None,
+                    limit,
+                };
+                let [a, b] = stores.map(|s| search_pages(s, &search));
+                let (a, b) = (a.await, b.await);
+                assert_eq!(a, b, "{when}: {search:?}");
+                found += a.iter().map(Vec::len).sum::<usize>();
+            }
+        }
+    }
+    assert!(found > 0, "{when}: the searches found nothing to compare");
+}
+
 /// The same appends, reads and purges against SQLite (the reference)
 /// and PostgreSQL give identical results, down to every field and flag:
 /// sends alone (PostgreSQL's fast path), then changes and replies mixed
@@ -300,6 +385,7 @@ async fn answers_exactly_like_the_sqlite_store() {
     assert_eq!(page.latest_seq, 31);
     let rooms = ["main", "聊天室", "other", "empty", "nowhere"];
     same_reads(stores, &rooms, 31, "stored").await;
+    same_searches(stores, "stored").await;
 
     let retention = [
         Retention {
@@ -315,6 +401,7 @@ async fn answers_exactly_like_the_sqlite_store() {
         let [a, b] = stores.map(|s| s.purge(retention));
         assert_eq!(a.await.unwrap(), b.await.unwrap(), "purge {i}");
         same_reads(stores, &rooms, 31, &format!("purge {i}")).await;
+        same_searches(stores, &format!("purge {i}")).await;
     }
 }
 
@@ -324,35 +411,15 @@ async fn answers_exactly_like_the_sqlite_store() {
 #[ignore = "needs PostgreSQL (CHAT_TEST_DATABASE_URL): scripts/test provides it"]
 async fn a_version_2_schema_is_migrated_in_place() {
     let db = TestDb::new().await;
-    let schema = quote_ident(&db.schema);
-    db.admin
-        .batch_execute(&format!(
-            "CREATE SCHEMA {schema}; SET search_path TO {schema};
-             CREATE TABLE chat_migrations (version INTEGER PRIMARY KEY,
-                 description TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now());"
-        ))
-        .await
-        .unwrap();
-    for migration in &MIGRATIONS[..2] {
-        db.admin.batch_execute(migration.sql).await.unwrap();
-        db.admin
-            .execute(
-                "INSERT INTO chat_migrations (version, description) VALUES ($1, $2)",
-                &[&migration.version, &migration.description],
-            )
-            .await
-            .unwrap();
-    }
-    db.admin
-        .batch_execute(
-            "INSERT INTO rooms VALUES ('a', 2);
-             INSERT INTO messages (room, seq, id, user_id, user_name, text, ts, deleted)
-             VALUES ('a', 1, 'old', 'u1', 'alice', 'hi', 5, false),
-                    ('a', 2, 'gone', 'u1', 'alice', '', 6, true);
-             RESET search_path;",
-        )
-        .await
-        .unwrap();
+    schema_at(
+        &db,
+        &MIGRATIONS[..2],
+        "INSERT INTO rooms VALUES ('a', 2);
+         INSERT INTO messages (room, seq, id, user_id, user_name, text, ts, deleted)
+         VALUES ('a', 1, 'old', 'u1', 'alice', 'hi', 5, false),
+                ('a', 2, 'gone', 'u1', 'alice', '', 6, true)",
+    )
+    .await;
 
     let store = db.store().await;
     let page = store.after("a", 0, 10).await.unwrap();
@@ -378,6 +445,200 @@ async fn a_version_2_schema_is_migrated_in_place() {
     let first = &store.before("a", None, 10).await.unwrap().messages[0];
     assert_eq!((first.text.as_str(), first.edited_at), ("hi!", Some(7)));
     assert_eq!(first.reactions.len(), 1);
+}
+
+/// Builds the test's schema as `migrations` leave it, then runs `sql` in
+/// it (as the admin, not through a store).
+async fn schema_at(db: &TestDb, migrations: &[Migration], sql: &str) {
+    let schema = quote_ident(&db.schema);
+    db.admin
+        .batch_execute(&format!(
+            "CREATE SCHEMA {schema}; SET search_path TO {schema};
+             CREATE TABLE chat_migrations (version INTEGER PRIMARY KEY,
+                 description TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now());"
+        ))
+        .await
+        .unwrap();
+    for migration in migrations {
+        db.admin.batch_execute(migration.sql).await.unwrap();
+        db.admin
+            .execute(
+                "INSERT INTO chat_migrations (version, description) VALUES ($1, $2)",
+                &[&migration.version, &migration.description],
+            )
+            .await
+            .unwrap();
+    }
+    db.admin
+        .batch_execute(&format!("{sql}; RESET search_path;"))
+        .await
+        .unwrap();
+}
+
+/// The `(room, seq)` of every result of `words` anywhere, page by page.
+async fn search_pairs(store: &dyn Store, words: &[&str], limit: usize) -> Vec<Vec<(String, u64)>> {
+    let search = Search {
+        words: words.iter().map(|w| w.to_string()).collect(),
+        rooms: SearchScope::Readable(RoomAccess::Any),
+        cursor: None,
+        limit,
+    };
+    search_pages(store, &search)
+        .await
+        .into_iter()
+        .map(|page| page.into_iter().map(|m| (m.room, m.seq)).collect())
+        .collect()
+}
+
+fn pairs(list: &[(&str, u64)]) -> Vec<(String, u64)> {
+    list.iter()
+        .map(|&(room, seq)| (room.to_owned(), seq))
+        .collect()
+}
+
+/// A database of schema version 3 gets the search index: the messages
+/// stored so far are found, ordered by when they were stored (`ts`, then
+/// room and `seq`, as SQLite's migration orders them), and new ones come
+/// after them whatever their `ts`.
+#[tokio::test]
+#[ignore = "needs PostgreSQL (CHAT_TEST_DATABASE_URL): scripts/test provides it"]
+async fn a_version_3_schema_gets_search_in_place() {
+    let db = TestDb::new().await;
+    // Inserted out of `ts` order, so numbering them as stored would fail.
+    schema_at(
+        &db,
+        &MIGRATIONS[..3],
+        "INSERT INTO rooms VALUES ('a', 3), ('b', 1), ('c', 1);
+         INSERT INTO messages (room, seq, id, user_id, user_name, text, ts, deleted, kind,
+                               target, original)
+         VALUES ('a', 1, 'a1', 'u1', 'alice', 'hello one', 10, false, 0, NULL, NULL),
+                ('b', 1, 'b1', 'u1', 'alice', 'Hello two', 5, false, 0, NULL, NULL),
+                ('a', 2, 'a2', 'u1', 'alice', '', 11, true, 0, NULL, 'hello gone'),
+                ('a', 3, 'd2', 'u1', 'alice', '', 12, false, 2, 2, NULL),
+                ('c', 1, 'c1', 'u1', 'alice', 'hello three', 10, false, 0, NULL, NULL)",
+    )
+    .await;
+
+    let store = db.store().await;
+    assert!(db.has("messages_search_order").await);
+    assert!(db.has(TRIGRAM_INDEX).await);
+    assert_eq!(
+        search_pairs(&store, &["hello"], 10).await,
+        [pairs(&[("c", 1), ("a", 1), ("b", 1)])]
+    );
+    let out = store
+        .append(vec![send("b", "b2", "hello four")], 1)
+        .await
+        .unwrap();
+    assert_eq!(seqs(&out), [(true, 2)]);
+    let out = store
+        .append(vec![by("u1", "e1", edit(1, "goodbye"))], 2)
+        .await
+        .unwrap();
+    assert_eq!(seqs(&out), [(true, 4)]);
+    assert_eq!(
+        search_pairs(&store, &["hello"], 2).await,
+        [pairs(&[("b", 2), ("c", 1)]), pairs(&[("b", 1)])]
+    );
+    assert_eq!(
+        search_pairs(&store, &["goodbye"], 2).await,
+        [pairs(&[("a", 1)])]
+    );
+}
+
+/// A login role of its own for one test, which may create schemas in the
+/// test database but has no other privilege; dropped, with whatever it
+/// owns (the test's schema, once it has made it), when the test ends.
+struct TestRole {
+    name: String,
+    server: String,
+}
+
+impl TestRole {
+    async fn new(db: &TestDb) -> TestRole {
+        let name = format!("r_{}", ulid::Ulid::new().to_string().to_lowercase());
+        db.admin
+            .batch_execute(&format!(
+                "CREATE ROLE {name} LOGIN;
+                 DO $$ BEGIN
+                     EXECUTE format('GRANT CREATE ON DATABASE %I TO {name}', current_database());
+                 END $$;"
+            ))
+            .await
+            .unwrap();
+        TestRole {
+            name,
+            server: db.server.clone(),
+        }
+    }
+
+    /// The test server's URL, logging in as this role.
+    fn url(&self) -> String {
+        let (scheme, rest) = self.server.split_once("://").expect("a URL");
+        let host = match rest.split_once('@') {
+            Some((user, host)) if !user.contains('/') => host,
+            _ => rest,
+        };
+        format!("{scheme}://{}@{host}", self.name)
+    }
+}
+
+impl Drop for TestRole {
+    fn drop(&mut self) {
+        let url = self.server.clone();
+        let name = self.name.clone();
+        let sql = format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{name}';
+             DROP OWNED BY {name}; DROP ROLE {name};"
+        );
+        // As for `TestDb`: on a thread with a runtime of its own.
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())?;
+            runtime.block_on(async {
+                let client = admin(&url).await.map_err(|e| e.to_string())?;
+                client.batch_execute(&sql).await.map_err(|e| e.to_string())
+            })
+        })
+        .join();
+        if let Ok(Err(e)) = dropped {
+            eprintln!("could not drop test role {name}: {e}");
+        }
+    }
+}
+
+/// A database user that may not use `pg_trgm` (here: no `USAGE` on the
+/// schema it is installed in) still migrates and starts, without the
+/// trigram index, and search finds the same as with it.
+#[tokio::test]
+#[ignore = "needs PostgreSQL (CHAT_TEST_DATABASE_URL): scripts/test provides it"]
+async fn without_pg_trgm_search_scans_and_still_finds() {
+    // A store of another test schema installs `pg_trgm` if the database
+    // lacks it.
+    drop(TestDb::new().await.store().await);
+    let db = TestDb::new().await;
+    let role = TestRole::new(&db).await;
+    let installed_in: String = db
+        .admin
+        .query_one(
+            "SELECT extnamespace::regnamespace::text FROM pg_extension WHERE extname = 'pg_trgm'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+
+    let store = PostgresStore::connect(&db.url_of(&role.url()), Some(db.schema.clone()), TIMEOUT)
+        .await
+        .expect("a user without pg_trgm starts");
+    assert!(db.has("messages_search_order").await);
+    // Every role may use `public`; anywhere else this one may not.
+    if installed_in != "public" {
+        assert!(!db.has(TRIGRAM_INDEX).await, "pg_trgm is in {installed_in}");
+    }
+    check_search(&store).await;
 }
 
 #[tokio::test]
