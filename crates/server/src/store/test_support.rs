@@ -466,12 +466,19 @@ pub async fn check_search(store: &dyn Store) {
         message_in("b", "b1", "hello from b"),
         message_in("team-x", "t1", "hello team"),
         message_in("a", "a4", "second hello"),
+        message_in("TEAM-secret", "s1", "hello secret"),
     ];
     store.append(drafts, 1_000).await.unwrap();
     let any = || SearchScope::Readable(RoomAccess::Any);
     assert_eq!(
         found(store, &["hello"], any()).await,
-        [pair("a", 4), pair("team-x", 1), pair("b", 1), pair("a", 1)]
+        [
+            pair("TEAM-secret", 1),
+            pair("a", 4),
+            pair("team-x", 1),
+            pair("b", 1),
+            pair("a", 1)
+        ]
     );
     assert_eq!(found(store, &["你好"], any()).await, [pair("a", 1)]);
     assert_eq!(found(store, &["你好吗"], any()).await, [pair("a", 1)]);
@@ -495,7 +502,8 @@ pub async fn check_search(store: &dyn Store) {
         found(store, &["hello"], SearchScope::Readable(none)).await,
         []
     );
-    // `%` and `_` in a prefix are themselves, not wildcards.
+    // A prefix matches exactly: `team-*` is not `TEAM-*`; and `%` and `_`
+    // in a prefix are themselves, not wildcards.
     let wild = RoomAccess::from_patterns(&["t_am-*"]);
     assert_eq!(
         found(store, &["hello"], SearchScope::Readable(wild)).await,
@@ -519,7 +527,7 @@ pub async fn check_search(store: &dyn Store) {
             None => break,
         }
     }
-    assert_eq!(pages, [vec![4, 1], vec![1, 1]]);
+    assert_eq!(pages, [vec![1, 4], vec![1, 1], vec![1]]);
 
     // Edits and deletions show at once; changes themselves are not found.
     let edited = by("u1", "e-a4", edit(4, "second goodbye"));
@@ -528,7 +536,7 @@ pub async fn check_search(store: &dyn Store) {
     assert_eq!(found(store, &["goodbye"], any()).await, [pair("a", 4)]);
     assert_eq!(
         found(store, &["hello"], any()).await,
-        [pair("team-x", 1), pair("b", 1)]
+        [pair("TEAM-secret", 1), pair("team-x", 1), pair("b", 1)]
     );
     assert_eq!(found(store, &["你好"], any()).await, []);
     let results = store

@@ -11,7 +11,7 @@ use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 
 use super::{latest_seq, to_sql_seq};
-use crate::store::entries::{ChangeRow, Kind, ReactionRow, like_escaped, summarize};
+use crate::store::entries::{ChangeRow, Kind, ReactionRow, summarize};
 
 /// The columns every entry read takes, in [`entry_from_row`]'s order.
 pub(super) const SELECT_ENTRY: &str = "SELECT seq, id, user_id, user_name, text, ts, deleted, \
@@ -342,6 +342,9 @@ pub(super) fn versions(
 /// `ESCAPE` clause would keep the index from serving), is matched by
 /// `instr` on the lowered text, a scan of the messages the other words left.
 pub(super) fn search(conn: &mut Connection, search: &Search) -> rusqlite::Result<Found> {
+    if search.limit == 0 {
+        return Ok(Found::default());
+    }
     let mut sql = String::from("SELECT rowid, room, seq FROM search WHERE 1");
     let mut values: Vec<SqlValue> = Vec::new();
     for word in &search.words {
@@ -370,9 +373,12 @@ pub(super) fn search(conn: &mut Connection, search: &Search) -> rusqlite::Result
                         any.push("room = ?");
                         values.push(SqlValue::Text(name.clone()));
                     }
+                    // Not `LIKE`, which ignores ASCII case: `team-*` must
+                    // not reach `TEAM-secret`, as the claim matches exactly.
                     RoomPattern::Prefix(prefix) => {
-                        any.push("room LIKE ? ESCAPE '\\'");
-                        values.push(SqlValue::Text(format!("{}%", like_escaped(prefix))));
+                        any.push("substr(room, 1, length(?)) = ?");
+                        values.push(SqlValue::Text(prefix.clone()));
+                        values.push(SqlValue::Text(prefix.clone()));
                     }
                 }
             }
