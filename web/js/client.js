@@ -3,7 +3,7 @@
 // when the server returned only part of what was missed), feeds frames into
 // the store (messages and the changes to them), and offers the actions the
 // view calls: join, leave, send (perhaps as a reply), edit, delete, react,
-// typing, loading older history.
+// typing, loading older history, searching.
 
 import { Connection, ProtocolError } from './connection.js';
 import { Outbox, describeSendError } from './outbox.js';
@@ -221,6 +221,20 @@ export class ChatClient {
       if (room.olderError || room.oldestSeq === before) break;
     }
     return room.messages.has(seq);
+  }
+
+  /**
+   * Searches for messages holding every word of `query`: in room `room`,
+   * or (null) in every room this user may read, joined or not. `cursor`:
+   * the `next` of the page before. Resolves with the `search_results`
+   * reply; rejects with ProtocolError (the server's `code`) or
+   * Disconnected.
+   */
+  search(query, { room = null, cursor = null } = {}) {
+    const frame = { type: 'search', query };
+    if (room !== null) frame.room = room;
+    if (cursor !== null) frame.cursor = cursor;
+    return this.connection.request(frame);
   }
 
   onFrame(frame) {

@@ -18,6 +18,22 @@ export function formatFullTime(ts) {
   return fullFormat.format(ts);
 }
 
+const shortDayFormat = new Intl.DateTimeFormat(undefined, { day: 'numeric', month: 'short' });
+const shortDateFormat = new Intl.DateTimeFormat(undefined, { day: 'numeric', month: 'short', year: 'numeric' });
+
+/**
+ * When, briefly, for a message shown out of its transcript (a search
+ * result): "14:03" today, "Yesterday 14:03", "5 Dec 14:03" this year,
+ * "5 Dec 2025" before.
+ */
+export function formatWhen(ts, now = Date.now()) {
+  const key = dayKey(ts);
+  if (key === dayKey(now)) return formatTime(ts);
+  if (key === dayKey(now - 86_400_000)) return `Yesterday ${formatTime(ts)}`;
+  if (new Date(ts).getFullYear() === new Date(now).getFullYear()) return `${shortDayFormat.format(ts)} ${formatTime(ts)}`;
+  return shortDateFormat.format(ts);
+}
+
 /** A key that is equal for two timestamps on the same local day. */
 export function dayKey(ts) {
   const d = new Date(ts);

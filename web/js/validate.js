@@ -33,3 +33,23 @@ export function displayNameProblem(name) {
   if (/^\s|\s$/u.test(name)) return 'Name must not start or end with a space.';
   return null;
 }
+
+const MAX_QUERY_CHARS = 200;
+const MAX_QUERY_WORDS = 8;
+
+/** The words of a search query, as the server splits them: at whitespace. */
+export function searchWords(query) {
+  return query.split(/\s+/u).filter(Boolean);
+}
+
+/**
+ * Why the server would refuse `query` as a search (validate::search_words),
+ * or null. An empty query is not a problem: it is no search at all.
+ */
+export function searchProblem(query) {
+  const n = charCount(query);
+  if (n > MAX_QUERY_CHARS) return `Too long: a search is at most ${MAX_QUERY_CHARS} characters (this one has ${n}).`;
+  const words = searchWords(query).length;
+  if (words > MAX_QUERY_WORDS) return `Too many words: a search has at most ${MAX_QUERY_WORDS} (this one has ${words}).`;
+  return null;
+}

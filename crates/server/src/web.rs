@@ -64,6 +64,7 @@ pub static ASSETS: &[Asset] = &[
     asset!("js/view/pins.js", JS),
     asset!("js/view/picker.js", JS),
     asset!("js/view/notices.js", JS),
+    asset!("js/view/search.js", JS),
 ];
 
 /// What the page may load and where it may connect: only this origin, no

@@ -10,6 +10,7 @@ import { MemberList } from './members.js';
 import { MessageList } from './messages.js';
 import { DeleteDialog, Notices } from './notices.js';
 import { PinnedBar } from './pins.js';
+import { SearchPanel } from './search.js';
 import { RoomList } from './sidebar.js';
 
 // The server's default text limit; the counter appears as it gets close.
@@ -81,6 +82,11 @@ export class AppView {
     });
     this.pins = new PinnedBar($('pins'), (seq) => {
       if (store.active !== null) this.jump(store.active, seq);
+    });
+    this.search = new SearchPanel(store, client, {
+      onOpen: (room, seq) => this.openResult(room, seq),
+      fallbackFocus: () => (this.el.messageInput.disabled ? $('log') : this.el.messageInput).focus(),
+      closeDrawers: () => this.closePanels(),
     });
     this.notices = new Notices($('notices'));
     this.deleteDialog = new DeleteDialog($('delete-dialog'));
@@ -255,6 +261,23 @@ export class AppView {
     this.messages.jumpTo(seq);
   }
 
+  /**
+   * Shows a search result: its room (joined first if the page is not in
+   * it), then the message, as a jump does.
+   */
+  async openResult(name, seq) {
+    this.closePanels();
+    try {
+      await this.client.join(name);
+    } catch (error) {
+      this.notices.show(describeJoinError(error));
+      this.search.fallbackFocus();
+      return;
+    }
+    await this.jump(name, seq);
+    if (!this.el.app.contains(document.activeElement) && this.store.active === name) this.search.fallbackFocus();
+  }
+
   /** Adds `text` to what the composer holds (an edit that can no longer be saved). */
   compose(text) {
     const input = this.el.messageInput;
@@ -326,6 +349,7 @@ export class AppView {
     el.roomsHint.hidden = store.rooms.size > 0;
     this.members.render(room, store);
     this.pins.render(room);
+    this.search.update();
     this.messages.render(room, {
       me: store.me,
       online,
