@@ -34,7 +34,7 @@ use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use rusqlite::config::DbConfig;
@@ -42,9 +42,11 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, pa
 
 mod append;
 mod read;
+mod search;
 
 use append::append_batch;
-use read::{page_after, page_before, search, versions};
+use read::{page_after, page_before, versions};
+use search::{INDEX_INTERVAL, index_pending, search};
 
 use chat_core::store::{
     Appended, Cause, Draft, Found, PURGE_CHUNK, Page, Retention, Search, Store, StoreError, Version,
@@ -94,6 +96,7 @@ INSERT INTO search (rowid, text, room, seq)
 UPDATE messages SET search_id = b.n FROM search_backfill b
     WHERE messages.room = b.room AND messages.seq = b.seq;
 DROP TABLE search_backfill;
+UPDATE search_state SET indexed = (SELECT COALESCE(max(search_id), 0) FROM messages);
 ";
 
 const SCHEMA: &str = "
@@ -138,11 +141,20 @@ CREATE TABLE IF NOT EXISTS reactions (
     PRIMARY KEY (room, target, emoji, user_id)
 ) WITHOUT ROWID;
 -- The text of every message not deleted, for search: trigrams, so a word
--- of any script is found inside longer text (`你好` in `你好吗`); a
--- message's row is `messages.search_id`.
+-- of any script is found inside longer text (`你好` in `你好吗`). A
+-- message's row there is `messages.search_id`, numbered in the order the
+-- messages are stored; new messages go in by batches (see `search`), and
+-- `search_state.indexed` is the last number they reached.
 CREATE VIRTUAL TABLE IF NOT EXISTS search USING fts5(
     text, room UNINDEXED, seq UNINDEXED, tokenize = 'trigram'
 );
+CREATE INDEX IF NOT EXISTS messages_search_id ON messages (search_id)
+    WHERE search_id IS NOT NULL;
+CREATE TABLE IF NOT EXISTS search_state (
+    id      INTEGER PRIMARY KEY CHECK (id = 0),
+    indexed INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO search_state (id, indexed) VALUES (0, 0);
 -- Pins in effect, with the `seq` of the pin.
 CREATE TABLE IF NOT EXISTS pins (
     room   TEXT    NOT NULL,
@@ -209,6 +221,16 @@ fn store_error(e: rusqlite::Error) -> StoreError {
 impl SqliteStore {
     /// Opens (creating if needed) `DIR/chat.db`, applying the schema.
     pub fn open(dir: &Path, busy_timeout: Duration) -> Result<Self, OpenError> {
+        SqliteStore::open_indexing_every(dir, busy_timeout, INDEX_INTERVAL)
+    }
+
+    /// [`SqliteStore::open`], indexing for search every `index_interval`
+    /// (tests choose when messages are indexed).
+    fn open_indexing_every(
+        dir: &Path,
+        busy_timeout: Duration,
+        index_interval: Duration,
+    ) -> Result<Self, OpenError> {
         std::fs::create_dir_all(dir).map_err(|source| OpenError::CreateDir {
             dir: dir.to_owned(),
             source,
@@ -270,7 +292,7 @@ impl SqliteStore {
                 move || checkpoint_until_dropped(&checkpointer, &stopped, &pass_done)
             })
             .map_err(OpenError::Thread)?;
-        let writer = Writer::start(writer, pass_done).map_err(OpenError::Thread)?;
+        let writer = Writer::start(writer, pass_done, index_interval).map_err(OpenError::Thread)?;
         Ok(SqliteStore {
             path,
             busy_timeout,
@@ -449,22 +471,44 @@ impl Writer {
     /// finished a pass since the last such time (`pass_done`), the writer
     /// checkpoints once: see the module's documentation. It does so after
     /// the write has been answered, so that write's ack does not wait on it.
-    fn start(mut conn: Connection, pass_done: Arc<AtomicBool>) -> std::io::Result<Writer> {
+    /// Every `index_interval`, busy or idle, it indexes for search what
+    /// was stored meanwhile (`search`).
+    fn start(
+        mut conn: Connection,
+        pass_done: Arc<AtomicBool>,
+        index_interval: Duration,
+    ) -> std::io::Result<Writer> {
         let (jobs, received) = std::sync::mpsc::channel::<WriteJob>();
         let thread = std::thread::Builder::new()
             .name("chat-sqlite-writer".into())
             .spawn(move || {
-                for job in received {
-                    // A panicking write answers nothing (its caller gets an
-                    // error) and must not end the writes after it.
-                    if std::panic::catch_unwind(AssertUnwindSafe(|| job(&mut conn))).is_err() {
-                        tracing::error!("a write to the store panicked");
+                let mut indexing = Indexing::new(index_interval);
+                loop {
+                    match received.recv_timeout(indexing.due_in()) {
+                        Ok(job) => {
+                            // A panicking write answers nothing (its caller
+                            // gets an error) and must not end the writes
+                            // after it.
+                            let ran = std::panic::catch_unwind(AssertUnwindSafe(|| job(&mut conn)));
+                            if ran.is_err() {
+                                tracing::error!("a write to the store panicked");
+                            }
+                            indexing.wrote();
+                            if pass_done.swap(false, Ordering::AcqRel)
+                                && let Err(error) =
+                                    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+                            {
+                                tracing::warn!(%error, "WAL checkpoint by the writer failed");
+                            }
+                        }
+                        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                            indexing.run(&mut conn);
+                            return;
+                        }
                     }
-                    if pass_done.swap(false, Ordering::AcqRel)
-                        && let Err(error) =
-                            conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
-                    {
-                        tracing::warn!(%error, "WAL checkpoint by the writer failed");
+                    if indexing.is_due() {
+                        indexing.run(&mut conn);
                     }
                 }
             })?;
@@ -479,6 +523,53 @@ impl Writer {
             .as_ref()
             .and_then(|jobs| jobs.send(job).ok())
             .ok_or_else(|| StoreError::Backend(Cause::from("the store's writer has stopped")))
+    }
+}
+
+/// When the writer indexes next: after writes, every `interval`.
+struct Indexing {
+    interval: Duration,
+    last: Instant,
+    /// Something may wait to be indexed: a write came, or the last pass
+    /// did not take everything.
+    pending: bool,
+}
+
+impl Indexing {
+    fn new(interval: Duration) -> Indexing {
+        Indexing {
+            interval,
+            last: Instant::now(),
+            // Messages a crash left unindexed.
+            pending: true,
+        }
+    }
+
+    fn wrote(&mut self) {
+        self.pending = true;
+    }
+
+    /// How long the writer may wait for a write before indexing.
+    fn due_in(&self) -> Duration {
+        if self.pending {
+            self.interval.saturating_sub(self.last.elapsed())
+        } else {
+            // Nothing to index: wait for writes alone (long, not forever,
+            // so the loop stays one shape).
+            Duration::from_secs(3600)
+        }
+    }
+
+    fn is_due(&self) -> bool {
+        self.pending && self.last.elapsed() >= self.interval
+    }
+
+    fn run(&mut self, conn: &mut Connection) {
+        self.last = Instant::now();
+        match index_pending(conn) {
+            Ok(more) => self.pending = more,
+            Err(error) => tracing::warn!(%error, "indexing messages for search failed; retrying"),
+        }
     }
 }
 
@@ -590,6 +681,102 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(dir.path(), Duration::from_secs(1)).unwrap();
         check_search(&store).await;
+    }
+
+    #[tokio::test]
+    async fn search_finds_messages_before_and_after_they_are_indexed() {
+        use chat_core::store::{Search, SearchScope};
+        let dir = tempfile::tempdir().unwrap();
+        // No pass but the test's own: which messages wait is certain.
+        let hour = Duration::from_secs(3600);
+        let store =
+            SqliteStore::open_indexing_every(dir.path(), Duration::from_secs(1), hour).unwrap();
+        let texts = |found: chat_core::store::Found| -> Vec<String> {
+            found.messages.into_iter().map(|m| m.text).collect()
+        };
+        let search = |words: &[&str], cursor: Option<u64>| Search {
+            words: words.iter().map(|w| w.to_string()).collect(),
+            rooms: SearchScope::Room("a".into()),
+            cursor,
+            limit: 2,
+        };
+        let said = |i: usize, text: &str| {
+            let mut d = draft("a", &format!("m{i}"));
+            d.action = Action::Send {
+                text: text.into(),
+                reply_to: None,
+            };
+            d
+        };
+        // Indexed: messages 1 and 2. Waiting: 3 and 4.
+        let first = vec![said(1, "needle one"), said(2, "needle two 你好")];
+        store.append(first, 1).await.unwrap();
+        assert!(!store.write(index_pending).await.unwrap());
+        let second = vec![said(3, "needle three"), said(4, "needle four 你好")];
+        store.append(second, 2).await.unwrap();
+        for words in [&["needle"][..], &["ne"][..]] {
+            let page = store.search(&search(words, None)).await.unwrap();
+            let next = page.next;
+            assert_eq!(
+                texts(page),
+                ["needle four 你好", "needle three"],
+                "{words:?}"
+            );
+            let page = store.search(&search(words, next)).await.unwrap();
+            assert_eq!(page.next, None);
+            assert_eq!(texts(page), ["needle two 你好", "needle one"], "{words:?}");
+        }
+        // Changes to both kinds show at once.
+        let edits = vec![
+            by(
+                "u1",
+                "e1",
+                Action::Edit {
+                    target: 1,
+                    text: "moved".into(),
+                },
+            ),
+            by(
+                "u1",
+                "e3",
+                Action::Edit {
+                    target: 3,
+                    text: "moved too".into(),
+                },
+            ),
+            by("u1", "d4", Action::Delete { target: 4 }),
+        ];
+        store.append(edits, 3).await.unwrap();
+        let all = |words| Search {
+            limit: 10,
+            ..search(words, None)
+        };
+        assert_eq!(
+            texts(store.search(&all(&["needle"])).await.unwrap()),
+            ["needle two 你好"]
+        );
+        assert_eq!(
+            texts(store.search(&all(&["你好"])).await.unwrap()),
+            ["needle two 你好"]
+        );
+        assert_eq!(
+            texts(store.search(&all(&["moved"])).await.unwrap()),
+            ["moved too", "moved"]
+        );
+        // Once indexed, the same answers.
+        assert!(!store.write(index_pending).await.unwrap());
+        assert_eq!(
+            texts(store.search(&all(&["needle"])).await.unwrap()),
+            ["needle two 你好"]
+        );
+        assert_eq!(
+            texts(store.search(&all(&["moved"])).await.unwrap()),
+            ["moved too", "moved"]
+        );
+        assert_eq!(
+            texts(store.search(&all(&["four"])).await.unwrap()),
+            Vec::<String>::new()
+        );
     }
 
     #[tokio::test]

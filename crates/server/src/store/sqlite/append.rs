@@ -11,6 +11,7 @@ use chat_protocol::{Change, DeletedBody, EditedBody, Message, PinnedBody, Reacti
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
 use super::read::{bare_message, current_message, quote_of, reactions_of};
+use super::search::newest_search_id;
 use super::{latest_seq, to_sql_seq};
 use crate::store::entries::{Kind, allowed, emoji_limit};
 
@@ -23,6 +24,7 @@ pub(super) fn append_batch(
     let mut batch = Batch {
         tx: &tx,
         seqs: HashMap::new(),
+        search_id: None,
         ts,
     };
     let mut outcomes = Vec::with_capacity(drafts.len());
@@ -43,10 +45,12 @@ pub(super) fn append_batch(
     Ok(outcomes)
 }
 
-/// One batch's transaction, and each room's latest `seq` in it so far.
+/// One batch's transaction, each room's latest `seq` in it so far, and
+/// the search index's latest number.
 struct Batch<'a> {
     tx: &'a Transaction<'a>,
     seqs: HashMap<String, u64>,
+    search_id: Option<i64>,
     ts: i64,
 }
 
@@ -102,6 +106,16 @@ impl Batch<'_> {
             })
     }
 
+    /// The next number of the search index.
+    fn next_search_id(&mut self) -> rusqlite::Result<i64> {
+        let next = match self.search_id {
+            Some(last) => last + 1,
+            None => newest_search_id(self.tx)? + 1,
+        };
+        self.search_id = Some(next);
+        Ok(next)
+    }
+
     /// The next `seq` of `room` in this batch.
     fn next_seq(&mut self, room: &str) -> rusqlite::Result<u64> {
         let seq = match self.seqs.get_mut(room) {
@@ -116,7 +130,8 @@ impl Batch<'_> {
     }
 
     /// Stores the draft's row with the next `seq`; returns that `seq`. A
-    /// message's text also goes into the search index.
+    /// message also takes the next number of the search index, which
+    /// indexes it shortly (`search`).
     fn insert(
         &mut self,
         draft: &Draft,
@@ -126,13 +141,9 @@ impl Batch<'_> {
     ) -> rusqlite::Result<u64> {
         let seq = self.next_seq(&draft.room)?;
         let kind = Kind::of(&draft.action);
-        let search_id = if kind == Kind::Message {
-            self.tx
-                .prepare_cached("INSERT INTO search (text, room, seq) VALUES (?1, ?2, ?3)")?
-                .execute(params![text, draft.room, to_sql_seq(seq)])?;
-            Some(self.tx.last_insert_rowid())
-        } else {
-            None
+        let search_id = match kind {
+            Kind::Message => Some(self.next_search_id()?),
+            _ => None,
         };
         self.tx
             .prepare_cached(

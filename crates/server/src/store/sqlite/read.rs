@@ -4,11 +4,9 @@
 
 use std::collections::{BTreeMap, BTreeSet, btree_map};
 
-use chat_core::store::{Found, Page, Search, SearchScope, Version};
-use chat_core::{RoomAccess, RoomPattern};
+use chat_core::store::{Page, Version};
 use chat_protocol::{Change, Message, Quote, Reaction, User};
-use rusqlite::types::Value as SqlValue;
-use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{latest_seq, to_sql_seq};
 use crate::store::entries::{ChangeRow, Kind, ReactionRow, summarize};
@@ -334,80 +332,4 @@ pub(super) fn versions(
         }
     }
     Ok(versions)
-}
-
-/// One page of a search: see `Store::search`. A word of three characters or
-/// more is looked up in the trigram index (`LIKE`, which ignores ASCII
-/// case); a shorter one, or one holding `LIKE`'s own `%` or `_` (which an
-/// `ESCAPE` clause would keep the index from serving), is matched by
-/// `instr` on the lowered text, a scan of the messages the other words left.
-pub(super) fn search(conn: &mut Connection, search: &Search) -> rusqlite::Result<Found> {
-    if search.limit == 0 {
-        return Ok(Found::default());
-    }
-    let mut sql = String::from("SELECT rowid, room, seq FROM search WHERE 1");
-    let mut values: Vec<SqlValue> = Vec::new();
-    for word in &search.words {
-        if word.chars().count() >= 3 && !word.contains(['%', '_']) {
-            sql.push_str(" AND text LIKE ?");
-            values.push(SqlValue::Text(format!("%{word}%")));
-        } else {
-            sql.push_str(" AND instr(lower(text), lower(?)) > 0");
-            values.push(SqlValue::Text(word.clone()));
-        }
-    }
-    match &search.rooms {
-        SearchScope::Room(room) => {
-            sql.push_str(" AND room = ?");
-            values.push(SqlValue::Text(room.clone()));
-        }
-        SearchScope::Readable(RoomAccess::Any) => {}
-        SearchScope::Readable(RoomAccess::Only(patterns)) if patterns.is_empty() => {
-            return Ok(Found::default());
-        }
-        SearchScope::Readable(RoomAccess::Only(patterns)) => {
-            let mut any = Vec::with_capacity(patterns.len());
-            for pattern in patterns {
-                match pattern {
-                    RoomPattern::Exact(name) => {
-                        any.push("room = ?");
-                        values.push(SqlValue::Text(name.clone()));
-                    }
-                    // Not `LIKE`, which ignores ASCII case: `team-*` must
-                    // not reach `TEAM-secret`, as the claim matches exactly.
-                    RoomPattern::Prefix(prefix) => {
-                        any.push("substr(room, 1, length(?)) = ?");
-                        values.push(SqlValue::Text(prefix.clone()));
-                        values.push(SqlValue::Text(prefix.clone()));
-                    }
-                }
-            }
-            sql.push_str(&format!(" AND ({})", any.join(" OR ")));
-        }
-    }
-    if let Some(cursor) = search.cursor {
-        sql.push_str(" AND rowid < ?");
-        values.push(SqlValue::Integer(i64::try_from(cursor).unwrap_or(i64::MAX)));
-    }
-    sql.push_str(" ORDER BY rowid DESC LIMIT ?");
-    values.push(SqlValue::Integer(search.limit as i64 + 1));
-
-    let tx = conn.transaction()?;
-    let mut hits = tx
-        .prepare(&sql)?
-        .query_map(params_from_iter(values), |row| {
-            Ok((
-                row.get::<_, i64>(0)?,
-                row.get::<_, String>(1)?,
-                row.get::<_, i64>(2)? as u64,
-            ))
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    let next = (hits.len() > search.limit).then(|| hits[search.limit - 1].0 as u64);
-    hits.truncate(search.limit);
-    let mut messages = Vec::with_capacity(hits.len());
-    for (_, room, seq) in hits {
-        messages.extend(current_message(&tx, &room, seq)?);
-    }
-    Ok(Found { messages, next })
 }
