@@ -1,6 +1,6 @@
 //! The API's calls that change messages (edit, delete, react, pin) and read
 //! what changed (versions, pins, search). Each change is stored through
-//! [`store`](super::store), as the API's moderator, like a request on a
+//! [`store`] as the API's moderator, like a request on a
 //! socket.
 
 use std::sync::Arc;
