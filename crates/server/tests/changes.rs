@@ -7,7 +7,7 @@
 //!
 //! Each scenario runs twice: on one node (SQLite), and on a cluster of
 //! three nodes on PostgreSQL and Redis, its clients spread over the nodes
-//! (`#[ignore]`d: `scripts/test` provides the services).
+//! (ignored unless asked for: `scripts/test` provides the services).
 
 mod common;
 

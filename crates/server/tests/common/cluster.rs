@@ -17,7 +17,7 @@ pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379/";
 pub const NODE_TTL_MS: u64 = 2000;
 
 /// A service these tests need is missing: they run only when asked
-/// (`#[ignore]`d; `scripts/test` provides the services), so that fails.
+/// (ignored unless asked for; `scripts/test` provides the services), so that fails.
 pub fn missing(what: &str, why: &str) -> ! {
     panic!("{what} is unavailable ({why}); scripts/test sets up what these tests need")
 }

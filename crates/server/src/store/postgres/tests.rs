@@ -51,7 +51,7 @@ async fn admin(url: &str) -> Result<tokio_postgres::Client, tokio_postgres::Erro
 }
 
 /// A schema of its own for one test, dropped when the test ends, pass
-/// or fail. The tests that use one are `#[ignore]`d (a bare `cargo
+/// or fail. The tests that use one are ignored unless asked for (a bare `cargo
 /// nextest run` reports them as skipped, by name); `scripts/test`
 /// provides PostgreSQL and runs them, and there an unreachable one
 /// fails them.
