@@ -5,7 +5,7 @@
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { useChat, WAIT_MS } from './harness.js';
+import { act, messageWith, useChat, WAIT_MS } from './harness.js';
 
 // While a page is cut off (see `switchableLink`) Chromium logs its failed
 // connections; those are the outage itself, not page errors.
@@ -24,18 +24,6 @@ async function api(method, path, body = undefined) {
   const text = await response.text();
   assert.ok(response.ok, `${method} ${path}: ${response.status} ${text}`);
   return JSON.parse(text);
-}
-
-/** The element of the message whose text is exactly `text` (waits for it). */
-async function messageWith(chat, text) {
-  const handle = await chat.waitFor(
-    (text) =>
-      [...document.querySelectorAll('[role=log] article.message')].find(
-        (a) => a.querySelector('.bubble > .text')?.textContent === text,
-      )?.dataset.seq,
-    text,
-  );
-  return chat.log.locator(`article.message[data-seq="${await handle.jsonValue()}"]`);
 }
 
 /** A message's reaction chips as "emoji count", in order. */
@@ -73,12 +61,6 @@ async function waitForActions(chat, message, shown) {
     },
     { seq, shown },
   );
-}
-
-/** Hovers a message and clicks one of its actions (Reply, Add reaction, Edit, Delete). */
-async function act(message, name) {
-  await message.hover();
-  await message.locator('.actions').getByRole('button', { name, exact: true }).click();
 }
 
 /** Reacts with `emoji` through the message's picker. */

@@ -174,3 +174,21 @@ export class ChatPage {
     await this.page.context().close();
   }
 }
+
+/** The element of the message whose text is exactly `text` (waits for it). */
+export async function messageWith(chat, text) {
+  const handle = await chat.waitFor(
+    (text) =>
+      [...document.querySelectorAll('[role=log] article.message')].find(
+        (a) => a.querySelector('.bubble > .text')?.textContent === text,
+      )?.dataset.seq,
+    text,
+  );
+  return chat.log.locator(`article.message[data-seq="${await handle.jsonValue()}"]`);
+}
+
+/** Hovers a message and clicks one of its actions (Reply, Add reaction, Edit, Delete). */
+export async function act(message, name) {
+  await message.hover();
+  await message.locator('.actions').getByRole('button', { name, exact: true }).click();
+}

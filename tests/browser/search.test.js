@@ -5,7 +5,7 @@
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { ChatPage, ChatServer, useChat, WAIT_MS } from './harness.js';
+import { act, ChatPage, ChatServer, messageWith, useChat, WAIT_MS } from './harness.js';
 
 const session = useChat();
 const { open } = session;
@@ -80,24 +80,6 @@ const texts = (chat) => results(chat).then((list) => list.map((r) => r.text));
 
 async function statusText(chat) {
   return (await chat.page.locator('#search-status').textContent()).replace(/\s+/g, ' ').trim();
-}
-
-/** The element of the message whose text is exactly `text` (waits for it). */
-async function messageWith(chat, text) {
-  const handle = await chat.waitFor(
-    (text) =>
-      [...document.querySelectorAll('[role=log] article.message')].find(
-        (a) => a.querySelector('.bubble > .text')?.textContent === text,
-      )?.dataset.seq,
-    text,
-  );
-  return chat.log.locator(`article.message[data-seq="${await handle.jsonValue()}"]`);
-}
-
-/** Hovers a message and clicks one of its actions (Edit, Delete, …). */
-async function act(message, name) {
-  await message.hover();
-  await message.locator('.actions').getByRole('button', { name, exact: true }).click();
 }
 
 /** Waits until message `text` is shown by a jump: highlighted, focused and in view. */
