@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 
 use chat_core::permissions::{self, Target};
-use chat_core::store::{Action, Draft};
+use chat_core::store::{Action, Appended, Draft};
 use chat_protocol::validate::Invalid;
 use chat_protocol::{
     Change, DeletedBody, EditedBody, ErrorCode, Message, PinnedBody, Reaction, ReactionBody, User,
@@ -124,6 +124,31 @@ pub struct ChangeRow {
 }
 
 impl ChangeRow {
+    /// The row of the change `draft` made, stored as `seq` at `ts`, and
+    /// its room: what a read of it would find.
+    pub fn stored(draft: Draft, seq: u64, ts: i64) -> (String, ChangeRow) {
+        let kind = Kind::of(&draft.action);
+        let (target, text, emoji) = match draft.action {
+            Action::Edit { target, text } => (target, text, String::new()),
+            Action::React { target, emoji, .. } => (target, String::new(), emoji),
+            Action::Delete { target } | Action::Pin { target, .. } => {
+                (target, String::new(), String::new())
+            }
+            Action::Send { reply_to, .. } => (reply_to.unwrap_or(0), String::new(), String::new()),
+        };
+        let row = ChangeRow {
+            seq,
+            id: draft.id,
+            kind,
+            target,
+            from: draft.from,
+            text,
+            emoji,
+            ts,
+        };
+        (draft.room, row)
+    }
+
     /// The change as the protocol shows it. A reaction lists its target's
     /// reactions and a pin the pinned message as they are when read (the
     /// current state, which a client reaches by applying every change in
@@ -192,6 +217,20 @@ impl ChangeRow {
             Kind::Message => unreachable!("a message row read as a change"),
         }
     }
+}
+
+/// The outcome of a change `draft` stored as `seq` at `ts`, with its
+/// target's `reactions` and (for a pin) `pinned` message as the change left
+/// them: the same frame a read of the change builds.
+pub fn changed(
+    draft: Draft,
+    seq: u64,
+    ts: i64,
+    reactions: Vec<Reaction>,
+    pinned: Option<Message>,
+) -> Appended {
+    let (room, row) = ChangeRow::stored(draft, seq, ts);
+    Appended::Changed(row.into_change(&room, || reactions, || pinned))
 }
 
 /// One reaction in effect, as stored.

@@ -8,15 +8,13 @@ use std::time::Instant;
 
 use chat_core::permissions;
 use chat_core::store::{Action, Appended, Cause, Draft, Receipt, StoreError};
-use chat_protocol::{
-    Change, DeletedBody, EditedBody, Message, PinnedBody, Quote, ReactionBody, User,
-};
+use chat_protocol::{Message, Quote, User};
 use deadpool_postgres::Object;
 use tokio_postgres::Row;
 
 use super::read::{current_message, message_at, reactions_of};
 use super::{Param, db_error, execute, from_sql_seq, prepare, query, query_opt, to_sql_seq};
-use crate::store::entries::{Kind, allowed, emoji_limit};
+use crate::store::entries::{Kind, allowed, changed, emoji_limit};
 
 /// Creates (or, when it exists, row-locks) each room's counter and returns
 /// its current value. Sorted so concurrent batches lock rooms in one order.
@@ -582,28 +580,13 @@ impl Batch<'_> {
         let seq = self.insert(&draft, &text, Some(target), None).await?;
         let params: [&Param<'_>; 4] = [&draft.room, &to_sql_seq(target), &text, &self.ts];
         execute(self.client, EDIT, &params).await?;
-        Ok(Appended::Changed(Change::Edited(EditedBody {
-            room: draft.room,
-            seq,
-            id: draft.id,
-            target,
-            from: draft.from,
-            text,
-            ts: self.ts,
-        })))
+        Ok(changed(draft, seq, self.ts, Vec::new(), None))
     }
 
     async fn delete(&mut self, draft: Draft, target: u64) -> Result<Appended, StoreError> {
         let seq = self.insert(&draft, "", Some(target), None).await?;
         execute(self.client, DELETE, &[&draft.room, &to_sql_seq(target)]).await?;
-        Ok(Appended::Changed(Change::Deleted(DeletedBody {
-            room: draft.room,
-            seq,
-            id: draft.id,
-            target,
-            from: draft.from,
-            ts: self.ts,
-        })))
+        Ok(changed(draft, seq, self.ts, Vec::new(), None))
     }
 
     async fn react(
@@ -646,17 +629,7 @@ impl Batch<'_> {
             execute(self.client, ADD_REACTION, &params).await?;
         }
         let reactions = reactions_of(self.client, room, target).await?;
-        Ok(Appended::Changed(Change::Reaction(ReactionBody {
-            room: draft.room,
-            seq,
-            id: draft.id,
-            target,
-            from: draft.from,
-            emoji,
-            remove,
-            reactions,
-            ts: self.ts,
-        })))
+        Ok(changed(draft, seq, self.ts, reactions, None))
     }
 
     async fn pin(
@@ -689,15 +662,6 @@ impl Batch<'_> {
             execute(self.client, ADD_PIN, &params).await?;
             current_message(self.client, room, target).await?
         };
-        Ok(Appended::Changed(Change::Pinned(PinnedBody {
-            room: draft.room,
-            seq,
-            id: draft.id,
-            target,
-            from: draft.from,
-            pinned: !remove,
-            ts: self.ts,
-            message: message.map(Box::new),
-        })))
+        Ok(changed(draft, seq, self.ts, Vec::new(), message))
     }
 }

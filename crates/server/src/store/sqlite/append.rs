@@ -7,13 +7,13 @@ use std::time::Instant;
 
 use chat_core::permissions;
 use chat_core::store::{Action, Appended, Draft, Receipt};
-use chat_protocol::{Change, DeletedBody, EditedBody, Message, PinnedBody, ReactionBody};
+use chat_protocol::Message;
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
 use super::read::{bare_message, current_message, quote_of, reactions_of};
 use super::search::newest_search_id;
 use super::{latest_seq, to_sql_seq};
-use crate::store::entries::{Kind, allowed, emoji_limit};
+use crate::store::entries::{Kind, allowed, changed, emoji_limit};
 
 pub(super) fn append_batch(
     conn: &mut Connection,
@@ -205,15 +205,7 @@ impl Batch<'_> {
                      (SELECT search_id FROM messages WHERE room = ?1 AND seq = ?2)",
             )?
             .execute(params![draft.room, to_sql_seq(target), text])?;
-        Ok(Appended::Changed(Change::Edited(EditedBody {
-            room: draft.room,
-            seq,
-            id: draft.id,
-            target,
-            from: draft.from,
-            text,
-            ts: self.ts,
-        })))
+        Ok(changed(draft, seq, self.ts, Vec::new(), None))
     }
 
     fn delete(&mut self, draft: Draft, target: u64) -> rusqlite::Result<Appended> {
@@ -238,14 +230,7 @@ impl Batch<'_> {
         self.tx
             .prepare_cached("DELETE FROM pins WHERE room = ?1 AND target = ?2")?
             .execute(params![room, target_seq])?;
-        Ok(Appended::Changed(Change::Deleted(DeletedBody {
-            room: draft.room,
-            seq,
-            id: draft.id,
-            target,
-            from: draft.from,
-            ts: self.ts,
-        })))
+        Ok(changed(draft, seq, self.ts, Vec::new(), None))
     }
 
     fn react(
@@ -306,17 +291,7 @@ impl Batch<'_> {
                 ])?;
         }
         let reactions = reactions_of(self.tx, room, target)?;
-        Ok(Appended::Changed(Change::Reaction(ReactionBody {
-            room: draft.room,
-            seq,
-            id: draft.id,
-            target,
-            from: draft.from,
-            emoji,
-            remove,
-            reactions,
-            ts: self.ts,
-        })))
+        Ok(changed(draft, seq, self.ts, reactions, None))
     }
 
     fn pin(&mut self, draft: Draft, target: u64, remove: bool) -> rusqlite::Result<Appended> {
@@ -351,15 +326,6 @@ impl Batch<'_> {
         } else {
             current_message(self.tx, room, target)?
         };
-        Ok(Appended::Changed(Change::Pinned(PinnedBody {
-            room: draft.room,
-            seq,
-            id: draft.id,
-            target,
-            from: draft.from,
-            pinned: !remove,
-            ts: self.ts,
-            message: message.map(Box::new),
-        })))
+        Ok(changed(draft, seq, self.ts, Vec::new(), message))
     }
 }
