@@ -13,9 +13,10 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use chat_protocol::User;
+use chat_protocol::{ServerFrame, User};
 
 use crate::RoomEvent;
+use crate::event::ConnId;
 use crate::rooms::Rooms;
 
 /// Why the broker cannot serve now.
@@ -32,6 +33,10 @@ pub trait Broker: Send + Sync + 'static {
     /// of one room published from one task arrive in the order published;
     /// messages reach every member in `seq` order.
     fn publish(&self, event: Arc<RoomEvent>);
+
+    /// Delivers `frame` to every connection of `user`, cluster-wide, but
+    /// `skip` (a connection of this node, which was answered already).
+    fn publish_to_user(&self, user: &str, frame: ServerFrame, skip: Option<ConnId>);
 
     /// A connection of this node joins `room` (not a re-join). Resolves once
     /// the room's events published from now on reach this node, so the
@@ -72,5 +77,9 @@ impl LocalBroker {
 impl Broker for LocalBroker {
     fn publish(&self, event: Arc<RoomEvent>) {
         self.rooms.deliver(&event);
+    }
+
+    fn publish_to_user(&self, user: &str, frame: ServerFrame, skip: Option<ConnId>) {
+        self.rooms.deliver_to_user(user, &frame, skip);
     }
 }

@@ -22,21 +22,26 @@ pub struct Identity {
     /// Whether they may change others' messages and pin
     /// ([`permissions`](crate::permissions)).
     pub role: Role,
+    /// For a guest (no token): the credential that makes a later
+    /// connection this same user, handed to them in `welcome`.
+    pub guest_token: Option<String>,
 }
 
 impl Identity {
-    /// An anonymous user: every connection is a new user (`u_<ulid>`),
-    /// called `name` (validated by the transport) or `guest-NNNN`.
-    pub fn anonymous(name: Option<String>) -> Identity {
+    /// An anonymous user: a new user (`u_<ulid>`) unless `id` says which
+    /// guest they are (the server checked their credential), called `name`
+    /// (validated by the transport) or `guest-NNNN`.
+    pub fn anonymous(id: Option<String>, name: Option<String>) -> Identity {
         let name =
             name.unwrap_or_else(|| format!("guest-{}", rand::rng().random_range(1000..10000)));
         Identity {
             user: User {
-                id: format!("u_{}", ulid::Ulid::new()),
+                id: id.unwrap_or_else(|| format!("u_{}", ulid::Ulid::new())),
                 name,
             },
             rooms: RoomAccess::Any,
             role: Role::Member,
+            guest_token: None,
         }
     }
 }
@@ -128,11 +133,13 @@ mod tests {
 
     #[test]
     fn anonymous_users_are_new_users_with_a_guest_name() {
-        let a = Identity::anonymous(None);
-        let b = Identity::anonymous(Some("alice".into()));
+        let a = Identity::anonymous(None, None);
+        let b = Identity::anonymous(None, Some("alice".into()));
         assert!(a.user.id.starts_with("u_") && a.user.id != b.user.id);
         assert!(a.user.name.starts_with("guest-"));
         assert_eq!(b.user.name, "alice");
         assert_eq!(b.rooms, RoomAccess::Any);
+        let again = Identity::anonymous(Some(a.user.id.clone()), Some("a2".into()));
+        assert_eq!(again.user.id, a.user.id);
     }
 }

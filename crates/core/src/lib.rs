@@ -22,6 +22,7 @@ pub mod committer;
 pub mod event;
 pub mod identity;
 pub mod metrics;
+pub mod people;
 pub mod permissions;
 pub mod rate;
 pub mod rooms;
@@ -36,14 +37,18 @@ use std::time::{Duration, Instant};
 use chat_protocol::request::Envelope;
 use chat_protocol::validate::{self, Invalid};
 use chat_protocol::{
-    EncodedUser, ErrorBody, ErrorCode, HistoryBody, JoinedBody, LeftBody, Members, PongBody,
-    PresenceEvent, Ref, Request, RequestError, SearchResultsBody, ServerFrame, User, WelcomeBody,
+    DirectoryBody, EncodedUser, ErrorBody, ErrorCode, HistoryBody, JoinedBody, LeftBody, Members,
+    PongBody, PresenceEvent, Ref, Request, RequestError, RoomAddedBody, RoomsBody,
+    SearchResultsBody, ServerFrame, User, WelcomeBody,
 };
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::broker::Broker;
-use crate::store::{Action, Draft, Page, Search, SearchScope, Store, StoreError};
+use crate::people::{Asker, PeopleQueue};
+use crate::store::{
+    Action, Draft, Page, PersonChange, ReadState, Search, SearchScope, Store, StoreError,
+};
 use crate::sync::lock;
 pub use admin::RetentionPolicy;
 use committer::{CommitQueue, PendingSend, SubmitError};
@@ -68,6 +73,8 @@ pub const HISTORY_MAX: usize = 200;
 pub const SEARCH_DEFAULT: usize = 20;
 /// Largest `search` page.
 pub const SEARCH_MAX: usize = 50;
+/// Most rooms a `directory` reply lists.
+pub const DIRECTORY_MAX: usize = 200;
 
 /// `--max-text-chars` by default (the protocol's contract).
 pub const DEFAULT_MAX_TEXT_CHARS: usize = validate::DEFAULT_MAX_TEXT_CHARS;
@@ -167,6 +174,8 @@ struct HubInner {
     broker: Arc<dyn Broker>,
     commits: CommitQueue,
     committer: Mutex<Option<JoinHandle<()>>>,
+    /// Memberships and read markers, written in batches.
+    people: PeopleQueue,
     limits: Limits,
     metrics: Metrics,
     next_conn: AtomicU64,
@@ -226,6 +235,7 @@ impl Hub {
             limits.commit_interval,
             closing.clone(),
         );
+        let people = people::start(store.clone(), broker.clone());
         let hub = Hub {
             inner: Arc::new(HubInner {
                 rooms,
@@ -233,6 +243,7 @@ impl Hub {
                 broker,
                 commits,
                 committer: Mutex::new(Some(committer)),
+                people,
                 limits,
                 metrics,
                 next_conn: AtomicU64::new(1),
@@ -257,6 +268,7 @@ impl Hub {
         let (outbox, receiver) =
             event::outbox(conn, limits.outbound_queue, self.inner.metrics.clone());
         let activity = admin::Activity::new(&identity.user.id);
+        self.inner.rooms.add_connection(&identity.user.id, &outbox);
         {
             let mut sessions = lock(&self.inner.sessions);
             if sessions.shut_down {
@@ -277,6 +289,7 @@ impl Hub {
             user: Arc::new(EncodedUser::new(identity.user)),
             rooms: identity.rooms,
             role: identity.role,
+            guest_token: identity.guest_token,
             outbox,
             joined: HashSet::new(),
             sends: TokenBucket::new(limits.send_rate, limits.send_burst),
@@ -322,6 +335,7 @@ impl Hub {
         {
             tracing::error!(error = %e, "committer task failed");
         }
+        self.inner.people.flush().await;
         let mut sessions = lock(&self.inner.sessions);
         sessions.shut_down = true;
         for open in sessions.open.values() {
@@ -360,6 +374,8 @@ pub struct Session {
     rooms: RoomAccess,
     /// What they may do to others' messages.
     role: Role,
+    /// For a guest: the credential `welcome` hands them.
+    guest_token: Option<String>,
     outbox: Outbox,
     joined: HashSet<Arc<str>>,
     sends: TokenBucket,
@@ -373,6 +389,14 @@ pub struct Session {
     activity: admin::Activity,
 }
 
+/// The people writer's queue is full.
+fn people_full() -> Invalid {
+    Invalid {
+        code: ErrorCode::Overloaded,
+        message: "too many read markers waiting to be stored; retry shortly".into(),
+    }
+}
+
 fn rejected(reference: Option<Ref>, code: ErrorCode, message: impl Into<String>) -> ServerFrame {
     ServerFrame::Error {
         reference,
@@ -383,7 +407,7 @@ fn rejected(reference: Option<Ref>, code: ErrorCode, message: impl Into<String>)
     }
 }
 
-fn store_failed(reference: Option<Ref>, e: &StoreError) -> ServerFrame {
+pub(crate) fn store_failed(reference: Option<Ref>, e: &StoreError) -> ServerFrame {
     tracing::warn!(error = %e, "history read failed");
     rejected(
         reference,
@@ -409,6 +433,7 @@ impl Session {
             user: self.user.user().clone(),
             heartbeat_ms: heartbeat.as_millis() as u64,
             text: "Welcome to the chat server!".into(),
+            guest_token: self.guest_token.clone(),
         })
     }
 
@@ -550,6 +575,13 @@ impl Session {
                 let room = room.map(|room| self.room(room)).transpose()?;
                 self.search(reference, query, room, cursor, limit).await
             }
+            Request::Read { room, seq } => {
+                let room = self.room(room)?;
+                self.read(reference, room, seq)
+            }
+            Request::Rooms => self.user_rooms(reference).await,
+            Request::Directory => self.directory(reference).await,
+            Request::Dm { user } => self.dm(reference, user).await,
             Request::Ping => {
                 self.outbox.reply(ServerFrame::Pong {
                     reference,
@@ -629,18 +661,23 @@ impl Session {
                 self.announce(&room, PresenceEvent::Join, &self.user);
             }
         }
-        let page = match since {
-            Some(since) => self.hub.store.after(&room, since, RESUME_LIMIT).await,
-            None => self.hub.store.before(&room, None, JOIN_HISTORY).await,
+        let limit = match since {
+            Some(_) => RESUME_LIMIT,
+            None => JOIN_HISTORY,
         };
-        match page {
-            Ok(Page {
-                messages,
-                changes,
-                pins,
-                more,
-                latest_seq,
-            }) => {
+        let user_id = &self.user.user().id;
+        match self.hub.store.join_page(&room, user_id, since, limit).await {
+            Ok((
+                Page {
+                    messages,
+                    changes,
+                    pins,
+                    more,
+                    latest_seq,
+                },
+                read,
+            )) => {
+                self.become_member(&room, &read, true);
                 let complete = since.is_none() || !more;
                 let remote = self.hub.broker.remote_members(&room);
                 rooms.finish_join(&room, conn, latest_seq, |mut members| {
@@ -663,6 +700,9 @@ impl Session {
                             events: changes,
                             pins,
                             complete,
+                            last_read: read.last_read,
+                            unread: read.unread,
+                            unread_mentions: read.unread_mentions,
                         },
                     }
                 });
@@ -684,6 +724,16 @@ impl Session {
     }
 
     fn leave(&mut self, reference: Option<Ref>, room: Arc<str>) -> Result<(), Invalid> {
+        // Leaving is the person's choice, on every device: the room is no
+        // longer theirs (a connection that closes leaves nothing).
+        let left = PersonChange::Left {
+            user: self.user.user().id.clone(),
+            room: room.to_string(),
+        };
+        self.hub
+            .people
+            .record(left, None)
+            .map_err(|_| people_full())?;
         if self.joined.remove(&room) {
             if let Some(user) = self.hub.rooms.unregister(&room, self.outbox.conn()) {
                 self.announce(&room, PresenceEvent::Leave, &user);
@@ -844,6 +894,128 @@ impl Session {
         Ok(())
     }
 
+    /// Makes this user a member of `room` under their current name, unless
+    /// `read` says they are one already: joining again costs no write.
+    fn become_member(&self, room: &str, read: &ReadState, caught_up: bool) {
+        let user = self.user.user();
+        if read.member_name.as_deref() == Some(user.name.as_str()) {
+            return;
+        }
+        let joined = PersonChange::Joined {
+            user: user.clone(),
+            room: room.to_owned(),
+            caught_up,
+        };
+        if self.hub.people.record(joined, None).is_err() {
+            // The membership is written at the next join; the join itself
+            // stands.
+            tracing::warn!(room, "membership not recorded: the queue is full");
+        }
+    }
+
+    /// Moves the read marker; answered once stored.
+    fn read(&mut self, reference: Option<Ref>, room: Arc<str>, seq: u64) -> Result<(), Invalid> {
+        let change = PersonChange::Read {
+            user: self.user.user().id.clone(),
+            room: room.to_string(),
+            seq,
+        };
+        let asker = Asker {
+            outbox: self.outbox.clone(),
+            reference,
+        };
+        self.hub
+            .people
+            .record(change, Some(asker))
+            .map_err(|_| people_full())
+    }
+
+    /// The user's rooms that their `rooms` claim still allows.
+    async fn user_rooms(&mut self, reference: Option<Ref>) -> Result<(), Invalid> {
+        let rooms = self.hub.store.user_rooms(&self.user.user().id).await;
+        self.outbox.reply(match rooms {
+            Ok(mut rooms) => {
+                rooms.retain(|r| self.rooms.allows(&r.room));
+                ServerFrame::Rooms {
+                    reference,
+                    body: RoomsBody { rooms },
+                }
+            }
+            Err(e) => store_failed(reference, &e),
+        });
+        Ok(())
+    }
+
+    /// Public rooms the user may join.
+    async fn directory(&mut self, reference: Option<Ref>) -> Result<(), Invalid> {
+        let rooms = self.hub.store.directory(DIRECTORY_MAX).await;
+        self.outbox.reply(match rooms {
+            Ok(mut rooms) => {
+                rooms.retain(|r| self.rooms.allows(&r.room));
+                ServerFrame::Directory {
+                    reference,
+                    body: DirectoryBody { rooms },
+                }
+            }
+            Err(e) => store_failed(reference, &e),
+        });
+        Ok(())
+    }
+
+    /// Opens the direct-message room with `peer` and joins it: both are
+    /// members from now on (the peer with everything in it unread), and
+    /// each of their connections hears of it (`room_added`).
+    async fn dm(&mut self, reference: Option<Ref>, peer: String) -> Result<(), Invalid> {
+        let me = self.user.user().clone();
+        let name = chat_protocol::people::dm_room(&me.id, &peer).ok_or_else(|| Invalid {
+            code: ErrorCode::BadRequest,
+            message: format!(
+                "`user` must be a user id of 1 to {} characters",
+                chat_protocol::people::MAX_DM_USER_CHARS
+            ),
+        })?;
+        let room = self.room(name)?;
+        let other = if peer == me.id {
+            me.clone()
+        } else {
+            match self.hub.store.person(&peer).await {
+                Ok(Some(other)) => other,
+                Ok(None) => {
+                    return Err(Invalid {
+                        code: ErrorCode::NotFound,
+                        message: "no such user: they must have joined a room once".into(),
+                    });
+                }
+                Err(e) => {
+                    self.outbox.reply(store_failed(reference, &e));
+                    return Ok(());
+                }
+            }
+        };
+        let invited = PersonChange::Joined {
+            user: other.clone(),
+            room: room.to_string(),
+            caught_up: false,
+        };
+        self.hub
+            .people
+            .record(invited, None)
+            .map_err(|_| people_full())?;
+        // Stored before the peer can hear of it or be written to, so the
+        // first message is unread for them.
+        self.hub.people.flush().await;
+        self.join(reference, room.clone(), None).await?;
+        let conn = self.outbox.conn();
+        for (user, with) in [(&other.id, &me), (&me.id, &other)] {
+            let added = ServerFrame::RoomAdded(RoomAddedBody {
+                room: room.to_string(),
+                with: with.clone(),
+            });
+            self.hub.broker.publish_to_user(user, added, Some(conn));
+        }
+        Ok(())
+    }
+
     fn typing(&mut self, room: Arc<str>) -> Result<(), Invalid> {
         if !self.joined.contains(&room) {
             return Err(Invalid {
@@ -876,6 +1048,7 @@ impl Drop for Session {
             }
             self.hub.broker.unsubscribe(&room);
         }
+        self.hub.rooms.remove_connection(&self.user.user().id, conn);
         lock(&self.hub.sessions).open.remove(&conn);
         self.hub.metrics.connection_closed();
     }

@@ -197,6 +197,9 @@ pub struct Rooms {
     batch_waiting: bool,
     /// Rooms with waiting events. Lock order: a room, then this list.
     with_waiting: Mutex<Vec<Arc<Mutex<Room>>>>,
+    /// Every connection of this node, by user: where news for a person
+    /// (a read marker moved, a direct message opened) goes.
+    people: Mutex<HashMap<String, Vec<Outbox>>>,
     metrics: Metrics,
 }
 
@@ -209,7 +212,38 @@ impl Rooms {
             pending_limit,
             batch_waiting,
             with_waiting: Mutex::new(Vec::new()),
+            people: Mutex::new(HashMap::new()),
             metrics,
+        }
+    }
+
+    /// A connection of `user` opened.
+    pub fn add_connection(&self, user: &str, outbox: &Outbox) {
+        lock(&self.people)
+            .entry(user.to_owned())
+            .or_default()
+            .push(outbox.clone());
+    }
+
+    /// A connection of `user` closed.
+    pub fn remove_connection(&self, user: &str, conn: ConnId) {
+        let mut people = lock(&self.people);
+        if let Some(outboxes) = people.get_mut(user) {
+            outboxes.retain(|o| o.conn() != conn);
+            if outboxes.is_empty() {
+                people.remove(user);
+            }
+        }
+    }
+
+    /// Queues `frame` for every connection of `user` on this node but
+    /// `skip`.
+    pub fn deliver_to_user(&self, user: &str, frame: &ServerFrame, skip: Option<ConnId>) {
+        let outboxes = lock(&self.people).get(user).cloned().unwrap_or_default();
+        for outbox in outboxes {
+            if Some(outbox.conn()) != skip {
+                outbox.reply(frame.clone());
+            }
         }
     }
 

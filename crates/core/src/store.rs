@@ -12,7 +12,7 @@
 
 use async_trait::async_trait;
 use chat_protocol::validate::Invalid;
-use chat_protocol::{Change, Message, User};
+use chat_protocol::{Change, DirectoryEntry, Message, RoomSummary, User};
 
 use crate::identity::RoomAccess;
 use crate::permissions::Role;
@@ -212,6 +212,70 @@ pub trait Store: Send + Sync + 'static {
 
     /// Every room that has stored a message, with its latest `seq`, by name.
     async fn rooms(&self) -> Result<Vec<(String, u64)>, StoreError>;
+
+    /// What a `joined` reply of `room` to `user` holds: the page
+    /// ([`Store::after`] `since`, else [`Store::before`] the end) and the
+    /// user's place in the room, read together.
+    async fn join_page(
+        &self,
+        room: &str,
+        user: &str,
+        since: Option<u64>,
+        limit: usize,
+    ) -> Result<(Page, ReadState), StoreError>;
+
+    /// Stores what people did, in one transaction, in order; returns the
+    /// state after it of each [`PersonChange::Read`], in order.
+    async fn record(&self, changes: Vec<PersonChange>) -> Result<Vec<ReadState>, StoreError>;
+
+    /// The rooms `user` is a member of, the most recently active first.
+    async fn user_rooms(&self, user: &str) -> Result<Vec<RoomSummary>, StoreError>;
+
+    /// Rooms that are not direct-message rooms, the most recently active
+    /// first, at most `limit`.
+    async fn directory(&self, limit: usize) -> Result<Vec<DirectoryEntry>, StoreError>;
+
+    /// The user with this id, as last seen joining a room; `None` if they
+    /// never joined one.
+    async fn person(&self, user: &str) -> Result<Option<User>, StoreError>;
+}
+
+/// A user's place in a room.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReadState {
+    /// The read marker: the `seq` up to which they read. A user who never
+    /// joined the room is counted as having read it all.
+    pub last_read: u64,
+    /// Messages after the marker, not deleted, from others.
+    pub unread: u64,
+    /// Those of them that mention the user.
+    pub unread_mentions: u64,
+    /// The name they are a member under; `None` if they are not one.
+    pub member_name: Option<String>,
+}
+
+/// What a person did that the store keeps beside the rooms' sequences.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PersonChange {
+    /// `user` is a member of `room` (again), under their current name,
+    /// which `@name` mentions in the room are resolved against. A new
+    /// member's marker starts at the room's latest `seq` if `caught_up`
+    /// (they join a conversation going on), else at 0 (everything in the
+    /// room is for them: a direct message).
+    Joined {
+        user: User,
+        room: String,
+        caught_up: bool,
+    },
+    /// `user` left `room`: it is no longer one of their rooms.
+    Left { user: String, room: String },
+    /// `user` read `room` up to `seq`: the marker moves there, never back,
+    /// and never past the room's latest `seq`.
+    Read {
+        user: String,
+        room: String,
+        seq: u64,
+    },
 }
 
 /// A full-text search ([`Store::search`]).

@@ -9,6 +9,7 @@
 
 mod changes;
 mod header;
+mod people;
 
 use std::cell::Cell;
 use std::sync::Arc;
@@ -24,6 +25,7 @@ pub use changes::{
     Reaction, ReactionBody, RoomState, quoted_text,
 };
 use header::Headed;
+pub use people::{DirectoryBody, DirectoryEntry, ReadBody, RoomAddedBody, RoomSummary, RoomsBody};
 
 /// A user as the wire shows it: stable id and display name.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -167,6 +169,10 @@ pub struct Message {
     /// Extension: emoji reactions, in the order each was first added.
     #[serde(default)]
     pub reactions: Vec<Reaction>,
+    /// Extension: the ids of the room's members its `@name`s mention, as
+    /// the server resolved them when it was sent.
+    #[serde(default)]
+    pub mentions: Vec<String>,
 }
 
 impl Message {
@@ -231,6 +237,7 @@ impl Serialize for Message {
             reply_to,
             quote,
             reactions,
+            mentions,
         } = self;
         let content = MESSAGE_CONTENT.get();
         let len = 6
@@ -239,7 +246,8 @@ impl Serialize for Message {
             + usize::from(edited_at.is_some())
             + usize::from(reply_to.is_some())
             + usize::from(quote.is_some())
-            + usize::from(!reactions.is_empty());
+            + usize::from(!reactions.is_empty())
+            + usize::from(!mentions.is_empty());
         let mut fields = serializer.serialize_struct("Message", len)?;
         fields.serialize_field("room", room)?;
         fields.serialize_field("seq", seq)?;
@@ -264,6 +272,9 @@ impl Serialize for Message {
         }
         if !reactions.is_empty() {
             fields.serialize_field("reactions", reactions)?;
+        }
+        if !mentions.is_empty() {
+            fields.serialize_field("mentions", mentions)?;
         }
         fields.end()
     }
@@ -349,6 +360,30 @@ pub enum ServerFrame {
         #[serde(flatten)]
         body: SearchResultsBody,
     },
+    /// Extension: the person's read marker in a room moved (the reply to
+    /// `read`, and news for their other connections).
+    Read {
+        #[serde(rename = "ref", default)]
+        reference: Option<Ref>,
+        #[serde(flatten)]
+        body: ReadBody,
+    },
+    /// Extension: the reply to `rooms`.
+    Rooms {
+        #[serde(rename = "ref", default)]
+        reference: Option<Ref>,
+        #[serde(flatten)]
+        body: RoomsBody,
+    },
+    /// Extension: the reply to `directory`.
+    Directory {
+        #[serde(rename = "ref", default)]
+        reference: Option<Ref>,
+        #[serde(flatten)]
+        body: DirectoryBody,
+    },
+    /// Extension: a direct-message room was opened with this person.
+    RoomAdded(RoomAddedBody),
 }
 
 /// The first frame of every connection.
@@ -358,6 +393,11 @@ pub struct WelcomeBody {
     pub user: User,
     pub heartbeat_ms: u64,
     pub text: String,
+    /// Extension, for a connection without a token: the credential that
+    /// makes a later connection (`?guest=`) this same user. Signed by the
+    /// server; a fresh one each time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guest_token: Option<String>,
 }
 
 /// The reply to `join`.
@@ -378,6 +418,15 @@ pub struct JoinedBody {
     pub pins: Vec<Message>,
     /// False when more messages were missed than returned.
     pub complete: bool,
+    /// Extension: the user's read marker in the room.
+    #[serde(default)]
+    pub last_read: u64,
+    /// Extension: messages after it, not deleted, from others.
+    #[serde(default)]
+    pub unread: u64,
+    /// Extension: those of them that mention the user.
+    #[serde(default)]
+    pub unread_mentions: u64,
 }
 
 /// The reply to `leave`.
@@ -499,6 +548,10 @@ impl ServerFrame {
             ServerFrame::Reaction(_) => "reaction",
             ServerFrame::Pinned(_) => "pinned",
             ServerFrame::SearchResults { .. } => "search_results",
+            ServerFrame::Read { .. } => "read",
+            ServerFrame::Rooms { .. } => "rooms",
+            ServerFrame::Directory { .. } => "directory",
+            ServerFrame::RoomAdded(_) => "room_added",
         }
     }
 
@@ -511,8 +564,12 @@ impl ServerFrame {
             | ServerFrame::History { reference, .. }
             | ServerFrame::Pong { reference, .. }
             | ServerFrame::Error { reference, .. }
-            | ServerFrame::SearchResults { reference, .. } => reference.as_ref(),
-            ServerFrame::Welcome(_)
+            | ServerFrame::SearchResults { reference, .. }
+            | ServerFrame::Read { reference, .. }
+            | ServerFrame::Rooms { reference, .. }
+            | ServerFrame::Directory { reference, .. } => reference.as_ref(),
+            ServerFrame::RoomAdded(_)
+            | ServerFrame::Welcome(_)
             | ServerFrame::Message(_)
             | ServerFrame::Typing(_)
             | ServerFrame::Presence(_)
@@ -553,6 +610,10 @@ impl ServerFrame {
             ServerFrame::Reaction(body) => serialize_out_of_line(body, serializer),
             ServerFrame::Pinned(body) => serialize_out_of_line(body, serializer),
             ServerFrame::SearchResults { body, .. } => serialize_out_of_line(body, serializer),
+            ServerFrame::Read { body, .. } => serialize_out_of_line(body, serializer),
+            ServerFrame::Rooms { body, .. } => serialize_out_of_line(body, serializer),
+            ServerFrame::Directory { body, .. } => serialize_out_of_line(body, serializer),
+            ServerFrame::RoomAdded(body) => serialize_out_of_line(body, serializer),
         }
     }
 }
@@ -690,7 +751,14 @@ mod tests {
     #[test]
     fn messages_show_their_extensions_only_when_set() {
         let plain = serde_json::to_value(message(1)).unwrap();
-        for key in ["deleted", "edited_at", "reply_to", "quote", "reactions"] {
+        for key in [
+            "deleted",
+            "edited_at",
+            "reply_to",
+            "quote",
+            "reactions",
+            "mentions",
+        ] {
             assert!(plain.get(key).is_none(), "{key} in {plain}");
         }
         let rich = rich_message(6);

@@ -75,6 +75,7 @@ fn strings(request: &Request, max: usize) {
         Request::Join { room, .. }
         | Request::Leave { room }
         | Request::History { room, .. }
+        | Request::Read { room, .. }
         | Request::Typing { room } => {
             let _ = validate::room(room, max);
         }
@@ -112,7 +113,15 @@ fn strings(request: &Request, max: usize) {
                 let _ = validate::client_id(id);
             }
         }
-        Request::Ping => {}
+        Request::Dm { user } => {
+            if let Some(room) = crate::people::dm_room(user, user) {
+                assert_eq!(
+                    crate::people::dm_peer(&room, user).as_deref(),
+                    Some(&**user)
+                );
+            }
+        }
+        Request::Rooms | Request::Directory | Request::Ping => {}
     }
 }
 

@@ -17,6 +17,7 @@ pub mod codes;
 pub mod frames;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod people;
 pub mod request;
 #[doc(hidden)]
 pub mod samples;
@@ -24,9 +25,9 @@ pub mod validate;
 
 pub use codes::{CloseCode, ErrorCode};
 pub use frames::{
-    AckBody, Change, DeletedBody, EditedBody, EncodedUser, ErrorBody, HistoryBody, JoinedBody,
-    LeftBody, Member, Members, Message, PinnedBody, PongBody, PresenceBody, PresenceEvent, Quote,
-    Reaction, ReactionBody, RoomState, SearchResultsBody, ServerFrame, TypingBody, User,
-    WelcomeBody,
+    AckBody, Change, DeletedBody, DirectoryBody, DirectoryEntry, EditedBody, EncodedUser,
+    ErrorBody, HistoryBody, JoinedBody, LeftBody, Member, Members, Message, PinnedBody, PongBody,
+    PresenceBody, PresenceEvent, Quote, Reaction, ReactionBody, ReadBody, RoomAddedBody, RoomState,
+    RoomSummary, RoomsBody, SearchResultsBody, ServerFrame, TypingBody, User, WelcomeBody,
 };
 pub use request::{Ref, Request, RequestError, parse_request};

@@ -100,6 +100,19 @@ pub enum Request {
     Typing {
         room: String,
     },
+    /// Extension: move the user's read marker in `room` forward to `seq`.
+    Read {
+        room: String,
+        seq: u64,
+    },
+    /// Extension: the user's rooms, with unread counts.
+    Rooms,
+    /// Extension: public rooms to discover.
+    Directory,
+    /// Extension: open (and join) the direct-message room with `user`.
+    Dm {
+        user: String,
+    },
     Ping,
 }
 
@@ -212,6 +225,15 @@ pub fn parse_request(text: &str) -> Result<Envelope, RequestError> {
         }),
         "typing" => Ok(Request::Typing {
             room: fields.string("room"),
+        }),
+        "read" => Ok(Request::Read {
+            room: fields.string("room"),
+            seq: fields.u64("seq"),
+        }),
+        "rooms" => Ok(Request::Rooms),
+        "directory" => Ok(Request::Directory),
+        "dm" => Ok(Request::Dm {
+            user: fields.string("user"),
         }),
         "ping" => Ok(Request::Ping),
         other => Err(RequestError {
@@ -545,6 +567,19 @@ mod tests {
             (
                 r#"{"type":"typing","room":"r"}"#,
                 Request::Typing { room: "r".into() },
+            ),
+            (
+                r#"{"type":"read","room":"r","seq":12}"#,
+                Request::Read {
+                    room: "r".into(),
+                    seq: 12,
+                },
+            ),
+            (r#"{"type":"rooms"}"#, Request::Rooms),
+            (r#"{"type":"directory"}"#, Request::Directory),
+            (
+                r#"{"type":"dm","user":"u_2"}"#,
+                Request::Dm { user: "u_2".into() },
             ),
             (r#"{"type":"ping","ref":"p"}"#, Request::Ping),
         ];

@@ -4,9 +4,10 @@
 //! once (and [`kind_index`] stops compiling until it is placed).
 
 use crate::{
-    AckBody, Change, DeletedBody, EditedBody, ErrorBody, ErrorCode, HistoryBody, JoinedBody,
-    LeftBody, Message, PinnedBody, PongBody, PresenceBody, PresenceEvent, Quote, Reaction,
-    ReactionBody, Ref, SearchResultsBody, ServerFrame, TypingBody, User, WelcomeBody,
+    AckBody, Change, DeletedBody, DirectoryBody, DirectoryEntry, EditedBody, ErrorBody, ErrorCode,
+    HistoryBody, JoinedBody, LeftBody, Message, PinnedBody, PongBody, PresenceBody, PresenceEvent,
+    Quote, Reaction, ReactionBody, ReadBody, Ref, RoomAddedBody, RoomSummary, RoomsBody,
+    SearchResultsBody, ServerFrame, TypingBody, User, WelcomeBody,
 };
 
 pub fn alice() -> User {
@@ -39,6 +40,7 @@ pub fn rich_message(seq: u64) -> Message {
             count: 2,
             users: vec![alice(), bob()],
         }],
+        mentions: vec![bob().id],
         ..message(seq)
     }
 }
@@ -116,6 +118,7 @@ pub fn every_kind(reference: Option<Ref>) -> Vec<ServerFrame> {
             user: alice(),
             heartbeat_ms: 25000,
             text: "hi".into(),
+            guest_token: Some("g.t.s".into()),
         }),
         ServerFrame::Joined {
             reference: reference(),
@@ -127,6 +130,9 @@ pub fn every_kind(reference: Option<Ref>) -> Vec<ServerFrame> {
                 events: changes(),
                 pins: vec![rich_message(10)],
                 complete: false,
+                last_read: 8,
+                unread: 1,
+                unread_mentions: 1,
             },
         },
         ServerFrame::Left {
@@ -187,7 +193,53 @@ pub fn every_kind(reference: Option<Ref>) -> Vec<ServerFrame> {
             next: Some(41),
         },
     }])
+    .chain(people(reference()))
     .collect()
+}
+
+/// The frames about a person, every optional field set.
+fn people(reference: Option<Ref>) -> [ServerFrame; 4] {
+    let dm = "dm:u_1,u_2";
+    [
+        ServerFrame::Read {
+            reference: reference.clone(),
+            body: ReadBody {
+                room: "general".into(),
+                seq: 9,
+                unread: 2,
+                unread_mentions: 1,
+            },
+        },
+        ServerFrame::Rooms {
+            reference: reference.clone(),
+            body: RoomsBody {
+                rooms: vec![RoomSummary {
+                    room: dm.into(),
+                    seq: 10,
+                    last_read: 8,
+                    unread: 2,
+                    unread_mentions: 1,
+                    last: Some(rich_message(10)),
+                    with: Some(bob()),
+                }],
+            },
+        },
+        ServerFrame::Directory {
+            reference,
+            body: DirectoryBody {
+                rooms: vec![DirectoryEntry {
+                    room: "general".into(),
+                    members: 3,
+                    seq: 10,
+                    last_ts: Some(1763800000123),
+                }],
+            },
+        },
+        ServerFrame::RoomAdded(RoomAddedBody {
+            room: dm.into(),
+            with: bob(),
+        }),
+    ]
 }
 
 /// The sample's place of each kind: a new kind fails to compile here,
@@ -210,7 +262,11 @@ pub fn kind_index(frame: &ServerFrame) -> usize {
         ServerFrame::Reaction(_) => 12,
         ServerFrame::Pinned(_) => 13,
         ServerFrame::SearchResults { .. } => 14,
+        ServerFrame::Read { .. } => 15,
+        ServerFrame::Rooms { .. } => 16,
+        ServerFrame::Directory { .. } => 17,
+        ServerFrame::RoomAdded(_) => 18,
     }
 }
 
-pub const KINDS: usize = 15;
+pub const KINDS: usize = 19;

@@ -70,9 +70,22 @@ fn check_name(name: &str, max_chars: usize, what: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Checks a room name (error code `invalid_room`).
+/// Checks a room name (error code `invalid_room`). Names starting with
+/// [`DM_PREFIX`](crate::people::DM_PREFIX) are direct-message rooms: they
+/// must be exactly such a room's name, and their length follows from
+/// their users' ids rather than `max_chars`.
 pub fn room(name: &str, max_chars: usize) -> Result<(), Invalid> {
-    check_name(name, max_chars, "room name").map_err(|m| invalid(ErrorCode::InvalidRoom, m))
+    let room_error = |m| invalid(ErrorCode::InvalidRoom, m);
+    if name.starts_with(crate::people::DM_PREFIX) {
+        if crate::people::dm_users(name).is_none() {
+            return Err(room_error(format!(
+                "room names starting with `{}` are direct-message rooms; open one with `dm`",
+                crate::people::DM_PREFIX
+            )));
+        }
+        return check_name(name, name.chars().count(), "room name").map_err(room_error);
+    }
+    check_name(name, max_chars, "room name").map_err(room_error)
 }
 
 /// Checks a display name (refused at the upgrade, so no error code applies;

@@ -1,0 +1,218 @@
+//! People beside the rooms' sequences: memberships and read markers,
+//! written by one task in batches.
+//!
+//! A person reading fast sends a `read` per message they see; a reconnect
+//! storm re-joins thousands of rooms at once. Neither may cost a commit
+//! each. So every change goes through one queue to [`PeopleWriter`], which
+//! takes whatever waits, keeps only the furthest `read` of each person in
+//! each room, and stores it all in one transaction
+//! ([`Store::record`]); the changes that came in meanwhile make the next
+//! batch, at least [`SPACING`] later. A `read` is answered once its
+//! batch is durable (an answer means stored, as an ack does), and each of
+//! the person's other connections, on every node, hears where the marker
+//! now is, so reading on one device clears the badge on another.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chat_protocol::{ReadBody, Ref, ServerFrame};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+use crate::broker::Broker;
+use crate::event::Outbox;
+use crate::store::{PersonChange, ReadState, Store};
+
+/// Least time between the starts of two batches: under a steady stream
+/// of `read`s, one commit per this period at most.
+pub const SPACING: Duration = Duration::from_millis(50);
+
+/// Changes waiting for the writer, node-wide, before more are refused.
+pub const QUEUE: usize = 65_536;
+
+/// Who asked for a `read`, to answer them.
+#[derive(Debug)]
+pub struct Asker {
+    pub outbox: Outbox,
+    pub reference: Option<Ref>,
+}
+
+enum Queued {
+    Change(PersonChange, Option<Asker>),
+    /// Answered once everything queued before it is stored.
+    Flush(oneshot::Sender<()>),
+}
+
+/// The sending side of the writer's queue.
+#[derive(Clone)]
+pub struct PeopleQueue {
+    tx: mpsc::Sender<Queued>,
+}
+
+/// The queue is full: the store is far behind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Full;
+
+impl PeopleQueue {
+    /// Queues a change; `asker` is answered with the new read state (for
+    /// a `read`) or, if it fails, an error.
+    pub fn record(&self, change: PersonChange, asker: Option<Asker>) -> Result<(), Full> {
+        self.tx
+            .try_send(Queued::Change(change, asker))
+            .map_err(|_| Full)
+    }
+
+    /// Resolves once every change queued before the call is stored (or
+    /// failed).
+    pub async fn flush(&self) {
+        let (done, flushed) = oneshot::channel();
+        if self.tx.send(Queued::Flush(done)).await.is_ok() {
+            let _ = flushed.await;
+        }
+    }
+}
+
+/// Starts the writer task.
+pub fn start(store: Arc<dyn Store>, broker: Arc<dyn Broker>) -> PeopleQueue {
+    let (tx, rx) = mpsc::channel(QUEUE);
+    tokio::spawn(PeopleWriter { store, broker }.run(rx));
+    PeopleQueue { tx }
+}
+
+struct PeopleWriter {
+    store: Arc<dyn Store>,
+    broker: Arc<dyn Broker>,
+}
+
+/// One batch: the changes to store, the `read` requests to answer, and
+/// the flushes waiting on it.
+#[derive(Default)]
+struct Batch {
+    changes: Vec<PersonChange>,
+    /// Index in `changes` of each person's `read` of each room.
+    reads: HashMap<(String, String), usize>,
+    askers: Vec<((String, String), Asker)>,
+    flushes: Vec<oneshot::Sender<()>>,
+}
+
+impl Batch {
+    fn add(&mut self, queued: Queued) {
+        match queued {
+            Queued::Flush(done) => self.flushes.push(done),
+            Queued::Change(PersonChange::Read { user, room, seq }, asker) => {
+                let key = (user, room);
+                match self.reads.get(&key) {
+                    Some(&at) => {
+                        if let PersonChange::Read { seq: furthest, .. } = &mut self.changes[at] {
+                            *furthest = (*furthest).max(seq);
+                        }
+                    }
+                    None => {
+                        self.reads.insert(key.clone(), self.changes.len());
+                        self.changes.push(PersonChange::Read {
+                            user: key.0.clone(),
+                            room: key.1.clone(),
+                            seq,
+                        });
+                    }
+                }
+                if let Some(asker) = asker {
+                    self.askers.push((key, asker));
+                }
+            }
+            Queued::Change(change, _) => self.changes.push(change),
+        }
+    }
+}
+
+impl PeopleWriter {
+    async fn run(self, mut rx: mpsc::Receiver<Queued>) {
+        let mut next_start = Instant::now();
+        while let Some(first) = rx.recv().await {
+            let mut batch = Batch::default();
+            batch.add(first);
+            // Whatever else arrives before the spacing is up joins it.
+            loop {
+                match tokio::time::timeout_at(next_start, rx.recv()).await {
+                    Ok(Some(queued)) => batch.add(queued),
+                    Ok(None) | Err(_) => break,
+                }
+            }
+            while let Ok(queued) = rx.try_recv() {
+                batch.add(queued);
+            }
+            next_start = Instant::now() + SPACING;
+            self.write(batch).await;
+        }
+    }
+
+    async fn write(&self, batch: Batch) {
+        let Batch {
+            changes,
+            reads,
+            askers,
+            flushes,
+        } = batch;
+        let outcome = if changes.is_empty() {
+            Ok(Vec::new())
+        } else {
+            self.store.record(changes.clone()).await
+        };
+        match outcome {
+            Ok(states) => self.announce(&changes, &reads, states, askers),
+            Err(e) => {
+                tracing::warn!(error = %e, "storing read markers and memberships failed");
+                for (_, asker) in askers {
+                    asker.outbox.reply(crate::store_failed(asker.reference, &e));
+                }
+            }
+        }
+        for done in flushes {
+            let _ = done.send(());
+        }
+    }
+
+    /// Answers each `read` and tells the person's other connections.
+    fn announce(
+        &self,
+        changes: &[PersonChange],
+        reads: &HashMap<(String, String), usize>,
+        states: Vec<ReadState>,
+        askers: Vec<((String, String), Asker)>,
+    ) {
+        let read_changes = changes
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| matches!(c, PersonChange::Read { .. }));
+        let mut state_at = HashMap::new();
+        for ((at, _), state) in read_changes.zip(states) {
+            state_at.insert(at, state);
+        }
+        let frame = |key: &(String, String), reference| {
+            let state = reads.get(key).and_then(|at| state_at.get(at))?;
+            Some(ServerFrame::Read {
+                reference,
+                body: ReadBody {
+                    room: key.1.clone(),
+                    seq: state.last_read,
+                    unread: state.unread,
+                    unread_mentions: state.unread_mentions,
+                },
+            })
+        };
+        let mut told = HashMap::new();
+        for (key, asker) in askers {
+            if let Some(reply) = frame(&key, asker.reference) {
+                asker.outbox.reply(reply);
+            }
+            told.insert(key, asker.outbox.conn());
+        }
+        for key in reads.keys() {
+            if let Some(news) = frame(key, None) {
+                self.broker
+                    .publish_to_user(&key.0, news, told.get(key).copied());
+            }
+        }
+    }
+}
