@@ -477,6 +477,9 @@ mod tests {
                 events: vec![],
                 pins: vec![],
                 complete: true,
+                last_read: 0,
+                unread: 0,
+                unread_mentions: 0,
             },
         }
     }

@@ -238,6 +238,11 @@ pub trait Store: Send + Sync + 'static {
     /// The user with this id, as last seen joining a room; `None` if they
     /// never joined one.
     async fn person(&self, user: &str) -> Result<Option<User>, StoreError>;
+
+    /// The value kept under `name`, which is `fresh` if there was none
+    /// yet: the first server to start with this storage sets it, and every
+    /// later one (every node of a cluster) reads the same.
+    async fn shared_secret(&self, name: &str, fresh: String) -> Result<String, StoreError>;
 }
 
 /// A user's place in a room.

@@ -40,6 +40,9 @@ use subtle::ConstantTimeEq;
 
 use chat_core::{Identity, Role, RoomAccess};
 
+mod guest;
+pub use guest::{GuestKeys, ShortSecret, new_secret};
+
 /// Clock difference tolerated on `exp` and `nbf`, in seconds.
 pub const LEEWAY_SECS: u64 = 30;
 
@@ -164,6 +167,8 @@ pub enum Refused {
     MissingClaim(&'static str),
     #[error("token claim `{0}` is not valid")]
     BadClaim(&'static str),
+    #[error("guest credential not accepted: connect without it to be a new guest")]
+    Guest,
 }
 
 impl IntoResponse for Refused {
@@ -194,6 +199,9 @@ pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
 pub struct Authenticator {
     jwt: Option<Verifier>,
     allow_anonymous: bool,
+    /// Set once the server has its guest secret: guests then get a
+    /// credential, and may come back with it.
+    guests: Option<GuestKeys>,
 }
 
 struct Verifier {
@@ -219,7 +227,19 @@ impl Authenticator {
         Ok(Authenticator {
             jwt,
             allow_anonymous: config.allow_anonymous,
+            guests: None,
         })
+    }
+
+    /// Whether guests (connections without a token) are let in: only
+    /// then is a guest secret needed.
+    pub fn allows_guests(&self) -> bool {
+        self.allow_anonymous
+    }
+
+    /// Signs and checks guest credentials with `keys` from now on.
+    pub fn set_guest_keys(&mut self, keys: GuestKeys) {
+        self.guests = Some(keys);
     }
 
     /// Whether connections need a token.
@@ -227,20 +247,36 @@ impl Authenticator {
         !self.allow_anonymous
     }
 
-    /// Who a connection is: the holder of `token`, or an anonymous user
-    /// called `name` (already validated by the transport) when anonymous
-    /// connections are allowed.
+    /// Who a connection is: the holder of `token`; else, when anonymous
+    /// connections are allowed, the guest `guest` names (a credential a
+    /// `welcome` gave) or a new guest, called `name` (already validated by
+    /// the transport). A token wins over a credential.
     pub fn authenticate(
         &self,
         token: Option<&str>,
+        guest: Option<&str>,
         name: Option<String>,
     ) -> Result<Identity, Refused> {
         match (token, &self.jwt) {
             (Some(token), Some(verifier)) => verifier.verify(token, name),
             (Some(_), None) => Err(Refused::NotAccepted),
-            (None, _) if self.allow_anonymous => Ok(Identity::anonymous(name)),
+            (None, _) if self.allow_anonymous => self.guest(guest, name),
             (None, _) => Err(Refused::Missing),
         }
+    }
+
+    fn guest(&self, credential: Option<&str>, name: Option<String>) -> Result<Identity, Refused> {
+        let Some(keys) = &self.guests else {
+            // No secret (a test's bare authenticator): guests come and go.
+            return match credential {
+                Some(_) => Err(Refused::Guest),
+                None => Ok(Identity::anonymous(None, name)),
+            };
+        };
+        let id = credential.map(|c| keys.check(c)).transpose()?;
+        let mut identity = Identity::anonymous(id, name);
+        identity.guest_token = Some(keys.issue(&identity.user.id));
+        Ok(identity)
     }
 }
 
@@ -307,12 +343,13 @@ impl Verifier {
             user: User { id, name },
             rooms,
             role,
+            guest_token: None,
         })
     }
 }
 
 /// The refusal for a `jsonwebtoken` error, without its text.
-fn refusal(kind: &ErrorKind) -> Refused {
+pub(crate) fn refusal(kind: &ErrorKind) -> Refused {
     match kind {
         ErrorKind::InvalidAlgorithm | ErrorKind::MissingAlgorithm => Refused::Algorithm,
         ErrorKind::InvalidSignature => Refused::Signature,
@@ -495,7 +532,7 @@ mod tests {
         let auth = hs256();
         let token = hs(json!({"sub": "42", "name": "Alice", "exp": now() + 60,
                                "rooms": ["general", "team-*"]}));
-        let identity = auth.authenticate(Some(&token), Some("ignored".into()));
+        let identity = auth.authenticate(Some(&token), None, Some("ignored".into()));
         let identity = identity.expect("accepted");
         assert_eq!(
             identity.user,
@@ -512,11 +549,16 @@ mod tests {
     fn without_a_name_claim_the_query_name_then_the_subject_is_used() {
         let auth = hs256();
         let token = hs(json!({"sub": "42", "exp": now() + 60}));
-        let named = auth.authenticate(Some(&token), Some("al".into())).unwrap();
+        let named = auth
+            .authenticate(Some(&token), None, Some("al".into()))
+            .unwrap();
         assert_eq!(named.user.name, "al");
         assert_eq!(named.rooms, RoomAccess::Any);
         assert_eq!(
-            auth.authenticate(Some(&token), None).unwrap().user.name,
+            auth.authenticate(Some(&token), None, None)
+                .unwrap()
+                .user
+                .name,
             "42"
         );
     }
@@ -525,15 +567,15 @@ mod tests {
     fn expiry_is_checked_with_a_small_leeway() {
         let auth = hs256();
         let just = hs(json!({"sub": "1", "exp": now() - 5}));
-        assert!(auth.authenticate(Some(&just), None).is_ok());
+        assert!(auth.authenticate(Some(&just), None, None).is_ok());
         let long_ago = hs(json!({"sub": "1", "exp": now() - 2 * LEEWAY_SECS}));
         assert_eq!(
-            auth.authenticate(Some(&long_ago), None),
+            auth.authenticate(Some(&long_ago), None, None),
             Err(Refused::Expired)
         );
         let later = hs(json!({"sub": "1", "exp": now() + 600, "nbf": now() + 300}));
         assert_eq!(
-            auth.authenticate(Some(&later), None),
+            auth.authenticate(Some(&later), None, None),
             Err(Refused::NotYetValid)
         );
     }
@@ -541,7 +583,7 @@ mod tests {
     #[test]
     fn exp_and_sub_are_required_and_must_be_sane() {
         let auth = hs256();
-        let check = |claims: Value| auth.authenticate(Some(&hs(claims)), None);
+        let check = |claims: Value| auth.authenticate(Some(&hs(claims)), None, None);
         assert_eq!(
             check(json!({"sub": "1"})),
             Err(Refused::MissingClaim("exp"))
@@ -586,32 +628,42 @@ mod tests {
         let claims = json!({"sub": "1", "exp": now() + 60});
         let other_key = EncodingKey::from_secret(b"another secret, also 32 bytes long");
         assert_eq!(
-            auth.authenticate(Some(&sign(Algorithm::HS256, &other_key, &claims)), None),
+            auth.authenticate(
+                Some(&sign(Algorithm::HS256, &other_key, &claims)),
+                None,
+                None
+            ),
             Err(Refused::Signature)
         );
         let hs512 = sign(Algorithm::HS512, &EncodingKey::from_secret(SECRET), &claims);
         assert_eq!(
-            auth.authenticate(Some(&hs512), None),
+            auth.authenticate(Some(&hs512), None, None),
             Err(Refused::Algorithm)
         );
         // {"alg":"none","typ":"JWT"}, the real claims, no signature.
         let valid = hs(claims);
         let payload = valid.split('.').nth(1).unwrap();
         let none = format!("eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.{payload}.");
-        assert!(auth.authenticate(Some(&none), None).is_err());
+        assert!(auth.authenticate(Some(&none), None, None).is_err());
         for junk in ["", "abc", "a.b.c", "..", &valid[..valid.len() - 3]] {
-            assert!(auth.authenticate(Some(junk), None).is_err(), "{junk:?}");
+            assert!(
+                auth.authenticate(Some(junk), None, None).is_err(),
+                "{junk:?}"
+            );
         }
     }
 
     #[test]
     fn anonymous_connections_follow_the_setting() {
-        assert_eq!(hs256().authenticate(None, None), Err(Refused::Missing));
+        assert_eq!(
+            hs256().authenticate(None, None, None),
+            Err(Refused::Missing)
+        );
         let open = Authenticator::new(&AuthConfig::default()).unwrap();
-        let guest = open.authenticate(None, Some("bob".into())).unwrap();
+        let guest = open.authenticate(None, None, Some("bob".into())).unwrap();
         assert_eq!(guest.user.name, "bob");
         assert_eq!(
-            open.authenticate(Some("a.b.c"), None),
+            open.authenticate(Some("a.b.c"), None, None),
             Err(Refused::NotAccepted)
         );
     }
@@ -634,10 +686,17 @@ mod tests {
         let private = EncodingKey::from_rsa_pem(RSA_PRIVATE.as_bytes()).unwrap();
         let claims = json!({"sub": "7", "aud": "chat", "exp": now() + 60});
         let token = sign(Algorithm::RS256, &private, &claims);
-        assert_eq!(auth.authenticate(Some(&token), None).unwrap().user.id, "7");
+        assert_eq!(
+            auth.authenticate(Some(&token), None, None).unwrap().user.id,
+            "7"
+        );
         let elsewhere = json!({"sub": "7", "aud": "mail", "exp": now() + 60});
         assert_eq!(
-            auth.authenticate(Some(&sign(Algorithm::RS256, &private, &elsewhere)), None),
+            auth.authenticate(
+                Some(&sign(Algorithm::RS256, &private, &elsewhere)),
+                None,
+                None
+            ),
             Err(Refused::BadClaim("aud"))
         );
         let confused = sign(
@@ -646,7 +705,7 @@ mod tests {
             &claims,
         );
         assert_eq!(
-            auth.authenticate(Some(&confused), None),
+            auth.authenticate(Some(&confused), None, None),
             Err(Refused::Algorithm)
         );
     }

@@ -300,6 +300,19 @@ pub struct Settings {
     #[arg(long, env = "CHAT_ALLOW_ANONYMOUS", value_name = "BOOL")]
     pub allow_anonymous: Option<bool>,
 
+    /// Secret that signs guests' credentials (what keeps a guest the same
+    /// user across tabs and reconnects), at least 32 bytes [default: one
+    /// made on first start and kept in the data directory, or in
+    /// PostgreSQL, shared by a cluster's nodes]. Changing it makes every
+    /// guest a new user.
+    #[arg(
+        long,
+        env = "CHAT_GUEST_SECRET",
+        value_name = "SECRET",
+        hide_env_values = true
+    )]
+    pub guest_secret: Option<Secret>,
+
     /// Key for the HTTP API (`/api/…`, `Authorization: Bearer KEY`), at
     /// least 16 bytes. Without one, the API answers only loopback callers
     /// (and 404 to everyone else). Prefer the environment: other users can
@@ -365,6 +378,8 @@ pub struct Config {
     /// `None`: plain HTTP.
     pub tls: Option<TlsConfig>,
     pub auth: AuthConfig,
+    /// `None`: made on first start and kept (see `--guest-secret`).
+    pub guest_secret: Option<Secret>,
     /// `None`: the API serves loopback callers only.
     pub api_key: Option<crate::auth::ApiKey>,
     /// `None`: no per-address limit.
@@ -424,6 +439,7 @@ impl Config {
             shutdown_timeout: millis_or(s.shutdown_timeout_ms, DEFAULT_SHUTDOWN_TIMEOUT),
             tls: tls(&s)?,
             auth: auth_config(&s)?,
+            guest_secret: guest_secret(&s)?,
             log_format: s.log_format.unwrap_or(DEFAULT_LOG_FORMAT),
             // Last, the fields moved out of `s`, once nothing borrows it.
             log_level: s.log_level.unwrap_or_else(|| DEFAULT_LOG_LEVEL.into()),
@@ -452,7 +468,7 @@ fn layered(flags: Settings) -> Result<Settings, ConfigError> {
         body_timeout_ms, max_pending_connections, max_pending_connections_per_ip,
         ws_echo, log_format, log_level,
         tls_cert, tls_key, jwt_secret, jwt_secret_file, jwt_public_key, jwt_algorithm,
-        jwt_audience, jwt_issuer, allow_anonymous,
+        jwt_audience, jwt_issuer, allow_anonymous, guest_secret,
         api_key, max_connections_per_ip, max_connects_per_ip_per_sec, idle_timeout_secs,
         retention_messages,
         retention_days, retention_interval_secs,
@@ -694,6 +710,15 @@ fn auth_config(s: &Settings) -> Result<AuthConfig, ConfigError> {
         }),
         allow_anonymous,
     })
+}
+
+/// `--guest-secret`, if given: long enough to sign with.
+fn guest_secret(s: &Settings) -> Result<Option<Secret>, ConfigError> {
+    let Some(secret) = &s.guest_secret else {
+        return Ok(None);
+    };
+    crate::auth::GuestKeys::new(secret).map_err(|e| invalid("guest_secret", &e.to_string()))?;
+    Ok(Some(secret.clone()))
 }
 
 /// The one JWT key given, if any.

@@ -13,7 +13,7 @@ use tokio::net::{TcpListener, TcpSocket};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::{AbortOnDropHandle, TaskTracker};
 
-use crate::auth::Authenticator;
+use crate::auth::{Authenticator, GuestKeys, Secret};
 use crate::broker::RedisBroker;
 use crate::config::Config;
 use crate::edge::Edge;
@@ -46,6 +46,26 @@ pub enum ServerError {
     Auth(#[from] crate::auth::SetupError),
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
+    #[error("cannot read or keep the guest secret: {0}")]
+    GuestSecret(#[source] chat_core::store::StoreError),
+    #[error("the guest secret kept in storage is unusable: {0}")]
+    ShortGuestSecret(#[from] crate::auth::ShortSecret),
+}
+
+/// The keys of guest credentials: `--guest-secret`, else the secret the
+/// storage keeps (made by the first server to start on it), so that a
+/// guest stays themselves across restarts and on every node of a cluster.
+async fn guest_keys(config: &Config, store: &dyn Store) -> Result<GuestKeys, ServerError> {
+    let secret = match &config.guest_secret {
+        Some(secret) => secret.clone(),
+        None => Secret::new(
+            store
+                .shared_secret("guest", crate::auth::new_secret())
+                .await
+                .map_err(ServerError::GuestSecret)?,
+        ),
+    };
+    Ok(GuestKeys::new(&secret)?)
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
@@ -106,7 +126,7 @@ impl Server {
         prometheus: Option<PrometheusHandle>,
     ) -> Result<Server, ServerError> {
         // Keys and certificates first: a bad one stops the start at once.
-        let auth = Authenticator::new(&config.auth)?;
+        let mut auth = Authenticator::new(&config.auth)?;
         let tls = config.tls.clone().map(Tls::load).transpose()?;
         // SQLite in the data directory unless a PostgreSQL URL is given.
         let store: Arc<dyn Store> = match &config.database_url {
@@ -123,6 +143,9 @@ impl Server {
                 config.store_busy_timeout,
             )?),
         };
+        if auth.allows_guests() {
+            auth.set_guest_keys(guest_keys(config, store.as_ref()).await?);
+        }
         // Cluster mode with a Redis URL: fan-out and presence across nodes.
         let redis = match &config.redis {
             Some(redis) => Some(RedisBroker::connect(redis.clone()).await?),

@@ -17,6 +17,12 @@
 //! node that died between its commit and its publish. After a lost Redis
 //! connection every room is caught up from the store the same way.
 //!
+//! **People.** News for a person rather than a room (a read marker that
+//! moved, a direct-message room opened) goes on one channel,
+//! `{prefix}people`, that every node listens to; each delivers it to the
+//! person's connections it holds. It carries no order or recovery: it is
+//! a hint that the next `rooms` or `join` confirms from the store.
+//!
 //! **Presence.** Each node keeps its users of each room in the hash
 //! `{prefix}members:{node}:{room}` (user id → user JSON), the rooms it has
 //! users in in `{prefix}rooms:{node}`, and proves it is alive with the key
@@ -133,6 +139,7 @@ pub fn redact(url: &str) -> String {
 #[derive(Debug, Serialize, Deserialize)]
 struct Wire {
     node: String,
+    /// The room; for news for a person, their user id.
     room: String,
     frame: ServerFrame,
 }
@@ -140,9 +147,22 @@ struct Wire {
 /// A Redis command for the writer task, sent in order.
 #[derive(Debug)]
 enum Write {
-    Publish { room: Arc<str>, payload: Vec<u8> },
-    Present { room: Arc<str>, user: User },
-    Absent { room: Arc<str>, user_id: String },
+    Publish {
+        room: Arc<str>,
+        payload: Vec<u8>,
+    },
+    /// News for a person, on the channel every node listens to.
+    PublishPeople {
+        payload: Vec<u8>,
+    },
+    Present {
+        room: Arc<str>,
+        user: User,
+    },
+    Absent {
+        room: Arc<str>,
+        user_id: String,
+    },
 }
 
 #[derive(Debug)]
@@ -331,6 +351,22 @@ impl Broker for RedisBroker {
         shared.publish_wire(&room, frame);
     }
 
+    fn publish_to_user(&self, user: &str, frame: ServerFrame, skip: Option<chat_core::ConnId>) {
+        let shared = &self.shared;
+        shared.rooms.deliver_to_user(user, &frame, skip);
+        let wire = Wire {
+            node: shared.node.clone(),
+            room: user.to_owned(),
+            frame,
+        };
+        match serde_json::to_vec(&wire) {
+            Ok(payload) => {
+                let _ = shared.writes.send(Write::PublishPeople { payload });
+            }
+            Err(error) => tracing::error!(%error, "cannot encode news for a person"),
+        }
+    }
+
     async fn subscribe(&self, room: &Arc<str>) -> Result<(), BrokerError> {
         let shared = &self.shared;
         let (sub, first) = {
@@ -406,6 +442,12 @@ impl Broker for RedisBroker {
 impl Shared {
     fn channel(&self, room: &str) -> String {
         format!("{}room:{room}", self.prefix)
+    }
+
+    /// Where news for a person goes: every node listens, and delivers it
+    /// to that person's connections there.
+    fn people_channel(&self) -> String {
+        format!("{}people", self.prefix)
     }
 
     fn node_key(&self, node: &str) -> String {
@@ -716,6 +758,14 @@ impl Shared {
         if wire.node == self.node {
             return; // delivered locally when published
         }
+        if matches!(
+            wire.frame,
+            ServerFrame::Read { .. } | ServerFrame::RoomAdded(_)
+        ) {
+            // News for a person: `room` names the user.
+            self.rooms.deliver_to_user(&wire.room, &wire.frame, None);
+            return;
+        }
         let Some(sub) = self.current(&wire.room) else {
             return;
         };
@@ -959,6 +1009,12 @@ async fn write(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Write>) {
                         .arg(payload)
                         .ignore();
                 }
+                Write::PublishPeople { payload } => {
+                    pipe.cmd("PUBLISH")
+                        .arg(shared.people_channel())
+                        .arg(payload)
+                        .ignore();
+                }
                 Write::Present { room, user } => {
                     presence = true;
                     if let Ok(json) = serde_json::to_string(&user) {
@@ -1031,8 +1087,9 @@ async fn listen(shared: Arc<Shared>, mut control: mpsc::UnboundedReceiver<Contro
             .values()
             .map(|s| s.room.clone())
             .collect();
-        if !subs.is_empty() {
-            let channels: Vec<String> = subs.iter().map(|s| shared.channel(&s.name)).collect();
+        {
+            let mut channels: Vec<String> = subs.iter().map(|s| shared.channel(&s.name)).collect();
+            channels.push(shared.people_channel());
             if !matches!(
                 tokio::time::timeout(OP_TIMEOUT, sink.subscribe(channels)).await,
                 Ok(Ok(()))

@@ -21,8 +21,8 @@
 //!   `type` or `ref` in an ack.
 
 use chat_protocol::{
-    AckBody, ErrorBody, ErrorCode, HistoryBody, JoinedBody, LeftBody, PongBody, Ref, Request,
-    SearchResultsBody, ServerFrame, request::Envelope,
+    AckBody, DirectoryBody, ErrorBody, ErrorCode, HistoryBody, JoinedBody, LeftBody, PongBody,
+    ReadBody, Ref, Request, RoomsBody, SearchResultsBody, ServerFrame, request::Envelope,
 };
 use engineioxide::Str;
 use serde_json::{Map, Value as Json, json};
@@ -193,6 +193,13 @@ fn as_event(request: &Request) -> Option<Json> {
             ),
         ),
         Request::Typing { room } => ("typing", fields(room, [])),
+        Request::Read { room, seq } => ("read", fields(room, [("seq", Some(Json::from(*seq)))])),
+        Request::Rooms => ("rooms", Map::new()),
+        Request::Directory => ("directory", Map::new()),
+        Request::Dm { user } => (
+            "dm",
+            Map::from_iter([("user".to_owned(), Json::from(user.as_str()))]),
+        ),
         Request::Search {
             query,
             room,
@@ -240,6 +247,9 @@ fn replies(envelope: &Envelope, ack: Option<i64>) {
                 events: Vec::new(),
                 pins: Vec::new(),
                 complete: true,
+                last_read: 0,
+                unread: 0,
+                unread_mentions: 0,
             },
         },
         Request::Leave { room } => ServerFrame::Left {
@@ -280,6 +290,37 @@ fn replies(envelope: &Envelope, ack: Option<i64>) {
                 room: room.clone(),
                 results: Vec::new(),
                 next: None,
+            },
+        },
+        Request::Read { room, seq } => ServerFrame::Read {
+            reference,
+            body: ReadBody {
+                room: room.clone(),
+                seq: *seq,
+                ..ReadBody::default()
+            },
+        },
+        Request::Rooms => ServerFrame::Rooms {
+            reference,
+            body: RoomsBody { rooms: Vec::new() },
+        },
+        Request::Directory => ServerFrame::Directory {
+            reference,
+            body: DirectoryBody { rooms: Vec::new() },
+        },
+        Request::Dm { user } => ServerFrame::Joined {
+            reference,
+            body: JoinedBody {
+                room: chat_protocol::people::dm_room(user, user).unwrap_or_default(),
+                seq: 0,
+                members: Vec::new().into(),
+                messages: Vec::new(),
+                events: Vec::new(),
+                pins: Vec::new(),
+                complete: true,
+                last_read: 0,
+                unread: 0,
+                unread_mentions: 0,
             },
         },
         // The core answers `typing` with nothing; a callback gets its room.

@@ -26,6 +26,14 @@ impl Recorder {
 }
 
 impl Broker for Recorder {
+    fn publish_to_user(
+        &self,
+        _: &str,
+        _: chat_protocol::ServerFrame,
+        _: Option<chat_core::ConnId>,
+    ) {
+    }
+
     fn publish(&self, event: Arc<RoomEvent>) {
         let seen = match &event.kind {
             EventKind::Message(m) => format!("message {}", m.seq),

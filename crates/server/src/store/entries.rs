@@ -65,6 +65,13 @@ pub fn like_escaped(text: &str) -> String {
     escaped
 }
 
+/// The least string greater than every string starting with `prefix` (in
+/// byte order, which both backends compare these columns in): a range
+/// `>= prefix AND < this` finds them on an index.
+pub fn upper_bound_of_prefix(prefix: &str) -> String {
+    format!("{prefix}{}", char::MAX)
+}
+
 /// The kind of an entry, as stored in its row's `kind` column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {

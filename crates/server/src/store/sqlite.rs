@@ -41,6 +41,7 @@ use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
 mod append;
+mod people;
 mod read;
 mod search;
 
@@ -49,9 +50,11 @@ use read::{page_after, page_before, versions};
 use search::{INDEX_INTERVAL, index_pending, search};
 
 use chat_core::store::{
-    Appended, Cause, Draft, Found, PURGE_CHUNK, Page, Retention, Search, Store, StoreError, Version,
+    Appended, Cause, Draft, Found, PURGE_CHUNK, Page, PersonChange, ReadState, Retention, Search,
+    Store, StoreError, Version,
 };
 use chat_core::sync::lock;
+use chat_protocol::{DirectoryEntry, RoomSummary, User};
 
 /// Reader connections: at most this many reads run at once, each on a
 /// pooled connection, so a burst of joins queues briefly instead of opening
@@ -67,8 +70,10 @@ const WAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
 
 /// 1: rooms and messages; 2: `messages.deleted` (tombstones); 3: changes
 /// in the sequence (`kind`, `target`, `emoji`, `edited_at`, `original`),
-/// reactions, pins, and the search index (`search`, `search_id`).
-const SCHEMA_VERSION: i64 = 3;
+/// reactions, pins, and the search index (`search`, `search_id`); 4:
+/// people: `members` (memberships, read markers), `mentions`, and
+/// `messages.mentions`, and `secrets`.
+const SCHEMA_VERSION: i64 = 4;
 
 /// From version 1: tombstones. New databases get the column from [`SCHEMA`].
 const MIGRATE_1_TO_2: &str = "ALTER TABLE messages ADD COLUMN deleted INTEGER NOT NULL DEFAULT 0;";
@@ -83,6 +88,10 @@ ALTER TABLE messages ADD COLUMN edited_at INTEGER;
 ALTER TABLE messages ADD COLUMN original TEXT;
 ALTER TABLE messages ADD COLUMN search_id INTEGER;
 ";
+
+/// From version 3: who messages mention. The new tables come from
+/// [`SCHEMA`].
+const MIGRATE_3_TO_4: &str = "ALTER TABLE messages ADD COLUMN mentions TEXT;";
 
 /// After [`SCHEMA`], from version 2 or older: the messages stored so far
 /// go into the search index, numbered in the order they were stored.
@@ -123,6 +132,7 @@ CREATE TABLE IF NOT EXISTS messages (
     edited_at INTEGER,
     original  TEXT,
     search_id INTEGER,
+    mentions  TEXT,
     PRIMARY KEY (room, seq)
 ) WITHOUT ROWID;
 CREATE UNIQUE INDEX IF NOT EXISTS messages_room_id ON messages (room, id);
@@ -161,6 +171,31 @@ CREATE TABLE IF NOT EXISTS pins (
     target INTEGER NOT NULL,
     seq    INTEGER NOT NULL,
     PRIMARY KEY (room, target)
+) WITHOUT ROWID;
+-- A person's rooms (joined and not left), their read marker in each, and
+-- the name `@name` mentions in the room are resolved against (`name_key`
+-- is it in lower case).
+CREATE TABLE IF NOT EXISTS members (
+    user_id   TEXT    NOT NULL,
+    room      TEXT    NOT NULL,
+    user_name TEXT    NOT NULL,
+    name_key  TEXT    NOT NULL,
+    last_read INTEGER NOT NULL,
+    joined_ts INTEGER NOT NULL,
+    PRIMARY KEY (user_id, room)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS members_room_name ON members (room, name_key);
+-- Values the server keeps for itself (the guest credentials' secret).
+CREATE TABLE IF NOT EXISTS secrets (
+    name  TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+) WITHOUT ROWID;
+-- Who each message mentions (also listed in `messages.mentions`).
+CREATE TABLE IF NOT EXISTS mentions (
+    user_id TEXT    NOT NULL,
+    room    TEXT    NOT NULL,
+    seq     INTEGER NOT NULL,
+    PRIMARY KEY (user_id, room, seq)
 ) WITHOUT ROWID;
 ";
 
@@ -270,8 +305,12 @@ impl SqliteStore {
             });
         }
         let (migrate, backfill) = match version {
-            1 => (format!("{MIGRATE_1_TO_2} {MIGRATE_2_TO_3}"), INDEX_EXISTING),
-            2 => (MIGRATE_2_TO_3.to_owned(), INDEX_EXISTING),
+            1 => (
+                format!("{MIGRATE_1_TO_2} {MIGRATE_2_TO_3} {MIGRATE_3_TO_4}"),
+                INDEX_EXISTING,
+            ),
+            2 => (format!("{MIGRATE_2_TO_3} {MIGRATE_3_TO_4}"), INDEX_EXISTING),
+            3 => (MIGRATE_3_TO_4.to_owned(), ""),
             _ => (String::new(), ""),
         };
         writer
@@ -424,11 +463,15 @@ fn purge_chunk(conn: &mut Connection, room: &str, retention: Retention) -> rusql
         )?
         .execute(bounds)?;
     if deleted > 0 {
-        // Reactions and pins of messages that went, with them.
-        for table in ["reactions", "pins"] {
+        // Reactions, pins and mentions of messages that went, with them.
+        for (table, column) in [
+            ("reactions", "target"),
+            ("pins", "target"),
+            ("mentions", "seq"),
+        ] {
             tx.prepare_cached(&format!(
                 "DELETE FROM {table} WHERE room = ?1 AND NOT EXISTS (
-                     SELECT 1 FROM messages m WHERE m.room = ?1 AND m.seq = {table}.target)"
+                     SELECT 1 FROM messages m WHERE m.room = ?1 AND m.seq = {table}.{column})"
             ))?
             .execute([room])?;
         }
@@ -658,6 +701,53 @@ impl Store for SqliteStore {
     async fn rooms(&self) -> Result<Vec<(String, u64)>, StoreError> {
         self.read(room_list).await
     }
+
+    async fn join_page(
+        &self,
+        room: &str,
+        user: &str,
+        since: Option<u64>,
+        limit: usize,
+    ) -> Result<(Page, ReadState), StoreError> {
+        let (room, user) = (room.to_owned(), user.to_owned());
+        self.read(move |conn| {
+            let page = match since {
+                Some(since) => page_after(conn, &room, since, limit)?,
+                None => page_before(conn, &room, None, limit)?,
+            };
+            Ok((page, people::read_state(conn, &room, &user)?))
+        })
+        .await
+    }
+
+    async fn record(&self, changes: Vec<PersonChange>) -> Result<Vec<ReadState>, StoreError> {
+        self.write(move |conn| people::record(conn, &changes)).await
+    }
+
+    async fn user_rooms(&self, user: &str) -> Result<Vec<RoomSummary>, StoreError> {
+        let user = user.to_owned();
+        self.read(move |conn| people::user_rooms(conn, &user)).await
+    }
+
+    async fn directory(&self, limit: usize) -> Result<Vec<DirectoryEntry>, StoreError> {
+        self.read(move |conn| people::directory(conn, limit)).await
+    }
+
+    async fn person(&self, user: &str) -> Result<Option<User>, StoreError> {
+        let user = user.to_owned();
+        self.read(move |conn| people::person(conn, &user)).await
+    }
+
+    async fn shared_secret(&self, name: &str, fresh: String) -> Result<String, StoreError> {
+        let name = name.to_owned();
+        self.write(move |conn| {
+            conn.prepare_cached("INSERT OR IGNORE INTO secrets (name, value) VALUES (?1, ?2)")?
+                .execute(params![name, fresh])?;
+            conn.prepare_cached("SELECT value FROM secrets WHERE name = ?1")?
+                .query_row([name], |row| row.get(0))
+        })
+        .await
+    }
 }
 
 #[cfg(test)]
@@ -666,8 +756,15 @@ mod tests {
     use chat_core::store::Action;
 
     use crate::store::test_support::{
-        by, check_changes, check_search, check_tombstones_and_purge, draft, seqs,
+        by, check_changes, check_people, check_search, check_tombstones_and_purge, draft, seqs,
     };
+
+    #[tokio::test]
+    async fn people_read_markers_and_mentions_are_exact() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path(), Duration::from_secs(1)).unwrap();
+        check_people(&store).await;
+    }
 
     #[tokio::test]
     async fn tombstones_and_retention_keep_seq_gapless() {

@@ -1,8 +1,10 @@
 //! Builders and views the stores' unit tests share, and the checks every
 //! backend must pass alike: [`check_tombstones_and_purge`],
-//! [`check_changes`] and [`check_search`].
+//! [`check_changes`], [`check_search`] and [`check_people`].
 
-use chat_core::store::{Action, Appended, Draft, Page, Retention, Search, SearchScope, Store};
+use chat_core::store::{
+    Action, Appended, Draft, Page, PersonChange, Retention, Search, SearchScope, Store,
+};
 use chat_core::{Role, RoomAccess};
 use chat_protocol::{Change, ErrorCode, Message, RoomState, User};
 
@@ -400,6 +402,9 @@ pub async fn check_changes(store: &dyn Store) {
             events: resumed.changes.clone(),
             pins: resumed.pins.clone(),
             complete: !resumed.more,
+            last_read: 0,
+            unread: 0,
+            unread_mentions: 0,
         });
         assert_eq!(applied, fresh(&page), "resumed after {since}");
     }
@@ -558,4 +563,215 @@ pub async fn check_search(store: &dyn Store) {
     store.purge(purge).await.unwrap();
     assert_eq!(found(store, &["hello"], any()).await, []);
     assert_eq!(found(store, &["goodbye"], any()).await, []);
+}
+
+/// A message `text` in room `room` by `from` (see [`by`]).
+fn said(room: &str, from: &str, id: &str, text: &str) -> Draft {
+    Draft {
+        room: room.into(),
+        ..by(
+            from,
+            id,
+            Action::Send {
+                text: text.into(),
+                reply_to: None,
+            },
+        )
+    }
+}
+
+fn joined(user_id: &str, name: &str, room: &str, caught_up: bool) -> PersonChange {
+    PersonChange::Joined {
+        user: User {
+            id: user_id.into(),
+            name: name.into(),
+        },
+        room: room.into(),
+        caught_up,
+    }
+}
+
+fn read(user: &str, room: &str, seq: u64) -> PersonChange {
+    PersonChange::Read {
+        user: user.into(),
+        room: room.into(),
+        seq,
+    }
+}
+
+/// (last_read, unread, unread_mentions, member name) of `user` in `room`.
+async fn place(store: &dyn Store, room: &str, user: &str) -> (u64, u64, u64, Option<String>) {
+    let (_, state) = store.join_page(room, user, None, 10).await.unwrap();
+    (
+        state.last_read,
+        state.unread,
+        state.unread_mentions,
+        state.member_name,
+    )
+}
+
+/// Memberships, read markers, unread and mention counts, the rooms list,
+/// the directory, people and the shared secret: what every backend must
+/// answer alike.
+pub async fn check_people(store: &dyn Store) {
+    // Alice and Bob are members of `p` before anything is said; Carol
+    // joins after two messages, caught up.
+    store
+        .record(vec![
+            joined("u1", "alice", "p", true),
+            joined("u2", "Bob Lee", "p", true),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        place(store, "p", "u2").await,
+        (0, 0, 0, Some("Bob Lee".into()))
+    );
+    let first = vec![
+        said("p", "u1", "m1", "hi @bob lee and @Carol"),
+        said("p", "u1", "m2", "mail me@alice.example"),
+    ];
+    let stored = store.append(first, 1).await.unwrap();
+    let Appended::New(m1) = &stored[0] else {
+        panic!("{stored:?}")
+    };
+    // Carol is no member yet; Alice does not mention herself.
+    assert_eq!(m1.mentions, ["u2"]);
+    store
+        .record(vec![joined("u3", "carol", "p", true)])
+        .await
+        .unwrap();
+    assert_eq!(place(store, "p", "u3").await.0, 2, "caught up on joining");
+    let later = vec![
+        said("p", "u2", "m3", "@carol, @alice. @alice again"),
+        said("p", "u1", "m4", "@Carol?"),
+        said("p", "u3", "m5", "mine"),
+    ];
+    store.append(later, 2).await.unwrap();
+    assert_eq!(
+        place(store, "p", "u1").await,
+        (0, 2, 1, Some("alice".into()))
+    );
+    assert_eq!(
+        place(store, "p", "u2").await,
+        (0, 4, 1, Some("Bob Lee".into()))
+    );
+    assert_eq!(
+        place(store, "p", "u3").await,
+        (2, 2, 2, Some("carol".into()))
+    );
+    // A deleted message is neither unread nor a mention, nor mentions anyone.
+    let deleted = vec![Draft {
+        room: "p".into(),
+        ..by("u1", "d4", Action::Delete { target: 4 })
+    }];
+    store.append(deleted, 3).await.unwrap();
+    assert_eq!(
+        place(store, "p", "u3").await,
+        (2, 1, 1, Some("carol".into()))
+    );
+    let page = store.after("p", 0, 10).await.unwrap();
+    assert!(page.messages[3].mentions.is_empty() && page.messages[3].deleted);
+    assert_eq!(page.messages[2].mentions, ["u1", "u3"]);
+    // Markers move forward only, never past the room's end; each read
+    // answers with the state after it, in order; non-members are not
+    // moved (and count as having read everything).
+    let states = store
+        .record(vec![
+            read("u2", "p", 3),
+            read("u2", "p", 1),
+            read("u1", "p", 99),
+            read("u9", "p", 2),
+        ])
+        .await
+        .unwrap();
+    let marks: Vec<(u64, u64, u64)> = states
+        .iter()
+        .map(|s| (s.last_read, s.unread, s.unread_mentions))
+        .collect();
+    assert_eq!(marks, [(3, 1, 0), (3, 1, 0), (6, 0, 0), (6, 0, 0)]);
+    assert_eq!(place(store, "p", "u9").await, (6, 0, 0, None));
+    // Joining again keeps the marker and takes the new name.
+    store
+        .record(vec![joined("u2", "bobby", "p", true)])
+        .await
+        .unwrap();
+    assert_eq!(
+        place(store, "p", "u2").await,
+        (3, 1, 0, Some("bobby".into()))
+    );
+    assert_eq!(
+        store.person("u2").await.unwrap().map(|u| u.name),
+        Some("bobby".into())
+    );
+    assert_eq!(store.person("nobody").await.unwrap(), None);
+    // A direct message: the peer invited has everything unread.
+    let dm = chat_protocol::people::dm_room("u1", "u3").unwrap();
+    store
+        .record(vec![
+            joined("u1", "alice", &dm, true),
+            joined("u3", "carol", &dm, false),
+        ])
+        .await
+        .unwrap();
+    store
+        .append(vec![said(&dm, "u1", "x1", "psst")], 10)
+        .await
+        .unwrap();
+    assert_eq!(place(store, &dm, "u3").await.1, 1);
+    let rooms = store.user_rooms("u3").await.unwrap();
+    let listed: Vec<(&str, u64, u64, u64)> = rooms
+        .iter()
+        .map(|r| (r.room.as_str(), r.seq, r.unread, r.unread_mentions))
+        .collect();
+    assert_eq!(listed, [(dm.as_str(), 1, 1, 0), ("p", 6, 1, 1)]);
+    assert_eq!(
+        rooms[0].with.as_ref().map(|u| u.name.as_str()),
+        Some("alice")
+    );
+    assert_eq!(
+        rooms[0].last.as_ref().map(|m| m.text.as_str()),
+        Some("psst")
+    );
+    assert_eq!(rooms[1].last.as_ref().map(|m| m.seq), Some(5));
+    assert!(rooms[1].with.is_none());
+    // Leaving takes the room off the list.
+    store
+        .record(vec![PersonChange::Left {
+            user: "u3".into(),
+            room: "p".into(),
+        }])
+        .await
+        .unwrap();
+    let rooms = store.user_rooms("u3").await.unwrap();
+    assert_eq!(rooms.len(), 1);
+    // The directory: no direct messages; members counted.
+    store
+        .append(vec![said("q", "u1", "q1", "hello")], 20)
+        .await
+        .unwrap();
+    let directory = store.directory(10).await.unwrap();
+    let entries: Vec<(&str, u64, u64, Option<i64>)> = directory
+        .iter()
+        .map(|d| (d.room.as_str(), d.members, d.seq, d.last_ts))
+        .collect();
+    assert_eq!(entries, [("q", 0, 1, Some(20)), ("p", 2, 6, Some(3))]);
+    assert_eq!(store.directory(1).await.unwrap().len(), 1);
+    // Purging messages takes their mentions with them.
+    store
+        .purge(Retention {
+            keep_last: Some(1),
+            older_than_ts: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        place(store, "p", "u2").await,
+        (3, 0, 0, Some("bobby".into()))
+    );
+    // The shared secret: the first value stays.
+    let kept = store.shared_secret("guest", "first".into()).await.unwrap();
+    assert_eq!(kept, "first");
+    let again = store.shared_secret("guest", "second".into()).await.unwrap();
+    assert_eq!(again, "first");
 }

@@ -1,4 +1,4 @@
-//! `?name=` and `?token=` of a handshake URL, decoded strictly.
+//! `?name=`, `?token=` and `?guest=` of a handshake URL, decoded strictly.
 //!
 //! axum's `Query` (serde_urlencoded) decodes a percent-escape that is not
 //! UTF-8 lossily: `?name=%FF%FE` became the name `"\u{FFFD}\u{FFFD}"`
@@ -16,6 +16,8 @@ use percent_encoding::percent_decode_str;
 pub struct Credentials {
     pub name: Option<String>,
     pub token: Option<String>,
+    /// A guest credential from an earlier `welcome`.
+    pub guest: Option<String>,
 }
 
 /// Why a query was refused.
@@ -27,7 +29,7 @@ pub enum BadQuery {
     Repeated(&'static str),
 }
 
-/// Reads `name` and `token` from a URL's query (`None`: no query);
+/// Reads `name`, `token` and `guest` from a URL's query (`None`: no query);
 /// other keys are checked for UTF-8 and ignored.
 pub fn credentials(query: Option<&str>) -> Result<Credentials, BadQuery> {
     let mut found = Credentials::default();
@@ -40,6 +42,7 @@ pub fn credentials(query: Option<&str>) -> Result<Credentials, BadQuery> {
         let (slot, key) = match decode(key)?.as_str() {
             "name" => (&mut found.name, "name"),
             "token" => (&mut found.token, "token"),
+            "guest" => (&mut found.guest, "guest"),
             _ => continue,
         };
         if slot.replace(value).is_some() {

@@ -203,6 +203,7 @@ fn entry_from_row(room: &str, row: &Row) -> Result<Entry, StoreError> {
         reply_to: target,
         quote,
         reactions: Vec::new(),
+        mentions: Vec::new(),
     }))
 }
 

@@ -10,6 +10,7 @@ use chat_core::store::{Action, Appended, Draft, Receipt};
 use chat_protocol::Message;
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
+use super::people::{resolve_mentions, store_mentions};
 use super::read::{bare_message, current_message, quote_of, reactions_of};
 use super::search::newest_search_id;
 use super::{latest_seq, to_sql_seq};
@@ -174,6 +175,12 @@ impl Batch<'_> {
         reply_to: Option<u64>,
     ) -> rusqlite::Result<Appended> {
         let seq = self.insert(&draft, &text, reply_to, None)?;
+        let mentions = if text.contains('@') {
+            resolve_mentions(self.tx, &draft.room, &draft.from.id, &text)?
+        } else {
+            Vec::new()
+        };
+        store_mentions(self.tx, &draft.room, seq, &mentions)?;
         let quote = match reply_to {
             Some(quoted) => quote_of(self.tx, &draft.room, quoted)?,
             None => None,
@@ -187,6 +194,7 @@ impl Batch<'_> {
             ts: self.ts,
             reply_to,
             quote,
+            mentions,
             ..Message::default()
         }))
     }

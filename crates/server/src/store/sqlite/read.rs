@@ -13,7 +13,7 @@ use crate::store::entries::{ChangeRow, Kind, ReactionRow, summarize};
 
 /// The columns every entry read takes, in [`entry_from_row`]'s order.
 pub(super) const SELECT_ENTRY: &str = "SELECT seq, id, user_id, user_name, text, ts, deleted, \
-     kind, target, emoji, edited_at FROM messages";
+     kind, target, emoji, edited_at, mentions FROM messages";
 
 /// A row of a room's sequence as read.
 pub(super) enum Entry {
@@ -36,6 +36,11 @@ pub(super) fn entry_from_row(room: &str, row: &rusqlite::Row<'_>) -> rusqlite::R
     let kind = Kind::from_stored(stored_kind)
         .ok_or_else(|| rusqlite::Error::IntegralValueOutOfRange(7, stored_kind))?;
     if kind == Kind::Message {
+        let deleted: bool = row.get(6)?;
+        let mentions = match row.get::<_, Option<String>>(11)? {
+            Some(listed) if !deleted => mentions_listed(&listed),
+            _ => Vec::new(),
+        };
         return Ok(Entry::Message(Message {
             room: room.to_owned(),
             seq,
@@ -43,9 +48,10 @@ pub(super) fn entry_from_row(room: &str, row: &rusqlite::Row<'_>) -> rusqlite::R
             from,
             text,
             ts,
-            deleted: row.get(6)?,
+            deleted,
             edited_at: row.get(10)?,
             reply_to: target,
+            mentions,
             ..Message::default()
         }));
     }
@@ -59,6 +65,15 @@ pub(super) fn entry_from_row(room: &str, row: &rusqlite::Row<'_>) -> rusqlite::R
         emoji: row.get::<_, Option<String>>(9)?.unwrap_or_default(),
         ts,
     }))
+}
+
+/// A message's `mentions` column: a JSON array of user ids, which this
+/// store alone writes.
+fn mentions_listed(listed: &str) -> Vec<String> {
+    serde_json::from_str(listed).unwrap_or_else(|error| {
+        tracing::warn!(%error, "unreadable mentions column; showing none");
+        Vec::new()
+    })
 }
 
 /// The message at `seq`, without quote and reactions; `None` when there

@@ -47,7 +47,10 @@ pub async fn upgrade(State(app): State<Arc<AppState>>, mut request: Request) -> 
     }
     // The header wins over the query: it stays out of URLs and their logs.
     let token = auth::bearer_token(request.headers()).or(params.token.as_deref());
-    let identity = match app.auth.authenticate(token, params.name) {
+    let identity = match app
+        .auth
+        .authenticate(token, params.guest.as_deref(), params.name)
+    {
         Ok(identity) => identity,
         Err(refused) => {
             tracing::debug!(reason = %refused, "upgrade refused");

@@ -102,6 +102,8 @@ pub async fn run(app: Arc<AppState>, socket: Arc<EngineSocket>) {
 struct Auth {
     name: Option<String>,
     token: Option<String>,
+    /// A guest credential from an earlier `welcome`.
+    guest: Option<String>,
 }
 
 /// What the handshake request says about who connects, kept (as a few
@@ -157,9 +159,9 @@ async fn handshake(app: &AppState, socket: &EngineSocket) -> Option<Identity> {
     }
 }
 
-/// Who connects: `auth: {token, name}` in the `CONNECT`, else, as on
-/// `/ws`, `Authorization: Bearer`, `?token=` and `?name=` on the
-/// handshake request. Refusals say why without quoting the token.
+/// Who connects: `auth: {token, guest, name}` in the `CONNECT`, else, as
+/// on `/ws`, `Authorization: Bearer`, `?token=`, `?guest=` and `?name=` on
+/// the handshake request. Refusals say why without quoting the token.
 pub(super) fn identify(
     app: &AppState,
     credentials: &Credentials,
@@ -167,7 +169,7 @@ pub(super) fn identify(
 ) -> Result<Identity, String> {
     let auth: Auth = CommonParser
         .decode_default(auth)
-        .map_err(|_| "`auth` must be an object like {name, token}".to_owned())?;
+        .map_err(|_| "`auth` must be an object like {name, token, guest}".to_owned())?;
     // A query that cannot be read is refused even when `auth` says all.
     let query = credentials.query.as_ref().map_err(BadQuery::to_string)?;
     let name = auth.name.or_else(|| query.name.clone());
@@ -179,8 +181,9 @@ pub(super) fn identify(
         .as_deref()
         .or(credentials.bearer.as_deref())
         .or(query.token.as_deref());
+    let guest = auth.guest.as_deref().or(query.guest.as_deref());
     app.auth
-        .authenticate(token, name)
+        .authenticate(token, guest, name)
         .map_err(|refused| match refused {
             auth::Refused::Missing => {
                 "a token is required: connect with auth: {token: <jwt>}".into()

@@ -13,7 +13,8 @@
 //! Out: a reply whose `ref` is an ack id goes to that callback as the reply
 //! without `type` (an error as `{error: {code, message}}`); a reply to a
 //! request without callback is emitted as an event named after its native
-//! type (`joined`, `ack`, `left`, `history`, `error`). Room events are
+//! type (`joined`, `ack`, `left`, `history`, `error`, and the news for a
+//! person, `read` and `room_added`). Room events are
 //! emitted as `message`, `presence`, `typing` and the changes (`edited`,
 //! `deleted`, `reaction`, `pinned`) with the native frame;
 //! every message object also carries `content` (= `text`), the field
@@ -44,7 +45,8 @@ use chat_core::{Encoder, EventKind, RoomEvent};
 pub const NAMESPACE: &str = "/";
 
 /// Events a client may emit, for error messages.
-const EVENTS: &str = "join, message, leave, history, typing, edit, delete, react, pin, search";
+const EVENTS: &str = "join, message, leave, history, typing, edit, delete, react, pin, search, \
+     read, rooms, directory, dm";
 
 /// An event's engine.io message(s), encoded once and shared by every
 /// Socket.IO receiver of the event.
@@ -85,20 +87,25 @@ pub fn request(data: &Str, ack: Option<i64>) -> Result<Envelope, RequestError> {
             )
         })?
         .to_owned();
-    let arg: Json = parser
-        .decode_value(&mut value, true)
-        .map(|UniqueKeys(arg)| arg)
-        .map_err(|e| {
-            bad(
+    let arg: Json = match parser.decode_value(&mut value, true) {
+        Ok(UniqueKeys(arg)) => arg,
+        // Nothing to say with these: `emit('rooms', callback)`.
+        Err(_) if matches!(event.as_str(), "rooms" | "directory") => Json::Object(Map::new()),
+        Err(e) => {
+            return Err(bad(
                 ErrorCode::BadRequest,
                 format!("`{event}`: missing or unreadable argument ({e})"),
-            )
-        })?;
+            ));
+        }
+    };
     let (kind, fields) = match event.as_str() {
         "join" | "leave" | "typing" | "history" => (event.as_str(), room_fields(&event, arg)),
         "message" => ("send", message_fields(arg)),
         "edit" | "delete" | "react" | "pin" => (event.as_str(), object_fields(&event, arg)),
         "search" => ("search", search_fields(arg)),
+        "read" => ("read", object_fields(&event, arg)),
+        "rooms" | "directory" => (event.as_str(), Ok(Map::new())),
+        "dm" => ("dm", dm_fields(arg)),
         _ => {
             return Err(bad(
                 ErrorCode::UnknownType,
@@ -144,6 +151,15 @@ fn search_fields(arg: Json) -> Result<Map<String, Json>, String> {
         Json::String(query) => Ok(Map::from_iter([("query".to_owned(), Json::String(query))])),
         Json::Object(fields) => Ok(fields),
         _ => Err("`search` takes a query or an object with `query`".into()),
+    }
+}
+
+/// `"<user id>"` or `{user}`.
+fn dm_fields(arg: Json) -> Result<Map<String, Json>, String> {
+    match arg {
+        Json::String(user) => Ok(Map::from_iter([("user".to_owned(), Json::String(user))])),
+        Json::Object(fields) => Ok(fields),
+        _ => Err("`dm` takes a user id or an object with `user`".into()),
     }
 }
 
@@ -315,7 +331,11 @@ impl Serialize for Payload<'_> {
             | ServerFrame::Deleted(_)
             | ServerFrame::Reaction(_)
             | ServerFrame::Pinned(_) => self.0.serialize(serializer),
-            ServerFrame::Welcome(_)
+            ServerFrame::Read { .. }
+            | ServerFrame::Rooms { .. }
+            | ServerFrame::Directory { .. }
+            | ServerFrame::RoomAdded(_)
+            | ServerFrame::Welcome(_)
             | ServerFrame::Joined { .. }
             | ServerFrame::Left { .. }
             | ServerFrame::Ack { .. }
@@ -558,6 +578,9 @@ mod tests {
                 events: Vec::new(),
                 pins: Vec::new(),
                 complete: true,
+                last_read: 0,
+                unread: 0,
+                unread_mentions: 0,
             },
         };
         let (head, payload) = parsed(&reply(&joined));
