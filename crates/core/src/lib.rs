@@ -607,7 +607,20 @@ impl Session {
                 message: format!("your token does not allow room `{name}`"),
             });
         }
+        if !self.may_use_dm(&name) {
+            return Err(Invalid {
+                code: ErrorCode::Forbidden,
+                message: "a direct-message room is for its two users only".into(),
+            });
+        }
         Ok(Arc::from(name))
+    }
+
+    /// Whether `room`, if it is a direct-message room, is this user's
+    /// (`validate::room` let only exact direct-message names through).
+    fn may_use_dm(&self, room: &str) -> bool {
+        !room.starts_with(chat_protocol::people::DM_PREFIX)
+            || chat_protocol::people::dm_peer(room, &self.user.user().id).is_some()
     }
 
     fn publish(&self, room: &Arc<str>, kind: EventKind, skip: Option<ConnId>) {
@@ -677,7 +690,7 @@ impl Session {
                 },
                 read,
             )) => {
-                self.become_member(&room, &read, true);
+                self.become_member(&room, &read, latest_seq);
                 let complete = since.is_none() || !more;
                 let remote = self.hub.broker.remote_members(&room);
                 rooms.finish_join(&room, conn, latest_seq, |mut members| {
@@ -880,12 +893,17 @@ impl Session {
         };
         self.outbox
             .reply(match self.hub.store.search(&search).await {
-                Ok(found) => ServerFrame::SearchResults {
+                Ok(mut found) => ServerFrame::SearchResults {
                     reference,
                     body: SearchResultsBody {
                         query,
                         room: room.map(|r| r.to_string()),
-                        results: found.messages,
+                        results: {
+                            // Other people's direct messages are no one
+                            // else's to read: a page may come shorter.
+                            found.messages.retain(|m| self.may_use_dm(&m.room));
+                            found.messages
+                        },
                         next: found.next,
                     },
                 },
@@ -895,8 +913,9 @@ impl Session {
     }
 
     /// Makes this user a member of `room` under their current name, unless
-    /// `read` says they are one already: joining again costs no write.
-    fn become_member(&self, room: &str, read: &ReadState, caught_up: bool) {
+    /// `read` says they are one already: joining again costs no write. A
+    /// new member has read up to `seq`, what their `joined` reply showed.
+    fn become_member(&self, room: &str, read: &ReadState, seq: u64) {
         let user = self.user.user();
         if read.member_name.as_deref() == Some(user.name.as_str()) {
             return;
@@ -904,7 +923,7 @@ impl Session {
         let joined = PersonChange::Joined {
             user: user.clone(),
             room: room.to_owned(),
-            caught_up,
+            read_to: seq,
         };
         if self.hub.people.record(joined, None).is_err() {
             // The membership is written at the next join; the join itself
@@ -995,7 +1014,7 @@ impl Session {
         let invited = PersonChange::Joined {
             user: other.clone(),
             room: room.to_string(),
-            caught_up: false,
+            read_to: 0,
         };
         self.hub
             .people

@@ -264,13 +264,14 @@ pub struct ReadState {
 pub enum PersonChange {
     /// `user` is a member of `room` (again), under their current name,
     /// which `@name` mentions in the room are resolved against. A new
-    /// member's marker starts at the room's latest `seq` if `caught_up`
-    /// (they join a conversation going on), else at 0 (everything in the
-    /// room is for them: a direct message).
+    /// member's marker starts at `read_to` (at most the room's latest
+    /// `seq`): what their `joined` reply showed, or 0 for the peer of a
+    /// direct message (everything in it is for them); an existing
+    /// member's stays where it is.
     Joined {
         user: User,
         room: String,
-        caught_up: bool,
+        read_to: u64,
     },
     /// `user` left `room`: it is no longer one of their rooms.
     Left { user: String, room: String },

@@ -580,14 +580,14 @@ fn said(room: &str, from: &str, id: &str, text: &str) -> Draft {
     }
 }
 
-fn joined(user_id: &str, name: &str, room: &str, caught_up: bool) -> PersonChange {
+fn joined(user_id: &str, name: &str, room: &str, read_to: u64) -> PersonChange {
     PersonChange::Joined {
         user: User {
             id: user_id.into(),
             name: name.into(),
         },
         room: room.into(),
-        caught_up,
+        read_to,
     }
 }
 
@@ -618,8 +618,8 @@ pub async fn check_people(store: &dyn Store) {
     // joins after two messages, caught up.
     store
         .record(vec![
-            joined("u1", "alice", "p", true),
-            joined("u2", "Bob Lee", "p", true),
+            joined("u1", "alice", "p", 0),
+            joined("u2", "Bob Lee", "p", 0),
         ])
         .await
         .unwrap();
@@ -638,10 +638,10 @@ pub async fn check_people(store: &dyn Store) {
     // Carol is no member yet; Alice does not mention herself.
     assert_eq!(m1.mentions, ["u2"]);
     store
-        .record(vec![joined("u3", "carol", "p", true)])
+        .record(vec![joined("u3", "carol", "p", 9)])
         .await
         .unwrap();
-    assert_eq!(place(store, "p", "u3").await.0, 2, "caught up on joining");
+    assert_eq!(place(store, "p", "u3").await.0, 2, "at most the latest seq");
     let later = vec![
         said("p", "u2", "m3", "@carol, @alice. @alice again"),
         said("p", "u1", "m4", "@Carol?"),
@@ -693,7 +693,7 @@ pub async fn check_people(store: &dyn Store) {
     assert_eq!(place(store, "p", "u9").await, (6, 0, 0, None));
     // Joining again keeps the marker and takes the new name.
     store
-        .record(vec![joined("u2", "bobby", "p", true)])
+        .record(vec![joined("u2", "bobby", "p", 0)])
         .await
         .unwrap();
     assert_eq!(
@@ -709,8 +709,8 @@ pub async fn check_people(store: &dyn Store) {
     let dm = chat_protocol::people::dm_room("u1", "u3").unwrap();
     store
         .record(vec![
-            joined("u1", "alice", &dm, true),
-            joined("u3", "carol", &dm, false),
+            joined("u1", "alice", &dm, 0),
+            joined("u3", "carol", &dm, 0),
         ])
         .await
         .unwrap();

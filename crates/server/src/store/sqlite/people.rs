@@ -75,8 +75,8 @@ pub(super) fn record(
             PersonChange::Joined {
                 user,
                 room,
-                caught_up,
-            } => joined(&tx, user, room, *caught_up)?,
+                read_to,
+            } => joined(&tx, user, room, *read_to)?,
             PersonChange::Left { user, room } => {
                 tx.prepare_cached("DELETE FROM members WHERE user_id = ?1 AND room = ?2")?
                     .execute(params![user, room])?;
@@ -96,12 +96,8 @@ pub(super) fn record(
     Ok(states)
 }
 
-fn joined(tx: &Transaction<'_>, user: &User, room: &str, caught_up: bool) -> rusqlite::Result<()> {
-    let start = if caught_up {
-        to_sql_seq(latest_seq(tx, room)?)
-    } else {
-        0
-    };
+fn joined(tx: &Transaction<'_>, user: &User, room: &str, read_to: u64) -> rusqlite::Result<()> {
+    let start = to_sql_seq(read_to.min(latest_seq(tx, room)?));
     tx.prepare_cached(
         "INSERT INTO members (user_id, room, user_name, name_key, last_read, joined_ts)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)
