@@ -19,6 +19,7 @@ use chat_protocol::{AckBody, ErrorBody, ErrorCode, ServerFrame, User};
 use super::committer::{self, PendingSend, SubmitError};
 use super::event::{self, Dropped, Outbound};
 use super::{Hub, HubInner, lock};
+use crate::people::Refused;
 use crate::store::{Draft, Found, Page, Retention, Search, StoreError, Version};
 
 /// How often the retention purge runs by default.
@@ -264,6 +265,51 @@ impl Hub {
             }
         }
         members
+    }
+
+    /// The rooms `user` is a member of, with unread counts, the most
+    /// recently active first.
+    pub async fn user_rooms(
+        &self,
+        user: &str,
+    ) -> Result<Vec<chat_protocol::RoomSummary>, StoreError> {
+        self.inner.store.user_rooms(user).await
+    }
+
+    /// Public rooms: every room but direct messages, the most recently
+    /// active first.
+    pub async fn directory(&self) -> Result<Vec<chat_protocol::DirectoryEntry>, StoreError> {
+        self.inner.store.directory(super::DIRECTORY_MAX).await
+    }
+
+    /// Opens the direct-message room of users `user` and `peer` (both
+    /// must have joined a room once), as `dm` does for a connection;
+    /// returns its name and the peer.
+    pub async fn open_dm(&self, user: &str, peer: &str) -> Result<(String, User), Refused> {
+        let room = crate::people::dm_room_name(user, peer).map_err(Refused::Invalid)?;
+        let me = match self.inner.store.person(user).await {
+            Ok(Some(me)) => me,
+            Ok(None) => {
+                return Err(Refused::Invalid(Invalid {
+                    code: chat_protocol::ErrorCode::NotFound,
+                    message: "no such user: they must have joined a room once".into(),
+                }));
+            }
+            Err(e) => return Err(Refused::Store(e)),
+        };
+        let other = self.inner.invite(&room, &me, peer).await?;
+        let joined = crate::store::PersonChange::Joined {
+            user: me.clone(),
+            room: room.clone(),
+            read_to: 0,
+        };
+        self.inner
+            .people
+            .record(joined, None)
+            .map_err(|_| Refused::Invalid(crate::people_full()))?;
+        self.inner.people.flush().await;
+        self.inner.announce_dm(&room, &me, &other, None);
+        Ok((room, other))
     }
 
     /// Every room with stored messages or members, by name.

@@ -38,8 +38,8 @@ use chat_protocol::request::Envelope;
 use chat_protocol::validate::{self, Invalid};
 use chat_protocol::{
     DirectoryBody, EncodedUser, ErrorBody, ErrorCode, HistoryBody, JoinedBody, LeftBody, Members,
-    PongBody, PresenceEvent, Ref, Request, RequestError, RoomAddedBody, RoomsBody,
-    SearchResultsBody, ServerFrame, User, WelcomeBody,
+    PongBody, PresenceEvent, Ref, Request, RequestError, RoomsBody, SearchResultsBody, ServerFrame,
+    User, WelcomeBody,
 };
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -390,7 +390,7 @@ pub struct Session {
 }
 
 /// The people writer's queue is full.
-fn people_full() -> Invalid {
+pub(crate) fn people_full() -> Invalid {
     Invalid {
         code: ErrorCode::Overloaded,
         message: "too many read markers waiting to be stored; retry shortly".into(),
@@ -986,52 +986,18 @@ impl Session {
     /// each of their connections hears of it (`room_added`).
     async fn dm(&mut self, reference: Option<Ref>, peer: String) -> Result<(), Invalid> {
         let me = self.user.user().clone();
-        let name = chat_protocol::people::dm_room(&me.id, &peer).ok_or_else(|| Invalid {
-            code: ErrorCode::BadRequest,
-            message: format!(
-                "`user` must be a user id of 1 to {} characters",
-                chat_protocol::people::MAX_DM_USER_CHARS
-            ),
-        })?;
-        let room = self.room(name)?;
-        let other = if peer == me.id {
-            me.clone()
-        } else {
-            match self.hub.store.person(&peer).await {
-                Ok(Some(other)) => other,
-                Ok(None) => {
-                    return Err(Invalid {
-                        code: ErrorCode::NotFound,
-                        message: "no such user: they must have joined a room once".into(),
-                    });
-                }
-                Err(e) => {
-                    self.outbox.reply(store_failed(reference, &e));
-                    return Ok(());
-                }
+        let room = self.room(people::dm_room_name(&me.id, &peer)?)?;
+        let other = match self.hub.invite(&room, &me, &peer).await {
+            Ok(other) => other,
+            Err(people::Refused::Invalid(invalid)) => return Err(invalid),
+            Err(people::Refused::Store(e)) => {
+                self.outbox.reply(store_failed(reference, &e));
+                return Ok(());
             }
         };
-        let invited = PersonChange::Joined {
-            user: other.clone(),
-            room: room.to_string(),
-            read_to: 0,
-        };
-        self.hub
-            .people
-            .record(invited, None)
-            .map_err(|_| people_full())?;
-        // Stored before the peer can hear of it or be written to, so the
-        // first message is unread for them.
-        self.hub.people.flush().await;
         self.join(reference, room.clone(), None).await?;
-        let conn = self.outbox.conn();
-        for (user, with) in [(&other.id, &me), (&me.id, &other)] {
-            let added = ServerFrame::RoomAdded(RoomAddedBody {
-                room: room.to_string(),
-                with: with.clone(),
-            });
-            self.hub.broker.publish_to_user(user, added, Some(conn));
-        }
+        self.hub
+            .announce_dm(&room, &me, &other, Some(self.outbox.conn()));
         Ok(())
     }
 

@@ -16,13 +16,15 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chat_protocol::{ReadBody, Ref, ServerFrame};
+use chat_protocol::validate::Invalid;
+use chat_protocol::{ErrorCode, ReadBody, Ref, RoomAddedBody, ServerFrame, User};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
+use crate::HubInner;
 use crate::broker::Broker;
-use crate::event::Outbox;
-use crate::store::{PersonChange, ReadState, Store};
+use crate::event::{ConnId, Outbox};
+use crate::store::{PersonChange, ReadState, Store, StoreError};
 
 /// Least time between the starts of two batches: under a steady stream
 /// of `read`s, one commit per this period at most.
@@ -213,6 +215,69 @@ impl PeopleWriter {
                 self.broker
                     .publish_to_user(&key.0, news, told.get(key).copied());
             }
+        }
+    }
+}
+
+/// Why a direct-message room could not be opened.
+#[derive(Debug)]
+pub enum Refused {
+    Invalid(Invalid),
+    Store(StoreError),
+}
+
+/// The name of the direct-message room of users `me` and `peer`.
+pub fn dm_room_name(me: &str, peer: &str) -> Result<String, Invalid> {
+    chat_protocol::people::dm_room(me, peer).ok_or_else(|| Invalid {
+        code: ErrorCode::BadRequest,
+        message: format!(
+            "`user` must be a user id of 1 to {} characters",
+            chat_protocol::people::MAX_DM_USER_CHARS
+        ),
+    })
+}
+
+impl HubInner {
+    /// Makes `peer` a member of the direct-message room `room` that `me`
+    /// opens, with everything in it unread, stored before this returns (so
+    /// the first message is unread for them); returns the peer. A peer who
+    /// never joined a room is unknown (`not_found`).
+    pub(crate) async fn invite(&self, room: &str, me: &User, peer: &str) -> Result<User, Refused> {
+        let other = if peer == me.id {
+            me.clone()
+        } else {
+            match self.store.person(peer).await {
+                Ok(Some(other)) => other,
+                Ok(None) => {
+                    return Err(Refused::Invalid(Invalid {
+                        code: ErrorCode::NotFound,
+                        message: "no such user: they must have joined a room once".into(),
+                    }));
+                }
+                Err(e) => return Err(Refused::Store(e)),
+            }
+        };
+        let invited = PersonChange::Joined {
+            user: other.clone(),
+            room: room.to_owned(),
+            read_to: 0,
+        };
+        self.people
+            .record(invited, None)
+            .map_err(|_| Refused::Invalid(crate::people_full()))?;
+        self.people.flush().await;
+        Ok(other)
+    }
+
+    /// Tells every connection of both users that the room is open (but
+    /// `skip`, which joined it already).
+    pub(crate) fn announce_dm(&self, room: &str, me: &User, other: &User, skip: Option<ConnId>) {
+        for (user, with) in [(&other.id, me), (&me.id, other)] {
+            let added = ServerFrame::RoomAdded(RoomAddedBody {
+                room: room.to_owned(),
+                with: with.clone(),
+            });
+            self.broker.publish_to_user(user, added, skip);
         }
     }
 }

@@ -14,6 +14,9 @@
 //! | `PUT`/`DELETE /api/rooms/{room}/pins/{seq}?id=` | the ack; members get `pinned` |
 //! | `GET /api/search?q=&room=&cursor=&limit=` | `{results, next?}`: messages holding every word |
 //! | `POST /api/users/{id}/disconnect` | `{user, connections}`; each closes (1008) |
+//! | `GET /api/users/{id}/rooms` | the user's rooms with unread counts, as `rooms` |
+//! | `PUT /api/users/{id}/dms/{peer}` | `{room, with}`: their direct-message room, opened |
+//! | `GET /api/directory` | public rooms, as `directory` |
 //!
 //! A posted message or change goes through the core like one sent on a
 //! socket ([`Hub::post`](chat_core::Hub::post)): the same validation, the
@@ -65,6 +68,7 @@ use chat_core::store::{Action, Draft, StoreError};
 use chat_core::{HISTORY_DEFAULT, HISTORY_MAX, Role};
 
 mod changes;
+mod people;
 
 /// Longest user id the API accepts in `from` or a path.
 const MAX_USER_ID_CHARS: usize = 256;
@@ -100,6 +104,9 @@ pub fn router(app: &Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/api/rooms/{room}/members", get(list_members))
         .route("/api/search", get(changes::search))
         .route("/api/users/{id}/disconnect", post(disconnect_user))
+        .route("/api/users/{id}/rooms", get(people::user_rooms))
+        .route("/api/users/{id}/dms/{peer}", put(people::open_dm))
+        .route("/api/directory", get(people::directory))
         .route("/api", axum::routing::any(no_such_call))
         .route("/api/{*rest}", axum::routing::any(no_such_call))
         .layer(DefaultBodyLimit::max(app.max_frame_bytes))

@@ -239,10 +239,16 @@ async fn read_markers_move_forward_and_reach_the_persons_other_connections(nodes
     let again = as_guest(nodes.at(2), "ana", &token).await;
     let mut again = again;
     let joined = again.join("r").await;
-    assert_eq!((&joined["last_read"], &joined["unread"]), (&json!(5), &json!(0)));
+    assert_eq!(
+        (&joined["last_read"], &joined["unread"]),
+        (&json!(5), &json!(0))
+    );
     bob.say("r", "m6").await;
     let joined = again.join_since("r", 5).await;
-    assert_eq!((&joined["last_read"], &joined["unread"]), (&json!(5), &json!(1)));
+    assert_eq!(
+        (&joined["last_read"], &joined["unread"]),
+        (&json!(5), &json!(1))
+    );
 }
 
 async fn unread_and_mention_counts_are_exact_under_concurrent_senders(nodes: &Nodes) {
@@ -273,7 +279,10 @@ async fn unread_and_mention_counts_are_exact_under_concurrent_senders(nodes: &No
     ana.say("busy", "my own is never unread").await;
     assert_eq!(counts(&mut ana).await, [("busy".to_owned(), 120, 30)]);
     let joined = ana.join_since("busy", 0).await;
-    assert_eq!((&joined["unread"], &joined["unread_mentions"]), (&json!(120), &json!(30)));
+    assert_eq!(
+        (&joined["unread"], &joined["unread_mentions"]),
+        (&json!(120), &json!(30))
+    );
     // Reading part of it counts what is left exactly: seqs 62 to 120
     // (121 is her own).
     let reply = ana.request(read("busy", 61)).await;
@@ -294,7 +303,10 @@ async fn a_direct_message_cannot_be_read_by_a_third_user(nodes: &Nodes) {
     let room = joined["room"].as_str().unwrap().to_owned();
     assert!(room.starts_with("dm:"), "{room}");
     let added = bob.recv_until(|f| f["type"] == "room_added").await;
-    assert_eq!((&added["room"], &added["with"]["name"]), (&json!(room), &json!("ana")));
+    assert_eq!(
+        (&added["room"], &added["with"]["name"]),
+        (&json!(room), &json!("ana"))
+    );
     ana.say(&room, "a secret").await;
     let listed = counts(&mut bob).await;
     assert!(listed.contains(&(room.clone(), 1, 0)), "{listed:?}");
@@ -318,13 +330,17 @@ async fn a_direct_message_cannot_be_read_by_a_third_user(nodes: &Nodes) {
         let reply = eve.request(request.clone()).await;
         assert_eq!(error_code(&reply), "forbidden", "{request}: {reply}");
     }
-    let found = eve.request(json!({"type": "search", "query": "secret"})).await;
+    let found = eve
+        .request(json!({"type": "search", "query": "secret"}))
+        .await;
     assert_eq!(found["results"], json!([]), "{found}");
     assert!(!counts(&mut eve).await.iter().any(|(r, ..)| r == &room));
     let directory = eve.request(json!({"type": "directory"})).await;
     assert!(!directory.to_string().contains("dm:"), "{directory}");
     // A name that only looks like a direct message is not one.
-    let fake = eve.request(json!({"type": "join", "room": "dm:anything"})).await;
+    let fake = eve
+        .request(json!({"type": "join", "room": "dm:anything"}))
+        .await;
     assert_eq!(error_code(&fake), "invalid_room");
     // Nobody can be written to before they exist.
     let nobody = eve.request(json!({"type": "dm", "user": "u_nobody"})).await;
@@ -335,7 +351,10 @@ async fn socket_io_guests_read_and_open_direct_messages_like_native_ones(nodes: 
     let mut ana = SocketIo::connect(nodes.at(0), "", &json!({"name": "ana"}))
         .await
         .expect("connect");
-    let token = ana.welcome["guest_token"].as_str().expect("guest_token").to_owned();
+    let token = ana.welcome["guest_token"]
+        .as_str()
+        .expect("guest_token")
+        .to_owned();
     let id = ana.welcome["user"]["id"].clone();
     let again = SocketIo::connect(nodes.at(1), "", &json!({"name": "ana", "guest": token}))
         .await
@@ -349,7 +368,11 @@ async fn socket_io_guests_read_and_open_direct_messages_like_native_ones(nodes: 
     bob.say("r", "one").await;
     bob.say("r", "two").await;
     let marked = ana.call("read", &json!({"room": "r", "seq": 1})).await;
-    assert_eq!((&marked["seq"], &marked["unread"]), (&json!(1), &json!(1)), "{marked}");
+    assert_eq!(
+        (&marked["seq"], &marked["unread"]),
+        (&json!(1), &json!(1)),
+        "{marked}"
+    );
     let rooms = ana.call("rooms", &json!({})).await;
     assert_eq!(rooms["rooms"][0]["room"], "r", "{rooms}");
     let dm = ana.call("dm", &json!(bob.user_id())).await;
@@ -367,4 +390,81 @@ async fn socket_io_guests_read_and_open_direct_messages_like_native_ones(nodes: 
     }
     let directory = ana.call("directory", &json!({})).await;
     assert_eq!(directory["rooms"][0]["room"], "r", "{directory}");
+}
+
+async fn api(server: &Server, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    let text = body.map(|b| b.to_string());
+    let response = common::http_request(server.addr, method, path, &[], text.as_deref()).await;
+    let value = serde_json::from_str(&response.body).unwrap_or(Value::Null);
+    (response.status, value)
+}
+
+/// The operator's side: a user's rooms with counts, the directory, and a
+/// direct-message room opened and written to over HTTP.
+#[tokio::test]
+async fn the_api_lists_rooms_and_opens_direct_messages() {
+    let server = Server::start(&[]);
+    let mut ana = Client::connect(&server, "ana").await;
+    let mut bob = Client::connect(&server, "bob").await;
+    ana.join("lobby").await;
+    bob.join("lobby").await;
+    ana.request(read("lobby", 0)).await;
+    bob.say("lobby", "hello @ana").await;
+    let (ana_id, bob_id) = (ana.user_id().to_owned(), bob.user_id().to_owned());
+    let (status, rooms) = api(&server, "GET", &format!("/api/users/{ana_id}/rooms"), None).await;
+    assert_eq!(status, 200, "{rooms}");
+    assert_eq!(
+        (
+            &rooms[0]["room"],
+            &rooms[0]["unread"],
+            &rooms[0]["unread_mentions"]
+        ),
+        (&json!("lobby"), &json!(1), &json!(1)),
+        "{rooms}"
+    );
+    assert_eq!(rooms[0]["last"]["text"], "hello @ana");
+    let path = format!("/api/users/{ana_id}/dms/{bob_id}");
+    let (status, opened) = api(&server, "PUT", &path, None).await;
+    assert_eq!(status, 200, "{opened}");
+    assert_eq!(opened["with"]["name"], "bob");
+    let room = opened["room"].as_str().unwrap().to_owned();
+    for client in [&mut ana, &mut bob] {
+        let added = client.recv_until(|f| f["type"] == "room_added").await;
+        assert_eq!(added["room"], room.as_str());
+    }
+    let encoded = room
+        .replace('%', "%25")
+        .replace(':', "%3A")
+        .replace(',', "%2C");
+    let (status, _) = api(
+        &server,
+        "POST",
+        &format!("/api/rooms/{encoded}/messages"),
+        Some(json!({"text": "from the operator"})),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let (_, bobs) = api(&server, "GET", &format!("/api/users/{bob_id}/rooms"), None).await;
+    assert!(
+        bobs.as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["room"] == room.as_str() && r["unread"] == 1),
+        "{bobs}"
+    );
+    let (status, directory) = api(&server, "GET", "/api/directory", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(directory.as_array().unwrap().len(), 1, "{directory}");
+    assert_eq!(
+        (&directory[0]["room"], &directory[0]["members"]),
+        (&json!("lobby"), &json!(2))
+    );
+    let (status, _) = api(
+        &server,
+        "PUT",
+        &format!("/api/users/{ana_id}/dms/u_nobody"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 404);
 }
