@@ -281,3 +281,54 @@ impl HubInner {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(user: &str, seq: u64) -> Queued {
+        Queued::Change(
+            PersonChange::Read {
+                user: user.into(),
+                room: "r".into(),
+                seq,
+            },
+            None,
+        )
+    }
+
+    #[test]
+    fn a_batch_keeps_each_persons_furthest_read_in_its_first_place() {
+        let mut batch = Batch::default();
+        let joined = PersonChange::Joined {
+            user: User {
+                id: "u2".into(),
+                name: "bob".into(),
+            },
+            room: "r".into(),
+            read_to: 0,
+        };
+        batch.add(read("u1", 3));
+        batch.add(Queued::Change(joined.clone(), None));
+        batch.add(read("u1", 5));
+        batch.add(read("u1", 2));
+        batch.add(read("u2", 1));
+        assert_eq!(
+            batch.changes,
+            [
+                PersonChange::Read {
+                    user: "u1".into(),
+                    room: "r".into(),
+                    seq: 5
+                },
+                joined,
+                PersonChange::Read {
+                    user: "u2".into(),
+                    room: "r".into(),
+                    seq: 1
+                },
+            ]
+        );
+        assert_eq!(batch.reads.len(), 2);
+    }
+}

@@ -301,10 +301,10 @@ pub struct Settings {
     pub allow_anonymous: Option<bool>,
 
     /// Secret that signs guests' credentials (what keeps a guest the same
-    /// user across tabs and reconnects), at least 32 bytes [default: one
-    /// made on first start and kept in the data directory, or in
-    /// PostgreSQL, shared by a cluster's nodes]. Changing it makes every
-    /// guest a new user.
+    /// user across tabs and reconnects), at least 32 bytes. Without it, the
+    /// server makes one on first start and keeps it in the data directory
+    /// (or in PostgreSQL, shared by a cluster's nodes). Changing it makes
+    /// every guest a new user.
     #[arg(
         long,
         env = "CHAT_GUEST_SECRET",

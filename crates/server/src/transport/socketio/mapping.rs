@@ -686,6 +686,14 @@ mod tests {
         if let Some(message) = fields.get_mut("message").filter(|m| m.is_object()) {
             add_content(message);
         }
+        // The last message of each room a `rooms` reply lists.
+        if let Some(Json::Array(rooms)) = fields.get_mut("rooms") {
+            for room in rooms {
+                if let Some(last) = room.get_mut("last") {
+                    add_content(last);
+                }
+            }
+        }
         if kind == "message" {
             add_content(&mut payload);
         }
