@@ -31,7 +31,9 @@ test('every event answers its callback', async () => {
   assert.equal(welcome.session, alice.socket.id, 'the socket id is the session id');
 
   const joined = await alice.request('join', 'acks');
-  assert.deepEqual(Object.keys(joined).sort(), ['complete', 'members', 'messages', 'room', 'seq']);
+  assert.deepEqual(Object.keys(joined).sort(), [
+    'complete', 'last_read', 'members', 'messages', 'room', 'seq', 'unread', 'unread_mentions',
+  ]);
   assert.equal(joined.room, 'acks');
   assert.equal(joined.seq, 0);
   assert.deepEqual(joined.members, [welcome.user]);
