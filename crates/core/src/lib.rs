@@ -987,6 +987,17 @@ impl Session {
     async fn dm(&mut self, reference: Option<Ref>, peer: String) -> Result<(), Invalid> {
         let me = self.user.user().clone();
         let room = self.room(people::dm_room_name(&me.id, &peer)?)?;
+        // The opener is a member, stored with the peer before the answer,
+        // so the peer can open the room from their side at once.
+        let opener = PersonChange::Joined {
+            user: me.clone(),
+            room: room.to_string(),
+            read_to: 0,
+        };
+        self.hub
+            .people
+            .record(opener, None)
+            .map_err(|_| people_full())?;
         let other = match self.hub.invite(&room, &me, &peer).await {
             Ok(other) => other,
             Err(people::Refused::Invalid(invalid)) => return Err(invalid),

@@ -135,11 +135,8 @@ impl PeopleWriter {
             let mut batch = Batch::default();
             batch.add(first);
             // Whatever else arrives before the spacing is up joins it.
-            loop {
-                match tokio::time::timeout_at(next_start, rx.recv()).await {
-                    Ok(Some(queued)) => batch.add(queued),
-                    Ok(None) | Err(_) => break,
-                }
+            while let Ok(Some(queued)) = tokio::time::timeout_at(next_start, rx.recv()).await {
+                batch.add(queued);
             }
             while let Ok(queued) = rx.try_recv() {
                 batch.add(queued);
