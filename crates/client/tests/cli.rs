@@ -773,6 +773,24 @@ async fn a_guest_token_file_keeps_the_guest_across_runs() {
     assert_eq!(ids[0], ids[1], "the same guest both runs");
     assert_ne!(ids[1], ids[2], "a run without the file is someone else");
 
+    // A credential the server does not accept stops the run, saying what
+    // would get past it.
+    let forged = dir.path().join("forged");
+    std::fs::write(&forged, "not-a-credential\n").expect("write");
+    let forged = forged.to_str().expect("a UTF-8 path");
+    let args = ["--guest-token-file", forged, "history", "r"];
+    let output = chat(&server, &args, "").await;
+    assert!(!output.status.success());
+    let err = stderr(&output);
+    assert!(
+        err.starts_with(&format!("chat: the guest token in {forged} was refused")),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(forged).expect("read"),
+        "not-a-credential\n"
+    );
+
     // A token user is no guest: the file is neither used nor touched.
     let before = std::fs::read_to_string(file).expect("read");
     let args = [
