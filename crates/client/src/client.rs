@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use chat_protocol::{DirectoryEntry, ReadBody, RoomSummary};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
@@ -22,6 +23,7 @@ pub struct ClientBuilder {
     url: String,
     name: Option<String>,
     token: Option<String>,
+    guest_token: Option<String>,
     request_timeout: Duration,
     connect_timeout: Duration,
     backoff: Backoff,
@@ -36,6 +38,7 @@ impl ClientBuilder {
             url: url.into(),
             name: None,
             token: None,
+            guest_token: None,
             request_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(10),
             backoff: Backoff::default(),
@@ -55,6 +58,25 @@ impl ClientBuilder {
     /// (a header rather than `?token=`, so it stays out of URLs and logs).
     pub fn token(mut self, token: impl Into<String>) -> ClientBuilder {
         self.token = Some(token.into());
+        self
+    }
+
+    /// The guest credential of an earlier run
+    /// ([`Session::guest_token`]), sent as `?guest=` so that this client is
+    /// that same user (same `user.id`) on a server that issues them. Without
+    /// one, a server that does hands one out in the first `welcome`; either
+    /// way the client then reconnects with the latest it was handed.
+    /// Ignored with a [`token`](ClientBuilder::token), which says who we
+    /// are by itself.
+    ///
+    /// A credential the server no longer accepts fails
+    /// [`connect`](ClientBuilder::connect) with [`Error::Rejected`]; drop
+    /// it to start as a new guest. One refused at a reconnect is dropped
+    /// by the client, which goes on as a new guest (a new `user.id` in
+    /// [`Event::Reconnected`](crate::Event::Reconnected)) rather than
+    /// stopping.
+    pub fn guest_token(mut self, token: impl Into<String>) -> ClientBuilder {
+        self.guest_token = Some(token.into());
         self
     }
 
@@ -106,8 +128,14 @@ impl ClientBuilder {
     /// Must be called within a tokio runtime (the connection runs as a task
     /// on it).
     pub async fn connect(self) -> Result<(Client, Events)> {
-        let target = Target::new(&self.url, self.name.as_deref(), self.token.as_deref())?;
+        let mut target = Target::new(
+            &self.url,
+            self.name.as_deref(),
+            self.token.as_deref(),
+            self.guest_token.as_deref(),
+        )?;
         let (ws, session) = target.open(self.connect_timeout).await?;
+        target.keep_guest(&session);
         let (commands_tx, commands_rx) = mpsc::unbounded_channel();
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let (session_tx, session_rx) = watch::channel(session);
@@ -185,6 +213,14 @@ impl Client {
     /// The current connection's session (it changes on reconnect).
     pub fn session(&self) -> Session {
         self.inner.session.borrow().clone()
+    }
+
+    /// The guest credential this client reconnects with: the latest the
+    /// server handed out ([`Session::guest_token`]). Save it to be the same
+    /// guest in a later run ([`ClientBuilder::guest_token`]); it is a
+    /// secret. `None` with a token, or from a server that issues none.
+    pub fn guest_token(&self) -> Option<String> {
+        self.inner.session.borrow().guest_token.clone()
     }
 
     /// Joins `room`. The event stream then carries the room's messages and
@@ -406,6 +442,55 @@ impl Client {
         self.call(|reply| Command::Search { search, reply }).await
     }
 
+    /// Moves our read marker in `room` forward to `seq` (an extension of our
+    /// server): everything up to `seq` counts as read, on every device. A
+    /// marker never moves back, so the reply's `seq` may be above the one
+    /// asked for; its `unread` and `unread_mentions` are the counts after
+    /// the move. Our other connections hear of it as an
+    /// [`Event::Read`](crate::Event::Read). The room need not be joined by
+    /// this client, but the user must be a member of it.
+    pub async fn read(&self, room: &str, seq: u64) -> Result<ReadBody> {
+        self.call(|reply| Command::Read {
+            room: room.to_owned(),
+            seq,
+            reply,
+        })
+        .await
+    }
+
+    /// The rooms we are in (joined once and not left, on any device), the
+    /// most recently active first, each with our unread counts, its latest
+    /// message and, for a direct-message room, the other person (an
+    /// extension of our server).
+    pub async fn rooms(&self) -> Result<Vec<RoomSummary>> {
+        self.call(|reply| Command::Rooms { reply }).await
+    }
+
+    /// Public rooms (no direct-message rooms) we may join, the most
+    /// recently active first (an extension of our server).
+    pub async fn directory(&self) -> Result<Vec<DirectoryEntry>> {
+        self.call(|reply| Command::Directory { reply }).await
+    }
+
+    /// Opens the direct-message room with the user whose id is `user` (an
+    /// extension of our server) and joins it: the reply is the room's
+    /// [`Joined`], whose `room` names it (`dm:…`, see
+    /// [`dm_room`](crate::dm_room)). From then on it is a joined room
+    /// like any other: its messages and changes arrive as events, in order,
+    /// exactly once, across reconnects; send to it, leave it, as to any
+    /// room. Opening it again is harmless, like joining again. The other
+    /// person hears of it as an [`Event::RoomAdded`](crate::Event::RoomAdded).
+    ///
+    /// `not_found` when the server knows no such user (they must have
+    /// joined a room once).
+    pub async fn dm(&self, user: &str) -> Result<Joined> {
+        self.call(|reply| Command::Dm {
+            user: user.to_owned(),
+            reply,
+        })
+        .await
+    }
+
     /// Tells the room's other members we are typing. Fire and forget: it is
     /// not acknowledged, and dropped while disconnected.
     pub fn typing(&self, room: &str) -> Result<()> {
@@ -460,5 +545,202 @@ fn react(seq: u64, emoji: &str, remove: bool) -> Action {
         seq,
         emoji: emoji.to_owned(),
         remove,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio::net::TcpListener;
+    use tokio_tungstenite::tungstenite::Message as WsMessage;
+    use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+    use tokio_tungstenite::tungstenite::http::StatusCode;
+    use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+    use super::*;
+    use crate::event::Event;
+
+    const WAIT: Duration = Duration::from_secs(10);
+
+    /// What the test server does with one connection.
+    #[derive(Clone, Copy)]
+    enum Step {
+        /// Welcomes it, with this guest credential, then goes away (1001)
+        /// unless it is the last step, which is kept open.
+        Welcome(Option<&'static str>),
+        /// Refuses the upgrade with HTTP 401.
+        Refuse,
+    }
+
+    /// A server that takes its connections through `steps`, one each, and
+    /// reports each upgrade's URI.
+    async fn server(steps: Vec<Step>) -> (String, mpsc::UnboundedReceiver<String>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("ws://{}/ws", listener.local_addr().expect("addr"));
+        let (uris_tx, uris) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            for (n, step) in steps.iter().enumerate() {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let uris_tx = uris_tx.clone();
+                let refuse = matches!(step, Step::Refuse);
+                // tungstenite's callback type, large error and all.
+                #[allow(clippy::result_large_err)]
+                let record = move |request: &Request, response: Response| {
+                    let _ = uris_tx.send(request.uri().to_string());
+                    if refuse {
+                        let mut no = ErrorResponse::new(Some("bad guest".into()));
+                        *no.status_mut() = StatusCode::UNAUTHORIZED;
+                        return Err(no);
+                    }
+                    Ok(response)
+                };
+                let Ok(mut ws) = tokio_tungstenite::accept_hdr_async(stream, record).await else {
+                    continue;
+                };
+                let Step::Welcome(guest) = step else {
+                    continue;
+                };
+                let mut welcome = serde_json::json!({"type": "welcome", "session": format!("s_{n}"),
+                    "user": {"id": "u_1", "name": "ann"}, "heartbeat_ms": 25000, "text": "hi"});
+                if let Some(guest) = guest {
+                    welcome["guest_token"] = (*guest).into();
+                }
+                if ws.send(WsMessage::text(welcome.to_string())).await.is_err() {
+                    return;
+                }
+                if n + 1 < steps.len() {
+                    let away = CloseFrame {
+                        code: CloseCode::Away,
+                        reason: "".into(),
+                    };
+                    let _ = ws.close(Some(away)).await;
+                    while let Some(Ok(_)) = ws.next().await {}
+                } else {
+                    held.push(ws);
+                }
+            }
+            // Keep the last connection open until the test ends.
+            std::future::pending::<()>().await;
+        });
+        (url, uris)
+    }
+
+    fn quick() -> Backoff {
+        Backoff {
+            initial: Duration::from_millis(5),
+            max: Duration::from_millis(20),
+            max_attempts: Some(20),
+        }
+    }
+
+    async fn reconnects(events: &mut Events, count: usize) {
+        let mut seen = 0;
+        tokio::time::timeout(WAIT, async {
+            while seen < count {
+                match events.recv().await {
+                    Some(Event::Reconnected(_)) => seen += 1,
+                    Some(Event::Closed(reason)) => panic!("closed: {reason:?}"),
+                    Some(_) => {}
+                    None => panic!("the events ended"),
+                }
+            }
+        })
+        .await
+        .expect("reconnected in time");
+    }
+
+    async fn uris(uris: &mut mpsc::UnboundedReceiver<String>, count: usize) -> Vec<String> {
+        let mut got = Vec::new();
+        while got.len() < count {
+            let uri = tokio::time::timeout(WAIT, uris.recv()).await;
+            got.push(uri.expect("an upgrade in time").expect("a uri"));
+        }
+        got
+    }
+
+    #[tokio::test]
+    async fn a_guest_reconnects_with_the_latest_credential() {
+        let steps = vec![
+            Step::Welcome(Some("g-1")),
+            Step::Welcome(Some("g-2")),
+            Step::Welcome(None),
+        ];
+        let (url, mut seen) = server(steps).await;
+        let (client, mut events) = ClientBuilder::new(&url)
+            .name("ann")
+            .backoff(quick())
+            .connect()
+            .await
+            .expect("connect");
+        reconnects(&mut events, 2).await;
+        assert_eq!(
+            uris(&mut seen, 3).await,
+            [
+                "/ws?name=ann",
+                "/ws?name=ann&guest=g-1",
+                "/ws?name=ann&guest=g-2"
+            ]
+        );
+        // The last welcome had no credential: the one that worked stays.
+        assert_eq!(client.guest_token().as_deref(), Some("g-2"));
+        assert_eq!(client.session().guest_token.as_deref(), Some("g-2"));
+    }
+
+    #[tokio::test]
+    async fn a_guest_token_given_is_presented_from_the_first_connection() {
+        let (url, mut seen) = server(vec![Step::Welcome(None)]).await;
+        let (client, _events) = ClientBuilder::new(&url)
+            .guest_token("g-0")
+            .connect()
+            .await
+            .expect("connect");
+        assert_eq!(uris(&mut seen, 1).await, ["/ws?guest=g-0"]);
+        assert_eq!(client.guest_token().as_deref(), Some("g-0"));
+    }
+
+    #[tokio::test]
+    async fn a_token_user_presents_no_guest_credential() {
+        let (url, mut seen) = server(vec![Step::Welcome(Some("g-1")), Step::Welcome(None)]).await;
+        let (_client, mut events) = ClientBuilder::new(&url)
+            .token("jwt")
+            .guest_token("g-0")
+            .backoff(quick())
+            .connect()
+            .await
+            .expect("connect");
+        reconnects(&mut events, 1).await;
+        assert_eq!(uris(&mut seen, 2).await, ["/ws", "/ws"]);
+    }
+
+    #[tokio::test]
+    async fn a_refused_guest_credential_is_dropped_at_a_reconnect() {
+        let steps = vec![
+            Step::Welcome(Some("g-1")),
+            Step::Refuse,
+            Step::Welcome(Some("g-3")),
+        ];
+        let (url, mut seen) = server(steps).await;
+        let (client, mut events) = ClientBuilder::new(&url)
+            .backoff(quick())
+            .connect()
+            .await
+            .expect("connect");
+        reconnects(&mut events, 1).await;
+        assert_eq!(uris(&mut seen, 3).await, ["/ws", "/ws?guest=g-1", "/ws"]);
+        assert_eq!(client.guest_token().as_deref(), Some("g-3"));
+    }
+
+    #[tokio::test]
+    async fn a_refused_guest_credential_fails_the_first_connection() {
+        let (url, _seen) = server(vec![Step::Refuse]).await;
+        let refused = ClientBuilder::new(&url).guest_token("old").connect().await;
+        assert!(
+            matches!(refused, Err(Error::Rejected { status: 401, .. })),
+            "{refused:?}"
+        );
     }
 }

@@ -8,20 +8,26 @@
 //! channel.
 //!
 //! Reconnecting, in order: every request still waiting for a reply stays
-//! queued (each is idempotent: joins and leaves by nature, sends and changes
-//! by their `id`, history, search and ping trivially); after backoff a new
+//! queued (each is idempotent: joins, leaves, read markers and
+//! direct-message rooms by nature, sends and changes by their `id`, history,
+//! search, rooms, directory and ping trivially); after backoff a new
 //! connection opens; every joined room is re-joined with `since` = the last
 //! `seq` delivered, message or change (history pages fill a
 //! `complete: false` reply); then the queued requests are sent again in
 //! their original order. The server handles one connection's requests in
 //! order, so the re-sent writes find their rooms joined.
+//!
+//! A direct-message room opened with `dm` is answered by a `joined`, and
+//! from then on is a joined room like any other: it has a [`Feed`] and is
+//! re-joined with `since` on reconnect.
 
 use std::collections::{BTreeMap, HashMap};
 use std::ops::ControlFlow;
 use std::time::Duration;
 
 use chat_protocol::{
-    AckBody, ErrorBody, ErrorCode, HistoryBody, JoinedBody, PongBody, PresenceBody, Ref,
+    AckBody, DirectoryBody, DirectoryEntry, ErrorBody, ErrorCode, HistoryBody, JoinedBody,
+    PongBody, PresenceBody, ReadBody, Ref, RoomAddedBody, RoomSummary, RoomsBody,
     SearchResultsBody, ServerFrame, TypingBody,
 };
 use futures_util::{SinkExt, StreamExt};
@@ -76,6 +82,21 @@ pub(crate) enum Command {
     },
     Typing {
         room: String,
+    },
+    Read {
+        room: String,
+        seq: u64,
+        reply: Reply<ReadBody>,
+    },
+    Rooms {
+        reply: Reply<Vec<RoomSummary>>,
+    },
+    Directory {
+        reply: Reply<Vec<DirectoryEntry>>,
+    },
+    Dm {
+        user: String,
+        reply: Reply<Joined>,
     },
     Ping {
         reply: Reply<i64>,
@@ -135,6 +156,25 @@ enum Pending {
         search: Search,
         reply: Reply<SearchResults>,
     },
+    /// Moving a marker forward to the same `seq` twice moves it once, so
+    /// this is sent again as it is after a reconnect.
+    Read {
+        room: String,
+        seq: u64,
+        reply: Reply<ReadBody>,
+    },
+    Rooms {
+        reply: Reply<Vec<RoomSummary>>,
+    },
+    Directory {
+        reply: Reply<Vec<DirectoryEntry>>,
+    },
+    /// Opening a direct-message room that exists joins it: sent again as
+    /// it is after a reconnect. Answered by the room's `joined`.
+    Dm {
+        user: String,
+        reply: Reply<Joined>,
+    },
     Ping {
         reply: Reply<i64>,
     },
@@ -173,6 +213,14 @@ impl Pending {
                 limit: search.limit,
                 reference,
             },
+            Pending::Read { room, seq, .. } => Request::Read {
+                room,
+                seq: *seq,
+                reference,
+            },
+            Pending::Rooms { .. } => Request::Rooms { reference },
+            Pending::Directory { .. } => Request::Directory { reference },
+            Pending::Dm { user, .. } => Request::Dm { user, reference },
             Pending::Ping { .. } => Request::Ping { reference },
         }
         .encode()
@@ -186,6 +234,10 @@ impl Pending {
             Pending::Write { reply, .. } => !reply.is_closed(),
             Pending::History { reply, .. } => !reply.is_closed(),
             Pending::Search { reply, .. } => !reply.is_closed(),
+            Pending::Read { reply, .. } => !reply.is_closed(),
+            Pending::Rooms { reply } => !reply.is_closed(),
+            Pending::Directory { reply } => !reply.is_closed(),
+            Pending::Dm { reply, .. } => !reply.is_closed(),
             Pending::Ping { reply } => !reply.is_closed(),
         }
     }
@@ -419,6 +471,12 @@ impl Connection {
                     self.outbox.push(Request::Typing { room: &room }.encode());
                 }
             }
+            Command::Read { room, seq, reply } => {
+                self.request(Pending::Read { room, seq, reply });
+            }
+            Command::Rooms { reply } => self.request(Pending::Rooms { reply }),
+            Command::Directory { reply } => self.request(Pending::Directory { reply }),
+            Command::Dm { user, reply } => self.request(Pending::Dm { user, reply }),
             Command::Ping { reply } => self.request(Pending::Ping { reply }),
             Command::Close { done } => {
                 self.closing.push(done);
@@ -484,11 +542,11 @@ impl Connection {
         };
         match frame {
             ServerFrame::Message(message) => self.on_entry(Entry::Message(message)),
-            ServerFrame::Joined { reference, body } => {
-                if let Some(Pending::Join(sent)) = self.take_pending(reference) {
-                    self.on_joined(sent, body);
-                }
-            }
+            ServerFrame::Joined { reference, body } => match self.take_pending(reference) {
+                Some(Pending::Join(sent)) => self.on_joined(sent, body),
+                Some(Pending::Dm { reply, .. }) => self.on_dm_joined(body, reply),
+                _ => {}
+            },
             ServerFrame::Left { reference, .. } => {
                 if let Some(Pending::Leave { reply, .. }) = self.take_pending(reference) {
                     let _ = reply.send(Ok(()));
@@ -504,6 +562,26 @@ impl Connection {
                 if let Some(Pending::Search { reply, .. }) = self.take_pending(reference) {
                     let _ = reply.send(Ok(search_results(body)));
                 }
+            }
+            ServerFrame::Read { reference, body } => self.on_read(reference, body),
+            ServerFrame::Rooms {
+                reference,
+                body: RoomsBody { rooms },
+            } => {
+                if let Some(Pending::Rooms { reply }) = self.take_pending(reference) {
+                    let _ = reply.send(Ok(rooms));
+                }
+            }
+            ServerFrame::Directory {
+                reference,
+                body: DirectoryBody { rooms },
+            } => {
+                if let Some(Pending::Directory { reply }) = self.take_pending(reference) {
+                    let _ = reply.send(Ok(rooms));
+                }
+            }
+            ServerFrame::RoomAdded(RoomAddedBody { room, with }) => {
+                self.emit(Event::RoomAdded { room, with });
             }
             ServerFrame::Pong {
                 reference,
@@ -572,6 +650,9 @@ impl Connection {
             messages,
             events,
             pins,
+            last_read,
+            unread,
+            unread_mentions,
             ..
         } = body;
         let Some(entry) = self.room_of(&room, generation) else {
@@ -582,9 +663,19 @@ impl Connection {
         let recent = match since {
             // A plain join lists the latest messages for context, in their
             // current state, and no changes: the feed starts after them.
-            None => {
+            None if entry.feed.is_none() => {
                 entry.feed = Some(Feed::after(seq));
                 messages
+            }
+            // A `dm` (or a join it crossed) for a room already followed:
+            // the stream goes on where it was, and what it has not
+            // delivered up to `seq` is paged in by `catch_up`, so nothing
+            // is skipped or repeated.
+            None => {
+                if let Some(feed) = &mut entry.feed {
+                    feed.learn_latest(seq);
+                }
+                Vec::new()
             }
             Some(since) => {
                 let feed = entry.feed.get_or_insert_with(|| Feed::after(since));
@@ -602,6 +693,9 @@ impl Connection {
             members: members.into_users(),
             recent,
             pins,
+            last_read,
+            unread,
+            unread_mentions,
         };
         if rejoin {
             self.emit(Event::Rejoined {
@@ -614,6 +708,43 @@ impl Connection {
             let _ = waiter.send(Ok(joined.clone()));
         }
         self.catch_up(&room);
+    }
+
+    /// The `joined` that answers a `dm`: the direct-message room becomes a
+    /// room the user is in, followed and re-joined like one they joined.
+    fn on_dm_joined(&mut self, body: JoinedBody, reply: Reply<Joined>) {
+        let generation = self.take_ref();
+        let entry = self.rooms.entry(body.room.clone()).or_insert_with(|| Room {
+            generation,
+            feed: None,
+            first_since: None,
+            waiters: Vec::new(),
+            join_sent: false,
+        });
+        entry.waiters.push(reply);
+        // A `join_since` of the room still unanswered promised its backlog
+        // as events: the feed starts at its `since` then, not at this reply.
+        let since = match entry.feed {
+            None => entry.first_since,
+            Some(_) => None,
+        };
+        let sent = JoinSent {
+            room: body.room.clone(),
+            generation: entry.generation,
+            since,
+            rejoin: false,
+        };
+        self.on_joined(sent, body);
+    }
+
+    /// A `read` frame: the reply to ours, or, without a `ref`, news that
+    /// the marker moved on another connection of the user's.
+    fn on_read(&mut self, reference: Option<Ref>, body: ReadBody) {
+        if reference.is_none() {
+            self.emit(Event::Read(body));
+        } else if let Some(Pending::Read { reply, .. }) = self.take_pending(reference) {
+            let _ = reply.send(Ok(body));
+        }
     }
 
     /// A `history` reply: the user's page, or one filling a feed's hole.
@@ -746,6 +877,18 @@ impl Connection {
             Some(Pending::Search { reply, .. }) => {
                 let _ = reply.send(Err(error()));
             }
+            Some(Pending::Read { reply, .. }) => {
+                let _ = reply.send(Err(error()));
+            }
+            Some(Pending::Rooms { reply }) => {
+                let _ = reply.send(Err(error()));
+            }
+            Some(Pending::Directory { reply }) => {
+                let _ = reply.send(Err(error()));
+            }
+            Some(Pending::Dm { reply, .. }) => {
+                let _ = reply.send(Err(error()));
+            }
             Some(Pending::Ping { reply }) => {
                 let _ = reply.send(Err(error()));
             }
@@ -768,8 +911,9 @@ impl Connection {
                 Pending::Leave { reply, .. } => {
                     let _ = reply.send(Ok(()));
                 }
-                // Writes (by their `id`), history pages, searches and pings
-                // are sent again by `resume`, unless their caller gave up.
+                // Writes (by their `id`), history pages, searches, read
+                // markers, room lists, DMs and pings are sent again by
+                // `resume`, unless their caller gave up.
                 other if other.wanted() => {
                     self.pending.insert(reference, other);
                 }
@@ -854,12 +998,22 @@ impl Connection {
             };
             match opened {
                 Ok((ws, session)) => {
+                    self.settings.target.keep_guest(&session);
                     self.session.send_replace(session.clone());
                     self.emit(Event::Reconnected(session));
                     return Ok(ws);
                 }
                 Err(Error::Rejected { status, .. }) if refusal_is_final(status) => {
-                    return Err(CloseReason::Rejected { status });
+                    // A guest credential can stop being accepted (the
+                    // server's key changed): without it we are a new guest,
+                    // as before guest credentials existed, rather than no
+                    // one. Refused again without it, the refusal is final.
+                    if !self.settings.target.forget_guest() {
+                        return Err(CloseReason::Rejected { status });
+                    }
+                    why = format!(
+                        "the guest credential was refused (HTTP {status}); reconnecting as a new guest"
+                    );
                 }
                 Err(error) => why = describe(&error),
             }
@@ -932,4 +1086,340 @@ async fn close(ws: &mut Ws) {
         }
     })
     .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use chat_protocol::User;
+    use serde_json::json;
+
+    use super::*;
+
+    /// A connection task driven by hand: commands in, frames in, and what
+    /// it would write and emit out, with no socket.
+    struct Driven {
+        connection: Connection,
+        events: mpsc::UnboundedReceiver<Event>,
+        _commands: mpsc::UnboundedSender<Command>,
+    }
+
+    fn driven() -> Driven {
+        let (commands_tx, commands) = mpsc::unbounded_channel();
+        let (events_tx, events) = mpsc::unbounded_channel();
+        let session = Session {
+            id: "s_1".into(),
+            user: user("u_a", "alice"),
+            heartbeat: Duration::from_secs(25),
+            guest_token: None,
+        };
+        let settings = Settings {
+            target: Target::new("ws://h/ws", None, None, None).expect("a target"),
+            connect_timeout: Duration::from_secs(1),
+            backoff: Backoff::default(),
+            reconnect: true,
+            dead_after: None,
+        };
+        let (session, _) = watch::channel(session);
+        let mut connection = Connection::new(settings, commands, events_tx, session);
+        connection.online = true;
+        Driven {
+            connection,
+            events,
+            _commands: commands_tx,
+        }
+    }
+
+    impl Driven {
+        fn command(&mut self, command: Command) {
+            assert!(self.connection.command(Some(command)).is_continue());
+        }
+
+        /// The frames written since the last call, parsed.
+        fn sent(&mut self) -> Vec<serde_json::Value> {
+            self.connection
+                .outbox
+                .drain(..)
+                .map(|text| serde_json::from_str(&text).expect("json"))
+                .collect()
+        }
+
+        fn frame(&mut self, frame: serde_json::Value) {
+            let flow = self.connection.on_frame(&frame.to_string());
+            assert!(flow.is_continue(), "{frame}");
+        }
+
+        fn emitted(&mut self) -> Vec<Event> {
+            std::iter::from_fn(|| self.events.try_recv().ok()).collect()
+        }
+    }
+
+    fn user(id: &str, name: &str) -> User {
+        User {
+            id: id.into(),
+            name: name.into(),
+        }
+    }
+
+    fn message(room: &str, seq: u64) -> serde_json::Value {
+        json!({"type": "message", "room": room, "seq": seq, "id": format!("m{seq}"),
+               "from": {"id": "u_b", "name": "bob"}, "text": format!("text {seq}"), "ts": 1})
+    }
+
+    fn joined(reference: u64, room: &str, seq: u64, messages: &[u64]) -> serde_json::Value {
+        let messages: Vec<serde_json::Value> = messages
+            .iter()
+            .map(|s| {
+                let mut m = message(room, *s);
+                if let Some(m) = m.as_object_mut() {
+                    m.remove("type");
+                }
+                m
+            })
+            .collect();
+        json!({"type": "joined", "ref": reference, "room": room, "seq": seq,
+               "members": [{"id": "u_a", "name": "alice"}, {"id": "u_b", "name": "bob"}],
+               "messages": messages, "complete": true,
+               "last_read": 1, "unread": 2, "unread_mentions": 1})
+    }
+
+    fn message_seqs(events: &[Event]) -> Vec<u64> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Message(m) => Some(m.seq),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_dm_room_is_joined_followed_and_rejoined_with_since() {
+        let mut d = driven();
+        let room = "dm:u_a,u_b";
+        let (reply, mut answer) = oneshot::channel();
+        d.command(Command::Dm {
+            user: "u_b".into(),
+            reply,
+        });
+        let sent = d.sent();
+        assert_eq!(sent.len(), 1);
+        assert_eq!(
+            (&sent[0]["type"], &sent[0]["user"]),
+            (&json!("dm"), &json!("u_b"))
+        );
+        let reference = sent[0]["ref"].as_u64().expect("a ref");
+
+        // Live entries before the reply are not yet ours to deliver.
+        d.frame(message(room, 3));
+        d.frame(joined(reference, room, 3, &[1, 2, 3]));
+        let got = answer.try_recv().expect("answered").expect("joined");
+        assert_eq!(got.room, room);
+        assert_eq!((got.seq, got.recent.len()), (3, 3));
+        assert_eq!((got.last_read, got.unread, got.unread_mentions), (1, 2, 1));
+        assert!(
+            d.emitted().is_empty(),
+            "the recent messages are context only"
+        );
+
+        // Then it is a joined room: in order, once.
+        for seq in [4, 4, 5, 3] {
+            d.frame(message(room, seq));
+        }
+        assert_eq!(message_seqs(&d.emitted()), [4, 5]);
+
+        // A reconnect re-joins it from the last delivered seq.
+        d.connection.connection_lost();
+        d.connection.resume();
+        let sent = d.sent();
+        assert_eq!(sent.len(), 1, "{sent:?}");
+        assert_eq!(
+            (&sent[0]["type"], &sent[0]["room"], &sent[0]["since"]),
+            (&json!("join"), &json!(room), &json!(5))
+        );
+    }
+
+    #[test]
+    fn opening_a_dm_again_goes_on_where_the_room_was() {
+        let mut d = driven();
+        let room = "dm:u_a,u_b";
+        let (reply, _first) = oneshot::channel();
+        d.command(Command::Dm {
+            user: "u_b".into(),
+            reply,
+        });
+        let reference = d.sent()[0]["ref"].as_u64().expect("a ref");
+        d.frame(joined(reference, room, 2, &[1, 2]));
+
+        let (reply, mut answer) = oneshot::channel();
+        d.command(Command::Dm {
+            user: "u_b".into(),
+            reply,
+        });
+        let reference = d.sent()[0]["ref"].as_u64().expect("a ref");
+        // Two entries came meanwhile, unseen: the reply lists the latest
+        // messages, which are not repeated as context; what was missed is
+        // paged in after the last delivered seq instead.
+        d.frame(joined(reference, room, 4, &[1, 2, 3, 4]));
+        let again = answer.try_recv().expect("answered").expect("joined");
+        assert!(again.recent.is_empty());
+        let sent = d.sent();
+        assert_eq!(
+            (&sent[0]["type"], &sent[0]["after"]),
+            (&json!("history"), &json!(2))
+        );
+        let page_ref = sent[0]["ref"].as_u64().expect("a ref");
+        let page: Vec<serde_json::Value> = [3, 4]
+            .iter()
+            .map(|s| {
+                let mut m = message(room, *s);
+                if let Some(m) = m.as_object_mut() {
+                    m.remove("type");
+                }
+                m
+            })
+            .collect();
+        d.frame(json!({"type": "history", "ref": page_ref, "room": room,
+                       "messages": page, "more": false}));
+        assert_eq!(message_seqs(&d.emitted()), [3, 4]);
+    }
+
+    #[test]
+    fn a_refused_dm_fails_its_call() {
+        let mut d = driven();
+        let (reply, mut answer) = oneshot::channel();
+        d.command(Command::Dm {
+            user: "nobody".into(),
+            reply,
+        });
+        let reference = d.sent()[0]["ref"].as_u64().expect("a ref");
+        d.frame(
+            json!({"type": "error", "ref": reference, "code": "not_found",
+                       "message": "no such user"}),
+        );
+        let error = answer.try_recv().expect("answered").expect_err("refused");
+        assert_eq!(error.code(), Some(ErrorCode::NotFound));
+        assert!(d.connection.rooms.is_empty());
+    }
+
+    #[test]
+    fn a_read_is_answered_and_one_from_elsewhere_is_an_event() {
+        let mut d = driven();
+        let (reply, mut answer) = oneshot::channel();
+        d.command(Command::Read {
+            room: "general".into(),
+            seq: 9,
+            reply,
+        });
+        let sent = d.sent();
+        assert_eq!(
+            (&sent[0]["type"], &sent[0]["room"], &sent[0]["seq"]),
+            (&json!("read"), &json!("general"), &json!(9))
+        );
+        let reference = sent[0]["ref"].as_u64().expect("a ref");
+        d.frame(
+            json!({"type": "read", "ref": reference, "room": "general", "seq": 9,
+                       "unread": 2, "unread_mentions": 1}),
+        );
+        let read = answer.try_recv().expect("answered").expect("read");
+        assert_eq!(
+            read,
+            ReadBody {
+                room: "general".into(),
+                seq: 9,
+                unread: 2,
+                unread_mentions: 1,
+            }
+        );
+        assert!(d.emitted().is_empty(), "our own reply is no news");
+
+        d.frame(json!({"type": "read", "room": "ops", "seq": 4, "unread": 0,
+                       "unread_mentions": 0}));
+        let events = d.emitted();
+        assert!(
+            matches!(&events[..], [Event::Read(r)] if r.room == "ops" && r.seq == 4),
+            "{events:?}"
+        );
+        assert_eq!(events[0].room(), Some("ops"));
+    }
+
+    #[test]
+    fn rooms_and_directory_are_answered() {
+        let mut d = driven();
+        let (rooms_reply, mut rooms) = oneshot::channel();
+        let (directory_reply, mut directory) = oneshot::channel();
+        d.command(Command::Rooms { reply: rooms_reply });
+        d.command(Command::Directory {
+            reply: directory_reply,
+        });
+        let sent = d.sent();
+        let types: Vec<&serde_json::Value> = sent.iter().map(|f| &f["type"]).collect();
+        assert_eq!(types, [&json!("rooms"), &json!("directory")]);
+        let (r1, r2) = (sent[0]["ref"].clone(), sent[1]["ref"].clone());
+        // Replies may come in any order; each finds its call by `ref`.
+        d.frame(json!({"type": "directory", "ref": r2, "rooms": [
+            {"room": "general", "members": 3, "seq": 10, "last_ts": 1763800000123u64},
+            {"room": "empty", "members": 1, "seq": 0}]}));
+        d.frame(json!({"type": "rooms", "ref": r1, "rooms": [
+            {"room": "dm:u_a,u_b", "seq": 10, "last_read": 8, "unread": 2,
+             "unread_mentions": 1, "last": message("dm:u_a,u_b", 10),
+             "with": {"id": "u_b", "name": "bob"}},
+            {"room": "general", "seq": 0, "last_read": 0, "unread": 0,
+             "unread_mentions": 0}]}));
+        let rooms = rooms.try_recv().expect("answered").expect("rooms");
+        assert_eq!(rooms.len(), 2);
+        assert_eq!(rooms[0].with, Some(user("u_b", "bob")));
+        assert_eq!(rooms[0].last.as_ref().map(|m| m.seq), Some(10));
+        assert_eq!(
+            (rooms[1].last.as_ref(), rooms[1].with.as_ref()),
+            (None, None)
+        );
+        let directory = directory.try_recv().expect("answered").expect("directory");
+        assert_eq!(directory[0].last_ts, Some(1763800000123));
+        assert_eq!(
+            (directory[1].room.as_str(), directory[1].last_ts),
+            ("empty", None)
+        );
+    }
+
+    #[test]
+    fn a_room_added_is_an_event_and_joins_nothing() {
+        let mut d = driven();
+        d.frame(json!({"type": "room_added", "room": "dm:u_a,u_b",
+                       "with": {"id": "u_b", "name": "bob"}}));
+        let events = d.emitted();
+        assert_eq!(
+            events,
+            [Event::RoomAdded {
+                room: "dm:u_a,u_b".into(),
+                with: user("u_b", "bob"),
+            }]
+        );
+        assert!(d.connection.rooms.is_empty());
+        assert!(d.sent().is_empty());
+    }
+
+    #[test]
+    fn people_requests_cut_off_are_sent_again() {
+        let mut d = driven();
+        let (read_reply, _read) = oneshot::channel();
+        let (dm_reply, _dm) = oneshot::channel();
+        let (rooms_reply, rooms) = oneshot::channel();
+        d.command(Command::Read {
+            room: "general".into(),
+            seq: 3,
+            reply: read_reply,
+        });
+        d.command(Command::Dm {
+            user: "u_b".into(),
+            reply: dm_reply,
+        });
+        d.command(Command::Rooms { reply: rooms_reply });
+        let before = d.sent();
+        // The caller of `rooms` gave up: that one is not asked again.
+        drop(rooms);
+        d.connection.connection_lost();
+        d.connection.resume();
+        let after = d.sent();
+        assert_eq!(after, before[..2]);
+    }
 }

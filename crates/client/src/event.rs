@@ -1,7 +1,9 @@
 //! What the client reports: replies to requests, and the event stream.
 //!
-//! Replies ([`Joined`], [`Ack`], [`History`], [`SearchResults`]) are
-//! returned by the request methods of [`Client`](crate::Client). Everything
+//! Replies ([`Joined`], [`Ack`], [`History`], [`SearchResults`], and the
+//! protocol's [`ReadBody`], [`RoomSummary`] and
+//! [`DirectoryEntry`](chat_protocol::DirectoryEntry)) are returned by the
+//! request methods of [`Client`](crate::Client). Everything
 //! the server pushes, plus the client's own connection changes, arrives on
 //! [`Events`] in the order it happened.
 
@@ -9,16 +11,19 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use chat_protocol::{Change, Member, Message, PresenceEvent, RoomState, User};
+use chat_protocol::{Change, Member, Message, PresenceEvent, ReadBody, RoomState, User};
 use futures_util::Stream;
 use tokio::sync::mpsc;
 
 /// One connection's identity, from the server's `welcome` frame.
 ///
-/// In anonymous mode every connection is a new user, so after a reconnect
-/// the user id changes (the name stays the one asked for). Compare a
-/// message's `from.id` with the current session's user to recognise your own
-/// messages.
+/// In anonymous mode every connection is a new user unless it presents a
+/// guest credential: the client does so on every reconnect once a
+/// `welcome` handed one out ([`Session::guest_token`]), so the user id
+/// stays the same when the server issues them (servers that do not leave
+/// the id to change on reconnect; the name stays the one asked for).
+/// Compare a message's `from.id` with the current session's user to
+/// recognise your own messages.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Session {
     /// The server's session id (`s_…`).
@@ -28,6 +33,16 @@ pub struct Session {
     /// How often the server pings; the client declares the server dead when
     /// nothing arrives for two of these.
     pub heartbeat: Duration,
+    /// For a guest (a client without a token): the credential that makes a
+    /// later connection this same user, the latest the server handed out
+    /// (or, when this connection's `welcome` had none, the one it came
+    /// with). The client reconnects with it by itself (and, should the
+    /// server refuse it, as a new guest: compare `user.id`); keep it (it is
+    /// a secret) and pass it to
+    /// [`ClientBuilder::guest_token`](crate::ClientBuilder::guest_token)
+    /// to be this user again in a later run. `None` with a token, or from
+    /// a server that issues none.
+    pub guest_token: Option<String>,
 }
 
 /// The reply to a join.
@@ -49,6 +64,14 @@ pub struct Joined {
     /// earliest pinned first. Later pins and unpins arrive as
     /// [`Event::Change`]s.
     pub pins: Vec<Message>,
+    /// Our read marker in the room: everything up to this `seq` was read
+    /// (moved by [`Client::read`](crate::Client::read)). 0 from a server
+    /// without read markers.
+    pub last_read: u64,
+    /// Messages after the marker, not deleted, from others.
+    pub unread: u64,
+    /// Those of them that mention us.
+    pub unread_mentions: u64,
 }
 
 impl Joined {
@@ -187,6 +210,16 @@ pub enum Event {
     /// its last delivered `seq`; what was missed follows as
     /// [`Event::Message`]s and [`Event::Change`]s.
     Reconnected(Session),
+    /// Our read marker moved in `room` on another connection of ours (the
+    /// reply to our own [`Client::read`](crate::Client::read) is returned
+    /// by it instead). Unread counts are the server's, exact as of the
+    /// move. It may be about a room this client has not joined.
+    Read(ReadBody),
+    /// Someone opened a direct-message room with us (or we did, on another
+    /// connection): `with` is the other person. The room is not joined by
+    /// this: [`Client::join`](crate::Client::join) it (or
+    /// [`Client::dm`](crate::Client::dm) `with.id`) to follow it.
+    RoomAdded { room: String, with: User },
     /// A room was re-joined after a reconnect; `members` is the room as it
     /// is now (presence changes during the outage were not seen).
     Rejoined { room: String, members: Vec<Member> },
@@ -207,8 +240,10 @@ impl Event {
         match self {
             Event::Message(message) => Some(&message.room),
             Event::Change(change) => Some(change.room()),
+            Event::Read(read) => Some(&read.room),
             Event::Presence { room, .. }
             | Event::Typing { room, .. }
+            | Event::RoomAdded { room, .. }
             | Event::Rejoined { room, .. }
             | Event::RejoinFailed { room, .. } => Some(room),
             Event::Reconnecting { .. } | Event::Reconnected(_) | Event::Closed(_) => None,

@@ -4,7 +4,8 @@
 //! A [`Client`] is a cheap-to-clone handle on one connection that a
 //! background task keeps alive. Requests ([`Client::join`],
 //! [`Client::send`], [`Client::edit`], [`Client::history`],
-//! [`Client::search`], …) are async methods that return the server's reply,
+//! [`Client::search`], [`Client::rooms`], [`Client::dm`], …) are async
+//! methods that return the server's reply,
 //! or a typed [`Error`]; everything the server pushes arrives on [`Events`]
 //! as [`Event`]s.
 //!
@@ -33,6 +34,17 @@
 //! - **Reconnect with backoff.** Exponential with full jitter ([`Backoff`]),
 //!   after a drop, a server shutdown (close 1001), a slow-consumer drop
 //!   (1013), or a server that went silent for two heartbeat intervals.
+//! - **The same guest across reconnects.** Without a token, the client
+//!   reconnects with the guest credential the server's latest `welcome`
+//!   handed out ([`Client::guest_token`]), so it stays the same user; pass
+//!   it to [`ClientBuilder::guest_token`] to be that user in a later run.
+//!
+//! People (extensions of our server): each user has a read marker per room
+//! ([`Client::read`], [`Event::Read`]), a list of their rooms with unread
+//! counts ([`Client::rooms`]), a directory of public rooms
+//! ([`Client::directory`]), and direct-message rooms with one other person
+//! ([`Client::dm`], [`Event::RoomAdded`]), joined and followed like any
+//! room.
 //!
 //! ```no_run
 //! use chat_client::{ClientBuilder, Event};
@@ -78,9 +90,10 @@ mod wire;
 
 pub use action::Action;
 pub use backoff::Backoff;
+pub use chat_protocol::people::{dm_peer, dm_room};
 pub use chat_protocol::{
-    Change, DeletedBody, EditedBody, ErrorCode, Member, Message, PinnedBody, PresenceEvent, Quote,
-    Reaction, ReactionBody, RoomState, User,
+    Change, DeletedBody, DirectoryEntry, EditedBody, ErrorCode, Member, Message, PinnedBody,
+    PresenceEvent, Quote, Reaction, ReactionBody, ReadBody, RoomState, RoomSummary, User,
 };
 pub use client::{Client, ClientBuilder};
 pub use error::{Error, Result};

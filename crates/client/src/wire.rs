@@ -110,6 +110,29 @@ pub(crate) enum Request<'a> {
     Typing {
         room: &'a str,
     },
+    /// Extension: move the user's read marker in `room` forward to `seq`.
+    Read {
+        room: &'a str,
+        seq: u64,
+        #[serde(rename = "ref")]
+        reference: u64,
+    },
+    /// Extension: the user's rooms, with unread counts.
+    Rooms {
+        #[serde(rename = "ref")]
+        reference: u64,
+    },
+    /// Extension: public rooms to discover.
+    Directory {
+        #[serde(rename = "ref")]
+        reference: u64,
+    },
+    /// Extension: open (and join) the direct-message room with `user`.
+    Dm {
+        user: &'a str,
+        #[serde(rename = "ref")]
+        reference: u64,
+    },
     Ping {
         #[serde(rename = "ref")]
         reference: u64,
@@ -129,18 +152,29 @@ impl Request<'_> {
     }
 }
 
-/// Where and as whom to connect; fixed for the life of a client so every
-/// reconnect presents the same identity.
+/// Where and as whom to connect. The URL and token are fixed for the life
+/// of a client, so every reconnect presents the same identity; a guest's
+/// credential is replaced by each newer one a `welcome` hands out.
 #[derive(Debug, Clone)]
 pub(crate) struct Target {
-    /// The WebSocket URL, with `?name=` added when a name was given.
+    /// The WebSocket URL, with `?name=` added when a name was given. It
+    /// never holds the guest credential, so it can be shown in errors.
     pub(crate) url: String,
     /// `Authorization: Bearer …`, when a token was given.
     pub(crate) authorization: Option<HeaderValue>,
+    /// The guest credential presented as `?guest=` (without a token only):
+    /// the latest a `welcome` handed out, or the one the client was built
+    /// with.
+    pub(crate) guest: Option<String>,
 }
 
 impl Target {
-    pub(crate) fn new(url: &str, name: Option<&str>, token: Option<&str>) -> Result<Target> {
+    pub(crate) fn new(
+        url: &str,
+        name: Option<&str>,
+        token: Option<&str>,
+        guest: Option<&str>,
+    ) -> Result<Target> {
         let url = match name {
             Some(name) => with_query(url, "name", name),
             None => url.to_owned(),
@@ -166,7 +200,34 @@ impl Target {
                 Ok::<_, Error>(value)
             })
             .transpose()?;
-        Ok(Target { url, authorization })
+        Ok(Target {
+            url,
+            authorization,
+            guest: guest.map(str::to_owned),
+        })
+    }
+
+    /// The URL the next upgrade asks for: with `?guest=` for a guest. A
+    /// token says who we are by itself, so a guest credential is never
+    /// sent beside one.
+    pub(crate) fn request_url(&self) -> String {
+        match (&self.guest, &self.authorization) {
+            (Some(guest), None) => with_query(&self.url, "guest", guest),
+            _ => self.url.clone(),
+        }
+    }
+
+    /// Stops presenting a guest credential; whether one was presented.
+    pub(crate) fn forget_guest(&mut self) -> bool {
+        self.authorization.is_none() && self.guest.take().is_some()
+    }
+
+    /// Keeps the guest credential of a new connection's `welcome`, so the
+    /// next connection is the same user.
+    pub(crate) fn keep_guest(&mut self, session: &Session) {
+        if let Some(token) = &session.guest_token {
+            self.guest = Some(token.clone());
+        }
     }
 
     /// Opens a connection and reads its `welcome`, all within `timeout`.
@@ -178,8 +239,7 @@ impl Target {
 
     async fn open_now(&self) -> Result<(Ws, Session)> {
         let mut request =
-            self.url
-                .as_str()
+            self.request_url()
                 .into_client_request()
                 .map_err(|e| Error::InvalidUrl {
                     url: self.url.clone(),
@@ -191,7 +251,12 @@ impl Target {
         let (mut ws, _) = tokio_tungstenite::connect_async_with_config(request, None, true)
             .await
             .map_err(|e| self.connect_error(e))?;
-        let session = read_welcome(&mut ws).await?;
+        let mut session = read_welcome(&mut ws).await?;
+        if self.authorization.is_none() && session.guest_token.is_none() {
+            // A welcome without a new credential leaves the one we came
+            // with good for coming back as this user.
+            session.guest_token = self.guest.clone();
+        }
         Ok((ws, session))
     }
 
@@ -236,16 +301,7 @@ async fn read_welcome(ws: &mut Ws) -> Result<Session> {
             }
         };
         return match serde_json::from_str::<ServerFrame>(&text) {
-            Ok(ServerFrame::Welcome(WelcomeBody {
-                session,
-                user,
-                heartbeat_ms,
-                ..
-            })) => Ok(Session {
-                id: session,
-                user,
-                heartbeat: Duration::from_millis(heartbeat_ms),
-            }),
+            Ok(ServerFrame::Welcome(welcome)) => Ok(session(welcome)),
             _ => Err(Error::Protocol(format!(
                 "expected a welcome frame first, got {}",
                 truncate(&text, 200)
@@ -255,6 +311,23 @@ async fn read_welcome(ws: &mut Ws) -> Result<Session> {
     Err(Error::Protocol(
         "the connection ended before the welcome".into(),
     ))
+}
+
+/// The session a `welcome` opens.
+fn session(welcome: WelcomeBody) -> Session {
+    let WelcomeBody {
+        session,
+        user,
+        heartbeat_ms,
+        guest_token,
+        ..
+    } = welcome;
+    Session {
+        id: session,
+        user,
+        heartbeat: Duration::from_millis(heartbeat_ms),
+        guest_token,
+    }
 }
 
 fn truncate(s: &str, max_chars: usize) -> &str {
@@ -479,19 +552,119 @@ mod tests {
     #[test]
     fn bad_targets_fail_early() {
         assert!(matches!(
-            Target::new("not a url", None, None),
+            Target::new("not a url", None, None, None),
             Err(Error::InvalidUrl { .. })
         ));
         assert!(matches!(
-            Target::new("http://h/ws", None, None),
+            Target::new("http://h/ws", None, None, None),
             Err(Error::InvalidUrl { .. })
         ));
         assert!(matches!(
-            Target::new("ws://h/ws", None, Some("bad\ntoken")),
+            Target::new("ws://h/ws", None, Some("bad\ntoken"), None),
             Err(Error::InvalidToken)
         ));
-        let t = Target::new("ws://h/ws", Some("alice"), Some("t0k")).unwrap();
+        let t = Target::new("ws://h/ws", Some("alice"), Some("t0k"), None).unwrap();
         assert_eq!(t.url, "ws://h/ws?name=alice");
         assert!(t.authorization.unwrap().is_sensitive());
+    }
+
+    #[test]
+    fn people_requests_encode_as_the_server_parses_them() {
+        use chat_protocol::Request as Parsed;
+        let cases = [
+            (
+                Request::Read {
+                    room: "general",
+                    seq: 12,
+                    reference: 1,
+                },
+                r#"{"type":"read","room":"general","seq":12,"ref":1}"#,
+                Parsed::Read {
+                    room: "general".into(),
+                    seq: 12,
+                },
+            ),
+            (
+                Request::Rooms { reference: 2 },
+                r#"{"type":"rooms","ref":2}"#,
+                Parsed::Rooms,
+            ),
+            (
+                Request::Directory { reference: 3 },
+                r#"{"type":"directory","ref":3}"#,
+                Parsed::Directory,
+            ),
+            (
+                Request::Dm {
+                    user: "u_2",
+                    reference: 4,
+                },
+                r#"{"type":"dm","user":"u_2","ref":4}"#,
+                Parsed::Dm { user: "u_2".into() },
+            ),
+        ];
+        for (request, json, expected) in cases {
+            let text = request.encode();
+            assert_eq!(text, json);
+            let parsed = chat_protocol::parse_request(&text).expect("parses");
+            assert_eq!(parsed.request, expected);
+        }
+    }
+
+    #[test]
+    fn a_guest_comes_back_with_the_latest_credential() {
+        let mut t = Target::new("ws://h/ws", Some("ann lee"), None, None).unwrap();
+        assert_eq!(t.request_url(), "ws://h/ws?name=ann%20lee");
+        let mut welcome = session(WelcomeBody {
+            session: "s_1".into(),
+            user: chat_protocol::User {
+                id: "u_1".into(),
+                name: "ann lee".into(),
+            },
+            heartbeat_ms: 25000,
+            text: String::new(),
+            guest_token: Some("g.1/+=".into()),
+        });
+        t.keep_guest(&welcome);
+        assert_eq!(
+            t.request_url(),
+            "ws://h/ws?name=ann%20lee&guest=g.1%2F%2B%3D"
+        );
+        // The shown URL never holds the credential.
+        assert_eq!(t.url, "ws://h/ws?name=ann%20lee");
+        welcome.guest_token = Some("g.2".into());
+        t.keep_guest(&welcome);
+        assert_eq!(t.request_url(), "ws://h/ws?name=ann%20lee&guest=g.2");
+        // A welcome without one keeps the one we have.
+        welcome.guest_token = None;
+        t.keep_guest(&welcome);
+        assert_eq!(t.guest.as_deref(), Some("g.2"));
+
+        let given = Target::new("ws://h/ws", None, None, Some("g.0")).unwrap();
+        assert_eq!(given.request_url(), "ws://h/ws?guest=g.0");
+        // A token says who we are: no guest credential beside it.
+        let mut with_token = Target::new("ws://h/ws", None, Some("jwt"), Some("g.0")).unwrap();
+        welcome.guest_token = Some("g.3".into());
+        with_token.keep_guest(&welcome);
+        assert_eq!(with_token.request_url(), "ws://h/ws");
+    }
+
+    #[test]
+    fn a_welcome_decodes_with_or_without_a_guest_credential() {
+        let text = r#"{"type":"welcome","session":"s_1","user":{"id":"u_1","name":"x"},"heartbeat_ms":100,"text":"hi","guest_token":"g.t.s"}"#;
+        let Ok(ServerFrame::Welcome(welcome)) = serde_json::from_str(text) else {
+            panic!("a welcome");
+        };
+        let s = session(welcome);
+        assert_eq!(
+            (s.id.as_str(), s.user.id.as_str(), s.heartbeat),
+            ("s_1", "u_1", Duration::from_millis(100))
+        );
+        assert_eq!(s.guest_token.as_deref(), Some("g.t.s"));
+        let old = r#"{"type":"welcome","session":"s_1","user":{"id":"u_1","name":"x"},"heartbeat_ms":100,"text":"hi"}"#;
+        let Ok(ServerFrame::Welcome(welcome)) = serde_json::from_str(old) else {
+            panic!("a welcome");
+        };
+        assert_eq!(session(welcome).guest_token, None);
     }
 }

@@ -1,12 +1,13 @@
-//! The `chat` binary against the real server: send, history, tail, and the
-//! interactive mode with piped input.
+//! The `chat` binary against the real server: send, history, tail, the
+//! interactive mode with piped input, rooms, direct messages, and a guest
+//! kept across runs.
 
 mod common;
 
 use std::process::{Output, Stdio};
 
 use chat_client::Event;
-use common::{TOKEN_ARGS, TestServer, WAIT, token};
+use common::{TOKEN_ARGS, TestServer, WAIT, next_matching, token, until_member};
 use serde_json::Value;
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
@@ -573,4 +574,242 @@ async fn search_all_keeps_to_the_search_rate() {
         .map(|n| format!("#many {n} alice: needle {n}"))
         .collect();
     assert_eq!(lines, expected);
+}
+
+/// The line with its `[HH:MM:SS] ` clock taken out, wherever it is.
+fn without_clock(line: &str) -> String {
+    match line.find('[') {
+        Some(open) if line.get(open + 9..open + 11) == Some("] ") => {
+            format!("{}{}", &line[..open], &line[open + 11..])
+        }
+        _ => line.to_owned(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rooms_show_unread_messages_mentions_and_direct_messages() {
+    let server = TestServer::start(TOKEN_ARGS).await;
+    let alice_token = token("alice", false);
+    let (alice, mut alice_events) = common::user(&server.url(), "alice", false).await;
+    let (bob, _bob_events) = common::user(&server.url(), "bob", false).await;
+    alice.join("general").await.expect("alice joins");
+    bob.join("general").await.expect("bob joins");
+    // Mentions are resolved among the members stored when a message is.
+    until_member(&alice, "general").await;
+    until_member(&bob, "general").await;
+    bob.send("general", "hello @alice").await.expect("send");
+    bob.send("general", "and everyone").await.expect("send");
+    let dm = bob.dm("alice").await.expect("bob opens a dm");
+    assert_eq!(Some(dm.room.clone()), chat_client::dm_room("alice", "bob"));
+    bob.send(&dm.room, "psst").await.expect("send to the dm");
+    let added = next_matching(&mut alice_events, "room_added", |e| {
+        matches!(e, Event::RoomAdded { .. })
+    })
+    .await;
+    assert!(
+        matches!(&added, Event::RoomAdded { room, with } if *room == dm.room && with.id == "bob"),
+        "{added:?}"
+    );
+
+    // The most recently active first; a dm shows its person.
+    let args = ["--token", &alice_token, "rooms"];
+    let output = chat(&server, &args, "").await;
+    succeeded(&args, &output);
+    let lines: Vec<String> = stdout(&output).lines().map(without_clock).collect();
+    assert_eq!(
+        lines,
+        [
+            "@bob 1 unread: bob: psst",
+            "#general 2 unread, 1 mention: bob: and everyone",
+        ],
+        "{}",
+        stdout(&output)
+    );
+
+    // Reading moves the marker for every device of alice's.
+    let args = ["--token", &alice_token, "read", "general", "1"];
+    let output = chat(&server, &args, "").await;
+    succeeded(&args, &output);
+    assert_eq!(stdout(&output), "read #general up to 1: 1 unread\n");
+    let moved = next_matching(&mut alice_events, "read", |e| matches!(e, Event::Read(_))).await;
+    let Event::Read(moved) = moved else {
+        unreachable!()
+    };
+    assert_eq!(
+        (moved.room.as_str(), moved.seq, moved.unread),
+        ("general", 1, 1)
+    );
+
+    let args = ["--json", "--token", &alice_token, "rooms"];
+    let output = chat(&server, &args, "").await;
+    succeeded(&args, &output);
+    let rooms = json_lines(&output);
+    let counts: Vec<(&str, u64, u64, u64)> = rooms
+        .iter()
+        .map(|r| {
+            (
+                r["room"].as_str().unwrap_or(""),
+                r["last_read"].as_u64().unwrap_or(99),
+                r["unread"].as_u64().unwrap_or(99),
+                r["unread_mentions"].as_u64().unwrap_or(99),
+            )
+        })
+        .collect();
+    assert_eq!(counts, [(dm.room.as_str(), 0, 1, 0), ("general", 1, 1, 0)]);
+    assert_eq!(rooms[0]["with"]["id"], "bob");
+    assert_eq!(rooms[1]["last"]["text"], "and everyone");
+
+    // The directory lists public rooms only.
+    let args = ["--token", &alice_token, "directory"];
+    let output = chat(&server, &args, "").await;
+    succeeded(&args, &output);
+    let out = stdout(&output);
+    assert_eq!(out.lines().count(), 1, "{out}");
+    assert!(
+        out.starts_with("#general 2 members, seq 2, active ["),
+        "{out}"
+    );
+
+    // A room the user is not in has no marker to move.
+    let args = ["--token", &alice_token, "read", " bad", "1"];
+    let output = chat(&server, &args, "").await;
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("invalid_room"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dm_sends_or_chats_in_the_direct_message_room() {
+    let server = TestServer::start(TOKEN_ARGS).await;
+    let alice_token = token("alice", false);
+    let (bob, mut bob_events) = common::user(&server.url(), "bob", false).await;
+    // A dm names a user the server has stored: one who joined a room.
+    bob.join("lobby").await.expect("join");
+    until_member(&bob, "lobby").await;
+    let room = chat_client::dm_room("alice", "bob").expect("a dm room");
+
+    let args = ["--token", &alice_token, "dm", "bob", "hello", "bob"];
+    let output = chat(&server, &args, "").await;
+    succeeded(&args, &output);
+    assert!(
+        stdout(&output).starts_with(&format!("sent #{room} seq 1 id ")),
+        "{}",
+        stdout(&output)
+    );
+    next_matching(
+        &mut bob_events,
+        "room_added",
+        |e| matches!(e, Event::RoomAdded { room: r, with } if *r == room && with.id == "alice"),
+    )
+    .await;
+    // Joined by its name, as `room_added` suggests (a `dm` back could find
+    // alice not yet stored as a member: memberships are written in batches).
+    let joined = bob.join(&room).await.expect("bob joins it");
+    let recent: Vec<&str> = joined.recent.iter().map(|m| m.text.as_str()).collect();
+    assert_eq!(recent, ["hello bob"]);
+    assert_eq!((joined.last_read, joined.unread), (0, 1));
+
+    // Without text: the room interactively, its recent messages first.
+    let args = ["--token", &alice_token, "dm", "bob"];
+    let output = chat(&server, &args, "second\n").await;
+    succeeded(&args, &output);
+    assert_eq!(
+        unclocked(&output),
+        [
+            format!("#{room} 1 alice: hello bob"),
+            format!("#{room} 2 alice: second"),
+        ]
+    );
+    // Bob follows it like any joined room: what is new, once.
+    let got = common::messages_until(&mut bob_events, &room, 2).await;
+    assert_eq!(common::seqs(&got), [2]);
+
+    // Nobody by that id: refused with the server's code.
+    let args = ["--token", &alice_token, "dm", "nobody", "hi"];
+    let output = chat(&server, &args, "").await;
+    assert!(!output.status.success());
+    assert!(stdout(&output).is_empty(), "{}", stdout(&output));
+    assert!(stderr(&output).contains("not_found"), "{}", stderr(&output));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guest_token_file_keeps_the_guest_across_runs() {
+    let server = TestServer::start(&[]).await;
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let file = dir.path().join("guest");
+    let file = file.to_str().expect("a UTF-8 path");
+
+    for text in ["one", "two"] {
+        let args = [
+            "--guest-token-file",
+            file,
+            "--name",
+            "gus",
+            "send",
+            "r",
+            text,
+        ];
+        let output = chat(&server, &args, "").await;
+        succeeded(&args, &output);
+        let saved = std::fs::read_to_string(file).expect("the token is saved");
+        assert!(!saved.trim().is_empty());
+    }
+    // Without the file: a new guest.
+    let args = ["--name", "gus", "send", "r", "three"];
+    let output = chat(&server, &args, "").await;
+    succeeded(&args, &output);
+
+    let args = ["--json", "history", "r"];
+    let output = chat(&server, &args, "").await;
+    succeeded(&args, &output);
+    let ids: Vec<String> = json_lines(&output)
+        .iter()
+        .map(|m| m["from"]["id"].as_str().unwrap_or("").to_owned())
+        .collect();
+    assert_eq!(ids.len(), 3, "{ids:?}");
+    assert_eq!(ids[0], ids[1], "the same guest both runs");
+    assert_ne!(ids[1], ids[2], "a run without the file is someone else");
+
+    // A credential the server does not accept stops the run, saying what
+    // would get past it.
+    let forged = dir.path().join("forged");
+    std::fs::write(&forged, "not-a-credential\n").expect("write");
+    let forged = forged.to_str().expect("a UTF-8 path");
+    let args = ["--guest-token-file", forged, "history", "r"];
+    let output = chat(&server, &args, "").await;
+    assert!(!output.status.success());
+    let err = stderr(&output);
+    assert!(
+        err.starts_with(&format!("chat: the guest token in {forged} was refused")),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(forged).expect("read"),
+        "not-a-credential\n"
+    );
+
+    // A token user is no guest: the file is neither used nor touched.
+    let before = std::fs::read_to_string(file).expect("read");
+    let args = [
+        "--guest-token-file",
+        file,
+        "--token",
+        "not.a.jwt",
+        "history",
+        "r",
+    ];
+    let output = chat(&server, &args, "").await;
+    assert!(
+        !output.status.success(),
+        "an anonymous server refuses tokens"
+    );
+    assert!(
+        !stderr(&output).contains("guest token"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(std::fs::read_to_string(file).expect("read"), before);
 }

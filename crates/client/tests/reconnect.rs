@@ -1,12 +1,16 @@
 //! Reconnecting: after the server restarts, the event stream goes on with
-//! no gaps and no doubles, and sends made during the outage are acked once.
+//! no gaps and no doubles (direct-message rooms too), sends made during the
+//! outage are acked once, and a guest comes back as the same user.
 
 mod common;
 
 use std::time::Duration;
 
 use chat_client::{Backoff, ClientBuilder, CloseReason, Error, Event};
-use common::{NO_RATE_LIMIT, Proxy, TestServer, WAIT, client, messages_until, next_matching, seqs};
+use common::{
+    NO_RATE_LIMIT, Proxy, TOKEN_ARGS, TestServer, WAIT, client, messages_until, next_matching,
+    seqs, until_member, user,
+};
 use futures_util::SinkExt;
 use futures_util::future::join_all;
 use tokio::net::TcpListener;
@@ -233,4 +237,79 @@ async fn a_send_whose_ack_was_lost_is_acked_once_after_reconnecting() {
         .await
         .expect("history");
     assert_eq!(seqs(&page.messages), [1, 2, 3], "stored once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guest_comes_back_as_the_same_user() {
+    let mut server = TestServer::start(&[]).await;
+    let (gus, mut events) = client(&server.url(), "gus").await;
+    let first = gus.session();
+    let credential = gus.guest_token().expect("a guest gets a credential");
+    assert_eq!(first.guest_token.as_deref(), Some(credential.as_str()));
+
+    server.stop().await;
+    server.restart().await;
+    let reconnected = next_matching(&mut events, "reconnected", |e| {
+        matches!(e, Event::Reconnected(_))
+    })
+    .await;
+    let Event::Reconnected(session) = reconnected else {
+        unreachable!()
+    };
+    assert_eq!(session.user, first.user, "the same user");
+    assert_ne!(session.id, first.id, "on a new session");
+    assert!(gus.guest_token().is_some());
+
+    // A later run given the credential is that user too.
+    let (again, _events) = ClientBuilder::new(server.url())
+        .guest_token(gus.guest_token().expect("the latest credential"))
+        .request_timeout(WAIT)
+        .connect()
+        .await
+        .expect("connect with the credential");
+    assert_eq!(again.session().user.id, first.user.id);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dm_room_resumes_like_any_joined_room() {
+    let mut server = TestServer::start(TOKEN_ARGS).await;
+    let (alice, mut alice_events) = user(&server.url(), "alice", false).await;
+    let (bob, _bob_events) = user(&server.url(), "bob", false).await;
+    bob.join("lobby").await.expect("join");
+    until_member(&bob, "lobby").await;
+    let joined = alice.dm("bob").await.expect("alice opens a dm");
+    let room = joined.room.clone();
+    alice.send(&room, "1").await.expect("send");
+    assert_eq!(
+        seqs(&messages_until(&mut alice_events, &room, 1).await),
+        [1]
+    );
+
+    server.stop().await;
+    next_matching(&mut alice_events, "reconnecting", |e| {
+        matches!(e, Event::Reconnecting { .. })
+    })
+    .await;
+    let dm_room = room.clone();
+    server
+        .elsewhere(|url| async move {
+            let (bob, _events) = user(&url, "bob", false).await;
+            let joined = bob.dm("alice").await.expect("bob opens it too");
+            assert_eq!(joined.room, dm_room);
+            for text in ["2", "3"] {
+                bob.send(&dm_room, text).await.expect("send");
+            }
+            bob.close().await;
+        })
+        .await;
+    server.restart().await;
+
+    let missed = messages_until(&mut alice_events, &room, 3).await;
+    assert_eq!(seqs(&missed), [2, 3], "what was missed, once, in order");
+    bob.dm("alice").await.expect("bob is back");
+    bob.send(&room, "4").await.expect("send");
+    assert_eq!(
+        seqs(&messages_until(&mut alice_events, &room, 4).await),
+        [4]
+    );
 }

@@ -12,6 +12,12 @@
 //! chat search deploy --room ops --all  # every page, not just the first
 //! chat general                         # interactive: type lines, see the room
 //! echo hi | chat --json general        # works with piped stdin too
+//! chat rooms                           # your rooms: unread, mentions, last message
+//! chat directory                       # public rooms to join
+//! chat dm bob "are you there?"         # a direct message to the user with id bob
+//! chat dm bob                          # interactive, in the direct-message room
+//! chat read general 42                 # everything up to seq 42 is read
+//! chat --guest-token-file ~/.chat-guest send general hi   # the same guest each run
 //! ```
 //!
 //! Human output is one line per message, `[HH:MM:SS] #room seq name: text`
@@ -22,27 +28,32 @@
 //! again, updated; a pin prints a note. With `--json` each line is one
 //! frame as the server sent it (`{"type":"message",...}`,
 //! `{"type":"edited",...}`), for scripts; `search` prints its results as
-//! the server sent them (the message objects of `search_results`). Notes
-//! about the connection (reconnecting, …) go to stderr, so stdout holds only
-//! the room.
+//! the server sent them (the message objects of `search_results`), and
+//! `rooms` and `directory` the objects of their replies. Notes about the
+//! connection (reconnecting, …) go to stderr, so stdout holds only the
+//! room.
 
 use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use chat_client::{
-    Ack, Action, Change, Client, ClientBuilder, CloseReason, ErrorCode, Event, Events, History,
-    HistoryQuery, Message, PresenceEvent, Quote, Reaction, RoomState, Search, SearchResults,
+    Ack, Action, Change, Client, ClientBuilder, CloseReason, DirectoryEntry, ErrorCode, Event,
+    Events, History, HistoryQuery, Joined, Message, PresenceEvent, Quote, Reaction, ReadBody,
+    RoomState, RoomSummary, Search, SearchResults,
 };
 use chat_protocol::{AckBody, PresenceBody, ServerFrame, TypingBody};
 use clap::{Args, Parser, Subcommand};
 use tokio::sync::mpsc;
 
 /// Command-line client for chat-server: tail a room, send, edit, delete,
-/// react, pin, read history, search, or chat interactively.
+/// react, pin, read history, search, list your rooms and unread messages,
+/// send direct messages, or chat interactively.
 ///
-/// `chat ROOM` is short for `chat chat ROOM`.
+/// `chat ROOM` is short for `chat chat ROOM` (which a room named like a
+/// command, `rooms` say, needs).
 #[derive(Debug, Parser)]
 #[command(name = "chat", version)]
 struct Cli {
@@ -68,6 +79,18 @@ struct Global {
     /// JWT for servers in token mode (sent as an Authorization header).
     #[arg(long, global = true, env = "CHAT_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// File that keeps your guest identity between runs (anonymous mode):
+    /// read at the start if it exists, and written (readable by you only)
+    /// with the credential the server hands out, so every run given the
+    /// same file is the same user. Keep one file per server. Without this
+    /// option each run is a new guest; ignored with --token.
+    #[arg(
+        long,
+        global = true,
+        env = "CHAT_GUEST_TOKEN_FILE",
+        value_name = "PATH"
+    )]
+    guest_token_file: Option<PathBuf>,
     /// Print one JSON object per line (frames as the server sent them).
     #[arg(long, global = true)]
     json: bool,
@@ -197,6 +220,31 @@ enum Command {
         #[arg(short = 'n', long, value_name = "N", default_value_t = 10)]
         lines: usize,
     },
+    /// List your rooms, the most recently active first: unread messages,
+    /// those that mention you, and the last message. Direct-message rooms
+    /// show as @NAME.
+    Rooms,
+    /// List public rooms you may join, the most recently active first.
+    Directory,
+    /// Open the direct-message room with a user: send TEXT and print its
+    /// ack, or without TEXT chat there interactively (as `chat ROOM` does).
+    Dm {
+        /// The other person's user id: a token's `sub`, or a guest's `u_…`
+        /// (shown as `from.id` by --json).
+        user: String,
+        /// A message to send (several words are joined with spaces).
+        text: Vec<String>,
+        /// Without TEXT: how many recent messages to print first.
+        #[arg(short = 'n', long, value_name = "N", default_value_t = 10)]
+        lines: usize,
+    },
+    /// Mark a room read up to SEQ, on every device, and print what is left
+    /// unread (a marker never moves back).
+    Read {
+        room: String,
+        /// The last seq read.
+        seq: u64,
+    },
     /// `chat ROOM`: interactive chat in ROOM.
     #[command(external_subcommand)]
     Room(Vec<String>),
@@ -253,7 +301,11 @@ async fn run(cli: Cli) -> Result<()> {
     {
         bail!("`chat ROOM` takes just the room name; see `chat --help`");
     }
-    let (client, events) = connect(&cli.global).await?;
+    let mut guest = GuestFile::open(&cli.global)?;
+    let (client, events) = connect(&cli.global, &guest).await?;
+    // Saved before the command too, so a run that is interrupted (a tail
+    // ends that way) still leaves the credential for the next.
+    guest.save(&client)?;
     let result = match cli.command {
         Command::Tail {
             room,
@@ -336,15 +388,32 @@ async fn run(cli: Cli) -> Result<()> {
             let patience = Duration::from_secs(cli.global.timeout);
             search(&client, &out, request, all, patience).await
         }
-        Command::Chat { room, lines } => interactive(&client, events, &out, &room, lines).await,
+        Command::Chat { room, lines } => chat_in(&client, events, &out, &room, lines).await,
         // Checked above: exactly one word, the room.
-        Command::Room(words) => interactive(&client, events, &out, &words.concat(), 10).await,
+        Command::Room(words) => chat_in(&client, events, &out, &words.concat(), 10).await,
+        Command::Rooms => {
+            drop(events);
+            rooms(&client, &out).await
+        }
+        Command::Directory => {
+            drop(events);
+            directory(&client, &out).await
+        }
+        Command::Dm { user, text, lines } => dm(&client, events, &out, &user, text, lines).await,
+        Command::Read { room, seq } => {
+            drop(events);
+            read(&client, &out, &room, seq).await
+        }
     };
+    // A reconnect may have brought a newer credential: the latest wins.
+    if let Err(error) = guest.save(&client) {
+        eprintln!("chat: {}", describe(&error));
+    }
     client.close().await;
     result
 }
 
-async fn connect(global: &Global) -> Result<(Client, Events)> {
+async fn connect(global: &Global, guest: &GuestFile) -> Result<(Client, Events)> {
     let mut builder =
         ClientBuilder::new(&global.url).request_timeout(Duration::from_secs(global.timeout));
     if let Some(name) = &global.name {
@@ -353,10 +422,103 @@ async fn connect(global: &Global) -> Result<(Client, Events)> {
     if let Some(token) = &global.token {
         builder = builder.token(token);
     }
-    builder
-        .connect()
-        .await
-        .with_context(|| format!("cannot connect to {}", global.url))
+    if let Some(token) = guest.token() {
+        builder = builder.guest_token(token);
+    }
+    builder.connect().await.map_err(|error| {
+        let refused = matches!(error, chat_client::Error::Rejected { .. });
+        let error = anyhow::Error::new(error).context(format!("cannot connect to {}", global.url));
+        match guest.presented() {
+            // Most likely the file's credential, which only removing it
+            // gets past; say so rather than leave the user guessing.
+            Some(path) if refused => error.context(format!(
+                "the guest token in {} was refused (remove the file to connect as a new guest)",
+                path.display()
+            )),
+            _ => error,
+        }
+    })
+}
+
+/// `--guest-token-file`: where a guest's credential is kept between runs.
+struct GuestFile {
+    /// `None` without the option, or with a token (a token user is no
+    /// guest).
+    path: Option<PathBuf>,
+    /// The credential read from the file, then the last one written.
+    saved: Option<String>,
+}
+
+impl GuestFile {
+    fn open(global: &Global) -> Result<GuestFile> {
+        let path = match (&global.guest_token_file, &global.token) {
+            (Some(path), None) => Some(path.clone()),
+            _ => None,
+        };
+        let saved = match &path {
+            Some(path) => read_guest_token(path)?,
+            None => None,
+        };
+        Ok(GuestFile { path, saved })
+    }
+
+    fn token(&self) -> Option<&str> {
+        self.saved.as_deref()
+    }
+
+    /// The file, when a credential from it is being presented.
+    fn presented(&self) -> Option<&Path> {
+        self.saved.as_ref().and(self.path.as_deref())
+    }
+
+    /// Writes the client's current credential, unless the file has it.
+    fn save(&mut self, client: &Client) -> Result<()> {
+        let (Some(path), Some(token)) = (&self.path, client.guest_token()) else {
+            return Ok(());
+        };
+        if self.saved.as_deref() == Some(token.as_str()) {
+            return Ok(());
+        }
+        write_guest_token(path, &token)
+            .with_context(|| format!("cannot write the guest token file {}", path.display()))?;
+        self.saved = Some(token);
+        Ok(())
+    }
+}
+
+/// The credential in `path`; `None` when there is no such file yet.
+fn read_guest_token(path: &Path) -> Result<Option<String>> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(Some(text.trim().to_owned()).filter(|t| !t.is_empty())),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(error) => Err(error)
+            .with_context(|| format!("cannot read the guest token file {}", path.display())),
+    }
+}
+
+/// Writes `token` to `path` through a temporary file renamed into place, so
+/// that a run starting meanwhile reads the old credential or the new one,
+/// never half of one; only its owner may read it, as it lets anyone be
+/// this user.
+fn write_guest_token(path: &Path, token: &str) -> std::io::Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut temporary = path.as_os_str().to_owned();
+    temporary.push(format!(".{}.tmp", std::process::id()));
+    let temporary = PathBuf::from(temporary);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let written = options
+        .open(&temporary)
+        .and_then(|mut file| writeln!(file, "{token}").and_then(|()| file.sync_all()))
+        .and_then(|()| std::fs::rename(&temporary, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&temporary);
+    }
+    written
 }
 
 async fn tail(
@@ -526,12 +688,82 @@ async fn search_page(
     }
 }
 
+/// `chat rooms`: one line per room of the user's.
+async fn rooms(client: &Client, out: &Output) -> Result<()> {
+    let rooms = client.rooms().await.context("cannot list your rooms")?;
+    let me = client.session().user.id;
+    for summary in &rooms {
+        out.room_summary(summary, &me);
+    }
+    if rooms.is_empty() && !out.json {
+        eprintln!("chat: you are in no room yet");
+    }
+    Ok(())
+}
+
+/// `chat directory`: one line per public room.
+async fn directory(client: &Client, out: &Output) -> Result<()> {
+    let rooms = client
+        .directory()
+        .await
+        .context("cannot list the directory")?;
+    for entry in &rooms {
+        out.directory_entry(entry);
+    }
+    if rooms.is_empty() && !out.json {
+        eprintln!("chat: no public room yet");
+    }
+    Ok(())
+}
+
+/// `chat dm USER [TEXT]`: opens the direct-message room, then sends TEXT
+/// (as `chat send` does) or chats there.
+async fn dm(
+    client: &Client,
+    events: Events,
+    out: &Output,
+    user: &str,
+    text: Vec<String>,
+    lines: usize,
+) -> Result<()> {
+    let joined = client
+        .dm(user)
+        .await
+        .with_context(|| format!("cannot open direct messages with {user:?}"))?;
+    if text.is_empty() {
+        return interactive(client, events, out, joined, lines).await;
+    }
+    drop(events);
+    let send = Action::Send {
+        text: text.join(" "),
+        reply_to: None,
+    };
+    let room = &joined.room;
+    let ack = client
+        .write(room, send.clone())
+        .await
+        .with_context(|| format!("cannot {}", describe_action(room, &send)))?;
+    out.ack(&ack, &send);
+    Ok(())
+}
+
+/// `chat read ROOM SEQ`: moves the read marker and prints where it stands.
+async fn read(client: &Client, out: &Output, room: &str, seq: u64) -> Result<()> {
+    let read = client
+        .read(room, seq)
+        .await
+        .with_context(|| format!("cannot mark #{room} read up to {seq}"))?;
+    out.read(&read);
+    Ok(())
+}
+
 /// How long, after the last line of input was acked, to wait for its echo.
 const ECHO_WAIT: Duration = Duration::from_secs(5);
 
-async fn interactive(
+/// `chat ROOM`: joins the room and chats there.
+async fn chat_in(
     client: &Client,
-    mut events: Events,
+    events: Events,
     out: &Output,
     room: &str,
     lines: usize,
@@ -540,6 +772,19 @@ async fn interactive(
         .join(room)
         .await
         .with_context(|| format!("cannot join {room:?}"))?;
+    interactive(client, events, out, joined, lines).await
+}
+
+/// Chats in the room `joined` answered for: lines of stdin are sent, the
+/// room is printed.
+async fn interactive(
+    client: &Client,
+    mut events: Events,
+    out: &Output,
+    joined: Joined,
+    lines: usize,
+) -> Result<()> {
+    let room = joined.room.as_str();
     if !out.json {
         let names: Vec<&str> = joined.members.iter().map(|m| m.name.as_str()).collect();
         eprintln!(
@@ -757,6 +1002,42 @@ impl Output {
         }
     }
 
+    /// A room of `chat rooms`, for the user whose id is `me`.
+    fn room_summary(&self, summary: &RoomSummary, me: &str) {
+        if self.json {
+            // Strings, integers and messages: serializing cannot fail.
+            self.line(&serde_json::to_string(summary).unwrap_or_default());
+        } else {
+            self.line(&room_summary_line(summary, me));
+        }
+    }
+
+    fn directory_entry(&self, entry: &DirectoryEntry) {
+        if self.json {
+            self.line(&serde_json::to_string(entry).unwrap_or_default());
+        } else {
+            self.line(&directory_line(entry));
+        }
+    }
+
+    /// A read marker as the server's reply placed it.
+    fn read(&self, read: &ReadBody) {
+        if self.json {
+            let frame = ServerFrame::Read {
+                reference: None,
+                body: read.clone(),
+            };
+            self.line(&frame.to_json());
+        } else {
+            self.line(&format!(
+                "read #{} up to {}: {}",
+                read.room,
+                read.seq,
+                unread_note(read.unread, read.unread_mentions)
+            ));
+        }
+    }
+
     fn ack(&self, ack: &Ack, action: &Action) {
         if self.json {
             self.line(
@@ -800,6 +1081,10 @@ impl Output {
             Event::Reconnected(session) => {
                 eprintln!("chat: reconnected as {}", session.user.name);
             }
+            Event::RoomAdded { room, with } => eprintln!(
+                "chat: direct messages with {} opened ({room}); `chat dm {}` to join",
+                with.name, with.id
+            ),
             Event::RejoinFailed {
                 room,
                 code,
@@ -811,6 +1096,48 @@ impl Output {
         }
         Ok(())
     }
+}
+
+/// `#general 2 unread, 1 mention: [HH:MM:SS] bob: text`, or `@bob …` for
+/// a direct-message room, whose name (`dm:…`) says less than who is in it.
+fn room_summary_line(summary: &RoomSummary, me: &str) -> String {
+    let label = match (&summary.with, chat_client::dm_peer(&summary.room, me)) {
+        (Some(with), _) => format!("@{}", with.name),
+        // A server that left `with` out: the peer's id is in the name.
+        (None, Some(peer)) => format!("@{peer}"),
+        (None, None) => format!("#{}", summary.room),
+    };
+    let unread = unread_note(summary.unread, summary.unread_mentions);
+    match &summary.last {
+        Some(last) => format!(
+            "{label} {unread}: [{}] {}: {}",
+            clock(last.ts),
+            last.from.name,
+            message_body(last)
+        ),
+        None => format!("{label} {unread}"),
+    }
+}
+
+/// `3 unread`, `3 unread, 1 mention`.
+fn unread_note(unread: u64, mentions: u64) -> String {
+    match mentions {
+        0 => format!("{unread} unread"),
+        1 => format!("{unread} unread, 1 mention"),
+        n => format!("{unread} unread, {n} mentions"),
+    }
+}
+
+/// `#general 3 members, seq 10, active [HH:MM:SS]`.
+fn directory_line(entry: &DirectoryEntry) -> String {
+    let members = match entry.members {
+        1 => "1 member".to_owned(),
+        n => format!("{n} members"),
+    };
+    let active = entry
+        .last_ts
+        .map_or(String::new(), |ts| format!(", active [{}]", clock(ts)));
+    format!("#{} {members}, seq {}{active}", entry.room, entry.seq)
 }
 
 /// `[HH:MM:SS] #room seq name: text`, the text as the message now is.
@@ -933,4 +1260,102 @@ fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use chat_client::User;
+
+    use super::*;
+
+    fn user(id: &str, name: &str) -> User {
+        User {
+            id: id.into(),
+            name: name.into(),
+        }
+    }
+
+    fn summary(room: &str, with: Option<User>, last: Option<Message>) -> RoomSummary {
+        RoomSummary {
+            room: room.into(),
+            seq: 3,
+            last_read: 1,
+            unread: 2,
+            unread_mentions: 0,
+            last,
+            with,
+        }
+    }
+
+    #[test]
+    fn rooms_show_their_counts_and_last_message_and_dms_their_person() {
+        let last = Message {
+            room: "general".into(),
+            seq: 3,
+            from: user("u_b", "bob"),
+            text: "hi @alice".into(),
+            ts: 3_723_000,
+            ..Message::default()
+        };
+        let mut general = summary("general", None, Some(last));
+        general.unread_mentions = 1;
+        assert_eq!(
+            room_summary_line(&general, "u_a"),
+            "#general 2 unread, 1 mention: [01:02:03] bob: hi @alice"
+        );
+        let dm = summary("dm:u_a,u_b", Some(user("u_b", "bob")), None);
+        assert_eq!(room_summary_line(&dm, "u_a"), "@bob 2 unread");
+        // Without `with`, the other person's id from the room's name.
+        let dm = summary("dm:u_a,u_b", None, None);
+        assert_eq!(room_summary_line(&dm, "u_a"), "@u_b 2 unread");
+        assert_eq!(unread_note(0, 3), "0 unread, 3 mentions");
+    }
+
+    #[test]
+    fn directory_lines_say_how_big_and_how_recent() {
+        let entry = DirectoryEntry {
+            room: "general".into(),
+            members: 3,
+            seq: 10,
+            last_ts: Some(3_723_000),
+        };
+        assert_eq!(
+            directory_line(&entry),
+            "#general 3 members, seq 10, active [01:02:03]"
+        );
+        let empty = DirectoryEntry {
+            room: "new".into(),
+            members: 1,
+            seq: 0,
+            last_ts: None,
+        };
+        assert_eq!(directory_line(&empty), "#new 1 member, seq 0");
+    }
+
+    #[test]
+    fn the_guest_token_file_round_trips_and_is_private() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let path = dir.path().join("sub/guest");
+        assert_eq!(read_guest_token(&path).expect("no file is no token"), None);
+        write_guest_token(&path, "g.1").expect("write");
+        write_guest_token(&path, "g.2").expect("overwrite");
+        assert_eq!(
+            read_guest_token(&path).expect("read").as_deref(),
+            Some("g.2")
+        );
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).expect("stat").permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        // Only the token is left behind.
+        let names: Vec<_> = std::fs::read_dir(dir.path().join("sub"))
+            .expect("list")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert_eq!(names, ["guest"]);
+        std::fs::write(&path, "\n").expect("empty it");
+        assert_eq!(read_guest_token(&path).expect("read"), None);
+    }
 }

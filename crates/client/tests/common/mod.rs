@@ -347,6 +347,24 @@ pub async fn user(url: &str, sub: &str, moderator: bool) -> (Client, Events) {
         .expect("connect with a token")
 }
 
+/// Waits until `client`'s user is a member of `room` as `rooms` lists
+/// them. Memberships are stored in batches after the join is answered,
+/// and a user must be stored as one before a `dm` can name them or a
+/// mention can find them; panics after [`WAIT`].
+pub async fn until_member(client: &Client, room: &str) {
+    tokio::time::timeout(WAIT, async {
+        loop {
+            let rooms = client.rooms().await.expect("rooms");
+            if rooms.iter().any(|r| r.room == room) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("not a member of {room} within {WAIT:?}"));
+}
+
 /// One room as a client sees it: the state built from its `joined` reply
 /// and every message and change event since, and the `seq`s of those
 /// events in the order they came.
