@@ -79,7 +79,9 @@ export class ChatClient {
     for (const saved of outbox) {
       const room = this.store.addRoom(saved.room);
       const { kind = 'send', text = '', replyTo = null, target = null, emoji = '', remove = false } = saved;
-      this.outbox.enqueue(room, { kind, text, replyTo, target, emoji, remove }, { id: saved.id, createdAt: saved.createdAt });
+      // Saved by an older page without its place: shown last, as it then was.
+      const after = saved.after ?? Infinity;
+      this.outbox.enqueue(room, { kind, text, replyTo, target, emoji, remove, after }, { id: saved.id, createdAt: saved.createdAt });
     }
     const first = this.store.rooms.keys().next().value ?? null;
     this.store.setActive(this.store.room(active) ? active : first);
@@ -121,7 +123,10 @@ export class ChatClient {
     const room = this.store.room(name);
     if (!room) return;
     this.lastTyping.delete(name);
-    this.outbox.enqueue(room, { kind: 'send', text, replyTo });
+    // Until the server gives it a seq it is shown where it was written:
+    // after the latest message the room had.
+    const after = room.sorted().at(-1)?.seq ?? 0;
+    this.outbox.enqueue(room, { kind: 'send', text, replyTo, after });
   }
 
   /** Replaces the text of message `seq` (one of ours). */

@@ -1,6 +1,7 @@
 // The one way this page creates elements. Strings always become text nodes,
-// never markup, so text from the network cannot turn into HTML however it
-// is written.
+// never HTML, so text from the network cannot turn into HTML however it is
+// written; the light markup of messages (`markup`, below) is read into
+// elements made the same way.
 
 /**
  * Creates an element.
@@ -94,3 +95,108 @@ export const ICONS = {
   pin: ['M9 4h6', 'M10 4v6l-3 4h10l-3-4V4', 'M12 14v6'],
   close: ['M6 6l12 12', 'M18 6 6 18'],
 };
+
+// ---- The light markup of message text ----------------------------------
+//
+// **bold**, *italic* or _italic_, `code`, ```blocks of code```, and http(s)
+// links. Text is read into elements built one by one, never parsed as HTML,
+// so whatever a message holds (`<b>`, `<img onerror=…>`) shows as the
+// characters it is. Marks that do not pair up stay as typed; inside code
+// nothing is read.
+
+// A block of code: from ``` to ```, without the line breaks next to them.
+const FENCE = /```\n?([\s\S]+?)\n?```/;
+
+// The spans inside a line. An emphasis mark opens only where no letter or
+// digit is just before it and closes only where none is just after it, so
+// snake_case_names and 2*3*4 stay as typed; its text has no space at
+// either end and no line break.
+const INLINE = [
+  { kind: 'code', pattern: /`([^`\n]+)`/ },
+  { kind: 'link', pattern: /\bhttps?:\/\/[^\s<>"]+/iu },
+  { kind: 'strong', pattern: /(?<![\p{L}\p{N}_*])\*\*(?=[^\s*])([^\n]*?[^\s*])\*\*(?![\p{L}\p{N}_*])/u },
+  { kind: 'em', pattern: /(?<![\p{L}\p{N}_*])\*(?=[^\s*])([^\n]*?[^\s*])\*(?![\p{L}\p{N}_*])/u },
+  { kind: 'em', pattern: /(?<![\p{L}\p{N}_])_(?=[^\s_])([^\n]*?[^\s_])_(?![\p{L}\p{N}_])/u },
+];
+
+// Characters that end a sentence rather than a link typed before them.
+const TRAILING = /[.,:;!?'\]]$/;
+
+/** `text` as nodes (strings and elements), for `h` to take as children. */
+export function markup(text) {
+  const nodes = [];
+  let rest = text;
+  for (let found = FENCE.exec(rest); found; found = FENCE.exec(rest)) {
+    nodes.push(...inline(rest.slice(0, found.index)), h('pre', {}, h('code', {}, found[1])));
+    rest = rest.slice(found.index + found[0].length);
+  }
+  nodes.push(...inline(rest));
+  return nodes;
+}
+
+/** The spans of `text`: the earliest mark first, what it holds read again. */
+function inline(text) {
+  const nodes = [];
+  let rest = text;
+  while (rest) {
+    const next = earliest(rest);
+    if (!next) break;
+    const { kind, found } = next;
+    let end = found.index + found[0].length;
+    let node;
+    if (kind === 'link') {
+      const typed = trimLink(found[0]);
+      end = found.index + typed.length;
+      node = link(typed);
+    } else if (kind === 'code') {
+      node = h('code', {}, found[1]);
+    } else {
+      node = h(kind, {}, inline(found[1]));
+    }
+    if (found.index > 0) nodes.push(rest.slice(0, found.index));
+    nodes.push(node);
+    rest = rest.slice(end);
+  }
+  if (rest) nodes.push(rest);
+  return nodes;
+}
+
+/** The mark that starts first in `text` (on a tie, the one listed first), or null. */
+function earliest(text) {
+  let best = null;
+  for (const { kind, pattern } of INLINE) {
+    const found = pattern.exec(text);
+    if (found && (best === null || found.index < best.found.index)) best = { kind, found };
+  }
+  return best;
+}
+
+/** A link as typed, without the punctuation after it ("see https://x.org/."). */
+function trimLink(typed) {
+  let url = typed;
+  for (;;) {
+    if (TRAILING.test(url)) url = url.slice(0, -1);
+    else if (url.endsWith(')') && count(url, ')') > count(url, '(')) url = url.slice(0, -1);
+    else return url;
+  }
+}
+
+function count(text, char) {
+  return text.split(char).length - 1;
+}
+
+/**
+ * A link that opens in a new tab, with no way back to this page (`opener`)
+ * and nothing of it sent along (`referrer`). Only http: and https: URLs
+ * become links; anything else stays text.
+ */
+function link(typed) {
+  let url;
+  try {
+    url = new URL(typed);
+  } catch {
+    return typed;
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') return typed;
+  return h('a', { href: url.href, target: '_blank', rel: 'noopener noreferrer' }, typed);
+}

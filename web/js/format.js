@@ -58,14 +58,78 @@ export function initial(name) {
   return '?';
 }
 
+// The WCAG relative luminance a person's colour is given in light mode and
+// in dark mode: a name in it has 4.5:1 or better against every surface it
+// is shown on (style.css), and so has the initial on their avatar (white in
+// light mode, near black in dark), with room to spare for rounding.
+const LIGHT_TONE = 0.12;
+const DARK_TONE = 0.32;
+
+/** A 32-bit hash in which every character of `text` moves every bit. */
+function hash32(text) {
+  let hash = 0x811c9dc5;
+  for (const ch of text) hash = Math.imul(hash ^ ch.codePointAt(0), 0x01000193);
+  // Murmur3's finaliser: ids that differ in one character ("u_1", "u_2")
+  // land far apart, not on neighbouring hues.
+  hash = Math.imul(hash ^ (hash >>> 16), 0x85ebca6b);
+  hash = Math.imul(hash ^ (hash >>> 13), 0xc2b2ae35);
+  return (hash ^ (hash >>> 16)) >>> 0;
+}
+
+/** `hsl(h s l)` as [r, g, b], 0–255; `s` and `l` from 0 to 1. */
+function hslToRgb(h, s, l) {
+  const a = s * Math.min(l, 1 - l);
+  const channel = (n) => {
+    const k = (n + h / 30) % 12;
+    return Math.round(255 * (l - a * Math.max(-1, Math.min(k - 3, 9 - k, 1))));
+  };
+  return [channel(0), channel(8), channel(4)];
+}
+
+/** WCAG relative luminance of an sRGB colour. */
+function luminance(rgb) {
+  const [r, g, b] = rgb.map((c) => {
+    const v = c / 255;
+    return v <= 0.04045 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4;
+  });
+  return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+}
+
 /**
- * A stable hue per name, so the same person has the same colour in every
- * room, on every reload and after reconnecting (which changes the user id).
+ * The colour of hue `h` and saturation `s` whose luminance is `tone`:
+ * its lightness found by halving, as a CSS colour. (Equal lightness is not
+ * equal readability: a yellow must be far darker than a blue.)
  */
-export function hueOf(key) {
-  let hash = 0;
-  for (const ch of key) hash = (hash * 31 + ch.codePointAt(0)) >>> 0;
-  return hash % 360;
+function toned(h, s, tone) {
+  let low = 0;
+  let high = 1;
+  for (let step = 0; step < 16; step += 1) {
+    const mid = (low + high) / 2;
+    if (luminance(hslToRgb(h, s, mid)) < tone) low = mid;
+    else high = mid;
+  }
+  return `rgb(${hslToRgb(h, s, (low + high) / 2).join(' ')})`;
+}
+
+/**
+ * A person's colours, for light and dark mode, from their user id rather
+ * than their name, so two people of the same name look different. (An
+ * anonymous user gets a new id, so a new colour, on every connection.)
+ * Hue and saturation come from a hash of the id; the lightness is what
+ * keeps a name in that colour readable.
+ */
+function personColours(id) {
+  const hash = hash32(id);
+  const hue = hash % 360;
+  const saturation = 0.45 + ((hash >>> 20) % 40) / 100;
+  return { light: toned(hue, saturation, LIGHT_TONE), dark: toned(hue, saturation, DARK_TONE) };
+}
+
+/** Gives `el`, and what is inside it, the colours of user `id` (style.css uses them). */
+export function paintPerson(el, id) {
+  const { light, dark } = personColours(id);
+  el.style.setProperty('--person-light', light);
+  el.style.setProperty('--person-dark', dark);
 }
 
 /**

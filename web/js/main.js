@@ -15,7 +15,7 @@ client.restore({
   outbox: remembered.outbox(),
 });
 const name = remembered.name();
-new AppView(store, client, { name });
+new AppView(store, client, { name, drafts: remembered.drafts() });
 // A returning visitor is put straight back into their rooms; a new one
 // connects on their first Join.
 if (store.rooms.size > 0) client.connect(name);

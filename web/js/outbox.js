@@ -108,7 +108,8 @@ export class Outbox {
 
   /**
    * Keeps a new entry and sends it when it can. `fields`: {kind: 'send',
-   * text, replyTo} for a message; {kind: 'edit', target, text},
+   * text, replyTo, after} for a message (`after`: the seq of the message
+   * it is shown after until sent); {kind: 'edit', target, text},
    * {kind: 'delete', target} or {kind: 'react', target, emoji, remove}
    * for a change to message `target`.
    */
@@ -120,6 +121,7 @@ export class Outbox {
       target: null,
       emoji: '',
       remove: false,
+      after: Infinity,
       ...fields,
       room: room.name,
       id,

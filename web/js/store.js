@@ -79,7 +79,8 @@ export class RoomState {
     /** Pinned messages in their current state, the earliest pinned first. */
     this.pins = [];
     /**
-     * client id → unsent entry: a message ({kind: 'send', text, replyTo})
+     * client id → unsent entry: a message ({kind: 'send', text, replyTo,
+     * after: the seq of the message it is shown after})
      * or a change ({kind: 'edit' | 'delete' | 'react', target, text, emoji,
      * remove}), with {room, id, createdAt, state, notice, code, retryAt}.
      */
@@ -225,6 +226,16 @@ function newerState(held, incoming) {
   return incoming;
 }
 
+/**
+ * Our message `sent` is stored as `seq`: those we wrote after it, still
+ * unsent, are shown below it, so ours keep the order they were written in.
+ */
+function keepBelow(room, sent, seq) {
+  for (const entry of room.pending.values()) {
+    if (entry.kind === 'send' && entry.createdAt > sent.createdAt) entry.after = Math.max(entry.after, seq);
+  }
+}
+
 export class Store extends EventTarget {
   constructor({ userIds = [] } = {}) {
     super();
@@ -337,7 +348,12 @@ export class Store extends EventTarget {
     const looking = this.active === room.name && document.visibilityState === 'visible';
     for (const message of messages) {
       if (!message || !Number.isInteger(message.seq)) continue;
-      if (room.pending.delete(message.id)) this.persistOutbox();
+      const sent = room.pending.get(message.id);
+      if (sent) {
+        room.pending.delete(message.id);
+        keepBelow(room, sent, message.seq);
+        this.persistOutbox();
+      }
       const held = room.messages.get(message.seq);
       if (held) {
         if (how !== 'sent') room.putMessage(newerState(held, message));
@@ -483,8 +499,8 @@ export class Store extends EventTarget {
     remember.outbox(
       this.allPending()
         .filter((entry) => entry.state !== 'acked')
-        .map(({ room, id, kind, text, replyTo, target, emoji, remove, createdAt }) => ({
-          room, id, kind, text, replyTo, target, emoji, remove, createdAt,
+        .map(({ room, id, kind, text, replyTo, target, emoji, remove, after, createdAt }) => ({
+          room, id, kind, text, replyTo, target, emoji, remove, after, createdAt,
         })),
     );
   }

@@ -18,14 +18,17 @@ const TEXT_LIMIT = 4000;
 const COUNTER_FROM = 3500;
 
 export class AppView {
-  /** name: the remembered display name, shown in the Name field. */
-  constructor(store, client, { name }) {
+  /**
+   * name: the remembered display name, shown in the Name field; drafts:
+   * the remembered unsent texts (room name → text).
+   */
+  constructor(store, client, { name, drafts }) {
     this.store = store;
     this.client = client;
     this.frame = 0;
     this.statusTimer = 0;
-    /** room name → unsent text, kept while looking at another room. */
-    this.drafts = new Map();
+    /** room name → unsent text, kept while looking at another room and over reloads. */
+    this.drafts = drafts;
     /** room name → seq of the message the next one sent there replies to. */
     this.replies = new Map();
     this.shownRoom = null;
@@ -62,10 +65,12 @@ export class AppView {
       scrim: $('scrim'),
     };
 
-    this.rooms = new RoomList($('room-list'), (name) => {
-      store.setActive(name);
-      this.closePanels();
-    });
+    /** The drawers of narrow screens: the class that opens each on #app, and the button that does. */
+    this.drawers = [
+      { open: 'sidebar-open', panel: $('sidebar'), button: this.el.menuButton },
+      { open: 'members-open', panel: $('members-panel'), button: this.el.peopleButton },
+    ];
+    this.rooms = new RoomList($('room-list'), (name) => this.showRoom(name));
     this.members = new MemberList($('member-list'), $('typing'));
     this.messages = new MessageList($('log'), $('jump-button'), {
       loadOlder: (room) => client.loadOlder(room),
@@ -86,7 +91,7 @@ export class AppView {
     this.search = new SearchPanel(store, client, {
       onOpen: (room, seq) => this.openResult(room, seq),
       fallbackFocus: () => (this.el.messageInput.disabled ? $('log') : this.el.messageInput).focus(),
-      closeDrawers: () => this.closePanels(),
+      closeDrawers: () => this.closeDrawers(),
     });
     this.notices = new Notices($('notices'));
     this.deleteDialog = new DeleteDialog($('delete-dialog'));
@@ -133,6 +138,7 @@ export class AppView {
     el.replyCancel.addEventListener('click', () => this.cancelReply());
     el.messageInput.addEventListener('input', () => {
       this.fitComposer();
+      this.saveDraft();
       if (el.messageInput.value.trim() && store.active) client.typing(store.active);
     });
 
@@ -140,17 +146,17 @@ export class AppView {
       const name = store.active;
       if (name === null) return;
       this.drafts.delete(name);
+      remember.draft(name, '');
       this.replies.delete(name);
       this.messages.forget(name);
       client.leave(name);
     });
     el.statusRetry.addEventListener('click', () => client.connection.retryNow());
 
-    el.menuButton.addEventListener('click', () => this.togglePanel('sidebar-open'));
-    el.peopleButton.addEventListener('click', () => this.togglePanel('members-open'));
-    el.scrim.addEventListener('click', () => this.closePanels());
+    for (const drawer of this.drawers) drawer.button.addEventListener('click', () => this.toggleDrawer(drawer));
+    el.scrim.addEventListener('click', () => this.closeDrawers());
     document.addEventListener('keydown', (event) => {
-      if (event.key === 'Escape') this.closePanels();
+      if (event.key === 'Escape') this.closeDrawers();
     });
     document.addEventListener('visibilitychange', () => {
       // Coming back to the tab counts as reading the room on screen.
@@ -189,7 +195,9 @@ export class AppView {
 
   join() {
     const { el, client } = this;
-    const room = el.roomInput.value;
+    const typed = el.roomInput.value;
+    // The page writes rooms as "#general": typed that way, it means "general".
+    const room = typed.startsWith('#') ? typed.slice(1) : typed;
     if (room === '') {
       showError(el.roomError, 'Type the name of a room to join.');
       return;
@@ -198,8 +206,8 @@ export class AppView {
     showError(el.roomError, '');
     client.join(room).then(
       () => {
-        if (el.roomInput.value === room) el.roomInput.value = '';
-        this.closePanels();
+        if (el.roomInput.value === typed) el.roomInput.value = '';
+        this.closeDrawers();
         if (this.store.active === room) el.messageInput.focus();
       },
       (error) => {
@@ -218,7 +226,7 @@ export class AppView {
     const original = replyTo === null ? null : store.activeRoom?.message(replyTo);
     client.send(store.active, text, { replyTo: original && !original.deleted ? replyTo : null });
     el.messageInput.value = '';
-    this.drafts.delete(store.active);
+    this.saveDraft();
     this.replies.delete(store.active);
     this.fitComposer();
     this.messages.scrollToBottom();
@@ -266,7 +274,7 @@ export class AppView {
    * it), then the message, as a jump does.
    */
   async openResult(name, seq) {
-    this.closePanels();
+    this.closeDrawers();
     try {
       await this.client.join(name);
     } catch (error) {
@@ -283,6 +291,7 @@ export class AppView {
     const input = this.el.messageInput;
     input.value = input.value ? `${input.value}\n${text}` : text;
     this.fitComposer();
+    this.saveDraft();
     input.focus();
   }
 
@@ -293,6 +302,17 @@ export class AppView {
     this.client.discard(name, id);
     this.el.messageInput.value = entry.text;
     this.fitComposer();
+    this.saveDraft();
+    this.el.messageInput.focus();
+  }
+
+  /**
+   * Shows room `name`, ready to write in. (The button that chose it is
+   * rebuilt as the active one: left there, focus would fall to the page.)
+   */
+  showRoom(name) {
+    this.store.setActive(name);
+    this.closeDrawers();
     this.el.messageInput.focus();
   }
 
@@ -306,15 +326,27 @@ export class AppView {
     counter.classList.toggle('over', n > TEXT_LIMIT);
   }
 
-  togglePanel(name) {
-    const open = !this.el.app.classList.contains(name);
-    this.closePanels();
-    this.el.app.classList.toggle(name, open);
+  /** Opens a drawer (closing the other), or closes it. */
+  toggleDrawer(drawer) {
+    const open = !this.el.app.classList.contains(drawer.open);
+    this.closeDrawers();
+    if (!open) return;
+    this.el.app.classList.add(drawer.open);
     this.renderPanels();
+    // Into the drawer, so that Tab goes through it and Escape closes it from there.
+    const into = drawer.panel.querySelector('.room[aria-current]') ?? drawer.panel;
+    into.focus();
   }
 
-  closePanels() {
-    this.el.app.classList.remove('sidebar-open', 'members-open');
+  /** Closes the drawers; focus that was in one goes back to the button that opened it. */
+  closeDrawers() {
+    const { app } = this.el;
+    for (const { open, panel, button } of this.drawers) {
+      if (!app.classList.contains(open)) continue;
+      app.classList.remove(open);
+      // A closed drawer is hidden, and would take focus with it to the page.
+      if (panel.contains(document.activeElement) && button.getClientRects().length > 0) button.focus();
+    }
     this.renderPanels();
   }
 
@@ -396,15 +428,23 @@ export class AppView {
     return n === 1 ? '1 member: just you so far' : `${n} members`;
   }
 
-  /** Keeps what was typed in each room when switching between them. */
+  /** Shows the draft of the room shown, when it changes (saveDraft keeps them). */
   switchDraft(room) {
     const name = room?.name ?? null;
     if (name === this.shownRoom) return;
-    const input = this.el.messageInput;
-    if (this.shownRoom !== null && input.value) this.drafts.set(this.shownRoom, input.value);
-    input.value = (name !== null && this.drafts.get(name)) || '';
+    this.el.messageInput.value = (name !== null && this.drafts.get(name)) || '';
     this.shownRoom = name;
     this.fitComposer();
+  }
+
+  /** Keeps what the composer holds as the draft of the room shown, here and over reloads. */
+  saveDraft() {
+    const name = this.shownRoom;
+    if (name === null) return;
+    const text = this.el.messageInput.value;
+    if (text) this.drafts.set(name, text);
+    else this.drafts.delete(name);
+    remember.draft(name, text);
   }
 
   renderStatus() {

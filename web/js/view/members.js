@@ -1,9 +1,13 @@
 // Who is in the active room (presence), and who is typing there. Names are
 // each in an element with `dir="auto"` or a <bdi>, so a right-to-left name
-// cannot reorder the words around it.
+// cannot reorder the words around it. Two members of the same name are
+// told apart by the end of their user ids ("alice · 3f2a").
 
 import { h, reconcile } from '../dom.js';
-import { hueOf, initial, typingLine } from '../format.js';
+import { initial, paintPerson, typingLine } from '../format.js';
+
+// Characters of a user id shown after a name that two members share.
+const ID_SUFFIX_CHARS = 4;
 
 export class MemberList {
   constructor(list, typingLineEl) {
@@ -18,10 +22,11 @@ export class MemberList {
     const mine = (user) => store.myIds.has(user.id);
     // You first, then everyone by name in the reader's language.
     members.sort((a, b) => mine(b) - mine(a) || a.name.localeCompare(b.name));
-    const sig = members.map((m) => `${m.id}\u0000${m.name}\u0000${mine(m)}`).join('\u0001');
+    const shared = sharedNames(members);
+    const sig = members.map((m) => `${m.id}\u0000${m.name}\u0000${mine(m)}\u0000${shared.has(m.name)}`).join('\u0001');
     if (sig !== this.sig) {
       this.sig = sig;
-      reconcile(this.list, members.map((member) => memberNode(member, mine(member))));
+      reconcile(this.list, members.map((member) => memberNode(member, mine(member), shared.has(member.name))));
     }
     // While reconnecting the list is what it was, shown as such.
     this.list.classList.toggle('stale', Boolean(room) && !room.joined);
@@ -36,14 +41,28 @@ export class MemberList {
   }
 }
 
-function memberNode(user, isMe) {
+/** The names more than one of `members` has. */
+function sharedNames(members) {
+  const seen = new Set();
+  const shared = new Set();
+  for (const { name } of members) (seen.has(name) ? shared : seen).add(name);
+  return shared;
+}
+
+/** `shared`: another member has the same name, so the end of the id is shown too. */
+function memberNode(user, isMe, shared) {
   const avatar = h('span', { class: 'avatar small', 'aria-hidden': 'true' }, initial(user.name));
-  avatar.style.setProperty('--hue', hueOf(user.name));
+  paintPerson(avatar, user.id);
   return h(
     'li',
     { class: `member${isMe ? ' me' : ''}` },
     avatar,
-    h('span', { class: 'member-name', dir: 'auto' }, user.name),
+    h(
+      'span',
+      { class: 'member-label' },
+      h('span', { class: 'member-name', dir: 'auto' }, user.name),
+      shared ? h('span', { class: 'member-id', title: user.id }, ` · ${user.id.slice(-ID_SUFFIX_CHARS)}`) : null,
+    ),
     isMe ? h('span', { class: 'tag' }, 'you') : null,
   );
 }

@@ -1,11 +1,12 @@
 // The transcript of the active room: day separators, messages grouped by
-// sender, own messages with their sending state, and the "older messages"
-// control at the top. Each message shows what was done to it: the
-// "(edited)" mark, its reactions (chips that toggle one's own), the quote
-// of the message it replies to, a pin; and offers actions on hover, on
-// keyboard focus or, on a phone, on a tap or long press: reply, react, and
-// for one's own, edit (inline) and delete. Changes of ours the server has
-// not confirmed yet show at once, marked as such.
+// sender, their text with its light markup and links (dom.js `markup`), own
+// messages with their sending state (an unsent one where it was written),
+// and the "older messages" control at the top. Each message shows what was
+// done to it: the "(edited)" mark, its reactions (chips that toggle one's
+// own), the quote of the message it replies to, a pin; and offers actions
+// on hover, on keyboard focus or, on a phone, on a tap or long press:
+// reply, react, and for one's own, edit (inline) and delete. Changes of
+// ours the server has not confirmed yet show at once, marked as such.
 //
 // Elements are cached per message and rebuilt only when what they show
 // changes; the list is patched in place, so scrolling, text selection and
@@ -13,8 +14,8 @@
 // is in the tab order (arrow keys move between them) with its controls,
 // and focus survives a message being rebuilt.
 
-import { h, icon, reconcile, ICONS } from '../dom.js';
-import { dayKey, formatDay, formatFullTime, formatTime, hueOf, initial } from '../format.js';
+import { h, icon, markup, reconcile, ICONS } from '../dom.js';
+import { dayKey, formatDay, formatFullTime, formatTime, initial, paintPerson } from '../format.js';
 import { quotedText } from '../store.js';
 import { EmojiPicker } from './picker.js';
 
@@ -29,6 +30,8 @@ const HIGHLIGHT_MS = 2000;
 const LONG_PRESS_MS = 450;
 // Names a reaction's tooltip lists before "and N more".
 const NAMES_SHOWN = 10;
+// What in a message takes focus: its actions, chips, quote, links, editor.
+const CONTROLS = 'button, textarea, a[href]';
 
 const hoverless = window.matchMedia('(hover: none)');
 
@@ -279,7 +282,8 @@ export class MessageList {
     clearTimeout(this.pressTimer);
     if (event.pointerType !== 'touch') return;
     const article = event.target.closest('article.message[data-seq]');
-    if (!article || event.target.closest('button, textarea')) return;
+    // A long press on a link is the browser's (open, copy it).
+    if (!article || event.target.closest('button, textarea, a')) return;
     this.pressTimer = setTimeout(() => {
       this.pressed = true;
       this.showActions(article.dataset.id);
@@ -496,13 +500,17 @@ export class MessageList {
     const changes = pendingChanges(room);
     const pinned = new Set(room.pins.map((p) => p.seq));
     const editing = this.editing?.room === room.name ? this.editing : null;
-    const items = [
-      ...room.sorted().map((message) => confirmedItem(message, context, changes.get(message.seq), pinned, editing)),
-      ...[...room.pending.values()]
-        .filter((entry) => entry.kind === 'send')
-        .sort((a, b) => a.createdAt - b.createdAt)
-        .map((entry) => pendingItem(entry, room, context)),
-    ];
+    const sends = [...room.pending.values()]
+      .filter((entry) => entry.kind === 'send')
+      .sort((a, b) => a.after - b.after || a.createdAt - b.createdAt);
+    const items = [];
+    for (const message of room.sorted()) {
+      // An unsent message stays where it was written: what others say
+      // after it comes below it, not above.
+      while (sends.length > 0 && sends[0].after < message.seq) items.push(pendingItem(sends.shift(), room, context));
+      items.push(confirmedItem(message, context, changes.get(message.seq), pinned, editing));
+    }
+    items.push(...sends.map((entry) => pendingItem(entry, room, context)));
     this.items = new Map(items.filter((item) => item.seq !== null).map((item) => [item.seq, item]));
 
     const out = [node('top', topSig(room), () => topNode(room))];
@@ -530,7 +538,7 @@ export class MessageList {
 function tabbable(article, on) {
   const index = on ? 0 : -1;
   article.tabIndex = index;
-  for (const control of article.querySelectorAll('button, textarea')) control.tabIndex = index;
+  for (const control of article.querySelectorAll(CONTROLS)) control.tabIndex = index;
 }
 
 /** Grows a textarea with its text. */
@@ -694,12 +702,14 @@ function messageNode(item, editing) {
     item.pinned ? 'pinned' : '',
     item.editing ? 'editing' : '',
   ];
+  // A <div>, not a <p>: it may hold blocks of code.
+  const text = h('div', { class: 'text', dir: 'auto' }, markup(item.text));
   const el = h(
     'article',
     {
       class: classes.filter(Boolean).join(' '),
       tabindex: '-1',
-      'aria-label': item.seq === null ? null : label(item),
+      'aria-label': item.seq === null ? null : label(item, text.textContent),
       dataset: { id: item.id, state: item.state || 'received', ...(item.seq === null ? {} : { seq: item.seq }) },
     },
     item.own ? null : avatar(item.from),
@@ -720,7 +730,7 @@ function messageNode(item, editing) {
           'div',
           { class: 'bubble', title: formatFullTime(item.ts) },
           quoteNode(item),
-          h('p', { class: 'text', dir: 'auto' }, item.text),
+          text,
           marks(item),
         ),
       reactionsNode(item),
@@ -729,17 +739,17 @@ function messageNode(item, editing) {
       item.failedEdit ? editProblem(item) : null,
     ),
   );
-  if (!item.own) el.style.setProperty('--hue', hueOf(item.from.name));
+  if (!item.own) paintPerson(el, item.from.id);
   // Controls join the tab order with their message (MessageList.setCurrent).
-  for (const control of el.querySelectorAll('button, textarea')) control.tabIndex = -1;
+  for (const control of el.querySelectorAll(CONTROLS)) control.tabIndex = -1;
   return el;
 }
 
-/** What a screen reader says for a message when it gets focus. */
-function label(item) {
+/** What a screen reader says for a message when it gets focus; `shown`: its text without the marks. */
+function label(item, shown) {
   const parts = [`${item.own ? 'You' : item.from.name}, ${formatTime(item.ts)}`];
   if (item.quote) parts.push(`replying to ${item.quote.from.name}`);
-  parts.push(item.text);
+  parts.push(shown);
   if (item.edited) parts.push('edited');
   if (item.pinned) parts.push('pinned');
   if (item.reactions.length) {
@@ -793,7 +803,7 @@ function quoteNode(item) {
     h('bdi', { class: 'quote-author' }, quote.from.name),
     h('span', { class: 'quote-text', dir: 'auto' }, text),
   );
-  el.style.setProperty('--quote-hue', hueOf(quote.from.name));
+  paintPerson(el, quote.from.id);
   return el;
 }
 

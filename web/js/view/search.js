@@ -13,7 +13,7 @@
 
 import { ProtocolError } from '../connection.js';
 import { h, reconcile, setText } from '../dom.js';
-import { formatFullTime, formatWhen, hueOf } from '../format.js';
+import { formatFullTime, formatWhen, paintPerson } from '../format.js';
 import { searchProblem, searchWords } from '../validate.js';
 
 // Typing pauses this long before its search goes.
@@ -561,6 +561,6 @@ function resultNode(message, words, index) {
       ? h('span', { class: 'edited-mark', title: `Edited ${formatFullTime(message.edited_at)}` }, '(edited)')
       : null,
   );
-  button.style.setProperty('--hue', hueOf(author));
+  paintPerson(button, message.from?.id ?? '');
   return h('li', {}, button);
 }
