@@ -16,7 +16,8 @@ use chat_core::permissions::{self, Target};
 use chat_core::store::{Action, Appended, Draft};
 use chat_protocol::validate::Invalid;
 use chat_protocol::{
-    Change, DeletedBody, EditedBody, ErrorCode, Message, PinnedBody, Reaction, ReactionBody, User,
+    Change, DeletedBody, EditedBody, ErrorCode, Message, PinnedBody, Reaction, ReactionBody,
+    RoomSummary, User,
 };
 
 /// Users listed per emoji in a message's reactions; `count` has them all.
@@ -70,6 +71,34 @@ pub fn like_escaped(text: &str) -> String {
 /// `>= prefix AND < this` finds them on an index.
 pub fn upper_bound_of_prefix(prefix: &str) -> String {
     format!("{prefix}{}", char::MAX)
+}
+
+/// A message's `mentions` column: the ids it mentions as a JSON array,
+/// or `None` (NULL) when it mentions nobody.
+pub fn mentions_column(ids: &[String]) -> Option<String> {
+    if ids.is_empty() {
+        return None;
+    }
+    serde_json::to_string(ids).ok()
+}
+
+/// The ids a `mentions` column lists. Only the stores write it, so one
+/// that does not parse is a bug: logged, and shown as mentioning nobody
+/// rather than failing every read of its page.
+pub fn mentions_listed(listed: &str) -> Vec<String> {
+    serde_json::from_str(listed).unwrap_or_else(|error| {
+        tracing::warn!(%error, "unreadable mentions column; showing none");
+        Vec::new()
+    })
+}
+
+/// A person's rooms in the order `Store::user_rooms` lists them: the
+/// newest first by their last message; rooms without one last, by name.
+pub fn sort_by_activity(rooms: &mut [RoomSummary]) {
+    rooms.sort_by(|a, b| {
+        let ts = |r: &RoomSummary| r.last.as_ref().map(|m| m.ts);
+        ts(b).cmp(&ts(a)).then_with(|| a.room.cmp(&b.room))
+    });
 }
 
 /// The kind of an entry, as stored in its row's `kind` column.

@@ -18,12 +18,14 @@
 //! missing and put on every pooled connection's `search_path`, so tests (or
 //! tenants) sharing one database never see each other's rows.
 //!
-//! **Tables.** The same as SQLite's schema 3 (see `entries`): one
+//! **Tables.** The same as SQLite's schema 4 (see `entries`): one
 //! `messages` table holds every entry of a room's sequence, messages in
 //! their current state (`kind` 0, `original` keeping the first text once
-//! edited or deleted) and changes (`target`, `emoji`, `text`); `reactions`
-//! and `pins` hold those in effect, so a message's state is read without
-//! replaying its changes. Search adds a column and two indexes (see
+//! edited or deleted, `mentions` whom they mention) and changes (`target`,
+//! `emoji`, `text`); `reactions` and `pins` hold those in effect, so a
+//! message's state is read without replaying its changes. `members`,
+//! `mentions` and `secrets` hold what people did beside the sequences
+//! (see **People**). Search adds a column and two indexes (see
 //! **Search**) where SQLite has an FTS5 table.
 //!
 //! **Sequencing across nodes.** The room's counter row is the lock that
@@ -49,7 +51,9 @@
 //!   `BEGIN`, the locks and the lookup go out in one write, and the insert,
 //!   the counters and `COMMIT` in another (PostgreSQL runs a connection's
 //!   statements in order), so such a batch costs two round trips plus the
-//!   WAL flush.
+//!   WAL flush. Sends with an `@` add a statement to each write: the
+//!   members their mention words may name, then their mentions (see
+//!   **People**).
 //! - *With changes or replies.* After the locks, the drafts are taken in
 //!   order: each run of sends between changes as above (a lookup and an
 //!   insert), and each change or reply alone, as SQLite does: its id looked
@@ -71,9 +75,33 @@
 //! the pins, their reactions and quotes) that must agree with each other,
 //! so they run in one `REPEATABLE READ` read-only transaction, sent in one
 //! write: one snapshot, one round trip (see `read`). A purge deletes a
-//! chunk of a room's entries, with the reactions and pins of its messages,
-//! in a short transaction that takes the room's counter lock like an
-//! append, so no append can react to or pin a message the purge is taking.
+//! chunk of a room's entries, with the reactions, pins and mentions of its
+//! messages, in a short transaction that takes the room's counter lock
+//! like an append, so no append can react to or pin a message the purge is
+//! taking.
+//!
+//! **People.** As in SQLite (migration 5 has its tables; see `people`):
+//! `members` holds each person's rooms with their read marker and the name
+//! `@name` mentions are resolved against, `mentions` who each message
+//! mentions, and unread and mention counts are read from ranges of keys,
+//! never kept. A send with an `@` is resolved inside its append's
+//! transaction, against the members its room has then: those whose
+//! `name_key` starts with one of its mention words (a range of
+//! `members_room_name`, compared bytewise like SQLite's whatever the
+//! database's collation), then `mentioned` on whole names; the ids go to
+//! `mentions` and, as JSON, to the message's `mentions` column, which every
+//! read of the message returns (empty once deleted) and a purge uses to
+//! find its rows of `mentions`. Memberships take no room lock: a person
+//! joining while a message is sent is mentioned by it or not, as the
+//! commits fall. `record` stores a batch of changes in one transaction
+//! sent in one write, taken in the order of their `(user, room)` (changes
+//! to different pairs commute), so two nodes' batches lock the member rows
+//! they share in the same order and cannot deadlock. `join_page` reads the
+//! person's place with the page, in its snapshot; a person's rooms, with
+//! each room's last message and counts, are one statement in one snapshot.
+//! `shared_secret` inserts unless present, then reads, as two statements:
+//! a node whose insert meets another's waits for that one's commit, so
+//! every node reads the value the first one stored.
 //!
 //! **Search.** Every entry takes a number when stored, `search_id`, from
 //! an identity column: the order results come in, newest first, and the
@@ -148,6 +176,7 @@ use chat_core::store::{
 use chat_protocol::{DirectoryEntry, RoomSummary, User};
 
 mod append;
+mod people;
 mod read;
 
 use append::append_batch;
@@ -262,6 +291,49 @@ const MIGRATIONS: &[Migration] = &[
             WHERE kind = 0 AND NOT deleted;
     ",
     },
+    Migration {
+        version: 5,
+        description: "people: members, mentions, secrets; messages.mentions",
+        // The tables of SQLite's schema 4 (see `people`). The new column
+        // has no default, so adding it rewrites no row: the messages stored
+        // before mention nobody.
+        sql: "
+        -- Who a message mentions, as a JSON array of user ids (NULL for
+        -- nobody), read back with the message; `mentions` lists the same
+        -- for counting.
+        ALTER TABLE messages ADD COLUMN mentions TEXT;
+        -- A person's rooms (joined and not left), their read marker in
+        -- each, and the name `@name` mentions in the room are resolved
+        -- against (`name_key` is it in lower case). `name_key` compares
+        -- bytewise, as SQLite's does, whatever the database's collation:
+        -- a mention word's prefix range is then the same, and its index
+        -- serves it.
+        CREATE TABLE members (
+            user_id   TEXT   NOT NULL,
+            room      TEXT   NOT NULL,
+            user_name TEXT   NOT NULL,
+            name_key  TEXT   COLLATE \"C\" NOT NULL,
+            last_read BIGINT NOT NULL CHECK (last_read >= 0),
+            joined_ts BIGINT NOT NULL,
+            PRIMARY KEY (user_id, room)
+        );
+        CREATE INDEX members_room_name ON members (room, name_key);
+        -- Who each message mentions, keyed for counting a person's
+        -- mentions in a room after their marker.
+        CREATE TABLE mentions (
+            user_id TEXT   NOT NULL,
+            room    TEXT   NOT NULL,
+            seq     BIGINT NOT NULL,
+            PRIMARY KEY (user_id, room, seq)
+        );
+        -- Values the servers keep for themselves (the guest credentials'
+        -- secret), the same for every node.
+        CREATE TABLE secrets (
+            name  TEXT PRIMARY KEY,
+            value TEXT NOT NULL
+        );
+    ",
+    },
 ];
 
 /// The trigram index of the messages' text, which serves `ILIKE '%word%'`
@@ -293,9 +365,12 @@ const LOCK_ROOM: &str = "SELECT seq FROM rooms WHERE name = $1 FOR UPDATE";
 
 /// Deletes up to `$4` of room `$1`'s entries with `seq` at most the room's
 /// latest minus `$2` (when `$2` is not NULL) or `ts` below `$3`, with the
-/// reactions and pins of those that were messages; returns how many went.
-/// Under the room's lock, reactions and pins are only ever added to
-/// messages still stored, so those are all that lose their message.
+/// reactions, pins and mentions of those that were messages; returns how
+/// many went. Under the room's lock, reactions and pins are only ever
+/// added to messages still stored, so those are all that lose their
+/// message. A message's mentions are the rows its `mentions` column lists
+/// (both are written by the append that stores it), so they are deleted by
+/// their key rather than by a scan of every mention of the room.
 const PURGE_CHUNK_SQL: &str = "
     WITH gone AS (
         DELETE FROM messages WHERE room = $1 AND seq IN (
@@ -303,11 +378,15 @@ const PURGE_CHUNK_SQL: &str = "
             WHERE room = $1
               AND (seq <= (SELECT seq FROM rooms WHERE name = $1) - $2 OR ts < $3)
             ORDER BY seq LIMIT $4)
-        RETURNING seq
+        RETURNING seq, mentions
     ), reactions_gone AS (
         DELETE FROM reactions WHERE room = $1 AND target IN (SELECT seq FROM gone)
     ), pins_gone AS (
         DELETE FROM pins WHERE room = $1 AND target IN (SELECT seq FROM gone)
+    ), mentions_gone AS (
+        DELETE FROM mentions WHERE room = $1 AND (user_id, seq) IN (
+            SELECT json_array_elements_text(mentions::json), seq FROM gone
+            WHERE mentions IS NOT NULL)
     )
     SELECT count(*) FROM gone";
 
@@ -969,48 +1048,54 @@ impl Store for PostgresStore {
         self.settle(client, outcome)
     }
 
-    // PEOPLE-TODO(helper): the PostgreSQL side of people is being written;
-    // until then these refuse, so nothing pretends to have stored.
     async fn join_page(
         &self,
         room: &str,
-        _user: &str,
+        user: &str,
         since: Option<u64>,
         limit: usize,
     ) -> Result<(Page, ReadState), StoreError> {
-        let page = match since {
-            Some(since) => self.after(room, since, limit).await?,
-            None => self.before(room, None, limit).await?,
-        };
-        Ok((page, ReadState::default()))
+        let client = self.client().await?;
+        let outcome = tokio::time::timeout(
+            self.deadline,
+            read::join_page(&client, room, user, since, limit),
+        )
+        .await;
+        self.conclude(client, outcome).await
     }
 
-    async fn record(&self, _changes: Vec<PersonChange>) -> Result<Vec<ReadState>, StoreError> {
-        Err(StoreError::Backend(Cause::from(
-            "people are not stored in PostgreSQL yet",
-        )))
+    async fn record(&self, changes: Vec<PersonChange>) -> Result<Vec<ReadState>, StoreError> {
+        if changes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let client = self.client().await?;
+        let outcome = tokio::time::timeout(self.deadline, people::record(&client, &changes)).await;
+        self.conclude(client, outcome).await
     }
 
-    async fn user_rooms(&self, _user: &str) -> Result<Vec<RoomSummary>, StoreError> {
-        Err(StoreError::Backend(Cause::from(
-            "people are not stored in PostgreSQL yet",
-        )))
+    async fn user_rooms(&self, user: &str) -> Result<Vec<RoomSummary>, StoreError> {
+        let client = self.client().await?;
+        let outcome = tokio::time::timeout(self.deadline, people::user_rooms(&client, user)).await;
+        self.conclude(client, outcome).await
     }
 
-    async fn directory(&self, _limit: usize) -> Result<Vec<DirectoryEntry>, StoreError> {
-        Err(StoreError::Backend(Cause::from(
-            "people are not stored in PostgreSQL yet",
-        )))
+    async fn directory(&self, limit: usize) -> Result<Vec<DirectoryEntry>, StoreError> {
+        let client = self.client().await?;
+        let outcome = tokio::time::timeout(self.deadline, people::directory(&client, limit)).await;
+        self.settle(client, outcome)
     }
 
-    async fn person(&self, _user: &str) -> Result<Option<User>, StoreError> {
-        Err(StoreError::Backend(Cause::from(
-            "people are not stored in PostgreSQL yet",
-        )))
+    async fn person(&self, user: &str) -> Result<Option<User>, StoreError> {
+        let client = self.client().await?;
+        let outcome = tokio::time::timeout(self.deadline, people::person(&client, user)).await;
+        self.settle(client, outcome)
     }
 
-    async fn shared_secret(&self, _name: &str, fresh: String) -> Result<String, StoreError> {
-        Ok(fresh)
+    async fn shared_secret(&self, name: &str, fresh: String) -> Result<String, StoreError> {
+        let client = self.client().await?;
+        let outcome =
+            tokio::time::timeout(self.deadline, people::shared_secret(&client, name, &fresh)).await;
+        self.settle(client, outcome)
     }
 }
 

@@ -580,7 +580,9 @@ fn said(room: &str, from: &str, id: &str, text: &str) -> Draft {
     }
 }
 
-fn joined(user_id: &str, name: &str, room: &str, read_to: u64) -> PersonChange {
+/// `user_id`, called `name`, joined `room` (see `PersonChange::Joined`
+/// for `read_to`).
+pub fn joined(user_id: &str, name: &str, room: &str, read_to: u64) -> PersonChange {
     PersonChange::Joined {
         user: User {
             id: user_id.into(),
@@ -591,7 +593,8 @@ fn joined(user_id: &str, name: &str, room: &str, read_to: u64) -> PersonChange {
     }
 }
 
-fn read(user: &str, room: &str, seq: u64) -> PersonChange {
+/// `user` read `room` up to `seq`.
+pub fn read(user: &str, room: &str, seq: u64) -> PersonChange {
     PersonChange::Read {
         user: user.into(),
         room: room.into(),

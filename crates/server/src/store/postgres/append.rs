@@ -12,6 +12,9 @@ use chat_protocol::{Message, Quote, User};
 use deadpool_postgres::Object;
 use tokio_postgres::Row;
 
+use super::people::{
+    CANDIDATES, Candidates, INSERT_MENTIONS, MentionLookup, NewMentions, candidates,
+};
 use super::read::{current_message, message_at, reactions_of};
 use super::{Param, db_error, execute, from_sql_seq, prepare, query, query_opt, to_sql_seq};
 use crate::store::entries::{Kind, allowed, changed, emoji_limit};
@@ -31,12 +34,13 @@ const FIND_EXISTING: &str = "
     JOIN unnest($1::text[], $2::text[]) AS d(room, id) ON m.room = d.room AND m.id = d.id";
 
 /// Stores messages that reply to nothing (`kind` 0, no `target`: the
-/// columns' defaults).
+/// columns' defaults), with whom they mention (`$8`, NULL for nobody).
 const INSERT_MESSAGES: &str = "
-    INSERT INTO messages (room, seq, id, user_id, user_name, text, ts)
-    SELECT room, seq, id, user_id, user_name, text, $7
-    FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[])
-        AS d(room, seq, id, user_id, user_name, text)";
+    INSERT INTO messages (room, seq, id, user_id, user_name, text, ts, mentions)
+    SELECT room, seq, id, user_id, user_name, text, $7, mentions
+    FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[],
+                $8::text[])
+        AS d(room, seq, id, user_id, user_name, text, mentions)";
 
 const ADVANCE_ROOMS: &str = "
     UPDATE rooms SET seq = d.seq
@@ -53,8 +57,9 @@ const RECEIPT_OF_ID: &str = "SELECT seq, ts FROM messages WHERE room = $1 AND id
 const RECEIPT_OF_SEQ: &str = "SELECT id, ts FROM messages WHERE room = $1 AND seq = $2";
 
 const INSERT_ENTRY: &str = "
-    INSERT INTO messages (room, seq, id, user_id, user_name, text, ts, kind, target, emoji)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+    INSERT INTO messages (room, seq, id, user_id, user_name, text, ts, kind, target, emoji,
+                          mentions)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
 
 const EDIT: &str = "
     UPDATE messages SET original = COALESCE(original, text), text = $3, edited_at = $4
@@ -102,12 +107,15 @@ pub(super) async fn append_batch(
 }
 
 /// A message that replies to nothing: nothing to read before storing it
-/// but whether its id is taken, so many are stored at once.
+/// but whether its id is taken (and, with an `@`, the members it may
+/// mention), so many are stored at once.
 struct PlainSend {
     room: String,
     id: String,
     from: User,
     text: String,
+    /// Whom it mentions, once resolved (new sends only).
+    mentions: Vec<String>,
 }
 
 impl PlainSend {
@@ -129,6 +137,7 @@ impl TryFrom<Draft> for PlainSend {
                 id: draft.id,
                 from: draft.from,
                 text,
+                mentions: Vec::new(),
             }),
             action => Err(Draft { action, ..draft }),
         }
@@ -212,10 +221,12 @@ enum Decision {
 
 /// Decides each of `sends` in order, given the receipts of the entries
 /// already stored under their ids ([`FIND_EXISTING`]'s rows), and takes a
-/// `seq` for each new one.
+/// `seq` for each new one, and resolves whom it mentions among
+/// `candidates`.
 fn decide(
-    sends: &[PlainSend],
+    sends: &mut [PlainSend],
     found: Vec<Row>,
+    candidates: &Candidates,
     counters: &mut Counters,
     ts: i64,
 ) -> Result<Vec<Decision>, StoreError> {
@@ -231,7 +242,7 @@ fn decide(
         known.insert((room, id), receipt);
     }
     let mut decisions = Vec::with_capacity(sends.len());
-    for send in sends {
+    for send in sends.iter_mut() {
         let key = (send.room.clone(), send.id.clone());
         if let Some(receipt) = known.get(&key) {
             decisions.push(Decision::Duplicate(receipt.clone()));
@@ -244,12 +255,14 @@ fn decide(
             ts,
         };
         known.insert(key, receipt);
+        send.mentions = candidates.mentioned_in(&send.room, &send.from.id, &send.text);
         decisions.push(Decision::New(seq));
     }
     Ok(decisions)
 }
 
-/// The columns of [`INSERT_MESSAGES`] for the new sends.
+/// The columns of [`INSERT_MESSAGES`] for the new sends, and the rows of
+/// `mentions` they add.
 struct NewSends<'a> {
     rooms: Vec<&'a str>,
     seqs: Vec<i64>,
@@ -257,6 +270,8 @@ struct NewSends<'a> {
     user_ids: Vec<&'a str>,
     user_names: Vec<&'a str>,
     texts: Vec<&'a str>,
+    mentions: Vec<Option<String>>,
+    mentioned: NewMentions,
 }
 
 impl<'a> NewSends<'a> {
@@ -268,6 +283,8 @@ impl<'a> NewSends<'a> {
             user_ids: Vec::new(),
             user_names: Vec::new(),
             texts: Vec::new(),
+            mentions: Vec::new(),
+            mentioned: NewMentions::default(),
         };
         for (send, decision) in sends.iter().zip(decisions) {
             if let Decision::New(seq) = decision {
@@ -277,12 +294,14 @@ impl<'a> NewSends<'a> {
                 new.user_ids.push(&send.from.id);
                 new.user_names.push(&send.from.name);
                 new.texts.push(&send.text);
+                let listed = new.mentioned.add(&send.room, *seq, &send.mentions);
+                new.mentions.push(listed);
             }
         }
         new
     }
 
-    fn params<'p>(&'p self, ts: &'p i64) -> [&'p Param<'p>; 7] {
+    fn params<'p>(&'p self, ts: &'p i64) -> [&'p Param<'p>; 8] {
         [
             &self.rooms,
             &self.seqs,
@@ -291,6 +310,7 @@ impl<'a> NewSends<'a> {
             &self.user_names,
             &self.texts,
             ts,
+            &self.mentions,
         ]
     }
 }
@@ -308,6 +328,7 @@ fn outcomes(sends: Vec<PlainSend>, decisions: Vec<Decision>, ts: i64) -> Vec<App
                 from: send.from,
                 text: send.text,
                 ts,
+                mentions: send.mentions,
                 ..Message::default()
             }),
         })
@@ -315,32 +336,51 @@ fn outcomes(sends: Vec<PlainSend>, decisions: Vec<Decision>, ts: i64) -> Vec<App
 }
 
 /// The fast path, for a batch of sends only, in two round trips: `BEGIN`,
-/// the room locks and the duplicate lookup go out together (PostgreSQL
-/// runs them in order, so the lookup sees the rooms locked), then the
-/// inserts, the counters and `COMMIT`.
+/// the room locks, the duplicate lookup and (for sends with an `@`) the
+/// members they may mention go out together (PostgreSQL runs them in
+/// order, so the lookup sees the rooms locked), then the inserts (of
+/// mentions too, if any), the counters and `COMMIT`.
 async fn append_sends(
     client: &Object,
-    sends: Vec<PlainSend>,
+    mut sends: Vec<PlainSend>,
     ts: i64,
 ) -> Result<Vec<Appended>, StoreError> {
     let rooms = rooms_to_lock(sends.iter().map(|s| s.room.as_str()));
     let send_rooms: Vec<&str> = sends.iter().map(|s| s.room.as_str()).collect();
     let send_ids: Vec<&str> = sends.iter().map(|s| s.id.as_str()).collect();
+    let lookup = MentionLookup::of(sends.iter().map(|s| (s.room.as_str(), s.text.as_str())));
     let [lock, find, insert, advance] = prepare(
         client,
         [LOCK_ROOMS, FIND_EXISTING, INSERT_MESSAGES, ADVANCE_ROOMS],
     )
     .await?;
+    // Prepared and run only for a batch that may mention someone: a batch
+    // without an `@` costs no more than a column of NULLs.
+    let [look_up, insert_mentions] = if lookup.is_empty() {
+        [None, None]
+    } else {
+        prepare(client, [CANDIDATES, INSERT_MENTIONS])
+            .await?
+            .map(Some)
+    };
     let lock_params: [&Param<'_>; 1] = [&rooms];
     let find_params: [&Param<'_>; 2] = [&send_rooms, &send_ids];
-    let (began, locked, found) = tokio::join!(
+    let (began, locked, found, candidates) = tokio::join!(
         client.batch_execute("BEGIN"),
         client.query(&lock, &lock_params),
         client.query(&find, &find_params),
+        async {
+            match &look_up {
+                Some(statement) => client.query(statement, &lookup.params()).await,
+                None => Ok(Vec::new()),
+            }
+        },
     );
     began.map_err(db_error)?;
     let mut counters = Counters::from_rows(locked.map_err(db_error)?)?;
-    let decisions = decide(&sends, found.map_err(db_error)?, &mut counters, ts)?;
+    let found = found.map_err(db_error)?;
+    let candidates = Candidates::from_rows(&candidates.map_err(db_error)?)?;
+    let decisions = decide(&mut sends, found, &candidates, &mut counters, ts)?;
 
     if !counters.stored_any() {
         // Only duplicates: nothing to store, and no commit to wait for.
@@ -351,16 +391,25 @@ async fn append_sends(
     let (names, latest) = counters.advanced();
     let advance_params: [&Param<'_>; 2] = [&names, &latest];
     // After a failed statement PostgreSQL answers this COMMIT by rolling
-    // back, so success is all three succeeding.
+    // back, so success is all of them succeeding.
     let insert_params = new.params(&ts);
     let syncing = Instant::now();
-    let (inserted, advanced, committed) = tokio::join!(
+    let (inserted, mentioned, advanced, committed) = tokio::join!(
         client.execute(&insert, &insert_params),
+        async {
+            match &insert_mentions {
+                Some(statement) if !new.mentioned.is_empty() => {
+                    client.execute(statement, &new.mentioned.params()).await
+                }
+                _ => Ok(0),
+            }
+        },
         client.execute(&advance, &advance_params),
         client.batch_execute("COMMIT"),
     );
     metrics::histogram!(chat_core::metrics::COMMIT_SYNC).record(syncing.elapsed().as_secs_f64());
     inserted.map_err(db_error)?;
+    mentioned.map_err(db_error)?;
     advanced.map_err(db_error)?;
     committed.map_err(db_error)?;
     Ok(outcomes(sends, decisions, ts))
@@ -414,18 +463,36 @@ struct Batch<'a> {
 
 impl Batch<'_> {
     /// Stores a run of sends as the fast path does, in two round trips.
-    async fn sends(&mut self, sends: Vec<PlainSend>) -> Result<Vec<Appended>, StoreError> {
+    async fn sends(&mut self, mut sends: Vec<PlainSend>) -> Result<Vec<Appended>, StoreError> {
         if sends.is_empty() {
             return Ok(Vec::new());
         }
         let rooms: Vec<&str> = sends.iter().map(|s| s.room.as_str()).collect();
         let ids: Vec<&str> = sends.iter().map(|s| s.id.as_str()).collect();
-        let found = query(self.client, FIND_EXISTING, &[&rooms, &ids]).await?;
-        let decisions = decide(&sends, found, &mut self.counters, self.ts)?;
+        let lookup = MentionLookup::of(sends.iter().map(|s| (s.room.as_str(), s.text.as_str())));
+        let find_params: [&Param<'_>; 2] = [&rooms, &ids];
+        let (found, candidates) = tokio::try_join!(
+            query(self.client, FIND_EXISTING, &find_params),
+            candidates(self.client, &lookup),
+        )?;
+        let decisions = decide(&mut sends, found, &candidates, &mut self.counters, self.ts)?;
         let new = NewSends::of(&sends, &decisions);
-        if !new.seqs.is_empty() {
-            execute(self.client, INSERT_MESSAGES, &new.params(&self.ts)).await?;
-        }
+        let insert_params = new.params(&self.ts);
+        let mention_params = new.mentioned.params();
+        tokio::try_join!(
+            async {
+                if new.seqs.is_empty() {
+                    return Ok(0);
+                }
+                execute(self.client, INSERT_MESSAGES, &insert_params).await
+            },
+            async {
+                if new.mentioned.is_empty() {
+                    return Ok(0);
+                }
+                execute(self.client, INSERT_MENTIONS, &mention_params).await
+            },
+        )?;
         Ok(outcomes(sends, decisions, self.ts))
     }
 
@@ -528,8 +595,24 @@ impl Batch<'_> {
         target: Option<u64>,
         emoji: Option<&str>,
     ) -> Result<u64, StoreError> {
+        self.insert_mentioning(draft, text, target, emoji, &[])
+            .await
+    }
+
+    /// Stores the draft's row with the next `seq`, and who it mentions;
+    /// returns that `seq`.
+    async fn insert_mentioning(
+        &mut self,
+        draft: &Draft,
+        text: &str,
+        target: Option<u64>,
+        emoji: Option<&str>,
+        mentions: &[String],
+    ) -> Result<u64, StoreError> {
         let seq = self.counters.next(&draft.room)?;
         let kind = Kind::of(&draft.action) as i16;
+        let mut mentioned = NewMentions::default();
+        let listed = mentioned.add(&draft.room, seq, mentions);
         execute(
             self.client,
             INSERT_ENTRY,
@@ -544,9 +627,13 @@ impl Batch<'_> {
                 &kind,
                 &target.map(to_sql_seq),
                 &emoji,
+                &listed,
             ],
         )
         .await?;
+        if !mentioned.is_empty() {
+            execute(self.client, INSERT_MENTIONS, &mentioned.params()).await?;
+        }
         Ok(seq)
     }
 
@@ -557,7 +644,15 @@ impl Batch<'_> {
         reply_to: Option<u64>,
         quote: Option<Quote>,
     ) -> Result<Appended, StoreError> {
-        let seq = self.insert(&draft, &text, reply_to, None).await?;
+        let lookup = MentionLookup::of([(draft.room.as_str(), text.as_str())]);
+        let mentions = candidates(self.client, &lookup).await?.mentioned_in(
+            &draft.room,
+            &draft.from.id,
+            &text,
+        );
+        let seq = self
+            .insert_mentioning(&draft, &text, reply_to, None, &mentions)
+            .await?;
         Ok(Appended::New(Message {
             room: draft.room,
             seq,
@@ -567,6 +662,7 @@ impl Batch<'_> {
             ts: self.ts,
             reply_to,
             quote,
+            mentions,
             ..Message::default()
         }))
     }

@@ -1,5 +1,6 @@
 //! Reading a room's entries back: pages of messages in their current state
-//! (with their quotes and reactions), the changes among them, the pins, a
+//! (with their quotes, reactions and mentions), the changes among them, the
+//! pins, a page with a person's place in the room (`join_page`), a
 //! message's versions, and searches (see [`search`]).
 //!
 //! A page takes several statements (the room's latest `seq`, the entries,
@@ -14,15 +15,19 @@
 
 use std::collections::BTreeMap;
 
-use chat_core::store::{Cause, Found, Page, Search, SearchScope, StoreError, Version};
+use chat_core::store::{Cause, Found, Page, ReadState, Search, SearchScope, StoreError, Version};
 use chat_core::{RoomAccess, RoomPattern};
 use chat_protocol::{Change, Message, Quote, Reaction, User};
 use deadpool_postgres::Object;
 use tokio_postgres::Row;
 use tokio_postgres::types::{FromSql, ToSql};
 
-use super::{Param, db_error, from_sql_seq, prepare, query, query_opt, sql_limit, to_sql_seq};
-use crate::store::entries::{ChangeRow, Kind, ReactionRow, like_escaped, summarize};
+use super::{
+    Param, db_error, from_sql_seq, people, prepare, query, query_opt, sql_limit, to_sql_seq,
+};
+use crate::store::entries::{
+    ChangeRow, Kind, ReactionRow, like_escaped, mentions_listed, summarize,
+};
 
 /// Opens the snapshot every statement of a page reads.
 const BEGIN_SNAPSHOT: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY";
@@ -30,7 +35,8 @@ const BEGIN_SNAPSHOT: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY";
 /// An entry's columns, in [`entry_from_row`]'s order.
 macro_rules! entry_columns {
     () => {
-        "seq, id, user_id, user_name, text, ts, deleted, kind, target, emoji, edited_at"
+        "seq, id, user_id, user_name, text, ts, deleted, kind, target, emoji, edited_at, \
+         mentions"
     };
 }
 
@@ -45,7 +51,8 @@ macro_rules! select_entries {
     ($($source:tt)+) => {
         concat!(
             "SELECT m.seq, m.id, m.user_id, m.user_name, m.text, m.ts, m.deleted, m.kind, \
-             m.target, m.emoji, m.edited_at, q.user_id, q.user_name, q.text, q.deleted FROM ",
+             m.target, m.emoji, m.edited_at, m.mentions, q.user_id, q.user_name, q.text, \
+             q.deleted FROM ",
             $($source)+,
             " m LEFT JOIN LATERAL (\
                  SELECT user_id, user_name, text, deleted FROM messages \
@@ -189,8 +196,12 @@ fn entry_from_row(room: &str, row: &Row) -> Result<Entry, StoreError> {
         }));
     }
     let deleted: bool = get(row, 6)?;
-    // A tombstone quotes nothing, as it shows nothing.
+    // A tombstone quotes and mentions nothing, as it shows nothing.
     let quote = if deleted { None } else { quote_from_row(row)? };
+    let mentions = match get::<Option<String>>(row, 11)? {
+        Some(listed) if !deleted => mentions_listed(&listed),
+        _ => Vec::new(),
+    };
     Ok(Entry::Message(Message {
         room: room.to_owned(),
         seq,
@@ -203,22 +214,22 @@ fn entry_from_row(room: &str, row: &Row) -> Result<Entry, StoreError> {
         reply_to: target,
         quote,
         reactions: Vec::new(),
-        mentions: Vec::new(),
+        mentions,
     }))
 }
 
 /// The quote in a row of `select_entries!`' columns: of the message the
 /// entry replies to, if it does and that message is stored.
 fn quote_from_row(row: &Row) -> Result<Option<Quote>, StoreError> {
-    let Some(id) = get::<Option<String>>(row, 11)? else {
+    let Some(id) = get::<Option<String>>(row, 12)? else {
         return Ok(None);
     };
     let from = User {
         id,
-        name: get(row, 12)?,
+        name: get(row, 13)?,
     };
-    let mut quote = Quote::new(from, &get::<String>(row, 13)?);
-    quote.deleted = get(row, 14)?;
+    let mut quote = Quote::new(from, &get::<String>(row, 14)?);
+    quote.deleted = get(row, 15)?;
     Ok(Some(quote))
 }
 
@@ -330,15 +341,20 @@ struct Answers {
     pinned: Vec<Row>,
     pin_targets: Vec<Row>,
     reactions: Vec<Row>,
+    /// The place of the user the page is read for, if any
+    /// ([`people::READ_STATE`]'s row).
+    state: Option<Row>,
 }
 
-/// Runs a page's statements in one snapshot and one round trip.
+/// Runs a page's statements in one snapshot and one round trip, with the
+/// place of `user` in the room if given.
 async fn read_page(
     client: &Object,
     room: &str,
     bound: i64,
     limit: usize,
     shape: &Shape,
+    user: Option<&str>,
 ) -> Result<Answers, StoreError> {
     let [latest, entries, pinned, reactions] =
         prepare(client, [LATEST, shape.entries, PINNED, shape.reactions]).await?;
@@ -346,12 +362,22 @@ async fn read_page(
         Some(sql) => Some(client.prepare_cached(sql).await.map_err(db_error)?),
         None => None,
     };
+    let state = match user {
+        Some(user) => Some((
+            client
+                .prepare_cached(people::READ_STATE)
+                .await
+                .map_err(db_error)?,
+            user,
+        )),
+        None => None,
+    };
     let rows = sql_limit(limit);
     let page: [&Param<'_>; 3] = [&room, &bound, &rows];
     let room_only: [&Param<'_>; 1] = [&room];
     // Every statement is prepared already, so each goes out when first
     // polled, in this order, and PostgreSQL runs them in that order.
-    let (began, latest, entries, pinned, pin_targets, reactions, committed) = tokio::join!(
+    let (began, latest, entries, pinned, pin_targets, reactions, state, committed) = tokio::join!(
         client.batch_execute(BEGIN_SNAPSHOT),
         client.query_one(&latest, &room_only),
         client.query(&entries, &page),
@@ -363,6 +389,14 @@ async fn read_page(
             }
         },
         client.query(&reactions, &page),
+        async {
+            match &state {
+                Some((statement, user)) => {
+                    client.query_one(statement, &[&room, user]).await.map(Some)
+                }
+                None => Ok(None),
+            }
+        },
         client.batch_execute("COMMIT"),
     );
     began.map_err(db_error)?;
@@ -372,6 +406,7 @@ async fn read_page(
         pinned: pinned.map_err(db_error)?,
         pin_targets: pin_targets.map_err(db_error)?,
         reactions: reactions.map_err(db_error)?,
+        state: state.map_err(db_error)?,
     };
     committed.map_err(db_error)?;
     Ok(answers)
@@ -395,7 +430,12 @@ pub(super) async fn page_after(
     after: u64,
     limit: usize,
 ) -> Result<Page, StoreError> {
-    let mut answers = read_page(client, room, to_sql_seq(after), limit, &AFTER).await?;
+    let answers = read_page(client, room, to_sql_seq(after), limit, &AFTER, None).await?;
+    after_from(room, answers, limit)
+}
+
+/// The page [`page_after`] reads, from its answers.
+fn after_from(room: &str, mut answers: Answers, limit: usize) -> Result<Page, StoreError> {
     let more = answers.entries.len() > limit;
     answers.entries.truncate(limit);
     let reactions = reactions_from_rows(&answers.reactions)?;
@@ -434,7 +474,12 @@ pub(super) async fn page_before(
     limit: usize,
 ) -> Result<Page, StoreError> {
     let bound = before.map_or(i64::MAX, to_sql_seq);
-    let mut answers = read_page(client, room, bound, limit, &BEFORE).await?;
+    let answers = read_page(client, room, bound, limit, &BEFORE, None).await?;
+    before_from(room, answers, limit)
+}
+
+/// The page [`page_before`] reads, from its answers.
+fn before_from(room: &str, mut answers: Answers, limit: usize) -> Result<Page, StoreError> {
     let more = answers.entries.len() > limit;
     answers.entries.truncate(limit);
     answers.entries.reverse();
@@ -450,6 +495,32 @@ pub(super) async fn page_before(
         more,
         latest_seq: from_sql_seq(get(&answers.latest, 0)?)?,
     })
+}
+
+/// What `Store::join_page` reads: the page after `since` (else the latest
+/// one) and `user`'s place in the room, in the page's snapshot.
+pub(super) async fn join_page(
+    client: &Object,
+    room: &str,
+    user: &str,
+    since: Option<u64>,
+    limit: usize,
+) -> Result<(Page, ReadState), StoreError> {
+    let (shape, bound) = match since {
+        Some(since) => (&AFTER, to_sql_seq(since)),
+        None => (&BEFORE, i64::MAX),
+    };
+    let mut answers = read_page(client, room, bound, limit, shape, Some(user)).await?;
+    let state = answers
+        .state
+        .take()
+        .ok_or_else(|| corrupt(format!("no read state of {user:?} in {room:?}")))?;
+    let state = people::read_state_from_row(&state)?;
+    let page = match since {
+        Some(_) => after_from(room, answers, limit)?,
+        None => before_from(room, answers, limit)?,
+    };
+    Ok((page, state))
 }
 
 /// Every text message `seq` had: see `Store::versions`.
@@ -482,16 +553,15 @@ pub(super) async fn versions(
 }
 
 /// What a search selects from a page of its hits (`h`, messages found,
-/// newest first): [`entry_from_row`]'s columns, with the quote as it is
-/// now; then the room, the `search_id`, and the reactions in effect as
-/// arrays of [`ReactionRow`]'s fields (NULL when there are none), so one
-/// statement, one snapshot, reads it all.
+/// newest first): [`message_from_row`]'s columns (the entry, its quote as
+/// it is now, its reactions in effect), then the room and the
+/// `search_id`, so one statement, one snapshot, reads it all.
 const SEARCH_SELECT: &str = "
     SELECT h.seq, h.id, h.user_id, h.user_name, h.text, h.ts, h.deleted, h.kind, h.target,
-           h.emoji, h.edited_at, q.user_id, q.user_name, q.text, q.deleted,
-           h.room, h.search_id, r.emoji, r.user_id, r.user_name, r.seq
+           h.emoji, h.edited_at, h.mentions, q.user_id, q.user_name, q.text, q.deleted,
+           r.emoji, r.user_id, r.user_name, r.seq, h.room, h.search_id
     FROM (SELECT room, search_id, seq, id, user_id, user_name, text, ts, deleted, kind, target,
-                 emoji, edited_at
+                 emoji, edited_at, mentions
           FROM messages
           WHERE kind = 0 AND NOT deleted AND search_id < $1";
 
@@ -639,26 +709,28 @@ fn found_from_rows(rows: &[Row], limit: usize) -> Result<Found, StoreError> {
     let messages = rows
         .iter()
         .take(limit)
-        .map(found_message)
+        .map(|row| message_from_row(&get::<String>(row, 20)?, row))
         .collect::<Result<_, _>>()?;
     Ok(Found { messages, next })
 }
 
 fn search_id(row: &Row) -> Result<u64, StoreError> {
-    let id: i64 = get(row, 16)?;
+    let id: i64 = get(row, 21)?;
     u64::try_from(id).map_err(|_| corrupt(format!("stored search_id {id} is negative")))
 }
 
-/// The message in a row of a search, with its quote and reactions.
-fn found_message(row: &Row) -> Result<Message, StoreError> {
-    let room: String = get(row, 15)?;
-    let Entry::Message(message) = entry_from_row(&room, row)? else {
-        return Err(corrupt(format!("search found a change in {room:?}")));
+/// A message of `room` in its current state from a row that holds, first,
+/// the columns of `select_entries!` (the entry and its quote), then the
+/// message's reactions in effect as arrays of [`ReactionRow`]'s fields
+/// (NULL when there are none), as a search's or a person's rooms' rows do.
+pub(super) fn message_from_row(room: &str, row: &Row) -> Result<Message, StoreError> {
+    let Entry::Message(message) = entry_from_row(room, row)? else {
+        return Err(corrupt(format!("a change of {room:?} read as a message")));
     };
-    let emoji: Vec<String> = get::<Option<_>>(row, 17)?.unwrap_or_default();
-    let user_ids: Vec<String> = get::<Option<_>>(row, 18)?.unwrap_or_default();
-    let user_names: Vec<String> = get::<Option<_>>(row, 19)?.unwrap_or_default();
-    let seqs: Vec<i64> = get::<Option<_>>(row, 20)?.unwrap_or_default();
+    let emoji: Vec<String> = get::<Option<_>>(row, 16)?.unwrap_or_default();
+    let user_ids: Vec<String> = get::<Option<_>>(row, 17)?.unwrap_or_default();
+    let user_names: Vec<String> = get::<Option<_>>(row, 18)?.unwrap_or_default();
+    let seqs: Vec<i64> = get::<Option<_>>(row, 19)?.unwrap_or_default();
     let reactions = emoji
         .into_iter()
         .zip(user_ids.into_iter().zip(user_names))

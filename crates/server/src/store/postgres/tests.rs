@@ -11,8 +11,8 @@ use chat_protocol::{Message, Reaction};
 use super::*;
 use crate::store::SqliteStore;
 use crate::store::test_support::{
-    by, check_changes, check_search, check_tombstones_and_purge, draft, edit, page_seqs, pin,
-    react, reply, seqs,
+    by, check_changes, check_people, check_search, check_tombstones_and_purge, draft, edit, joined,
+    page_seqs, pin, react, read, reply, seqs,
 };
 
 #[tokio::test]
@@ -34,6 +34,13 @@ async fn changes_take_their_place_in_the_sequence() {
 async fn search_finds_words_of_any_script_in_readable_rooms() {
     let db = TestDb::new().await;
     check_search(&db.store().await).await;
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL (CHAT_TEST_DATABASE_URL): scripts/test provides it"]
+async fn people_read_markers_and_mentions_are_exact() {
+    let db = TestDb::new().await;
+    check_people(&db.store().await).await;
 }
 
 /// Where the tests find PostgreSQL; `CHAT_TEST_DATABASE_URL` overrides.
@@ -302,11 +309,51 @@ async fn same_searches(stores: [&dyn Store; 2], when: &str) {
     assert!(found > 0, "{when}: the searches found nothing to compare");
 }
 
+/// Both stores list the same rooms for each of `users`, with the same
+/// counts and last messages; give each the same place (and page) in each
+/// of `rooms`; and list the same directory and people.
+async fn same_people(stores: [&dyn Store; 2], rooms: &[&str], users: &[&str], when: &str) {
+    for &user in users {
+        let [a, b] = stores.map(|s| s.user_rooms(user));
+        assert_eq!(
+            a.await.unwrap(),
+            b.await.unwrap(),
+            "{when}: rooms of {user}"
+        );
+        let [a, b] = stores.map(|s| s.person(user));
+        assert_eq!(a.await.unwrap(), b.await.unwrap(), "{when}: person {user}");
+        for &room in rooms {
+            for since in [None, Some(3), Some(u64::MAX)] {
+                for limit in [0, 100] {
+                    let [a, b] = stores.map(|s| s.join_page(room, user, since, limit));
+                    let (a, b) = (a.await.unwrap(), b.await.unwrap());
+                    assert_eq!(a, b, "{when}: {user} joins {room} since {since:?} {limit}");
+                }
+            }
+        }
+    }
+    for limit in [0, 1, 2, 100] {
+        let [a, b] = stores.map(|s| s.directory(limit));
+        assert_eq!(
+            a.await.unwrap(),
+            b.await.unwrap(),
+            "{when}: directory {limit}"
+        );
+    }
+}
+
+/// Both stores record `changes` alike, and answer the same read states.
+async fn same_record(stores: [&dyn Store; 2], changes: Vec<PersonChange>, when: &str) {
+    let [a, b] = stores.map(|s| s.record(changes.clone()));
+    assert_eq!(a.await.unwrap(), b.await.unwrap(), "{when}");
+}
+
 /// The same appends, reads and purges against SQLite (the reference)
 /// and PostgreSQL give identical results, down to every field and flag:
 /// sends alone (PostgreSQL's fast path), then changes and replies mixed
 /// with sends, each refused, duplicated or applied on the state the
-/// drafts before it left.
+/// drafts before it left; and, for the people in the rooms, the same
+/// mentions, read markers, counts, rooms lists and directory.
 #[tokio::test]
 #[ignore = "needs PostgreSQL (CHAT_TEST_DATABASE_URL): scripts/test provides it"]
 async fn answers_exactly_like_the_sqlite_store() {
@@ -317,25 +364,52 @@ async fn answers_exactly_like_the_sqlite_store() {
     let stores: [&dyn Store; 2] = [&lite, &pg];
     let delete = |target| Action::Delete { target };
 
+    // Members before anything is said (a marker past the end starts at
+    // it): a name with a space, and one user in several rooms.
+    let dm = chat_protocol::people::dm_room("u1", "u2").unwrap();
+    let members = vec![
+        joined("u1", "alice", "main", 0),
+        joined("u2", "bob", "main", 0),
+        joined("u3", "carol", "main", 0),
+        joined("u9", "Ann Lee", "main", 0),
+        joined("mod", "mod", "main", 0),
+        joined("u2", "bob", "聊天室", 7),
+        joined("u3", "carol", "other", 0),
+        joined("u1", "alice", &dm, 0),
+        joined("u2", "bob", &dm, 0),
+    ];
+    same_record(stores, members, "members").await;
+
+    // Mentions in every path: sends alone (m0, m1, m5, m7, x), runs of
+    // sends between changes (m15), and replies (re1); of oneself, of
+    // nobody, inside a word, in any case, and of a name with a space.
     let batches: Vec<Vec<Draft>> = vec![
-        (0..12).map(|i| draft("main", &format!("m{i}"))).collect(),
+        (0..12)
+            .map(|i| match i {
+                0 => send("main", "m0", "text of m0 for @carol"),
+                1 => send("main", "m1", "text of m1 for @Bob and @ann lee."),
+                5 => send("main", "m5", "@alice talks to herself; @carol-x is nobody"),
+                7 => send("main", "m7", "mail bob@example.com, @bo, @MOD!"),
+                _ => draft("main", &format!("m{i}")),
+            })
+            .collect(),
         vec![
             draft("main", "m3"),
-            draft("聊天室", "x"),
+            send("聊天室", "x", "@bob 你好"),
             draft("main", "m12"),
-            draft("聊天室", "x"),
+            send("聊天室", "x", "@bob 你好"),
             draft("other", "m3"),
         ],
         vec![draft("main", "m12"), draft("main", "m13")],
         vec![
             draft("main", "m14"),
-            on("main", "u2", "re1", reply("re: m0", 1)),
+            on("main", "u2", "re1", reply("re: m0 @alice @bob", 1)),
             on("main", "u1", "e1", edit(1, "m0, edited")),
             on("main", "u2", "e-bob", edit(1, "not bob's")),
             on("main", "u2", "r1", react(1, "👍", false)),
             on("main", "u3", "r2", react(1, "👍", false)),
             on("main", "u2", "r1-again", react(1, "👍", false)),
-            draft("main", "m15"),
+            send("main", "m15", "@carol @CAROL @Ann Lee, ping"),
             on("main", "u2", "re1", reply("a retry", 1)),
             on("main", "mod", "p1", pin(2, false)),
             on("main", "u1", "p-member", pin(3, false)),
@@ -371,11 +445,19 @@ async fn answers_exactly_like_the_sqlite_store() {
             draft("main", "m18"),
             draft("main", "e1"),
             draft("other", "m19"),
+            send(&dm, "dm1", "@bob psst"),
         ],
     ];
     for (ts, batch) in batches.into_iter().enumerate() {
         let [a, b] = stores.map(|s| s.append(batch.clone(), ts as i64));
-        assert_eq!(a.await.unwrap(), b.await.unwrap(), "batch {ts}");
+        let (a, b) = (a.await.unwrap(), b.await.unwrap());
+        assert_eq!(a, b, "batch {ts}");
+        if ts == 0 {
+            let Appended::New(m1) = &a[1] else {
+                panic!("{a:?}")
+            };
+            assert_eq!(m1.mentions, ["u2", "u9"], "the mentions are compared");
+        }
     }
     let page = pg.after("main", 0, 100).await.unwrap();
     let mut entries: Vec<u64> = page_seqs(&page);
@@ -383,9 +465,38 @@ async fn answers_exactly_like_the_sqlite_store() {
     entries.sort_unstable();
     assert_eq!(entries, (1..=31).collect::<Vec<_>>(), "gapless");
     assert_eq!(page.latest_seq, 31);
-    let rooms = ["main", "聊天室", "other", "empty", "nowhere"];
+    let rooms = ["main", "聊天室", "other", "empty", "nowhere", dm.as_str()];
     same_reads(stores, &rooms, 31, "stored").await;
     same_searches(stores, "stored").await;
+    let users = ["u1", "u2", "u3", "u9", "mod", "u4", "u5", "nobody"];
+    same_people(stores, &rooms, &users, "stored").await;
+    let carol = pg.user_rooms("u3").await.unwrap();
+    assert!(
+        carol.iter().any(|r| r.unread_mentions > 0),
+        "the counts are compared: {carol:?}"
+    );
+
+    // Markers moved forward, back (not), past the end (to it), by
+    // non-members (not at all), by joining again (not); late joiners
+    // where they read to, or the end; rooms left.
+    let reads = vec![
+        read("u2", "main", 10),
+        joined("u4", "dave", "main", 20),
+        joined("u5", "eve", "other", u64::MAX),
+        joined("u2", "bob", "main", 0),
+        read("u3", "main", 99),
+        read("u2", "main", 5),
+        read("u9", "other", 1),
+        read("u2", "聊天室", 1),
+        PersonChange::Left {
+            user: "u9".into(),
+            room: "main".into(),
+        },
+        read("u1", &dm, 1),
+        read("u9", "main", 3),
+    ];
+    same_record(stores, reads, "reads").await;
+    same_people(stores, &rooms, &users, "read").await;
 
     let retention = [
         Retention {
@@ -402,6 +513,7 @@ async fn answers_exactly_like_the_sqlite_store() {
         assert_eq!(a.await.unwrap(), b.await.unwrap(), "purge {i}");
         same_reads(stores, &rooms, 31, &format!("purge {i}")).await;
         same_searches(stores, &format!("purge {i}")).await;
+        same_people(stores, &rooms, &users, &format!("purge {i}")).await;
     }
 }
 
@@ -544,6 +656,117 @@ async fn a_version_3_schema_gets_search_in_place() {
         search_pairs(&store, &["goodbye"], 2).await,
         [pairs(&[("a", 1)])]
     );
+}
+
+/// A database of schema version 4 gets people in place: the messages
+/// stored before mention nobody, new ones mention the members.
+#[tokio::test]
+#[ignore = "needs PostgreSQL (CHAT_TEST_DATABASE_URL): scripts/test provides it"]
+async fn a_version_4_schema_gets_people_in_place() {
+    let db = TestDb::new().await;
+    schema_at(
+        &db,
+        &MIGRATIONS[..4],
+        "INSERT INTO rooms VALUES ('a', 1);
+         INSERT INTO messages (room, seq, id, user_id, user_name, text, ts)
+         VALUES ('a', 1, 'old', 'u1', 'alice', 'hi @bob', 5)",
+    )
+    .await;
+
+    let store = db.store().await;
+    assert!(db.has("members_room_name").await);
+    store
+        .record(vec![joined("u2", "bob", "a", 0)])
+        .await
+        .unwrap();
+    let out = store
+        .append(vec![send("a", "new", "hi again @bob")], 6)
+        .await
+        .unwrap();
+    let Appended::New(new) = &out[0] else {
+        panic!("{out:?}")
+    };
+    assert_eq!(new.mentions, ["u2"]);
+    let (page, state) = store.join_page("a", "u2", None, 10).await.unwrap();
+    let mentions: Vec<Vec<String>> = page.messages.into_iter().map(|m| m.mentions).collect();
+    assert_eq!(mentions, [vec![], vec!["u2".to_owned()]]);
+    let counts = (state.last_read, state.unread, state.unread_mentions);
+    assert_eq!(counts, (0, 2, 1));
+}
+
+/// Nodes starting together, each with a secret of its own: every one
+/// keeps the same, the first stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL (CHAT_TEST_DATABASE_URL): scripts/test provides it"]
+async fn nodes_agree_on_the_first_shared_secret() {
+    const NODES: usize = 4;
+    let db = TestDb::new().await;
+    let mut nodes = Vec::new();
+    for _ in 0..NODES {
+        nodes.push(Arc::new(db.store().await));
+    }
+    let start = Arc::new(tokio::sync::Barrier::new(NODES));
+    let mut asking = Vec::new();
+    for (n, node) in nodes.iter().enumerate() {
+        let (node, start) = (node.clone(), start.clone());
+        asking.push(tokio::spawn(async move {
+            start.wait().await;
+            node.shared_secret("guest", format!("node {n}")).await
+        }));
+    }
+    let mut kept = HashSet::new();
+    for asked in asking {
+        kept.insert(asked.await.unwrap().unwrap());
+    }
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    let later = nodes[0].shared_secret("guest", "later".into()).await;
+    assert!(kept.contains(&later.unwrap()));
+}
+
+/// Several nodes record changes of the same people in the same rooms at
+/// once, each node in another order: none fails (two transactions
+/// locking shared member rows in opposite orders would deadlock), and
+/// the markers end where the furthest read put them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL (CHAT_TEST_DATABASE_URL): scripts/test provides it"]
+async fn nodes_recording_concurrently_do_not_deadlock() {
+    const NODES: usize = 3;
+    const BATCHES: u64 = 20;
+    let db = TestDb::new().await;
+    let mut nodes = Vec::new();
+    for _ in 0..NODES {
+        nodes.push(Arc::new(db.store().await));
+    }
+    let rooms = ["r0", "r1", "r2", "r3"];
+    let drafts = rooms.iter().map(|room| draft(room, "m")).collect();
+    nodes[0].append(drafts, 1).await.unwrap();
+    let mut running = Vec::new();
+    for (n, node) in nodes.iter().enumerate() {
+        let node = node.clone();
+        running.push(tokio::spawn(async move {
+            for b in 0..BATCHES {
+                let mut changes = Vec::new();
+                for user in ["u1", "u2", "u3"] {
+                    for room in rooms {
+                        changes.push(joined(user, user, room, 0));
+                        changes.push(read(user, room, b % 2));
+                    }
+                }
+                if n % 2 == 1 {
+                    changes.reverse();
+                }
+                changes.rotate_left(n);
+                node.record(changes).await.expect("record");
+            }
+        }));
+    }
+    for r in running {
+        r.await.unwrap();
+    }
+    for room in rooms {
+        let (_, state) = nodes[0].join_page(room, "u2", None, 1).await.unwrap();
+        assert_eq!((state.last_read, state.unread), (1, 0), "{room}");
+    }
 }
 
 /// A login role of its own for one test, which may create schemas in the

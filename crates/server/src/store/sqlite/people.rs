@@ -14,7 +14,7 @@ use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, 
 
 use super::read::current_message;
 use super::{latest_seq, to_sql_seq};
-use crate::store::entries::upper_bound_of_prefix;
+use crate::store::entries::{mentions_column, sort_by_activity, upper_bound_of_prefix};
 use chat_core::committer::now_ms;
 
 /// `user`'s place in `room`, as the counts define it.
@@ -162,7 +162,7 @@ pub(super) fn store_mentions(
     for id in ids {
         insert.execute(params![id, room, to_sql_seq(seq)])?;
     }
-    let listed = serde_json::to_string(ids).unwrap_or_default();
+    let listed = mentions_column(ids);
     tx.prepare_cached("UPDATE messages SET mentions = ?3 WHERE room = ?1 AND seq = ?2")?
         .execute(params![room, to_sql_seq(seq), listed])?;
     Ok(())
@@ -197,14 +197,6 @@ pub(super) fn user_rooms(conn: &mut Connection, user: &str) -> rusqlite::Result<
     }
     sort_by_activity(&mut rooms);
     Ok(rooms)
-}
-
-/// The newest first by their last message; rooms without one last, by name.
-pub(crate) fn sort_by_activity(rooms: &mut [RoomSummary]) {
-    rooms.sort_by(|a, b| {
-        let ts = |r: &RoomSummary| r.last.as_ref().map(|m| m.ts);
-        ts(b).cmp(&ts(a)).then_with(|| a.room.cmp(&b.room))
-    });
 }
 
 /// The latest message of `room` (not a change), in its current state.

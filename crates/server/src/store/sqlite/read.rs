@@ -9,7 +9,7 @@ use chat_protocol::{Change, Message, Quote, Reaction, User};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{latest_seq, to_sql_seq};
-use crate::store::entries::{ChangeRow, Kind, ReactionRow, summarize};
+use crate::store::entries::{ChangeRow, Kind, ReactionRow, mentions_listed, summarize};
 
 /// The columns every entry read takes, in [`entry_from_row`]'s order.
 pub(super) const SELECT_ENTRY: &str = "SELECT seq, id, user_id, user_name, text, ts, deleted, \
@@ -65,15 +65,6 @@ pub(super) fn entry_from_row(room: &str, row: &rusqlite::Row<'_>) -> rusqlite::R
         emoji: row.get::<_, Option<String>>(9)?.unwrap_or_default(),
         ts,
     }))
-}
-
-/// A message's `mentions` column: a JSON array of user ids, which this
-/// store alone writes.
-fn mentions_listed(listed: &str) -> Vec<String> {
-    serde_json::from_str(listed).unwrap_or_else(|error| {
-        tracing::warn!(%error, "unreadable mentions column; showing none");
-        Vec::new()
-    })
 }
 
 /// The message at `seq`, without quote and reactions; `None` when there
