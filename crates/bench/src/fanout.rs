@@ -6,7 +6,10 @@
 //! latency (scheduled send to receipt, so a stalled sender cannot hide its
 //! stall), acks, and lost / duplicated / out-of-order deliveries checked per
 //! member against the `seq`s the room's senders were acked. With
-//! `--server-pid`, the server's RSS and CPU time over the window.
+//! `--server-pid`, the server's RSS and CPU time over the window. With
+//! `--read-every N`, every member also sends a `read` after every N
+//! messages it received, pipelined: reads sent and answered, read latency
+//! (send to answer) and read errors (see [`crate::reads`]).
 
 use std::time::Duration;
 
@@ -41,6 +44,9 @@ pub struct FanoutReport {
     pub text_bytes: u64,
     /// Percent of the sends that were changes (`--changes-percent`).
     pub changes_percent: u64,
+    /// A read after every this many messages received, per member
+    /// (`--read-every`; 0: none).
+    pub read_every: u64,
     pub warmup_secs: f64,
     pub setup: SetupReport,
     #[serde(flatten)]
@@ -62,12 +68,13 @@ impl FanoutReport {
         t.row(
             "load",
             format!(
-                "{} rooms x {} members ({} sending), {} B text, {} % changes, {:.1} s warm-up",
+                "{} rooms x {} members ({} sending), {} B text, {} % changes, {}, {:.1} s warm-up",
                 self.rooms,
                 self.members,
                 self.senders_per_room,
                 self.text_bytes,
                 self.changes_percent,
+                read_every(self.read_every),
                 self.warmup_secs
             ),
         );
@@ -77,6 +84,15 @@ impl FanoutReport {
             t.row("bench RSS", format!("{k} KiB"));
         }
         t.finish()
+    }
+}
+
+/// How often members read, for the `load` row (`--read-every`).
+pub fn read_every(n: u64) -> String {
+    match n {
+        0 => "no reads".into(),
+        1 => "a read every message".into(),
+        n => format!("a read every {n} messages"),
     }
 }
 
@@ -117,6 +133,7 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<bool> {
         connections: load.connections(),
         text_bytes: load.text_bytes,
         changes_percent: load.changes_percent,
+        read_every: load.read_every,
         warmup_secs: load.warmup,
         setup,
         result,

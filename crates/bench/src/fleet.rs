@@ -53,6 +53,7 @@ use crate::pacer::{PacePlan, Pacer};
 use crate::procstat::{self, ProcSample, Usage};
 use crate::progress::{self, Rate, Reporter};
 use crate::rawws::{Frame, RawWs};
+use crate::reads::{self, Reader};
 use crate::schedule::Schedule;
 use crate::seqcheck;
 use crate::seqset::{Seen, SeqSet};
@@ -106,8 +107,9 @@ pub struct LoadArgs {
     /// Seconds of load before each measured window (not measured).
     #[arg(long, default_value_t = 2.0)]
     pub warmup: f64,
-    /// Most seconds to wait after a window for the last acks and deliveries;
-    /// what has not arrived by then is lost.
+    /// Most seconds to wait after a window for the last acks and deliveries
+    /// (and read answers, with `--read-every`); what has not arrived by then
+    /// is lost.
     #[arg(long, default_value_t = 10.0)]
     pub drain: f64,
     /// Connections being opened at the same time.
@@ -125,6 +127,12 @@ pub struct LoadArgs {
     /// protocol only; see `mix`).
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=100))]
     pub changes_percent: u64,
+    /// Every member (senders too) sends a `read` for the latest `seq` it
+    /// received in its room after every N messages it received there,
+    /// without waiting for the answer; 0: no reads (native protocol only;
+    /// see `reads`).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub read_every: u64,
 }
 
 impl LoadArgs {
@@ -146,6 +154,10 @@ impl LoadArgs {
         ensure!(
             self.changes_percent == 0 || self.common.protocol == Protocol::Native,
             "--changes-percent needs --protocol native"
+        );
+        ensure!(
+            self.read_every == 0 || self.common.protocol == Protocol::Native,
+            "--read-every needs --protocol native"
         );
         ensure!(
             self.senders <= self.members,
@@ -183,11 +195,16 @@ struct Shared {
     window_end: AtomicU64,
     latency: Vec<Mutex<Histogram<u64>>>,
     ack_latency: Mutex<Histogram<u64>>,
+    /// Read sent to its answer (`--read-every`), sharded like `latency`.
+    read_latency: Vec<Mutex<Histogram<u64>>>,
     send_lag: Mutex<Histogram<u64>>,
     delivered: AtomicU64,
     sent: AtomicU64,
     acked: AtomicU64,
     errors: AtomicU64,
+    reads_sent: AtomicU64,
+    read_answers: AtomicU64,
+    read_errors: AtomicU64,
     dropped: AtomicU64,
     joined: AtomicU64,
     failed: AtomicU64,
@@ -237,6 +254,9 @@ struct ConnStats {
     acked_seqs: Vec<u64>,
     errors: BTreeMap<String, u64>,
     unmatched: u64,
+    reads_sent: u64,
+    read_answers: u64,
+    read_errors: BTreeMap<String, u64>,
     dropped: Option<String>,
 }
 
@@ -261,6 +281,8 @@ struct Slot {
     /// Number (1-based) of the last step whose sends this sender has all
     /// answered.
     settled: AtomicU64,
+    /// Reads this member sent that are not answered yet.
+    reads_pending: AtomicU64,
 }
 
 /// A step as the senders are told it.
@@ -346,6 +368,16 @@ pub struct StepReport {
     /// Broadcasts whose text carried no bench stamp.
     pub unstamped: u64,
     pub unmatched_acks: u64,
+    /// `read`s the members sent (`--read-every`).
+    pub reads_sent: u64,
+    /// Reads answered with their `read` frame.
+    pub read_answers: u64,
+    /// `error` frames answering a read, by code.
+    pub read_errors: BTreeMap<String, u64>,
+    /// Reads neither answered nor refused when the step was collected.
+    pub reads_unanswered: u64,
+    /// Read sent to its answer, for reads sent inside the window.
+    pub read_latency_us: LatencySummary,
     /// Connections that ended during the step, by reason.
     pub dropped_connections: BTreeMap<String, u64>,
     /// From the end of the window until the last ack and delivery (or the
@@ -376,6 +408,8 @@ impl StepReport {
             && self.unanswered == 0
             && self.undecodable == 0
             && self.dropped_connections.is_empty()
+            && self.read_errors.is_empty()
+            && self.reads_unanswered == 0
     }
 
     /// Rows of the human table.
@@ -420,6 +454,19 @@ impl StepReport {
                 self.seq_violations
             ),
         );
+        if self.reads_sent + self.read_answers > 0 || !self.read_errors.is_empty() {
+            t.row(
+                "reads sent / answered",
+                format!(
+                    "{} / {} (unanswered {}, errors {})",
+                    self.reads_sent,
+                    self.read_answers,
+                    self.reads_unanswered,
+                    crate::error_counts(&self.read_errors)
+                ),
+            );
+            t.row("read latency", self.read_latency_us.row());
+        }
         if self.undecodable + self.unstamped + self.unmatched_acks > 0 {
             t.row(
                 "anomalies",
@@ -489,11 +536,17 @@ impl Fleet {
             window_end: AtomicU64::new(u64::MAX),
             latency,
             ack_latency: Mutex::new(stats::latency_histogram()),
+            read_latency: (0..LATENCY_SHARDS)
+                .map(|_| Mutex::new(stats::latency_histogram()))
+                .collect(),
             send_lag: Mutex::new(stats::latency_histogram()),
             delivered: AtomicU64::new(0),
             sent: AtomicU64::new(0),
             acked: AtomicU64::new(0),
             errors: AtomicU64::new(0),
+            reads_sent: AtomicU64::new(0),
+            read_answers: AtomicU64::new(0),
+            read_errors: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
             joined: AtomicU64::new(0),
             failed: AtomicU64::new(0),
@@ -524,6 +577,7 @@ impl Fleet {
                     stats: Mutex::new(ConnStats::default()),
                     alive: AtomicBool::new(false),
                     settled: AtomicU64::new(0),
+                    reads_pending: AtomicU64::new(0),
                 });
                 let role = sender.then(|| {
                     let index = room as u64 * args.senders + member;
@@ -550,6 +604,8 @@ impl Fleet {
                     shared: shared.clone(),
                     steps: steps.subscribe(),
                     role,
+                    reader: (args.read_every > 0)
+                        .then(|| Reader::new(args.read_every, room_json.clone())),
                 };
                 tasks.push(tokio::spawn(task.run(
                     url,
@@ -638,6 +694,9 @@ impl Fleet {
         }
         lock(&shared.ack_latency).reset();
         lock(&shared.send_lag).reset();
+        for h in &shared.read_latency {
+            lock(h).reset();
+        }
         shared.window_start.store(window_start, Ordering::Relaxed);
         shared.window_end.store(window_end, Ordering::Relaxed);
         let alive_at_start: Vec<bool> = self
@@ -646,7 +705,7 @@ impl Fleet {
             .map(|s| s.alive.load(Ordering::Relaxed))
             .collect();
         let acked_before = shared.acked.load(Ordering::Relaxed);
-        let delivered_before = shared.delivered.load(Ordering::Relaxed);
+        let delivered_before = shared.delivered.load(Ordering::Acquire);
         let offered = args.deliveries_per_sec(rate_per_room);
         let label =
             format!("step {number}: {rate_per_room:.2} msg/s per room ({offered:.0} deliveries/s)");
@@ -688,18 +747,28 @@ impl Fleet {
         }
         let acked = shared.acked.load(Ordering::Relaxed) - acked_before;
         let expected = acked * args.members;
-        let mut last = shared.delivered.load(Ordering::Relaxed);
+        let mut last = shared.delivered.load(Ordering::Acquire);
         let mut last_change = tokio::time::Instant::now();
         while tokio::time::Instant::now() < deadline
             && last - delivered_before < expected
             && last_change.elapsed() < DRAIN_IDLE
         {
             tokio::time::sleep(DRAIN_POLL).await;
-            let now = shared.delivered.load(Ordering::Relaxed);
+            let now = shared.delivered.load(Ordering::Acquire);
             if now != last {
                 last = now;
                 last_change = tokio::time::Instant::now();
             }
+        }
+        // Then every read answered (`--read-every`; none pending without).
+        // A member counts a read as pending before the delivery that made
+        // it due (see `on_batch`), so a delivery seen here brings its read.
+        while tokio::time::Instant::now() < deadline
+            && self.slots.iter().any(|s| {
+                s.alive.load(Ordering::Relaxed) && s.reads_pending.load(Ordering::Relaxed) > 0
+            })
+        {
+            tokio::time::sleep(DRAIN_POLL).await;
         }
         let drain_secs = shared.now_us().saturating_sub(window_end) as f64 / 1e6;
         shared.set_phase(format!("{label}, collecting"));
@@ -761,6 +830,11 @@ impl Fleet {
             r.undecodable += st.undecodable;
             r.unstamped += st.unstamped;
             r.unmatched_acks += st.unmatched;
+            r.reads_sent += st.reads_sent;
+            r.read_answers += st.read_answers;
+            for (code, n) in st.read_errors {
+                *r.read_errors.entry(code).or_insert(0) += n;
+            }
             let room = &mut rooms[slot.room];
             room.acked.extend_from_slice(&st.acked_seqs);
             if was_alive {
@@ -769,6 +843,8 @@ impl Fleet {
         }
         let errors: u64 = r.errors.values().sum();
         r.unanswered += r.sent.saturating_sub(r.acked + errors);
+        let read_errors: u64 = r.read_errors.values().sum();
+        r.reads_unanswered = r.reads_sent.saturating_sub(r.read_answers + read_errors);
         for room in &mut rooms {
             if let Some(&min) = room.acked.iter().min() {
                 r.seq_violations += seqcheck::check(min - 1, &mut room.acked).violations();
@@ -787,6 +863,11 @@ impl Fleet {
         }
         r.latency_us = LatencySummary::of(&latency);
         r.ack_latency_us = LatencySummary::of(&lock(&self.shared.ack_latency));
+        let mut read_latency = stats::latency_histogram();
+        for h in &self.shared.read_latency {
+            stats::merge(&mut read_latency, &lock(h));
+        }
+        r.read_latency_us = LatencySummary::of(&read_latency);
         r.send_lag_us = LatencySummary::of(&lock(&self.shared.send_lag));
         r.deliveries_per_sec = in_window as f64;
         r
@@ -805,10 +886,22 @@ impl Fleet {
 fn spawn_progress(scenario: &'static str, shared: Arc<Shared>, total: u64) -> Reporter {
     let mut delivered = Rate::default();
     let mut sent = Rate::default();
+    let mut reads = Rate::default();
     let mut cpu_before = ProcSample::own().ok();
     progress::spawn_line(move |elapsed, dt| {
         let d = shared.delivered.load(Ordering::Relaxed);
         let s = shared.sent.load(Ordering::Relaxed);
+        let r = shared.reads_sent.load(Ordering::Relaxed);
+        let reads = if r > 0 {
+            format!(
+                " | {:.0} reads/s, answered {}, read errors {}",
+                reads.per_second(r, dt),
+                shared.read_answers.load(Ordering::Relaxed),
+                shared.read_errors.load(Ordering::Relaxed)
+            )
+        } else {
+            String::new()
+        };
         let cpu_now = ProcSample::own().ok();
         let cpu =
             procstat::usage(cpu_before, cpu_now).map_or(0.0, |u| u.cpu_seconds / dt.max(1e-9));
@@ -824,7 +917,7 @@ fn spawn_progress(scenario: &'static str, shared: Arc<Shared>, total: u64) -> Re
             String::new()
         };
         format!(
-            "[{:>4}s] {scenario}: {}{bar} | joined {}/{total} failed {} dropped {} | {:.0} deliveries/s, {:.0} sends/s, errors {} | bench CPU {:.0}%",
+            "[{:>4}s] {scenario}: {}{bar} | joined {}/{total} failed {} dropped {} | {:.0} deliveries/s, {:.0} sends/s, errors {}{reads} | bench CPU {:.0}%",
             elapsed.as_secs(),
             lock(&shared.phase),
             shared.joined.load(Ordering::Relaxed),
@@ -1003,6 +1096,8 @@ struct Connection {
     shared: Arc<Shared>,
     steps: watch::Receiver<Option<Arc<StepPlan>>>,
     role: Option<SenderState>,
+    /// With `--read-every`: the member's reads.
+    reader: Option<Reader>,
 }
 
 impl Connection {
@@ -1078,7 +1173,9 @@ impl Connection {
                 Err(e) => return Err(format!("read: {e}")),
                 Ok(_) => {}
             }
-            on_batch(ws, &self.slot, &self.shared, None)?;
+            on_batch(ws, &self.slot, &self.shared, None, self.reader.as_mut())?;
+            // The reads the batch made due, if any, then the pongs.
+            ws.flush().await.map_err(|e| format!("write: {e}"))?;
             ws.flush_control()
                 .await
                 .map_err(|e| format!("write: {e}"))?;
@@ -1128,7 +1225,8 @@ impl Connection {
                         Err(e) => return Err(format!("read: {e}")),
                         Ok(_) => {}
                     }
-                    on_batch(ws, &self.slot, &shared, Some(&mut role))?;
+                    on_batch(ws, &self.slot, &shared, Some(&mut role), self.reader.as_mut())?;
+                    ws.flush().await.map_err(|e| format!("write: {e}"))?;
                     ws.flush_control().await.map_err(|e| format!("write: {e}"))?;
                 }
             }
@@ -1191,20 +1289,27 @@ async fn connect_and_join(
 
 /// Accounts for every complete frame in the connection's buffer: one lock
 /// of its counters and at most one of a latency shard per socket read.
+/// With a `reader` (`--read-every`), queues the reads the new deliveries
+/// made due (the caller flushes them) and matches the answers to earlier
+/// ones.
 fn on_batch(
     ws: &mut RawWs,
     slot: &Slot,
     shared: &Shared,
     mut role: Option<&mut SenderState>,
+    mut reader: Option<&mut Reader>,
 ) -> Result<(), String> {
     let now = shared.now_us();
     let (w0, w1) = shared.window();
     let in_window = now >= w0 && now < w1;
     let mut stats = lock(&slot.stats);
     let mut latency = None;
+    let mut read_latency = None;
     let mut delivered = 0;
     let mut acked = 0;
     let mut errors = 0;
+    let mut read_answers = 0;
+    let mut read_errors = 0;
     let mut pongs = 0;
     let result = loop {
         let bytes = match ws.next_frame() {
@@ -1225,13 +1330,16 @@ fn on_batch(
         match hot {
             Hot::Change { seq } => {
                 delivered += 1;
-                account_delivery(&mut stats, seq, in_window);
+                if account_delivery(&mut stats, seq, in_window) {
+                    read_on(reader.as_deref_mut(), &mut stats, seq, now);
+                }
             }
             Hot::Message { seq, text } => {
                 delivered += 1;
                 if !account_delivery(&mut stats, seq, in_window) {
                     continue;
                 }
+                read_on(reader.as_deref_mut(), &mut stats, seq, now);
                 match text.as_deref().and_then(|t| Stamp::parse(t.as_bytes())) {
                     Some(stamp) if stamp.micros >= w0 && stamp.micros < w1 => {
                         let h = latency.get_or_insert_with(|| {
@@ -1272,6 +1380,36 @@ fn on_batch(
                     stats::record(&mut lock(&shared.ack_latency), now.saturating_sub(due));
                 }
             }
+            Hot::Read { reference: Some(r) } if reads::is_read_ref(r) => {
+                let Some(sent) = reader.as_deref_mut().and_then(|rd| rd.answered(r)) else {
+                    stats.unmatched += 1;
+                    continue;
+                };
+                read_answers += 1;
+                stats.read_answers += 1;
+                if sent >= w0 && sent < w1 {
+                    let h = read_latency.get_or_insert_with(|| {
+                        lock(&shared.read_latency[slot.room % LATENCY_SHARDS])
+                    });
+                    stats::record(h, now.saturating_sub(sent));
+                }
+            }
+            // The person's marker moved on another connection: news, not
+            // an answer.
+            Hot::Read { reference: None } => {}
+            Hot::Read { reference: Some(_) } => stats.unmatched += 1,
+            Hot::Error {
+                reference: Some(r),
+                code,
+            } if reads::is_read_ref(r) => {
+                // A refused read: a failure whether or not it was still
+                // tracked.
+                if let Some(rd) = reader.as_deref_mut() {
+                    rd.answered(r);
+                }
+                read_errors += 1;
+                *stats.read_errors.entry(code).or_insert(0) += 1;
+            }
             Hot::Error { reference, code } => {
                 errors += 1;
                 *stats.errors.entry(code).or_insert(0) += 1;
@@ -1290,15 +1428,36 @@ fn on_batch(
         }
     };
     drop(latency);
+    drop(read_latency);
     drop(stats);
     for _ in 0..pongs {
         // Engine.IO's heartbeat: the caller flushes it with the pongs.
         ws.queue_control_text(b"3");
     }
-    shared.delivered.fetch_add(delivered, Ordering::Relaxed);
+    if let Some(rd) = reader {
+        let sent = rd.write_queued(|frame| ws.queue_text(frame));
+        shared.reads_sent.fetch_add(sent, Ordering::Relaxed);
+        shared
+            .read_answers
+            .fetch_add(read_answers, Ordering::Relaxed);
+        shared.read_errors.fetch_add(read_errors, Ordering::Relaxed);
+        // Before the deliveries are counted (Release below): the drain,
+        // seeing them, sees the reads they made due pending.
+        slot.reads_pending.store(rd.pending(), Ordering::Relaxed);
+    }
+    shared.delivered.fetch_add(delivered, Ordering::Release);
     shared.acked.fetch_add(acked, Ordering::Relaxed);
     shared.errors.fetch_add(errors, Ordering::Relaxed);
     result
+}
+
+/// A new `seq` was delivered: a read of it is due every `--read-every`.
+fn read_on(reader: Option<&mut Reader>, stats: &mut ConnStats, seq: u64, now: u64) {
+    if let Some(rd) = reader
+        && rd.received(seq, now)
+    {
+        stats.reads_sent += 1;
+    }
 }
 
 /// Counts a delivery of `seq` (a message or a change); whether it is new,
@@ -1344,6 +1503,12 @@ enum Hot<'a> {
         reference: Option<u64>,
         code: String,
     },
+    /// A `read` frame: the answer to one of ours (`ref`), or news of the
+    /// person's marker from another connection (no `ref`). Its `seq` is a
+    /// read marker, not a delivery.
+    Read {
+        reference: Option<u64>,
+    },
     /// Engine.IO's ping, owed a pong.
     Ping,
     /// A seed-dialect message without the bench's stamp.
@@ -1380,6 +1545,9 @@ impl<'a> Hot<'a> {
                 reference: peek.ref_number(),
                 seq: peek.seq,
                 duplicate: peek.duplicate,
+            },
+            "read" => Hot::Read {
+                reference: peek.ref_number(),
             },
             "error" => {
                 let decoded = std::str::from_utf8(bytes)
@@ -1440,5 +1608,76 @@ impl<'a> Hot<'a> {
             sio::Incoming::Other => Hot::Other,
             sio::Incoming::Undecodable => Hot::Undecodable,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chat_protocol::{ErrorCode, ReadBody};
+
+    fn read_frame(reference: Option<u64>) -> String {
+        ServerFrame::Read {
+            reference: reference.map(|r| Ref::Number(r.into())),
+            body: ReadBody {
+                room: "bench-0".into(),
+                seq: 9,
+                unread: 2,
+                unread_mentions: 1,
+            },
+        }
+        .to_json()
+    }
+
+    #[test]
+    fn a_read_answer_is_not_a_delivery() {
+        let answer = read_frame(Some(reads::READ_REF_BASE + 4));
+        assert!(matches!(
+            Hot::native(answer.as_bytes()),
+            Hot::Read { reference: Some(r) } if r == reads::READ_REF_BASE + 4
+        ));
+        // News of the person's marker from another connection.
+        let news = read_frame(None);
+        assert!(matches!(
+            Hot::native(news.as_bytes()),
+            Hot::Read { reference: None }
+        ));
+    }
+
+    #[test]
+    fn an_error_answering_a_read_carries_its_ref() {
+        let refused = ServerFrame::Error {
+            reference: Some(Ref::Number(reads::READ_REF_BASE.into())),
+            body: ErrorBody {
+                code: ErrorCode::Overloaded,
+                message: "later".into(),
+            },
+        }
+        .to_json();
+        match Hot::native(refused.as_bytes()) {
+            Hot::Error {
+                reference: Some(r),
+                code,
+            } => {
+                assert!(reads::is_read_ref(r));
+                assert_eq!(code, "overloaded");
+            }
+            _ => panic!("not an error"),
+        }
+    }
+
+    #[test]
+    fn read_counts_add_up_per_step() {
+        let mut stats = ConnStats::default();
+        let mut reader = Reader::new(2, r#""bench-0""#.into());
+        for seq in 1..=5 {
+            read_on(Some(&mut reader), &mut stats, seq, seq * 10);
+        }
+        read_on(None, &mut stats, 6, 60);
+        assert_eq!(stats.reads_sent, 2);
+        assert_eq!(reader.pending(), 2);
+        let step = stats.take_step();
+        assert_eq!(step.reads_sent, 2);
+        assert_eq!(stats.reads_sent, 0);
     }
 }

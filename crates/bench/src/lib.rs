@@ -26,6 +26,10 @@
 //! - [`ramp`]: the fanout load at rising rates until p99 exceeds a bound or
 //!   anything is lost; the highest good rate.
 //!
+//! `fanout` and `ramp` can mix edits and reactions into the sends
+//! (`--changes-percent`, see [`mix`]) and have every member send read
+//! markers as it receives (`--read-every`, see [`reads`]).
+//!
 //! The generator is built not to be the bottleneck: tasks share nothing on
 //! the hot path but relaxed atomic counters (for the once-a-second progress
 //! line); each task owns its histogram and result, and the results are merged
@@ -57,6 +61,7 @@ pub mod procstat;
 pub mod progress;
 pub mod ramp;
 pub mod rawws;
+pub mod reads;
 pub mod schedule;
 pub mod seqcheck;
 pub mod seqset;

@@ -40,13 +40,18 @@
 //! Each step also reports the bench's own CPU use: a step where the bench
 //! used most of its core measured the bench as much as the server, which is
 //! how a ramp against the fastest peer shows the bench's own ceiling.
+//!
+//! With `--read-every N` every member also sends read markers as it
+//! receives (see [`crate::reads`]); a step with a refused or unanswered
+//! read is not good, and the report has each step's reads and read
+//! latency.
 
 use std::time::Duration;
 
 use anyhow::ensure;
 use serde::Serialize;
 
-use crate::fanout::setup_rows;
+use crate::fanout::{read_every, setup_rows};
 use crate::fleet::{Fleet, LoadArgs, SetupReport, StepReport};
 use crate::stats::micros;
 use crate::{Table, emit};
@@ -122,6 +127,8 @@ pub fn fault(step: &StepReport, p99_bound_us: u64) -> Option<String> {
         ("undecodable", step.undecodable),
         ("errors", step.errors.values().sum()),
         ("dropped", step.dropped_connections.values().sum()),
+        ("read errors", step.read_errors.values().sum()),
+        ("reads unanswered", step.reads_unanswered),
     ] {
         if n > 0 {
             faults.push(format!("{what} {n}"));
@@ -262,6 +269,9 @@ pub struct RampReport {
     pub senders_per_room: u64,
     pub connections: u64,
     pub text_bytes: u64,
+    /// A read after every this many messages received, per member
+    /// (`--read-every`; 0: none).
+    pub read_every: u64,
     pub warmup_secs: f64,
     pub step_secs: f64,
     pub factor: f64,
@@ -305,12 +315,13 @@ impl RampReport {
         t.row(
             "load",
             format!(
-                "{} rooms x {} members ({} sending), {} B text; steps x{} then {} refining, \
+                "{} rooms x {} members ({} sending), {} B text, {}; steps x{} then {} refining, \
                  of {:.1} s + {:.1} s warm-up",
                 self.rooms,
                 self.members,
                 self.senders_per_room,
                 self.text_bytes,
+                read_every(self.read_every),
                 self.factor,
                 self.refine,
                 self.step_secs,
@@ -358,6 +369,27 @@ impl RampReport {
             ));
         }
         t.line("\n");
+        if self.read_every > 0 {
+            t.line(&format!(
+                "  {:>4} {:>10} {:>10} {:>10} {:>9} {:>9} {:>9}  read errors\n",
+                "step", "reads", "answered", "unanswered", "read p50", "read p99", "p99.9"
+            ));
+            for s in &self.steps {
+                let r = &s.report;
+                t.line(&format!(
+                    "  {:>4} {:>10} {:>10} {:>10} {:>9} {:>9} {:>9}  {}\n",
+                    r.step,
+                    r.reads_sent,
+                    r.read_answers,
+                    r.reads_unanswered,
+                    micros(r.read_latency_us.p50),
+                    micros(r.read_latency_us.p99),
+                    micros(r.read_latency_us.p999),
+                    crate::error_counts(&r.read_errors),
+                ));
+            }
+            t.line("\n");
+        }
         match (self.best_deliveries_per_sec, self.best_rate_per_room) {
             (Some(d), Some(r)) => t.row(
                 "highest good rate",
@@ -581,6 +613,7 @@ pub async fn run(args: RampArgs) -> anyhow::Result<bool> {
         senders_per_room: load.senders,
         connections: load.connections(),
         text_bytes: load.text_bytes,
+        read_every: load.read_every,
         warmup_secs: load.warmup,
         step_secs: args.step_secs,
         factor: args.factor,
@@ -660,6 +693,22 @@ mod tests {
         let mut refused = step(1_000);
         refused.errors.insert("rate_limited".into(), 2);
         assert_eq!(fault(&refused, 100_000).as_deref(), Some("errors 2"));
+    }
+
+    #[test]
+    fn a_refused_or_unanswered_read_makes_a_step_bad() {
+        let mut read = step(1_000);
+        read.reads_sent = 10;
+        read.read_answers = 10;
+        assert_eq!(fault(&read, 100_000), None);
+        assert!(read.clean());
+        read.read_errors.insert("overloaded".into(), 1);
+        read.reads_unanswered = 2;
+        assert_eq!(
+            fault(&read, 100_000).as_deref(),
+            Some("read errors 1, reads unanswered 2")
+        );
+        assert!(!read.clean());
     }
 
     #[test]
