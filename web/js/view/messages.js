@@ -15,7 +15,8 @@
 
 import { h, icon, reconcile, ICONS } from '../dom.js';
 import { dayKey, formatDay, formatFullTime, formatTime, hueOf, initial } from '../format.js';
-import { quotedText } from '../store.js';
+import { mentionsOneOf, quotedText } from '../store.js';
+import { dividerNode, partNodes, textParts } from './unread.js';
 import { EmojiPicker } from './picker.js';
 
 // Messages of one sender this close together share one header.
@@ -38,7 +39,8 @@ export class MessageList {
    * discard(room, id), retryWithoutQuote(room, id) for unsent entries;
    * reply(room, seq), react(room, seq, emoji, remove), saveEdit(room, seq,
    * text), remove(room, seq), jump(room, seq) for messages; compose(text)
-   * puts text in the composer.
+   * puts text in the composer; scrolled() after the reader scrolled (to
+   * see whether they reached the latest).
    */
   constructor(log, jumpButton, actions) {
     this.log = log;
@@ -93,7 +95,10 @@ export class MessageList {
 
   /**
    * Shows `room` (a RoomState or null). context: {me, online, isOwn(m),
-   * canChange(m)}; `online`: whether waiting sends can go now.
+   * canChange(m), myIds, names, divider, label}; `online`: whether waiting
+   * sends can go now; `names`: the names an `@` may mention; `divider`: the
+   * seq after which "New messages" starts, or null; `label`: what the room
+   * is called ({sigil, name}).
    */
   render(room, context) {
     const switching = (room?.name ?? null) !== this.room?.name;
@@ -127,6 +132,8 @@ export class MessageList {
       // Older messages were added above: keep what the reader looks at in place.
       this.log.scrollTop = anchor.node.offsetTop - anchor.offset;
     }
+    // Opened on more unread messages than fit: from the first of them.
+    if (this.pinned) this.revealDivider(context.divider);
     this.jumpButton.hidden = this.pinned;
     this.maybeLoadOlder();
   }
@@ -154,6 +161,25 @@ export class MessageList {
     this.jumpButton.hidden = this.pinned;
     if (this.picker.isOpen) this.picker.close(false);
     this.maybeLoadOlder();
+    this.actions.scrolled?.();
+  }
+
+  /**
+   * Scrolls the "New messages" divider to the top the first time it shows
+   * with more unread messages under it than fit: the reader starts at the
+   * first one, not the last. True if it did.
+   */
+  revealDivider(seq) {
+    const key = seq === null || seq === undefined ? null : `${this.room.name}\u0000${seq}`;
+    if (key === null || key === this.revealed) return false;
+    const divider = this.log.querySelector('.unread-divider');
+    if (!divider) return false;
+    this.revealed = key;
+    const top = divider.offsetTop - 8;
+    if (this.log.scrollHeight - top <= this.log.clientHeight) return false;
+    this.log.scrollTop = top;
+    this.pinned = false;
+    return true;
   }
 
   maybeLoadOlder() {
@@ -505,13 +531,22 @@ export class MessageList {
     ];
     this.items = new Map(items.filter((item) => item.seq !== null).map((item) => [item.seq, item]));
 
-    const out = [node('top', topSig(room), () => topNode(room))];
+    const label = context.label ?? { sigil: '#', name: room.name };
+    const out = [node('top', topSig(room, label), () => topNode(room, label))];
     let previous = null;
+    let divided = context.divider === null || context.divider === undefined;
     for (const item of items) {
       const day = dayKey(item.ts);
       if (day !== previous?.day) {
         const label = formatDay(item.ts);
         out.push(node(`day:${day}`, label, () => h('div', { class: 'day' }, h('span', {}, label))));
+        previous = null;
+      }
+      if (!divided && item.seq !== null && item.seq > context.divider && !item.own) {
+        // "New messages" above the first message that came after the read marker.
+        divided = true;
+        out.push(node('divider', 'divider', dividerNode));
+        // The message under it starts a group of its own.
         previous = null;
       }
       const el = node(`msg:${item.id}`, itemSig(item), () => messageNode(item, editing));
@@ -600,7 +635,7 @@ function shownReactions(reactions, pending, me) {
   return chips.filter((c) => c.count > 0);
 }
 
-function confirmedItem(message, { me, isOwn, canChange }, changes, pinned, editing) {
+function confirmedItem(message, { me, isOwn, canChange, myIds = new Set(), names = [] }, changes, pinned, editing) {
   const own = isOwn(message);
   const deleted = message.deleted === true;
   const edit = deleted ? null : changes?.edit;
@@ -614,6 +649,10 @@ function confirmedItem(message, { me, isOwn, canChange }, changes, pinned, editi
     ts: message.ts,
     // A deletion leaves a tombstone in its place.
     text: deleted ? 'message deleted' : edit ? edit.text : message.text,
+    // The text with its `@name`s apart, to show them as mentions.
+    // "Me" in the text only where the server found the user mentioned.
+    parts: deleted ? null : textParts(edit ? edit.text : message.text, names, mentionsOneOf(message, myIds) ? me?.name : null),
+    mentionsMe: !deleted && !own && mentionsOneOf(message, myIds),
     deleted,
     deleting,
     editedAt: edit ? message.edited_at ?? 0 : message.edited_at ?? null,
@@ -650,6 +689,8 @@ function pendingItem(entry, room, { me, online }) {
     seq: null,
     ts: entry.createdAt,
     text: entry.text,
+    parts: null,
+    mentionsMe: false,
     deleted: false,
     deleting: false,
     editedAt: null,
@@ -693,6 +734,7 @@ function messageNode(item, editing) {
     item.change ? 'changing' : '',
     item.pinned ? 'pinned' : '',
     item.editing ? 'editing' : '',
+    item.mentionsMe ? 'mentions-me' : '',
   ];
   const el = h(
     'article',
@@ -720,7 +762,7 @@ function messageNode(item, editing) {
           'div',
           { class: 'bubble', title: formatFullTime(item.ts) },
           quoteNode(item),
-          h('p', { class: 'text', dir: 'auto' }, item.text),
+          h('p', { class: 'text', dir: 'auto' }, item.parts ? partNodes(item.parts) : item.text),
           marks(item),
         ),
       reactionsNode(item),
@@ -739,6 +781,7 @@ function messageNode(item, editing) {
 function label(item) {
   const parts = [`${item.own ? 'You' : item.from.name}, ${formatTime(item.ts)}`];
   if (item.quote) parts.push(`replying to ${item.quote.from.name}`);
+  if (item.mentionsMe) parts.push('mentions you');
   parts.push(item.text);
   if (item.edited) parts.push('edited');
   if (item.pinned) parts.push('pinned');
@@ -922,11 +965,12 @@ function editProblem(item) {
   );
 }
 
-function topSig(room) {
-  return [room.name, room.loadingOlder, room.olderError, room.hasOlder].join('\u0000');
+function topSig(room, label) {
+  return [room.name, label.sigil, label.name, room.loadingOlder, room.olderError, room.hasOlder].join('\u0000');
 }
 
-function topNode(room) {
+/** `label`: what the room is called ({sigil, name}: "#general", "@bob" for a direct message). */
+function topNode(room, label) {
   if (room.loadingOlder) return h('div', { class: 'history-edge' }, h('span', { class: 'spinner' }), 'Loading older messages…');
   if (room.olderError) {
     return h(
@@ -947,7 +991,7 @@ function topNode(room) {
   return h(
     'div',
     { class: 'history-edge start' },
-    h('strong', {}, '#', h('bdi', {}, room.name)),
-    h('span', {}, 'This is the very beginning of the room.'),
+    h('strong', {}, label.sigil, h('bdi', {}, label.name)),
+    h('span', {}, label.sigil === '@' ? 'This is the very beginning of your direct messages.' : 'This is the very beginning of the room.'),
   );
 }
