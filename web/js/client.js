@@ -3,10 +3,16 @@
 // when the server returned only part of what was missed), feeds frames into
 // the store (messages and the changes to them), and offers the actions the
 // view calls: join, leave, send (perhaps as a reply), edit, delete, react,
-// typing, loading older history, searching.
+// typing, loading older history, searching. People: the guest credential
+// (one person across tabs and reloads), the user's rooms from the server
+// (`rooms`), read markers (reads.js), direct messages (`dm`,
+// `room_added`) and the room directory.
 
 import { Connection, ProtocolError } from './connection.js';
+import { guestCredential } from './guest.js';
 import { Outbox, describeSendError } from './outbox.js';
+import { dmPeer, dmRoom } from './people.js';
+import { ReadMarkers } from './reads.js';
 import { isChange, quotedText } from './store.js';
 
 const TYPING_EVERY_MS = 2500;
@@ -48,7 +54,9 @@ export class ChatClient {
         store.disconnected();
         this.outbox.disconnected();
       },
+      credential: guestCredential,
     });
+    this.reads = new ReadMarkers(store, this.connection);
     this.outbox = new Outbox(store, this.connection, {
       onAck: (room, entry, ack) => this.acked(room, entry, ack),
       onRefused: (room, entry, error, earlierOwn) => store.notify(describeSendError(entry, error, earlierOwn)),
@@ -114,6 +122,7 @@ export class ChatClient {
     if (!this.store.room(name)) return;
     this.store.removeRoom(name);
     this.firstJoins.delete(name);
+    this.reads.forget(name);
     // Nothing to wait for: a connection that drops leaves every room anyway.
     if (this.connection.online) this.connection.send({ type: 'leave', room: name });
   }
@@ -242,12 +251,91 @@ export class ChatClient {
     return this.connection.request(frame);
   }
 
+  /** The user has seen the latest of room `name` (the view says when). */
+  markRead(name) {
+    const room = this.store.room(name);
+    if (room) this.reads.seen(room);
+  }
+
+  /**
+   * Opens the direct-message room with `user` ({id, name}) and shows it.
+   * Resolves once it is joined; rejects with the server's error (not_found:
+   * they never joined a room).
+   */
+  async openDm(user) {
+    const me = this.store.me;
+    const known = me ? this.store.room(dmRoom(me.id, user.id)) : null;
+    if (known) {
+      known.dmWith ??= user;
+      this.store.setActive(known.name);
+      return;
+    }
+    const joined = await this.connection.request({ type: 'dm', user: user.id });
+    const room = this.store.addRoom(joined.room);
+    room.dmWith = user;
+    if (!room.everJoined) this.store.applyJoined(room, joined, false);
+    this.store.setActive(room.name);
+  }
+
+  /** The public rooms to discover: the `directory` reply's `rooms`. */
+  async directory() {
+    const reply = await this.connection.request({ type: 'directory' });
+    return Array.isArray(reply.rooms) ? reply.rooms : [];
+  }
+
+  /**
+   * Asks the server for the user's rooms (they may have joined some in
+   * another browser tab or on another device) and joins those the page
+   * does not have yet, with their unread counts.
+   */
+  async loadRooms() {
+    let reply;
+    try {
+      reply = await this.connection.request({ type: 'rooms' });
+    } catch {
+      // An older server, or a dropped connection (the next welcome asks again).
+      return;
+    }
+    for (const summary of Array.isArray(reply.rooms) ? reply.rooms : []) {
+      if (typeof summary?.room !== 'string') continue;
+      const room = this.store.room(summary.room) ?? this.store.addRoom(summary.room);
+      this.store.applySummary(room, summary);
+      this.sync(room);
+    }
+    if (this.store.active === null && this.store.rooms.size > 0) {
+      this.store.setActive(this.store.rooms.keys().next().value);
+    }
+  }
+
+  /** Someone opened a direct-message room with this user (or this user did, in another tab): join it. */
+  roomAdded(frame) {
+    if (typeof frame.room !== 'string') return;
+    const me = this.store.me?.id;
+    // Only a room that really is between this user and someone.
+    if (me === undefined || dmPeer(frame.room, me) === null) return;
+    const room = this.store.room(frame.room) ?? this.store.addRoom(frame.room);
+    if (frame.with && typeof frame.with.id === 'string') room.dmWith = frame.with;
+    // Their first message may come with the join rather than live: it is
+    // news all the same (a notification in a hidden tab).
+    if (!room.everJoined) room.announceUnread = true;
+    if (this.store.active === null) this.store.setActive(room.name);
+    this.sync(room);
+  }
+
   onFrame(frame) {
     const room = typeof frame.room === 'string' ? this.store.room(frame.room) : null;
     switch (frame.type) {
       case 'welcome':
+        guestCredential.set(frame.guest_token);
         this.store.setMe(frame.user);
         for (const each of this.store.rooms.values()) this.sync(each);
+        this.loadRooms();
+        break;
+      case 'read':
+        this.store.applyRead(frame);
+        break;
+      case 'room_added':
+        this.roomAdded(frame);
         break;
       case 'message':
         if (room) {
@@ -321,6 +409,7 @@ export class ChatClient {
       room.syncing = false;
       this.store.changed();
       this.outbox.pump();
+      this.reads.flush(room.name);
       this.watchGap(room);
     }
   }

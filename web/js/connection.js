@@ -44,11 +44,14 @@ export class Connection {
    * onFrame(frame): every frame that is not a reply to a request, and the welcome.
    * onState(): the state or its details changed.
    * onDrop(): an open connection was lost; pending requests were rejected.
+   * credential: {get(), drop()}, the guest credential to connect with
+   *   (`?guest=`), dropped when the server refuses it.
    */
-  constructor({ onFrame, onState, onDrop }) {
+  constructor({ onFrame, onState, onDrop, credential = null }) {
     this.onFrame = onFrame;
     this.onState = onState;
     this.onDrop = onDrop;
+    this.credential = credential;
     this.state = 'idle';
     this.name = '';
     this.attempt = 0;
@@ -114,12 +117,23 @@ export class Connection {
     });
   }
 
-  connect() {
-    this.retryAt = null;
+  /**
+   * The URL to connect to with guest credential `guest` (none: null), as
+   * `http:` or `https:` (`fetch` wants those).
+   */
+  url(guest) {
     // Relative to the page, so it also works behind a proxy under a path prefix.
     const url = new URL('ws', location.href);
-    url.protocol = location.protocol === 'https:' ? 'wss:' : 'ws:';
     if (this.name) url.searchParams.set('name', this.name);
+    if (guest) url.searchParams.set('guest', guest);
+    return url;
+  }
+
+  connect() {
+    this.retryAt = null;
+    const guest = this.credential?.get() ?? null;
+    const url = this.url(guest);
+    url.protocol = location.protocol === 'https:' ? 'wss:' : 'ws:';
     const socket = new WebSocket(url);
     const generation = ++this.generation;
     this.socket = socket;
@@ -131,7 +145,7 @@ export class Connection {
       if (this.generation === generation) this.receive(event.data);
     });
     socket.addEventListener('close', (event) => {
-      if (this.generation === generation) this.closed(event, opened);
+      if (this.generation === generation) this.closed(event, opened, guest);
     });
   }
 
@@ -160,7 +174,7 @@ export class Connection {
     this.onFrame(frame);
   }
 
-  async closed(event, opened) {
+  async closed(event, opened, guest = null) {
     const generation = ++this.generation;
     const wasOnline = this.online;
     this.teardown();
@@ -169,6 +183,15 @@ export class Connection {
       this.refuse('The server refused this page (origin not allowed).');
       return;
     }
+    if (!opened && guest && (await this.refusesGuest(guest))) {
+      if (this.generation !== generation) return;
+      // A credential the server no longer takes (its secret changed): be a
+      // new guest rather than stay locked out.
+      if (this.credential.get() === guest) this.credential.drop();
+      this.connect();
+      return;
+    }
+    if (this.generation !== generation) return;
     // A socket that never opened was refused at the upgrade (HTTP 400 for a
     // bad name, 401 for a token) or the server is down. The browser hides
     // which, so ask the server whether it is up at all. A server that is up
@@ -194,6 +217,21 @@ export class Connection {
       return;
     }
     this.scheduleRetry();
+  }
+
+  /**
+   * Whether the server refuses the guest credential: the browser hides a
+   * failed upgrade's status, so the same URL is asked over plain HTTP,
+   * where credentials are checked before the upgrade is (401 for a bad
+   * one; a good one gets the upgrade's own complaint).
+   */
+  async refusesGuest(guest) {
+    try {
+      const response = await fetch(this.url(guest), { cache: 'no-store' });
+      return response.status === 401;
+    } catch {
+      return false;
+    }
   }
 
   async serverIsUp() {

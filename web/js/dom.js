@@ -122,20 +122,24 @@ const INLINE = [
 // Characters that end a sentence rather than a link typed before them.
 const TRAILING = /[.,:;!?'\]]$/;
 
-/** `text` as nodes (strings and elements), for `h` to take as children. */
-export function markup(text) {
+/**
+ * `text` as nodes (strings and elements), for `h` to take as children.
+ * `plain(string)` gives the nodes of text outside code and links (the
+ * page marks `@name`s there); by default the string itself.
+ */
+export function markup(text, plain = (string) => [string]) {
   const nodes = [];
   let rest = text;
   for (let found = FENCE.exec(rest); found; found = FENCE.exec(rest)) {
-    nodes.push(...inline(rest.slice(0, found.index)), h('pre', {}, h('code', {}, found[1])));
+    nodes.push(...inline(rest.slice(0, found.index), plain), h('pre', {}, h('code', {}, found[1])));
     rest = rest.slice(found.index + found[0].length);
   }
-  nodes.push(...inline(rest));
+  nodes.push(...inline(rest, plain));
   return nodes;
 }
 
 /** The spans of `text`: the earliest mark first, what it holds read again. */
-function inline(text) {
+function inline(text, plain) {
   const nodes = [];
   let rest = text;
   while (rest) {
@@ -151,13 +155,13 @@ function inline(text) {
     } else if (kind === 'code') {
       node = h('code', {}, found[1]);
     } else {
-      node = h(kind, {}, inline(found[1]));
+      node = h(kind, {}, inline(found[1], plain));
     }
-    if (found.index > 0) nodes.push(rest.slice(0, found.index));
+    if (found.index > 0) nodes.push(...plain(rest.slice(0, found.index)));
     nodes.push(node);
     rest = rest.slice(end);
   }
-  if (rest) nodes.push(rest);
+  if (rest) nodes.push(...plain(rest));
   return nodes;
 }
 

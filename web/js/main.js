@@ -3,6 +3,7 @@
 // (state) → view (DOM). See docs/architecture.md.
 
 import { ChatClient } from './client.js';
+import { guestCredential } from './guest.js';
 import { remembered } from './storage.js';
 import { Store } from './store.js';
 import { AppView } from './view/app.js';
@@ -16,6 +17,7 @@ client.restore({
 });
 const name = remembered.name();
 new AppView(store, client, { name, drafts: remembered.drafts() });
-// A returning visitor is put straight back into their rooms; a new one
-// connects on their first Join.
-if (store.rooms.size > 0) client.connect(name);
+// A returning visitor is put straight back into their rooms (those this
+// browser remembers, and those the server lists for their guest
+// credential); a new one connects on their first Join.
+if (store.rooms.size > 0 || guestCredential.get() !== null) client.connect(name);

@@ -10,6 +10,7 @@
 // resume, shows what a page joining afresh shows. Views read the state and
 // listen for `change`; only the client (client.js) changes it.
 
+import { isDm } from './people.js';
 import { remember } from './storage.js';
 
 const TYPING_SHOWN_MS = 4000;
@@ -69,6 +70,16 @@ export function isChange(frame) {
   );
 }
 
+/** Whether `message` mentions one of `ids` (the server resolved its `@name`s to `mentions`). */
+export function mentionsOneOf(message, ids) {
+  return Array.isArray(message.mentions) && message.mentions.some((id) => ids.has(id));
+}
+
+/** How many of the `joined`/`rooms` counts to believe: numbers, else none. */
+function count(value) {
+  return Number.isInteger(value) && value > 0 ? value : 0;
+}
+
 /** One room the page has joined (or is joining). */
 export class RoomState {
   constructor(name) {
@@ -109,7 +120,70 @@ export class RoomState {
     this.members = new Map();
     /** user id → {user, until}. */
     this.typing = new Map();
-    this.unread = 0;
+    /** The user's read marker: every entry up to this seq was read (here or on another device). */
+    this.lastRead = 0;
+    /**
+     * The server's count of unread messages (and mentions of the user
+     * among them) after `lastRead`, up to `seq`. Messages after `seq` all
+     * reach the page, so they are counted here (see `unreadCounts`).
+     */
+    this.counted = { seq: 0, unread: 0, mentions: 0 };
+    /** In a direct-message room: the other person ({id, name}), once known. */
+    this.dmWith = null;
+    /** Opened by someone else just now: its unread news is announced once joined. */
+    this.announceUnread = false;
+  }
+
+  /**
+   * Moves the read marker forward to `seq`; `counts` ({unread, mentions}):
+   * the server's counts after it, for when the page cannot count them
+   * itself. Returns whether it moved.
+   */
+  markRead(seq, counts = null) {
+    if (!Number.isInteger(seq) || seq <= this.lastRead) return false;
+    this.lastRead = seq;
+    if (seq >= this.counted.seq) {
+      // Past everything the server counted: the page holds what follows.
+      this.counted = { seq, unread: 0, mentions: 0 };
+    } else if (counts) {
+      // Read on another device up to a point before what the page holds:
+      // the server's counts are as of about what the page holds.
+      this.counted = { seq: Math.max(this.counted.seq, this.lastSeq), ...counts };
+    }
+    return true;
+  }
+
+  /**
+   * Takes the server's word on where the user is (a `joined` reply, a
+   * `rooms` summary): marker `lastRead`, and counts up to `seq`.
+   */
+  setReadState({ seq, lastRead, unread, mentions }) {
+    if (this.lastRead > lastRead) {
+      // Read here further than the server knows yet (the marker waits to
+      // be sent, ReadMarkers.flush): the page holds everything after it.
+      this.counted = { seq: this.lastRead, unread: 0, mentions: 0 };
+      return;
+    }
+    this.lastRead = lastRead;
+    this.counted = { seq: Math.max(seq, lastRead), unread, mentions };
+  }
+
+  /**
+   * {unread, mentions}: messages after the read marker from others, not
+   * deleted; those that mention one of `myIds` too. The server's counts up
+   * to `counted.seq`, and what the page holds after that.
+   */
+  unreadCounts(myIds) {
+    let { unread, mentions } = this.counted;
+    const from = Math.max(this.counted.seq, this.lastRead);
+    const messages = this.sorted();
+    for (let i = messages.length - 1; i >= 0 && messages[i].seq > from; i -= 1) {
+      const message = messages[i];
+      if (message.deleted || myIds.has(message.from?.id)) continue;
+      unread += 1;
+      if (mentionsOneOf(message, myIds)) mentions += 1;
+    }
+    return { unread, mentions };
   }
 
   /** Messages oldest first. */
@@ -206,6 +280,9 @@ export class RoomState {
     this.changeSeqs.clear();
     this.lastSeq = 0;
     this.olderExist = true;
+    // Seqs start again: so does the read marker (the server's comes with the join).
+    this.lastRead = 0;
+    this.counted = { seq: 0, unread: 0, mentions: 0 };
   }
 }
 
@@ -321,9 +398,8 @@ export class Store extends EventTarget {
   }
 
   setActive(name) {
+    // Unread counts fall as the view reports what was seen (client.markRead).
     this.active = name;
-    const room = this.activeRoom;
-    if (room) room.unread = 0;
     remember.activeRoom(name);
     this.changed();
   }
@@ -336,16 +412,16 @@ export class Store extends EventTarget {
   /**
    * Stores messages from the server, new ones and newer states of held
    * ones. `how`:
-   * - 'live': a broadcast; unread if not looked at;
-   * - 'resume': missed while away (a join with `since`); unread too;
-   * - 'initial', 'older': history; never unread;
+   * - 'live': a broadcast (announced as a `message` event, for notifications);
+   * - 'resume': missed while away (a join with `since`);
+   * - 'initial', 'older': history;
    * - 'sent': made from our own ack; never replaces what the server sent.
+   * Which are unread follows from the read marker (RoomState.unreadCounts).
    * A message whose id is an unsent one of ours settles it: it is stored,
    * whatever became of its ack.
    */
   addMessages(room, messages, how) {
     const counts = how === 'live' || how === 'resume';
-    const looking = this.active === room.name && document.visibilityState === 'visible';
     for (const message of messages) {
       if (!message || !Number.isInteger(message.seq)) continue;
       const sent = room.pending.get(message.id);
@@ -360,9 +436,9 @@ export class Store extends EventTarget {
         continue;
       }
       room.putMessage(message);
-      if (counts) {
-        room.typing.delete(message.from.id);
-        if (!looking && !this.isOwn(message)) room.unread += 1;
+      if (counts) room.typing.delete(message.from.id);
+      if (how === 'live' && !this.isOwn(message)) {
+        this.dispatchEvent(new CustomEvent('message', { detail: { room, message } }));
       }
     }
     room.advance();
@@ -428,6 +504,14 @@ export class Store extends EventTarget {
     }
     room.everJoined = true;
     room.joined = true;
+    if (Number.isInteger(joined.last_read)) {
+      room.setReadState({
+        seq: joined.seq,
+        lastRead: joined.last_read,
+        unread: count(joined.unread),
+        mentions: count(joined.unread_mentions),
+      });
+    }
     room.members = new Map(joined.members.map((m) => [m.id, m]));
     room.typing.clear();
     room.pins = Array.isArray(joined.pins) ? [...joined.pins] : [];
@@ -435,6 +519,7 @@ export class Store extends EventTarget {
     const events = Array.isArray(joined.events) ? joined.events : [];
     this.addMessages(room, messages, resumed ? 'resume' : 'initial');
     this.applyChanges(room, events);
+    if (room.announceUnread) this.announceLatestUnread(room);
     if (!resumed || joined.complete) {
       // The room as of its latest seq: everything up to it is here (what a
       // complete resume lacks was purged by the server's retention, for good).
@@ -447,6 +532,18 @@ export class Store extends EventTarget {
     this.settle(room);
     this.rememberRooms();
     this.changed();
+  }
+
+  /**
+   * A room someone just opened with the user (`room_added`) came with
+   * unread messages: the latest is announced as if it came live.
+   */
+  announceLatestUnread(room) {
+    room.announceUnread = false;
+    const latest = room
+      .sorted()
+      .findLast((m) => m.seq > room.lastRead && !m.deleted && !this.isOwn(m));
+    if (latest) this.dispatchEvent(new CustomEvent('message', { detail: { room, message: latest } }));
   }
 
   /** The connection dropped: nothing is joined until the next welcome. */
@@ -505,9 +602,52 @@ export class Store extends EventTarget {
     );
   }
 
-  get totalUnread() {
+  /** {unread, mentions} of a room (see RoomState.unreadCounts). */
+  unreadOf(room) {
+    return room.unreadCounts(this.myIds);
+  }
+
+  /**
+   * A `read` frame: the marker moved (our own request's reply, or news
+   * of another tab or device of this user). A marker only moves forward.
+   */
+  applyRead(frame) {
+    const room = this.room(frame.room);
+    if (!room || !Number.isInteger(frame.seq)) return;
+    const counts = { unread: count(frame.unread), mentions: count(frame.unread_mentions) };
+    if (room.markRead(frame.seq, counts)) this.changed();
+  }
+
+  /**
+   * One of the user's rooms as `rooms` summed it up. Counts are taken
+   * only for a room not joined yet on this page: a `joined` reply is newer.
+   */
+  applySummary(room, summary) {
+    if (summary.with && typeof summary.with.id === 'string') room.dmWith = summary.with;
+    if (!room.everJoined && Number.isInteger(summary.last_read) && Number.isInteger(summary.seq)) {
+      room.setReadState({
+        seq: summary.seq,
+        lastRead: summary.last_read,
+        unread: count(summary.unread),
+        mentions: count(summary.unread_mentions),
+      });
+    }
+    this.changed();
+  }
+
+  /**
+   * What the tab's title counts: messages addressed to the user, that is
+   * unread mentions in rooms and unread messages in direct-message rooms
+   * (a busy public room alone does not make the tab shout). `except`: a
+   * room the user is looking at, whose new messages are being read.
+   */
+  attentionCount(except = null) {
     let n = 0;
-    for (const room of this.rooms.values()) n += room.unread;
+    for (const room of this.rooms.values()) {
+      if (room.name === except) continue;
+      const { unread, mentions } = this.unreadOf(room);
+      n += isDm(room.name) ? unread : mentions;
+    }
     return n;
   }
 }

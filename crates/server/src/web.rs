@@ -65,6 +65,14 @@ pub static ASSETS: &[Asset] = &[
     asset!("js/view/picker.js", JS),
     asset!("js/view/notices.js", JS),
     asset!("js/view/search.js", JS),
+    // People: guests, read markers, mentions, direct messages, the directory.
+    asset!("js/guest.js", JS),
+    asset!("js/people.js", JS),
+    asset!("js/reads.js", JS),
+    asset!("js/view/unread.js", JS),
+    asset!("js/view/complete.js", JS),
+    asset!("js/view/notify.js", JS),
+    asset!("js/view/directory.js", JS),
 ];
 
 /// What the page may load and where it may connect: only this origin, no

@@ -4,14 +4,19 @@
 import { describeJoinError } from '../client.js';
 import { h, setText, showError } from '../dom.js';
 import { isolated } from '../format.js';
+import { isDm, roomLabel } from '../people.js';
 import { remember } from '../storage.js';
 import { charCount, displayNameProblem } from '../validate.js';
+import { MentionCompleter } from './complete.js';
+import { DirectoryDialog } from './directory.js';
 import { MemberList } from './members.js';
 import { MessageList } from './messages.js';
 import { DeleteDialog, Notices } from './notices.js';
+import { Notifier } from './notify.js';
 import { PinnedBar } from './pins.js';
 import { SearchPanel } from './search.js';
 import { RoomList } from './sidebar.js';
+import { mentionableNames, UnreadDivider } from './unread.js';
 
 // The server's default text limit; the counter appears as it gets close.
 const TEXT_LIMIT = 4000;
@@ -71,7 +76,14 @@ export class AppView {
       { open: 'members-open', panel: $('members-panel'), button: this.el.peopleButton },
     ];
     this.rooms = new RoomList($('room-list'), (name) => this.showRoom(name));
-    this.members = new MemberList($('member-list'), $('typing'));
+    this.dms = new RoomList($('dm-list'), (name) => this.showRoom(name), { dms: true });
+    this.el.dmList = $('dm-list');
+    this.el.dmsTitle = $('dms-title');
+    this.el.jumpCount = $('jump-count');
+    this.members = new MemberList($('member-list'), $('typing'), (user) => this.openDm(user));
+    this.divider = new UnreadDivider();
+    /** The room the user is reading right now (on screen, at its end), or null. */
+    this.reading = null;
     this.messages = new MessageList($('log'), $('jump-button'), {
       loadOlder: (room) => client.loadOlder(room),
       retry: (room, id) => client.retry(room, id),
@@ -84,6 +96,20 @@ export class AppView {
       remove: (room, seq) => this.confirmDelete(room, seq),
       jump: (room, seq) => this.jump(room, seq),
       compose: (text) => this.compose(text),
+      scrolled: () => this.checkReading(),
+    });
+    this.completer = new MentionCompleter(this.el.messageInput, $('mention-list'), () => this.mentionCandidates());
+    this.directory = new DirectoryDialog($('directory-dialog'), store, client, {
+      onJoin: (name) => this.openRoom(name),
+    });
+    $('browse-button').addEventListener('click', () => {
+      this.closeDrawers();
+      this.directory.show();
+    });
+    this.notifier = new Notifier(store, {
+      button: $('notify-button'),
+      hint: $('notify-hint'),
+      onOpen: (name) => select(name),
     });
     this.pins = new PinnedBar($('pins'), (seq) => {
       if (store.active !== null) this.jump(store.active, seq);
@@ -100,6 +126,7 @@ export class AppView {
     this.el.nameInput.value = name;
     this.bind();
     store.addEventListener('change', () => {
+      this.placeDivider();
       // The title is what a background tab shows, and animation frames do
       // not run there: update it at once.
       this.renderTitle();
@@ -158,10 +185,11 @@ export class AppView {
     document.addEventListener('keydown', (event) => {
       if (event.key === 'Escape') this.closeDrawers();
     });
-    document.addEventListener('visibilitychange', () => {
-      // Coming back to the tab counts as reading the room on screen.
-      if (document.visibilityState === 'visible' && store.active !== null) store.setActive(store.active);
-    });
+    // Coming back to the tab or the window counts as reading the room on
+    // screen; leaving it stops that.
+    document.addEventListener('visibilitychange', () => this.checkReading());
+    window.addEventListener('focus', () => this.checkReading());
+    window.addEventListener('blur', () => this.checkReading());
   }
 
   /**
@@ -244,6 +272,61 @@ export class AppView {
     if (this.store.active !== null) this.replies.delete(this.store.active);
     this.renderReply(this.store.activeRoom);
     this.el.messageInput.focus();
+  }
+
+  /** Joins a room (or shows it, if joined) from the directory; focus goes to the composer. */
+  async openRoom(name) {
+    await this.client.join(name);
+    this.closeDrawers();
+    if (this.store.active === name) this.el.messageInput.focus();
+  }
+
+  /** Opens the direct-message room with `user` (from the member list). */
+  async openDm(user) {
+    try {
+      await this.client.openDm(user);
+      this.closeDrawers();
+      this.el.messageInput.focus();
+    } catch (error) {
+      this.notices.show(`Could not open a direct message with ${user.name}: ${error.message}.`);
+    }
+  }
+
+  /** Whom `@` completes to in the room on screen: its members, the user left out. */
+  mentionCandidates() {
+    const room = this.store.activeRoom;
+    if (!room) return [];
+    const people = new Map(room.members);
+    if (room.dmWith) people.set(room.dmWith.id, room.dmWith);
+    for (const id of this.store.myIds) people.delete(id);
+    return [...people.values()];
+  }
+
+  /**
+   * Whether the user is reading `room` now: it is on screen, the tab
+   * visible and focused, the transcript at its end.
+   */
+  isReading(room) {
+    return (
+      room !== null &&
+      room.joined &&
+      this.messages.room === room &&
+      this.messages.pinned &&
+      document.visibilityState === 'visible' &&
+      document.hasFocus()
+    );
+  }
+
+  /**
+   * Something that decides whether the user is reading changed (focus,
+   * visibility, scrolling): if they now read what they had not, a frame
+   * marks it read (and moves the counts); the title at once, as a
+   * background tab draws no frames.
+   */
+  checkReading() {
+    const room = this.store.activeRoom;
+    if (this.isReading(room) && (this.reading !== room.name || room.lastRead < room.lastSeq)) this.schedule();
+    this.renderTitle();
   }
 
   /** Asks first; the message is deleted for everyone. */
@@ -371,29 +454,24 @@ export class AppView {
     const online = client.connection.online;
     el.messageInput.disabled = !room;
     el.sendButton.disabled = !room;
-    el.messageInput.placeholder = room ? `Message #${isolated(room.name)}` : 'Join a room to write';
+    const label = room ? roomLabel(room, store.myIds) : null;
+    el.messageInput.placeholder = room ? `Message ${label.sigil}${isolated(label.name)}` : 'Join a room to write';
     this.switchDraft(room);
 
     el.app.classList.toggle('no-room', !room);
     el.empty.hidden = Boolean(room);
     this.renderStatus();
-    this.rooms.render(store);
-    el.roomsHint.hidden = store.rooms.size > 0;
     this.members.render(room, store);
     this.pins.render(room);
     this.search.update();
-    this.messages.render(room, {
-      me: store.me,
-      online,
-      isOwn: (m) => store.isOwn(m),
-      canChange: (m) => store.canChange(m),
-    });
+    this.renderTranscript(room, online);
+    this.renderRooms();
     this.renderReply(room);
 
-    const title = room ? `#${room.name}` : 'Welcome';
+    const title = room ? `${label.sigil}${label.name}` : 'Welcome';
     if (el.title.textContent !== title) {
       // The room's name in a <bdi>: its direction stays its own.
-      el.title.replaceChildren(...(room ? ['#', h('bdi', {}, room.name)] : [title]));
+      el.title.replaceChildren(...(room ? [label.sigil, h('bdi', {}, label.name)] : [title]));
     }
     setText(el.subtitle, room ? this.subtitle(room) : 'Not in a room yet');
     el.leaveButton.hidden = !room;
@@ -404,6 +482,57 @@ export class AppView {
       el.nameInput.value = store.me.name;
     }
     this.renderTitle();
+  }
+
+  /**
+   * The transcript, with "New messages" where the user's read marker was,
+   * and `@name`s marked; then, if the user is reading it, the room is
+   * marked read (the divider is placed before, so it stays).
+   */
+  renderTranscript(room, online) {
+    const { store } = this;
+    const divider = this.placeDivider();
+    this.messages.render(room, {
+      me: store.me,
+      online,
+      isOwn: (m) => store.isOwn(m),
+      canChange: (m) => store.canChange(m),
+      myIds: store.myIds,
+      names: room ? mentionableNames(room, store.me) : [],
+      divider,
+      label: room ? roomLabel(room, store.myIds) : null,
+    });
+    this.reading = this.isReading(room) ? room.name : null;
+    if (this.reading !== null) this.client.markRead(room.name);
+    // What came while the user was scrolled up: on the Latest button.
+    const below = room && this.reading === null ? store.unreadOf(room).unread : 0;
+    this.el.jumpCount.hidden = below === 0;
+    this.el.jumpCount.replaceChildren(
+      below > 99 ? '99+' : String(below),
+      h('span', { class: 'visually-hidden' }, below === 1 ? ' new message' : ' new messages'),
+    );
+  }
+
+  /**
+   * Decides where "New messages" goes in the room on screen, before
+   * anything in it is marked read. Also run on every change of the store,
+   * not only in a drawn frame: a background tab draws none, and what
+   * arrives there must be under the divider when the user comes back.
+   */
+  placeDivider() {
+    const room = this.store.activeRoom;
+    const unread = room ? this.store.unreadOf(room).unread : 0;
+    return this.divider.update(room, unread, this.isReading(room));
+  }
+
+  /** The sidebar's rooms and direct messages, each with its counts. */
+  renderRooms() {
+    const { store, el } = this;
+    this.rooms.render(store, this.reading);
+    const dms = this.dms.render(store, this.reading);
+    el.dmList.hidden = dms === 0;
+    el.dmsTitle.hidden = dms === 0;
+    el.roomsHint.hidden = store.rooms.size > dms;
   }
 
   /** "Replying to …" above the composer while a reply is being written. */
@@ -424,6 +553,7 @@ export class AppView {
   subtitle(room) {
     if (!room.everJoined) return 'Joining…';
     if (!room.joined) return 'Offline: will catch up when reconnected';
+    if (isDm(room.name)) return 'Direct message';
     const n = room.members.size;
     return n === 1 ? '1 member: just you so far' : `${n} members`;
   }
@@ -485,11 +615,20 @@ export class AppView {
     el.dot.dataset.state = connection.state;
   }
 
+  /**
+   * "(3) #general · Chat": the count is of what is addressed to the user,
+   * unread mentions and unread direct messages (Store.attentionCount), not
+   * every unread message, so a busy room does not make the tab shout.
+   */
   renderTitle() {
-    const unread = this.store.totalUnread;
-    const room = this.store.active;
-    const base = room === null ? 'Chat' : `#${isolated(room)} · Chat`;
-    const title = unread ? `(${unread}) ${base}` : base;
+    const room = this.store.activeRoom;
+    const count = this.store.attentionCount(this.isReading(room) ? room.name : null);
+    let base = 'Chat';
+    if (room) {
+      const { sigil, name } = roomLabel(room, this.store.myIds);
+      base = `${sigil}${isolated(name)} · Chat`;
+    }
+    const title = count ? `(${count > 99 ? '99+' : count}) ${base}` : base;
     if (document.title !== title) document.title = title;
   }
 }

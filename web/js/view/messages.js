@@ -16,7 +16,8 @@
 
 import { h, icon, markup, reconcile, ICONS } from '../dom.js';
 import { dayKey, formatDay, formatFullTime, formatTime, initial, paintPerson } from '../format.js';
-import { quotedText } from '../store.js';
+import { mentionsOneOf, quotedText } from '../store.js';
+import { dividerNode, partNodes, textParts } from './unread.js';
 import { EmojiPicker } from './picker.js';
 
 // Messages of one sender this close together share one header.
@@ -41,7 +42,8 @@ export class MessageList {
    * discard(room, id), retryWithoutQuote(room, id) for unsent entries;
    * reply(room, seq), react(room, seq, emoji, remove), saveEdit(room, seq,
    * text), remove(room, seq), jump(room, seq) for messages; compose(text)
-   * puts text in the composer.
+   * puts text in the composer; scrolled() after the reader scrolled (to
+   * see whether they reached the latest).
    */
   constructor(log, jumpButton, actions) {
     this.log = log;
@@ -96,7 +98,10 @@ export class MessageList {
 
   /**
    * Shows `room` (a RoomState or null). context: {me, online, isOwn(m),
-   * canChange(m)}; `online`: whether waiting sends can go now.
+   * canChange(m), myIds, names, divider, label}; `online`: whether waiting
+   * sends can go now; `names`: the names an `@` may mention; `divider`: the
+   * seq after which "New messages" starts, or null; `label`: what the room
+   * is called ({sigil, name}).
    */
   render(room, context) {
     const switching = (room?.name ?? null) !== this.room?.name;
@@ -130,6 +135,8 @@ export class MessageList {
       // Older messages were added above: keep what the reader looks at in place.
       this.log.scrollTop = anchor.node.offsetTop - anchor.offset;
     }
+    // Opened on more unread messages than fit: from the first of them.
+    if (this.pinned) this.revealDivider(context.divider);
     this.jumpButton.hidden = this.pinned;
     this.maybeLoadOlder();
   }
@@ -157,6 +164,25 @@ export class MessageList {
     this.jumpButton.hidden = this.pinned;
     if (this.picker.isOpen) this.picker.close(false);
     this.maybeLoadOlder();
+    this.actions.scrolled?.();
+  }
+
+  /**
+   * Scrolls the "New messages" divider to the top the first time it shows
+   * with more unread messages under it than fit: the reader starts at the
+   * first one, not the last. True if it did.
+   */
+  revealDivider(seq) {
+    const key = seq === null || seq === undefined ? null : `${this.room.name}\u0000${seq}`;
+    if (key === null || key === this.revealed) return false;
+    const divider = this.log.querySelector('.unread-divider');
+    if (!divider) return false;
+    this.revealed = key;
+    const top = divider.offsetTop - 8;
+    if (this.log.scrollHeight - top <= this.log.clientHeight) return false;
+    this.log.scrollTop = top;
+    this.pinned = false;
+    return true;
   }
 
   maybeLoadOlder() {
@@ -513,13 +539,22 @@ export class MessageList {
     items.push(...sends.map((entry) => pendingItem(entry, room, context)));
     this.items = new Map(items.filter((item) => item.seq !== null).map((item) => [item.seq, item]));
 
-    const out = [node('top', topSig(room), () => topNode(room))];
+    const label = context.label ?? { sigil: '#', name: room.name };
+    const out = [node('top', topSig(room, label), () => topNode(room, label))];
     let previous = null;
+    let divided = context.divider === null || context.divider === undefined;
     for (const item of items) {
       const day = dayKey(item.ts);
       if (day !== previous?.day) {
         const label = formatDay(item.ts);
         out.push(node(`day:${day}`, label, () => h('div', { class: 'day' }, h('span', {}, label))));
+        previous = null;
+      }
+      if (!divided && item.seq !== null && item.seq > context.divider && !item.own) {
+        // "New messages" above the first message that came after the read marker.
+        divided = true;
+        out.push(node('divider', 'divider', dividerNode));
+        // The message under it starts a group of its own.
         previous = null;
       }
       const el = node(`msg:${item.id}`, itemSig(item), () => messageNode(item, editing));
@@ -608,7 +643,7 @@ function shownReactions(reactions, pending, me) {
   return chips.filter((c) => c.count > 0);
 }
 
-function confirmedItem(message, { me, isOwn, canChange }, changes, pinned, editing) {
+function confirmedItem(message, { me, isOwn, canChange, myIds = new Set(), names = [] }, changes, pinned, editing) {
   const own = isOwn(message);
   const deleted = message.deleted === true;
   const edit = deleted ? null : changes?.edit;
@@ -622,6 +657,10 @@ function confirmedItem(message, { me, isOwn, canChange }, changes, pinned, editi
     ts: message.ts,
     // A deletion leaves a tombstone in its place.
     text: deleted ? 'message deleted' : edit ? edit.text : message.text,
+    // Who an `@name` in the text can be, to show them as mentions; "me"
+    // only where the server found the user mentioned.
+    mentions: deleted ? null : { names, me: mentionsOneOf(message, myIds) ? me?.name ?? null : null },
+    mentionsMe: !deleted && !own && mentionsOneOf(message, myIds),
     deleted,
     deleting,
     editedAt: edit ? message.edited_at ?? 0 : message.edited_at ?? null,
@@ -658,6 +697,8 @@ function pendingItem(entry, room, { me, online }) {
     seq: null,
     ts: entry.createdAt,
     text: entry.text,
+    mentions: null,
+    mentionsMe: false,
     deleted: false,
     deleting: false,
     editedAt: null,
@@ -701,9 +742,10 @@ function messageNode(item, editing) {
     item.change ? 'changing' : '',
     item.pinned ? 'pinned' : '',
     item.editing ? 'editing' : '',
+    item.mentionsMe ? 'mentions-me' : '',
   ];
   // A <div>, not a <p>: it may hold blocks of code.
-  const text = h('div', { class: 'text', dir: 'auto' }, markup(item.text));
+  const text = h('div', { class: 'text', dir: 'auto' }, markup(item.text, mentionNodes(item.mentions)));
   const el = h(
     'article',
     {
@@ -745,10 +787,20 @@ function messageNode(item, editing) {
   return el;
 }
 
+/** How plain text of a message shows: its `@name`s in spans of their own, when it can mention anyone. */
+function mentionNodes(mentions) {
+  if (!mentions) return undefined;
+  return (string) => {
+    const parts = textParts(string, mentions.names, mentions.me);
+    return parts ? partNodes(parts) : [string];
+  };
+}
+
 /** What a screen reader says for a message when it gets focus; `shown`: its text without the marks. */
 function label(item, shown) {
   const parts = [`${item.own ? 'You' : item.from.name}, ${formatTime(item.ts)}`];
   if (item.quote) parts.push(`replying to ${item.quote.from.name}`);
+  if (item.mentionsMe) parts.push('mentions you');
   parts.push(shown);
   if (item.edited) parts.push('edited');
   if (item.pinned) parts.push('pinned');
@@ -932,11 +984,12 @@ function editProblem(item) {
   );
 }
 
-function topSig(room) {
-  return [room.name, room.loadingOlder, room.olderError, room.hasOlder].join('\u0000');
+function topSig(room, label) {
+  return [room.name, label.sigil, label.name, room.loadingOlder, room.olderError, room.hasOlder].join('\u0000');
 }
 
-function topNode(room) {
+/** `label`: what the room is called ({sigil, name}: "#general", "@bob" for a direct message). */
+function topNode(room, label) {
   if (room.loadingOlder) return h('div', { class: 'history-edge' }, h('span', { class: 'spinner' }), 'Loading older messages…');
   if (room.olderError) {
     return h(
@@ -957,7 +1010,7 @@ function topNode(room) {
   return h(
     'div',
     { class: 'history-edge start' },
-    h('strong', {}, '#', h('bdi', {}, room.name)),
-    h('span', {}, 'This is the very beginning of the room.'),
+    h('strong', {}, label.sigil, h('bdi', {}, label.name)),
+    h('span', {}, label.sigil === '@' ? 'This is the very beginning of your direct messages.' : 'This is the very beginning of the room.'),
   );
 }
