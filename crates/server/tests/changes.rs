@@ -12,54 +12,13 @@
 mod common;
 
 use common::cluster::Cluster;
+use common::nodes::{Nodes, on_one_node_and_a_cluster};
 use common::room::{entries_through, state_of};
 use common::{Client, HttpResponse, Server, SocketIo, http_request};
 use jsonwebtoken::{EncodingKey, Header};
 use serde_json::{Value, json};
 
 const SECRET: &str = "an HS256 secret of at least thirty-two bytes";
-
-/// The nodes a scenario runs on: one, or a cluster's three.
-struct Nodes(Vec<Server>);
-
-impl Nodes {
-    fn one(args: &[&str]) -> Nodes {
-        Nodes(vec![Server::start(args)])
-    }
-
-    fn cluster(cluster: &Cluster, args: &[&str]) -> Nodes {
-        Nodes((0..3).map(|_| cluster.node(args)).collect())
-    }
-
-    /// Node `i`, counting round the nodes there are.
-    fn at(&self, i: usize) -> &Server {
-        &self.0[i % self.0.len()]
-    }
-}
-
-/// A test of `scenario` on one node, and one on a cluster.
-macro_rules! on_one_node_and_a_cluster {
-    ($($scenario:ident),* $(,)?) => {
-        mod one_node {
-            $(
-                #[tokio::test]
-                async fn $scenario() {
-                    super::$scenario(&super::Nodes::one(&[])).await;
-                }
-            )*
-        }
-        mod cluster {
-            $(
-                #[tokio::test]
-                #[ignore = "needs PostgreSQL and Redis: scripts/test provides them"]
-                async fn $scenario() {
-                    let cluster = super::Cluster::new().await;
-                    super::$scenario(&super::Nodes::cluster(&cluster, &[])).await;
-                }
-            )*
-        }
-    };
-}
 
 on_one_node_and_a_cluster!(
     each_change_takes_the_next_seq_and_reaches_every_member_in_order,

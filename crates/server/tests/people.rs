@@ -11,50 +11,9 @@
 
 mod common;
 
-use common::cluster::Cluster;
+use common::nodes::{Nodes, on_one_node_and_a_cluster};
 use common::{Client, Server, SocketIo, upgrade_status};
 use serde_json::{Value, json};
-
-/// The nodes a scenario runs on: one, or a cluster's three.
-struct Nodes(Vec<Server>);
-
-impl Nodes {
-    fn one(args: &[&str]) -> Nodes {
-        Nodes(vec![Server::start(args)])
-    }
-
-    fn cluster(cluster: &Cluster, args: &[&str]) -> Nodes {
-        Nodes((0..3).map(|_| cluster.node(args)).collect())
-    }
-
-    /// Node `i`, counting round the nodes there are.
-    fn at(&self, i: usize) -> &Server {
-        &self.0[i % self.0.len()]
-    }
-}
-
-macro_rules! on_one_node_and_a_cluster {
-    ($($scenario:ident),* $(,)?) => {
-        mod one_node {
-            $(
-                #[tokio::test]
-                async fn $scenario() {
-                    super::$scenario(&super::Nodes::one(&[])).await;
-                }
-            )*
-        }
-        mod cluster {
-            $(
-                #[tokio::test]
-                #[ignore = "needs PostgreSQL and Redis: scripts/test provides them"]
-                async fn $scenario() {
-                    let cluster = super::Cluster::new().await;
-                    super::$scenario(&super::Nodes::cluster(&cluster, &[])).await;
-                }
-            )*
-        }
-    };
-}
 
 on_one_node_and_a_cluster!(
     a_guest_keeps_their_identity_across_reconnects_and_tabs,

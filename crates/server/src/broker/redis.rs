@@ -354,17 +354,7 @@ impl Broker for RedisBroker {
     fn publish_to_user(&self, user: &str, frame: ServerFrame, skip: Option<chat_core::ConnId>) {
         let shared = &self.shared;
         shared.rooms.deliver_to_user(user, &frame, skip);
-        let wire = Wire {
-            node: shared.node.clone(),
-            room: user.to_owned(),
-            frame,
-        };
-        match serde_json::to_vec(&wire) {
-            Ok(payload) => {
-                let _ = shared.writes.send(Write::PublishPeople { payload });
-            }
-            Err(error) => tracing::error!(%error, "cannot encode news for a person"),
-        }
+        shared.send_wire(user, frame, |payload| Write::PublishPeople { payload });
     }
 
     async fn subscribe(&self, room: &Arc<str>) -> Result<(), BrokerError> {
@@ -471,19 +461,25 @@ impl Shared {
     }
 
     fn publish_wire(&self, room: &Arc<str>, frame: ServerFrame) {
+        self.send_wire(room, frame, |payload| Write::Publish {
+            room: room.clone(),
+            payload,
+        });
+    }
+
+    /// Encodes `frame` for the other nodes (`to`: its room, or the user
+    /// news for a person is for) and queues the write `publish` makes of it.
+    fn send_wire(&self, to: &str, frame: ServerFrame, publish: impl FnOnce(Vec<u8>) -> Write) {
         let wire = Wire {
             node: self.node.clone(),
-            room: room.to_string(),
+            room: to.to_owned(),
             frame,
         };
         match serde_json::to_vec(&wire) {
             Ok(payload) => {
-                let _ = self.writes.send(Write::Publish {
-                    room: room.clone(),
-                    payload,
-                });
+                let _ = self.writes.send(publish(payload));
             }
-            Err(error) => tracing::error!(%error, "cannot encode a room event"),
+            Err(error) => tracing::error!(%error, "cannot encode a cluster event"),
         }
     }
 

@@ -239,18 +239,7 @@ fn replies(envelope: &Envelope, ack: Option<i64>) {
     let frame = match &envelope.request {
         Request::Join { room, .. } => ServerFrame::Joined {
             reference,
-            body: JoinedBody {
-                room: room.clone(),
-                seq: 1,
-                members: Vec::new().into(),
-                messages: Vec::new(),
-                events: Vec::new(),
-                pins: Vec::new(),
-                complete: true,
-                last_read: 0,
-                unread: 0,
-                unread_mentions: 0,
-            },
+            body: empty_joined(room.clone(), 1),
         },
         Request::Leave { room } => ServerFrame::Left {
             reference,
@@ -310,18 +299,10 @@ fn replies(envelope: &Envelope, ack: Option<i64>) {
         },
         Request::Dm { user } => ServerFrame::Joined {
             reference,
-            body: JoinedBody {
-                room: chat_protocol::people::dm_room(user, user).unwrap_or_default(),
-                seq: 0,
-                members: Vec::new().into(),
-                messages: Vec::new(),
-                events: Vec::new(),
-                pins: Vec::new(),
-                complete: true,
-                last_read: 0,
-                unread: 0,
-                unread_mentions: 0,
-            },
+            body: empty_joined(
+                chat_protocol::people::dm_room(user, user).unwrap_or_default(),
+                0,
+            ),
         },
         // The core answers `typing` with nothing; a callback gets its room.
         Request::Typing { room } => {
@@ -333,6 +314,22 @@ fn replies(envelope: &Envelope, ack: Option<i64>) {
         }
     };
     reply_reads_back(&frame, ack);
+}
+
+/// The `joined` of a room with nothing in it yet but its latest `seq`.
+fn empty_joined(room: String, seq: u64) -> JoinedBody {
+    JoinedBody {
+        room,
+        seq,
+        members: Vec::new().into(),
+        messages: Vec::new(),
+        events: Vec::new(),
+        pins: Vec::new(),
+        complete: true,
+        last_read: 0,
+        unread: 0,
+        unread_mentions: 0,
+    }
 }
 
 /// `frame` through [`mapping::reply`] and back through the codec.

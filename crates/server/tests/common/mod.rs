@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 pub mod cluster;
+pub mod nodes;
 pub mod room;
 
 use futures_util::{SinkExt, StreamExt};
