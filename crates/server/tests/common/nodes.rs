@@ -26,6 +26,8 @@ impl Nodes {
 
 /// A test of each `scenario` (an `async fn(&Nodes)` of the calling file)
 /// on one node, in module `one_node`, and one on a cluster, in `cluster`.
+// Each test binary compiles `common` whole; most have no such scenarios.
+#[allow(unused_macros)]
 macro_rules! on_one_node_and_a_cluster {
     ($($scenario:ident),* $(,)?) => {
         mod one_node {
@@ -50,4 +52,5 @@ macro_rules! on_one_node_and_a_cluster {
     };
 }
 
+#[allow(unused_imports)]
 pub(crate) use on_one_node_and_a_cluster;
