@@ -1,7 +1,7 @@
 //! What the client reports: replies to requests, and the event stream.
 //!
 //! Replies ([`Joined`], [`Ack`], [`History`], [`SearchResults`], and the
-//! protocol's [`ReadBody`], [`RoomSummary`] and
+//! protocol's [`ReadBody`], [`RoomSummary`](chat_protocol::RoomSummary) and
 //! [`DirectoryEntry`](chat_protocol::DirectoryEntry)) are returned by the
 //! request methods of [`Client`](crate::Client). Everything
 //! the server pushes, plus the client's own connection changes, arrives on
