@@ -721,7 +721,20 @@ impl Store for SqliteStore {
     }
 
     async fn record(&self, changes: Vec<PersonChange>) -> Result<Vec<ReadState>, StoreError> {
-        self.write(move |conn| people::record(conn, &changes)).await
+        let places: Vec<(String, String)> = changes
+            .iter()
+            .filter_map(|change| match change {
+                PersonChange::Read { user, room, .. } => Some((user.clone(), room.clone())),
+                _ => None,
+            })
+            .collect();
+        self.write(move |conn| people::record(conn, &changes))
+            .await?;
+        if places.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.read(move |conn| people::read_states(conn, &places))
+            .await
     }
 
     async fn user_rooms(&self, user: &str) -> Result<Vec<RoomSummary>, StoreError> {

@@ -63,13 +63,12 @@ fn counts_after(
     Ok((unread as u64, mentions as u64))
 }
 
-/// Stores `changes` in one transaction; the state after each `Read`.
-pub(super) fn record(
-    conn: &mut Connection,
-    changes: &[PersonChange],
-) -> rusqlite::Result<Vec<ReadState>> {
+/// Stores `changes` in one transaction. Only writes: the counts of the
+/// states each `read` is answered with are read afterwards on a reader
+/// connection ([`read_states`]), so that a burst of reads holds the one
+/// writer, which every message's commit waits for, as briefly as can be.
+pub(super) fn record(conn: &mut Connection, changes: &[PersonChange]) -> rusqlite::Result<()> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let mut states = Vec::new();
     for change in changes {
         match change {
             PersonChange::Joined {
@@ -88,12 +87,22 @@ pub(super) fn record(
                      WHERE user_id = ?1 AND room = ?2",
                 )?
                 .execute(params![user, room, to_sql_seq(*seq), latest])?;
-                states.push(read_state(&tx, room, user)?);
             }
         }
     }
-    tx.commit()?;
-    Ok(states)
+    tx.commit()
+}
+
+/// The state of each `(user, room)`, read in one snapshot.
+pub(super) fn read_states(
+    conn: &mut Connection,
+    places: &[(String, String)],
+) -> rusqlite::Result<Vec<ReadState>> {
+    let tx = conn.transaction()?;
+    places
+        .iter()
+        .map(|(user, room)| read_state(&tx, room, user))
+        .collect()
 }
 
 fn joined(tx: &Transaction<'_>, user: &User, room: &str, read_to: u64) -> rusqlite::Result<()> {
