@@ -34,6 +34,13 @@ use crate::store::{PersonChange, ReadState, Store, StoreError};
 /// (`BENCHMARKS.md`, "People").
 pub const SPACING: Duration = Duration::from_millis(200);
 
+/// Most rows one batch writes. Each batch holds the store's one writer
+/// (which every message's commit waits for) while it writes, and its
+/// answers take the server's CPU together: many small batches rather than
+/// one large one keep both stalls short. Measured in `BENCHMARKS.md`,
+/// "People".
+pub const CHUNK: usize = 256;
+
 /// Changes waiting for the writer, node-wide, before more are refused.
 pub const QUEUE: usize = 65_536;
 
@@ -138,12 +145,19 @@ impl PeopleWriter {
         while let Some(first) = rx.recv().await {
             let mut batch = Batch::default();
             batch.add(first);
-            // Whatever else arrives before the spacing is up joins it.
+            // Whatever else arrives before the spacing is up joins it; a
+            // batch that reaches `CHUNK` rows is written at once.
             while let Ok(Some(queued)) = tokio::time::timeout_at(next_start, rx.recv()).await {
                 batch.add(queued);
+                if batch.changes.len() >= CHUNK {
+                    self.write(std::mem::take(&mut batch)).await;
+                }
             }
             while let Ok(queued) = rx.try_recv() {
                 batch.add(queued);
+                if batch.changes.len() >= CHUNK {
+                    self.write(std::mem::take(&mut batch)).await;
+                }
             }
             next_start = Instant::now() + SPACING;
             self.write(batch).await;
