@@ -34,12 +34,13 @@ use crate::store::{PersonChange, ReadState, Store, StoreError};
 /// (`BENCHMARKS.md`, "People").
 pub const SPACING: Duration = Duration::from_millis(200);
 
-/// Most rows one batch writes. Each batch holds the store's one writer
-/// (which every message's commit waits for) while it writes, and its
-/// answers take the server's CPU together: many small batches rather than
-/// one large one keep both stalls short. Measured in `BENCHMARKS.md`,
-/// "People".
-pub const CHUNK: usize = 256;
+/// Most rows one commit of a batch writes. A commit holds the store's one
+/// writer (which every message's commit waits for) while it writes, and
+/// its answers take the server's CPU together: a batch of many rows is
+/// written in commits of this many, so both stalls stay short while
+/// reads still coalesce over the whole [`SPACING`]. Measured in
+/// `BENCHMARKS.md`, "People".
+pub const CHUNK: usize = 1024;
 
 /// Changes waiting for the writer, node-wide, before more are refused.
 pub const QUEUE: usize = 65_536;
@@ -145,25 +146,20 @@ impl PeopleWriter {
         while let Some(first) = rx.recv().await {
             let mut batch = Batch::default();
             batch.add(first);
-            // Whatever else arrives before the spacing is up joins it; a
-            // batch that reaches `CHUNK` rows is written at once.
+            // Whatever else arrives before the spacing is up joins it.
             while let Ok(Some(queued)) = tokio::time::timeout_at(next_start, rx.recv()).await {
                 batch.add(queued);
-                if batch.changes.len() >= CHUNK {
-                    self.write(std::mem::take(&mut batch)).await;
-                }
             }
             while let Ok(queued) = rx.try_recv() {
                 batch.add(queued);
-                if batch.changes.len() >= CHUNK {
-                    self.write(std::mem::take(&mut batch)).await;
-                }
             }
             next_start = Instant::now() + SPACING;
             self.write(batch).await;
         }
     }
 
+    /// Stores the batch in chunks of at most [`CHUNK`] rows, answering the
+    /// reads of each chunk once it is stored.
     async fn write(&self, batch: Batch) {
         let Batch {
             changes,
@@ -171,17 +167,34 @@ impl PeopleWriter {
             askers,
             flushes,
         } = batch;
-        let outcome = if changes.is_empty() {
-            Ok(Vec::new())
-        } else {
-            self.store.record(changes.clone()).await
-        };
-        match outcome {
-            Ok(states) => self.announce(&changes, &reads, states, askers),
-            Err(e) => {
-                tracing::warn!(error = %e, "storing read markers and memberships failed");
-                for (_, asker) in askers {
-                    asker.outbox.reply(crate::store_failed(asker.reference, &e));
+        let mut key_at: HashMap<usize, (String, String)> =
+            reads.into_iter().map(|(key, at)| (at, key)).collect();
+        let mut askers_of: HashMap<(String, String), Vec<Asker>> = HashMap::new();
+        for (key, asker) in askers {
+            askers_of.entry(key).or_default().push(asker);
+        }
+        for (n, chunk) in changes.chunks(CHUNK).enumerate() {
+            let first = n * CHUNK;
+            let read_keys: Vec<(String, String)> = chunk
+                .iter()
+                .enumerate()
+                .filter(|(_, change)| matches!(change, PersonChange::Read { .. }))
+                .filter_map(|(i, _)| key_at.remove(&(first + i)))
+                .collect();
+            match self.store.record(chunk.to_vec()).await {
+                Ok(states) => {
+                    for (key, state) in read_keys.into_iter().zip(states) {
+                        let askers = askers_of.remove(&key).unwrap_or_default();
+                        self.announce(key, &state, askers);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "storing read markers and memberships failed");
+                    for key in read_keys {
+                        for asker in askers_of.remove(&key).unwrap_or_default() {
+                            asker.outbox.reply(crate::store_failed(asker.reference, &e));
+                        }
+                    }
                 }
             }
         }
@@ -190,47 +203,25 @@ impl PeopleWriter {
         }
     }
 
-    /// Answers each `read` and tells the person's other connections.
-    fn announce(
-        &self,
-        changes: &[PersonChange],
-        reads: &HashMap<(String, String), usize>,
-        states: Vec<ReadState>,
-        askers: Vec<((String, String), Asker)>,
-    ) {
-        let read_changes = changes
-            .iter()
-            .enumerate()
-            .filter(|(_, c)| matches!(c, PersonChange::Read { .. }));
-        let mut state_at = HashMap::new();
-        for ((at, _), state) in read_changes.zip(states) {
-            state_at.insert(at, state);
-        }
-        let frame = |key: &(String, String), reference| {
-            let state = reads.get(key).and_then(|at| state_at.get(at))?;
-            Some(ServerFrame::Read {
-                reference,
-                body: ReadBody {
-                    room: key.1.clone(),
-                    seq: state.last_read,
-                    unread: state.unread,
-                    unread_mentions: state.unread_mentions,
-                },
-            })
+    /// Answers the `read`s of `key` (a person, a room) with `state`, and
+    /// tells the person's other connections.
+    fn announce(&self, key: (String, String), state: &ReadState, askers: Vec<Asker>) {
+        let (user, room) = key;
+        let frame = |reference| ServerFrame::Read {
+            reference,
+            body: ReadBody {
+                room: room.clone(),
+                seq: state.last_read,
+                unread: state.unread,
+                unread_mentions: state.unread_mentions,
+            },
         };
-        let mut told = HashMap::new();
-        for (key, asker) in askers {
-            if let Some(reply) = frame(&key, asker.reference) {
-                asker.outbox.reply(reply);
-            }
-            told.insert(key, asker.outbox.conn());
+        let mut told = None;
+        for asker in askers {
+            asker.outbox.reply(frame(asker.reference));
+            told = Some(asker.outbox.conn());
         }
-        for key in reads.keys() {
-            if let Some(news) = frame(key, None) {
-                self.broker
-                    .publish_to_user(&key.0, news, told.get(key).copied());
-            }
-        }
+        self.broker.publish_to_user(&user, frame(None), told);
     }
 }
 
