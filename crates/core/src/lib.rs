@@ -374,7 +374,7 @@ pub struct Session {
     rooms: RoomAccess,
     /// What they may do to others' messages.
     role: Role,
-    /// For a guest: the credential `welcome` hands them.
+    /// For a guest: the credential `welcome` hands them (then `None`).
     guest_token: Option<String>,
     outbox: Outbox,
     joined: HashSet<Arc<str>>,
@@ -426,14 +426,16 @@ impl Session {
         &self.id
     }
 
-    /// The first frame of every connection.
-    pub fn welcome(&self, heartbeat: Duration) -> ServerFrame {
+    /// The first frame of every connection. It hands over a guest's
+    /// credential, which the session does not keep after (a few hundred
+    /// bytes less for every open connection).
+    pub fn welcome(&mut self, heartbeat: Duration) -> ServerFrame {
         ServerFrame::Welcome(WelcomeBody {
             session: self.id.clone(),
             user: self.user.user().clone(),
             heartbeat_ms: heartbeat.as_millis() as u64,
             text: "Welcome to the chat server!".into(),
-            guest_token: self.guest_token.clone(),
+            guest_token: self.guest_token.take(),
         })
     }
 

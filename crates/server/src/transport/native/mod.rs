@@ -81,7 +81,7 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let heartbeat = app.heartbeat;
-    let (session, outbox) = app.hub.connect(identity);
+    let (mut session, outbox) = app.hub.connect(identity);
     socket.queue_text(session.welcome(heartbeat).to_json().as_bytes());
     let pump = Pump::new(outbox, heartbeat);
     connection::run(socket, pump, Chat { session }, heartbeat)
