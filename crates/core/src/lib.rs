@@ -114,7 +114,8 @@ pub struct Limits {
     pub send_burst: f64,
     /// Typing notices per second per connection; excess ones are dropped.
     pub typing_rate: f64,
-    /// Searches per second per connection (bursts of five times as many).
+    /// Searches, `rooms` and `directory` requests per second per
+    /// connection, together (bursts of five times as many).
     pub search_rate: f64,
     /// Refused requests per second a connection may cause (bursts of ten
     /// times as many) before its transport stops reading from it for a
@@ -864,15 +865,7 @@ impl Session {
         limit: Option<u64>,
     ) -> Result<(), Invalid> {
         let words = validate::search_words(&query)?;
-        if !self.searches.try_take() {
-            return Err(Invalid {
-                code: ErrorCode::RateLimited,
-                message: format!(
-                    "at most {} searches per second",
-                    self.hub.limits.search_rate
-                ),
-            });
-        }
+        self.take_wide_read()?;
         let limit = match limit {
             None => SEARCH_DEFAULT,
             Some(0) => {
@@ -951,8 +944,25 @@ impl Session {
             .map_err(|_| people_full())
     }
 
+    /// Takes one of the connection's reads that may cover many rooms
+    /// (`search`, `rooms`, `directory`): each can cost the store a query
+    /// per room, so a connection gets few (`--search-rate`).
+    fn take_wide_read(&mut self) -> Result<(), Invalid> {
+        if self.searches.try_take() {
+            return Ok(());
+        }
+        Err(Invalid {
+            code: ErrorCode::RateLimited,
+            message: format!(
+                "at most {} searches, room lists and directories per second",
+                self.hub.limits.search_rate
+            ),
+        })
+    }
+
     /// The user's rooms that their `rooms` claim still allows.
     async fn user_rooms(&mut self, reference: Option<Ref>) -> Result<(), Invalid> {
+        self.take_wide_read()?;
         let rooms = self.hub.store.user_rooms(&self.user.user().id).await;
         self.outbox.reply(match rooms {
             Ok(mut rooms) => {
@@ -969,6 +979,7 @@ impl Session {
 
     /// Public rooms the user may join.
     async fn directory(&mut self, reference: Option<Ref>) -> Result<(), Invalid> {
+        self.take_wide_read()?;
         let rooms = self.hub.store.directory(DIRECTORY_MAX).await;
         self.outbox.reply(match rooms {
             Ok(mut rooms) => {

@@ -427,3 +427,25 @@ async fn the_api_lists_rooms_and_opens_direct_messages() {
     .await;
     assert_eq!(status, 404);
 }
+
+/// `rooms` and `directory` may read a query per room each: a connection
+/// that floods them is refused with `rate_limited` beyond `--search-rate`'s
+/// burst, and stays connected and served.
+#[tokio::test]
+async fn a_flood_of_room_lists_is_rate_limited() {
+    let server = Server::start(&["--search-rate", "1"]);
+    let mut eve = Client::connect(&server, "eve").await;
+    eve.join("lobby").await;
+    let mut refused = 0;
+    for i in 0..12 {
+        let kind = if i % 2 == 0 { "rooms" } else { "directory" };
+        let reply = eve.request(json!({"type": kind})).await;
+        if reply["type"] == "error" {
+            assert_eq!(error_code(&reply), "rate_limited", "{reply}");
+            refused += 1;
+        }
+    }
+    // A burst of five, then one a second at most.
+    assert!(refused >= 6, "{refused} of 12 refused");
+    eve.assert_alive().await;
+}
