@@ -298,9 +298,11 @@ export class ChatClient {
     }
     for (const summary of Array.isArray(reply.rooms) ? reply.rooms : []) {
       if (typeof summary?.room !== 'string') continue;
-      const room = this.store.room(summary.room) ?? this.store.addRoom(summary.room);
+      const known = this.store.room(summary.room);
+      const room = known ?? this.store.addRoom(summary.room);
       this.store.applySummary(room, summary);
-      this.sync(room);
+      // A room joined already (or joining) needs no second join.
+      if (!known || !room.joined) this.sync(room);
     }
     if (this.store.active === null && this.store.rooms.size > 0) {
       this.store.setActive(this.store.rooms.keys().next().value);

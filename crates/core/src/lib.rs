@@ -75,6 +75,11 @@ pub const SEARCH_DEFAULT: usize = 20;
 pub const SEARCH_MAX: usize = 50;
 /// Most rooms a `directory` reply lists.
 pub const DIRECTORY_MAX: usize = 200;
+/// `rooms` and `directory` requests a second per connection, together, in
+/// bursts of four times as many: a page asks once per connection and per
+/// look at the directory; a flood of them would cost the store a query
+/// per room each.
+pub const LIST_RATE: f64 = 5.0;
 
 /// `--max-text-chars` by default (the protocol's contract).
 pub const DEFAULT_MAX_TEXT_CHARS: usize = validate::DEFAULT_MAX_TEXT_CHARS;
@@ -114,8 +119,7 @@ pub struct Limits {
     pub send_burst: f64,
     /// Typing notices per second per connection; excess ones are dropped.
     pub typing_rate: f64,
-    /// Searches, `rooms` and `directory` requests per second per
-    /// connection, together (bursts of five times as many).
+    /// Searches per second per connection (bursts of five times as many).
     pub search_rate: f64,
     /// Refused requests per second a connection may cause (bursts of ten
     /// times as many) before its transport stops reading from it for a
@@ -296,6 +300,7 @@ impl Hub {
             sends: TokenBucket::new(limits.send_rate, limits.send_burst),
             typing: TokenBucket::new(limits.typing_rate, limits.typing_rate.max(1.0)),
             searches: TokenBucket::new(limits.search_rate, (limits.search_rate * 5.0).max(1.0)),
+            lists: TokenBucket::new(LIST_RATE, LIST_RATE * 4.0),
             refusals: TokenBucket::new(limits.error_rate, (limits.error_rate * 10.0).max(1.0)),
             over_error_budget: false,
             activity,
@@ -382,6 +387,8 @@ pub struct Session {
     sends: TokenBucket,
     typing: TokenBucket,
     searches: TokenBucket,
+    /// `rooms` and `directory` requests this connection may still make.
+    lists: TokenBucket,
     /// Error replies this connection may still cause (`--max-errors-per-sec`).
     refusals: TokenBucket,
     /// It caused more: its transport pauses reading ([`Session::read_pause`]).
@@ -865,7 +872,15 @@ impl Session {
         limit: Option<u64>,
     ) -> Result<(), Invalid> {
         let words = validate::search_words(&query)?;
-        self.take_wide_read()?;
+        if !self.searches.try_take() {
+            return Err(Invalid {
+                code: ErrorCode::RateLimited,
+                message: format!(
+                    "at most {} searches per second",
+                    self.hub.limits.search_rate
+                ),
+            });
+        }
         let limit = match limit {
             None => SEARCH_DEFAULT,
             Some(0) => {
@@ -944,25 +959,22 @@ impl Session {
             .map_err(|_| people_full())
     }
 
-    /// Takes one of the connection's reads that may cover many rooms
-    /// (`search`, `rooms`, `directory`): each can cost the store a query
-    /// per room, so a connection gets few (`--search-rate`).
-    fn take_wide_read(&mut self) -> Result<(), Invalid> {
-        if self.searches.try_take() {
+    /// Takes one of the connection's lists of rooms (`rooms`,
+    /// `directory`): each may cost the store a query per room, so a
+    /// connection gets [`LIST_RATE`] a second.
+    fn take_list(&mut self) -> Result<(), Invalid> {
+        if self.lists.try_take() {
             return Ok(());
         }
         Err(Invalid {
             code: ErrorCode::RateLimited,
-            message: format!(
-                "at most {} searches, room lists and directories per second",
-                self.hub.limits.search_rate
-            ),
+            message: format!("at most {LIST_RATE} room lists and directories per second"),
         })
     }
 
     /// The user's rooms that their `rooms` claim still allows.
     async fn user_rooms(&mut self, reference: Option<Ref>) -> Result<(), Invalid> {
-        self.take_wide_read()?;
+        self.take_list()?;
         let rooms = self.hub.store.user_rooms(&self.user.user().id).await;
         self.outbox.reply(match rooms {
             Ok(mut rooms) => {
@@ -979,7 +991,7 @@ impl Session {
 
     /// Public rooms the user may join.
     async fn directory(&mut self, reference: Option<Ref>) -> Result<(), Invalid> {
-        self.take_wide_read()?;
+        self.take_list()?;
         let rooms = self.hub.store.directory(DIRECTORY_MAX).await;
         self.outbox.reply(match rooms {
             Ok(mut rooms) => {

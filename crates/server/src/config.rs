@@ -136,9 +136,8 @@ pub struct Settings {
     #[arg(long, env = "CHAT_TYPING_RATE", value_name = "N")]
     pub typing_rate: Option<f64>,
 
-    /// Searches, room lists (`rooms`) and directories per second per
-    /// connection, together, in bursts of five times as many; more are
-    /// refused with `rate_limited` [default: 2].
+    /// Searches per second per connection, in bursts of five times as
+    /// many; more are refused with `rate_limited` [default: 2].
     #[arg(long, env = "CHAT_SEARCH_RATE", value_name = "N")]
     pub search_rate: Option<f64>,
 
