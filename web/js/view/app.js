@@ -395,6 +395,9 @@ export class AppView {
    */
   showRoom(name) {
     this.store.setActive(name);
+    // The composer shows the room's draft at once, not at the next frame:
+    // what is typed right after the switch belongs to this room.
+    this.switchDraft(this.store.activeRoom);
     this.closeDrawers();
     this.el.messageInput.focus();
   }
