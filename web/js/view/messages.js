@@ -659,7 +659,9 @@ function confirmedItem(message, { me, isOwn, canChange, myIds = new Set(), names
     text: deleted ? 'message deleted' : edit ? edit.text : message.text,
     // Who an `@name` in the text can be, to show them as mentions; "me"
     // only where the server found the user mentioned.
-    mentions: deleted ? null : { names, me: mentionsOneOf(message, myIds) ? me?.name ?? null : null },
+    mentions: deleted
+      ? null
+      : mentionable(edit ? edit.text : message.text, names, mentionsOneOf(message, myIds) ? me?.name ?? null : null),
     mentionsMe: !deleted && !own && mentionsOneOf(message, myIds),
     deleted,
     deleting,
@@ -785,6 +787,18 @@ function messageNode(item, editing) {
   // Controls join the tab order with their message (MessageList.setCurrent).
   for (const control of el.querySelectorAll(CONTROLS)) control.tabIndex = -1;
   return el;
+}
+
+/**
+ * The names `text` may mention (those written after an `@`), and mine:
+ * only these, so that a message is drawn again when someone it names
+ * comes or goes, not whenever anyone does. Null when it names no one.
+ */
+function mentionable(text, names, me) {
+  if (!text.includes('@')) return null;
+  const folded = text.toLowerCase();
+  const named = names.filter((name) => folded.includes(`@${name.toLowerCase()}`));
+  return named.length > 0 ? { names: named, me } : null;
 }
 
 /** How plain text of a message shows: its `@name`s in spans of their own, when it can mention anyone. */
