@@ -19,7 +19,7 @@ use deadpool_postgres::Object;
 use tokio_postgres::Row;
 use tokio_postgres::types::FromSql;
 
-use super::read::message_from_row;
+use super::read::{message_from_row, quote_and_reactions};
 use super::{Param, db_error, from_sql_seq, prepare, query, query_opt, to_sql_seq};
 use crate::store::entries::{mentions_column, sort_by_activity, upper_bound_of_prefix};
 
@@ -115,20 +115,12 @@ const USER_ROOMS: &str = concat!(
     " FROM members b
      LEFT JOIN rooms s ON s.name = b.room
      LEFT JOIN LATERAL (
-         SELECT seq, id, user_id, user_name, text, ts, deleted, kind, target, emoji, edited_at,
-                mentions
+         SELECT room, seq, id, user_id, user_name, text, ts, deleted, kind, target, emoji,
+                edited_at, mentions
          FROM messages WHERE room = b.room AND kind = 0 ORDER BY seq DESC LIMIT 1
-     ) x ON true
-     LEFT JOIN LATERAL (
-         SELECT user_id, user_name, text, deleted FROM messages
-         WHERE room = b.room AND seq = x.target AND kind = 0 LIMIT 1
-     ) q ON true
-     LEFT JOIN LATERAL (
-         SELECT array_agg(emoji) AS emoji, array_agg(user_id) AS user_id,
-                array_agg(user_name) AS user_name, array_agg(seq) AS seq
-         FROM reactions WHERE room = b.room AND target = x.seq
-     ) r ON true
-     WHERE b.user_id = $1"
+     ) x ON true",
+    quote_and_reactions!("x"),
+    "WHERE b.user_id = $1"
 );
 
 /// Each of users `$1` with the name they last joined a room under.

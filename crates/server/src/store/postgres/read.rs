@@ -93,6 +93,34 @@ macro_rules! select_reactions {
     };
 }
 
+/// The quote and the reactions of message rows aliased `$row` (columns
+/// `room`, `seq`, `target`), as [`message_from_row`] reads them (`q.*`,
+/// `r.*`): for every query that returns messages in their current state.
+macro_rules! quote_and_reactions {
+    ($row:literal) => {
+        concat!(
+            " LEFT JOIN LATERAL (
+                SELECT user_id, user_name, text, deleted FROM messages
+                WHERE room = ",
+            $row,
+            ".room AND seq = ",
+            $row,
+            ".target AND kind = 0 LIMIT 1
+            ) q ON true
+            LEFT JOIN LATERAL (
+                SELECT array_agg(emoji) AS emoji, array_agg(user_id) AS user_id,
+                       array_agg(user_name) AS user_name, array_agg(seq) AS seq
+                FROM reactions WHERE room = ",
+            $row,
+            ".room AND target = ",
+            $row,
+            ".seq
+            ) r ON true "
+        )
+    };
+}
+pub(super) use quote_and_reactions;
+
 /// The room's latest `seq` (0 for a new room).
 const LATEST: &str = "SELECT COALESCE((SELECT seq FROM rooms WHERE name = $1), 0)";
 
@@ -567,18 +595,11 @@ const SEARCH_SELECT: &str = "
 
 /// Closes the hits' page (`$2`: its size and one more), then looks up each
 /// hit's quote and reactions.
-const SEARCH_REST: &str = "
-          ORDER BY search_id DESC LIMIT $2) h
-    LEFT JOIN LATERAL (
-        SELECT user_id, user_name, text, deleted FROM messages
-        WHERE room = h.room AND seq = h.target AND kind = 0 LIMIT 1
-    ) q ON true
-    LEFT JOIN LATERAL (
-        SELECT array_agg(emoji) AS emoji, array_agg(user_id) AS user_id,
-               array_agg(user_name) AS user_name, array_agg(seq) AS seq
-        FROM reactions WHERE room = h.room AND target = h.seq
-    ) r ON true
-    ORDER BY h.search_id DESC";
+const SEARCH_REST: &str = concat!(
+    " ORDER BY search_id DESC LIMIT $2) h",
+    quote_and_reactions!("h"),
+    "ORDER BY h.search_id DESC"
+);
 
 /// Opens the transaction a search runs in. Its statement is prepared once
 /// per connection and shape, and PostgreSQL may then plan it once for any
