@@ -87,6 +87,10 @@ export class Connection {
       throw new TypeError('no WebSocket here: pass `WebSocket` (for example the `ws` package\'s) in the options');
     }
     this.WebSocket = /** @type {WebSocketConstructor} */ (WebSocketImpl);
+    const url = new URL(options.url);
+    if (url.protocol !== 'ws:' && url.protocol !== 'wss:') {
+      throw new TypeError(`the server's URL must be ws:// or wss://, not ${url.protocol}//`);
+    }
     this.options = options;
     this.hooks = hooks;
     this.token = options.token ?? null;
