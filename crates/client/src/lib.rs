@@ -86,6 +86,7 @@ mod event;
 mod feed;
 mod history;
 mod search;
+mod tls;
 mod wire;
 
 pub use action::Action;
@@ -99,4 +100,9 @@ pub use client::{Client, ClientBuilder};
 pub use error::{Error, Result};
 pub use event::{Ack, CloseReason, Event, Events, History, Joined, SearchResults, Session};
 pub use history::HistoryQuery;
+/// The TLS library under `wss://`: [`Error::Tls`] carries a
+/// [`rustls::Error`] (an untrusted certificate is
+/// `rustls::Error::InvalidCertificate`), re-exported so that matching on it
+/// needs no dependency of one's own, at the same version.
+pub use rustls;
 pub use search::Search;
