@@ -34,6 +34,12 @@
 //! - **Reconnect with backoff.** Exponential with full jitter ([`Backoff`]),
 //!   after a drop, a server shutdown (close 1001), a slow-consumer drop
 //!   (1013), or a server that went silent for two heartbeat intervals.
+//! - **TLS.** A `wss://` URL connects over TLS (rustls), reconnects
+//!   included; the server's certificate is always verified, against the
+//!   platform's root store and any certificate authority given to
+//!   [`ClientBuilder::root_certificates_pem`] (a private CA, or a
+//!   self-signed server's own certificate). An untrusted certificate fails
+//!   with [`Error::Tls`], whose source is the [`rustls::Error`].
 //! - **The same guest across reconnects.** Without a token, the client
 //!   reconnects with the guest credential the server's latest `welcome`
 //!   handed out ([`Client::guest_token`]), so it stays the same user; pass

@@ -18,6 +18,7 @@
 //! chat dm bob                          # interactive, in the direct-message room
 //! chat read general 42                 # everything up to seq 42 is read
 //! chat --guest-token-file ~/.chat-guest send general hi   # the same guest each run
+//! chat --url wss://chat.example/ws --ca-file ca.pem tail general   # TLS, a private CA
 //! ```
 //!
 //! Human output is one line per message, `[HH:MM:SS] #room seq name: text`
