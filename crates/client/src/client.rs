@@ -29,6 +29,8 @@ pub struct ClientBuilder {
     backoff: Backoff,
     reconnect: bool,
     dead_after: Option<Duration>,
+    /// PEM bundles of extra roots to trust for `wss://`.
+    root_certificates: Vec<Vec<u8>>,
 }
 
 impl ClientBuilder {
@@ -44,6 +46,7 @@ impl ClientBuilder {
             backoff: Backoff::default(),
             reconnect: true,
             dead_after: None,
+            root_certificates: Vec::new(),
         }
     }
 
@@ -119,11 +122,29 @@ impl ClientBuilder {
         self
     }
 
+    /// Also trusts the certificate authorities in `pem` (one or more
+    /// `BEGIN CERTIFICATE` sections) for a `wss://` URL, besides the
+    /// platform's root store: a server with a private CA's certificate, or
+    /// a self-signed one, is trusted by naming that CA (or that
+    /// certificate), never by turning verification off, which this client
+    /// has no way to do. May be called several times; each adds.
+    ///
+    /// The PEM is read by [`connect`](ClientBuilder::connect), which fails
+    /// with [`Error::InvalidRootCertificates`] when it is not PEM or holds
+    /// no usable certificate (for a `ws://` URL too, so a mistake shows at
+    /// once).
+    pub fn root_certificates_pem(mut self, pem: impl Into<Vec<u8>>) -> ClientBuilder {
+        self.root_certificates.push(pem.into());
+        self
+    }
+
     /// Opens the first connection and starts the client.
     ///
     /// The first connection is not retried: an unreachable server, a bad
-    /// URL or a refused token fail here, so a mistake shows at once.
-    /// Connections lost later are re-opened in the background.
+    /// URL, a refused token or an untrusted certificate
+    /// ([`Error::Tls`]) fail here, so a mistake shows at once. Connections
+    /// lost later are re-opened in the background, over TLS again for a
+    /// `wss://` URL, with the same trust.
     ///
     /// Must be called within a tokio runtime (the connection runs as a task
     /// on it).
@@ -134,6 +155,7 @@ impl ClientBuilder {
             self.token.as_deref(),
             self.guest_token.as_deref(),
         )?;
+        target.trust(&self.root_certificates)?;
         let (ws, session) = target.open(self.connect_timeout).await?;
         target.keep_guest(&session);
         let (commands_tx, commands_rx) = mpsc::unbounded_channel();

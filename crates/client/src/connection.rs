@@ -26,7 +26,7 @@ use std::ops::ControlFlow;
 use std::time::Duration;
 
 use chat_protocol::{
-    AckBody, DirectoryBody, DirectoryEntry, ErrorBody, ErrorCode, HistoryBody, JoinedBody,
+    AckBody, Change, DirectoryBody, DirectoryEntry, ErrorBody, ErrorCode, HistoryBody, JoinedBody,
     PongBody, PresenceBody, ReadBody, Ref, RoomAddedBody, RoomSummary, RoomsBody,
     SearchResultsBody, ServerFrame, TypingBody,
 };
@@ -531,17 +531,15 @@ impl Connection {
         let Ok(frame) = serde_json::from_str::<ServerFrame>(text) else {
             return ControlFlow::Continue(());
         };
-        // Changes to messages take their place in the room's sequence
-        // like messages do.
-        let frame = match frame.into_change() {
-            Ok(change) => {
-                self.on_entry(Entry::Change(change));
-                return ControlFlow::Continue(());
-            }
-            Err(frame) => frame,
-        };
         match frame {
             ServerFrame::Message(message) => self.on_entry(Entry::Message(message)),
+            // Changes to messages (`deleted` among them) take their place in
+            // the room's sequence like messages do, and reach the caller as
+            // `Event::Change`s to apply to a `RoomState`.
+            ServerFrame::Edited(body) => self.on_entry(Entry::Change(Change::Edited(body))),
+            ServerFrame::Deleted(body) => self.on_entry(Entry::Change(Change::Deleted(body))),
+            ServerFrame::Reaction(body) => self.on_entry(Entry::Change(Change::Reaction(body))),
+            ServerFrame::Pinned(body) => self.on_entry(Entry::Change(Change::Pinned(body))),
             ServerFrame::Joined { reference, body } => match self.take_pending(reference) {
                 Some(Pending::Join(sent)) => self.on_joined(sent, body),
                 Some(Pending::Dm { reply, .. }) => self.on_dm_joined(body, reply),
@@ -605,13 +603,8 @@ impl Connection {
                 reference,
                 body: ErrorBody { code, message },
             } => return self.on_error(reference, code, message),
-            // The welcome comes once, read by `Target::open`; the changes
-            // were taken above.
-            ServerFrame::Welcome(_)
-            | ServerFrame::Edited(_)
-            | ServerFrame::Deleted(_)
-            | ServerFrame::Reaction(_)
-            | ServerFrame::Pinned(_) => {}
+            // The welcome comes once, read by `Target::open`.
+            ServerFrame::Welcome(_) => {}
         }
         ControlFlow::Continue(())
     }
@@ -1281,6 +1274,58 @@ mod tests {
         d.frame(json!({"type": "history", "ref": page_ref, "room": room,
                        "messages": page, "more": false}));
         assert_eq!(message_seqs(&d.emitted()), [3, 4]);
+    }
+
+    /// Joins `room` by hand: the `joined` reply lists `messages`.
+    fn join(d: &mut Driven, room: &str, seq: u64, messages: &[u64]) -> Joined {
+        let (reply, mut answer) = oneshot::channel();
+        d.command(Command::Join {
+            room: room.into(),
+            since: None,
+            reply,
+        });
+        let reference = d.sent()[0]["ref"].as_u64().expect("a ref");
+        d.frame(joined(reference, room, seq, messages));
+        answer.try_recv().expect("answered").expect("joined")
+    }
+
+    #[test]
+    fn a_live_deletion_is_delivered_and_tombstones_the_message() {
+        let mut d = driven();
+        let mut state = join(&mut d, "general", 2, &[1, 2]).room_state();
+        let mut reply = message("general", 3);
+        reply["reply_to"] = json!(1);
+        reply["quote"] = json!({"from": {"id": "u_b", "name": "bob"}, "text": "text 1"});
+        d.frame(reply);
+        d.frame(
+            json!({"type": "deleted", "room": "general", "seq": 4, "id": "d-1",
+                       "target": 1, "from": {"id": "u_m", "name": "mod"}, "ts": 2}),
+        );
+        // One of another room, not joined, is not ours.
+        d.frame(
+            json!({"type": "deleted", "room": "elsewhere", "seq": 5, "id": "d-2",
+                       "target": 1, "from": {"id": "u_m", "name": "mod"}, "ts": 2}),
+        );
+        let events = d.emitted();
+        let [Event::Message(_), Event::Change(Change::Deleted(deleted))] = &events[..] else {
+            panic!("the reply, then the deletion: {events:?}");
+        };
+        assert_eq!((deleted.seq, deleted.target), (4, 1));
+        for event in &events {
+            assert!(event.apply_to(&mut state));
+        }
+        let tombstone = &state.messages[&1];
+        assert!(
+            tombstone.deleted && tombstone.text.is_empty(),
+            "{tombstone:?}"
+        );
+        let quote = state.messages[&3].quote.as_ref().expect("a quote");
+        assert!(quote.deleted && quote.text.is_empty(), "{quote:?}");
+        assert_eq!(state.last_seq, 4);
+        // The resume cursor counts the deletion.
+        d.connection.connection_lost();
+        d.connection.resume();
+        assert_eq!(d.sent()[0]["since"], json!(4));
     }
 
     #[test]

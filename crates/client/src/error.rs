@@ -52,6 +52,38 @@ pub enum Error {
         source: Box<tokio_tungstenite::tungstenite::Error>,
     },
 
+    /// The TLS handshake of a `wss://` connection failed. Most often the
+    /// server's certificate is not trusted
+    /// (`rustls::Error::InvalidCertificate`): self-signed or from a private
+    /// CA (add that CA with
+    /// [`ClientBuilder::root_certificates_pem`](crate::ClientBuilder::root_certificates_pem)),
+    /// expired, or issued for another name than the URL's host. Trying
+    /// again with the same trust will not help.
+    #[error("the TLS handshake failed")]
+    Tls {
+        url: String,
+        #[source]
+        source: rustls::Error,
+    },
+
+    /// Root certificates given to
+    /// [`ClientBuilder::root_certificates_pem`](crate::ClientBuilder::root_certificates_pem)
+    /// cannot be used: the bytes are not PEM, hold no certificate, or a
+    /// certificate is not one a root can be made of.
+    #[error("invalid root certificates: {why}")]
+    InvalidRootCertificates { why: String },
+
+    /// A `wss://` URL, and no certificate authority to trust: the
+    /// platform's store is empty or unreadable (no CA bundle installed, or
+    /// `SSL_CERT_FILE`/`SSL_CERT_DIR` point at nothing), and no root was
+    /// given with
+    /// [`ClientBuilder::root_certificates_pem`](crate::ClientBuilder::root_certificates_pem).
+    #[error(
+        "no trusted root certificates: the platform's store has none, and none were given \
+         (install a CA bundle, or name the server's CA)"
+    )]
+    NoRootCertificates,
+
     /// The server broke the protocol while the connection was opening (for
     /// example, its first frame was not `welcome`).
     #[error("protocol error: {0}")]

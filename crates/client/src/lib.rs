@@ -34,6 +34,12 @@
 //! - **Reconnect with backoff.** Exponential with full jitter ([`Backoff`]),
 //!   after a drop, a server shutdown (close 1001), a slow-consumer drop
 //!   (1013), or a server that went silent for two heartbeat intervals.
+//! - **TLS.** A `wss://` URL connects over TLS (rustls), reconnects
+//!   included; the server's certificate is always verified, against the
+//!   platform's root store and any certificate authority given to
+//!   [`ClientBuilder::root_certificates_pem`] (a private CA, or a
+//!   self-signed server's own certificate). An untrusted certificate fails
+//!   with [`Error::Tls`], whose source is the [`rustls::Error`].
 //! - **The same guest across reconnects.** Without a token, the client
 //!   reconnects with the guest credential the server's latest `welcome`
 //!   handed out ([`Client::guest_token`]), so it stays the same user; pass
@@ -86,6 +92,7 @@ mod event;
 mod feed;
 mod history;
 mod search;
+mod tls;
 mod wire;
 
 pub use action::Action;
@@ -99,4 +106,9 @@ pub use client::{Client, ClientBuilder};
 pub use error::{Error, Result};
 pub use event::{Ack, CloseReason, Event, Events, History, Joined, SearchResults, Session};
 pub use history::HistoryQuery;
+/// The TLS library under `wss://`: [`Error::Tls`] carries a
+/// [`rustls::Error`] (an untrusted certificate is
+/// `rustls::Error::InvalidCertificate`), re-exported so that matching on it
+/// needs no dependency of one's own, at the same version.
+pub use rustls;
 pub use search::Search;

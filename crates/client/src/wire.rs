@@ -6,20 +6,24 @@
 //! the protocol crate's `Request` is the server's parsed form and is not
 //! meant to be serialized.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chat_protocol::{ServerFrame, WelcomeBody};
 use futures_util::StreamExt;
+use rustls::ClientConfig;
 use serde::Serialize;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::error::TlsError;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::http::header::AUTHORIZATION;
 use tokio_tungstenite::tungstenite::{self, Message as WsMessage};
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
 use crate::error::{Error, Result};
 use crate::event::Session;
+use crate::tls;
 
 /// An open client WebSocket.
 pub(crate) type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -166,6 +170,9 @@ pub(crate) struct Target {
     /// the latest a `welcome` handed out, or the one the client was built
     /// with.
     pub(crate) guest: Option<String>,
+    /// For a `wss://` URL: the TLS configuration (whom to trust) of every
+    /// connection, the first and each reconnect alike. `None` for `ws://`.
+    pub(crate) tls: Option<Arc<ClientConfig>>,
 }
 
 impl Target {
@@ -204,7 +211,19 @@ impl Target {
             url,
             authorization,
             guest: guest.map(str::to_owned),
+            tls: None,
         })
+    }
+
+    /// Sets up TLS for a `wss://` URL: the platform's roots and the PEM
+    /// `roots` are trusted. The PEM is checked for a `ws://` URL too, so a
+    /// bad file shows whatever the URL.
+    pub(crate) fn trust(&mut self, roots: &[Vec<u8>]) -> Result<()> {
+        let extra = tls::parse_roots(roots)?;
+        if tls::is_tls(&self.url) {
+            self.tls = Some(tls::client_config(&self.url, extra)?);
+        }
+        Ok(())
     }
 
     /// The URL the next upgrade asks for: with `?guest=` for a guest. A
@@ -248,9 +267,13 @@ impl Target {
         if let Some(value) = &self.authorization {
             request.headers_mut().insert(AUTHORIZATION, value.clone());
         }
-        let (mut ws, _) = tokio_tungstenite::connect_async_with_config(request, None, true)
-            .await
-            .map_err(|e| self.connect_error(e))?;
+        // `None` for ws://; for wss:// always ours, never tokio-tungstenite's
+        // fallback (a process-wide rustls default with no roots).
+        let connector = self.tls.clone().map(Connector::Rustls);
+        let (mut ws, _) =
+            tokio_tungstenite::connect_async_tls_with_config(request, None, true, connector)
+                .await
+                .map_err(|e| self.connect_error(e))?;
         let mut session = read_welcome(&mut ws).await?;
         if self.authorization.is_none() && session.guest_token.is_none() {
             // A welcome without a new credential leaves the one we came
@@ -261,6 +284,12 @@ impl Target {
     }
 
     fn connect_error(&self, error: tungstenite::Error) -> Error {
+        if let Some(source) = tls::handshake_error(&error) {
+            return Error::Tls {
+                url: self.url.clone(),
+                source,
+            };
+        }
         match error {
             tungstenite::Error::Http(response) => Error::Rejected {
                 status: response.status().as_u16(),
@@ -273,6 +302,10 @@ impl Target {
             tungstenite::Error::Url(e) => Error::InvalidUrl {
                 url: self.url.clone(),
                 why: e.to_string(),
+            },
+            tungstenite::Error::Tls(TlsError::InvalidDnsName) => Error::InvalidUrl {
+                url: self.url.clone(),
+                why: "the host is not a name a certificate can be checked against".into(),
             },
             other => Error::Connect {
                 url: self.url.clone(),

@@ -6,7 +6,7 @@
 mod common;
 
 use chat_client::{Action, Change, Client, Error, ErrorCode, Event, HistoryQuery, RoomState};
-use common::{Follower, NO_RATE_LIMIT, Proxy, TOKEN_ARGS, TestServer, WAIT, user};
+use common::{Follower, NO_RATE_LIMIT, Proxy, TOKEN_ARGS, TestServer, WAIT, until_member, user};
 use futures_util::future::join_all;
 
 /// Alice and Bob (members) and a moderator, each in `room`.
@@ -200,6 +200,61 @@ async fn another_client_gets_every_change_live_in_seq_order() {
     let (erin, _) = user(&server.url(), "erin", false).await;
     let joined = erin.join("r").await.expect("erin joins");
     assert_same_state(&joined.room_state(), &carol.state);
+}
+
+/// A deletion reaching a follower live, of a message it holds from its
+/// `joined` reply (not from a live event): the message becomes a
+/// tombstone, is unpinned, and the reply quoting it shows the quote as
+/// deleted, as a fresh join then shows the room.
+#[tokio::test]
+async fn a_live_deletion_tombstones_what_a_follower_holds_from_its_join() {
+    let server = TestServer::start(TOKEN_ARGS).await;
+    let (alice, bob, moderator) = cast(&server.url(), "r").await;
+    // Bob must be stored as a member for `@bob` to mention him.
+    until_member(&bob, "r").await;
+    let sent = alice.send("r", "to be deleted, @bob").await.expect("send");
+    bob.reply("r", 1, "a reply").await.expect("reply");
+    moderator.pin("r", 1).await.expect("pin");
+
+    let (carol, carol_events) = user(&server.url(), "carol", false).await;
+    let joined = carol.join("r").await.expect("carol joins");
+    assert_eq!(joined.pins.len(), 1);
+    let mut carol = Follower::new(carol_events, &joined);
+    assert_eq!(sent.seq, 1);
+    assert!(!carol.state.messages[&1].deleted);
+    assert_eq!(carol.state.messages[&1].mentions, ["bob"]);
+
+    // By a moderator, not the author.
+    let ack = moderator.delete("r", 1).await.expect("delete");
+    let event = carol
+        .until("the deletion", |e| {
+            matches!(e, Event::Change(Change::Deleted(_)))
+        })
+        .await;
+    let Event::Change(Change::Deleted(deleted)) = event else {
+        unreachable!()
+    };
+    assert_eq!(
+        (deleted.seq, deleted.target, deleted.from.name.as_str()),
+        (ack.seq, 1, "mod")
+    );
+    assert_eq!(carol.seqs, [ack.seq], "the deletion, once");
+    let tombstone = &carol.state.messages[&1];
+    assert!(
+        tombstone.deleted && tombstone.text.is_empty() && tombstone.reactions.is_empty(),
+        "{tombstone:?}"
+    );
+    // A deleted message mentions no one (docs/protocol.md), as the server's
+    // own tombstone shows.
+    assert!(tombstone.mentions.is_empty(), "{tombstone:?}");
+    assert!(carol.state.pins.is_empty(), "unpinned with it");
+    let quote = carol.state.messages[&2].quote.clone().expect("a quote");
+    assert!(quote.deleted && quote.text.is_empty(), "{quote:?}");
+    assert_eq!(carol.state.last_seq, ack.seq);
+
+    let (erin, _) = user(&server.url(), "erin", false).await;
+    let fresh = erin.join("r").await.expect("erin joins");
+    assert_same_state(&fresh.room_state(), &carol.state);
 }
 
 #[tokio::test]

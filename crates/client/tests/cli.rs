@@ -1,13 +1,16 @@
 //! The `chat` binary against the real server: send, history, tail, the
-//! interactive mode with piped input, rooms, direct messages, and a guest
-//! kept across runs.
+//! interactive mode with piped input, rooms, direct messages, a guest
+//! kept across runs, and `wss://` with `--ca-file`.
 
 mod common;
 
 use std::process::{Output, Stdio};
 
 use chat_client::Event;
-use common::{TOKEN_ARGS, TestServer, WAIT, next_matching, token, until_member};
+use common::{
+    Follower, TOKEN_ARGS, TestCert, TestServer, WAIT, next_matching, tls_client, token,
+    until_member,
+};
 use serde_json::Value;
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
@@ -21,6 +24,7 @@ async fn chat(server: &TestServer, args: &[&str], stdin: &str) -> Output {
         .args(args)
         .env_remove("CHAT_NAME")
         .env_remove("CHAT_TOKEN")
+        .env_remove("CHAT_CA_FILE")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -812,4 +816,114 @@ async fn a_guest_token_file_keeps_the_guest_across_runs() {
         stderr(&output)
     );
     assert_eq!(std::fs::read_to_string(file).expect("read"), before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wss_with_a_ca_file_sends_and_tails_and_refuses_without_one() {
+    let cert = TestCert::loopback();
+    let server = TestServer::start_tls(&cert, &[]).await;
+    assert!(server.url().starts_with("wss://"), "{}", server.url());
+    let (_files, ca_file, key_file) = cert.write();
+    let (ca, key) = (path_arg(&ca_file), path_arg(&key_file));
+
+    let args = [
+        "--ca-file",
+        ca,
+        "--name",
+        "alice",
+        "send",
+        "general",
+        "over",
+        "TLS",
+    ];
+    let sent = chat(&server, &args, "").await;
+    succeeded(&args, &sent);
+    assert!(
+        stdout(&sent).starts_with("sent #general seq 1 id "),
+        "{}",
+        stdout(&sent)
+    );
+
+    // A tail over wss shows the room, then a live message and its deletion.
+    let (bob, bob_events) = tls_client(&server.url(), "bob", &cert).await;
+    let joined = bob.join("general").await.expect("bob joins");
+    let mut bob_view = Follower::new(bob_events, &joined);
+    let tail = {
+        let url = server.url();
+        let ca = ca.to_owned();
+        tokio::spawn(async move {
+            Command::new(env!("CARGO_BIN_EXE_chat"))
+                .args(["--url", &url, "--ca-file", &ca, "--name", "watcher"])
+                .args(["tail", "general", "--count", "3"])
+                .env_remove("CHAT_CA_FILE")
+                .stdin(Stdio::null())
+                .kill_on_drop(true)
+                .output()
+                .await
+                .expect("run chat tail")
+        })
+    };
+    bob_view
+        .until(
+            "the tail's presence",
+            |e| matches!(e, Event::Presence { user, .. } if user.name == "watcher"),
+        )
+        .await;
+    assert_eq!(bob.send("general", "soon gone").await.expect("send").seq, 2);
+    assert_eq!(bob.delete("general", 2).await.expect("delete").seq, 3);
+    let output = tokio::time::timeout(WAIT, tail)
+        .await
+        .expect("the tail exits after three lines")
+        .expect("task");
+    succeeded(&["tail"], &output);
+    assert_eq!(
+        unclocked(&output),
+        [
+            "#general 1 alice: over TLS",
+            "#general 2 bob: soon gone",
+            "#general 2 bob: (message deleted)",
+        ]
+    );
+
+    // Without --ca-file the self-signed certificate is refused, and the
+    // message says what to do.
+    let args = ["send", "general", "refused"];
+    let refused = chat(&server, &args, "").await;
+    assert!(
+        !refused.status.success(),
+        "sent without trusting the server"
+    );
+    assert!(stdout(&refused).is_empty(), "{}", stdout(&refused));
+    let why = stderr(&refused);
+    assert!(
+        why.contains("the server's certificate is not trusted")
+            && why.contains("--ca-file")
+            && why.contains("UnknownIssuer"),
+        "{why}"
+    );
+
+    // A file that holds no certificate, or none at all: refused up front.
+    for (file, want) in [
+        (
+            key,
+            "invalid root certificates: no `BEGIN CERTIFICATE` section",
+        ),
+        (
+            "/nonexistent/ca.pem",
+            "cannot read the --ca-file /nonexistent/ca.pem",
+        ),
+    ] {
+        let args = ["--ca-file", file, "send", "general", "x"];
+        let output = chat(&server, &args, "").await;
+        assert!(!output.status.success(), "{args:?} succeeded");
+        assert!(
+            stderr(&output).contains(want),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+    }
+}
+
+fn path_arg(path: &std::path::Path) -> &str {
+    path.to_str().expect("a UTF-8 temp path")
 }

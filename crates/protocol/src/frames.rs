@@ -749,6 +749,23 @@ mod tests {
     }
 
     #[test]
+    fn a_deletion_leaves_the_tombstone_the_stores_list() {
+        // Message 4 with every extension, its mention of bob included;
+        // the sample deletion (seq 11) of it leaves exactly the stores'
+        // tombstone: no text, edit mark, quote, reactions or mentions, its
+        // `reply_to` kept.
+        let mut state = RoomState::default();
+        state.apply_message(rich_message(4));
+        state.apply_change(&changes()[1]);
+        let expected = Message {
+            reply_to: Some(1),
+            ..tombstone(4)
+        };
+        assert_eq!(state.messages[&4], expected);
+        assert_eq!(state.last_seq, 11);
+    }
+
+    #[test]
     fn messages_show_their_extensions_only_when_set() {
         let plain = serde_json::to_value(message(1)).unwrap();
         for key in [

@@ -18,6 +18,7 @@
 //! chat dm bob                          # interactive, in the direct-message room
 //! chat read general 42                 # everything up to seq 42 is read
 //! chat --guest-token-file ~/.chat-guest send general hi   # the same guest each run
+//! chat --url wss://chat.example/ws --ca-file ca.pem tail general   # TLS, a private CA
 //! ```
 //!
 //! Human output is one line per message, `[HH:MM:SS] #room seq name: text`
@@ -91,6 +92,11 @@ struct Global {
         value_name = "PATH"
     )]
     guest_token_file: Option<PathBuf>,
+    /// PEM file of certificate authorities to trust for a wss:// URL, besides
+    /// the system's: a private CA, or a self-signed server's own
+    /// certificate. Certificates are always verified.
+    #[arg(long, global = true, env = "CHAT_CA_FILE", value_name = "PATH")]
+    ca_file: Option<PathBuf>,
     /// Print one JSON object per line (frames as the server sent them).
     #[arg(long, global = true)]
     json: bool,
@@ -416,6 +422,11 @@ async fn run(cli: Cli) -> Result<()> {
 async fn connect(global: &Global, guest: &GuestFile) -> Result<(Client, Events)> {
     let mut builder =
         ClientBuilder::new(&global.url).request_timeout(Duration::from_secs(global.timeout));
+    if let Some(path) = &global.ca_file {
+        let pem = std::fs::read(path)
+            .with_context(|| format!("cannot read the --ca-file {}", path.display()))?;
+        builder = builder.root_certificates_pem(pem);
+    }
     if let Some(name) = &global.name {
         builder = builder.name(name);
     }
@@ -425,19 +436,50 @@ async fn connect(global: &Global, guest: &GuestFile) -> Result<(Client, Events)>
     if let Some(token) = guest.token() {
         builder = builder.guest_token(token);
     }
-    builder.connect().await.map_err(|error| {
-        let refused = matches!(error, chat_client::Error::Rejected { .. });
-        let error = anyhow::Error::new(error).context(format!("cannot connect to {}", global.url));
-        match guest.presented() {
-            // Most likely the file's credential, which only removing it
-            // gets past; say so rather than leave the user guessing.
-            Some(path) if refused => error.context(format!(
+    builder
+        .connect()
+        .await
+        .map_err(|error| connect_failure(error, global, guest))
+}
+
+/// Why `connect` failed, with what the user can do about it when the
+/// error alone would leave them guessing.
+fn connect_failure(error: chat_client::Error, global: &Global, guest: &GuestFile) -> anyhow::Error {
+    use chat_client::Error;
+    use chat_client::rustls::Error as TlsError;
+    let hint = match &error {
+        // Most likely the file's credential, which only removing it gets
+        // past.
+        Error::Rejected { .. } => guest.presented().map(|path| {
+            format!(
                 "the guest token in {} was refused (remove the file to connect as a new guest)",
                 path.display()
-            )),
-            _ => error,
-        }
-    })
+            )
+        }),
+        Error::Tls {
+            source: TlsError::InvalidCertificate(_),
+            ..
+        } => Some(
+            "the server's certificate is not trusted (a private CA, or a self-signed \
+             certificate? name it with --ca-file PATH)"
+                .to_owned(),
+        ),
+        Error::InvalidRootCertificates { .. } => global
+            .ca_file
+            .as_ref()
+            .map(|path| format!("cannot use the --ca-file {}", path.display())),
+        _ => None,
+    };
+    // Bad certificates to trust stop the run before any attempt.
+    let attempted = !matches!(error, Error::InvalidRootCertificates { .. });
+    let mut error = anyhow::Error::new(error);
+    if attempted {
+        error = error.context(format!("cannot connect to {}", global.url));
+    }
+    match hint {
+        Some(hint) => error.context(hint),
+        None => error,
+    }
 }
 
 /// `--guest-token-file`: where a guest's credential is kept between runs.

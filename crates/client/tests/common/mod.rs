@@ -4,6 +4,11 @@
 //!
 //! Every wait is bounded by [`WAIT`] and waits for a condition, never for a
 //! fixed time, so the tests are deterministic and cannot hang.
+//!
+//! A server can serve TLS ([`TestServer::start_tls`]) with a self-signed
+//! certificate made for the test ([`TestCert`]), which its clients trust by
+//! name ([`ClientBuilder::root_certificates_pem`]), as a deployment with a
+//! private CA would.
 
 // Each test binary uses a different part of the harness.
 #![allow(dead_code)]
@@ -37,6 +42,42 @@ pub struct TestServer {
     data_dir: TempDir,
     args: Vec<String>,
     running: Option<Running>,
+    /// `ws`, or `wss` for a server on TLS.
+    scheme: &'static str,
+    /// The certificate files of a server on TLS, kept while it runs.
+    _tls_files: Option<TempDir>,
+}
+
+/// A self-signed certificate (rcgen) and its key, in PEM.
+pub struct TestCert {
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+impl TestCert {
+    /// A certificate for 127.0.0.1, where the test servers listen.
+    pub fn loopback() -> TestCert {
+        TestCert::for_names(&["127.0.0.1"])
+    }
+
+    /// A certificate for `names` (host names or IP addresses).
+    pub fn for_names(names: &[&str]) -> TestCert {
+        let names = names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+        let certified = rcgen::generate_simple_self_signed(names).expect("generate a certificate");
+        TestCert {
+            cert_pem: certified.cert.pem(),
+            key_pem: certified.signing_key.serialize_pem(),
+        }
+    }
+
+    /// Writes `cert.pem` and `key.pem` into a new temporary directory.
+    pub fn write(&self) -> (TempDir, std::path::PathBuf, std::path::PathBuf) {
+        let dir = tempfile::tempdir().expect("a temp dir for the certificate");
+        let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+        std::fs::write(&cert, &self.cert_pem).expect("write cert.pem");
+        std::fs::write(&key, &self.key_pem).expect("write key.pem");
+        (dir, cert, key)
+    }
 }
 
 struct Running {
@@ -55,11 +96,34 @@ impl TestServer {
             data_dir,
             args,
             running: Some(running),
+            scheme: "ws",
+            _tls_files: None,
         }
     }
 
+    /// Starts a server that serves `wss://` only, with `cert`
+    /// (`--tls-cert`, `--tls-key`); restarts keep it on TLS.
+    pub async fn start_tls(cert: &TestCert, args: &[&str]) -> TestServer {
+        let (dir, cert_path, key_path) = cert.write();
+        let (cert_path, key_path) = (
+            cert_path.display().to_string(),
+            key_path.display().to_string(),
+        );
+        let mut all = vec![
+            "--tls-cert",
+            cert_path.as_str(),
+            "--tls-key",
+            key_path.as_str(),
+        ];
+        all.extend_from_slice(args);
+        let mut server = TestServer::start(&all).await;
+        server.scheme = "wss";
+        server._tls_files = Some(dir);
+        server
+    }
+
     pub fn url(&self) -> String {
-        format!("ws://{}/ws", self.addr)
+        format!("{}://{}/ws", self.scheme, self.addr)
     }
 
     /// Shuts the server down gracefully (pending sends acked, every
@@ -92,7 +156,7 @@ impl TestServer {
             &self.args,
         )
         .await;
-        f(format!("ws://{addr}/ws")).await;
+        f(format!("{}://{addr}/ws", self.scheme)).await;
         running.stop_and_wait().await;
     }
 }
@@ -163,6 +227,19 @@ pub async fn client(url: &str, name: &str) -> (Client, Events) {
         .expect("connect")
 }
 
+/// A client named `name` with fast reconnects that trusts `cert` (for a
+/// server on TLS; the platform's roots are trusted too).
+pub async fn tls_client(url: &str, name: &str, cert: &TestCert) -> (Client, Events) {
+    ClientBuilder::new(url)
+        .name(name)
+        .root_certificates_pem(cert.cert_pem.clone())
+        .backoff(fast_backoff())
+        .request_timeout(WAIT)
+        .connect()
+        .await
+        .expect("connect over TLS")
+}
+
 /// The next event matching `want`, skipping others; panics after [`WAIT`].
 pub async fn next_matching(
     events: &mut Events,
@@ -220,7 +297,9 @@ pub fn seqs(messages: &[Message]) -> Vec<u64> {
 /// clients off (so a test can change a room while they are certainly cut
 /// off, and other clients stay connected).
 pub struct Proxy {
+    /// `ws://` through the proxy; for a server on TLS, `wss://` + [`Proxy::addr`].
     pub url: String,
+    pub addr: SocketAddr,
     swallow: watch::Sender<bool>,
     cut: watch::Sender<u64>,
     refuse: watch::Sender<bool>,
@@ -229,7 +308,8 @@ pub struct Proxy {
 impl Proxy {
     pub async fn start(upstream: SocketAddr) -> Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let url = format!("ws://{}/ws", listener.local_addr().expect("addr"));
+        let addr = listener.local_addr().expect("addr");
+        let url = format!("ws://{addr}/ws");
         let (swallow, _) = watch::channel(false);
         let (cut, _) = watch::channel(0u64);
         let (refuse, _) = watch::channel(false);
@@ -249,6 +329,7 @@ impl Proxy {
         });
         Proxy {
             url,
+            addr,
             swallow,
             cut,
             refuse,

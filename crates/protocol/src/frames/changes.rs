@@ -179,13 +179,18 @@ impl Change {
 
 impl Message {
     /// Turns the message into its tombstone: its place, `id`, author, `ts`
-    /// and `reply_to` kept; its text, edit mark, quote and reactions gone.
+    /// and `reply_to` kept; its text, edit mark, quote, reactions and
+    /// mentions gone. A deleted message mentions no one: the stores list
+    /// none for a tombstone, so a client that kept them would hold a
+    /// message unlike the one a fresh join shows, still "mentioning" its
+    /// people.
     pub fn make_tombstone(&mut self) {
         self.text.clear();
         self.deleted = true;
         self.edited_at = None;
         self.quote = None;
         self.reactions.clear();
+        self.mentions.clear();
     }
 
     /// Applies a change whose `target` is this message.
