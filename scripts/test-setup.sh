@@ -7,7 +7,8 @@
 # - Debian packages: Chromium and the Noto CJK and emoji fonts (the browser
 #   tests and their screenshots), nginx (the cluster test runs it in front
 #   of three nodes), redis-server (private Redis servers of the cluster
-#   tests), Node.js and npm, and the PostgreSQL client;
+#   tests), Node.js and npm, the PostgreSQL client, and the CA bundle
+#   (ca-certificates: the Rust client's wss:// tests trust the platform's roots);
 # - the npm packages of tests/browser, tests/socketio and its seed client;
 # - PostgreSQL at CHAT_TEST_DATABASE_URL (default
 #   postgres://postgres@127.0.0.1:5432/test) and Redis at
@@ -57,7 +58,7 @@ if ! cargo nextest --version 2>/dev/null | grep -q "^cargo-nextest $NEXTEST_VERS
 fi
 
 apt_install_missing chromium fonts-noto-cjk fonts-noto-color-emoji nginx redis-server \
-    postgresql-client
+    postgresql-client ca-certificates
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
     apt_install_missing nodejs npm
 fi
