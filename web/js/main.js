@@ -1,19 +1,22 @@
 // Entry point: restores what this browser remembers, then starts the page.
-// Modules: connection (WebSocket, reconnects) → client (protocol) → store
-// (state) → view (DOM). See docs/architecture.md.
+// Modules: the chat client library (../chat-client/, clients/js in the
+// repository: connection, resume, outbox) → client (the page's glue) →
+// store (state) → view (DOM). See docs/architecture.md.
 
-import { ChatClient } from './client.js';
+import { PageClient } from './client.js';
 import { guestCredential } from './guest.js';
-import { remembered } from './storage.js';
+import { remembered, upgradeOutbox } from './storage.js';
 import { Store } from './store.js';
 import { AppView } from './view/app.js';
 
+// Before the library reads this tab's unsent writes.
+upgradeOutbox();
 const store = new Store({ userIds: remembered.userIds() });
-const client = new ChatClient(store);
+const client = new PageClient(store);
 client.restore({
-  rooms: remembered.rooms(),
+  // The rooms of unsent writes too, so that those are sent.
+  rooms: [...remembered.rooms(), ...remembered.outboxRooms()],
   active: remembered.activeRoom(),
-  outbox: remembered.outbox(),
 });
 const name = remembered.name();
 new AppView(store, client, { name, drafts: remembered.drafts() });

@@ -1,40 +1,9 @@
-// People on the page: direct-message rooms (named from their two users'
-// ids, as crates/protocol/src/people.rs makes them), how a room is labelled
-// ("#general", "@bob"), and `@name` mentions in message text, found by the
-// same rules as the server's `mentioned` so the page highlights what the
-// server counted.
+// People on the page: how a room is labelled ("#general", "@bob"), and
+// `@name` mentions in message text, found by the same rules as the server's
+// `mentioned` so the page highlights what the server counted. Direct-message
+// room names are the client library's (`isDm`, `dmRoom`, `dmPeer`).
 
-/** Every direct-message room's name starts with this; no other room's may. */
-export const DM_PREFIX = 'dm:';
-
-export function isDm(name) {
-  return typeof name === 'string' && name.startsWith(DM_PREFIX);
-}
-
-function escapeId(id) {
-  return id.replaceAll('%', '%25').replaceAll(',', '%2C');
-}
-
-function unescapeId(part) {
-  return part.replaceAll('%2C', ',').replaceAll('%25', '%');
-}
-
-/** The direct-message room of users `a` and `b`, in either order (the server's `dm_room`). */
-export function dmRoom(a, b) {
-  const [first, second] = a <= b ? [a, b] : [b, a];
-  return `${DM_PREFIX}${escapeId(first)},${escapeId(second)}`;
-}
-
-/** The other user's id in direct-message room `name` that `me` is in; null if none. */
-export function dmPeer(name, me) {
-  if (!isDm(name)) return null;
-  const parts = name.slice(DM_PREFIX.length).split(',');
-  if (parts.length !== 2) return null;
-  const [a, b] = parts.map(unescapeId);
-  if (a === me) return b;
-  if (b === me) return a;
-  return null;
-}
+import { dmPeer, isDm } from '../chat-client/index.js';
 
 /**
  * What the page calls a room: `{ sigil, name }`, "#" and the room's name,

@@ -3,30 +3,31 @@
 // says when the user has seen a room's latest messages; the marker moves
 // on the page at once (badges fall without waiting) and goes to the server
 // at most once per THROTTLE_MS per room, with the furthest seq by then. A
-// marker that could not be sent (offline) goes after the room's next sync.
+// marker that could not be sent (offline) goes after the room's next join.
 
-import { Disconnected } from './connection.js';
+import { ServerError } from '../chat-client/index.js';
 
 const THROTTLE_MS = 500;
 
 export class ReadMarkers {
-  constructor(store, connection) {
+  /** `read(room, seq)`: the client library's `read`, resolving with the server's `read` reply. */
+  constructor(store, read) {
     this.store = store;
-    this.connection = connection;
+    this.read = read;
     /** room name → {sentAt, timer, inFlight, dirty}. */
     this.rooms = new Map();
   }
 
   /** The user has seen everything the page holds of `room` (it is on screen, scrolled to the end). */
   seen(room) {
-    // Every entry up to lastSeq is held and shown; entries above it wait for a gap to fill.
+    // Every entry up to lastSeq is held and shown.
     if (!room.markRead(room.lastSeq)) return;
     this.store.changed();
     this.state(room.name).dirty = true;
     this.schedule(room.name);
   }
 
-  /** After a (re)join: sends a marker that could not go while offline. */
+  /** After a join: sends a marker that could not go while offline. */
   flush(name) {
     if (this.rooms.get(name)?.dirty) this.schedule(name);
   }
@@ -64,17 +65,16 @@ export class ReadMarkers {
     const state = this.rooms.get(name);
     const room = this.store.room(name);
     if (!state || !room || !state.dirty) return;
-    if (!room.joined || !this.connection.online) return; // flush() after the next sync
+    if (!room.joined) return; // flush() after the next join
     state.dirty = false;
     state.inFlight = true;
     state.sentAt = performance.now();
     try {
-      const reply = await this.connection.request({ type: 'read', room: name, seq: room.lastRead });
-      this.store.applyRead(reply);
+      this.store.applyRead(await this.read(name, room.lastRead));
     } catch (error) {
       // Lost with the connection: again after the rejoin. The server busy:
       // again a moment later. Anything else would be refused again.
-      if (error instanceof Disconnected || error.code === 'overloaded') state.dirty = true;
+      if (!(error instanceof ServerError) || error.retryable) state.dirty = true;
     } finally {
       state.inFlight = false;
     }

@@ -1,15 +1,17 @@
 // What the page remembers. localStorage (shared by the browser's tabs) keeps
 // the name, the rooms and the draft typed but not sent in each;
-// sessionStorage (this tab only, survives reloads) keeps unacknowledged
-// messages and changes and this tab's user ids, so a reload never loses one
-// and another tab never resends this one's.
+// sessionStorage (this tab only, survives reloads) keeps this tab's user
+// ids, and the client library keeps unacknowledged messages and changes
+// there too (OUTBOX), so a reload never loses one and another tab never
+// resends this one's.
 // Storage can be unavailable (private modes, quotas): then nothing is
 // remembered and the page still works.
 
 const NAME = 'chat.name';
 const ROOMS = 'chat.rooms';
 const ACTIVE = 'chat.active';
-const OUTBOX = 'chat.outbox';
+/** Where the client library keeps this tab's unsent writes (client.js). */
+export const OUTBOX = 'chat.outbox';
 const USER_IDS = 'chat.userIds';
 const DRAFTS = 'chat.drafts';
 
@@ -37,25 +39,37 @@ function drafts() {
   return new Map(Array.isArray(pairs) ? pairs.filter(valid) : []);
 }
 
-/** An unsent message or change as `remember.outbox` wrote it (older pages wrote messages without `kind`). */
-function isOutboxEntry(entry) {
-  if (!entry || typeof entry.room !== 'string' || typeof entry.id !== 'string') return false;
-  const kind = entry.kind ?? 'send';
-  switch (kind) {
-    case 'send':
-      return (
-        typeof entry.text === 'string' &&
-        (entry.replyTo == null || Number.isInteger(entry.replyTo)) &&
-        (entry.after == null || Number.isInteger(entry.after))
-      );
-    case 'edit':
-      return typeof entry.text === 'string' && Number.isInteger(entry.target);
-    case 'delete':
-      return Number.isInteger(entry.target);
-    case 'react':
-      return typeof entry.emoji === 'string' && Number.isInteger(entry.target);
-    default:
-      return false;
+/** This tab's storage, or null where the browser gives none (storage turned off). */
+export function tabStorage() {
+  try {
+    return window.sessionStorage;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * An unsent write as pages before the client library saved it: its place
+ * (`after`) beside it, and older still, a message without `kind`.
+ */
+function isPageEntry(entry) {
+  return entry !== null && typeof entry === 'object' && ('after' in entry || !('kind' in entry));
+}
+
+/** A page's saved write in the library's format: the place goes into `meta`. */
+function libraryEntry({ after, ...entry }) {
+  return { ...entry, kind: entry.kind ?? 'send', ...(Number.isInteger(after) ? { meta: { after } } : {}) };
+}
+
+/**
+ * Rewrites the unsent writes an older page saved under OUTBOX in the
+ * library's format, so that an upgrade of the page loses none. Before the
+ * library reads them.
+ */
+export function upgradeOutbox() {
+  const saved = read(sessionStorage, OUTBOX, []);
+  if (Array.isArray(saved) && saved.some(isPageEntry)) {
+    write(sessionStorage, OUTBOX, saved.map((entry) => (isPageEntry(entry) ? libraryEntry(entry) : entry)));
   }
 }
 
@@ -69,9 +83,11 @@ export const remembered = {
     return Array.isArray(rooms) ? rooms.filter((r) => typeof r === 'string') : [];
   },
   activeRoom: () => read(localStorage, ACTIVE, null),
-  outbox: () => {
+  /** The rooms of this tab's unsent writes: the page rejoins them, to send those. */
+  outboxRooms: () => {
     const entries = read(sessionStorage, OUTBOX, []);
-    return Array.isArray(entries) ? entries.filter(isOutboxEntry) : [];
+    const rooms = Array.isArray(entries) ? entries.map((entry) => entry?.room) : [];
+    return [...new Set(rooms.filter((room) => typeof room === 'string'))];
   },
   userIds: () => {
     const ids = read(sessionStorage, USER_IDS, []);
@@ -84,7 +100,6 @@ export const remember = {
   name: (name) => write(localStorage, NAME, name),
   rooms: (rooms) => write(localStorage, ROOMS, rooms),
   activeRoom: (room) => write(localStorage, ACTIVE, room),
-  outbox: (sends) => write(sessionStorage, OUTBOX, sends),
   // The last few are enough to recognise this tab's own recent messages.
   userIds: (ids) => write(sessionStorage, USER_IDS, ids.slice(-50)),
   // One room's draft ('' forgets it), over what is stored now: another tab

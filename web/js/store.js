@@ -1,16 +1,16 @@
 // The page's state: the rooms, their transcripts, pins, members, typing and
-// unsent messages and changes. Transcripts are keyed by the server's
-// per-room `seq`, so a message that arrives twice (a `joined` reply
-// overlapping live broadcasts, a history page overlapping what is loaded, an
-// ack followed by the sender's own copy) is stored once, in its newest
-// state. Changes to messages (edits, deletions, reactions, pins) are entries
-// of the same sequence with seqs of their own; they are applied by the rules
-// of the server's reference `RoomState` (crates/protocol/src/frames/
-// changes.rs): a page that applies every entry it receives, live or on
+// unsent messages and changes. The client library delivers each room's
+// entries in `seq` order, once each; transcripts are keyed by `seq` all the
+// same, because older history, a join's latest messages and messages made
+// from our own acks overlap what was delivered, and each is stored once, in
+// its newest state. Changes to messages (edits, deletions, reactions, pins)
+// are entries of the same sequence with seqs of their own; they are applied
+// by the rules of the server's reference `RoomState` (crates/protocol/src/
+// frames/changes.rs): a page that applies every entry delivered, live or on
 // resume, shows what a page joining afresh shows. Views read the state and
-// listen for `change`; only the client (client.js) changes it.
+// listen for `change`; only the page's client (client.js) changes it.
 
-import { isDm } from './people.js';
+import { isDm } from '../chat-client/index.js';
 import { remember } from './storage.js';
 
 const TYPING_SHOWN_MS = 4000;
@@ -59,8 +59,8 @@ function requoted(message, change) {
 
 const CHANGE_TYPES = new Set(['edited', 'deleted', 'reaction', 'pinned']);
 
-/** Whether `frame` is a change entry (a live frame or one of `events`) the page can apply. */
-export function isChange(frame) {
+/** Whether `frame` is a change entry the page can apply. */
+function isChange(frame) {
   return (
     frame !== null &&
     typeof frame === 'object' &&
@@ -93,25 +93,26 @@ export class RoomState {
      * client id → unsent entry: a message ({kind: 'send', text, replyTo,
      * after: the seq of the message it is shown after})
      * or a change ({kind: 'edit' | 'delete' | 'react', target, text, emoji,
-     * remove}), with {room, id, createdAt, state, notice, code, retryAt}.
+     * remove}), with {room, id, createdAt, attempts, state, notice, code}.
+     * `state`: 'queued' or 'sending' while in the client library's queue;
+     * 'failed' when refused for good (the user retries, edits or discards
+     * it); 'acked' for a change stored but not delivered yet (`seq`).
      */
     this.pending = new Map();
+    /** Ids of writes delivered while the library's queue still holds them (their ack is on its way). */
+    this.delivered = new Set();
     /**
-     * Every seq from where this page's transcript starts up to lastSeq is
-     * present, message or change: the `since` to resume from. Entries above
-     * it (a gap, or an ack overtaking another sender's broadcast) wait in
-     * `messages` and `changeSeqs`.
+     * Every entry of the room up to this seq has been applied (delivered in
+     * order by the client library, or the latest when first joined): where
+     * a new connection resumes from.
      */
     this.lastSeq = 0;
-    /** Seqs of changes applied above lastSeq. */
-    this.changeSeqs = new Set();
     /** The server has answered a join: lastSeq is meaningful for `since`. */
     this.everJoined = false;
     /** Remembered from an earlier visit: kept in the list while it rejoins. */
     this.restored = false;
     /** Joined on the current connection (sends and typing are possible). */
     this.joined = false;
-    this.syncing = false;
     /** History before the oldest loaded message: false once the server says there is none. */
     this.olderExist = true;
     this.loadingOlder = false;
@@ -200,33 +201,9 @@ export class RoomState {
     return this.olderExist && this.oldestSeq > 1;
   }
 
-  /** The highest seq held, message or change. */
-  get highestSeq() {
-    let highest = Math.max(this.lastSeq, this.sorted().at(-1)?.seq ?? 0);
-    for (const seq of this.changeSeqs) highest = Math.max(highest, seq);
-    return highest;
-  }
-
-  /** Seqs above lastSeq are held while lower ones are missing. */
-  get hasGap() {
-    return this.highestSeq > this.lastSeq;
-  }
-
-  /** Moves lastSeq up through the entries present. */
-  advance() {
-    while (this.messages.has(this.lastSeq + 1) || this.changeSeqs.has(this.lastSeq + 1)) this.lastSeq += 1;
-    for (const seq of this.changeSeqs) if (seq <= this.lastSeq) this.changeSeqs.delete(seq);
-  }
-
-  /** Every entry up to `seq` is accounted for (a page of the sequence ended there). */
-  coverThrough(seq) {
+  /** Entry `seq` was applied: the entries are delivered in order, so every one before it was too. */
+  appliedThrough(seq) {
     if (Number.isInteger(seq) && seq > this.lastSeq) this.lastSeq = seq;
-    this.advance();
-  }
-
-  /** Whether the entry with this seq has been applied (or was passed over for good). */
-  hasApplied(seq) {
-    return seq <= this.lastSeq || this.changeSeqs.has(seq) || this.messages.has(seq);
   }
 
   message(seq) {
@@ -269,20 +246,6 @@ export class RoomState {
       this.pins = this.pins.filter((p) => p.seq !== target);
     }
     this.sortedCache = null;
-    if (change.seq > this.lastSeq) this.changeSeqs.add(change.seq);
-  }
-
-  /** Forgets the transcript (the server's history was reset). */
-  clear() {
-    this.messages.clear();
-    this.sortedCache = null;
-    this.pins = [];
-    this.changeSeqs.clear();
-    this.lastSeq = 0;
-    this.olderExist = true;
-    // Seqs start again: so does the read marker (the server's comes with the join).
-    this.lastRead = 0;
-    this.counted = { seq: 0, unread: 0, mentions: 0 };
   }
 }
 
@@ -311,6 +274,20 @@ function keepBelow(room, sent, seq) {
   for (const entry of room.pending.values()) {
     if (entry.kind === 'send' && entry.createdAt > sent.createdAt) entry.after = Math.max(entry.after, seq);
   }
+}
+
+/** Entries in the client library's queue; the others are the page's to keep. */
+const QUEUED = new Set(['queued', 'sending']);
+
+/** A write of the library's queue (PendingWrite) as the page shows it. */
+function pendingEntry(write) {
+  const { id, room, kind, text = '', replyTo = null, target = null, emoji = '', remove = false, createdAt } = write;
+  // Where a message was written: given as `meta` when it was queued.
+  const after = Number.isInteger(write.meta?.after) ? write.meta.after : Infinity;
+  return {
+    id, room, kind, text, replyTo, target, emoji, remove, after, createdAt,
+    attempts: 0, state: 'queued', notice: '', code: '', seq: null,
+  };
 }
 
 export class Store extends EventTarget {
@@ -393,7 +370,6 @@ export class Store extends EventTarget {
     if (!this.rooms.delete(name)) return;
     if (this.active === name) this.setActive(this.rooms.keys().next().value ?? null);
     this.rememberRooms();
-    this.persistOutbox();
     this.changed();
   }
 
@@ -412,96 +388,122 @@ export class Store extends EventTarget {
   /**
    * Stores messages from the server, new ones and newer states of held
    * ones. `how`:
-   * - 'live': a broadcast (announced as a `message` event, for notifications);
-   * - 'resume': missed while away (a join with `since`);
-   * - 'initial', 'older': history;
+   * - 'delivered': the room's next entry, as the client library delivers
+   *   them (live, or missed while away); announced as a `message` event,
+   *   for notifications;
+   * - 'initial', 'older': history (a first join's latest messages, a page
+   *   before the oldest loaded);
    * - 'sent': made from our own ack; never replaces what the server sent.
    * Which are unread follows from the read marker (RoomState.unreadCounts).
-   * A message whose id is an unsent one of ours settles it: it is stored,
-   * whatever became of its ack.
    */
   addMessages(room, messages, how) {
-    const counts = how === 'live' || how === 'resume';
     for (const message of messages) {
       if (!message || !Number.isInteger(message.seq)) continue;
-      const sent = room.pending.get(message.id);
-      if (sent) {
-        room.pending.delete(message.id);
-        keepBelow(room, sent, message.seq);
-        this.persistOutbox();
-      }
       const held = room.messages.get(message.seq);
       if (held) {
         if (how !== 'sent') room.putMessage(newerState(held, message));
         continue;
       }
       room.putMessage(message);
-      if (counts) room.typing.delete(message.from.id);
-      if (how === 'live' && !this.isOwn(message)) {
-        this.dispatchEvent(new CustomEvent('message', { detail: { room, message } }));
+      if (how === 'delivered') {
+        room.typing.delete(message.from.id);
+        if (!this.isOwn(message)) this.dispatchEvent(new CustomEvent('message', { detail: { room, message } }));
       }
     }
-    room.advance();
-    this.settle(room);
     this.changed();
   }
 
-  /** Applies changes (live frames, or the `events` of a reply), in order. */
-  applyChanges(room, changes) {
-    for (const change of changes) {
-      if (!isChange(change)) continue;
-      if (room.pending.delete(change.id)) this.persistOutbox();
-      room.applyChange(change);
-    }
-    room.advance();
+  /** The room's next entry, a message, as the client library delivers it. */
+  deliverMessage(room, message) {
+    this.showed(room, message.id, message.seq);
+    this.addMessages(room, [message], 'delivered');
+    room.appliedThrough(message.seq);
+    this.settle(room);
+  }
+
+  /** The room's next entry, a change to a message, as the client library delivers it. */
+  deliverChange(room, change) {
+    if (!isChange(change)) return;
+    this.showed(room, change.id, change.seq);
+    room.applyChange(change);
+    room.appliedThrough(change.seq);
     this.settle(room);
     this.changed();
   }
 
   /**
-   * A page of the sequence read with `after` (a `history` reply): its
-   * messages, then its changes; every seq up to its last entry is
-   * accounted for.
+   * A write of ours shows in the room as entry `seq`: it is stored,
+   * whatever became of its ack (which may still be on its way).
    */
-  applyPage(room, page) {
-    const messages = Array.isArray(page.messages) ? page.messages : [];
-    const events = Array.isArray(page.events) ? page.events : [];
-    this.addMessages(room, messages, 'resume');
-    this.applyChanges(room, events);
-    let last = 0;
-    for (const entry of [...messages, ...events]) if (Number.isInteger(entry?.seq)) last = Math.max(last, entry.seq);
-    room.coverThrough(last);
-    this.settle(room);
+  showed(room, id, seq) {
+    const entry = room.pending.get(id);
+    if (!entry) return;
+    room.pending.delete(id);
+    if (QUEUED.has(entry.state)) room.delivered.add(id);
+    if (entry.kind === 'send') keepBelow(room, entry, seq);
   }
 
-  /**
-   * Drops our changes that the server acked once the room shows them
-   * (their broadcast arrived, or the room is caught up past their seq).
-   */
+  /** Our message `write` was acked: it shows at once as `message`, made from the ack, until delivered. */
+  sent(room, write, message) {
+    room.pending.delete(write.id);
+    keepBelow(room, write, message.seq);
+    this.addMessages(room, [message], 'sent');
+  }
+
+  /** Our change `entry` was acked as `seq`: it stays shown as ours until the room shows it. */
+  changeAcked(room, entry, seq) {
+    entry.state = 'acked';
+    entry.seq = seq;
+    this.settle(room);
+    this.changed();
+  }
+
+  /** Our write `entry` was refused for good: kept, with `notice`, for the user to retry, edit or discard. */
+  failed(entry, code, notice) {
+    Object.assign(entry, { state: 'failed', code, notice });
+    this.changed();
+  }
+
+  /** Drops our acked changes once the room shows them (every entry up to their seq is applied). */
   settle(room) {
-    let settled = false;
     for (const entry of room.pending.values()) {
-      if (entry.state === 'acked' && room.hasApplied(entry.seq)) {
+      if (entry.state === 'acked' && entry.seq <= room.lastSeq) {
         room.pending.delete(entry.id);
-        settled = true;
+        this.changed();
       }
     }
-    if (settled) this.changed();
   }
 
   /**
-   * Applies a `joined` reply (RoomState::apply_joined): the pins, the
-   * messages, then the changes. A first join starts the transcript at the
-   * room's latest seq; a resumed one (`since`) continues where it was.
+   * The client library's queue of writes changed: each room's unsent
+   * entries follow it (`notice(write)`: what to say on one waiting to go
+   * again). Failed entries and acked changes are the page's, kept as they are.
    */
-  applyJoined(room, joined, resumed) {
-    if (resumed && joined.seq < room.lastSeq) {
-      // The server has fewer entries than we saw: its history was reset.
-      // Start again from what it has rather than drop its new messages as
-      // already seen.
-      room.clear();
-      resumed = false;
+  syncPending(writes, notice) {
+    const listed = new Set(writes.map((write) => write.id));
+    for (const room of this.rooms.values()) {
+      for (const id of room.delivered) if (!listed.has(id)) room.delivered.delete(id);
+      for (const [id, entry] of room.pending) if (QUEUED.has(entry.state) && !listed.has(id)) room.pending.delete(id);
     }
+    for (const write of writes) {
+      const room = this.room(write.room);
+      if (!room || room.delivered.has(write.id)) continue;
+      const entry = room.pending.get(write.id) ?? pendingEntry(write);
+      // A retried entry takes its new place in the queue (createdAt).
+      const { state, attempts, createdAt } = write;
+      Object.assign(entry, { state, attempts, createdAt, notice: notice(write), code: '' });
+      room.pending.set(write.id, entry);
+    }
+    this.changed();
+  }
+
+  /**
+   * Applies a `joined` reply (RoomState::apply_joined): members, pins, the
+   * read marker. `context`: a first join without `since`, whose messages
+   * are the room's latest and start the transcript at its latest seq; any
+   * other join's messages and changes are delivered after it, one by one.
+   */
+  applyJoined(room, joined, context) {
     room.everJoined = true;
     room.joined = true;
     if (Number.isInteger(joined.last_read)) {
@@ -515,19 +517,10 @@ export class Store extends EventTarget {
     room.members = new Map(joined.members.map((m) => [m.id, m]));
     room.typing.clear();
     room.pins = Array.isArray(joined.pins) ? [...joined.pins] : [];
-    const messages = Array.isArray(joined.messages) ? joined.messages : [];
-    const events = Array.isArray(joined.events) ? joined.events : [];
-    this.addMessages(room, messages, resumed ? 'resume' : 'initial');
-    this.applyChanges(room, events);
-    if (room.announceUnread) this.announceLatestUnread(room);
-    if (!resumed || joined.complete) {
-      // The room as of its latest seq: everything up to it is here (what a
-      // complete resume lacks was purged by the server's retention, for good).
-      room.coverThrough(joined.seq);
-    } else {
-      let last = 0;
-      for (const entry of [...messages, ...events]) if (Number.isInteger(entry?.seq)) last = Math.max(last, entry.seq);
-      room.coverThrough(last);
+    if (context) {
+      this.addMessages(room, Array.isArray(joined.messages) ? joined.messages : [], 'initial');
+      room.appliedThrough(joined.seq);
+      if (room.announceUnread) this.announceLatestUnread(room);
     }
     this.settle(room);
     this.rememberRooms();
@@ -550,7 +543,6 @@ export class Store extends EventTarget {
   disconnected() {
     for (const room of this.rooms.values()) {
       room.joined = false;
-      room.syncing = false;
       room.typing.clear();
     }
     this.changed();
@@ -576,30 +568,6 @@ export class Store extends EventTarget {
       }
     }, TYPING_SHOWN_MS);
     this.changed();
-  }
-
-  /** Unsent entries of every room, oldest first: the order they are sent in. */
-  allPending() {
-    const all = [];
-    for (const room of this.rooms.values()) all.push(...room.pending.values());
-    return all.sort((a, b) => a.createdAt - b.createdAt);
-  }
-
-  addPending(room, entry) {
-    room.pending.set(entry.id, entry);
-    this.persistOutbox();
-    this.changed();
-  }
-
-  /** Unsent entries outlive a reload of the tab (sessionStorage); acked ones are done. */
-  persistOutbox() {
-    remember.outbox(
-      this.allPending()
-        .filter((entry) => entry.state !== 'acked')
-        .map(({ room, id, kind, text, replyTo, target, emoji, remove, after, createdAt }) => ({
-          room, id, kind, text, replyTo, target, emoji, remove, after, createdAt,
-        })),
-    );
   }
 
   /** {unread, mentions} of a room (see RoomState.unreadCounts). */

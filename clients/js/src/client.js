@@ -45,6 +45,7 @@ import { DEFAULT_SEND_RATE, Outbox } from './outbox.js';
  * @property {() => string | Promise<string>} [getToken] Gives a fresh token: called before connecting when the current one is missing or expires within `tokenMarginMs`, and once after the server refused one.
  * @property {number} [tokenMarginMs] How long before its `exp` a token is refreshed (default 30000).
  * @property {string | null} [guestToken] A guest credential an earlier `welcome` gave (keep it from the `guest_token` event): be that user again.
+ * @property {() => string | null} [getGuestToken] Reads the guest credential before every connection attempt, in place of `guestToken`: for one kept where others change it too (storage shared by a browser's tabs, which a user may clear).
  * @property {WebSocketConstructor} [WebSocket] The WebSocket class, where there is no global one (Node before 22: the `ws` package's).
  * @property {typeof fetch} [fetch] Used to tell a refused connection from a server that is down (default: the global one).
  * @property {BackoffOptions} [backoff] Reconnect delays.
@@ -158,6 +159,11 @@ export class ChatClient extends Emitter {
 
   get online() {
     return this.#connection.online;
+  }
+
+  /** When the next reconnect attempt starts (milliseconds since the epoch) while waiting for it, else null: for a countdown. */
+  get retryAt() {
+    return this.#connection.retryAt;
   }
 
   /** Who this client is, from the latest `welcome` (null before the first). */
@@ -404,7 +410,8 @@ export class ChatClient extends Emitter {
   }
 
   /**
-   * Skips the rest of a reconnect's backoff wait (the network came back).
+   * Skips the rest of the wait before the next connection attempt (the
+   * network came back, the user asked), a first connection's too.
    */
   reconnectNow() {
     this.#connection.retryNow();

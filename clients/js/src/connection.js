@@ -43,6 +43,7 @@ import { ClosedError, DisconnectedError, RefusedError, ServerError, TimeoutError
  * @property {() => string | Promise<string>} [getToken] Gives a fresh token: called before connecting when the current one is missing or expires within `tokenMarginMs`, and after the server refused one.
  * @property {number} [tokenMarginMs] How long before its `exp` a token is refreshed (default 30000).
  * @property {string | null} [guestToken] A guest credential from an earlier `welcome` (`?guest=`).
+ * @property {() => string | null} [getGuestToken] Reads the guest credential before every attempt, in place of `guestToken`.
  * @property {WebSocketConstructor} [WebSocket]
  * @property {BackoffOptions} [backoff]
  * @property {number} [pingEveryMs] Longest silence before the client pings (default: the server's heartbeat, at most 15000); two such silences mean a dead connection.
@@ -105,6 +106,8 @@ export class Connection {
     this.waiting = new Map();
     /** @type {any} */
     this.retryTimer = null;
+    /** @type {number | null} when the next attempt starts (ms since the epoch), while waiting for it */
+    this.retryAt = null;
     /** @type {any} */
     this.pingTimer = null;
     this.lastHeard = 0;
@@ -125,11 +128,10 @@ export class Connection {
     this.connect(false);
   }
 
-  /** Skips the rest of a backoff wait (the network came back, the user asked). */
+  /** Skips the rest of a backoff wait (the network came back, the user asked), the first connection's too. */
   retryNow() {
-    if (this.state !== 'reconnecting' || this.socket) return;
+    if (this.retryTimer === null) return;
     clearTimeout(this.retryTimer);
-    this.retryTimer = null;
     this.connect(false);
   }
 
@@ -187,6 +189,9 @@ export class Connection {
   async url() {
     const url = new URL(this.options.url);
     if (this.options.name) url.searchParams.set('name', this.options.name);
+    // Where the application keeps the credential, others (another tab,
+    // the user clearing storage) may have changed it since.
+    if (this.options.getGuestToken) this.guestToken = this.options.getGuestToken() || null;
     const token = await this.currentToken();
     if (token) url.searchParams.set('token', token);
     else if (this.guestToken) url.searchParams.set('guest', this.guestToken);
@@ -217,6 +222,7 @@ export class Connection {
    */
   async connect(refreshed) {
     this.retryTimer = null;
+    this.retryAt = null;
     const generation = ++this.generation;
     let url;
     try {
@@ -385,6 +391,7 @@ export class Connection {
         ? Math.random() * (backoff?.baseMs ?? 300)
         : backoffDelay(this.attempt, backoff);
     this.attempt += 1;
+    this.retryAt = Date.now() + delay;
     this.setState(this.state === 'connecting' ? 'connecting' : 'reconnecting');
     this.retryTimer = setTimeout(() => this.connect(false), delay);
   }
@@ -421,6 +428,7 @@ export class Connection {
   teardown(why) {
     clearTimeout(this.retryTimer);
     this.retryTimer = null;
+    this.retryAt = null;
     clearInterval(this.pingTimer);
     this.pingTimer = null;
     const socket = this.socket;

@@ -142,6 +142,7 @@ export class Outbox {
     /** @type {any} */
     this.timer = null;
     this.online = false;
+    this.closed = false;
   }
 
   /** The writes waiting for an ack, oldest first. */
@@ -218,6 +219,7 @@ export class Outbox {
 
   /** The client closed: every promise rejects (the saved queue stays for the next run). */
   close(/** @type {Error} */ why) {
+    this.closed = true;
     clearTimeout(this.timer);
     for (const [id, list] of this.waiters) {
       this.waiters.delete(id);
@@ -273,7 +275,8 @@ export class Outbox {
         this.settle(write, ack);
       }
     } catch (error) {
-      if (this.writes.get(write.id) === write) this.failed(write, /** @type {Error} */ (error));
+      // Cut off by close(): not refused, so it stays saved for the next run.
+      if (this.writes.get(write.id) === write && !this.closed) this.failed(write, /** @type {Error} */ (error));
     }
     this.pump();
   }

@@ -1,6 +1,10 @@
 //! The web chat page at `/`: the files of the repository's `web/` directory,
 //! embedded in the binary at compile time, so starting the server is all it
 //! takes to use the page: no front-end build, no files to deploy next to it.
+//! The page is built on the JavaScript client library, whose modules
+//! (`clients/js/src/*.js`) are embedded too and served as they are, at
+//! `/assets/chat-client/`: one implementation of the protocol, used by the
+//! page and by every other JavaScript client.
 //!
 //! Each file gets its own route (no wildcard), so the page never shadows a
 //! route added elsewhere. File names carry no content hash, so responses say
@@ -17,23 +21,31 @@ use axum::routing::get;
 pub struct Asset {
     /// URL path.
     pub path: &'static str,
-    /// Path inside `web/`.
+    /// Path in the repository (`web/…` or `clients/js/src/…`).
     pub file: &'static str,
     pub content_type: &'static str,
     pub body: &'static [u8],
 }
 
-/// Embeds `web/$file`, served at `/assets/$file` unless a path is given.
+/// Embeds `web/$file`, served at `/assets/$file` unless a path is given;
+/// `library $file` embeds `clients/js/src/$file`, served at
+/// `/assets/chat-client/$file`.
 macro_rules! asset {
+    (library $file:literal) => {
+        asset!(@embed concat!("/assets/chat-client/", $file), "clients/js/src/", $file, JS)
+    };
     ($file:literal, $content_type:expr) => {
         asset!(concat!("/assets/", $file), $file, $content_type)
     };
     ($path:expr, $file:literal, $content_type:expr) => {
+        asset!(@embed $path, "web/", $file, $content_type)
+    };
+    (@embed $path:expr, $dir:literal, $file:literal, $content_type:expr) => {
         Asset {
             path: $path,
-            file: $file,
+            file: concat!($dir, $file),
             content_type: $content_type,
-            body: include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../web/", $file)),
+            body: include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../", $dir, $file)),
         }
     };
 }
@@ -43,15 +55,14 @@ const CSS: &str = "text/css; charset=utf-8";
 const JS: &str = "text/javascript; charset=utf-8";
 const SVG: &str = "image/svg+xml";
 
-/// Every file of `web/` (a test checks that none is missing).
+/// Every file of `web/` and every module of `clients/js/src/` (a test
+/// checks that none is missing).
 pub static ASSETS: &[Asset] = &[
     asset!("/", "index.html", HTML),
     asset!("style.css", CSS),
     asset!("favicon.svg", SVG),
     asset!("js/main.js", JS),
-    asset!("js/connection.js", JS),
     asset!("js/client.js", JS),
-    asset!("js/outbox.js", JS),
     asset!("js/store.js", JS),
     asset!("js/storage.js", JS),
     asset!("js/validate.js", JS),
@@ -73,6 +84,16 @@ pub static ASSETS: &[Asset] = &[
     asset!("js/view/complete.js", JS),
     asset!("js/view/notify.js", JS),
     asset!("js/view/directory.js", JS),
+    // The client library: connection, per-room order, outbox, errors.
+    asset!(library "index.js"),
+    asset!(library "client.js"),
+    asset!(library "connection.js"),
+    asset!(library "backoff.js"),
+    asset!(library "emitter.js"),
+    asset!(library "errors.js"),
+    asset!(library "feed.js"),
+    asset!(library "outbox.js"),
+    asset!(library "people.js"),
 ];
 
 /// What the page may load and where it may connect: only this origin, no
@@ -153,32 +174,37 @@ mod tests {
 
     use super::*;
 
-    fn files_under(dir: &Path, found: &mut Vec<String>) {
-        for entry in std::fs::read_dir(dir).expect("read web/") {
-            let path = entry.expect("read web/ entry").path();
+    /// The files under `dir` whose name ends with `suffix`, as paths from
+    /// the repository's root.
+    fn files_under(root: &Path, dir: &str, suffix: &str, found: &mut Vec<String>) {
+        for entry in std::fs::read_dir(root.join(dir)).expect("read a directory") {
+            let path = entry.expect("read a directory entry").path();
+            let name = path.file_name().expect("a name").to_string_lossy();
+            let relative = format!("{dir}/{name}");
             if path.is_dir() {
-                files_under(&path, found);
-            } else {
-                found.push(path.to_string_lossy().into_owned());
+                files_under(root, &relative, suffix, found);
+            } else if name.ends_with(suffix) {
+                found.push(relative);
             }
         }
     }
 
     #[test]
-    fn every_file_of_web_is_embedded_once() {
-        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../web");
+    fn every_file_of_web_and_every_library_module_is_embedded_once() {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
         let mut on_disk = Vec::new();
-        files_under(&root, &mut on_disk);
-        let prefix = format!("{}/", root.to_string_lossy());
-        let mut on_disk: Vec<String> = on_disk
-            .iter()
-            .map(|path| path.trim_start_matches(&prefix).replace('\\', "/"))
-            .collect();
+        files_under(&root, "web", "", &mut on_disk);
+        // The library's `.d.ts` files are types for editors, never loaded.
+        files_under(&root, "clients/js/src", ".js", &mut on_disk);
         on_disk.sort();
         let mut embedded: Vec<String> = ASSETS.iter().map(|a| a.file.to_owned()).collect();
         embedded.sort();
-        assert_eq!(embedded, on_disk, "list new web/ files in web::ASSETS");
+        assert_eq!(
+            embedded, on_disk,
+            "list new web/ files and clients/js/src modules in web::ASSETS"
+        );
         let mut paths: Vec<&str> = ASSETS.iter().map(|a| a.path).collect();
+        paths.sort_unstable();
         paths.dedup();
         assert_eq!(paths.len(), ASSETS.len());
     }

@@ -1,10 +1,11 @@
 // The page: binds the controls of index.html to the client and renders the
 // store into them, at most once per animation frame.
 
+import { isDm } from '../../chat-client/index.js';
 import { describeJoinError } from '../client.js';
 import { h, setText, showError } from '../dom.js';
 import { isolated } from '../format.js';
-import { isDm, roomLabel } from '../people.js';
+import { roomLabel } from '../people.js';
 import { remember } from '../storage.js';
 import { charCount, displayNameProblem } from '../validate.js';
 import { MentionCompleter } from './complete.js';
@@ -178,7 +179,7 @@ export class AppView {
       this.messages.forget(name);
       client.leave(name);
     });
-    el.statusRetry.addEventListener('click', () => client.connection.retryNow());
+    el.statusRetry.addEventListener('click', () => client.retryNow());
 
     for (const drawer of this.drawers) drawer.button.addEventListener('click', () => this.toggleDrawer(drawer));
     el.scrim.addEventListener('click', () => this.closeDrawers());
@@ -215,9 +216,8 @@ export class AppView {
     const name = this.checkName({ allowEmpty });
     if (name === null) return false;
     if (name !== '') remember.name(name);
-    const { state } = client.connection;
-    const changed = name !== '' && name !== client.connection.name;
-    if (client.started ? changed || state === 'refused' : connect) client.connect(name);
+    const changed = name !== '' && name !== client.name;
+    if (client.started ? changed || client.state === 'refused' : connect) client.connect(name);
     return true;
   }
 
@@ -252,7 +252,8 @@ export class AppView {
     // A reply to a message deleted meanwhile goes as a plain message.
     const replyTo = this.replies.get(store.active) ?? null;
     const original = replyTo === null ? null : store.activeRoom?.message(replyTo);
-    client.send(store.active, text, { replyTo: original && !original.deleted ? replyTo : null });
+    // Not queued (the server refuses the page): the text stays to send later.
+    if (!client.send(store.active, text, { replyTo: original && !original.deleted ? replyTo : null })) return;
     el.messageInput.value = '';
     this.saveDraft();
     this.replies.delete(store.active);
@@ -454,7 +455,7 @@ export class AppView {
   render() {
     const { store, client, el } = this;
     const room = store.activeRoom;
-    const online = client.connection.online;
+    const online = client.online;
     el.messageInput.disabled = !room;
     el.sendButton.disabled = !room;
     const label = room ? roomLabel(room, store.myIds) : null;
@@ -581,41 +582,41 @@ export class AppView {
   }
 
   renderStatus() {
-    const { connection } = this.client;
-    const { el } = this;
+    const { client, el } = this;
+    const { state, retryAt } = client;
     clearTimeout(this.statusTimer);
     let text = '';
     let retry = false;
-    if (connection.state === 'connecting') {
-      text = 'Connecting…';
-    } else if (connection.state === 'reconnecting') {
-      text = 'Reconnecting…';
-      if (connection.retryAt !== null) {
-        const seconds = Math.ceil((connection.retryAt - Date.now()) / 1000);
-        if (seconds > 1) {
-          text += ` Next try in ${seconds} s.`;
-          retry = true;
-        }
-        // The countdown ticks on its own.
-        this.statusTimer = setTimeout(() => this.renderStatus(), 500);
+    if (state === 'connecting' || state === 'reconnecting') {
+      text = state === 'connecting' ? 'Connecting…' : 'Reconnecting…';
+      const seconds = retryAt === null ? 0 : Math.ceil((retryAt - Date.now()) / 1000);
+      if (seconds > 1) {
+        text += ` Next try in ${seconds} s.`;
+        retry = true;
       }
-    } else if (connection.state === 'refused') {
-      text = connection.refusal;
-      showError(el.nameError, connection.refusal);
+      // The countdown ticks on its own, and picks up the next wait.
+      this.statusTimer = setTimeout(() => this.renderStatus(), 500);
+    } else if (state === 'asleep') {
+      text = 'Disconnected after a while without activity.';
+      retry = true;
+    } else if (state === 'refused') {
+      text = client.refusalText;
+      showError(el.nameError, text);
     }
     setText(el.statusText, text);
     el.status.hidden = !text;
-    el.status.dataset.state = connection.state;
+    el.status.dataset.state = state;
     el.statusRetry.hidden = !retry;
     const dotTitle = {
       idle: 'Not connected',
       connecting: 'Connecting',
       online: 'Connected',
       reconnecting: 'Reconnecting',
+      asleep: 'Not connected',
       refused: 'Not connected',
-    }[connection.state];
+    }[state];
     el.dot.title = dotTitle;
-    el.dot.dataset.state = connection.state;
+    el.dot.dataset.state = state;
   }
 
   /**

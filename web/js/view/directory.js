@@ -55,7 +55,7 @@ export class DirectoryDialog {
       rooms = await this.client.directory();
     } catch (error) {
       this.say(
-        this.client.connection.online
+        this.client.online
           ? `Could not load the rooms: ${error.message}.`
           : 'Not connected: the list of rooms shows once the page is back online.',
       );

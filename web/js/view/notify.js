@@ -5,8 +5,9 @@
 // tab of the user sees the message; the notification's tag is the
 // message's, so the system shows it once.
 
+import { isDm } from '../../chat-client/index.js';
 import { setText } from '../dom.js';
-import { isDm, labelText } from '../people.js';
+import { labelText } from '../people.js';
 import { mentionsOneOf } from '../store.js';
 
 const BODY_CHARS = 160;

@@ -11,7 +11,7 @@
 // back where it was. Message text only ever goes into text nodes and
 // <mark> elements (dom.js), never markup.
 
-import { ProtocolError } from '../connection.js';
+import { ServerError } from '../../chat-client/index.js';
 import { h, reconcile, setText } from '../dom.js';
 import { formatFullTime, formatWhen, paintPerson } from '../format.js';
 import { searchProblem, searchWords } from '../validate.js';
@@ -91,7 +91,7 @@ export function highlighted(text, words) {
 
 /** Words for a search the server refused, or that could not be made. */
 function describeError(error) {
-  if (!(error instanceof ProtocolError)) return 'Not connected: search again once the page is back online.';
+  if (!(error instanceof ServerError)) return 'Not connected: search again once the page is back online.';
   switch (error.code) {
     case 'rate_limited':
       return 'Too many searches in a row: wait a moment, then search again.';
@@ -364,7 +364,7 @@ export class SearchPanel {
         if (generation !== this.generation) return;
         shown.loading = false;
         shown.error = describeError(error);
-        shown.offline = !(error instanceof ProtocolError);
+        shown.offline = !(error instanceof ServerError);
         this.render();
       },
     );
@@ -418,7 +418,7 @@ export class SearchPanel {
     if (!this.isOpen) return;
     const shown = this.shown;
     // Back online after a search that could not go: it goes now.
-    if (shown?.offline && this.client.connection.online) this.searchNow();
+    if (shown?.offline && this.client.online) this.searchNow();
     // "This room" follows the room shown.
     else if (shown && shown.key !== this.key(shown.query)) this.searchNow();
     else if (!shown) this.render();

@@ -2,8 +2,9 @@
 // messages ("@bob"), each with its unread count and, apart from it, the
 // count of unread messages that mention the user.
 
+import { isDm } from '../../chat-client/index.js';
 import { h, reconcile } from '../dom.js';
-import { isDm, roomLabel } from '../people.js';
+import { roomLabel } from '../people.js';
 
 export class RoomList {
   /**
