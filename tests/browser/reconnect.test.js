@@ -3,6 +3,7 @@
 // the outage is delivered exactly once.
 
 import assert from 'node:assert/strict';
+import { mkdirSync, rmSync } from 'node:fs';
 import { test } from 'node:test';
 import { useChat, WAIT_MS } from './harness.js';
 
@@ -133,3 +134,28 @@ for (const [what, direction, cut] of [
     await carol.waitForTexts(expected);
   });
 }
+
+test("a server whose history started over: the page shows the room anew, not the old one's transcript", async () => {
+  const alice = await open();
+  const bob = await open();
+  await alice.join('alice', 'reset');
+  await bob.join('bob', 'reset');
+  const old = ['old 1', 'old 2', 'old 3'];
+  for (const text of old) await bob.send(text);
+  await alice.waitForTexts(old);
+
+  // The operator starts the server on an empty data directory: the room's
+  // seq starts again from 1, below where the pages stand.
+  await session.server.stop();
+  rmSync(session.server.dataDir, { recursive: true, force: true });
+  mkdirSync(session.server.dataDir);
+  await session.server.restart();
+  for (const chat of [alice, bob]) {
+    await chat.waitFor(() => document.querySelector('#status')?.hidden === true, undefined, WAIT_MS * 2);
+  }
+
+  // Numbered 1 again: a page that kept its old place would drop it as seen.
+  await bob.send('after the reset');
+  await alice.waitForTexts(['after the reset']);
+  await bob.waitForTexts(['after the reset']);
+});

@@ -235,7 +235,7 @@ export class PageClient {
       this.loadRooms(chat);
     });
     on('guest_token', (token) => (token ? guestCredential.set(token) : guestCredential.drop()));
-    on('joined', (joined, { rejoin }) => this.joined(joined, rejoin));
+    on('joined', (joined, { rejoin, reset }) => this.joined(joined, rejoin, reset));
     on('message', (message) => this.inRoom(message, (room) => store.deliverMessage(room, message)));
     on('change', (change) => this.inRoom(change, (room) => store.deliverChange(room, change)));
     on('presence', (frame) => this.inRoom(frame, (room) => store.presence(room, frame.event, frame.user)));
@@ -321,12 +321,17 @@ export class PageClient {
     }
   }
 
-  /** A room was joined (`rejoin`: again, after a reconnect); what it missed follows, delivered. */
-  joined(joined, rejoin) {
+  /**
+   * A room was joined (`rejoin`: again, after a reconnect); what it missed
+   * follows, delivered. `reset`: the server's history of it started over,
+   * and this join is a newcomer's.
+   */
+  joined(joined, rejoin, reset) {
     // A direct-message room opened here (`dm`) is joined before the page has it.
     const room = this.store.room(joined.room) ?? this.store.addRoom(joined.room);
     const resumed = this.resumed.delete(room.name);
-    this.store.applyJoined(room, joined, !rejoin && !resumed);
+    if (reset) room.restart();
+    this.store.applyJoined(room, joined, reset || (!rejoin && !resumed));
     this.firstJoins.get(room.name)?.resolve();
     this.firstJoins.delete(room.name);
     this.reads.flush(room.name);

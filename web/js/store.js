@@ -136,6 +136,22 @@ export class RoomState {
   }
 
   /**
+   * The server's history of the room started over (its seq went back):
+   * forget what the room held, not what the user has yet to send.
+   */
+  restart() {
+    this.messages.clear();
+    this.sortedCache = null;
+    this.pins = [];
+    this.delivered.clear();
+    this.lastSeq = 0;
+    this.lastRead = 0;
+    this.counted = { seq: 0, unread: 0, mentions: 0 };
+    this.olderExist = true;
+    this.olderError = '';
+  }
+
+  /**
    * Moves the read marker forward to `seq`; `counts` ({unread, mentions}):
    * the server's counts after it, for when the page cannot count them
    * itself. Returns whether it moved.

@@ -61,7 +61,7 @@ import { DEFAULT_SEND_RATE, Outbox } from './outbox.js';
  * @typedef {object} ChatEvents
  * @property {[ConnectionState]} state The connection's state changed.
  * @property {[WelcomeFrame]} welcome Connected (again): every followed room is being re-joined.
- * @property {[JoinedFrame, {rejoin: boolean}]} joined A room was joined, or re-joined after a reconnect (members, pins, unread counts); what it missed follows as `message` and `change` events.
+ * @property {[JoinedFrame, {rejoin: boolean, reset: boolean}]} joined A room was joined, or re-joined after a reconnect (members, pins, unread counts); what it missed follows as `message` and `change` events. `reset`: the server's history of the room started over (its seq went back): drop what you hold of it; the frame's `messages` are its latest, as for a first join.
  * @property {[Message]} message A message, live or missed, in its room's order.
  * @property {[Change]} change A change to a message (`edited`, `deleted`, `reaction`, `pinned`), in its room's order.
  * @property {[PresenceFrame]} presence
@@ -87,6 +87,7 @@ import { DEFAULT_SEND_RATE, Outbox } from './outbox.js';
  * @property {boolean} ready joined on the current connection
  * @property {boolean} joinSent
  * @property {boolean} everJoined
+ * @property {boolean} reset the server's history of the room started over; the next `joined` says so
  * @property {{resolve: (frame: JoinedFrame) => void, reject: (error: Error) => void}[]} waiters
  */
 
@@ -234,7 +235,7 @@ export class ChatClient extends Emitter {
     if (this.#closedBy) return Promise.reject(this.#closedBy);
     let followed = this.#rooms.get(room);
     if (!followed) {
-      followed = { name: room, feed: null, since: since ?? null, ready: false, joinSent: false, everJoined: false, waiters: [] };
+      followed = { name: room, feed: null, since: since ?? null, ready: false, joinSent: false, everJoined: false, reset: false, waiters: [] };
       this.#rooms.set(room, followed);
     } else if (followed.ready) {
       // Joined already: ask again (the reply is fresh) without losing the place.
@@ -384,7 +385,7 @@ export class ChatClient extends Emitter {
     const joined = await this.#ask({ type: 'dm', user });
     let followed = this.#rooms.get(joined.room);
     if (!followed) {
-      followed = { name: joined.room, feed: null, since: null, ready: false, joinSent: false, everJoined: false, waiters: [] };
+      followed = { name: joined.room, feed: null, since: null, ready: false, joinSent: false, everJoined: false, reset: false, waiters: [] };
       this.#rooms.set(joined.room, followed);
     }
     if (!followed.joinSent) this.#applyJoined(followed, joined, followed.feed ? null : followed.since);
@@ -565,9 +566,21 @@ export class ChatClient extends Emitter {
    */
   #applyJoined(room, joined, since) {
     room.joinSent = false;
+    if (since !== null && joined.seq < since) {
+      // The room's sequence ends before where this client stands: the
+      // server's history started over (a new data directory). What the
+      // client holds is of a room that is gone, so it joins as a newcomer.
+      room.feed = null;
+      room.since = null;
+      room.reset = true;
+      this.#join(room);
+      return;
+    }
     room.ready = true;
     const rejoin = room.everJoined;
+    const reset = room.reset;
     room.everJoined = true;
+    room.reset = false;
     /** @type {(Message | Change)[]} */
     let missed = [];
     if (since === null && !room.feed) {
@@ -582,7 +595,7 @@ export class ChatClient extends Emitter {
       feed.learnLatest(joined.seq);
       missed = entriesOf(joined.messages, joined.events).flatMap((entry) => feed.offer(entry));
     }
-    this.emit('joined', joined, { rejoin });
+    this.emit('joined', joined, { rejoin, reset });
     this.#deliver(missed);
     for (const waiter of room.waiters.splice(0)) waiter.resolve(joined);
     this.#catchUp(room);
