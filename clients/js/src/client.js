@@ -456,7 +456,9 @@ export class ChatClient extends Emitter {
       try {
         return await this.#connection.request(frame, Math.max(1, deadline - Date.now()));
       } catch (error) {
-        if (!(error instanceof DisconnectedError) || this.#closedBy) throw error;
+        // Cut off by `close()` (or a refusal): the reason, not "not connected".
+        if (error instanceof DisconnectedError && this.#closedBy) throw this.#closedBy;
+        if (!(error instanceof DisconnectedError)) throw error;
       }
     }
   }
