@@ -1,0 +1,255 @@
+// Test harness of the JavaScript client: the real chat-server binary (the
+// repository's tests/support/chat-server.js, as tests/socketio and
+// tests/browser use it: free port on 127.0.0.1, a temporary data dir),
+// clients of this library over the `ws` package, a raw native client, and
+// waits with deadlines.
+//
+// Environment:
+//   CHAT_SERVER_BIN  the server binary (crates/server/tests/js_client.rs
+//                    passes the one cargo built; default target/debug)
+//   CHAT_CLI_BIN     the Rust client's `chat` binary (the same; default
+//                    target/debug/chat)
+
+import { createHmac } from 'node:crypto';
+import { existsSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import WebSocket from 'ws';
+
+import { ChatServer as BaseServer, repoRoot } from '../../../tests/support/chat-server.js';
+import { ChatClient } from '../src/index.js';
+
+export { repoRoot, WebSocket };
+
+export const CHAT_CLI_BIN = process.env.CHAT_CLI_BIN || path.join(repoRoot, 'target/debug/chat');
+
+/** How long any one condition may take to come true. */
+export const WAIT_MS = 15_000;
+
+/** Rejects after `ms` with `what` in the message, unless `promise` settles first. */
+export function deadline(promise, what, ms = WAIT_MS) {
+  let timer;
+  const timeout = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+/** Waits until `condition()` is true, checking every 20 ms. */
+export async function until(condition, what, ms = WAIT_MS) {
+  const started = Date.now();
+  while (!(await condition())) {
+    if (Date.now() - started > ms) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await sleep(20);
+  }
+}
+
+export function sleep(ms) {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** The next `type` event of `client` (its arguments), within the deadline. */
+export function nextEvent(client, type, test = () => true, what = `a '${type}' event`) {
+  return deadline(
+    new Promise((resolve) => {
+      const off = client.on(type, (...args) => {
+        if (!test(...args)) return;
+        off();
+        resolve(args);
+      });
+    }),
+    what,
+  );
+}
+
+/**
+ * The chat-server process, with a `kill -9` besides the operator's stop
+ * (`stop`, SIGTERM): `relaunch` starts it again on the same address and
+ * data dir, as a supervisor would after a crash.
+ */
+export class ChatServer extends BaseServer {
+  static async start(extraArgs = []) {
+    const server = new ChatServer(mkdtempSync(path.join(tmpdir(), 'chat-js-test-')), extraArgs);
+    await server.spawn('127.0.0.1:0');
+    server.address = new URL(server.url).host;
+    return server;
+  }
+
+  /** `ws://127.0.0.1:PORT/ws` */
+  get wsUrl() {
+    return `ws://${this.address}/ws`;
+  }
+
+  /** SIGKILL: no shutdown, no close frames; waits for the process to be gone. */
+  async kill9() {
+    const child = this.child;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    child.kill('SIGKILL');
+    await exited;
+  }
+
+  /** Starts it again on the same address and data dir, after `stop` or `kill9`. */
+  async relaunch() {
+    this.url = null;
+    await this.spawn(this.address);
+  }
+}
+
+/**
+ * A `ws` WebSocket whose instances are recorded, so a test can reach the
+ * socket under a client (pause it, cut it) and see the URLs it opened.
+ * `options` go to every `ws` constructor (e.g. `perMessageDeflate`).
+ */
+export function recordingWebSocket(options = {}) {
+  const sockets = [];
+  class RecordingWebSocket extends WebSocket {
+    constructor(url, protocols) {
+      super(url, protocols, options);
+      sockets.push(this);
+    }
+  }
+  return { WebSocket: RecordingWebSocket, sockets, urls: () => sockets.map((s) => s.url) };
+}
+
+/**
+ * Clients made for one test file, all closed by `closeAll`. Each defaults
+ * to the `ws` package, quick reconnects and a name.
+ */
+export class Clients {
+  constructor() {
+    this.all = [];
+  }
+
+  /** A ChatClient of `server` (not connected yet). */
+  make(server, options = {}) {
+    const client = new ChatClient({
+      url: server.wsUrl,
+      WebSocket,
+      backoff: { baseMs: 100, maxMs: 1000 },
+      ...options,
+    });
+    this.all.push(client);
+    return client;
+  }
+
+  closeAll() {
+    for (const client of this.all.splice(0)) client.close();
+  }
+}
+
+/**
+ * What a client delivered in each room, in order: `message` and `change`
+ * events as `{seq, id, kind, text}`.
+ */
+export class Recorder {
+  constructor(client) {
+    /** @type {Map<string, {seq: number, id: string, kind: string, text?: string, ts: number}[]>} */
+    this.rooms = new Map();
+    this.disconnects = [];
+    client.on('message', (m) => this.add(m.room, { seq: m.seq, id: m.id, kind: 'message', text: m.text, ts: m.ts }));
+    client.on('change', (c) => this.add(c.room, { seq: c.seq, id: c.id, kind: c.type, ts: c.ts }));
+    client.on('disconnected', (info) => this.disconnects.push(info));
+  }
+
+  add(room, entry) {
+    let list = this.rooms.get(room);
+    if (!list) {
+      list = [];
+      this.rooms.set(room, list);
+    }
+    list.push(entry);
+  }
+
+  entries(room) {
+    return this.rooms.get(room) ?? [];
+  }
+
+  seqs(room) {
+    return this.entries(room).map((e) => e.seq);
+  }
+
+  ids(room) {
+    return this.entries(room).map((e) => e.id);
+  }
+}
+
+/** 1, 2, …, n */
+export function range(from, to) {
+  return Array.from({ length: to - from + 1 }, (_, i) => from + i);
+}
+
+/** An HS256 JWT of `claims`, signed with `secret` (node:crypto, no library). */
+export function signToken(secret, claims) {
+  const encode = (value) => Buffer.from(JSON.stringify(value)).toString('base64url');
+  const head = `${encode({ alg: 'HS256', typ: 'JWT' })}.${encode(claims)}`;
+  const signature = createHmac('sha256', secret).update(head).digest('base64url');
+  return `${head}.${signature}`;
+}
+
+/** Seconds since the epoch, `offset` from now. */
+export function epoch(offsetSeconds = 0) {
+  return Math.floor(Date.now() / 1000) + offsetSeconds;
+}
+
+/** A native-protocol client on `/ws` without this library: JSON frames, replies by `ref`. */
+export class RawClient {
+  static async connect(server, name) {
+    const ws = new WebSocket(`${server.wsUrl}?name=${encodeURIComponent(name)}`, { perMessageDeflate: false });
+    const client = new RawClient(ws);
+    client.welcome = await client.waitFor((f) => f.type === 'welcome', 'welcome');
+    return client;
+  }
+
+  constructor(ws) {
+    this.ws = ws;
+    this.nextRef = 1;
+    /** @type {Map<number, (frame: any) => void>} */
+    this.replies = new Map();
+    this.frames = [];
+    this.waiters = [];
+    ws.on('message', (data) => {
+      const frame = JSON.parse(data.toString());
+      const reply = frame.ref === undefined ? undefined : this.replies.get(frame.ref);
+      if (reply) {
+        this.replies.delete(frame.ref);
+        reply(frame);
+        return;
+      }
+      if (this.keep(frame)) this.frames.push(frame);
+      this.waiters = this.waiters.filter(({ predicate, resolve }) => {
+        if (!predicate(frame)) return true;
+        resolve(frame);
+        return false;
+      });
+    });
+  }
+
+  /** Which unsolicited frames to keep for `waitFor` (all but broadcasts of messages). */
+  keep(frame) {
+    return frame.type !== 'message';
+  }
+
+  waitFor(predicate, what) {
+    const found = this.frames.find(predicate);
+    if (found) return Promise.resolve(found);
+    return deadline(new Promise((resolve) => this.waiters.push({ predicate, resolve })), what);
+  }
+
+  /** Sends a frame with a fresh `ref`; resolves with the reply carrying it. */
+  request(frame) {
+    const ref = this.nextRef++;
+    const reply = new Promise((resolve) => this.replies.set(ref, resolve));
+    this.ws.send(JSON.stringify({ ...frame, ref }));
+    return deadline(reply, `the reply to ${frame.type}`);
+  }
+
+  close() {
+    this.ws.close();
+  }
+}
+
+/** Whether the Rust CLI binary is there (a test that needs it fails, naming it, when it is not). */
+export function haveChatCli() {
+  return existsSync(CHAT_CLI_BIN);
+}
