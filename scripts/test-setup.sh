@@ -7,9 +7,12 @@
 # - Debian packages: Chromium and the Noto CJK and emoji fonts (the browser
 #   tests and their screenshots), nginx (the cluster test runs it in front
 #   of three nodes), redis-server (private Redis servers of the cluster
-#   tests), Node.js and npm, the PostgreSQL client, and the CA bundle
-#   (ca-certificates: the Rust client's wss:// tests trust the platform's roots);
-# - the npm packages of tests/browser, tests/socketio and its seed client;
+#   tests), Node.js and npm, the PostgreSQL client, the CA bundle
+#   (ca-certificates: the Rust client's wss:// tests trust the platform's
+#   roots), and sqlite3 (the JavaScript client's tests lock the server's
+#   database with it);
+# - the npm packages of tests/browser, tests/socketio and its seed client,
+#   and of the JavaScript client (clients/js);
 # - PostgreSQL at CHAT_TEST_DATABASE_URL (default
 #   postgres://postgres@127.0.0.1:5432/test) and Redis at
 #   CHAT_TEST_REDIS_URL (default redis://127.0.0.1:6379/): when one does
@@ -58,13 +61,14 @@ if ! cargo nextest --version 2>/dev/null | grep -q "^cargo-nextest $NEXTEST_VERS
 fi
 
 apt_install_missing chromium fonts-noto-cjk fonts-noto-color-emoji nginx redis-server \
-    postgresql-client ca-certificates
+    postgresql-client ca-certificates sqlite3
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
     apt_install_missing nodejs npm
 fi
 npm_ci tests/browser
 npm_ci tests/socketio
 npm_ci tests/socketio/seed-client
+npm_ci clients/js
 
 # --- PostgreSQL -------------------------------------------------------
 export CHAT_TEST_DATABASE_URL=${CHAT_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}

@@ -16,7 +16,7 @@ use node_suite::Suite;
 #[test]
 #[ignore = "needs Node.js, npm and Chromium: scripts/test installs them"]
 fn web_page_in_chromium() {
-    let suite = Suite::new("the browser tests", "browser");
+    let suite = Suite::new("the browser tests", "tests/browser");
     let chromium = Suite::chromium();
     suite.require_node();
     suite.require(

@@ -19,7 +19,7 @@ const BROWSER_SUITE: &str = "seed-client.test.js";
 #[test]
 #[ignore = "needs Node.js, npm and Chromium: scripts/test installs them"]
 fn socket_io_clients_and_the_seed_react_client() {
-    let suite = Suite::new("the Socket.IO tests", "socketio");
+    let suite = Suite::new("the Socket.IO tests", "tests/socketio");
     suite.require_node();
     suite.install(&suite.dir, "socket.io-client");
     let mut files: Vec<String> = std::fs::read_dir(&suite.dir)
