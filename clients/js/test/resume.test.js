@@ -6,6 +6,7 @@
 // without gaps; each queued write is stored once.
 
 import assert from 'node:assert/strict';
+import { mkdirSync, rmSync } from 'node:fs';
 import { after, before, test } from 'node:test';
 
 import { ChatServer, Clients, Recorder, deadline, nextEvent, range, until } from './harness.js';
@@ -92,5 +93,39 @@ test('a follower resumes across kill -9 and a restart: every acked message once,
   );
   for (const id of queuedIds) {
     assert.equal(page.messages.filter((m) => m.id === id).length, 1, `${id} is stored once`);
+  }
+});
+
+test('a room whose history started over on the server is joined anew, with a `reset` joined event', async () => {
+  const reset = await ChatServer.start();
+  try {
+    const room = 'started-over';
+    const follower = clients.make(reset, { name: 'follower' });
+    const sender = clients.make(reset, { name: 'sender' });
+    const seen = new Recorder(follower);
+    await follower.join(room);
+    await sender.join(room);
+    await Promise.all(range(1, 5).map((i) => sender.send(room, `old ${i}`)));
+    await until(() => seen.seqs(room).length === 5, 'the follower to see the old messages');
+
+    // An empty data directory: the room's seq starts again from 1.
+    await reset.kill9();
+    rmSync(reset.dataDir, { recursive: true, force: true });
+    mkdirSync(reset.dataDir);
+    const rejoined = nextEvent(follower, 'joined', (_, info) => info.rejoin);
+    await reset.relaunch();
+    const [joined, info] = await deadline(rejoined, 'the follower to join again');
+    assert.deepEqual(info, { rejoin: true, reset: true });
+    assert.equal(joined.seq, 0);
+    assert.equal(follower.lastSeq(room), 0);
+
+    // Numbered 1 again: a follower that kept its old place would drop it.
+    await until(() => sender.online, 'the sender to be back');
+    const ack = await sender.send(room, 'new 1');
+    assert.equal(ack.seq, 1);
+    await until(() => seen.seqs(room).length === 6, 'the follower to see the new message');
+    assert.deepEqual(seen.entries(room).at(-1), { seq: 1, id: ack.id, kind: 'message', text: 'new 1', ts: ack.ts });
+  } finally {
+    await reset.close();
   }
 });
