@@ -10,20 +10,14 @@ import { io } from 'socket.io-client';
 import WebSocket from 'ws';
 
 import { ChatServer, repoRoot } from '../support/chat-server.js';
+import { waiting } from '../support/waiting.js';
 
 export { ChatServer, repoRoot };
 
 /** How long any one condition may take to come true. */
 export const WAIT_MS = 10_000;
 
-/** Rejects after `ms` with `what` in the message, unless `promise` settles first. */
-export function deadline(promise, what, ms = WAIT_MS) {
-  let timer;
-  const timeout = new Promise((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
+export const { deadline, until } = waiting(WAIT_MS);
 
 /**
  * Records every event a Socket.IO client receives, so a test can wait for
@@ -134,14 +128,5 @@ export class NativeClient {
 
   close() {
     this.ws.close();
-  }
-}
-
-/** Waits until `condition()` is true, checking every 20 ms. */
-export async function until(condition, what, ms = WAIT_MS) {
-  const started = Date.now();
-  while (!(await condition())) {
-    if (Date.now() - started > ms) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
   }
 }

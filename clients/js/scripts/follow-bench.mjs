@@ -7,6 +7,12 @@
 //
 //   node scripts/follow-bench.mjs [--rooms 50] [--rate 10] [--seconds 20]
 //                                 [--senders 5] [--json]
+//                                 [--client library|ws|socketio]
+//
+// `--client` picks the follower, for comparison in the same conditions:
+// this library (the default); a bare `ws` socket that only parses each
+// frame (the floor: what the guarantees cost above it); or the official
+// socket.io-client on the server's Socket.IO endpoint (WebSocket transport).
 //
 // It starts its own chat-server: CHAT_SERVER_BIN, else the repository's
 // target/release/chat-server, else target/debug/chat-server (figures from a
@@ -31,6 +37,49 @@ const RATE = option('rate', 10);
 const SECONDS = option('seconds', 20);
 const SENDERS = option('senders', 5);
 const roomNames = Array.from({ length: ROOMS }, (_, i) => `bench-${i + 1}`);
+const CLIENT = process.argv.includes('--client') ? process.argv[process.argv.indexOf('--client') + 1] : 'library';
+
+/**
+ * Followers of every room, by `--client`: each joins the rooms, calls
+ * `on.message(m)` for each message and `on.disconnected()` for each drop,
+ * and resolves with something to `close()`.
+ */
+const FOLLOWERS = {
+  async library(server, wsUrl, on, ChatClient) {
+    const client = new ChatClient({ url: wsUrl, name: 'follower', WebSocket });
+    client.on('disconnected', on.disconnected);
+    client.on('message', on.message);
+    await Promise.all(roomNames.map((room) => client.join(room)));
+    return client;
+  },
+  async ws(server, wsUrl, on) {
+    const ws = new WebSocket(`${wsUrl}?name=follower`, { perMessageDeflate: false });
+    let joined = 0;
+    const allJoined = new Promise((resolve) => {
+      ws.on('message', (data) => {
+        const frame = JSON.parse(data.toString());
+        if (frame.type === 'message') on.message(frame);
+        else if (frame.type === 'joined' && ++joined === roomNames.length) resolve(undefined);
+      });
+    });
+    ws.on('close', on.disconnected);
+    await new Promise((resolve) => ws.once('open', resolve));
+    for (const room of roomNames) ws.send(JSON.stringify({ type: 'join', room }));
+    await allJoined;
+    return ws;
+  },
+  async socketio(server, wsUrl, on) {
+    const { io } = await import('socket.io-client');
+    const socket = io(server.url, { transports: ['websocket'], query: { name: 'follower' } });
+    socket.on('message', (m) => {
+      if (m.type === 'message') on.message(m);
+    });
+    socket.on('disconnect', on.disconnected);
+    await Promise.all(roomNames.map((room) => socket.emitWithAck('join', room)));
+    return socket;
+  },
+};
+if (!(CLIENT in FOLLOWERS)) throw new Error(`--client must be one of ${Object.keys(FOLLOWERS).join(', ')}`);
 
 if (process.argv.includes('--sender')) {
   await sender();
@@ -89,20 +138,21 @@ async function follower() {
   const { ChatClient } = await import('../src/index.js');
   const server = await ChatServer.start(['--send-rate', '100000', '--send-burst', '100000']);
   const wsUrl = `${server.url.replace(/^http/, 'ws')}/ws`;
-  const client = new ChatClient({ url: wsUrl, name: 'follower', WebSocket });
   const latencies = [];
   const last = new Map();
   let outOfOrder = 0;
   let disconnects = 0;
-  client.on('disconnected', () => {
-    disconnects += 1;
-  });
-  client.on('message', (m) => {
-    latencies.push(Date.now() - m.ts);
-    if ((last.get(m.room) ?? 0) + 1 !== m.seq) outOfOrder += 1;
-    last.set(m.room, m.seq);
-  });
-  await Promise.all(roomNames.map((room) => client.join(room)));
+  const follower = {
+    message(m) {
+      latencies.push(Date.now() - m.ts);
+      if ((last.get(m.room) ?? 0) + 1 !== m.seq) outOfOrder += 1;
+      last.set(m.room, m.seq);
+    },
+    disconnected() {
+      disconnects += 1;
+    },
+  };
+  const client = await FOLLOWERS[CLIENT](server, wsUrl, follower, ChatClient);
 
   const child = fork(fileURLToPath(import.meta.url), [...process.argv.slice(2), '--sender', '--url', wsUrl], { stdio: 'inherit' });
   await new Promise((resolve) => setTimeout(resolve, 500)); // the senders join
@@ -125,6 +175,7 @@ async function follower() {
   const pct = (p) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
   const cpuMs = (cpu.user + cpu.system) / 1000;
   const result = {
+    client: CLIENT,
     server: process.env.CHAT_SERVER_BIN,
     rooms: ROOMS,
     perRoomPerSecond: RATE,
@@ -146,7 +197,7 @@ async function follower() {
   if (process.argv.includes('--json')) {
     console.log(JSON.stringify(result));
   } else {
-    console.log(`follower of ${ROOMS} rooms, ${RATE} msg/s each for ${SECONDS} s (${total} messages, ${ROOMS * RATE}/s); server ${result.server}`);
+    console.log(`${CLIENT} follower of ${ROOMS} rooms, ${RATE} msg/s each for ${SECONDS} s (${total} messages, ${ROOMS * RATE}/s); server ${result.server}`);
     console.log(`delivered      ${result.delivered}/${total} (acked ${result.acked}), out of order ${outOfOrder}, dropped ${dropped} times`);
     console.log(`latency ts→event  p50 ${result.latencyMs.p50} ms, p99 ${result.latencyMs.p99} ms, max ${result.latencyMs.max} ms`);
     console.log(`backlog when the senders stopped: ${backlogAtEnd} messages, drained in ${drainMs} ms`);

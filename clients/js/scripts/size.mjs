@@ -1,6 +1,8 @@
 // What the library costs a web page: src/index.js bundled with esbuild (ES
 // module, every export kept), as is and minified, and the minified bundle
-// gzipped (node:zlib, level 9). Prints one line per figure, bytes.
+// gzipped (node:zlib, level 9). Prints one line per figure, bytes, and
+// the same for socket.io-client (a devDependency, bundled for browsers the
+// same way) as a yardstick.
 //
 //   node scripts/size.mjs [--json]
 import { readdirSync, readFileSync } from 'node:fs';
@@ -11,12 +13,12 @@ import { build } from 'esbuild';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 
-async function bundle(minify) {
+async function bundle(minify, entry = join(root, 'src/index.js'), platform = 'neutral') {
   const result = await build({
-    entryPoints: [join(root, 'src/index.js')],
+    entryPoints: [entry],
     bundle: true,
     format: 'esm',
-    platform: 'neutral',
+    platform,
     target: 'es2022',
     minify,
     write: false,
@@ -32,11 +34,16 @@ const raw = await bundle(false);
 const minified = await bundle(true);
 const gzipped = gzipSync(minified, { level: 9 });
 
+// socket.io-client's browser build (its `browser` field), every export kept.
+const socketIoEntry = join(root, 'node_modules/socket.io-client/build/esm/index.js');
+const socketIoMinified = await bundle(true, socketIoEntry, 'browser');
+
 const figures = {
   sources,
   bundled: raw.length,
   minified: minified.length,
   gzipped: gzipped.length,
+  socketIoClient: { minified: socketIoMinified.length, gzipped: gzipSync(socketIoMinified, { level: 9 }).length },
 };
 if (process.argv.includes('--json')) {
   console.log(JSON.stringify(figures));
@@ -45,4 +52,6 @@ if (process.argv.includes('--json')) {
   console.log(`bundled (esbuild, raw)    ${String(figures.bundled).padStart(7)} bytes`);
   console.log(`minified                  ${String(figures.minified).padStart(7)} bytes`);
   console.log(`minified + gzip -9        ${String(figures.gzipped).padStart(7)} bytes`);
+  const { minified: sioMin, gzipped: sioGz } = figures.socketIoClient;
+  console.log(`socket.io-client: minified ${sioMin} bytes, + gzip -9 ${sioGz} bytes`);
 }

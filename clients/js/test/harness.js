@@ -17,6 +17,7 @@ import path from 'node:path';
 import WebSocket from 'ws';
 
 import { ChatServer as BaseServer, repoRoot } from '../../../tests/support/chat-server.js';
+import { waiting } from '../../../tests/support/waiting.js';
 import { ChatClient } from '../src/index.js';
 
 export { repoRoot, WebSocket };
@@ -26,23 +27,7 @@ export const CHAT_CLI_BIN = process.env.CHAT_CLI_BIN || path.join(repoRoot, 'tar
 /** How long any one condition may take to come true. */
 export const WAIT_MS = 15_000;
 
-/** Rejects after `ms` with `what` in the message, unless `promise` settles first. */
-export function deadline(promise, what, ms = WAIT_MS) {
-  let timer;
-  const timeout = new Promise((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
-
-/** Waits until `condition()` is true, checking every 20 ms. */
-export async function until(condition, what, ms = WAIT_MS) {
-  const started = Date.now();
-  while (!(await condition())) {
-    if (Date.now() - started > ms) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await sleep(20);
-  }
-}
+export const { deadline, until } = waiting(WAIT_MS);
 
 export function sleep(ms) {
   return new Promise((resolve) => setTimeout(resolve, ms));

@@ -43,6 +43,25 @@ async fn chat(server: &TestServer, args: &[&str], stdin: &str) -> Output {
         .expect("run chat")
 }
 
+/// Starts `chat --url <server> ARGS` in the background (a `tail` that
+/// runs until it has printed what it was asked for), with stdin closed.
+fn spawn_chat(server: &TestServer, args: &[&str]) -> tokio::task::JoinHandle<Output> {
+    let args: Vec<String> = args.iter().map(|arg| (*arg).to_owned()).collect();
+    let url = server.url();
+    tokio::spawn(async move {
+        Command::new(env!("CARGO_BIN_EXE_chat"))
+            .arg("--url")
+            .arg(url)
+            .args(args)
+            .env_remove("CHAT_CA_FILE")
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .output()
+            .await
+            .expect("run chat")
+    })
+}
+
 fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
@@ -145,21 +164,10 @@ async fn send_then_history_then_tail() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tail_follows_live_messages() {
     let server = TestServer::start(&[]).await;
-    let tail = {
-        let args = ["tail", "live", "--since", "0", "--count", "3", "--json"];
-        let url = server.url();
-        tokio::spawn(async move {
-            Command::new(env!("CARGO_BIN_EXE_chat"))
-                .arg("--url")
-                .arg(url)
-                .args(args)
-                .stdin(Stdio::null())
-                .kill_on_drop(true)
-                .output()
-                .await
-                .expect("run chat tail")
-        })
-    };
+    let tail = spawn_chat(
+        &server,
+        &["tail", "live", "--since", "0", "--count", "3", "--json"],
+    );
     let (sender, _events) = common::client(&server.url(), "bob").await;
     sender.join("live").await.expect("join");
     for text in ["a", "b", "c"] {
@@ -264,21 +272,10 @@ async fn changes_from_the_command_line_and_in_the_tail() {
 
     // A tail that has joined (its presence seen) before the changes come,
     // so it shows them live: the recent message, then one line each.
-    let tail = {
-        let args = ["--name", "watcher", "tail", "general", "--count", "8"];
-        let url = server.url();
-        tokio::spawn(async move {
-            Command::new(env!("CARGO_BIN_EXE_chat"))
-                .arg("--url")
-                .arg(url)
-                .args(args)
-                .stdin(Stdio::null())
-                .kill_on_drop(true)
-                .output()
-                .await
-                .expect("run chat tail")
-        })
-    };
+    let tail = spawn_chat(
+        &server,
+        &["--name", "watcher", "tail", "general", "--count", "8"],
+    );
     alice_view
         .until(
             "the tail's presence",
@@ -848,21 +845,19 @@ async fn wss_with_a_ca_file_sends_and_tails_and_refuses_without_one() {
     let (bob, bob_events) = tls_client(&server.url(), "bob", &cert).await;
     let joined = bob.join("general").await.expect("bob joins");
     let mut bob_view = Follower::new(bob_events, &joined);
-    let tail = {
-        let url = server.url();
-        let ca = ca.to_owned();
-        tokio::spawn(async move {
-            Command::new(env!("CARGO_BIN_EXE_chat"))
-                .args(["--url", &url, "--ca-file", &ca, "--name", "watcher"])
-                .args(["tail", "general", "--count", "3"])
-                .env_remove("CHAT_CA_FILE")
-                .stdin(Stdio::null())
-                .kill_on_drop(true)
-                .output()
-                .await
-                .expect("run chat tail")
-        })
-    };
+    let tail = spawn_chat(
+        &server,
+        &[
+            "--ca-file",
+            ca,
+            "--name",
+            "watcher",
+            "tail",
+            "general",
+            "--count",
+            "3",
+        ],
+    );
     bob_view
         .until(
             "the tail's presence",
