@@ -226,11 +226,13 @@ test('unread counts and mentions survive a reload, reading in one tab clears the
   await bob.page.getByRole('button', { name: 'Message', exact: true }).click();
   await waitForRoom(bob, '@alice');
   await bob.send('and a word in private');
-  await tab.page.setViewportSize({ width: 390, height: 844 });
-  await tab.page.emulateMedia({ colorScheme: 'dark' });
+  // Read the sidebar before the phone width: there it is a closed drawer,
+  // hidden 0.2 s after the resize, and hidden elements have no role.
   await waitForBadges(tab, 'news', ['1 unread', '@1 mention']);
   const dm = await tab.page.getByRole('list', { name: 'Direct messages' }).locator('button').getAttribute('data-room');
   await waitForBadges(tab, dm, ['1 unread']);
+  await tab.page.setViewportSize({ width: 390, height: 844 });
+  await tab.page.emulateMedia({ colorScheme: 'dark' });
   await tab.page.getByRole('button', { name: 'Menu' }).click();
   await tab.room.waitFor({ state: 'visible' });
   await tab.screenshot('people-phone-dark-sidebar.png');
