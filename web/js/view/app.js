@@ -334,7 +334,14 @@ export class AppView {
   async confirmDelete(name, seq) {
     const message = this.store.room(name)?.message(seq);
     if (!message || message.deleted) return;
-    if (await this.deleteDialog.ask(message.text)) this.client.remove(name, seq);
+    const confirmed = await this.deleteDialog.ask(message.text);
+    // The dialog gives focus back to the button that opened it, which the
+    // message's being drawn again while the dialog was open (an ack, a
+    // reaction) may have replaced: then focus goes back to the message.
+    if (!this.messages.log.contains(document.activeElement)) {
+      this.messages.focusIn(message.id, confirmed ? null : '[data-action="delete"]');
+    }
+    if (confirmed) this.client.remove(name, seq);
   }
 
   /**
