@@ -10,6 +10,7 @@ import { io } from 'socket.io-client';
 import WebSocket from 'ws';
 
 import { ChatServer, repoRoot } from '../support/chat-server.js';
+import { NativeClient as SharedNativeClient } from '../support/native-client.js';
 import { waiting } from '../support/waiting.js';
 
 export { ChatServer, repoRoot };
@@ -84,49 +85,10 @@ export class SioClient {
   }
 }
 
-/** A native-protocol client on `/ws`: JSON text frames, replies by `ref`. */
-export class NativeClient {
-  static async connect(serverUrl, name) {
+/** A native-protocol client on `/ws` (tests/support/native-client.js). */
+export const NativeClient = {
+  connect(serverUrl, name) {
     const url = `${serverUrl.replace(/^http/, 'ws')}/ws?name=${encodeURIComponent(name)}`;
-    const client = new NativeClient(new WebSocket(url));
-    client.welcome = await client.waitFor((f) => f.type === 'welcome', 'welcome');
-    return client;
-  }
-
-  constructor(ws) {
-    this.ws = ws;
-    this.frames = [];
-    this.waiters = [];
-    this.nextRef = 1;
-    ws.on('message', (data) => {
-      this.frames.push(JSON.parse(data.toString()));
-      this.waiters = this.waiters.filter(({ predicate, resolve }) => {
-        const found = this.frames.find(predicate);
-        if (found) resolve(found);
-        return !found;
-      });
-    });
-  }
-
-  waitFor(predicate, what) {
-    const found = this.frames.find(predicate);
-    if (found) return Promise.resolve(found);
-    return deadline(new Promise((resolve) => this.waiters.push({ predicate, resolve })), what);
-  }
-
-  /** Sends a frame with a fresh `ref` and returns the reply carrying it. */
-  request(frame) {
-    const ref = this.nextRef++;
-    this.ws.send(JSON.stringify({ ...frame, ref }));
-    return this.waitFor((f) => f.ref === ref, `the reply to ${frame.type}`);
-  }
-
-  /** Message frames of `room`, in arrival order. */
-  messages(room) {
-    return this.frames.filter((f) => f.type === 'message' && f.room === room);
-  }
-
-  close() {
-    this.ws.close();
-  }
-}
+    return new SharedNativeClient(new WebSocket(url), { deadline }).welcomed();
+  },
+};

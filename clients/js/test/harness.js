@@ -17,6 +17,7 @@ import path from 'node:path';
 import WebSocket from 'ws';
 
 import { ChatServer as BaseServer, repoRoot } from '../../../tests/support/chat-server.js';
+import { NativeClient } from '../../../tests/support/native-client.js';
 import { waiting } from '../../../tests/support/waiting.js';
 import { ChatClient } from '../src/index.js';
 
@@ -177,62 +178,13 @@ export function epoch(offsetSeconds = 0) {
   return Math.floor(Date.now() / 1000) + offsetSeconds;
 }
 
-/** A native-protocol client on `/ws` without this library: JSON frames, replies by `ref`. */
-export class RawClient {
-  static async connect(server, name) {
+/** A native-protocol client on `/ws` without this library, for load: it keeps no `message` frames. */
+export const RawClient = {
+  connect(server, name) {
     const ws = new WebSocket(`${server.wsUrl}?name=${encodeURIComponent(name)}`, { perMessageDeflate: false });
-    const client = new RawClient(ws);
-    client.welcome = await client.waitFor((f) => f.type === 'welcome', 'welcome');
-    return client;
-  }
-
-  constructor(ws) {
-    this.ws = ws;
-    this.nextRef = 1;
-    /** @type {Map<number, (frame: any) => void>} */
-    this.replies = new Map();
-    this.frames = [];
-    this.waiters = [];
-    ws.on('message', (data) => {
-      const frame = JSON.parse(data.toString());
-      const reply = frame.ref === undefined ? undefined : this.replies.get(frame.ref);
-      if (reply) {
-        this.replies.delete(frame.ref);
-        reply(frame);
-        return;
-      }
-      if (this.keep(frame)) this.frames.push(frame);
-      this.waiters = this.waiters.filter(({ predicate, resolve }) => {
-        if (!predicate(frame)) return true;
-        resolve(frame);
-        return false;
-      });
-    });
-  }
-
-  /** Which unsolicited frames to keep for `waitFor` (all but broadcasts of messages). */
-  keep(frame) {
-    return frame.type !== 'message';
-  }
-
-  waitFor(predicate, what) {
-    const found = this.frames.find(predicate);
-    if (found) return Promise.resolve(found);
-    return deadline(new Promise((resolve) => this.waiters.push({ predicate, resolve })), what);
-  }
-
-  /** Sends a frame with a fresh `ref`; resolves with the reply carrying it. */
-  request(frame) {
-    const ref = this.nextRef++;
-    const reply = new Promise((resolve) => this.replies.set(ref, resolve));
-    this.ws.send(JSON.stringify({ ...frame, ref }));
-    return deadline(reply, `the reply to ${frame.type}`);
-  }
-
-  close() {
-    this.ws.close();
-  }
-}
+    return new NativeClient(ws, { keep: (frame) => frame.type !== 'message', deadline }).welcomed();
+  },
+};
 
 /** Whether the Rust CLI binary is there (a test that needs it fails, naming it, when it is not). */
 export function haveChatCli() {
