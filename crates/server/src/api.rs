@@ -17,6 +17,7 @@
 //! | `GET /api/users/{id}/rooms` | the user's rooms with unread counts, as `rooms` |
 //! | `PUT /api/users/{id}/dms/{peer}` | `{room, with}`: their direct-message room, opened |
 //! | `GET /api/directory` | public rooms, as `directory` |
+//! | `POST /api/admin/drain` | 202 `{draining, connections}`; the node drains and exits, as on `SIGTERM` |
 //!
 //! A posted message or change goes through the core like one sent on a
 //! socket ([`Hub::post`](chat_core::Hub::post)): the same validation, the
@@ -107,6 +108,7 @@ pub fn router(app: &Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/api/users/{id}/rooms", get(people::user_rooms))
         .route("/api/users/{id}/dms/{peer}", put(people::open_dm))
         .route("/api/directory", get(people::directory))
+        .route("/api/admin/drain", post(drain))
         .route("/api", axum::routing::any(no_such_call))
         .route("/api/{*rest}", axum::routing::any(no_such_call))
         .layer(DefaultBodyLimit::max(app.max_frame_bytes))
@@ -391,6 +393,28 @@ async fn post_message(
     };
     let answer = store(&app, room, body.id, from, action).await?;
     Ok((StatusCode::CREATED, Json(answer)).into_response())
+}
+
+#[derive(Serialize)]
+struct Draining {
+    draining: bool,
+    /// WebSocket and Socket.IO connections open when the drain was asked.
+    connections: usize,
+}
+
+/// `POST /api/admin/drain`: starts the shutdown `SIGTERM` starts (see
+/// [`Server::serve`](crate::server::Server::serve)) and answers at once;
+/// the process exits once it is done. Asking again changes nothing.
+async fn drain(_: Authorized, State(app): State<Arc<AppState>>) -> Response {
+    if !app.is_draining() {
+        tracing::info!("drain asked through the API");
+    }
+    app.draining.cancel();
+    let answer = Draining {
+        draining: true,
+        connections: app.connections.len(),
+    };
+    (StatusCode::ACCEPTED, Json(answer)).into_response()
 }
 
 /// Query bounds are read as text so a bad one gets our JSON 400.

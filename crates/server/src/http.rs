@@ -13,11 +13,18 @@ pub async fn healthz() -> &'static str {
     "ok\n"
 }
 
-/// `GET /readyz`: the node can take traffic (storage answers, commits
-/// succeed, not shutting down; see [`Hub::ready`](chat_core::Hub::ready)).
-/// Load balancers route new connections only to ready nodes.
+/// `GET /readyz`: the node can take traffic (not draining, storage
+/// answers, commits succeed; see [`Hub::ready`](chat_core::Hub::ready)).
+/// Load balancers route new connections only to ready nodes. Draining is
+/// checked first and alone, so the answer flips to 503 at the first moment
+/// of a drain, whatever storage is doing.
 pub async fn readyz(State(app): State<Arc<AppState>>) -> Response {
-    match app.hub.ready().await {
+    let readiness = if app.is_draining() {
+        Err("draining".to_owned())
+    } else {
+        app.hub.ready().await
+    };
+    match readiness {
         Ok(()) => (StatusCode::OK, "ready\n").into_response(),
         Err(why) => (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -25,6 +32,18 @@ pub async fn readyz(State(app): State<Arc<AppState>>) -> Response {
         )
             .into_response(),
     }
+}
+
+/// What a new connection (a `/ws` upgrade, a Socket.IO handshake) gets
+/// while the node drains: 503, which clients retry (behind a balancer, on
+/// another node). Requests of connections already open are still served.
+pub fn refused_while_draining() -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [(header::RETRY_AFTER, "1")],
+        "draining: connect again (to another node)\n",
+    )
+        .into_response()
 }
 
 /// `GET /metrics`: Prometheus text exposition.

@@ -16,7 +16,7 @@ use tokio_util::task::{AbortOnDropHandle, TaskTracker};
 use crate::auth::{Authenticator, GuestKeys, Secret};
 use crate::broker::RedisBroker;
 use crate::config::Config;
-use crate::edge::Edge;
+use crate::edge::{self, Edge};
 use crate::edge::accept::{Acceptor, ConnectRate};
 use crate::edge::guard::{self, Guard};
 use crate::state::AppState;
@@ -181,6 +181,7 @@ impl Server {
                 hosts: config.edge.allowed_hosts.clone(),
                 origins: config.allowed_origins.clone(),
             }),
+            draining: CancellationToken::new(),
         });
         Ok(Server {
             state,
@@ -213,9 +214,13 @@ impl Server {
         self.listener.local_addr().map_err(ServerError::Serve)
     }
 
-    /// Serves until `shutdown` resolves, then: stops accepting, commits and
-    /// acks every accepted send, closes every connection with 1001, and
-    /// returns once they are gone (or the shutdown timeout passes).
+    /// Serves until `shutdown` resolves or a drain is asked for
+    /// (`POST /api/admin/drain`), then drains: `/readyz` answers 503, the
+    /// listening socket is closed (new connections are refused at once),
+    /// every accepted send is committed and acked, every connection is
+    /// closed with 1001, and this returns once they are gone (or the
+    /// shutdown timeout passes). HTTP connections kept alive (a balancer's
+    /// health checks) are served through the drain and closed last.
     pub async fn serve(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -230,17 +235,27 @@ impl Server {
         } = self;
         let acceptor = Acceptor::new(listener, connect_rate, tls.is_some());
         let stop_accepting = CancellationToken::new();
+        let close_http = CancellationToken::new();
         let http_connections = TaskTracker::new();
         tokio::spawn(edge.serve(
             acceptor,
             router(state.clone()),
-            stop_accepting.clone(),
+            edge::Stop {
+                accepting: stop_accepting.clone(),
+                connections: close_http.clone(),
+            },
             http_connections.clone(),
         ));
         let _watching_certificates =
             tls.map(|tls| AbortOnDropHandle::new(tokio::spawn(tls.watch())));
-        shutdown.await;
-        tracing::info!("shutting down: committing pending messages, closing connections");
+        tokio::select! {
+            () = shutdown => state.draining.cancel(),
+            () = state.draining.cancelled() => {}
+        }
+        tracing::info!(
+            connections = state.connections.len(),
+            "draining: committing pending messages, closing connections"
+        );
         stop_accepting.cancel();
         state.hub.shutdown().await;
         state.connections.close();
@@ -254,6 +269,7 @@ impl Server {
             );
         }
         // Requests in progress (a long poll, an API call) get a moment.
+        close_http.cancel();
         http_connections.close();
         let _ = tokio::time::timeout(Duration::from_millis(500), http_connections.wait()).await;
         Ok(())

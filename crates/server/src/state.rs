@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use chat_core::Hub;
 use metrics_exporter_prometheus::PrometheusHandle;
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::auth::{ApiKey, Authenticator};
@@ -31,4 +32,17 @@ pub struct AppState {
     pub api_key: Option<ApiKey>,
     /// The `Host` and `Origin` checks every request passes.
     pub guard: Arc<Guard>,
+    /// Cancelled at the first moment of a drain (SIGTERM, SIGINT or
+    /// `POST /api/admin/drain`): `/readyz` answers 503 from then on, new
+    /// connections are refused, and [`Server::serve`] runs the shutdown.
+    ///
+    /// [`Server::serve`]: crate::server::Server::serve
+    pub draining: CancellationToken,
+}
+
+impl AppState {
+    /// Whether the node is draining: it takes no new connections.
+    pub fn is_draining(&self) -> bool {
+        self.draining.is_cancelled()
+    }
 }

@@ -118,6 +118,16 @@ pub fn default_max_pending() -> usize {
     (files / 4).clamp(min, max)
 }
 
+/// When a draining server stops accepting, and later closes the HTTP
+/// connections still open (kept alive between requests, or serving one):
+/// in between, a balancer's health check on a kept-alive connection is
+/// still answered (503).
+#[derive(Debug, Clone)]
+pub struct Stop {
+    pub accepting: CancellationToken,
+    pub connections: CancellationToken,
+}
+
 /// The connections of one listening socket, from accept to a route.
 pub struct Edge {
     pending: Pending,
@@ -153,20 +163,22 @@ impl Edge {
         }
     }
 
-    /// Accepts and serves connections until `stop`; each connection's task
-    /// is tracked by `connections` and, on `stop`, finishes the request it
-    /// is serving and closes.
+    /// Accepts connections until `stop.accepting`, then closes the
+    /// listening socket (dropping the acceptor), so that new connections
+    /// are refused rather than left in the kernel's backlog. Each
+    /// connection's task is tracked by `connections` and, on
+    /// `stop.connections`, finishes the request it is serving and closes.
     pub async fn serve(
         self: Arc<Self>,
         mut acceptor: Acceptor,
         routes: Router,
-        stop: CancellationToken,
+        stop: Stop,
         connections: TaskTracker,
     ) {
         loop {
             let (stream, addr) = tokio::select! {
                 biased;
-                () = stop.cancelled() => return,
+                () = stop.accepting.cancelled() => return,
                 accepted = acceptor.accept(&self.pending) => accepted,
             };
             no_delay(&stream);
@@ -179,10 +191,13 @@ impl Edge {
                 stream,
                 _slot: answer.0,
             };
-            connections.spawn(
-                self.clone()
-                    .connection(stream, addr, entry, answer.1, stop.clone()),
-            );
+            connections.spawn(self.clone().connection(
+                stream,
+                addr,
+                entry,
+                answer.1,
+                stop.connections.clone(),
+            ));
         }
     }
 

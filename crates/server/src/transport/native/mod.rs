@@ -36,6 +36,9 @@ use connection::Handler;
 
 /// `GET /ws`: checks the query and the credentials, and upgrades.
 pub async fn upgrade(State(app): State<Arc<AppState>>, mut request: Request) -> Response {
+    if app.is_draining() {
+        return crate::http::refused_while_draining();
+    }
     let params = match query::credentials(request.uri().query()) {
         Ok(params) => params,
         Err(bad) => return (StatusCode::BAD_REQUEST, bad.to_string()).into_response(),

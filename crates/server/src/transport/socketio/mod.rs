@@ -172,6 +172,11 @@ struct Endpoint {
 
 impl Endpoint {
     async fn serve(self: Arc<Self>, request: Request) -> Response {
+        // A new session is refused while draining; an open one (a poll, a
+        // post, its upgrade) is served until the drain closes it.
+        if self.app.is_draining() && !has_session_id(request.uri()) {
+            return crate::http::refused_while_draining();
+        }
         if websocket::is_direct(&request) {
             return websocket::upgrade(&self.app, request);
         }
@@ -180,6 +185,12 @@ impl Endpoint {
             Err(never) => match never {},
         }
     }
+}
+
+/// Whether the request names an Engine.IO session (`sid=`).
+fn has_session_id(uri: &Uri) -> bool {
+    uri.query()
+        .is_some_and(|query| query.split('&').any(|pair| pair.starts_with("sid=")))
 }
 
 /// Headers the engine or we read after the request itself is done: the
