@@ -1,10 +1,11 @@
 // How Socket.IO connections end: a client too slow for its room is dropped
 // (its transport closed, so it reconnects by itself) and resumes with
-// nothing lost; at shutdown clients are told to reconnect, not to go away.
+// nothing lost; at shutdown clients are told to reconnect, not to go away;
+// after a drain they come back to the restarted node and resume.
 
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
-import { ChatServer, SioClient, WAIT_MS, deadline, until } from './harness.js';
+import { ChatServer, NativeClient, SioClient, WAIT_MS, deadline, until } from './harness.js';
 
 const servers = [];
 const clients = [];
@@ -105,4 +106,65 @@ test('shutdown: clients are told to reconnect, not to go away', async () => {
   }
   assert.equal(alice.socket.active, true, 'the client is reconnecting');
   assert.equal(bob.socket.active, true, 'the client is reconnecting');
+});
+
+test('drain: websocket and polling clients reconnect to the restarted node and resume', async () => {
+  const server = await ChatServer.start();
+  servers.push(server);
+  const room = 'drained';
+  // What an application does: keep the last seq seen, and on every
+  // connect join from there. `seen` is everything it got, in order.
+  const follow = async (transport) => {
+    const client = await SioClient.connect(server.url, { auth: { name: transport }, transports: [transport] });
+    clients.push(client);
+    const follower = { client, seen: [], lastSeq: 0, connects: 1 };
+    const take = (m) => {
+      follower.seen.push(m.seq);
+      follower.lastSeq = Math.max(follower.lastSeq, m.seq);
+    };
+    const join = async () => {
+      const joined = await client.request('join', { room, since: follower.lastSeq });
+      joined.messages.forEach(take);
+    };
+    client.socket.on('message', (m) => {
+      if (m.room === room && m.type === 'message') take(m);
+    });
+    client.socket.on('connect', () => {
+      follower.connects += 1;
+      join();
+    });
+    await join();
+    return follower;
+  };
+  const followers = [await follow('websocket'), await follow('polling')];
+  const say = async (texts) => {
+    const writer = await NativeClient.connect(server.url, 'writer');
+    await writer.request({ type: 'join', room });
+    for (const text of texts) await writer.request({ type: 'send', room, text });
+    writer.close();
+  };
+  await say(['one', 'two']);
+  await until(() => followers.every((f) => f.lastSeq === 2), 'the first messages live');
+
+  const reasons = followers.map((f) =>
+    deadline(new Promise((resolve) => f.client.socket.once('disconnect', resolve)), 'disconnect'),
+  );
+  const drained = await server.drain();
+  assert.equal(drained.status, 202);
+  assert.equal(drained.body.draining, true);
+  assert.equal(drained.body.connections, 2, 'both clients were connected');
+  assert.equal(drained.code, 0, 'the drained server exits 0');
+  for (const [i, reason] of (await Promise.all(reasons)).entries()) {
+    // Not "io server disconnect", after which a client stays away.
+    assert.match(reason, /^transport (close|error)$/, `client ${i}`);
+  }
+  // Sent while the clients are away: only their `since` brings it.
+  await server.startAgain();
+  await say(['three']);
+  await until(() => followers.every((f) => f.connects === 2), 'both clients reconnected by themselves');
+  await say(['four']);
+  for (const f of followers) {
+    await until(() => f.lastSeq === 4, 'every message after the restart');
+    assert.deepEqual(f.seen, [1, 2, 3, 4], 'every message exactly once, in order');
+  }
 });

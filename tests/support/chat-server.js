@@ -83,12 +83,36 @@ export class ChatServer {
     clearTimeout(timer);
   }
 
-  /** Stops the server and starts it again on the same address and data. */
-  async restart() {
+  /**
+   * Drains the server through `POST /api/admin/drain` (as a rolling
+   * restart does) and waits for the process to exit; returns the answer's
+   * status and body and the exit code.
+   */
+  async drain() {
+    const child = this.child;
+    const exited = new Promise((resolve) => child.once('exit', (code) => resolve(code)));
+    const response = await fetch(`${this.url}/api/admin/drain`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+    });
+    const body = await response.json();
+    const timer = setTimeout(() => child.kill('SIGKILL'), STOP_TIMEOUT_MS);
+    const code = await exited;
+    clearTimeout(timer);
+    return { status: response.status, body, code };
+  }
+
+  /** Starts the server again on the same address and data, once it has exited. */
+  async startAgain() {
     const address = new URL(this.url).host;
-    await this.stop();
     this.url = null;
     await this.spawn(address);
+  }
+
+  /** Stops the server and starts it again on the same address and data. */
+  async restart() {
+    await this.stop();
+    await this.startAgain();
   }
 
   async close() {

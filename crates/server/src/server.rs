@@ -234,14 +234,14 @@ impl Server {
             edge,
         } = self;
         let acceptor = Acceptor::new(listener, connect_rate, tls.is_some());
-        let stop_accepting = CancellationToken::new();
         let close_http = CancellationToken::new();
         let http_connections = TaskTracker::new();
         tokio::spawn(edge.serve(
             acceptor,
             router(state.clone()),
             edge::Stop {
-                accepting: stop_accepting.clone(),
+                // The listening socket closes the moment a drain starts.
+                accepting: state.draining.clone(),
                 connections: close_http.clone(),
             },
             http_connections.clone(),
@@ -256,7 +256,6 @@ impl Server {
             connections = state.connections.len(),
             "draining: committing pending messages, closing connections"
         );
-        stop_accepting.cancel();
         state.hub.shutdown().await;
         state.connections.close();
         if tokio::time::timeout(shutdown_timeout, state.connections.wait())
