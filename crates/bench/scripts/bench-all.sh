@@ -6,7 +6,8 @@
 # collects the JSON summaries into target/bench/results-<UTC time>.jsonl,
 # one line per run: {"server", "scenario", "args", "exit", "report"}.
 # Finally prints the markdown tables (chat-bench summarize) and saves them
-# beside the results as .md. Progress and each run's human table go to
+# beside the results as .md, and the ramps' p99 against their offered rate
+# on one chart beside them as -ramp.svg (chat-bench plot ramp). Progress and each run's human table go to
 # target/bench/logs-<UTC time>/<scenario>-<server>.log.
 #
 #   crates/bench/scripts/bench-all.sh
@@ -113,4 +114,8 @@ done
     echo
     "$root/target/release/chat-bench" summarize "$results"
 } | tee "$out/results-$stamp.md"
+# Every server's ramp on one chart: p99 against the offered rate.
+if grep -q '"scenario":"ramp","args":"[^"]*","exit":[0-9]*,"report":{' "$results"; then
+    "$root/target/release/chat-bench" plot ramp "$results" -o "$out/results-$stamp-ramp.svg" >&2
+fi
 echo "results: $results" >&2

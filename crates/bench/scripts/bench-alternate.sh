@@ -15,7 +15,9 @@
 # none). ROUNDS (default 3). Other knobs (BENCH_NICE, BENCH_RT, SERVER_CPU,
 # BENCH_CPU) pass through to bench-fresh-server.sh. Writes one JSON line per
 # run, {"build","round","scenario","report"}, to
-# target/bench/alternate-<UTC time>.jsonl and prints its path.
+# target/bench/alternate-<UTC time>.jsonl and prints its path; for `ramp`, also
+# every run's p99 against its offered rate on one chart beside it, as
+# alternate-<UTC time>-ramp.svg.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -59,4 +61,8 @@ for round in $(seq "$rounds"); do
         run "$peer" "$round" SERVER="$peer" BENCH_BIN="$tool_bin"
     done
 done
+# A ramp series: every run's p99 against its offered rate on one chart.
+if [ "$scenario" = ramp ] && grep -q '"report":{' "$out"; then
+    "$tool_bin/chat-bench" plot ramp "$out" -o "${out%.jsonl}-ramp.svg" >&2
+fi
 echo "$out"

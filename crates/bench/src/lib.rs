@@ -57,6 +57,7 @@ pub mod hostile;
 pub mod idle;
 pub mod mix;
 pub mod pacer;
+pub mod plot;
 pub mod procstat;
 pub mod progress;
 pub mod ramp;
@@ -73,7 +74,9 @@ pub mod stats;
 pub mod summary;
 
 use std::io::Write;
+use std::path::{Path, PathBuf};
 
+use anyhow::Context;
 use serde::Serialize;
 
 /// Options every scenario takes.
@@ -88,10 +91,12 @@ pub struct CommonArgs {
     /// (read from /proc/PID/status and /proc/PID/stat; same host only).
     #[arg(long, value_name = "PID")]
     pub server_pid: Option<u32>,
-    /// Also print a one-line JSON summary on stdout (the table then goes to
-    /// stderr, so stdout stays machine-readable).
-    #[arg(long)]
-    pub json: bool,
+    /// Also give the JSON summary: alone, as one line on stdout (the table
+    /// then goes to stderr, so stdout stays machine-readable); with a PATH,
+    /// written to that file (the table stays on stdout), and for `ramp`
+    /// and `soak` their chart beside it (`PATH` with the extension `.svg`).
+    #[arg(long, value_name = "PATH", num_args = 0..=1)]
+    pub json: Option<Option<PathBuf>>,
     /// Prefix of the room names the scenario uses (`PREFIX-0`, `PREFIX-1`, ...).
     #[arg(long, default_value = "bench")]
     pub room_prefix: String,
@@ -186,19 +191,34 @@ pub fn error_counts<K: std::fmt::Display>(errors: &std::collections::BTreeMap<K,
         .join(", ")
 }
 
-/// Prints the human table, and the JSON line when asked.
+/// Prints the human table, and the JSON summary when asked (`--json`).
 ///
-/// With `--json` the table goes to stderr so a script can take stdout as
-/// exactly one JSON document.
+/// With `--json` alone the table goes to stderr so a script can take stdout
+/// as exactly one JSON document; with `--json PATH` the summary goes to that
+/// file, pretty-printed, and the table to stdout.
 pub fn emit<R: Serialize>(common: &CommonArgs, table: &str, report: &R) -> anyhow::Result<()> {
-    if common.json {
-        eprint!("{table}");
-        let line = serde_json::to_string(report)?;
-        let mut out = std::io::stdout().lock();
-        writeln!(out, "{line}")?;
-        out.flush()?;
-    } else {
-        print!("{table}");
+    match &common.json {
+        None => print!("{table}"),
+        Some(None) => {
+            eprint!("{table}");
+            let line = serde_json::to_string(report)?;
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "{line}")?;
+            out.flush()?;
+        }
+        Some(Some(path)) => {
+            print!("{table}");
+            let text = serde_json::to_string_pretty(report)?;
+            std::fs::write(path, text + "\n")
+                .with_context(|| format!("write {}", path.display()))?;
+        }
     }
     Ok(())
+}
+
+impl CommonArgs {
+    /// The file of `--json PATH`, if one was given.
+    pub fn json_path(&self) -> Option<&Path> {
+        self.json.as_ref()?.as_deref()
+    }
 }

@@ -9,6 +9,8 @@
 //! chat-bench ramp    --url ws://127.0.0.1:3000/ws --rooms 100 --members 50 --start-rate 2 --p99-bound-ms 100
 //! chat-bench idle    --url ws://127.0.0.1:3000 --protocol socketio --connections 10000 --rooms 100
 //! chat-bench fanout  --url ws://127.0.0.1:3101 --protocol socketio-seed --rooms 100 --members 50
+//! chat-bench ramp    --url ws://127.0.0.1:3000/ws --json ours.json   # also writes ours.svg
+//! chat-bench plot ramp ours=ours.json peer=peer.json -o ramp.svg
 //! ```
 //!
 //! `--protocol socketio` speaks Socket.IO with this server's events (acks,
@@ -74,6 +76,16 @@ enum Scenario {
     Hostile(hostile::HostileArgs),
     /// Markdown tables from the results file of crates/bench/scripts/bench-all.sh.
     Summarize(summary::SummarizeArgs),
+    /// SVG charts from results files.
+    #[command(subcommand)]
+    Plot(PlotKind),
+}
+
+#[derive(Debug, Subcommand)]
+enum PlotKind {
+    /// The p99 of one or more ramps against their offered rate, one series
+    /// each (ours and the peers' on one chart).
+    Ramp(ramp::PlotArgs),
 }
 
 fn main() -> ExitCode {
@@ -104,6 +116,7 @@ fn main() -> ExitCode {
             Scenario::Ramp(args) => ramp::run(args).await,
             Scenario::Hostile(args) => hostile::run(args).await,
             Scenario::Summarize(args) => summary::run(args),
+            Scenario::Plot(PlotKind::Ramp(args)) => ramp::plot(args),
         }
     });
     // Don't wait for connection tasks still closing: the report is out.

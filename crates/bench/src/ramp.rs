@@ -46,13 +46,16 @@
 //! read is not good, and the report has each step's reads and read
 //! latency.
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::ensure;
+use anyhow::{Context, ensure};
 use serde::Serialize;
+use serde_json::Value;
 
 use crate::fanout::{read_every, setup_rows};
 use crate::fleet::{Fleet, LoadArgs, SetupReport, StepReport};
+use crate::plot::{self, Axis, Chart, Series};
 use crate::stats::micros;
 use crate::{Table, emit};
 
@@ -637,7 +640,130 @@ pub async fn run(args: RampArgs) -> anyhow::Result<bool> {
         stopped_loaded,
     };
     emit(&load.common, &report.table(), &report)?;
+    if let Some(path) = load.common.json_path() {
+        let label = path
+            .file_stem()
+            .map_or("ramp".into(), |s| s.to_string_lossy().into_owned());
+        let series = [p99_series(label, &serde_json::to_value(&report)?)];
+        let chart = plot::svg_beside(path);
+        write_chart(&chart, &series)?;
+        eprintln!("chart: {}", chart.display());
+    }
     Ok(report.setup.failed == 0 && report.best_step.is_some())
+}
+
+/// `chat-bench plot ramp`: the p99 of ramps against their offered rate, on
+/// one chart.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PlotArgs {
+    /// Ramp results, each `[LABEL=]PATH`: a report written by `ramp --json
+    /// PATH` (or its stdout with `--json`), one series labelled LABEL or
+    /// the file's name; or a results file of bench-all.sh or
+    /// bench-alternate.sh (JSON lines), one series per ramp in it, labelled
+    /// by its server (or build and round), after LABEL when given.
+    #[arg(required = true, value_name = "[LABEL=]PATH")]
+    pub inputs: Vec<String>,
+    /// The SVG file to write.
+    #[arg(short, long, value_name = "PATH")]
+    pub out: PathBuf,
+}
+
+/// Draws the chart of [`PlotArgs`].
+pub fn plot(args: PlotArgs) -> anyhow::Result<bool> {
+    let mut series = Vec::new();
+    for input in &args.inputs {
+        let (label, path) = match input.split_once('=') {
+            Some((label, path)) if !label.is_empty() => (Some(label), Path::new(path)),
+            _ => (None, Path::new(input.as_str())),
+        };
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
+        let found = ramps_in(&text, label, path);
+        ensure!(
+            !found.is_empty(),
+            "{}: no ramp report in it",
+            path.display()
+        );
+        series.extend(found);
+    }
+    write_chart(&args.out, &series)?;
+    println!("{}", args.out.display());
+    Ok(true)
+}
+
+/// The ramp series in a file's `text`: the file is one ramp report, or JSON
+/// lines of runs (`{"server" or "build", "round"?, "scenario", "report"}`).
+fn ramps_in(text: &str, label: Option<&str>, path: &Path) -> Vec<Series> {
+    let is_ramp = |v: &Value| v["scenario"] == "ramp" && v["steps"].is_array();
+    if let Ok(report) = serde_json::from_str::<Value>(text)
+        && is_ramp(&report)
+    {
+        let name = label.map_or_else(
+            || {
+                path.file_stem()
+                    .map_or("ramp".into(), |s| s.to_string_lossy().into_owned())
+            },
+            str::to_string,
+        );
+        return vec![p99_series(name, &report)];
+    }
+    text.lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|run| is_ramp(&run["report"]))
+        .map(|run| {
+            let who = match (run["server"].as_str(), run["build"].as_str()) {
+                (Some(server), _) => server.to_string(),
+                (None, Some(build)) => match run["round"].as_u64() {
+                    Some(round) => format!("{build} #{round}"),
+                    None => build.to_string(),
+                },
+                (None, None) => "ramp".to_string(),
+            };
+            let name = label.map_or(who.clone(), |l| format!("{l} {who}"));
+            p99_series(name, &run["report"])
+        })
+        .collect()
+}
+
+/// A ramp's p99 (ms) against its offered deliveries a second, from its JSON
+/// report: one point per rate, the lowest p99 of its attempts (a rate is
+/// good when one attempt was), in order of rate.
+pub fn p99_series(name: String, report: &Value) -> Series {
+    let mut best: Vec<(f64, f64)> = Vec::new();
+    for step in report["steps"].as_array().into_iter().flatten() {
+        let (Some(x), Some(p99)) = (
+            step["offered_deliveries_per_sec"].as_f64(),
+            step["latency_us"]["p99"].as_f64(),
+        ) else {
+            continue;
+        };
+        let y = p99 / 1000.0;
+        match best.iter_mut().find(|p| p.0 == x) {
+            Some(p) => p.1 = p.1.min(y),
+            None => best.push((x, y)),
+        }
+    }
+    best.sort_by(|a, b| a.0.total_cmp(&b.0));
+    Series {
+        name,
+        points: best,
+        axis: Axis::Left,
+    }
+}
+
+fn write_chart(path: &Path, series: &[Series]) -> anyhow::Result<()> {
+    plot::line_chart(
+        path,
+        &Chart {
+            title: "ramp: p99 end-to-end latency against offered load",
+            x_label: "offered deliveries/s",
+            y_left_label: "p99 latency, ms",
+            y_right_label: None,
+            series,
+            markers: &[],
+        },
+    )?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -808,6 +934,42 @@ mod tests {
         assert_eq!(bracket(&[(2.0, false)]), (None, Some(2.0)));
         assert_eq!(bracket(&[(2.0, true), (3.0, true)]), (Some(3.0), None));
         assert_eq!(bracket(&[]), (None, None));
+    }
+
+    #[test]
+    fn a_ramp_plots_the_best_p99_of_each_rate_in_order() {
+        let report = serde_json::json!({"scenario": "ramp", "steps": [
+            {"offered_deliveries_per_sec": 2000.0, "latency_us": {"p99": 3000}},
+            {"offered_deliveries_per_sec": 1000.0, "latency_us": {"p99": 1000}},
+            {"offered_deliveries_per_sec": 2000.0, "latency_us": {"p99": 2500}},
+            {"offered_deliveries_per_sec": 3000.0}
+        ]});
+        let s = p99_series("ours".into(), &report);
+        assert_eq!(s.points, vec![(1000.0, 1.0), (2000.0, 2.5)]);
+    }
+
+    #[test]
+    fn ramps_are_found_in_reports_and_in_results_files() {
+        let report = r#"{"scenario":"ramp","steps":[]}"#;
+        let one = ramps_in(report, None, Path::new("x/ours.json"));
+        assert_eq!(one.len(), 1);
+        assert_eq!(one[0].name, "ours");
+        assert_eq!(
+            ramps_in(report, Some("after"), Path::new("a.json"))[0].name,
+            "after"
+        );
+        let results = format!(
+            "{{\"server\":\"ours\",\"scenario\":\"ramp\",\"report\":{report}}}\n\
+             {{\"server\":\"ours\",\"scenario\":\"idle\",\"report\":{{}}}}\n\
+             {{\"server\":\"node-ws\",\"scenario\":\"ramp\",\"report\":null}}\n\
+             {{\"build\":\"before\",\"round\":2,\"scenario\":\"ramp\",\"report\":{report}}}\n"
+        );
+        let names: Vec<String> = ramps_in(&results, Some("run"), Path::new("r.jsonl"))
+            .into_iter()
+            .map(|s| s.name)
+            .collect();
+        assert_eq!(names, ["run ours", "run before #2"]);
+        assert!(ramps_in("not json", None, Path::new("r")).is_empty());
     }
 
     #[test]

@@ -63,6 +63,10 @@ fn init_logging(config: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Tasks alive in the runtime, refreshed with the metrics' upkeep (every
+/// 5 s): `chat-bench soak` watches it for tasks that outlive their work.
+const ALIVE_TASKS: &str = "chat_runtime_alive_tasks";
+
 fn install_metrics() -> anyhow::Result<PrometheusHandle> {
     let handle = PrometheusBuilder::new()
         // Every latency (`*_seconds`): the ack's, and each stage's.
@@ -76,12 +80,18 @@ fn install_metrics() -> anyhow::Result<PrometheusHandle> {
         )?
         .install_recorder()
         .context("cannot install the metrics recorder")?;
+    metrics::describe_gauge!(
+        ALIVE_TASKS,
+        "Tasks alive in the async runtime (a figure that grows under steady load is a leak)"
+    );
     let upkeep = handle.clone();
+    let runtime = tokio::runtime::Handle::current().metrics();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(5));
         loop {
             tick.tick().await;
             upkeep.run_upkeep();
+            metrics::gauge!(ALIVE_TASKS).set(runtime.num_alive_tasks() as f64);
         }
     });
     Ok(handle)
