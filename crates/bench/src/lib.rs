@@ -48,6 +48,8 @@
 //! turn (`--source-ips`, see [`source`]), so that a server's per-address
 //! limits see many clients rather than one 127.0.0.1.
 
+#[cfg(target_os = "linux")]
+pub mod cluster;
 pub mod conn;
 pub mod durable;
 pub mod fanout;
@@ -63,6 +65,8 @@ pub mod progress;
 pub mod ramp;
 pub mod rawws;
 pub mod reads;
+#[cfg(target_os = "linux")]
+pub mod rolling;
 pub mod schedule;
 pub mod seqcheck;
 pub mod seqset;

@@ -10,6 +10,7 @@
 //! chat-bench idle    --url ws://127.0.0.1:3000 --protocol socketio --connections 10000 --rooms 100
 //! chat-bench fanout  --url ws://127.0.0.1:3101 --protocol socketio-seed --rooms 100 --members 50
 //! chat-bench ramp    --url ws://127.0.0.1:3000/ws --json ours.json   # also writes ours.svg
+//! chat-bench rolling --database-url postgres://127.0.0.1/chat --clients 1000 --rooms 100 --json rolling.json
 //! chat-bench plot ramp ours=ours.json peer=peer.json -o ramp.svg
 //! ```
 //!
@@ -74,6 +75,11 @@ enum Scenario {
     /// hostile clients run on their own thread at SCHED_IDLE, on the CPU
     /// the honest ones leave.
     Hostile(hostile::HostileArgs),
+    /// Runs a 3-node cluster (PostgreSQL, Redis, nginx) under load and
+    /// restarts each node in turn, twice; lost / duplicated / reordered
+    /// deliveries, time without connection, latency before vs during.
+    #[cfg(target_os = "linux")]
+    Rolling(chat_bench::rolling::RollingArgs),
     /// Markdown tables from the results file of crates/bench/scripts/bench-all.sh.
     Summarize(summary::SummarizeArgs),
     /// SVG charts from results files.
@@ -115,6 +121,8 @@ fn main() -> ExitCode {
             Scenario::Fanout(args) => fanout::run(args).await,
             Scenario::Ramp(args) => ramp::run(args).await,
             Scenario::Hostile(args) => hostile::run(args).await,
+            #[cfg(target_os = "linux")]
+            Scenario::Rolling(args) => chat_bench::rolling::run(args).await,
             Scenario::Summarize(args) => summary::run(args),
             Scenario::Plot(PlotKind::Ramp(args)) => ramp::plot(args),
         }

@@ -1,5 +1,6 @@
 //! The public handle: [`Client`], built with [`ClientBuilder`].
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -31,6 +32,7 @@ pub struct ClientBuilder {
     dead_after: Option<Duration>,
     /// PEM bundles of extra roots to trust for `wss://`.
     root_certificates: Vec<Vec<u8>>,
+    local_address: Option<IpAddr>,
 }
 
 impl ClientBuilder {
@@ -47,7 +49,17 @@ impl ClientBuilder {
             reconnect: true,
             dead_after: None,
             root_certificates: Vec::new(),
+            local_address: None,
         }
+    }
+
+    /// Opens every connection (the first and each reconnect) from this
+    /// local address, e.g. one of 127.0.0.0/8 so that a balancer hashing
+    /// client addresses (nginx `ip_hash`) spreads test clients on one
+    /// machine over its servers.
+    pub fn local_address(mut self, address: IpAddr) -> ClientBuilder {
+        self.local_address = Some(address);
+        self
     }
 
     /// The display name to ask for in anonymous mode (`?name=`). Without
@@ -156,6 +168,7 @@ impl ClientBuilder {
             self.guest_token.as_deref(),
         )?;
         target.trust(&self.root_certificates)?;
+        target.local_address = self.local_address;
         let (ws, session) = target.open(self.connect_timeout).await?;
         target.keep_guest(&session);
         let (commands_tx, commands_rx) = mpsc::unbounded_channel();

@@ -6,6 +6,7 @@
 //! the protocol crate's `Request` is the server's parsed form and is not
 //! meant to be serialized.
 
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,7 +14,7 @@ use chat_protocol::{ServerFrame, WelcomeBody};
 use futures_util::StreamExt;
 use rustls::ClientConfig;
 use serde::Serialize;
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::error::TlsError;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
@@ -24,6 +25,34 @@ use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 use crate::error::{Error, Result};
 use crate::event::Session;
 use crate::tls;
+
+/// A TCP connection to `uri`'s host and port from the local address
+/// `from` (the first of the host's addresses in `from`'s family), without
+/// Nagle's delay, as tokio-tungstenite's own connect does.
+async fn tcp_from(from: IpAddr, uri: &tungstenite::http::Uri) -> std::io::Result<TcpStream> {
+    let host = uri.host().unwrap_or_default().trim_matches(['[', ']']);
+    let port = uri
+        .port_u16()
+        .unwrap_or(if uri.scheme_str() == Some("wss") { 443 } else { 80 });
+    let to = tokio::net::lookup_host((host, port))
+        .await?
+        .find(|to| to.is_ipv4() == from.is_ipv4())
+        .ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::AddrNotAvailable,
+                format!("{host} has no address in the family of {from}"),
+            )
+        })?;
+    let socket = if from.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.bind(SocketAddr::new(from, 0))?;
+    let stream = socket.connect(to).await?;
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}
 
 /// An open client WebSocket.
 pub(crate) type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -173,6 +202,9 @@ pub(crate) struct Target {
     /// For a `wss://` URL: the TLS configuration (whom to trust) of every
     /// connection, the first and each reconnect alike. `None` for `ws://`.
     pub(crate) tls: Option<Arc<ClientConfig>>,
+    /// The local address every connection is opened from (`None`: the
+    /// system's choice).
+    pub(crate) local_address: Option<IpAddr>,
 }
 
 impl Target {
@@ -212,6 +244,7 @@ impl Target {
             authorization,
             guest: guest.map(str::to_owned),
             tls: None,
+            local_address: None,
         })
     }
 
@@ -270,10 +303,22 @@ impl Target {
         // `None` for ws://; for wss:// always ours, never tokio-tungstenite's
         // fallback (a process-wide rustls default with no roots).
         let connector = self.tls.clone().map(Connector::Rustls);
-        let (mut ws, _) =
-            tokio_tungstenite::connect_async_tls_with_config(request, None, true, connector)
-                .await
-                .map_err(|e| self.connect_error(e))?;
+        let connected = match self.local_address {
+            None => {
+                tokio_tungstenite::connect_async_tls_with_config(request, None, true, connector)
+                    .await
+            }
+            Some(from) => match tcp_from(from, request.uri()).await {
+                Ok(stream) => {
+                    tokio_tungstenite::client_async_tls_with_config(
+                        request, stream, None, connector,
+                    )
+                    .await
+                }
+                Err(error) => Err(tungstenite::Error::Io(error)),
+            },
+        };
+        let (mut ws, _) = connected.map_err(|e| self.connect_error(e))?;
         let mut session = read_welcome(&mut ws).await?;
         if self.authorization.is_none() && session.guest_token.is_none() {
             // A welcome without a new credential leaves the one we came
