@@ -289,6 +289,7 @@ async fn restart(
     Ok(Restart {
         node: node.index,
         round,
+        binary: binary.to_path_buf(),
         at_s: at.as_secs_f64(),
         drain_ms,
         exit_code,

@@ -21,6 +21,8 @@ use crate::stats::LatencySummary;
 pub struct Restart {
     pub node: usize,
     pub round: usize,
+    /// The binary the node was started again from.
+    pub binary: std::path::PathBuf,
     /// When the drain began, seconds since the run's start.
     pub at_s: f64,
     /// From the drain's start to the process's exit.
