@@ -33,7 +33,11 @@
 //!   caller gets the ack.
 //! - **Reconnect with backoff.** Exponential with full jitter ([`Backoff`]),
 //!   after a drop, a server shutdown (close 1001), a slow-consumer drop
-//!   (1013), or a server that went silent for two heartbeat intervals.
+//!   (1013), or a server that went silent for two heartbeat intervals. The
+//!   first attempt comes after a random 0–250 ms (the default
+//!   [`Backoff::initial`]): a node drained for a rolling restart sees its
+//!   clients back on another node at once, without all of them arriving in
+//!   the same millisecond.
 //! - **TLS.** A `wss://` URL connects over TLS (rustls), reconnects
 //!   included; the server's certificate is always verified, against the
 //!   platform's root store and any certificate authority given to

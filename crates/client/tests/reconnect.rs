@@ -1,6 +1,7 @@
 //! Reconnecting: after the server restarts, the event stream goes on with
 //! no gaps and no doubles (direct-message rooms too), sends made during the
-//! outage are acked once, and a guest comes back as the same user.
+//! outage are acked once, a guest comes back as the same user, and after a
+//! drain (close 1001) the first attempt comes within 250 ms.
 
 mod common;
 
@@ -100,6 +101,34 @@ async fn resumes_after_a_restart_without_gaps_or_doubles() {
     bob.send("room", "after").await.expect("send");
     let live = messages_until(&mut alice_events, "room", last + 1).await;
     assert_eq!(seqs(&live), [last + 1]);
+}
+
+#[tokio::test]
+async fn after_a_drain_the_first_attempt_comes_within_the_first_backoff_ceiling() {
+    // A drained server closes with 1001; clients come back at once, each
+    // after a random 0..=250 ms (the default `Backoff::initial`), so that
+    // thousands of them do not arrive in the same millisecond.
+    let mut server = TestServer::start(&[]).await;
+    let (_alice, mut events) = client(&server.url(), "alice").await;
+    server.stop().await;
+    let first = next_matching(&mut events, "reconnecting", |e| {
+        matches!(e, Event::Reconnecting { .. })
+    })
+    .await;
+    let Event::Reconnecting {
+        attempt,
+        delay,
+        reason,
+    } = first
+    else {
+        unreachable!()
+    };
+    assert_eq!(attempt, 1);
+    assert!(reason.contains("1001"), "closed by the drain: {reason}");
+    assert!(
+        delay <= Backoff::default().initial,
+        "the first delay is within 0..=250 ms: {delay:?}"
+    );
 }
 
 #[tokio::test]
