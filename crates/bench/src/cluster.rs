@@ -211,7 +211,10 @@ impl Nginx {
         let deadline = Instant::now() + Duration::from_secs(10);
         while TcpStream::connect(addr).await.is_err() {
             if Instant::now() > deadline {
-                bail!("nginx did not listen on {addr} (see {})", dir.join("nginx.log").display());
+                bail!(
+                    "nginx did not listen on {addr} (see {})",
+                    dir.join("nginx.log").display()
+                );
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -220,7 +223,11 @@ impl Nginx {
 
     /// Stops nginx with SIGTERM (its master then stops the workers).
     pub async fn stop(mut self) {
-        if let Some(pid) = self.child.id().and_then(|pid| libc::pid_t::try_from(pid).ok()) {
+        if let Some(pid) = self
+            .child
+            .id()
+            .and_then(|pid| libc::pid_t::try_from(pid).ok())
+        {
             // SAFETY: kill(2) on our own child's pid; no memory involved.
             unsafe { libc::kill(pid, libc::SIGTERM) };
         }

@@ -25,6 +25,10 @@
 //!   clients, while idle connections are held; honest p99 both ways.
 //! - [`ramp`]: the fanout load at rising rates until p99 exceeds a bound or
 //!   anything is lost; the highest good rate.
+//! - [`rolling`]: a cluster of its own (three nodes on PostgreSQL and
+//!   Redis behind nginx, [`cluster`]) restarted one node at a time under
+//!   load from `chat-client` clients; lost / duplicated / reordered
+//!   deliveries, time without connection, latency before vs during.
 //!
 //! `fanout` and `ramp` can mix edits and reactions into the sends
 //! (`--changes-percent`, see [`mix`]) and have every member send read

@@ -33,7 +33,11 @@ async fn tcp_from(from: IpAddr, uri: &tungstenite::http::Uri) -> std::io::Result
     let host = uri.host().unwrap_or_default().trim_matches(['[', ']']);
     let port = uri
         .port_u16()
-        .unwrap_or(if uri.scheme_str() == Some("wss") { 443 } else { 80 });
+        .unwrap_or(if uri.scheme_str() == Some("wss") {
+            443
+        } else {
+            80
+        });
     let to = tokio::net::lookup_host((host, port))
         .await?
         .find(|to| to.is_ipv4() == from.is_ipv4())

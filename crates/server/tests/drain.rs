@@ -182,7 +182,9 @@ async fn drain_under_load(trigger: Trigger) {
             Some("ack") => {
                 acked.insert(frame["id"].as_str().expect("ack id").to_owned());
             }
-            Some("error") => assert_eq!(frame["code"], "overloaded", "a retryable refusal: {frame}"),
+            Some("error") => {
+                assert_eq!(frame["code"], "overloaded", "a retryable refusal: {frame}")
+            }
             _ => {}
         }
     }
@@ -215,7 +217,11 @@ async fn drain_under_load(trigger: Trigger) {
         let messages = page["messages"].as_array().expect("messages");
         let Some(last) = messages.last() else { break };
         after = last["seq"].as_u64().expect("seq");
-        stored.extend(messages.iter().map(|m| m["id"].as_str().unwrap().to_owned()));
+        stored.extend(
+            messages
+                .iter()
+                .map(|m| m["id"].as_str().unwrap().to_owned()),
+        );
     }
     let unique: BTreeSet<&String> = stored.iter().collect();
     assert_eq!(stored.len(), 230, "every send stored once: {stored:?}");

@@ -95,7 +95,9 @@ impl Shared {
 /// A poisoned lock means a recording task panicked; the data is still
 /// what it recorded.
 pub fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// What one client saw.
@@ -222,7 +224,8 @@ pub async fn send(
             micros: shared.micros_now(),
         }
         .write_text(TEXT_BYTES, &mut text);
-        let (client, room_name, shared) = (member.client.clone(), room_name.clone(), shared.clone());
+        let (client, room_name, shared) =
+            (member.client.clone(), room_name.clone(), shared.clone());
         shared.sent.fetch_add(1, Ordering::Relaxed);
         sends.spawn(async move {
             match client.send(&room_name, &text).await {

@@ -281,7 +281,12 @@ async fn restart(
     let limit = config.shutdown_timeout + Duration::from_secs(10);
     let exit_code = tokio::time::timeout(limit, node.exited())
         .await
-        .with_context(|| format!("node {} still running {limit:?} after the drain", node.index))??;
+        .with_context(|| {
+            format!(
+                "node {} still running {limit:?} after the drain",
+                node.index
+            )
+        })??;
     let drain_ms = started.elapsed().as_millis();
     let spawned = Instant::now();
     node.spawn(binary, config).await?;

@@ -126,7 +126,10 @@ impl Report {
             if seen.closed || seen.down_since.is_some() {
                 checks.not_back += 1;
             }
-            let ongoing = seen.down_since.map(|since| since.elapsed()).unwrap_or_default();
+            let ongoing = seen
+                .down_since
+                .map(|since| since.elapsed())
+                .unwrap_or_default();
             longest = longest.max(seen.longest_outage).max(ongoing);
             outages += seen.outages;
             deliveries += seen.seqs.len() as u64;
@@ -171,14 +174,20 @@ impl Report {
             "rolling restart: {} nodes x {} rounds ({} drain), {} clients in {} rooms, {}/s each\n",
             self.nodes, self.rounds, self.drain, self.clients, self.rooms, self.rate_per_client
         ));
-        t.row("sent / acked / failed", format!("{} / {} / {}", self.sent, self.acked, self.send_failures));
+        t.row(
+            "sent / acked / failed",
+            format!("{} / {} / {}", self.sent, self.acked, self.send_failures),
+        );
         t.row("deliveries", self.deliveries.to_string());
         t.row("lost (acked, not delivered)", self.checks.lost.to_string());
         t.row("duplicates", self.checks.duplicates.to_string());
         t.row("out of order", self.checks.out_of_order.to_string());
         t.row("clients not back", self.checks.not_back.to_string());
         t.row("outages", self.outages.to_string());
-        t.row("longest without connection", format!("{} ms", self.longest_outage_ms));
+        t.row(
+            "longest without connection",
+            format!("{} ms", self.longest_outage_ms),
+        );
         t.row("latency before", self.latency_before_us.row());
         t.row("latency during", self.latency_during_us.row());
         for r in &self.restarts {
@@ -193,7 +202,14 @@ impl Report {
                 ),
             );
         }
-        t.row("result", if self.passed() { "PASS".into() } else { "FAIL".into() });
+        t.row(
+            "result",
+            if self.passed() {
+                "PASS".into()
+            } else {
+                "FAIL".into()
+            },
+        );
         t.finish()
     }
 
