@@ -149,7 +149,17 @@ async fn drain_under_load(trigger: Trigger) {
             assert_eq!(answer["draining"], true, "{answer}");
             assert_eq!(answer["connections"], 4, "{answer}");
         }
-        Trigger::Sigterm => server.sigterm(),
+        Trigger::Sigterm => {
+            // The signal arrives when it arrives: until then the node is
+            // still ready. The API's drain, by contrast, has begun once
+            // it answered.
+            server.sigterm();
+            let deadline = Instant::now() + RECV_TIMEOUT;
+            while checker.request("GET", "/readyz").await.0 == 200 {
+                assert!(Instant::now() < deadline, "still ready after SIGTERM");
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
     }
     let (status, body) = checker.request("GET", "/readyz").await;
     assert_eq!(
