@@ -29,23 +29,35 @@ fn missing(what: &str, why: &str) -> ! {
 
 /// Redis answers `PING` at `url` (`redis://host:port/`).
 fn require_redis(url: &str) {
-    let addr = url
-        .trim_start_matches("redis://")
-        .trim_end_matches('/')
-        .to_owned();
-    let answer = (|| {
-        let mut stream = std::net::TcpStream::connect(&addr)?;
-        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-        stream.write_all(b"PING\r\n")?;
-        let mut buf = [0u8; 16];
-        let n = stream.read(&mut buf)?;
-        Ok::<_, std::io::Error>(String::from_utf8_lossy(&buf[..n]).into_owned())
-    })();
-    match answer {
+    match redis_command(url, &["PING"]) {
         Ok(pong) if pong.starts_with("+PONG") => {}
         Ok(other) => missing(&format!("Redis at {url}"), &format!("answered {other:?}")),
         Err(e) => missing(&format!("Redis at {url}"), &e.to_string()),
     }
+}
+
+/// Sends one command to Redis at `url` as a RESP array; its first reply
+/// line.
+fn redis_command(url: &str, args: &[&str]) -> std::io::Result<String> {
+    let addr = url.trim_start_matches("redis://").trim_end_matches('/');
+    let mut stream = std::net::TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut command = format!("*{}\r\n", args.len());
+    for arg in args {
+        command.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
+    }
+    stream.write_all(command.as_bytes())?;
+    let mut buf = [0u8; 256];
+    let n = stream.read(&mut buf)?;
+    Ok(String::from_utf8_lossy(&buf[..n]).into_owned())
+}
+
+/// Removes every key under `prefix` (the nodes' presence and rooms).
+fn redis_forget(url: &str, prefix: &str) {
+    let script =
+        "for _, k in ipairs(redis.call('KEYS', ARGV[1])) do redis.call('DEL', k) end return 1";
+    let pattern = format!("{prefix}*");
+    let _ = redis_command(url, &["EVAL", script, "0", &pattern]);
 }
 
 fn require_nginx(nginx: &str) {
@@ -122,6 +134,7 @@ async fn a_rolling_restart_to_a_new_binary_loses_nothing() {
     let new_binary = dir.path().join("chat-server-new");
     std::fs::copy(&server, &new_binary).expect("copy chat-server");
     let json = dir.path().join("rolling.json");
+    let redis_prefix = format!("{}:", schema.name);
     let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_chat-bench"))
         .arg("rolling")
         .arg("--server-bin")
@@ -130,7 +143,7 @@ async fn a_rolling_restart_to_a_new_binary_loses_nothing() {
         .arg(&new_binary)
         .args(["--database-url", &db_url, "--database-schema", &schema.name])
         .args(["--redis-url", &redis_url])
-        .args(["--redis-prefix", &format!("{}:", schema.name)])
+        .args(["--redis-prefix", &redis_prefix])
         .args(["--nginx", &nginx])
         .args(["--clients", "60", "--rooms", "6", "--rate", "2"])
         .args(["--rounds", "2", "--baseline-secs", "5", "--pause-secs", "3"])
@@ -140,6 +153,7 @@ async fn a_rolling_restart_to_a_new_binary_loses_nothing() {
         .await
         .expect("run chat-bench");
     schema.drop_it().await;
+    redis_forget(&redis_url, &redis_prefix);
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
