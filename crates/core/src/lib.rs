@@ -26,6 +26,7 @@ pub mod people;
 pub mod permissions;
 pub mod rate;
 pub mod rooms;
+pub mod stats;
 pub mod store;
 pub mod sync;
 
