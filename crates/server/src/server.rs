@@ -16,6 +16,7 @@ use tokio_util::task::{AbortOnDropHandle, TaskTracker};
 use crate::auth::{Authenticator, GuestKeys, Secret};
 use crate::broker::RedisBroker;
 use crate::config::Config;
+use crate::dashboard::{ClusterDirectory, Dashboard, new_node_id};
 use crate::edge::Edge;
 use crate::edge::accept::{Acceptor, ConnectRate};
 use crate::edge::guard::{self, Guard};
@@ -25,6 +26,7 @@ use crate::tls::Tls;
 use crate::{http, transport};
 use chat_core::broker::{Broker, LocalBroker};
 use chat_core::store::Store;
+use chat_core::stats::History;
 use chat_core::{Hub, Metrics};
 
 #[derive(Debug, thiserror::Error)]
@@ -80,6 +82,12 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/metrics", get(http::metrics))
         .merge(crate::api::router(&state))
         .merge(crate::web::router())
+        .merge(
+            crate::web::admin_router().route_layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                crate::api::page_access,
+            )),
+        )
         .merge(transport::socketio::router(&state))
         .layer(axum::middleware::from_fn_with_state(
             state.guard.clone(),
@@ -151,22 +159,35 @@ impl Server {
             Some(redis) => Some(RedisBroker::connect(redis.clone()).await?),
             None => None,
         };
+        let node = new_node_id();
+        let cluster = redis.as_ref().map(|redis| ClusterDirectory {
+            conn: redis.connection(),
+            prefix: redis.config().prefix.clone(),
+            node_ttl: redis.config().node_ttl,
+        });
         let broker_store = store.clone();
-        let hub = Hub::new(
-            store,
-            config.limits.clone(),
-            Metrics::new(),
-            |rooms| match redis {
-                Some(redis) => {
-                    Arc::new(RedisBroker::start(redis, rooms, broker_store)) as Arc<dyn Broker>
-                }
-                None => Arc::new(LocalBroker::new(rooms)) as Arc<dyn Broker>,
-            },
-        );
+        let metrics = Metrics::new();
+        let counters = metrics.counters();
+        let broker_node = node.clone();
+        let hub = Hub::new(store, config.limits.clone(), metrics, |rooms| match redis {
+            Some(redis) => Arc::new(RedisBroker::start(redis, broker_node, rooms, broker_store))
+                as Arc<dyn Broker>,
+            None => Arc::new(LocalBroker::new(rooms)) as Arc<dyn Broker>,
+        });
         let listener = listen(config.listen).map_err(|source| ServerError::Bind {
             addr: config.listen,
             source,
         })?;
+        let dashboard = Arc::new(Dashboard {
+            node,
+            address: listener
+                .local_addr()
+                .map_or_else(|_| config.listen.to_string(), |addr| addr.to_string()),
+            started: chat_core::committer::now_ms(),
+            counters,
+            history: Arc::new(History::new(config.stats_interval)),
+            cluster,
+        });
         let state = Arc::new(AppState {
             hub,
             heartbeat: config.heartbeat,
@@ -181,6 +202,7 @@ impl Server {
                 hosts: config.edge.allowed_hosts.clone(),
                 origins: config.allowed_origins.clone(),
             }),
+            dashboard,
         });
         Ok(Server {
             state,
@@ -239,6 +261,14 @@ impl Server {
         ));
         let _watching_certificates =
             tls.map(|tls| AbortOnDropHandle::new(tokio::spawn(tls.watch())));
+        let dashboard = &state.dashboard;
+        let _sampling = AbortOnDropHandle::new(tokio::spawn(chat_core::stats::sample(
+            dashboard.counters.clone(),
+            dashboard.history.clone(),
+        )));
+        let _beating = AbortOnDropHandle::new(tokio::spawn(
+            dashboard.clone().beat(state.hub.clone()),
+        ));
         shutdown.await;
         tracing::info!("shutting down: committing pending messages, closing connections");
         stop_accepting.cancel();

@@ -10,6 +10,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio_util::task::TaskTracker;
 
 use crate::auth::{ApiKey, Authenticator};
+use crate::dashboard::Dashboard;
 use crate::edge::guard::Guard;
 use crate::edge::origin::AllowedOrigins;
 
@@ -31,4 +32,6 @@ pub struct AppState {
     pub api_key: Option<ApiKey>,
     /// The `Host` and `Origin` checks every request passes.
     pub guard: Arc<Guard>,
+    /// This node's history and the cluster's nodes, for `/admin`.
+    pub dashboard: Arc<Dashboard>,
 }

@@ -236,6 +236,17 @@ pub struct Connected {
     conn: ConnectionManager,
 }
 
+impl Connected {
+    /// The command connection, shared (for the dashboard's node summaries).
+    pub fn connection(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+
+    pub fn config(&self) -> &RedisConfig {
+        &self.config
+    }
+}
+
 /// The cluster broker. See the module documentation.
 pub struct RedisBroker {
     shared: Arc<Shared>,
@@ -279,8 +290,14 @@ impl RedisBroker {
     }
 
     /// Starts the broker's tasks (writer, subscriber, heartbeat) over a
-    /// connection from [`RedisBroker::connect`].
-    pub fn start(connected: Connected, rooms: Arc<Rooms>, store: Arc<dyn Store>) -> RedisBroker {
+    /// connection from [`RedisBroker::connect`]; `node` is this node's id
+    /// in the cluster.
+    pub fn start(
+        connected: Connected,
+        node: String,
+        rooms: Arc<Rooms>,
+        store: Arc<dyn Store>,
+    ) -> RedisBroker {
         metrics::describe_counter!(
             CAUGHT_UP,
             "Messages delivered from the store instead of Redis (gaps, catch-ups)"
@@ -289,7 +306,6 @@ impl RedisBroker {
         metrics::describe_gauge!(NODES, "Live cluster nodes at the last heartbeat");
         let (writes, write_rx) = mpsc::unbounded_channel();
         let (control, control_rx) = mpsc::unbounded_channel();
-        let node = format!("n_{}", ulid::Ulid::new().to_string().to_lowercase());
         tracing::info!(node = %node, prefix = %connected.config.prefix, "cluster mode: Redis broker");
         let shared = Arc::new(Shared {
             node,
