@@ -179,8 +179,11 @@ pub struct Sample {
     pub ts: i64,
     /// Connections open at the end.
     pub connections: u64,
+    /// Messages (and changes) stored in the interval, and per second.
+    pub messages: u64,
     pub messages_per_sec: f64,
-    /// Message frames queued to connections per second.
+    /// Message frames queued to connections in the interval, and per second.
+    pub deliveries: u64,
     pub deliveries_per_sec: f64,
     pub ack_ms: AckPercentiles,
     pub commit_batch: BatchSizes,
@@ -214,6 +217,8 @@ impl Taken {
         Sample {
             ts,
             connections,
+            messages: self.stored,
+            deliveries: self.delivered,
             messages_per_sec: self.stored as f64 / seconds,
             deliveries_per_sec: self.delivered as f64 / seconds,
             ack_ms: AckPercentiles {
