@@ -19,7 +19,10 @@
 //! - changes (edits, reactions, replies, deletions, pins) made on every
 //!   node at once: one gapless order of entries everywhere, races decided
 //!   once, and a client resuming on another node converges to the state of
-//!   members who stayed.
+//!   members who stayed;
+//! - the admin dashboard's nodes (`/api/admin/nodes`): every node's
+//!   summary through Redis, and a node killed with -9 shown stale, then
+//!   gone once its summary expires.
 //!
 //! PostgreSQL comes from `CHAT_TEST_DATABASE_URL` (default
 //! `postgres://postgres@127.0.0.1:5432/test`), Redis from
@@ -962,4 +965,61 @@ async fn a_message_committed_but_never_published_is_filled_from_the_store() {
         metric_value(&metrics, "chat_cluster_caught_up_messages_total").is_some_and(|v| v >= 1.0),
         "{metrics}"
     );
+}
+
+/// `GET /api/admin/nodes` of `node`, polled until `done` holds (10 s).
+async fn nodes_until(node: &Server, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let response = node.get("/api/admin/nodes").await;
+        assert_eq!(response.status, 200, "{response:?}");
+        let answer: Value = serde_json::from_str(&response.body).expect("JSON");
+        let nodes = answer["nodes"].as_array().expect("nodes").clone();
+        if done(&nodes) {
+            return nodes;
+        }
+        assert!(Instant::now() < deadline, "nodes never got there: {nodes:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The node's id in the cluster, as its dashboard says.
+async fn node_id(node: &Server) -> String {
+    let stats: Value = serde_json::from_str(&node.get("/api/admin/stats").await.body).unwrap();
+    stats["node"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL, Redis, redis-server and nginx: scripts/test provides them"]
+async fn the_dashboard_lists_every_node_and_a_stopped_one_goes_away() {
+    let cluster = Cluster::new().await;
+    let node_a = cluster.node(&[]);
+    let mut node_b = cluster.node(&[]);
+    let _carol = node_b.client("carol").await;
+    let (a, b) = (node_id(&node_a).await, node_id(&node_b).await);
+    let both = nodes_until(&node_a, |nodes| {
+        nodes.len() == 2 && nodes.iter().any(|n| n["id"] == b.as_str() && n["connections"] == 1)
+    })
+    .await;
+    for node in &both {
+        assert_eq!((&node["ready"], &node["stale"]), (&json!(true), &json!(false)), "{node}");
+        assert_eq!(node["health"], "ready");
+    }
+    let address_of_b = both.iter().find(|n| n["id"] == b.as_str()).unwrap()["address"].clone();
+    assert_eq!(address_of_b, node_b.addr.to_string());
+    // B's view is the same cluster.
+    nodes_until(&node_b, |nodes| nodes.iter().any(|n| n["id"] == a.as_str())).await;
+
+    node_b.kill9();
+    let stopped = Instant::now();
+    // Not heard from for a node TTL: stale, then gone once its key expires.
+    nodes_until(&node_a, |nodes| {
+        nodes.iter().any(|n| n["id"] == b.as_str() && n["stale"] == true)
+    })
+    .await;
+    let alone = nodes_until(&node_a, |nodes| nodes.len() == 1).await;
+    assert_eq!(alone[0]["id"], a.as_str());
+    eprintln!("a stopped node left the list after {:?}", stopped.elapsed());
+    let left = redis_keys(&cluster, &format!("dashboard:node:{b}")).await;
+    assert!(left.is_empty(), "{left:?}");
 }
