@@ -145,7 +145,8 @@ export function createChart(container, { title, unit = '', series }) {
           pen = 'M'; // a gap: no value in this interval
           continue;
         }
-        d += `${pen}${xOf(sample.ts).toFixed(1)},${yOf(v).toFixed(1)}`;
+        // `h0` after a move: a dot, should the next sample have no value.
+        d += pen === 'M' ? `M${xOf(sample.ts).toFixed(1)},${yOf(v).toFixed(1)}h0` : `L${xOf(sample.ts).toFixed(1)},${yOf(v).toFixed(1)}`;
         pen = 'L';
       }
       paths[i].setAttribute('d', d);

@@ -54,7 +54,7 @@ export function renderNodes(table, nodes, self) {
       const state = node.stale ? 'gone' : node.ready ? 'ready' : 'not ready';
       const health = cell(row, '');
       const badge = document.createElement('span');
-      badge.className = `badge ${node.stale ? 'stale' : node.ready ? 'ok' : 'bad'}`;
+      badge.className = `health ${node.stale ? 'stale' : node.ready ? 'ok' : 'bad'}`;
       badge.textContent = state;
       health.append(badge);
       if (!node.ready && !node.stale) health.append(document.createTextNode(` ${node.health}`));
