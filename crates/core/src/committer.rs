@@ -300,6 +300,7 @@ impl Committer {
                     body: ErrorBody {
                         code: refusal.code,
                         message: refusal.message,
+                        room: None,
                     },
                 });
             }
@@ -352,6 +353,7 @@ impl Committer {
                         body: ErrorBody {
                             code: ErrorCode::Internal,
                             message: format!("message not stored ({e}); retry with the same id"),
+                            room: None,
                         },
                     });
                 }

@@ -31,9 +31,13 @@ use std::sync::{Arc, Mutex};
 
 use chat_protocol::{EncodedUser, Members, ServerFrame, User};
 
-use super::event::{ConnId, EventKind, Outbound, Outbox, RoomEvent};
+use super::event::{ConnId, Dropped, EventKind, Outbound, Outbox, RoomEvent};
 use super::metrics::Metrics;
+use crate::bans::{self, BanChange, Bans};
 use crate::sync::lock;
+
+/// A user whose last connection in a room left it: the room, and who.
+pub type Left = (Arc<str>, Arc<EncodedUser>);
 
 #[derive(Debug)]
 struct Member {
@@ -200,6 +204,9 @@ pub struct Rooms {
     /// Every connection of this node, by user: where news for a person
     /// (a read marker moved, a direct message opened) goes.
     people: Mutex<HashMap<String, Vec<Outbox>>>,
+    /// The operators' bans in effect, which this registry carries out on
+    /// the connections it holds.
+    bans: Bans,
     metrics: Metrics,
 }
 
@@ -213,8 +220,72 @@ impl Rooms {
             batch_waiting,
             with_waiting: Mutex::new(Vec::new()),
             people: Mutex::new(HashMap::new()),
+            bans: Bans::default(),
             metrics,
         }
+    }
+
+    /// The bans in effect.
+    pub fn bans(&self) -> &Bans {
+        &self.bans
+    }
+
+    /// Applies a ban made or lifted (here or on another node) and, if it
+    /// is new to this node, carries it out; returns who left rooms, for
+    /// the caller to announce.
+    pub fn enforce(&self, change: &BanChange) -> Vec<Left> {
+        if self.bans.apply(change) {
+            self.carry_out(change)
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// Carries out a change already applied to the set: a room ban takes
+    /// the user's connections out of the room, each told with an
+    /// unsolicited `forbidden`; a server ban tells every connection of the
+    /// user and hangs it up (1008). Returns who left rooms.
+    pub fn carry_out(&self, change: &BanChange) -> Vec<Left> {
+        let BanChange::Banned(ban) = change else {
+            return Vec::new();
+        };
+        match &ban.room {
+            Some(room) => self.evict(room, &ban.user).into_iter().collect(),
+            None => {
+                let frame = bans::server_ban_frame();
+                let outboxes = lock(&self.people).get(&ban.user).cloned();
+                for outbox in outboxes.unwrap_or_default() {
+                    outbox.reply(frame.clone());
+                    outbox.hang_up(Dropped::Banned);
+                }
+                Vec::new()
+            }
+        }
+    }
+
+    /// Takes every connection of `user` out of `room` (pending joins too),
+    /// telling each; returns the leave to announce if they were there.
+    fn evict(&self, name: &str, user: &str) -> Option<Left> {
+        let mut rooms = lock(&self.rooms);
+        let room_arc = rooms.get(name)?.clone();
+        let (name, mut room) = (rooms.get_key_value(name)?.0.clone(), lock(&room_arc));
+        let (evicted, kept): (Vec<Member>, Vec<Member>) = std::mem::take(&mut room.members)
+            .into_iter()
+            .partition(|m| m.user.id == user);
+        room.members = kept;
+        if room.members.is_empty() {
+            drop(room);
+            rooms.remove(&name);
+            self.metrics.set_rooms(rooms.len());
+        }
+        drop(rooms);
+        let frame = bans::room_ban_frame(&name);
+        let user = evicted.first()?.user.clone();
+        for member in evicted {
+            member.outbox.mark_evicted();
+            member.outbox.reply(frame.clone());
+        }
+        Some((name, user))
     }
 
     /// A connection of `user` opened.

@@ -17,6 +17,9 @@
 //! | `GET /api/users/{id}/rooms` | the user's rooms with unread counts, as `rooms` |
 //! | `PUT /api/users/{id}/dms/{peer}` | `{room, with}`: their direct-message room, opened |
 //! | `GET /api/directory` | public rooms, as `directory` |
+//! | `PUT`/`DELETE /api/rooms/{room}/bans/{user}` | the ban; 204 lifted (`api/bans.rs`) |
+//! | `PUT`/`DELETE /api/bans/{user}` | a server-wide ban; 204 lifted |
+//! | `GET /api/bans?room=&user=` | `{bans}`, newest first |
 //!
 //! A posted message or change goes through the core like one sent on a
 //! socket ([`Hub::post`](chat_core::Hub::post)): the same validation, the
@@ -67,6 +70,7 @@ use crate::state::AppState;
 use chat_core::store::{Action, Draft, StoreError};
 use chat_core::{HISTORY_DEFAULT, HISTORY_MAX, Role};
 
+mod bans;
 mod changes;
 mod people;
 
@@ -107,6 +111,15 @@ pub fn router(app: &Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/api/users/{id}/rooms", get(people::user_rooms))
         .route("/api/users/{id}/dms/{peer}", put(people::open_dm))
         .route("/api/directory", get(people::directory))
+        .route(
+            "/api/rooms/{room}/bans/{user}",
+            put(bans::ban_from_room).delete(bans::unban_from_room),
+        )
+        .route(
+            "/api/bans/{user}",
+            put(bans::ban_from_server).delete(bans::unban_from_server),
+        )
+        .route("/api/bans", get(bans::list))
         .route("/api", axum::routing::any(no_such_call))
         .route("/api/{*rest}", axum::routing::any(no_such_call))
         .layer(DefaultBodyLimit::max(app.max_frame_bytes))
