@@ -796,8 +796,16 @@ mod tests {
     use chat_core::store::Action;
 
     use crate::store::test_support::{
-        by, check_changes, check_people, check_search, check_tombstones_and_purge, draft, seqs,
+        by, check_bans, check_changes, check_people, check_search, check_tombstones_and_purge,
+        draft, seqs,
     };
+
+    #[tokio::test]
+    async fn bans_are_kept_listed_and_lifted() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path(), Duration::from_secs(1)).unwrap();
+        check_bans(&store).await;
+    }
 
     #[tokio::test]
     async fn people_read_markers_and_mentions_are_exact() {
