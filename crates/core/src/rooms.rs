@@ -555,6 +555,89 @@ mod tests {
         }
     }
 
+    fn banned(user: &str, room: Option<&str>) -> BanChange {
+        BanChange::Banned(crate::bans::Ban {
+            user: user.into(),
+            room: room.map(str::to_owned),
+            reason: None,
+            ts: 0,
+        })
+    }
+
+    #[test]
+    fn a_room_ban_takes_every_connection_of_the_user_out_and_tells_each() {
+        let rooms = Rooms::new(16, false, Metrics::new());
+        let room: Arc<str> = Arc::from("general");
+        let (m1, mut m1_rx) = outbox(1, 16, Metrics::new());
+        let (m2, mut m2_rx) = outbox(2, 16, Metrics::new());
+        let (a, mut a_rx) = outbox(3, 16, Metrics::new());
+        for (conn, who) in [(&m1, "mallory"), (&m2, "mallory"), (&a, "alice")] {
+            rooms.register(&room, &user(who), conn);
+            rooms.finish_join(&room, conn.conn(), 0, joined("general", 0));
+        }
+        drain(&mut m1_rx);
+        drain(&mut m2_rx);
+        drain(&mut a_rx);
+
+        let lefts = rooms.enforce(&banned("mallory", Some("general")));
+        assert_eq!(lefts.len(), 1, "one leave for the user");
+        assert_eq!(
+            (&*lefts[0].0, lefts[0].1.id.as_str()),
+            ("general", "mallory")
+        );
+        for (outbox, rx) in [(&m1, &mut m1_rx), (&m2, &mut m2_rx)] {
+            assert!(!rooms.is_member("general", outbox.conn()));
+            assert!(
+                outbox.take_evicted(),
+                "the session learns at its next request"
+            );
+            let told = drain(rx);
+            assert_eq!(told.len(), 1, "{told:?}");
+            assert!(
+                told[0].contains("Forbidden") && told[0].contains("general"),
+                "{told:?}"
+            );
+        }
+        assert!(rooms.is_member("general", a.conn()));
+        assert!(!a.take_evicted());
+        assert_eq!(rooms.members("general").len(), 1);
+
+        // Known already: nothing more to carry out; a message reaches
+        // only the one left.
+        assert!(
+            rooms
+                .enforce(&banned("mallory", Some("general")))
+                .is_empty()
+        );
+        rooms.deliver(&message(&room, 1));
+        assert_eq!(drain(&mut a_rx), vec!["m1"]);
+        assert!(drain(&mut m1_rx).is_empty());
+    }
+
+    #[test]
+    fn a_server_ban_tells_and_hangs_up_every_connection_of_the_user() {
+        let rooms = Rooms::new(16, false, Metrics::new());
+        let (m, mut m_rx) = outbox(1, 16, Metrics::new());
+        let (a, mut a_rx) = outbox(2, 16, Metrics::new());
+        rooms.add_connection("mallory", &m);
+        rooms.add_connection("alice", &a);
+        assert!(rooms.enforce(&banned("mallory", None)).is_empty());
+        assert!(rooms.bans().is_banned("mallory"));
+        let told = drain(&mut m_rx);
+        assert!(
+            told.len() == 1 && told[0].contains("banned from this server"),
+            "{told:?}"
+        );
+        let waker = futures_util::task::noop_waker();
+        let mut cx = std::task::Context::from_waker(&waker);
+        assert_eq!(
+            m_rx.dropped.poll(&mut cx),
+            std::task::Poll::Ready(Dropped::Banned)
+        );
+        assert!(drain(&mut a_rx).is_empty());
+        assert!(a_rx.dropped.poll(&mut cx).is_pending());
+    }
+
     #[test]
     fn pending_join_buffers_and_drops_covered_messages() {
         let rooms = Rooms::new(16, false, Metrics::new());

@@ -10,7 +10,8 @@
 //!
 //! Closing is the engine's: it writes what it had queued, then (over
 //! WebSocket) a close frame without a code, and waits for the socket as
-//! long as that takes; only shutdown waits here, for [`CLOSE_TIMEOUT`].
+//! long as that takes; only shutdown waits here, for [`CLOSE_TIMEOUT`],
+//! and a ban, for the client to close after the namespace's `DISCONNECT`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -89,9 +90,19 @@ pub async fn run(app: Arc<AppState>, socket: Arc<EngineSocket>) {
         // Closing the transport, not the namespace: the client reconnects
         // by itself, and resumes with `join` + `since`.
         Hangup::Left | Hangup::TooSlow => socket.close(DisconnectReason::TransportClose),
-        // Banned: after the error and the namespace's DISCONNECT, which
-        // the engine writes before it lets go, as at shutdown.
-        Hangup::Shutdown | Hangup::Banned => {
+        // The error and the namespace's DISCONNECT are queued: a client
+        // that reads them closes the transport itself. Closing it here at
+        // once would lose them on long-polling, whose next poll finds the
+        // session gone.
+        Hangup::Banned => {
+            if tokio::time::timeout(CLOSE_TIMEOUT, socket.closed())
+                .await
+                .is_err()
+            {
+                socket.close(DisconnectReason::TransportClose);
+            }
+        }
+        Hangup::Shutdown => {
             socket.close(DisconnectReason::ClosingServer);
             // The engine's writer lets go of the queue once it has written
             // what was in it, the acks of the last commits among them.
