@@ -301,6 +301,7 @@ impl Committer {
                     body: ErrorBody {
                         code: refusal.code,
                         message: refusal.message,
+                        room: None,
                     },
                 });
             }
@@ -359,6 +360,7 @@ impl Committer {
                         body: ErrorBody {
                             code: ErrorCode::Internal,
                             message: format!("message not stored ({e}); retry with the same id"),
+                            room: None,
                         },
                     });
                 }

@@ -18,6 +18,9 @@
 //! | `PUT /api/users/{id}/dms/{peer}` | `{room, with}`: their direct-message room, opened |
 //! | `GET /api/directory` | public rooms, as `directory` |
 //! | `GET /api/admin/stats`, `/rooms`, `/nodes` | the dashboard's data ([`admin`]) |
+//! | `PUT`/`DELETE /api/rooms/{room}/bans/{user}` | the ban; 204 lifted (`api/bans.rs`) |
+//! | `PUT`/`DELETE /api/bans/{user}` | a server-wide ban; 204 lifted |
+//! | `GET /api/bans?room=&user=` | `{bans}`, newest first |
 //!
 //! A posted message or change goes through the core like one sent on a
 //! socket ([`Hub::post`](chat_core::Hub::post)): the same validation, the
@@ -75,6 +78,7 @@ use chat_core::store::{Action, Draft, StoreError};
 use chat_core::{HISTORY_DEFAULT, HISTORY_MAX, Role};
 
 mod admin;
+mod bans;
 mod changes;
 mod people;
 
@@ -118,6 +122,15 @@ pub fn router(app: &Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/api/admin/stats", get(admin::stats))
         .route("/api/admin/rooms", get(admin::rooms))
         .route("/api/admin/nodes", get(admin::nodes))
+        .route(
+            "/api/rooms/{room}/bans/{user}",
+            put(bans::ban_from_room).delete(bans::unban_from_room),
+        )
+        .route(
+            "/api/bans/{user}",
+            put(bans::ban_from_server).delete(bans::unban_from_server),
+        )
+        .route("/api/bans", get(bans::list))
         .route("/api", axum::routing::any(no_such_call))
         .route("/api/{*rest}", axum::routing::any(no_such_call))
         .layer(DefaultBodyLimit::max(app.max_frame_bytes))

@@ -50,6 +50,8 @@ pub enum ServerError {
     Tls(#[from] crate::tls::TlsError),
     #[error("cannot read or keep the guest secret: {0}")]
     GuestSecret(#[source] chat_core::store::StoreError),
+    #[error("cannot read the bans from storage: {0}")]
+    Bans(#[source] chat_core::store::StoreError),
     #[error("the guest secret kept in storage is unusable: {0}")]
     ShortGuestSecret(#[from] crate::auth::ShortSecret),
 }
@@ -174,6 +176,8 @@ impl Server {
                 as Arc<dyn Broker>,
             None => Arc::new(LocalBroker::new(rooms)) as Arc<dyn Broker>,
         });
+        // Every ban in effect before the first connection is taken.
+        hub.reload_bans().await.map_err(ServerError::Bans)?;
         let listener = listen(config.listen).map_err(|source| ServerError::Bind {
             addr: config.listen,
             source,

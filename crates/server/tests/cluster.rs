@@ -16,6 +16,11 @@
 //!   at its next heartbeat;
 //! - a client through nginx (the config of docs/deploy.md, run as a
 //!   foreground process of the test's own);
+//! - bans made through one node's API are carried out on every node: a
+//!   member on another node is taken out of the room (and refused when it
+//!   tries again), a server-banned user's connection elsewhere is closed
+//!   with 1008 and refused again at the upgrade, and a node started after
+//!   the ban enforces it;
 //! - changes (edits, reactions, replies, deletions, pins) made on every
 //!   node at once: one gapless order of entries everywhere, races decided
 //!   once, and a client resuming on another node converges to the state of
@@ -895,6 +900,112 @@ async fn a_client_through_nginx_talks_with_clients_on_every_node() {
     let polling = http_get(nginx.addr, "/socket.io/?EIO=4&transport=polling").await;
     assert_eq!(polling.status, 200, "{}", polling.body);
     assert!(polling.body.starts_with("0{"), "{}", polling.body);
+}
+
+/// An API call to one node: the status and the JSON body (`Null` for none).
+async fn node_api(node: &Server, method: &str, path: &str) -> (u16, Value) {
+    let response = http_request(node.addr, method, path, &[], None).await;
+    let body = serde_json::from_str(&response.body).unwrap_or(Value::Null);
+    (response.status, body)
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL, Redis, redis-server and nginx: scripts/test provides them"]
+async fn a_ban_made_on_one_node_is_enforced_on_every_node_even_one_started_after_it() {
+    let cluster = Cluster::new().await;
+    let flags = ["--presence-delay-ms", "0"];
+    let node_a = cluster.node(&flags);
+    let node_b = cluster.node(&flags);
+    // Mallory and alice on node B, the operator on node A.
+    let mut mallory = node_b.client("mallory").await;
+    let id = mallory.user_id().to_owned();
+    let guest = format!(
+        "name=mallory&guest={}",
+        mallory.welcome["guest_token"]
+            .as_str()
+            .expect("a guest credential")
+    );
+    let mut alice = node_b.client("alice").await;
+    let mut carol = node_a.client("carol").await;
+    for c in [&mut carol, &mut alice, &mut mallory] {
+        c.join("general").await;
+    }
+    mallory.join("random").await;
+
+    // A room ban through node A takes mallory out on node B.
+    let (status, ban) = node_api(&node_a, "PUT", &format!("/api/rooms/general/bans/{id}")).await;
+    assert_eq!(status, 200, "{ban}");
+    let notice = mallory.recv_until(|f| f["type"] == "error").await;
+    assert_eq!(
+        (&notice["code"], &notice["room"]),
+        (&json!("forbidden"), &json!("general")),
+        "{notice}"
+    );
+    for c in [&mut alice, &mut carol] {
+        let left = c
+            .recv_until(|f| f["type"] == "presence" && f["event"] == "leave")
+            .await;
+        assert_eq!(left["user"]["id"], json!(id), "{left}");
+    }
+    // Node B refuses the way back in, on this connection and a new one.
+    let again = mallory
+        .request(json!({"type": "join", "room": "general"}))
+        .await;
+    assert_eq!(
+        (&again["type"], &again["code"]),
+        (&json!("error"), &json!("forbidden"))
+    );
+    let mut second = Client::connect_url(&node_b.ws_url(&guest)).await;
+    let refused = second
+        .request(json!({"type": "join", "room": "general"}))
+        .await;
+    assert_eq!(refused["code"], "forbidden", "{refused}");
+    assert_eq!(mallory.say("random", "still here").await["type"], "ack");
+
+    // A node started after the ban enforces it from the store.
+    let node_c = cluster.node(&flags);
+    let mut third = Client::connect_url(&node_c.ws_url(&guest)).await;
+    let refused = third
+        .request(json!({"type": "join", "room": "general"}))
+        .await;
+    assert_eq!(refused["code"], "forbidden", "{refused}");
+    drop(third);
+
+    // Lifted through node C: node B lets mallory back in.
+    let path = format!("/api/rooms/general/bans/{id}");
+    assert_eq!(node_api(&node_c, "DELETE", &path).await.0, 204);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let answer = second
+            .request(json!({"type": "join", "room": "general"}))
+            .await;
+        if answer["type"] == "joined" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still refused: {answer}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // A server ban through node A closes mallory's connections on node B,
+    // and node B refuses the upgrade.
+    let (status, _) = node_api(&node_a, "PUT", &format!("/api/bans/{id}")).await;
+    assert_eq!(status, 200);
+    for c in [&mut mallory, &mut second] {
+        let (frames, ended) = c.recv_until_end(RECV_TIMEOUT).await;
+        assert_eq!(
+            frames.last().map(|f| &f["message"]),
+            Some(&json!("you are banned from this server")),
+            "{frames:?}"
+        );
+        assert_eq!(ended, Ended::Close(Some(1008)));
+    }
+    for node in [&node_a, &node_b, &node_c] {
+        let refused = node.get(&format!("/ws?{guest}")).await;
+        assert_eq!(refused.status, 403, "{}: {refused:?}", node.addr);
+    }
+    let node_d = cluster.node(&flags);
+    assert_eq!(node_d.get(&format!("/ws?{guest}")).await.status, 403);
+    alice.assert_alive().await;
 }
 
 #[test]
