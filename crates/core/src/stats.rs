@@ -240,15 +240,17 @@ impl Taken {
     }
 }
 
+/// Messages stored per room in one interval, and how long it was.
+type RoomCounts = (Duration, HashMap<Arc<str>, u64>);
+
 /// The last hour of samples, and the last minute of per-room counts.
 #[derive(Debug)]
 pub struct History {
     interval: Duration,
     capacity: usize,
     samples: Mutex<VecDeque<Sample>>,
-    /// Messages stored per room in each of the latest intervals, with how
-    /// long each was.
-    rooms: Mutex<VecDeque<(Duration, HashMap<Arc<str>, u64>)>>,
+    /// The latest intervals' per-room counts.
+    rooms: Mutex<VecDeque<RoomCounts>>,
     room_intervals: usize,
 }
 

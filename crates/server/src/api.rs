@@ -59,13 +59,11 @@ use std::sync::Arc;
 use axum::Json;
 use axum::Router;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
-use axum::extract::{
-    ConnectInfo, DefaultBodyLimit, FromRequestParts, Path, Query, Request, State,
-};
-use axum::http::request::Parts;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts, Path, Query, Request, State};
 use axum::http::Extensions;
-use axum::middleware::Next;
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use chat_protocol::validate::{self, Invalid};
@@ -313,7 +311,11 @@ fn may_use_api(parts: &Parts, app: &AppState) -> Result<(), ApiError> {
 /// anyone else, as for a route that does not exist). With a key the page
 /// is served to anyone: it holds no data, and asks for the key that every
 /// call it makes needs.
-pub async fn page_access(State(app): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+pub async fn page_access(
+    State(app): State<Arc<AppState>>,
+    request: Request,
+    next: Next,
+) -> Response {
     if app.api_key.is_none() && !is_loopback_caller(request.extensions(), request.headers()) {
         return StatusCode::NOT_FOUND.into_response();
     }

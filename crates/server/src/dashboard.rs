@@ -96,10 +96,8 @@ impl ClusterDirectory {
             return Ok(Vec::new());
         }
         let keys: Vec<String> = ids.iter().map(|id| self.node_key(id)).collect();
-        let values: Vec<Option<String>> = redis::cmd("MGET")
-            .arg(&keys)
-            .query_async(&mut conn)
-            .await?;
+        let values: Vec<Option<String>> =
+            redis::cmd("MGET").arg(&keys).query_async(&mut conn).await?;
         let mut gone = Vec::new();
         let mut nodes = Vec::new();
         let stale_before = now_ms() - i64::try_from(self.node_ttl.as_millis()).unwrap_or(i64::MAX);

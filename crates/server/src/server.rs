@@ -25,8 +25,8 @@ use crate::store::{PostgresStore, SqliteStore};
 use crate::tls::Tls;
 use crate::{http, transport};
 use chat_core::broker::{Broker, LocalBroker};
-use chat_core::store::Store;
 use chat_core::stats::History;
+use chat_core::store::Store;
 use chat_core::{Hub, Metrics};
 
 #[derive(Debug, thiserror::Error)]
@@ -270,9 +270,8 @@ impl Server {
             dashboard.counters.clone(),
             dashboard.history.clone(),
         )));
-        let _beating = AbortOnDropHandle::new(tokio::spawn(
-            dashboard.clone().beat(state.hub.clone()),
-        ));
+        let _beating =
+            AbortOnDropHandle::new(tokio::spawn(dashboard.clone().beat(state.hub.clone())));
         shutdown.await;
         tracing::info!("shutting down: committing pending messages, closing connections");
         stop_accepting.cancel();

@@ -35,7 +35,10 @@ async fn poll_until(server: &Server, path: &str, done: impl Fn(&Value) -> bool) 
         if done(&answer) {
             return answer;
         }
-        assert!(Instant::now() < deadline, "{path} never got there: {answer}");
+        assert!(
+            Instant::now() < deadline,
+            "{path} never got there: {answer}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -73,12 +76,18 @@ async fn the_history_grows_and_counts_what_a_socket_sent() {
     let samples = stats["samples"].as_array().unwrap();
     let busy: Vec<&Value> = samples.iter().filter(|s| s["messages"] != 0).collect();
     for sample in &busy {
-        assert!(sample["messages_per_sec"].as_f64().unwrap() > 0.0, "{sample}");
+        assert!(
+            sample["messages_per_sec"].as_f64().unwrap() > 0.0,
+            "{sample}"
+        );
         assert!(sample["ack_ms"]["p50"].as_f64().unwrap() > 0.0, "{sample}");
         let p50 = sample["ack_ms"]["p50"].as_f64().unwrap();
         let p999 = sample["ack_ms"]["p999"].as_f64().unwrap();
         assert!(p50 <= p999, "{sample}");
-        assert!(sample["commit_batch"]["max"].as_u64().unwrap() >= 1, "{sample}");
+        assert!(
+            sample["commit_batch"]["max"].as_u64().unwrap() >= 1,
+            "{sample}"
+        );
     }
     let latest = samples.last().unwrap();
     assert_eq!(latest["connections"], 2, "{latest}");
@@ -87,7 +96,11 @@ async fn the_history_grows_and_counts_what_a_socket_sent() {
     // Oldest first, and `since` gives only newer samples.
     let ts: Vec<i64> = samples.iter().map(|s| s["ts"].as_i64().unwrap()).collect();
     assert!(ts.windows(2).all(|w| w[0] < w[1]), "{ts:?}");
-    let newer = get_json(&server, &format!("/api/admin/stats?since={}", ts[ts.len() - 2])).await;
+    let newer = get_json(
+        &server,
+        &format!("/api/admin/stats?since={}", ts[ts.len() - 2]),
+    )
+    .await;
     let newer_ts: Vec<i64> = newer["samples"]
         .as_array()
         .unwrap()
@@ -97,7 +110,10 @@ async fn the_history_grows_and_counts_what_a_socket_sent() {
     assert!(newer_ts[0] == ts[ts.len() - 1], "{newer_ts:?} after {ts:?}");
     // Bad input is a 400, as everywhere in the API.
     let bad = server.get("/api/admin/stats?since=yesterday").await;
-    assert_eq!((bad.status, &json(&bad)["code"]), (400, &Value::from("bad_request")));
+    assert_eq!(
+        (bad.status, &json(&bad)["code"]),
+        (400, &Value::from("bad_request"))
+    );
 }
 
 #[tokio::test]
@@ -114,7 +130,10 @@ async fn rooms_come_busiest_first_with_members_and_rates() {
     alice.say("quiet", "once").await;
     let rooms = poll_until(&server, "/api/admin/rooms", |a| {
         let rooms = a["rooms"].as_array().unwrap();
-        rooms.len() == 2 && rooms.iter().all(|r| r["messages_per_sec"].as_f64().unwrap() > 0.0)
+        rooms.len() == 2
+            && rooms
+                .iter()
+                .all(|r| r["messages_per_sec"].as_f64().unwrap() > 0.0)
     })
     .await;
     let rooms = rooms["rooms"].as_array().unwrap();
@@ -130,9 +149,13 @@ async fn rooms_come_busiest_first_with_members_and_rates() {
     assert_eq!(names, ["alice", "bob"]);
     assert_eq!(rooms[0]["seq"], 6);
     assert!(
-        rooms[0]["messages_per_sec"].as_f64().unwrap() > rooms[1]["messages_per_sec"].as_f64().unwrap()
+        rooms[0]["messages_per_sec"].as_f64().unwrap()
+            > rooms[1]["messages_per_sec"].as_f64().unwrap()
     );
-    assert_eq!((rooms[1]["room"].as_str(), rooms[1]["seq"].as_u64()), (Some("quiet"), Some(1)));
+    assert_eq!(
+        (rooms[1]["room"].as_str(), rooms[1]["seq"].as_u64()),
+        (Some("quiet"), Some(1))
+    );
     let one = get_json(&server, "/api/admin/rooms?limit=1").await;
     assert_eq!(one["rooms"].as_array().unwrap().len(), 1);
     assert_eq!(server.get("/api/admin/rooms?limit=0").await.status, 400);
@@ -152,7 +175,10 @@ async fn one_node_lists_itself_with_its_health() {
     let stats = get_json(&server, "/api/admin/stats").await;
     assert_eq!(node["id"], stats["node"]);
     assert_eq!(node["address"], server.addr.to_string());
-    assert_eq!((&node["ready"], &node["health"]), (&Value::from(true), &Value::from("ready")));
+    assert_eq!(
+        (&node["ready"], &node["health"]),
+        (&Value::from(true), &Value::from("ready"))
+    );
     assert_eq!(node["stale"], false);
     assert_eq!(node["version"], env!("CARGO_PKG_VERSION"));
     assert!(node["started"].as_i64().unwrap() <= node["heard"].as_i64().unwrap());
@@ -168,13 +194,20 @@ async fn with_a_key_the_page_is_served_and_every_admin_call_needs_the_key() {
     assert_eq!(page.status, 200);
     let head = page.head.to_ascii_lowercase();
     assert!(head.contains("content-type: text/html"), "{head}");
-    assert!(head.contains("content-security-policy: default-src 'none'"), "{head}");
+    assert!(
+        head.contains("content-security-policy: default-src 'none'"),
+        "{head}"
+    );
     assert!(page.body.contains("/assets/admin/main.js"));
     assert_eq!(server.get("/assets/admin/charts.js").await.status, 200);
     let right = format!("Bearer {KEY}");
     for call in ADMIN_CALLS {
         let none = server.get(call).await;
-        assert_eq!((none.status, &json(&none)["code"]), (401, &Value::from("unauthorized")), "{call}");
+        assert_eq!(
+            (none.status, &json(&none)["code"]),
+            (401, &Value::from("unauthorized")),
+            "{call}"
+        );
         let wrong = [("Authorization", "Bearer test-api-key-0123456788")];
         let r = http_request(server.addr, "GET", call, &wrong, None).await;
         assert_eq!(r.status, 401, "{call}");
@@ -238,5 +271,8 @@ async fn without_a_key_the_dashboard_answers_loopback_peers_only() {
         assert_eq!(from_outside.status, 404, "{path}");
     }
     // The chat page is there for everyone.
-    assert_eq!(http_get(SocketAddr::new(outside, port), "/").await.status, 200);
+    assert_eq!(
+        http_get(SocketAddr::new(outside, port), "/").await.status,
+        200
+    );
 }

@@ -1089,7 +1089,10 @@ async fn nodes_until(node: &Server, done: impl Fn(&[Value]) -> bool) -> Vec<Valu
         if done(&nodes) {
             return nodes;
         }
-        assert!(Instant::now() < deadline, "nodes never got there: {nodes:?}");
+        assert!(
+            Instant::now() < deadline,
+            "nodes never got there: {nodes:?}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -1109,11 +1112,18 @@ async fn the_dashboard_lists_every_node_and_a_stopped_one_goes_away() {
     let _carol = node_b.client("carol").await;
     let (a, b) = (node_id(&node_a).await, node_id(&node_b).await);
     let both = nodes_until(&node_a, |nodes| {
-        nodes.len() == 2 && nodes.iter().any(|n| n["id"] == b.as_str() && n["connections"] == 1)
+        nodes.len() == 2
+            && nodes
+                .iter()
+                .any(|n| n["id"] == b.as_str() && n["connections"] == 1)
     })
     .await;
     for node in &both {
-        assert_eq!((&node["ready"], &node["stale"]), (&json!(true), &json!(false)), "{node}");
+        assert_eq!(
+            (&node["ready"], &node["stale"]),
+            (&json!(true), &json!(false)),
+            "{node}"
+        );
         assert_eq!(node["health"], "ready");
     }
     let address_of_b = both.iter().find(|n| n["id"] == b.as_str()).unwrap()["address"].clone();
@@ -1125,7 +1135,9 @@ async fn the_dashboard_lists_every_node_and_a_stopped_one_goes_away() {
     let stopped = Instant::now();
     // Not heard from for a node TTL: stale, then gone once its key expires.
     nodes_until(&node_a, |nodes| {
-        nodes.iter().any(|n| n["id"] == b.as_str() && n["stale"] == true)
+        nodes
+            .iter()
+            .any(|n| n["id"] == b.as_str() && n["stale"] == true)
     })
     .await;
     let alone = nodes_until(&node_a, |nodes| nodes.len() == 1).await;
