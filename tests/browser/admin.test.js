@@ -15,10 +15,7 @@ import { mkdirSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
-import { ChatPage, ChatServer, launchBrowser, WAIT_MS } from './harness.js';
-import { repoRoot } from '../support/chat-server.js';
-
-const ARTIFACTS = process.env.CHAT_ARTIFACTS_DIR || path.join(repoRoot, 'ci-artifacts');
+import { ARTIFACTS, ChatPage, ChatServer, launchBrowser, WAIT_MS } from './harness.js';
 const KEY = 'browser-test-api-key-0123';
 /** Samples every 200 ms: the charts have points within a second. */
 const FAST_STATS = ['--stats-interval-ms', '200'];
