@@ -213,6 +213,12 @@ test('find a message by room and seq, and delete it: a tombstone for members', a
   await carol.waitForTexts(['fine words', 'message deleted']);
   await until('the found message shows deleted', async () => (await page.locator('#found .entry.deleted').count()) === 1);
   assert.match(await page.locator('#notice').textContent(), /Deleted message 2 of modroom/);
+  // Its versions: the original text, then the deletion.
+  await page.locator('#found').getByRole('button', { name: 'Versions' }).click();
+  const versions = page.locator('#found .versions li');
+  await versions.nth(1).waitFor();
+  assert.match(await versions.nth(0).textContent(), /^#2 “rude words” · carol/);
+  assert.match(await versions.nth(1).textContent(), /^#3 deleted · api/);
   // A seq with no message says so.
   await page.getByLabel('Seq').fill('99');
   await page.getByRole('button', { name: 'Find', exact: true }).click();

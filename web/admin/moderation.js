@@ -50,6 +50,45 @@ function describe(message) {
   return item;
 }
 
+/** A button that lists every text the message had (its edits and deletion). */
+function versionsButton(room, seq, fail) {
+  const button = document.createElement('button');
+  button.type = 'button';
+  button.className = 'button small ghost';
+  button.textContent = 'Versions';
+  button.setAttribute('aria-expanded', 'false');
+  const list = document.createElement('ol');
+  list.className = 'versions';
+  list.hidden = true;
+  button.addEventListener('click', async () => {
+    if (!list.hidden) {
+      list.hidden = true;
+      button.setAttribute('aria-expanded', 'false');
+      return;
+    }
+    let versions;
+    try {
+      versions = await api.get(`/api/rooms/${seg(room)}/messages/${seq}/versions`);
+    } catch (error) {
+      fail(error);
+      return;
+    }
+    list.replaceChildren(
+      ...versions.map((version) => {
+        const li = document.createElement('li');
+        const what = version.deleted ? 'deleted' : `“${version.text}”`;
+        li.textContent = `#${version.seq} ${what} · ${version.from.name} · ${new Date(version.ts).toLocaleString()}`;
+        return li;
+      }),
+    );
+    list.hidden = false;
+    button.setAttribute('aria-expanded', 'true');
+  });
+  const wrap = document.createElement('div');
+  wrap.append(button, list);
+  return wrap;
+}
+
 export function setUpModeration({ notify, fail }) {
   const found = $('found');
 
@@ -62,6 +101,7 @@ export function setUpModeration({ notify, fail }) {
       return;
     }
     const item = describe(message);
+    item.append(versionsButton(room, seq, fail));
     if (!message.deleted) {
       const remove = document.createElement('button');
       remove.type = 'button';
