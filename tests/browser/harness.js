@@ -17,7 +17,7 @@ import { ChatServer, repoRoot } from '../support/chat-server.js';
 export { ChatServer };
 
 const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
-const ARTIFACTS = process.env.CHAT_ARTIFACTS_DIR || path.join(repoRoot, 'ci-artifacts');
+export const ARTIFACTS = process.env.CHAT_ARTIFACTS_DIR || path.join(repoRoot, 'ci-artifacts');
 
 /** How long any one condition may take to come true. */
 export const WAIT_MS = 15_000;

@@ -179,7 +179,7 @@ pub async fn welcome_and_join(ws: &mut Ws, room_json: &str) -> anyhow::Result<Jo
                     });
                 }
                 Ok(ServerFrame::Error {
-                    body: ErrorBody { code, message },
+                    body: ErrorBody { code, message, .. },
                     ..
                 }) => {
                     bail!("join refused: {code}: {message}")

@@ -1276,7 +1276,7 @@ async fn connect_and_join(
                 ..
             }) => return Ok((ws, seq)),
             Ok(ServerFrame::Error {
-                body: ErrorBody { code, message },
+                body: ErrorBody { code, message, .. },
                 ..
             }) => {
                 bail!("join refused: {code}: {message}")
@@ -1651,6 +1651,7 @@ mod tests {
             body: ErrorBody {
                 code: ErrorCode::Overloaded,
                 message: "later".into(),
+                room: None,
             },
         }
         .to_json();

@@ -142,6 +142,7 @@ mod tests {
             body: ErrorBody {
                 code: ErrorCode::RateLimited,
                 message: "slow down".into(),
+                room: None,
             },
         };
         let text = err.to_json();

@@ -601,7 +601,7 @@ impl Connection {
             }
             ServerFrame::Error {
                 reference,
-                body: ErrorBody { code, message },
+                body: ErrorBody { code, message, .. },
             } => return self.on_error(reference, code, message),
             // The welcome comes once, read by `Target::open`.
             ServerFrame::Welcome(_) => {}

@@ -140,6 +140,10 @@ impl Hub {
     /// (nothing was stored).
     pub async fn post(&self, draft: Draft) -> Result<Posted, Invalid> {
         let inner = &self.inner;
+        // Posting as a banned user is refused as their own send would be.
+        if let Some(refused) = inner.rooms.bans().refusal(&draft.from.id, &draft.room) {
+            return Err(refused);
+        }
         let conn = inner.next_conn.fetch_add(1, Ordering::Relaxed);
         let (reply_to, mut answer) = event::outbox(conn, 2, inner.metrics.clone());
         let room: Arc<str> = Arc::from(draft.room.as_str());
@@ -182,7 +186,7 @@ impl Hub {
                     duplicate,
                 }),
                 ServerFrame::Error {
-                    body: ErrorBody { code, message },
+                    body: ErrorBody { code, message, .. },
                     ..
                 } => Err(invalid(code, message)),
                 other => Err(invalid(
@@ -332,13 +336,15 @@ impl Hub {
     }
 }
 
-/// Starts the idle sweep and the retention purge, if configured. Each
-/// holds the hub weakly and ends with it, or at shutdown.
+/// Starts the bans' periodic reload, and the idle sweep and the retention
+/// purge if configured. Each holds the hub weakly and ends with it, or at
+/// shutdown.
 pub(super) fn start_background(hub: &Hub) {
     let limits = &hub.inner.limits;
     if let Some(timeout) = limits.idle_timeout {
         tokio::spawn(sweep_idle(Arc::downgrade(&hub.inner), timeout));
     }
+    tokio::spawn(crate::bans::reload_periodically(Arc::downgrade(&hub.inner)));
     if limits.retention.is_active() {
         tokio::spawn(purge_periodically(
             Arc::downgrade(&hub.inner),

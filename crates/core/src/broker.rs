@@ -16,6 +16,7 @@ use async_trait::async_trait;
 use chat_protocol::{ServerFrame, User};
 
 use crate::RoomEvent;
+use crate::bans::BanChange;
 use crate::event::ConnId;
 use crate::rooms::Rooms;
 
@@ -37,6 +38,12 @@ pub trait Broker: Send + Sync + 'static {
     /// Delivers `frame` to every connection of `user`, cluster-wide, but
     /// `skip` (a connection of this node, which was answered already).
     fn publish_to_user(&self, user: &str, frame: ServerFrame, skip: Option<ConnId>);
+
+    /// Tells the other nodes of a ban made or lifted on this one, which
+    /// has carried it out already; each carries it out on its own
+    /// connections ([`Rooms::enforce`], announcing who left). A single
+    /// node has no one to tell.
+    fn publish_ban(&self, _change: &BanChange) {}
 
     /// A connection of this node joins `room` (not a re-join). Resolves once
     /// the room's events published from now on reach this node, so the

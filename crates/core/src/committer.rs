@@ -31,6 +31,7 @@
 //! and no send comes, the committer probes the store with a commit of its
 //! own, so readiness recovers without traffic.
 
+use std::collections::HashMap;
 use std::future::{Future, poll_fn};
 use std::pin::pin;
 use std::sync::Arc;
@@ -291,8 +292,8 @@ impl Committer {
     }
 
     /// Answers one committed draft: an ack (after which a new entry is
-    /// published), or its refusal.
-    fn answer(&self, pending: Answer, outcome: Appended) {
+    /// published), or its refusal; returns whether a new entry was stored.
+    fn answer(&self, pending: Answer, outcome: Appended) -> bool {
         let Some(receipt) = outcome.receipt() else {
             if let Appended::Refused(refusal) = outcome {
                 pending.reply_to.reply(ServerFrame::Error {
@@ -300,10 +301,11 @@ impl Committer {
                     body: ErrorBody {
                         code: refusal.code,
                         message: refusal.message,
+                        room: None,
                     },
                 });
             }
-            return;
+            return false;
         };
         let duplicate = matches!(outcome, Appended::Duplicate(_));
         pending.reply_to.reply(ServerFrame::Ack {
@@ -320,11 +322,12 @@ impl Committer {
         let kind = match outcome {
             Appended::New(message) => EventKind::Message(message),
             Appended::Changed(change) => EventKind::Change(change),
-            Appended::Duplicate(_) | Appended::Refused(_) => return,
+            Appended::Duplicate(_) | Appended::Refused(_) => return false,
         };
         self.metrics.message_stored();
         self.broker
             .publish(RoomEvent::new(pending.room, kind, None));
+        true
     }
 
     /// Acks a committed batch's drafts and publishes its new entries, or
@@ -339,9 +342,14 @@ impl Committer {
             Ok(appended) => {
                 // Ready again before the first ack is out.
                 self.outcomes.succeeded();
+                let mut stored_per_room: HashMap<Arc<str>, u64> = HashMap::new();
                 for (pending, outcome) in answers.into_iter().zip(appended) {
-                    self.answer(pending, outcome);
+                    let room = pending.room.clone();
+                    if self.answer(pending, outcome) {
+                        *stored_per_room.entry(room).or_default() += 1;
+                    }
                 }
+                self.metrics.stored_in_rooms(stored_per_room);
                 self.metrics.published_after(ended.elapsed());
             }
             Err(e) => {
@@ -352,6 +360,7 @@ impl Committer {
                         body: ErrorBody {
                             code: ErrorCode::Internal,
                             message: format!("message not stored ({e}); retry with the same id"),
+                            room: None,
                         },
                     });
                 }

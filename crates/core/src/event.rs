@@ -2,7 +2,7 @@
 //! replies, through a bounded per-connection [`Outbox`].
 
 use std::any::{Any, TypeId};
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Instant;
@@ -144,6 +144,9 @@ pub enum Dropped {
     Kicked = 2,
     /// The client sent no request but pings for `--idle-timeout-secs`.
     Idle = 3,
+    /// An operator banned the user from the server; the error saying so
+    /// is queued, and goes out before the close.
+    Banned = 4,
 }
 
 /// Sending side of a connection's bounded queue. Cloned into every room the
@@ -171,6 +174,9 @@ struct OutboxShared {
     /// Items pushed and not yet received; at most `capacity`.
     queued: AtomicUsize,
     capacity: usize,
+    /// A ban took the connection out of a room: its session has rooms to
+    /// forget.
+    evicted: AtomicBool,
 }
 
 /// A connection's reason to end, set once, and its task's waker.
@@ -205,7 +211,8 @@ impl Hangup {
             1 => Some(Dropped::SlowConsumer),
             2 => Some(Dropped::Shutdown),
             3 => Some(Dropped::Kicked),
-            _ => Some(Dropped::Idle),
+            4 => Some(Dropped::Idle),
+            _ => Some(Dropped::Banned),
         }
     }
 }
@@ -266,6 +273,7 @@ pub fn outbox(conn: ConnId, capacity: usize, metrics: Metrics) -> (Outbox, Outbo
         metrics,
         queued: AtomicUsize::new(0),
         capacity: capacity.max(1),
+        evicted: AtomicBool::new(false),
     });
     (
         Outbox {
@@ -319,6 +327,19 @@ impl Outbox {
     /// down.
     pub fn shut_down(&self) {
         self.shared.hangup.set(Dropped::Shutdown);
+    }
+
+    /// Notes that a ban took the connection out of a room, for its session
+    /// to learn at its next request ([`Outbox::take_evicted`]).
+    pub fn mark_evicted(&self) {
+        self.shared.evicted.store(true, Ordering::Release);
+    }
+
+    /// Whether a ban took the connection out of a room since the last
+    /// call: one atomic read on every request.
+    pub fn take_evicted(&self) -> bool {
+        self.shared.evicted.load(Ordering::Acquire)
+            && self.shared.evicted.swap(false, Ordering::AcqRel)
     }
 
     /// Tells the connection's transport to close it for `reason`, unless

@@ -16,6 +16,7 @@
 //! outbox in `seq` order.
 
 pub mod admin;
+pub mod bans;
 pub mod broker;
 pub mod commit_health;
 pub mod committer;
@@ -26,6 +27,7 @@ pub mod people;
 pub mod permissions;
 pub mod rate;
 pub mod rooms;
+pub mod stats;
 pub mod store;
 pub mod sync;
 
@@ -288,6 +290,12 @@ impl Hub {
             );
         }
         self.inner.metrics.connection_opened();
+        // Checked after the connection is registered, so a ban made
+        // meanwhile finds it there or is seen here.
+        if self.is_banned(&identity.user.id) {
+            outbox.reply(bans::server_ban_frame());
+            outbox.hang_up(Dropped::Banned);
+        }
         let session = Session {
             hub: self.inner.clone(),
             id: format!("s_{}", ulid::Ulid::new()),
@@ -411,6 +419,7 @@ fn rejected(reference: Option<Ref>, code: ErrorCode, message: impl Into<String>)
         body: ErrorBody {
             code,
             message: message.into(),
+            room: None,
         },
     }
 }
@@ -484,6 +493,9 @@ impl Session {
         let reference = envelope.reference;
         if !matches!(envelope.request, Request::Ping) {
             self.activity.touch();
+        }
+        if self.outbox.take_evicted() {
+            self.forget_evicted_rooms();
         }
         let silent_on_success = matches!(envelope.request, Request::Typing { .. });
         match self.dispatch(reference.clone(), envelope.request).await {
@@ -605,12 +617,13 @@ impl Session {
     }
 
     /// The room a request names, if this session may use it: a valid room
-    /// name (`invalid_room`) that the user's `rooms` claim allows
-    /// (`forbidden`). The one check for every request, so that reading,
-    /// writing, typing in and leaving a room are refused exactly where
-    /// joining it is.
+    /// name (`invalid_room`) that no ban keeps the user out of and the
+    /// user's `rooms` claim allows (`forbidden`). The one check for every
+    /// request, so that reading, writing, typing in and leaving a room are
+    /// refused exactly where joining it is.
     fn room(&self, name: String) -> Result<Arc<str>, Invalid> {
         validate::room(&name, self.hub.limits.max_room_chars)?;
+        self.may_enter(&name)?;
         if !self.rooms.allows(&name) {
             return Err(Invalid {
                 code: ErrorCode::Forbidden,
@@ -624,6 +637,43 @@ impl Session {
             });
         }
         Ok(Arc::from(name))
+    }
+
+    /// Forgets the rooms a ban took this connection out of (the registry
+    /// no longer has it there), giving back their subscriptions: it is no
+    /// longer joined, so a write there is `not_joined` and a `join`
+    /// after the ban is lifted is a new one.
+    fn forget_evicted_rooms(&mut self) {
+        let conn = self.outbox.conn();
+        let rooms = &self.hub.rooms;
+        let gone: Vec<Arc<str>> = self
+            .joined
+            .iter()
+            .filter(|room| !rooms.is_member(room, conn))
+            .cloned()
+            .collect();
+        for room in gone {
+            self.joined.remove(&room);
+            self.hub.broker.unsubscribe(&room);
+        }
+    }
+
+    /// Gives up a join that did not complete: out of the room again (its
+    /// leave announced if it was announced), its subscription given back.
+    fn abandon_join(&mut self, room: &Arc<str>) {
+        self.joined.remove(room);
+        if let Some(user) = self.hub.rooms.unregister(room, self.outbox.conn()) {
+            self.announce(room, PresenceEvent::Leave, &user);
+        }
+        self.hub.broker.unsubscribe(room);
+    }
+
+    /// Refuses a room an operator banned the user from (or the server).
+    fn may_enter(&self, room: &str) -> Result<(), Invalid> {
+        match self.hub.rooms.bans().refusal(&self.user.user().id, room) {
+            Some(refused) => Err(refused),
+            None => Ok(()),
+        }
     }
 
     /// Whether `room`, if it is a direct-message room, is this user's
@@ -700,46 +750,53 @@ impl Session {
                 },
                 read,
             )) => {
-                self.become_member(&room, &read, latest_seq);
                 let complete = since.is_none() || !more;
                 let remote = self.hub.broker.remote_members(&room);
-                rooms.finish_join(&room, conn, latest_seq, |mut members| {
-                    if !remote.is_empty() {
-                        let mut users = members.into_users();
-                        for user in remote {
-                            if !users.iter().any(|m| m.id == user.id) {
-                                users.push(user);
+                // A ban made while the history was read is seen here, or
+                // took the connection out of the room already
+                // (`finish_join` finds it gone).
+                let joined = self.may_enter(&room).is_ok()
+                    && rooms.finish_join(&room, conn, latest_seq, |mut members| {
+                        if !remote.is_empty() {
+                            let mut users = members.into_users();
+                            for user in remote {
+                                if !users.iter().any(|m| m.id == user.id) {
+                                    users.push(user);
+                                }
                             }
+                            members = Members::Users(users);
                         }
-                        members = Members::Users(users);
-                    }
-                    ServerFrame::Joined {
-                        reference,
-                        body: JoinedBody {
-                            room: room.to_string(),
-                            seq: latest_seq,
-                            members,
-                            messages,
-                            events: changes,
-                            pins,
-                            complete,
-                            last_read: read.last_read,
-                            unread: read.unread,
-                            unread_mentions: read.unread_mentions,
-                        },
-                    }
-                });
+                        ServerFrame::Joined {
+                            reference,
+                            body: JoinedBody {
+                                room: room.to_string(),
+                                seq: latest_seq,
+                                members,
+                                messages,
+                                events: changes,
+                                pins,
+                                complete,
+                                last_read: read.last_read,
+                                unread: read.unread,
+                                unread_mentions: read.unread_mentions,
+                            },
+                        }
+                    });
+                if !joined {
+                    self.abandon_join(&room);
+                    return Err(Invalid {
+                        code: ErrorCode::Forbidden,
+                        message: bans::ROOM_BANNED.into(),
+                    });
+                }
+                self.become_member(&room, &read, latest_seq);
             }
             Err(e) if registered.rejoin => {
                 // Still a member: resume live delivery after the error.
                 rooms.finish_join(&room, conn, 0, |_| store_failed(reference, &e));
             }
             Err(e) => {
-                self.joined.remove(&room);
-                if let Some(user) = rooms.unregister(&room, conn) {
-                    self.announce(&room, PresenceEvent::Leave, &user);
-                }
-                self.hub.broker.unsubscribe(&room);
+                self.abandon_join(&room);
                 self.outbox.reply(store_failed(reference, &e));
             }
         }
@@ -911,7 +968,10 @@ impl Session {
                         results: {
                             // Other people's direct messages are no one
                             // else's to read: a page may come shorter.
-                            found.messages.retain(|m| self.may_use_dm(&m.room));
+                            // Nor are rooms the user is banned from.
+                            found.messages.retain(|m| {
+                                self.may_use_dm(&m.room) && self.may_enter(&m.room).is_ok()
+                            });
                             found.messages
                         },
                         next: found.next,
@@ -978,7 +1038,7 @@ impl Session {
         let rooms = self.hub.store.user_rooms(&self.user.user().id).await;
         self.outbox.reply(match rooms {
             Ok(mut rooms) => {
-                rooms.retain(|r| self.rooms.allows(&r.room));
+                rooms.retain(|r| self.rooms.allows(&r.room) && self.may_enter(&r.room).is_ok());
                 ServerFrame::Rooms {
                     reference,
                     body: RoomsBody { rooms },

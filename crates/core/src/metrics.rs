@@ -2,9 +2,14 @@
 //!
 //! Handles are resolved once at start-up so the hot paths (one increment per
 //! delivery) do not look metrics up by name. Without an installed recorder
-//! (unit tests) every handle is a no-op.
+//! (unit tests) every handle is a no-op. The counts the admin dashboard
+//! reads back also go to [`Counters`](crate::stats::Counters).
 
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
+
+use crate::stats::Counters;
 
 use metrics::{Counter, Gauge, Histogram};
 
@@ -56,6 +61,8 @@ pub struct Metrics {
     commit: Histogram,
     publish: Histogram,
     outbox_wait: Histogram,
+    /// The same counts, for the dashboard's history.
+    counters: Arc<Counters>,
 }
 
 impl Default for Metrics {
@@ -127,15 +134,23 @@ impl Metrics {
             commit: metrics::histogram!(COMMIT),
             publish: metrics::histogram!(PUBLISH),
             outbox_wait: metrics::histogram!(OUTBOX_WAIT),
+            counters: Arc::default(),
         }
+    }
+
+    /// The counters the dashboard's sampler reads.
+    pub fn counters(&self) -> Arc<Counters> {
+        self.counters.clone()
     }
 
     pub fn connection_opened(&self) {
         self.connections.increment(1.0);
+        self.counters.connection_opened();
     }
 
     pub fn connection_closed(&self) {
         self.connections.decrement(1.0);
+        self.counters.connection_closed();
     }
 
     pub fn set_rooms(&self, rooms: usize) {
@@ -144,22 +159,33 @@ impl Metrics {
 
     pub fn message_stored(&self) {
         self.messages_in.increment(1);
+        self.counters.stored();
+    }
+
+    /// Messages stored per room by one commit batch (the dashboard's room
+    /// rates; counted once per batch, not per message).
+    pub fn stored_in_rooms(&self, rooms: HashMap<Arc<str>, u64>) {
+        self.counters.stored_in_rooms(rooms);
     }
 
     pub fn delivered(&self, count: u64) {
         self.messages_out.increment(count);
+        self.counters.delivered(count);
     }
 
     pub fn acked_after(&self, latency: Duration) {
         self.ack_latency.record(latency.as_secs_f64());
+        self.counters.acked_after(latency);
     }
 
     pub fn slow_consumer_dropped(&self) {
         self.slow_consumers.increment(1);
+        self.counters.slow_consumer_dropped();
     }
 
     pub fn committed_batch(&self, size: usize) {
         self.commit_batch.record(size as f64);
+        self.counters.committed_batch(size);
     }
 
     pub fn commit_failed(&self) {

@@ -31,9 +31,13 @@ use std::sync::{Arc, Mutex};
 
 use chat_protocol::{EncodedUser, Members, ServerFrame, User};
 
-use super::event::{ConnId, EventKind, Outbound, Outbox, RoomEvent};
+use super::event::{ConnId, Dropped, EventKind, Outbound, Outbox, RoomEvent};
 use super::metrics::Metrics;
+use crate::bans::{self, BanChange, Bans};
 use crate::sync::lock;
+
+/// A user whose last connection in a room left it: the room, and who.
+pub type Left = (Arc<str>, Arc<EncodedUser>);
 
 #[derive(Debug)]
 struct Member {
@@ -200,6 +204,9 @@ pub struct Rooms {
     /// Every connection of this node, by user: where news for a person
     /// (a read marker moved, a direct message opened) goes.
     people: Mutex<HashMap<String, Vec<Outbox>>>,
+    /// The operators' bans in effect, which this registry carries out on
+    /// the connections it holds.
+    bans: Bans,
     metrics: Metrics,
 }
 
@@ -213,8 +220,72 @@ impl Rooms {
             batch_waiting,
             with_waiting: Mutex::new(Vec::new()),
             people: Mutex::new(HashMap::new()),
+            bans: Bans::default(),
             metrics,
         }
+    }
+
+    /// The bans in effect.
+    pub fn bans(&self) -> &Bans {
+        &self.bans
+    }
+
+    /// Applies a ban made or lifted (here or on another node) and, if it
+    /// is new to this node, carries it out; returns who left rooms, for
+    /// the caller to announce.
+    pub fn enforce(&self, change: &BanChange) -> Vec<Left> {
+        if self.bans.apply(change) {
+            self.carry_out(change)
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// Carries out a change already applied to the set: a room ban takes
+    /// the user's connections out of the room, each told with an
+    /// unsolicited `forbidden`; a server ban tells every connection of the
+    /// user and hangs it up (1008). Returns who left rooms.
+    pub fn carry_out(&self, change: &BanChange) -> Vec<Left> {
+        let BanChange::Banned(ban) = change else {
+            return Vec::new();
+        };
+        match &ban.room {
+            Some(room) => self.evict(room, &ban.user).into_iter().collect(),
+            None => {
+                let frame = bans::server_ban_frame();
+                let outboxes = lock(&self.people).get(&ban.user).cloned();
+                for outbox in outboxes.unwrap_or_default() {
+                    outbox.reply(frame.clone());
+                    outbox.hang_up(Dropped::Banned);
+                }
+                Vec::new()
+            }
+        }
+    }
+
+    /// Takes every connection of `user` out of `room` (pending joins too),
+    /// telling each; returns the leave to announce if they were there.
+    fn evict(&self, name: &str, user: &str) -> Option<Left> {
+        let mut rooms = lock(&self.rooms);
+        let room_arc = rooms.get(name)?.clone();
+        let (name, mut room) = (rooms.get_key_value(name)?.0.clone(), lock(&room_arc));
+        let (evicted, kept): (Vec<Member>, Vec<Member>) = std::mem::take(&mut room.members)
+            .into_iter()
+            .partition(|m| m.user.id == user);
+        room.members = kept;
+        if room.members.is_empty() {
+            drop(room);
+            rooms.remove(&name);
+            self.metrics.set_rooms(rooms.len());
+        }
+        drop(rooms);
+        let frame = bans::room_ban_frame(&name);
+        let user = evicted.first()?.user.clone();
+        for member in evicted {
+            member.outbox.mark_evicted();
+            member.outbox.reply(frame.clone());
+        }
+        Some((name, user))
     }
 
     /// A connection of `user` opened.
@@ -482,6 +553,89 @@ mod tests {
                 unread_mentions: 0,
             },
         }
+    }
+
+    fn banned(user: &str, room: Option<&str>) -> BanChange {
+        BanChange::Banned(crate::bans::Ban {
+            user: user.into(),
+            room: room.map(str::to_owned),
+            reason: None,
+            ts: 0,
+        })
+    }
+
+    #[test]
+    fn a_room_ban_takes_every_connection_of_the_user_out_and_tells_each() {
+        let rooms = Rooms::new(16, false, Metrics::new());
+        let room: Arc<str> = Arc::from("general");
+        let (m1, mut m1_rx) = outbox(1, 16, Metrics::new());
+        let (m2, mut m2_rx) = outbox(2, 16, Metrics::new());
+        let (a, mut a_rx) = outbox(3, 16, Metrics::new());
+        for (conn, who) in [(&m1, "mallory"), (&m2, "mallory"), (&a, "alice")] {
+            rooms.register(&room, &user(who), conn);
+            rooms.finish_join(&room, conn.conn(), 0, joined("general", 0));
+        }
+        drain(&mut m1_rx);
+        drain(&mut m2_rx);
+        drain(&mut a_rx);
+
+        let lefts = rooms.enforce(&banned("mallory", Some("general")));
+        assert_eq!(lefts.len(), 1, "one leave for the user");
+        assert_eq!(
+            (&*lefts[0].0, lefts[0].1.id.as_str()),
+            ("general", "mallory")
+        );
+        for (outbox, rx) in [(&m1, &mut m1_rx), (&m2, &mut m2_rx)] {
+            assert!(!rooms.is_member("general", outbox.conn()));
+            assert!(
+                outbox.take_evicted(),
+                "the session learns at its next request"
+            );
+            let told = drain(rx);
+            assert_eq!(told.len(), 1, "{told:?}");
+            assert!(
+                told[0].contains("Forbidden") && told[0].contains("general"),
+                "{told:?}"
+            );
+        }
+        assert!(rooms.is_member("general", a.conn()));
+        assert!(!a.take_evicted());
+        assert_eq!(rooms.members("general").len(), 1);
+
+        // Known already: nothing more to carry out; a message reaches
+        // only the one left.
+        assert!(
+            rooms
+                .enforce(&banned("mallory", Some("general")))
+                .is_empty()
+        );
+        rooms.deliver(&message(&room, 1));
+        assert_eq!(drain(&mut a_rx), vec!["m1"]);
+        assert!(drain(&mut m1_rx).is_empty());
+    }
+
+    #[test]
+    fn a_server_ban_tells_and_hangs_up_every_connection_of_the_user() {
+        let rooms = Rooms::new(16, false, Metrics::new());
+        let (m, mut m_rx) = outbox(1, 16, Metrics::new());
+        let (a, mut a_rx) = outbox(2, 16, Metrics::new());
+        rooms.add_connection("mallory", &m);
+        rooms.add_connection("alice", &a);
+        assert!(rooms.enforce(&banned("mallory", None)).is_empty());
+        assert!(rooms.bans().is_banned("mallory"));
+        let told = drain(&mut m_rx);
+        assert!(
+            told.len() == 1 && told[0].contains("banned from this server"),
+            "{told:?}"
+        );
+        let waker = futures_util::task::noop_waker();
+        let mut cx = std::task::Context::from_waker(&waker);
+        assert_eq!(
+            m_rx.dropped.poll(&mut cx),
+            std::task::Poll::Ready(Dropped::Banned)
+        );
+        assert!(drain(&mut a_rx).is_empty());
+        assert!(a_rx.dropped.poll(&mut cx).is_pending());
     }
 
     #[test]

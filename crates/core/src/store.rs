@@ -14,6 +14,7 @@ use async_trait::async_trait;
 use chat_protocol::validate::Invalid;
 use chat_protocol::{Change, DirectoryEntry, Message, RoomSummary, User};
 
+use crate::bans::Ban;
 use crate::identity::RoomAccess;
 use crate::permissions::Role;
 
@@ -243,6 +244,18 @@ pub trait Store: Send + Sync + 'static {
     /// yet: the first server to start with this storage sets it, and every
     /// later one (every node of a cluster) reads the same.
     async fn shared_secret(&self, name: &str, fresh: String) -> Result<String, StoreError>;
+
+    /// Stores a ban of `ban.user` from `ban.room` (the server when `None`),
+    /// or, if there is one already, gives it `ban.reason` and keeps its
+    /// `ts`; returns the ban as stored.
+    async fn put_ban(&self, ban: &Ban) -> Result<Ban, StoreError>;
+
+    /// Deletes the ban of `user` from `room` (the server when `None`);
+    /// returns whether there was one.
+    async fn delete_ban(&self, user: &str, room: Option<&str>) -> Result<bool, StoreError>;
+
+    /// Every ban, newest first.
+    async fn bans(&self) -> Result<Vec<Ban>, StoreError>;
 }
 
 /// A user's place in a room.

@@ -496,11 +496,28 @@ pub struct SearchResultsBody {
     pub next: Option<u64>,
 }
 
-/// A refused request.
+/// A refused request, or (with `room`) news that a room was taken away.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorBody {
     pub code: ErrorCode,
     pub message: String,
+    /// Extension: the room an unsolicited error (no `ref`) is about: an
+    /// operator banned the user from it (`forbidden`), so the connection
+    /// is no longer in it and every request naming it is refused. Absent
+    /// on replies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub room: Option<String>,
+}
+
+impl ErrorBody {
+    /// The error of a refused request.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> ErrorBody {
+        ErrorBody {
+            code,
+            message: message.into(),
+            room: None,
+        }
+    }
 }
 
 impl From<Change> for ServerFrame {

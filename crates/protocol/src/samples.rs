@@ -179,6 +179,7 @@ pub fn every_kind(reference: Option<Ref>) -> Vec<ServerFrame> {
             body: ErrorBody {
                 code: ErrorCode::RateLimited,
                 message: "slow down".into(),
+                room: None,
             },
         },
     ]

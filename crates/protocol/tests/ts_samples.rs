@@ -75,6 +75,7 @@ fn frames() -> Vec<ServerFrame> {
         body: ErrorBody {
             code,
             message: format!("a sample {code} error"),
+            room: None,
         },
     }));
     frames

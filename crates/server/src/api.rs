@@ -18,6 +18,10 @@
 //! | `PUT /api/users/{id}/dms/{peer}` | `{room, with}`: their direct-message room, opened |
 //! | `GET /api/directory` | public rooms, as `directory` |
 //! | `POST /api/admin/drain` | 202 `{draining, connections}`; the node drains and exits, as on `SIGTERM` |
+//! | `GET /api/admin/stats`, `/rooms`, `/nodes` | the dashboard's data ([`admin`]) |
+//! | `PUT`/`DELETE /api/rooms/{room}/bans/{user}` | the ban; 204 lifted (`api/bans.rs`) |
+//! | `PUT`/`DELETE /api/bans/{user}` | a server-wide ban; 204 lifted |
+//! | `GET /api/bans?room=&user=` | `{bans}`, newest first |
 //!
 //! A posted message or change goes through the core like one sent on a
 //! socket ([`Hub::post`](chat_core::Hub::post)): the same validation, the
@@ -33,7 +37,9 @@
 //! the same machine every caller is loopback: configure a key there.
 //! Without a key the request must also name a loopback host (`localhost`,
 //! `127.0.0.1`, `[::1]`): a page whose name was rebound to 127.0.0.1 is
-//! loopback to us but still sends its own name.
+//! loopback to us but still sends its own name. The dashboard's page
+//! (`/admin`) follows the same rule ([`page_access`]): without a key only
+//! such callers see it; with one it is served to anyone and asks for the key.
 //!
 //! **Cross-site requests.** A page on any site can make its visitor's
 //! browser post an HTML form here without a CORS preflight, and the
@@ -54,9 +60,11 @@ use std::sync::Arc;
 use axum::Json;
 use axum::Router;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
-use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts, Path, Query, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts, Path, Query, Request, State};
+use axum::http::Extensions;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use chat_protocol::validate::{self, Invalid};
@@ -68,6 +76,8 @@ use crate::state::AppState;
 use chat_core::store::{Action, Draft, StoreError};
 use chat_core::{HISTORY_DEFAULT, HISTORY_MAX, Role};
 
+mod admin;
+mod bans;
 mod changes;
 mod people;
 
@@ -109,6 +119,18 @@ pub fn router(app: &Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/api/users/{id}/dms/{peer}", put(people::open_dm))
         .route("/api/directory", get(people::directory))
         .route("/api/admin/drain", post(drain))
+        .route("/api/admin/stats", get(admin::stats))
+        .route("/api/admin/rooms", get(admin::rooms))
+        .route("/api/admin/nodes", get(admin::nodes))
+        .route(
+            "/api/rooms/{room}/bans/{user}",
+            put(bans::ban_from_room).delete(bans::unban_from_room),
+        )
+        .route(
+            "/api/bans/{user}",
+            put(bans::ban_from_server).delete(bans::unban_from_server),
+        )
+        .route("/api/bans", get(bans::list))
         .route("/api", axum::routing::any(no_such_call))
         .route("/api/{*rest}", axum::routing::any(no_such_call))
         .layer(DefaultBodyLimit::max(app.max_frame_bytes))
@@ -151,6 +173,10 @@ impl ApiError {
 
     pub(crate) fn not_found(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    pub(crate) fn unavailable(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "internal", message)
     }
 
     pub(crate) fn storage(error: &StoreError) -> ApiError {
@@ -248,19 +274,23 @@ impl FromRequestParts<Arc<AppState>> for Authorized {
     }
 }
 
+/// A loopback peer that names a loopback host: who may use the API, and
+/// see the dashboard's page, without a key.
+fn is_loopback_caller(extensions: &Extensions, headers: &HeaderMap) -> bool {
+    let peer = extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip().to_canonical());
+    peer.is_some_and(|ip| ip.is_loopback()) && names_loopback(headers.get(header::HOST))
+}
+
 /// The access check: the key, or without one a loopback caller.
 fn may_use_api(parts: &Parts, app: &AppState) -> Result<(), ApiError> {
     let Some(key) = &app.api_key else {
-        let peer = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(addr)| addr.ip().to_canonical());
-        return match peer {
-            Some(ip) if ip.is_loopback() && names_loopback(parts.headers.get(header::HOST)) => {
-                Ok(())
-            }
+        return if is_loopback_caller(&parts.extensions, &parts.headers) {
+            Ok(())
+        } else {
             // No key: to anyone else there is no API.
-            _ => Err(ApiError::not_found("no such resource")),
+            Err(ApiError::not_found("no such resource"))
         };
     };
     match crate::auth::bearer_token(&parts.headers) {
@@ -276,6 +306,22 @@ fn may_use_api(parts: &Parts, app: &AppState) -> Result<(), ApiError> {
             "send the API key as `Authorization: Bearer <key>`",
         )),
     }
+}
+
+/// Access to the dashboard's page and its files: without an API key, the
+/// API's rule (a loopback caller naming a loopback host; a plain 404 to
+/// anyone else, as for a route that does not exist). With a key the page
+/// is served to anyone: it holds no data, and asks for the key that every
+/// call it makes needs.
+pub async fn page_access(
+    State(app): State<Arc<AppState>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if app.api_key.is_none() && !is_loopback_caller(request.extensions(), request.headers()) {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    next.run(request).await
 }
 
 fn checked_room(app: &AppState, room: String) -> Result<String, ApiError> {

@@ -24,6 +24,7 @@ use crate::edge::origin::AllowedOrigins;
 use crate::edge::{self, EdgeConfig};
 use crate::tls::TlsConfig;
 use chat_core::admin::PURGE_INTERVAL;
+use chat_core::stats::DEFAULT_STATS_INTERVAL;
 use chat_core::{
     DEFAULT_COMMIT_BATCH, DEFAULT_ERROR_RATE, DEFAULT_MAX_PENDING_SENDS, DEFAULT_MAX_ROOM_CHARS,
     DEFAULT_MAX_ROOMS_PER_CONNECTION, DEFAULT_MAX_TEXT_CHARS, DEFAULT_OUTBOUND_QUEUE,
@@ -351,6 +352,11 @@ pub struct Settings {
     /// How often the retention purge runs, in seconds [default: 60].
     #[arg(long, env = "CHAT_RETENTION_INTERVAL_SECS", value_name = "SECS")]
     pub retention_interval_secs: Option<u64>,
+
+    /// How often the admin dashboard's history (`/api/admin/stats`, the
+    /// last hour) takes a sample of this node's counters [default: 5000].
+    #[arg(long, env = "CHAT_STATS_INTERVAL_MS", value_name = "MS")]
+    pub stats_interval_ms: Option<u64>,
 }
 
 /// Fully resolved configuration.
@@ -373,6 +379,8 @@ pub struct Config {
     pub edge: EdgeConfig,
     /// Serve `/ws-echo` (conformance testing).
     pub ws_echo: bool,
+    /// How often the dashboard's history takes a sample.
+    pub stats_interval: Duration,
     pub log_format: LogFormat,
     pub log_level: String,
     /// `None`: plain HTTP.
@@ -440,6 +448,12 @@ impl Config {
             tls: tls(&s)?,
             auth: auth_config(&s)?,
             guest_secret: guest_secret(&s)?,
+            stats_interval: millis_at_least(
+                10,
+                "stats_interval_ms",
+                s.stats_interval_ms,
+                DEFAULT_STATS_INTERVAL,
+            )?,
             log_format: s.log_format.unwrap_or(DEFAULT_LOG_FORMAT),
             // Last, the fields moved out of `s`, once nothing borrows it.
             log_level: s.log_level.unwrap_or_else(|| DEFAULT_LOG_LEVEL.into()),
@@ -471,7 +485,7 @@ fn layered(flags: Settings) -> Result<Settings, ConfigError> {
         jwt_audience, jwt_issuer, allow_anonymous, guest_secret,
         api_key, max_connections_per_ip, max_connects_per_ip_per_sec, idle_timeout_secs,
         retention_messages,
-        retention_days, retention_interval_secs,
+        retention_days, retention_interval_secs, stats_interval_ms,
     ))
 }
 
@@ -1091,6 +1105,7 @@ mod tests {
                 "retention-interval-secs",
                 PURGE_INTERVAL.as_secs().to_string(),
             ),
+            ("stats-interval-ms", ms(DEFAULT_STATS_INTERVAL)),
         ]
     }
 

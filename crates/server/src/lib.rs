@@ -10,7 +10,8 @@
 //! - [`transport`]: WebSocket connections, native JSON (`/ws`) and
 //!   Socket.IO (`/socket.io/`), on one WebSocket layer, each turned into a
 //!   core session;
-//! - [`api`], [`http`], [`web`]: the HTTP API, operator endpoints, the page;
+//! - [`api`], [`http`], [`web`]: the HTTP API, operator endpoints, the
+//!   pages; [`dashboard`]: what the admin dashboard knows (history, nodes);
 //! - [`auth`] (who a connection is: JWT or anonymous) and [`tls`]
 //!   (`https://` and `wss://`);
 //! - [`store`] (SQLite and PostgreSQL) and [`broker`] (Redis): the
@@ -21,6 +22,7 @@ pub mod api;
 pub mod auth;
 pub mod broker;
 pub mod config;
+pub mod dashboard;
 pub mod edge;
 #[doc(hidden)]
 pub mod fuzzing;

@@ -16,6 +16,7 @@ use tokio_util::task::{AbortOnDropHandle, TaskTracker};
 use crate::auth::{Authenticator, GuestKeys, Secret};
 use crate::broker::RedisBroker;
 use crate::config::Config;
+use crate::dashboard::{ClusterDirectory, Dashboard, new_node_id};
 use crate::edge::accept::{Acceptor, ConnectRate};
 use crate::edge::guard::{self, Guard};
 use crate::edge::{self, Edge};
@@ -24,6 +25,7 @@ use crate::store::{PostgresStore, SqliteStore};
 use crate::tls::Tls;
 use crate::{http, transport};
 use chat_core::broker::{Broker, LocalBroker};
+use chat_core::stats::History;
 use chat_core::store::Store;
 use chat_core::{Hub, Metrics};
 
@@ -48,6 +50,8 @@ pub enum ServerError {
     Tls(#[from] crate::tls::TlsError),
     #[error("cannot read or keep the guest secret: {0}")]
     GuestSecret(#[source] chat_core::store::StoreError),
+    #[error("cannot read the bans from storage: {0}")]
+    Bans(#[source] chat_core::store::StoreError),
     #[error("the guest secret kept in storage is unusable: {0}")]
     ShortGuestSecret(#[from] crate::auth::ShortSecret),
 }
@@ -80,6 +84,12 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/metrics", get(http::metrics))
         .merge(crate::api::router(&state))
         .merge(crate::web::router())
+        .merge(
+            crate::web::admin_router().route_layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                crate::api::page_access,
+            )),
+        )
         .merge(transport::socketio::router(&state))
         .layer(axum::middleware::from_fn_with_state(
             state.guard.clone(),
@@ -151,22 +161,37 @@ impl Server {
             Some(redis) => Some(RedisBroker::connect(redis.clone()).await?),
             None => None,
         };
+        let node = new_node_id();
+        let cluster = redis.as_ref().map(|redis| ClusterDirectory {
+            conn: redis.connection(),
+            prefix: redis.config().prefix.clone(),
+            node_ttl: redis.config().node_ttl,
+        });
         let broker_store = store.clone();
-        let hub = Hub::new(
-            store,
-            config.limits.clone(),
-            Metrics::new(),
-            |rooms| match redis {
-                Some(redis) => {
-                    Arc::new(RedisBroker::start(redis, rooms, broker_store)) as Arc<dyn Broker>
-                }
-                None => Arc::new(LocalBroker::new(rooms)) as Arc<dyn Broker>,
-            },
-        );
+        let metrics = Metrics::new();
+        let counters = metrics.counters();
+        let broker_node = node.clone();
+        let hub = Hub::new(store, config.limits.clone(), metrics, |rooms| match redis {
+            Some(redis) => Arc::new(RedisBroker::start(redis, broker_node, rooms, broker_store))
+                as Arc<dyn Broker>,
+            None => Arc::new(LocalBroker::new(rooms)) as Arc<dyn Broker>,
+        });
+        // Every ban in effect before the first connection is taken.
+        hub.reload_bans().await.map_err(ServerError::Bans)?;
         let listener = listen(config.listen).map_err(|source| ServerError::Bind {
             addr: config.listen,
             source,
         })?;
+        let dashboard = Arc::new(Dashboard {
+            node,
+            address: listener
+                .local_addr()
+                .map_or_else(|_| config.listen.to_string(), |addr| addr.to_string()),
+            started: chat_core::committer::now_ms(),
+            counters,
+            history: Arc::new(History::new(config.stats_interval)),
+            cluster,
+        });
         let state = Arc::new(AppState {
             hub,
             heartbeat: config.heartbeat,
@@ -182,6 +207,7 @@ impl Server {
                 origins: config.allowed_origins.clone(),
             }),
             draining: CancellationToken::new(),
+            dashboard,
         });
         Ok(Server {
             state,
@@ -248,6 +274,13 @@ impl Server {
         ));
         let _watching_certificates =
             tls.map(|tls| AbortOnDropHandle::new(tokio::spawn(tls.watch())));
+        let dashboard = &state.dashboard;
+        let _sampling = AbortOnDropHandle::new(tokio::spawn(chat_core::stats::sample(
+            dashboard.counters.clone(),
+            dashboard.history.clone(),
+        )));
+        let _beating =
+            AbortOnDropHandle::new(tokio::spawn(dashboard.clone().beat(state.hub.clone())));
         tokio::select! {
             () = shutdown => state.draining.cancel(),
             () = state.draining.cancelled() => {}

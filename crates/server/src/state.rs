@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::auth::{ApiKey, Authenticator};
+use crate::dashboard::Dashboard;
 use crate::edge::guard::Guard;
 use crate::edge::origin::AllowedOrigins;
 
@@ -38,6 +39,8 @@ pub struct AppState {
     ///
     /// [`Server::serve`]: crate::server::Server::serve
     pub draining: CancellationToken,
+    /// This node's history and the cluster's nodes, for `/admin`.
+    pub dashboard: Arc<Dashboard>,
 }
 
 impl AppState {

@@ -6,6 +6,10 @@
 //! `/assets/chat-client/`: one implementation of the protocol, used by the
 //! page and by every other JavaScript client.
 //!
+//! The admin dashboard (`/admin`, its files under `/assets/admin/`) is
+//! embedded the same way, in a list of its own ([`ADMIN_ASSETS`]) whose
+//! routes the server puts behind the API's access rule.
+//!
 //! Each file gets its own route (no wildcard), so the page never shadows a
 //! route added elsewhere. File names carry no content hash, so responses say
 //! `Cache-Control: no-cache` and carry an `ETag`: a browser revalidates on
@@ -96,6 +100,17 @@ pub static ASSETS: &[Asset] = &[
     asset!(library "people.js"),
 ];
 
+/// The admin dashboard's page and files (see `web/admin/main.js`).
+pub static ADMIN_ASSETS: &[Asset] = &[
+    asset!("/admin", "admin.html", HTML),
+    asset!("admin/admin.css", CSS),
+    asset!("admin/main.js", JS),
+    asset!("admin/api.js", JS),
+    asset!("admin/charts.js", JS),
+    asset!("admin/tables.js", JS),
+    asset!("admin/moderation.js", JS),
+];
+
 /// What the page may load and where it may connect: only this origin, no
 /// inline script or style. Message text is only ever inserted as text, and
 /// this is the second line of defence should a bug ever change that.
@@ -103,9 +118,18 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
      style-src 'self'; img-src 'self'; connect-src 'self'; \
      base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
-/// Routes for every embedded file, for any router state.
+/// Routes for every embedded file of the chat page, for any router state.
 pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
-    ASSETS.iter().fold(Router::new(), |router, asset| {
+    routes(ASSETS)
+}
+
+/// Routes for the admin dashboard's files; the caller adds the access check.
+pub fn admin_router<S: Clone + Send + Sync + 'static>() -> Router<S> {
+    routes(ADMIN_ASSETS)
+}
+
+fn routes<S: Clone + Send + Sync + 'static>(assets: &'static [Asset]) -> Router<S> {
+    assets.iter().fold(Router::new(), |router, asset| {
         let etag = etag(asset.body);
         router.route(
             asset.path,
@@ -197,16 +221,17 @@ mod tests {
         // The library's `.d.ts` files are types for editors, never loaded.
         files_under(&root, "clients/js/src", ".js", &mut on_disk);
         on_disk.sort();
-        let mut embedded: Vec<String> = ASSETS.iter().map(|a| a.file.to_owned()).collect();
+        let every_asset = || ASSETS.iter().chain(ADMIN_ASSETS);
+        let mut embedded: Vec<String> = every_asset().map(|a| a.file.to_owned()).collect();
         embedded.sort();
         assert_eq!(
             embedded, on_disk,
             "list new web/ files and clients/js/src modules in web::ASSETS"
         );
-        let mut paths: Vec<&str> = ASSETS.iter().map(|a| a.path).collect();
+        let mut paths: Vec<&str> = every_asset().map(|a| a.path).collect();
         paths.sort_unstable();
         paths.dedup();
-        assert_eq!(paths.len(), ASSETS.len());
+        assert_eq!(paths.len(), ASSETS.len() + ADMIN_ASSETS.len());
     }
 
     #[test]

@@ -7,6 +7,10 @@
 //! runs `npm ci` when `tests/browser/node_modules` is missing. `#[ignore]`d:
 //! `scripts/test` installs what it needs and runs it; see `node_suite`.
 //!
+//! One test of `admin.test.js` also needs PostgreSQL and Redis (two nodes
+//! of a cluster, as in `cluster.rs`): without them it is skipped, by name,
+//! unless `CI=true`, where it fails.
+//!
 //! Screenshots land in `ci-artifacts/` at the repository root.
 
 mod node_suite;

@@ -16,10 +16,18 @@
 //!   at its next heartbeat;
 //! - a client through nginx (the config of docs/deploy.md, run as a
 //!   foreground process of the test's own);
+//! - bans made through one node's API are carried out on every node: a
+//!   member on another node is taken out of the room (and refused when it
+//!   tries again), a server-banned user's connection elsewhere is closed
+//!   with 1008 and refused again at the upgrade, and a node started after
+//!   the ban enforces it;
 //! - changes (edits, reactions, replies, deletions, pins) made on every
 //!   node at once: one gapless order of entries everywhere, races decided
 //!   once, and a client resuming on another node converges to the state of
-//!   members who stayed.
+//!   members who stayed;
+//! - the admin dashboard's nodes (`/api/admin/nodes`): every node's
+//!   summary through Redis, and a node killed with -9 shown stale, then
+//!   gone once its summary expires.
 //!
 //! PostgreSQL comes from `CHAT_TEST_DATABASE_URL` (default
 //! `postgres://postgres@127.0.0.1:5432/test`), Redis from
@@ -894,6 +902,112 @@ async fn a_client_through_nginx_talks_with_clients_on_every_node() {
     assert!(polling.body.starts_with("0{"), "{}", polling.body);
 }
 
+/// An API call to one node: the status and the JSON body (`Null` for none).
+async fn node_api(node: &Server, method: &str, path: &str) -> (u16, Value) {
+    let response = http_request(node.addr, method, path, &[], None).await;
+    let body = serde_json::from_str(&response.body).unwrap_or(Value::Null);
+    (response.status, body)
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL, Redis, redis-server and nginx: scripts/test provides them"]
+async fn a_ban_made_on_one_node_is_enforced_on_every_node_even_one_started_after_it() {
+    let cluster = Cluster::new().await;
+    let flags = ["--presence-delay-ms", "0"];
+    let node_a = cluster.node(&flags);
+    let node_b = cluster.node(&flags);
+    // Mallory and alice on node B, the operator on node A.
+    let mut mallory = node_b.client("mallory").await;
+    let id = mallory.user_id().to_owned();
+    let guest = format!(
+        "name=mallory&guest={}",
+        mallory.welcome["guest_token"]
+            .as_str()
+            .expect("a guest credential")
+    );
+    let mut alice = node_b.client("alice").await;
+    let mut carol = node_a.client("carol").await;
+    for c in [&mut carol, &mut alice, &mut mallory] {
+        c.join("general").await;
+    }
+    mallory.join("random").await;
+
+    // A room ban through node A takes mallory out on node B.
+    let (status, ban) = node_api(&node_a, "PUT", &format!("/api/rooms/general/bans/{id}")).await;
+    assert_eq!(status, 200, "{ban}");
+    let notice = mallory.recv_until(|f| f["type"] == "error").await;
+    assert_eq!(
+        (&notice["code"], &notice["room"]),
+        (&json!("forbidden"), &json!("general")),
+        "{notice}"
+    );
+    for c in [&mut alice, &mut carol] {
+        let left = c
+            .recv_until(|f| f["type"] == "presence" && f["event"] == "leave")
+            .await;
+        assert_eq!(left["user"]["id"], json!(id), "{left}");
+    }
+    // Node B refuses the way back in, on this connection and a new one.
+    let again = mallory
+        .request(json!({"type": "join", "room": "general"}))
+        .await;
+    assert_eq!(
+        (&again["type"], &again["code"]),
+        (&json!("error"), &json!("forbidden"))
+    );
+    let mut second = Client::connect_url(&node_b.ws_url(&guest)).await;
+    let refused = second
+        .request(json!({"type": "join", "room": "general"}))
+        .await;
+    assert_eq!(refused["code"], "forbidden", "{refused}");
+    assert_eq!(mallory.say("random", "still here").await["type"], "ack");
+
+    // A node started after the ban enforces it from the store.
+    let node_c = cluster.node(&flags);
+    let mut third = Client::connect_url(&node_c.ws_url(&guest)).await;
+    let refused = third
+        .request(json!({"type": "join", "room": "general"}))
+        .await;
+    assert_eq!(refused["code"], "forbidden", "{refused}");
+    drop(third);
+
+    // Lifted through node C: node B lets mallory back in.
+    let path = format!("/api/rooms/general/bans/{id}");
+    assert_eq!(node_api(&node_c, "DELETE", &path).await.0, 204);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let answer = second
+            .request(json!({"type": "join", "room": "general"}))
+            .await;
+        if answer["type"] == "joined" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still refused: {answer}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // A server ban through node A closes mallory's connections on node B,
+    // and node B refuses the upgrade.
+    let (status, _) = node_api(&node_a, "PUT", &format!("/api/bans/{id}")).await;
+    assert_eq!(status, 200);
+    for c in [&mut mallory, &mut second] {
+        let (frames, ended) = c.recv_until_end(RECV_TIMEOUT).await;
+        assert_eq!(
+            frames.last().map(|f| &f["message"]),
+            Some(&json!("you are banned from this server")),
+            "{frames:?}"
+        );
+        assert_eq!(ended, Ended::Close(Some(1008)));
+    }
+    for node in [&node_a, &node_b, &node_c] {
+        let refused = node.get(&format!("/ws?{guest}")).await;
+        assert_eq!(refused.status, 403, "{}: {refused:?}", node.addr);
+    }
+    let node_d = cluster.node(&flags);
+    assert_eq!(node_d.get(&format!("/ws?{guest}")).await.status, 403);
+    alice.assert_alive().await;
+}
+
 #[test]
 fn redis_url_with_sqlite_is_refused_at_start_up() {
     let failure = Server::start_failure(&["--redis-url", "redis://127.0.0.1:6379/"]);
@@ -962,4 +1076,73 @@ async fn a_message_committed_but_never_published_is_filled_from_the_store() {
         metric_value(&metrics, "chat_cluster_caught_up_messages_total").is_some_and(|v| v >= 1.0),
         "{metrics}"
     );
+}
+
+/// `GET /api/admin/nodes` of `node`, polled until `done` holds (10 s).
+async fn nodes_until(node: &Server, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let response = node.get("/api/admin/nodes").await;
+        assert_eq!(response.status, 200, "{response:?}");
+        let answer: Value = serde_json::from_str(&response.body).expect("JSON");
+        let nodes = answer["nodes"].as_array().expect("nodes").clone();
+        if done(&nodes) {
+            return nodes;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "nodes never got there: {nodes:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The node's id in the cluster, as its dashboard says.
+async fn node_id(node: &Server) -> String {
+    let stats: Value = serde_json::from_str(&node.get("/api/admin/stats").await.body).unwrap();
+    stats["node"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL, Redis, redis-server and nginx: scripts/test provides them"]
+async fn the_dashboard_lists_every_node_and_a_stopped_one_goes_away() {
+    let cluster = Cluster::new().await;
+    let node_a = cluster.node(&[]);
+    let mut node_b = cluster.node(&[]);
+    let _carol = node_b.client("carol").await;
+    let (a, b) = (node_id(&node_a).await, node_id(&node_b).await);
+    let both = nodes_until(&node_a, |nodes| {
+        nodes.len() == 2
+            && nodes
+                .iter()
+                .any(|n| n["id"] == b.as_str() && n["connections"] == 1)
+    })
+    .await;
+    for node in &both {
+        assert_eq!(
+            (&node["ready"], &node["stale"]),
+            (&json!(true), &json!(false)),
+            "{node}"
+        );
+        assert_eq!(node["health"], "ready");
+    }
+    let address_of_b = both.iter().find(|n| n["id"] == b.as_str()).unwrap()["address"].clone();
+    assert_eq!(address_of_b, node_b.addr.to_string());
+    // B's view is the same cluster.
+    nodes_until(&node_b, |nodes| nodes.iter().any(|n| n["id"] == a.as_str())).await;
+
+    node_b.kill9();
+    let stopped = Instant::now();
+    // Not heard from for a node TTL: stale, then gone once its key expires.
+    nodes_until(&node_a, |nodes| {
+        nodes
+            .iter()
+            .any(|n| n["id"] == b.as_str() && n["stale"] == true)
+    })
+    .await;
+    let alone = nodes_until(&node_a, |nodes| nodes.len() == 1).await;
+    assert_eq!(alone[0]["id"], a.as_str());
+    eprintln!("a stopped node left the list after {:?}", stopped.elapsed());
+    let left = redis_keys(&cluster, &format!("dashboard:node:{b}")).await;
+    assert!(left.is_empty(), "{left:?}");
 }

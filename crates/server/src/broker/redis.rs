@@ -23,6 +23,13 @@
 //! person's connections it holds. It carries no order or recovery: it is
 //! a hint that the next `rooms` or `join` confirms from the store.
 //!
+//! **Bans.** A ban made or lifted on a node goes on one channel,
+//! `{prefix}bans`, that every node listens to; each carries it out on the
+//! connections it holds (`Rooms::enforce`) and announces who left rooms.
+//! Pub/sub may lose it (a node subscribing after it was published, or
+//! whose subscription was down): every node also reads the bans from the
+//! store periodically (`chat_core::bans`), which catches it up.
+//!
 //! **Presence.** Each node keeps its users of each room in the hash
 //! `{prefix}members:{node}:{room}` (user id → user JSON), the rooms it has
 //! users in in `{prefix}rooms:{node}`, and proves it is alive with the key
@@ -58,6 +65,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, mpsc, watch};
 
 use super::sequencer::{MAX_HELD, Sequencer};
+use chat_core::bans::BanChange;
 use chat_core::broker::{Broker, BrokerError};
 use chat_core::rooms::Rooms;
 use chat_core::store::{Store, StoreError};
@@ -144,6 +152,13 @@ struct Wire {
     frame: ServerFrame,
 }
 
+/// A ban made or lifted, on the wire between nodes.
+#[derive(Debug, Serialize, Deserialize)]
+struct BanWire {
+    node: String,
+    change: BanChange,
+}
+
 /// A Redis command for the writer task, sent in order.
 #[derive(Debug)]
 enum Write {
@@ -153,6 +168,10 @@ enum Write {
     },
     /// News for a person, on the channel every node listens to.
     PublishPeople {
+        payload: Vec<u8>,
+    },
+    /// A ban, on the channel every node listens to.
+    PublishBan {
         payload: Vec<u8>,
     },
     Present {
@@ -236,6 +255,17 @@ pub struct Connected {
     conn: ConnectionManager,
 }
 
+impl Connected {
+    /// The command connection, shared (for the dashboard's node summaries).
+    pub fn connection(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+
+    pub fn config(&self) -> &RedisConfig {
+        &self.config
+    }
+}
+
 /// The cluster broker. See the module documentation.
 pub struct RedisBroker {
     shared: Arc<Shared>,
@@ -279,8 +309,14 @@ impl RedisBroker {
     }
 
     /// Starts the broker's tasks (writer, subscriber, heartbeat) over a
-    /// connection from [`RedisBroker::connect`].
-    pub fn start(connected: Connected, rooms: Arc<Rooms>, store: Arc<dyn Store>) -> RedisBroker {
+    /// connection from [`RedisBroker::connect`]; `node` is this node's id
+    /// in the cluster.
+    pub fn start(
+        connected: Connected,
+        node: String,
+        rooms: Arc<Rooms>,
+        store: Arc<dyn Store>,
+    ) -> RedisBroker {
         metrics::describe_counter!(
             CAUGHT_UP,
             "Messages delivered from the store instead of Redis (gaps, catch-ups)"
@@ -289,7 +325,6 @@ impl RedisBroker {
         metrics::describe_gauge!(NODES, "Live cluster nodes at the last heartbeat");
         let (writes, write_rx) = mpsc::unbounded_channel();
         let (control, control_rx) = mpsc::unbounded_channel();
-        let node = format!("n_{}", ulid::Ulid::new().to_string().to_lowercase());
         tracing::info!(node = %node, prefix = %connected.config.prefix, "cluster mode: Redis broker");
         let shared = Arc::new(Shared {
             node,
@@ -324,31 +359,21 @@ impl RedisBroker {
 #[async_trait]
 impl Broker for RedisBroker {
     fn publish(&self, event: Arc<RoomEvent>) {
+        self.shared.publish(event);
+    }
+
+    fn publish_ban(&self, change: &BanChange) {
         let shared = &self.shared;
-        let room = event.room.clone();
-        if let EventKind::Presence { event: e, user } = &event.kind {
-            shared.track_local(&room, *e, user);
-        }
-        let frame = event.to_frame();
-        match (event.seq(), shared.current(&room)) {
-            (Some(seq), Some(sub)) => shared.offer(&sub, seq, event),
-            (Some(_), None) => {} // no member here
-            (None, sub) => {
-                // A user also connected to another node was announced
-                // there, and stays present while there.
-                let elsewhere = match (&event.kind, sub) {
-                    (EventKind::Presence { user, .. }, Some(sub)) => lock(&sub.state)
-                        .remote
-                        .values()
-                        .any(|users| users.contains_key(&user.id)),
-                    _ => false,
-                };
-                if !elsewhere {
-                    shared.rooms.deliver(&event);
-                }
+        let wire = BanWire {
+            node: shared.node.clone(),
+            change: change.clone(),
+        };
+        match serde_json::to_vec(&wire) {
+            Ok(payload) => {
+                let _ = shared.writes.send(Write::PublishBan { payload });
             }
+            Err(error) => tracing::error!(%error, "cannot encode a ban for the cluster"),
         }
-        shared.publish_wire(&room, frame);
     }
 
     fn publish_to_user(&self, user: &str, frame: ServerFrame, skip: Option<chat_core::ConnId>) {
@@ -432,6 +457,63 @@ impl Broker for RedisBroker {
 impl Shared {
     fn channel(&self, room: &str) -> String {
         format!("{}room:{room}", self.prefix)
+    }
+
+    /// Where bans go: every node listens, and carries them out.
+    fn bans_channel(&self) -> String {
+        format!("{}bans", self.prefix)
+    }
+
+    /// Delivers an event of this node to its members here and publishes it
+    /// to the other nodes.
+    fn publish(self: &Arc<Self>, event: Arc<RoomEvent>) {
+        let room = event.room.clone();
+        if let EventKind::Presence { event: e, user } = &event.kind {
+            self.track_local(&room, *e, user);
+        }
+        let frame = event.to_frame();
+        match (event.seq(), self.current(&room)) {
+            (Some(seq), Some(sub)) => self.offer(&sub, seq, event),
+            (Some(_), None) => {} // no member here
+            (None, sub) => {
+                // A user also connected to another node was announced
+                // there, and stays present while there.
+                let elsewhere = match (&event.kind, sub) {
+                    (EventKind::Presence { user, .. }, Some(sub)) => lock(&sub.state)
+                        .remote
+                        .values()
+                        .any(|users| users.contains_key(&user.id)),
+                    _ => false,
+                };
+                if !elsewhere {
+                    self.rooms.deliver(&event);
+                }
+            }
+        }
+        self.publish_wire(&room, frame);
+    }
+
+    /// A ban made or lifted on another node: carried out here, and whoever
+    /// it took out of a room announced as leaving, as a leave of this
+    /// node's.
+    fn receive_ban(self: &Arc<Self>, payload: &[u8]) {
+        let wire: BanWire = match serde_json::from_slice(payload) {
+            Ok(wire) => wire,
+            Err(error) => {
+                tracing::warn!(%error, "ignoring an undecodable cluster ban");
+                return;
+            }
+        };
+        if wire.node == self.node {
+            return; // carried out when made
+        }
+        for (room, user) in self.rooms.enforce(&wire.change) {
+            let leave = EventKind::Presence {
+                event: PresenceEvent::Leave,
+                user: user.user().clone(),
+            };
+            self.publish(RoomEvent::new(room, leave, None));
+        }
     }
 
     /// Where news for a person goes: every node listens, and delivers it
@@ -1011,6 +1093,12 @@ async fn write(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Write>) {
                         .arg(payload)
                         .ignore();
                 }
+                Write::PublishBan { payload } => {
+                    pipe.cmd("PUBLISH")
+                        .arg(shared.bans_channel())
+                        .arg(payload)
+                        .ignore();
+                }
                 Write::Present { room, user } => {
                     presence = true;
                     if let Ok(json) = serde_json::to_string(&user) {
@@ -1086,6 +1174,7 @@ async fn listen(shared: Arc<Shared>, mut control: mpsc::UnboundedReceiver<Contro
         {
             let mut channels: Vec<String> = subs.iter().map(|s| shared.channel(&s.name)).collect();
             channels.push(shared.people_channel());
+            channels.push(shared.bans_channel());
             if !matches!(
                 tokio::time::timeout(OP_TIMEOUT, sink.subscribe(channels)).await,
                 Ok(Ok(()))
@@ -1101,6 +1190,7 @@ async fn listen(shared: Arc<Shared>, mut control: mpsc::UnboundedReceiver<Contro
             let shared = shared.clone();
             tokio::spawn(async move { shared.prepare(sub).await });
         }
+        let bans_channel = shared.bans_channel();
         let mut ping = tokio::time::interval(OP_TIMEOUT);
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -1141,6 +1231,9 @@ async fn listen(shared: Arc<Shared>, mut control: mpsc::UnboundedReceiver<Contro
                 }
                 message = stream.next() => {
                     match message {
+                        Some(message) if message.get_channel_name() == bans_channel => {
+                            shared.receive_ban(message.get_payload_bytes());
+                        }
                         Some(message) => shared.receive(message.get_payload_bytes()),
                         None => break,
                     }

@@ -86,6 +86,7 @@ fn event(data: &Str, ack: Option<i64>) {
                     body: ErrorBody {
                         code: error.code,
                         message: error.message,
+                        room: None,
                     },
                 },
                 ack,

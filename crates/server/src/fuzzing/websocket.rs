@@ -382,6 +382,7 @@ impl Connection {
             body: ErrorBody {
                 code: ErrorCode::Overloaded,
                 message,
+                room: None,
             },
         }));
         if self.outbox.push(item) {
@@ -467,6 +468,10 @@ impl Connection {
             }
             Next::Dropped(Dropped::Kicked) => Some(Ending::Close(Some(CloseReason::Kicked))),
             Next::Dropped(Dropped::Idle) => Some(Ending::Close(Some(CloseReason::Idle))),
+            Next::Dropped(Dropped::Banned) => {
+                self.pump.queue_all_queued(&mut self.socket, &mut format);
+                Some(Ending::Close(Some(CloseReason::Banned)))
+            }
             Next::Tick => self.socket.queue_ping().err().map(|_| Ending::Close(None)),
         };
         match ending {

@@ -18,14 +18,14 @@
 //! missing and put on every pooled connection's `search_path`, so tests (or
 //! tenants) sharing one database never see each other's rows.
 //!
-//! **Tables.** The same as SQLite's schema 4 (see `entries`): one
+//! **Tables.** The same as SQLite's schema 5 (see `entries`): one
 //! `messages` table holds every entry of a room's sequence, messages in
 //! their current state (`kind` 0, `original` keeping the first text once
 //! edited or deleted, `mentions` whom they mention) and changes (`target`,
 //! `emoji`, `text`); `reactions` and `pins` hold those in effect, so a
 //! message's state is read without replaying its changes. `members`,
 //! `mentions` and `secrets` hold what people did beside the sequences
-//! (see **People**). Search adds a column and two indexes (see
+//! (see **People**); `bans` the operators' bans (see `bans`). Search adds a column and two indexes (see
 //! **Search**) where SQLite has an FTS5 table.
 //!
 //! **Sequencing across nodes.** The room's counter row is the lock that
@@ -169,6 +169,7 @@ use deadpool_postgres::{
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{NoTls, Row, Statement};
 
+use chat_core::bans::Ban;
 use chat_core::store::{
     Appended, Cause, Draft, Found, PURGE_CHUNK, Page, PersonChange, ReadState, Retention, Search,
     Store, StoreError, Version,
@@ -176,6 +177,7 @@ use chat_core::store::{
 use chat_protocol::{DirectoryEntry, RoomSummary, User};
 
 mod append;
+mod bans;
 mod people;
 mod read;
 
@@ -331,6 +333,23 @@ const MIGRATIONS: &[Migration] = &[
         CREATE TABLE secrets (
             name  TEXT PRIMARY KEY,
             value TEXT NOT NULL
+        );
+    ",
+    },
+    Migration {
+        version: 6,
+        description: "bans",
+        // The table of SQLite's schema 5 (see `bans`).
+        sql: "
+        -- Operators' bans: of `user_id` from `room`, or from the whole
+        -- server when `room` is '' (no room has that name); `ts` when
+        -- first made.
+        CREATE TABLE bans (
+            user_id TEXT   NOT NULL,
+            room    TEXT   NOT NULL,
+            reason  TEXT,
+            ts      BIGINT NOT NULL,
+            PRIMARY KEY (user_id, room)
         );
     ",
     },
@@ -1095,6 +1114,24 @@ impl Store for PostgresStore {
         let client = self.client().await?;
         let outcome =
             tokio::time::timeout(self.deadline, people::shared_secret(&client, name, &fresh)).await;
+        self.settle(client, outcome)
+    }
+
+    async fn put_ban(&self, ban: &Ban) -> Result<Ban, StoreError> {
+        let client = self.client().await?;
+        let outcome = tokio::time::timeout(self.deadline, bans::put(&client, ban)).await;
+        self.settle(client, outcome)
+    }
+
+    async fn delete_ban(&self, user: &str, room: Option<&str>) -> Result<bool, StoreError> {
+        let client = self.client().await?;
+        let outcome = tokio::time::timeout(self.deadline, bans::delete(&client, user, room)).await;
+        self.settle(client, outcome)
+    }
+
+    async fn bans(&self) -> Result<Vec<Ban>, StoreError> {
+        let client = self.client().await?;
+        let outcome = tokio::time::timeout(self.deadline, bans::list(&client)).await;
         self.settle(client, outcome)
     }
 }

@@ -41,6 +41,7 @@ use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
 mod append;
+mod bans;
 mod people;
 mod read;
 mod search;
@@ -49,6 +50,7 @@ use append::append_batch;
 use read::{page_after, page_before, versions};
 use search::{INDEX_INTERVAL, index_pending, search};
 
+use chat_core::bans::Ban;
 use chat_core::store::{
     Appended, Cause, Draft, Found, PURGE_CHUNK, Page, PersonChange, ReadState, Retention, Search,
     Store, StoreError, Version,
@@ -72,8 +74,8 @@ const WAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
 /// in the sequence (`kind`, `target`, `emoji`, `edited_at`, `original`),
 /// reactions, pins, and the search index (`search`, `search_id`); 4:
 /// people: `members` (memberships, read markers), `mentions`, and
-/// `messages.mentions`, and `secrets`.
-const SCHEMA_VERSION: i64 = 4;
+/// `messages.mentions`, and `secrets`; 5: `bans`.
+const SCHEMA_VERSION: i64 = 5;
 
 /// From version 1: tombstones. New databases get the column from [`SCHEMA`].
 const MIGRATE_1_TO_2: &str = "ALTER TABLE messages ADD COLUMN deleted INTEGER NOT NULL DEFAULT 0;";
@@ -197,6 +199,15 @@ CREATE TABLE IF NOT EXISTS mentions (
     seq     INTEGER NOT NULL,
     PRIMARY KEY (user_id, room, seq)
 ) WITHOUT ROWID;
+-- Operators' bans: of `user_id` from `room`, or from the whole server when
+-- `room` is '' (no room has that name); `ts` when first made.
+CREATE TABLE IF NOT EXISTS bans (
+    user_id TEXT    NOT NULL,
+    room    TEXT    NOT NULL,
+    reason  TEXT,
+    ts      INTEGER NOT NULL,
+    PRIMARY KEY (user_id, room)
+) WITHOUT ROWID;
 ";
 
 pub struct SqliteStore {
@@ -311,6 +322,7 @@ impl SqliteStore {
             ),
             2 => (format!("{MIGRATE_2_TO_3} {MIGRATE_3_TO_4}"), INDEX_EXISTING),
             3 => (MIGRATE_3_TO_4.to_owned(), ""),
+            // From version 4: the `bans` table comes from [`SCHEMA`].
             _ => (String::new(), ""),
         };
         writer
@@ -761,6 +773,21 @@ impl Store for SqliteStore {
         })
         .await
     }
+
+    async fn put_ban(&self, ban: &Ban) -> Result<Ban, StoreError> {
+        let ban = ban.clone();
+        self.write(move |conn| bans::put(conn, &ban)).await
+    }
+
+    async fn delete_ban(&self, user: &str, room: Option<&str>) -> Result<bool, StoreError> {
+        let (user, room) = (user.to_owned(), room.map(str::to_owned));
+        self.write(move |conn| bans::delete(conn, &user, room.as_deref()))
+            .await
+    }
+
+    async fn bans(&self) -> Result<Vec<Ban>, StoreError> {
+        self.read(bans::list).await
+    }
 }
 
 #[cfg(test)]
@@ -769,8 +796,16 @@ mod tests {
     use chat_core::store::Action;
 
     use crate::store::test_support::{
-        by, check_changes, check_people, check_search, check_tombstones_and_purge, draft, seqs,
+        by, check_bans, check_changes, check_people, check_search, check_tombstones_and_purge,
+        draft, seqs,
     };
+
+    #[tokio::test]
+    async fn bans_are_kept_listed_and_lifted() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path(), Duration::from_secs(1)).unwrap();
+        check_bans(&store).await;
+    }
 
     #[tokio::test]
     async fn people_read_markers_and_mentions_are_exact() {

@@ -1,6 +1,7 @@
 //! Builders and views the stores' unit tests share, and the checks every
 //! backend must pass alike: [`check_tombstones_and_purge`],
-//! [`check_changes`], [`check_search`] and [`check_people`].
+//! [`check_changes`], [`check_search`], [`check_people`] and
+//! [`check_bans`].
 
 use chat_core::store::{
     Action, Appended, Draft, Page, PersonChange, Retention, Search, SearchScope, Store,
@@ -777,4 +778,37 @@ pub async fn check_people(store: &dyn Store) {
     assert_eq!(kept, "first");
     let again = store.shared_secret("guest", "second".into()).await.unwrap();
     assert_eq!(again, "first");
+}
+
+/// Bans: stored, made again (the first time kept, the new reason taken),
+/// listed newest first, a server ban apart from a room's, deleted once.
+pub async fn check_bans(store: &dyn Store) {
+    use chat_core::bans::Ban;
+    let ban = |user: &str, room: Option<&str>, reason: Option<&str>, ts: i64| Ban {
+        user: user.into(),
+        room: room.map(str::to_owned),
+        reason: reason.map(str::to_owned),
+        ts,
+    };
+    assert_eq!(store.bans().await.unwrap(), vec![]);
+    let first = ban("u1", Some("general"), Some("spam"), 10);
+    assert_eq!(store.put_ban(&first).await.unwrap(), first);
+    let server = ban("u1", None, None, 20);
+    assert_eq!(store.put_ban(&server).await.unwrap(), server);
+    let other = ban("u2", Some("聊天室"), None, 30);
+    store.put_ban(&other).await.unwrap();
+    let again = store
+        .put_ban(&ban("u1", Some("general"), Some("more spam"), 40))
+        .await
+        .unwrap();
+    assert_eq!(again, ban("u1", Some("general"), Some("more spam"), 10));
+    assert_eq!(
+        store.bans().await.unwrap(),
+        vec![other.clone(), server, again]
+    );
+    assert!(store.delete_ban("u1", None).await.unwrap());
+    assert!(!store.delete_ban("u1", None).await.unwrap());
+    assert!(!store.delete_ban("u2", Some("general")).await.unwrap());
+    assert!(store.delete_ban("u1", Some("general")).await.unwrap());
+    assert_eq!(store.bans().await.unwrap(), vec![other]);
 }

@@ -12,6 +12,20 @@ pub mod query;
 pub mod socketio;
 pub(crate) mod websocket;
 
+use axum::response::{IntoResponse, Response};
+use chat_protocol::ErrorCode;
+use chat_protocol::validate::Invalid;
+
+/// The answer to an upgrade of a user banned from the server: 403 with the
+/// JSON error `forbidden`, as the API words its errors.
+pub(crate) fn banned() -> Response {
+    crate::api::ApiError::from(Invalid {
+        code: ErrorCode::Forbidden,
+        message: chat_core::bans::SERVER_BANNED.into(),
+    })
+    .into_response()
+}
+
 /// `SO_SNDBUF` of every accepted connection (set on the listening socket,
 /// whose connections inherit it). Linux doubles the value for its own
 /// bookkeeping: a connection's socket holds at most about 64 KiB.

@@ -11,8 +11,8 @@ use chat_protocol::{Message, Reaction};
 use super::*;
 use crate::store::SqliteStore;
 use crate::store::test_support::{
-    by, check_changes, check_people, check_search, check_tombstones_and_purge, draft, edit, joined,
-    page_seqs, pin, react, read, reply, seqs,
+    by, check_bans, check_changes, check_people, check_search, check_tombstones_and_purge, draft,
+    edit, joined, page_seqs, pin, react, read, reply, seqs,
 };
 
 #[tokio::test]
@@ -41,6 +41,13 @@ async fn search_finds_words_of_any_script_in_readable_rooms() {
 async fn people_read_markers_and_mentions_are_exact() {
     let db = TestDb::new().await;
     check_people(&db.store().await).await;
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL (CHAT_TEST_DATABASE_URL): scripts/test provides it"]
+async fn bans_are_kept_listed_and_lifted() {
+    let db = TestDb::new().await;
+    check_bans(&db.store().await).await;
 }
 
 /// Where the tests find PostgreSQL; `CHAT_TEST_DATABASE_URL` overrides.

@@ -114,6 +114,11 @@ where
                 return Ending::Close(Some(CloseReason::Kicked));
             }
             Next::Dropped(Dropped::Idle) => return Ending::Close(Some(CloseReason::Idle)),
+            Next::Dropped(Dropped::Banned) => {
+                // The error saying why is queued: it goes out first.
+                pump.queue_all_queued(socket, &mut H::format);
+                return Ending::Close(Some(CloseReason::Banned));
+            }
             Next::Tick => {
                 if last_heard.elapsed() >= heartbeat * 2 {
                     return Ending::Close(Some(CloseReason::HeartbeatTimeout));

@@ -60,6 +60,10 @@ pub async fn upgrade(State(app): State<Arc<AppState>>, mut request: Request) -> 
             return refused.into_response();
         }
     };
+    if app.hub.is_banned(&identity.user.id) {
+        tracing::debug!("upgrade refused: the user is banned");
+        return crate::transport::banned();
+    }
     let (response, on_upgrade) = match handshake::accept(&mut request) {
         Ok(accepted) => accepted,
         Err(refused) => return refused.into_response(),

@@ -10,7 +10,8 @@
 //!
 //! Closing is the engine's: it writes what it had queued, then (over
 //! WebSocket) a close frame without a code, and waits for the socket as
-//! long as that takes; only shutdown waits here, for [`CLOSE_TIMEOUT`].
+//! long as that takes; only shutdown waits here, for [`CLOSE_TIMEOUT`],
+//! and a ban, for the client to close after the namespace's `DISCONNECT`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -51,6 +52,9 @@ enum Hangup {
     TooSlow,
     /// The server is shutting down.
     Shutdown,
+    /// The user is banned from the server: the error saying so, then the
+    /// namespace's `DISCONNECT`, were sent.
+    Banned,
 }
 
 /// The engine's send queue refused a packet.
@@ -86,6 +90,18 @@ pub async fn run(app: Arc<AppState>, socket: Arc<EngineSocket>) {
         // Closing the transport, not the namespace: the client reconnects
         // by itself, and resumes with `join` + `since`.
         Hangup::Left | Hangup::TooSlow => socket.close(DisconnectReason::TransportClose),
+        // The error and the namespace's DISCONNECT are queued: a client
+        // that reads them closes the transport itself. Closing it here at
+        // once would lose them on long-polling, whose next poll finds the
+        // session gone.
+        Hangup::Banned => {
+            if tokio::time::timeout(CLOSE_TIMEOUT, socket.closed())
+                .await
+                .is_err()
+            {
+                socket.close(DisconnectReason::TransportClose);
+            }
+        }
         Hangup::Shutdown => {
             socket.close(DisconnectReason::ClosingServer);
             // The engine's writer lets go of the queue once it has written
@@ -161,7 +177,9 @@ async fn handshake(app: &AppState, socket: &EngineSocket) -> Option<Identity> {
 
 /// Who connects: `auth: {token, guest, name}` in the `CONNECT`, else, as
 /// on `/ws`, `Authorization: Bearer`, `?token=`, `?guest=` and `?name=` on
-/// the handshake request. Refusals say why without quoting the token.
+/// the handshake request. Refusals say why without quoting the token; a
+/// user banned from the server is refused here, where Socket.IO learns who
+/// connects.
 pub(super) fn identify(
     app: &AppState,
     credentials: &Credentials,
@@ -182,14 +200,19 @@ pub(super) fn identify(
         .or(credentials.bearer.as_deref())
         .or(query.token.as_deref());
     let guest = auth.guest.as_deref().or(query.guest.as_deref());
-    app.auth
+    let identity = app
+        .auth
         .authenticate(token, guest, name)
         .map_err(|refused| match refused {
             auth::Refused::Missing => {
                 "a token is required: connect with auth: {token: <jwt>}".into()
             }
             refused => refused.to_string(),
-        })
+        })?;
+    if app.hub.is_banned(&identity.user.id) {
+        return Err(chat_core::bans::SERVER_BANNED.into());
+    }
+    Ok(identity)
 }
 
 async fn serve(
@@ -213,6 +236,18 @@ async fn serve(
                 // Disconnected by the operator, or idle: the transport
                 // closes as for a slow client ("transport close").
                 Dropped::Kicked | Dropped::Idle => return Hangup::TooSlow,
+                Dropped::Banned => {
+                    // The error saying why is queued: it goes out first,
+                    // then the namespace's DISCONNECT, so the client
+                    // stays away.
+                    while let Ok(item) = rx.try_recv() {
+                        if forward(&mut { socket }, item).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = send(socket, mapping::disconnect());
+                    return Hangup::Banned;
+                }
                 Dropped::Shutdown => {
                     // Acks of sends committed during shutdown are queued:
                     // let them out before closing.
@@ -356,6 +391,7 @@ pub(super) fn overloaded(ack: Option<i64>) -> Str {
         body: ErrorBody {
             code: ErrorCode::Overloaded,
             message: "too many requests waiting on this connection; retry shortly".into(),
+            room: None,
         },
     })
 }

@@ -249,6 +249,12 @@ pub fn connected(sid: &str) -> Str {
     packet_text(parser.encode(Packet::connect(NAMESPACE, Some(payload))))
 }
 
+/// The namespace's `DISCONNECT`: the server ends the session, and the
+/// client does not reconnect by itself (a ban).
+pub fn disconnect() -> Str {
+    packet_text(CommonParser.encode(Packet::disconnect(NAMESPACE)))
+}
+
 /// A refused namespace `CONNECT`; the client gets a `connect_error`.
 pub fn connect_error(message: impl Into<String>) -> Str {
     connect_error_in(NAMESPACE, message)
@@ -622,6 +628,7 @@ mod tests {
             body: ErrorBody {
                 code: ErrorCode::NotJoined,
                 message: "join first".into(),
+                room: None,
             },
         };
         let (head, payload) = parsed(&reply(&error(Some(Ref::Number(5.into())))));

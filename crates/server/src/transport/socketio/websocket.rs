@@ -295,6 +295,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 Next::Dropped(Dropped::Idle) => {
                     return Ending::Close(Some(CloseReason::Idle));
                 }
+                Next::Dropped(Dropped::Banned) => {
+                    // The error saying why, then the namespace's
+                    // DISCONNECT: the client stays away.
+                    pump.queue_all_queued(&mut self.socket, &mut forward);
+                    self.send(mapping::disconnect());
+                    return Ending::Close(Some(CloseReason::Banned));
+                }
                 Next::Dropped(Dropped::Shutdown) => {
                     // Acks of sends committed during shutdown are queued:
                     // let them out before saying goodbye.

@@ -18,6 +18,8 @@ pub(crate) enum CloseReason {
     Kicked,
     /// No request but `ping` for `--idle-timeout-secs`.
     Idle,
+    /// The operator banned the user from the server (`PUT /api/bans/{user}`).
+    Banned,
     /// A binary frame on `/ws`, which speaks JSON text only.
     BinaryFrame,
     /// A frame or message over `--max-frame-bytes`.
@@ -41,7 +43,9 @@ impl CloseReason {
         match self {
             CloseReason::TooSlow => CloseCode::Overloaded,
             CloseReason::ShuttingDown | CloseReason::HeartbeatTimeout => CloseCode::GoingAway,
-            CloseReason::Kicked | CloseReason::NoSocketIoConnect => CloseCode::Policy,
+            CloseReason::Kicked | CloseReason::Banned | CloseReason::NoSocketIoConnect => {
+                CloseCode::Policy
+            }
             CloseReason::Idle | CloseReason::Disconnected => CloseCode::Normal,
             CloseReason::BinaryFrame => CloseCode::Unsupported,
             CloseReason::FrameTooBig => CloseCode::TooBig,
@@ -59,6 +63,7 @@ impl CloseReason {
             CloseReason::HeartbeatTimeout => "heartbeat timeout",
             CloseReason::Kicked => "disconnected by the server's operator",
             CloseReason::Idle => "idle timeout",
+            CloseReason::Banned => "banned from this server",
             CloseReason::BinaryFrame => "binary frames are not accepted; send JSON text",
             CloseReason::FrameTooBig => "frame too big",
             CloseReason::InvalidUtf8 => "text frame is not valid UTF-8",
@@ -90,6 +95,7 @@ mod tests {
             CloseReason::HeartbeatTimeout,
             CloseReason::Kicked,
             CloseReason::Idle,
+            CloseReason::Banned,
             CloseReason::BinaryFrame,
             CloseReason::FrameTooBig,
             CloseReason::InvalidUtf8,
