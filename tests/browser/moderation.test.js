@@ -1,11 +1,10 @@
-// An operator bans a member from a room through the HTTP API: the page
-// says why and leaves the room.
-//
 // A moderator deletes a message through the HTTP API: the page shows a
 // tombstone in its place, live and in the history a latecomer loads. The
 // deletion is an entry of the room's sequence with a seq of its own (the
 // `deleted` frame's `target` is the message): the page counts it as seen,
-// so the next message follows without a gap to resync.
+// so the next message follows without a gap to resync. An operator bans a
+// member from a room through the API: the page says why and leaves the
+// room.
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
