@@ -2,7 +2,9 @@
 // tombstone in its place, live and in the history a latecomer loads. The
 // deletion is an entry of the room's sequence with a seq of its own (the
 // `deleted` frame's `target` is the message): the page counts it as seen,
-// so the next message follows without a gap to resync.
+// so the next message follows without a gap to resync. An operator bans a
+// member from a room through the API: the page says why and leaves the
+// room.
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -53,4 +55,24 @@ test('a deleted message becomes "message deleted", live and in history', async (
   const carol = await session.open();
   await carol.join('carol', 'general');
   await carol.waitForTexts([...after, 'after the deletion']);
+});
+
+test('a room ban: the page says why and stops following the room', async () => {
+  const mallory = await session.open();
+  await mallory.join('mallory', 'banned-here');
+  await mallory.send('spam');
+  await mallory.waitForTexts(['spam']);
+  const members = await (await fetch(`${session.server.url}/api/rooms/banned-here/members`)).json();
+  const id = members.find((m) => m.name === 'mallory').id;
+  const listed = () => [...document.querySelectorAll('#room-list li')].some((e) => /banned-here/.test(e.textContent));
+  assert.ok(await mallory.page.evaluate(listed), 'the room is in the sidebar');
+
+  const url = `${session.server.url}/api/rooms/banned-here/bans/${encodeURIComponent(id)}`;
+  const response = await fetch(url, { method: 'PUT' });
+  assert.equal(response.status, 200);
+  const notice = mallory.page.getByRole('alert').filter({ hasText: 'you are banned from this room' });
+  await notice.waitFor({ timeout: 15_000 });
+  assert.match(await notice.textContent(), /No longer in .*banned-here/);
+  // Out of the room: not in the sidebar any more.
+  await mallory.waitFor(`!(${listed})()`);
 });

@@ -243,6 +243,7 @@ export class PageClient {
     on('read', (frame) => store.applyRead(frame));
     on('room_added', (frame) => this.roomAdded(frame));
     on('rejoin_failed', (name, error) => this.refused(name, error));
+    on('room_removed', (name, error) => this.refused(name, error));
     on('ack', (ack, write) => this.inRoom(write, (room) => this.acked(room, ack, write)));
     on('write_failed', (error, write) => this.inRoom(write, (room) => this.writeFailed(room, error, write)));
     on('outbox', (writes) => store.syncPending(writes, retryNotice));

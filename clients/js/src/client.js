@@ -69,6 +69,7 @@ import { DEFAULT_SEND_RATE, Outbox } from './outbox.js';
  * @property {[ReadFrame]} read This person's read marker moved on another connection.
  * @property {[RoomAddedFrame]} room_added A direct-message room with this person was opened: `join` it to follow it.
  * @property {[string, Error]} rejoin_failed A followed room was refused on re-join (for example `forbidden`); it is no longer followed.
+ * @property {[string, Error]} room_removed The server took a followed room away (an operator banned this person from it: `forbidden`); it is no longer followed, and joining it again is refused until the ban is lifted.
  * @property {[AckFrame, PendingWrite]} ack A write was stored.
  * @property {[Error, PendingWrite]} write_failed A write was refused for good (`too_long`, `forbidden`, `not_found`, …).
  * @property {[PendingWrite[]]} outbox The writes waiting for an ack changed.
@@ -554,11 +555,20 @@ export class ChatClient extends Emitter {
    * @param {ServerError} error
    */
   #refused(room, error) {
+    this.#forget(room, error);
+    if (room.everJoined) this.emit('rejoin_failed', room.name, error);
+  }
+
+  /**
+   * Stops following a room: its queued writes and waiting joins fail with `error`.
+   * @param {Room} room
+   * @param {ServerError} error
+   */
+  #forget(room, error) {
     this.#rooms.delete(room.name);
     this.#outbox.discardRoom(room.name, error);
     const waiters = room.waiters.splice(0);
     for (const waiter of waiters) waiter.reject(error);
-    if (room.everJoined) this.emit('rejoin_failed', room.name, error);
   }
 
   /**
@@ -659,6 +669,15 @@ export class ChatClient extends Emitter {
       case 'room_added':
         this.emit('room_added', frame);
         break;
+      case 'error': {
+        // Unasked and naming a room: the server took it away (a ban).
+        const room = frame.room === undefined ? undefined : this.#rooms.get(frame.room);
+        if (!room) break;
+        const error = new ServerError(frame);
+        this.#forget(room, error);
+        this.emit('room_removed', room.name, error);
+        break;
+      }
       default:
       // Replies whose request is gone (cut off by a reconnect, timed out).
     }

@@ -201,6 +201,8 @@ export interface ErrorFrame {
   ref?: Ref;
   code: ErrorCode;
   message: string;
+  /** Extension: on an unsolicited error (no `ref`), the room it is about: an operator banned you from it (`forbidden`), and you are no longer in it. */
+  room?: string;
 }
 
 /** A read marker: the answer to `read`, or news from another connection of the same person. */

@@ -65,6 +65,7 @@ export const samples: ServerFrame[] = [
   {"type":"directory","ref":"t-1","rooms":[{"room":"general","members":3,"seq":10,"last_ts":1763800000123}]},
   {"type":"room_added","room":"dm:u_1,u_2","with":{"id":"u_2","name":"bob"}},
   {"type":"message","room":"general","seq":11,"id":"c-11","from":{"id":"u_1","name":"alice"},"text":"hello 你好 👋","ts":1763800000123,"edited_at":1763800000300,"reply_to":1,"quote":{"from":{"id":"u_1","name":"alice"},"text":"","deleted":true},"reactions":[{"emoji":"👍","count":2,"users":[{"id":"u_1","name":"alice"},{"id":"u_2","name":"bob"}]}],"mentions":["u_2"]},
+  {"type":"error","code":"forbidden","message":"you are banned from this room","room":"general"},
   {"type":"error","ref":0,"code":"bad_request","message":"a sample bad_request error"},
   {"type":"error","ref":1,"code":"unknown_type","message":"a sample unknown_type error"},
   {"type":"error","ref":2,"code":"invalid_room","message":"a sample invalid_room error"},

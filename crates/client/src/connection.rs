@@ -599,6 +599,16 @@ impl Connection {
                     self.emit(Event::Presence { room, event, user });
                 }
             }
+            // Unasked, about a room: the server took us out of it.
+            ServerFrame::Error {
+                reference: None,
+                body:
+                    ErrorBody {
+                        code,
+                        message,
+                        room: Some(room),
+                    },
+            } => self.on_room_removed(room, code, message),
             ServerFrame::Error {
                 reference,
                 body: ErrorBody { code, message, .. },
@@ -889,6 +899,25 @@ impl Connection {
             None => {}
         }
         ControlFlow::Continue(())
+    }
+
+    /// The server took us out of `room` (a ban): it is no longer followed,
+    /// so no reconnect re-joins it; a join waiting for it fails.
+    fn on_room_removed(&mut self, room: String, code: ErrorCode, message: String) {
+        let Some(entry) = self.rooms.remove(&room) else {
+            return;
+        };
+        for waiter in entry.waiters {
+            let _ = waiter.send(Err(Error::Server {
+                code,
+                message: message.clone(),
+            }));
+        }
+        self.emit(Event::RoomRemoved {
+            room,
+            code,
+            message,
+        });
     }
 
     /// Forgets what only made sense on the lost connection.

@@ -230,6 +230,14 @@ pub enum Event {
         code: chat_protocol::ErrorCode,
         message: String,
     },
+    /// The server took us out of a room we had joined: an operator banned
+    /// us from it (`code` `forbidden`). The room is no longer joined, and
+    /// joining it again is refused until the ban is lifted.
+    RoomRemoved {
+        room: String,
+        code: chat_protocol::ErrorCode,
+        message: String,
+    },
     /// The client stopped for good; this is the last event.
     Closed(CloseReason),
 }
@@ -245,7 +253,8 @@ impl Event {
             | Event::Typing { room, .. }
             | Event::RoomAdded { room, .. }
             | Event::Rejoined { room, .. }
-            | Event::RejoinFailed { room, .. } => Some(room),
+            | Event::RejoinFailed { room, .. }
+            | Event::RoomRemoved { room, .. } => Some(room),
             Event::Reconnecting { .. } | Event::Reconnected(_) | Event::Closed(_) => None,
         }
     }

@@ -342,3 +342,66 @@ async fn a_dm_room_resumes_like_any_joined_room() {
         [4]
     );
 }
+
+/// `PUT` on the server's HTTP API (loopback needs no key); the status.
+async fn api_put(server: &TestServer, path: &str) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(server.addr)
+        .await
+        .expect("connect to the API");
+    let request = format!(
+        "PUT {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
+        server.addr
+    );
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.expect("read");
+    answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|status| status.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {answer:?}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ban_stops_the_room_or_the_client_for_good() {
+    let server = TestServer::start(TOKEN_ARGS).await;
+    let (mallory, mut events) = user(&server.url(), "mallory", false).await;
+    mallory.join("general").await.expect("joins general");
+    mallory.join("random").await.expect("joins random");
+
+    // A room ban: the room is no longer followed, the others are.
+    assert_eq!(
+        api_put(&server, "/api/rooms/general/bans/mallory").await,
+        200
+    );
+    let removed = next_matching(&mut events, "room removed", |e| {
+        matches!(e, Event::RoomRemoved { .. })
+    })
+    .await;
+    let Event::RoomRemoved { room, code, .. } = removed else {
+        unreachable!()
+    };
+    assert_eq!(
+        (room.as_str(), code),
+        ("general", chat_protocol::ErrorCode::Forbidden)
+    );
+    let refused = mallory.send("general", "let me back").await;
+    assert!(refused.is_err(), "a send to the removed room: {refused:?}");
+    mallory
+        .send("random", "still here")
+        .await
+        .expect("random still works");
+
+    // A server ban: closed with 1008, and no reconnection.
+    assert_eq!(api_put(&server, "/api/bans/mallory").await, 200);
+    let closed = next_matching(&mut events, "closed", |e| matches!(e, Event::Closed(_))).await;
+    assert!(
+        matches!(
+            closed,
+            Event::Closed(CloseReason::ServerClosed { code: 1008, .. })
+        ),
+        "{closed:?}"
+    );
+    assert!(mallory.join("random").await.is_err(), "the client stopped");
+}

@@ -21,6 +21,7 @@
 //! query per node and period.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{RwLock, Weak};
 use std::time::Duration;
 
@@ -78,6 +79,9 @@ impl BanChange {
 /// from which rooms.
 #[derive(Debug, Default)]
 pub struct Bans {
+    /// Whether any ban is in effect: without one (the usual case) a check
+    /// reads this flag alone, not the lock every sending task would share.
+    any: AtomicBool,
     set: RwLock<BanSet>,
 }
 
@@ -102,6 +106,10 @@ impl BanSet {
             None => self.server.contains(user),
             Some(room) => self.rooms.get(user).is_some_and(|r| r.contains(room)),
         }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.server.is_empty() && self.rooms.is_empty()
     }
 
     fn insert(&mut self, user: &str, room: Option<&str>) -> bool {
@@ -145,12 +153,15 @@ impl BanSet {
 impl Bans {
     /// Whether `user` is banned from the whole server.
     pub fn is_banned(&self, user: &str) -> bool {
-        read(&self.set).contains(user, None)
+        self.any.load(Ordering::Acquire) && read(&self.set).contains(user, None)
     }
 
     /// Why `user` may not use `room`, if a ban says so: a ban from the
     /// server or from that room.
     pub fn refusal(&self, user: &str, room: &str) -> Option<Invalid> {
+        if !self.any.load(Ordering::Acquire) {
+            return None;
+        }
         let set = read(&self.set);
         let message = if set.contains(user, None) {
             SERVER_BANNED
@@ -170,10 +181,12 @@ impl Bans {
     pub fn apply(&self, change: &BanChange) -> bool {
         let (user, room) = change.target();
         let mut set = write(&self.set);
-        match change {
+        let changed = match change {
             BanChange::Banned(_) => set.insert(user, room),
             BanChange::Lifted { .. } => set.remove(user, room),
-        }
+        };
+        self.any.store(!set.is_empty(), Ordering::Release);
+        changed
     }
 
     /// Makes the set the store's list; returns what changed, as changes:
@@ -195,6 +208,7 @@ impl Bans {
             .map(BanChange::Banned);
         let changes = made.chain(lifted).collect();
         *set = new;
+        self.any.store(!set.is_empty(), Ordering::Release);
         changes
     }
 }

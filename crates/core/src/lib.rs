@@ -1049,13 +1049,14 @@ impl Session {
         Ok(())
     }
 
-    /// Public rooms the user may join.
+    /// Public rooms the user may join (neither their `rooms` claim nor a
+    /// ban keeps them out of).
     async fn directory(&mut self, reference: Option<Ref>) -> Result<(), Invalid> {
         self.take_list()?;
         let rooms = self.hub.store.directory(DIRECTORY_MAX).await;
         self.outbox.reply(match rooms {
             Ok(mut rooms) => {
-                rooms.retain(|r| self.rooms.allows(&r.room));
+                rooms.retain(|r| self.rooms.allows(&r.room) && self.may_enter(&r.room).is_ok());
                 ServerFrame::Directory {
                     reference,
                     body: DirectoryBody { rooms },

@@ -70,6 +70,16 @@ fn frames() -> Vec<ServerFrame> {
         }),
         ..rich_message(11)
     }));
+    // An unsolicited error about a room (a ban): the one optional field of
+    // an error the shared samples leave unset.
+    frames.push(ServerFrame::Error {
+        reference: None,
+        body: ErrorBody {
+            code: ErrorCode::Forbidden,
+            message: "you are banned from this room".into(),
+            room: Some("general".into()),
+        },
+    });
     frames.extend(CODES.iter().map(|&code| ServerFrame::Error {
         reference: Some(Ref::Number(code_index(code).into())),
         body: ErrorBody {

@@ -116,6 +116,17 @@ async fn a_room_ban_takes_a_live_member_out_and_keeps_them_out_until_lifted() {
         .map(|r| &r["room"])
         .collect();
     assert_eq!(names, vec![&json!("random")], "{rooms}");
+    let lists_general = |directory: &Value| {
+        directory["rooms"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["room"] == "general")
+    };
+    let theirs = second.request(json!({"type": "directory"})).await;
+    assert!(!lists_general(&theirs), "{theirs}");
+    let others = alice.request(json!({"type": "directory"})).await;
+    assert!(lists_general(&others), "{others}");
     // Nor may the API post as them there.
     let (status, refused) = api(
         &server,

@@ -1132,6 +1132,7 @@ impl Output {
                 code,
                 message,
             } => bail!("cannot re-join {room}: {code}: {message}"),
+            Event::RoomRemoved { room, message, .. } => bail!("removed from {room}: {message}"),
             Event::Closed(CloseReason::ByClient) => {}
             Event::Closed(reason) => bail!("connection closed: {reason:?}"),
             _ => {}
