@@ -1245,22 +1245,32 @@ impl Connection {
     }
 }
 
+/// Upgrades (from `source`, see [`RawWs::connect`]) and reads the welcome.
+pub async fn connect_welcomed(
+    url: &str,
+    source: Option<IpAddr>,
+    read_buffer: usize,
+    seed: u64,
+) -> anyhow::Result<RawWs> {
+    let mut ws = RawWs::connect(url, read_buffer, seed, source).await?;
+    let welcome = ws.next_text().await?;
+    match decode_full(&welcome) {
+        Ok(ServerFrame::Welcome { .. }) => Ok(ws),
+        Ok(other) => bail!("expected welcome, got {}", other.type_name()),
+        Err(e) => bail!("undecodable first frame: {e}"),
+    }
+}
+
 /// Upgrades (from `source`, see [`RawWs::connect`]), reads the welcome,
 /// joins `room_json` and waits for the reply; the room's `seq` at join time.
-async fn connect_and_join(
+pub async fn connect_and_join(
     url: &str,
     source: Option<IpAddr>,
     room_json: &str,
     read_buffer: usize,
     seed: u64,
 ) -> anyhow::Result<(RawWs, u64)> {
-    let mut ws = RawWs::connect(url, read_buffer, seed, source).await?;
-    let welcome = ws.next_text().await?;
-    match decode_full(&welcome) {
-        Ok(ServerFrame::Welcome { .. }) => {}
-        Ok(other) => bail!("expected welcome, got {}", other.type_name()),
-        Err(e) => bail!("undecodable first frame: {e}"),
-    }
+    let mut ws = connect_welcomed(url, source, read_buffer, seed).await?;
     let join = format!(r#"{{"type":"join","room":{room_json},"ref":{JOIN_REF}}}"#);
     ws.send_text(join.as_bytes()).await?;
     loop {

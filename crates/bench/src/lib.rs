@@ -67,6 +67,7 @@ pub mod schedule;
 pub mod seqcheck;
 pub mod seqset;
 pub mod sio;
+pub mod soak;
 pub mod source;
 pub mod stages;
 pub mod stamp;

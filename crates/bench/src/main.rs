@@ -40,7 +40,7 @@
 
 use std::process::ExitCode;
 
-use chat_bench::{durable, fanout, hostile, idle, ramp, summary};
+use chat_bench::{durable, fanout, hostile, idle, ramp, soak, summary};
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
@@ -74,6 +74,11 @@ enum Scenario {
     /// hostile clients run on their own thread at SCHED_IDLE, on the CPU
     /// the honest ones leave.
     Hostile(hostile::HostileArgs),
+    /// Many connections for a long time under steady traffic and churn
+    /// (moves between rooms, reconnects resuming with `since`): the
+    /// server's RSS, open files and tasks over time and their drift,
+    /// latency early and late, and nothing lost, repeated or reordered.
+    Soak(soak::SoakArgs),
     /// Markdown tables from the results file of crates/bench/scripts/bench-all.sh.
     Summarize(summary::SummarizeArgs),
     /// SVG charts from results files.
@@ -115,6 +120,7 @@ fn main() -> ExitCode {
             Scenario::Fanout(args) => fanout::run(args).await,
             Scenario::Ramp(args) => ramp::run(args).await,
             Scenario::Hostile(args) => hostile::run(args).await,
+            Scenario::Soak(args) => soak::run(args).await,
             Scenario::Summarize(args) => summary::run(args),
             Scenario::Plot(PlotKind::Ramp(args)) => ramp::plot(args),
         }
