@@ -25,6 +25,12 @@
 //!   clients, while idle connections are held; honest p99 both ways.
 //! - [`ramp`]: the fanout load at rising rates until p99 exceeds a bound or
 //!   anything is lost; the highest good rate.
+//! - [`soak`]: many connections for a long time under steady traffic and
+//!   churn (moves, reconnects resuming with `since`); the drift of the
+//!   server's memory, open files and tasks, and nothing lost.
+//!
+//! [`plot`] draws the charts (`ramp`'s p99 against the offered rate,
+//! `soak`'s RSS and p99 over time) as SVG.
 //!
 //! `fanout` and `ramp` can mix edits and reactions into the sends
 //! (`--changes-percent`, see [`mix`]) and have every member send read

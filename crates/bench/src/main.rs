@@ -11,14 +11,21 @@
 //! chat-bench fanout  --url ws://127.0.0.1:3101 --protocol socketio-seed --rooms 100 --members 50
 //! chat-bench ramp    --url ws://127.0.0.1:3000/ws --json ours.json   # also writes ours.svg
 //! chat-bench plot ramp ours=ours.json peer=peer.json -o ramp.svg
+//! chat-bench soak    --url ws://127.0.0.1:3000/ws --server-pid PID --connections 10000 --rooms 100 \
+//!                    --rate 2 --churn-per-sec 20 --reconnects-per-sec 10 --duration 1h --json soak.json
 //! ```
+//!
+//! `--json PATH` writes the JSON summary to PATH (the table stays on
+//! stdout); `ramp` and `soak` also draw their chart beside it (`PATH` with
+//! the extension `.svg`): a ramp's p99 against the offered rate, a soak's
+//! server RSS and p99 over time.
 //!
 //! `--protocol socketio` speaks Socket.IO with this server's events (acks,
 //! `seq`); `socketio-seed` the seed article's (the node-socketio and
 //! rust-socketioxide peers: no acks, no `seq`); both for `idle`, `fanout`
 //! and `ramp`, with `--url` the server's base URL.
 //!
-//! For `durable`, `fanout` and `ramp`, start the server with `--send-rate 1000000 --send-burst 1000000`
+//! For `durable`, `fanout`, `ramp` and `soak`, start the server with `--send-rate 1000000 --send-burst 1000000`
 //! so its per-connection rate limit does not cap the measurement. Pass
 //! `--server-pid` to get the server's RSS and CPU time in the report. Run the
 //! bench as its own process (and ideally on its own CPU, e.g. `taskset -c 1`)
