@@ -71,9 +71,6 @@ const SEQSET_SPAN: u64 = 4096;
 /// How often the controller hands out moves and reconnects.
 const CHURN_TICK: Duration = Duration::from_millis(100);
 
-/// Drain ends early when no delivery arrived for this long.
-const DRAIN_IDLE: Duration = Duration::from_secs(2);
-
 /// Delay between the last join and the first send.
 const START_LEAD: Duration = Duration::from_millis(200);
 
@@ -126,9 +123,9 @@ pub struct SoakArgs {
     /// Seconds one connection may take to connect and join.
     #[arg(long, default_value_t = 30)]
     pub join_timeout: u64,
-    /// Most seconds to wait after the traffic for the last acks and
-    /// deliveries.
-    #[arg(long, default_value_t = 10.0)]
+    /// Most seconds to wait after the traffic for the last acks, and for
+    /// every member to hold its room's last message.
+    #[arg(long, default_value_t = 30.0)]
     pub drain: f64,
     /// Initial receive buffer per connection, bytes (it grows for a larger
     /// message, such as a resume's reply).
@@ -209,6 +206,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// Running totals, bumped by the members and read by the sampler.
 #[derive(Debug, Default)]
 struct Totals {
+    /// Members that joined at the start.
+    joined: AtomicU64,
     sent: AtomicU64,
     acked: AtomicU64,
     delivered: AtomicU64,
@@ -260,6 +259,32 @@ struct Shared {
     text_bytes: usize,
     /// The senders' schedule, set once every member has joined.
     traffic: Mutex<Option<Traffic>>,
+    /// Each member's room and last `seq`, for the drain to wait on.
+    progress: Vec<Progress>,
+    /// Each room's highest acked `seq` (0: none yet).
+    room_acked: Vec<AtomicU64>,
+}
+
+/// Where a member is: its room (`NO_ROOM` between rooms) and the last
+/// `seq` it has there.
+#[derive(Debug)]
+struct Progress {
+    room: AtomicU64,
+    last: AtomicU64,
+}
+
+const NO_ROOM: u64 = u64::MAX;
+
+impl Progress {
+    fn set(&self, view: Option<&View>) {
+        match view {
+            Some(v) => {
+                self.last.store(v.last, Ordering::Relaxed);
+                self.room.store(v.room as u64, Ordering::Relaxed);
+            }
+            None => self.room.store(NO_ROOM, Ordering::Relaxed),
+        }
+    }
 }
 
 /// The traffic of a run: every sender at `rate` from `start_us` to
@@ -604,6 +629,8 @@ impl Member {
                     (Some(sender), Some(seq)) if !peek.duplicate => {
                         sender.acked.push(seq);
                         Totals::bump(&shared.totals.acked, 1);
+                        // A sender is its room's first member (index = room).
+                        shared.room_acked[self.index].fetch_max(seq, Ordering::Relaxed);
                     }
                     _ => shared.error("unexpected ack".into()),
                 },
@@ -618,6 +645,7 @@ impl Member {
         }
         drop(latency);
         Totals::bump(&shared.totals.delivered, delivered);
+        shared.progress[self.index].set(self.view.as_ref());
         Ok(())
     }
 
@@ -803,6 +831,8 @@ pub struct SoakReport {
     /// Members whose last `seq` was short of their room's last acked one
     /// after the drain: the messages they never got.
     pub lost_at_end: u64,
+    /// The members short at the end.
+    pub members_short_at_end: u64,
     /// The rooms' acked `seq`s against the exact next ones.
     pub acked_coverage: Coverage,
     pub seq_violations: u64,
@@ -899,12 +929,13 @@ impl SoakReport {
         t.row(
             "lost / dup / reordered",
             format!(
-                "{} / {} / {} (unexpected {}, short at the end {}, incomplete resumes {})",
+                "{} / {} / {} (unexpected {}, short at the end {} in {} members, incomplete resumes {})",
                 self.lost,
                 self.duplicated,
                 self.out_of_order,
                 self.unexpected,
                 self.lost_at_end,
+                self.members_short_at_end,
                 self.incomplete_resumes
             ),
         );
@@ -980,6 +1011,7 @@ async fn open_members(
         let read_buffer = args.read_buffer;
         let timeout = Duration::from_secs(args.join_timeout);
         let seed = shared.now_us() ^ ((index as u64) << 32);
+        let counted = shared.clone();
         opening.push(tokio::spawn(async move {
             let opened = tokio::time::timeout(
                 timeout,
@@ -989,6 +1021,9 @@ async fn open_members(
             .map_err(|_| anyhow!("not joined within {timeout:?}"))
             .and_then(|r| r);
             drop(permit);
+            if opened.is_ok() {
+                Totals::bump(&counted.totals.joined, 1);
+            }
             (url, source, opened)
         }));
     }
@@ -1035,6 +1070,7 @@ async fn open_members(
             next_ref: 0,
             frame: String::new(),
         };
+        shared.progress[index].set(member.view.as_ref());
         fleet.commands.push(Some(tx));
         fleet.tasks.push(tokio::spawn(member.run(ws)));
     }
@@ -1156,24 +1192,22 @@ impl Sampler {
     }
 }
 
-/// Waits until the senders are answered and deliveries stop, within
-/// `--drain`.
+/// Waits until the senders are answered and every member in a room holds
+/// its room's last acked `seq`, within `--drain`.
 async fn drain(args: &SoakArgs, shared: &Shared) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs_f64(args.drain);
     let t = &shared.totals;
-    while tokio::time::Instant::now() < deadline
-        && Totals::get(&t.acked) + Totals::get(&t.errors) < Totals::get(&t.sent)
-    {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let mut last = Totals::get(&t.delivered);
-    let mut since = tokio::time::Instant::now();
-    while tokio::time::Instant::now() < deadline && since.elapsed() < DRAIN_IDLE {
+    let answered = || Totals::get(&t.acked) + Totals::get(&t.errors) >= Totals::get(&t.sent);
+    let caught_up = || {
+        shared.progress.iter().all(|p| {
+            let room = p.room.load(Ordering::Relaxed);
+            room == NO_ROOM
+                || shared.room_acked[room as usize].load(Ordering::Relaxed)
+                    <= p.last.load(Ordering::Relaxed)
+        })
+    };
+    while tokio::time::Instant::now() < deadline && !(answered() && caught_up()) {
         tokio::time::sleep(Duration::from_millis(50)).await;
-        let now = Totals::get(&t.delivered);
-        if now != last {
-            (last, since) = (now, tokio::time::Instant::now());
-        }
     }
 }
 
@@ -1195,6 +1229,13 @@ pub async fn run(args: SoakArgs) -> anyhow::Result<bool> {
         rooms,
         text_bytes: args.text_bytes as usize,
         traffic: Mutex::new(None),
+        progress: (0..args.connections)
+            .map(|_| Progress {
+                room: AtomicU64::new(NO_ROOM),
+                last: AtomicU64::new(0),
+            })
+            .collect(),
+        room_acked: (0..args.rooms).map(|_| AtomicU64::new(0)).collect(),
     });
     let senders = args.rooms;
     let wake: Vec<Arc<Notify>> = (0..senders).map(|_| Arc::new(Notify::new())).collect();
@@ -1301,14 +1342,16 @@ async fn finish(args: &SoakArgs, shared: &Shared, fleet: Fleet, sampler: Sampler
         coverage.add(&seqcheck::check(*base, acked));
         last_acked.insert(*room, acked.iter().copied().max().unwrap_or(*base));
     }
-    let lost_at_end: u64 = views
+    let shortfalls: Vec<u64> = views
         .iter()
         .map(|(room, last)| {
             last_acked
                 .get(room)
                 .map_or(0, |&acked| acked.saturating_sub(*last))
         })
-        .sum();
+        .filter(|&short| short > 0)
+        .collect();
+    let lost_at_end: u64 = shortfalls.iter().sum();
     let t = &shared.totals;
     let warmup = args.warmup().as_secs_f64();
     let drift_of = |value: &dyn Fn(&Sample) -> Option<f64>| drift(&sampler.series(value), warmup);
@@ -1353,6 +1396,7 @@ async fn finish(args: &SoakArgs, shared: &Shared, fleet: Fleet, sampler: Sampler
         unexpected,
         incomplete_resumes: Totals::get(&t.incomplete_resumes),
         lost_at_end,
+        members_short_at_end: shortfalls.len() as u64,
         seq_violations: lost
             + duplicated
             + out_of_order
@@ -1372,8 +1416,9 @@ fn spawn_progress(shared: Arc<Shared>, total: u64) -> progress::Reporter {
     progress::spawn_line(move |elapsed, dt| {
         let t = &shared.totals;
         format!(
-            "[{:>5}s] soak: open {}/{total}, dropped {} | {:.0} deliveries/s | sent {} acked {} | moves {} reconnects {} | errors {} violations {}",
+            "[{:>5}s] soak: joined {}/{total}, open {}, dropped {} | {:.0} deliveries/s | sent {} acked {} | moves {} reconnects {} | errors {} violations {}",
             elapsed.as_secs(),
+            Totals::get(&t.joined),
             Totals::get(&t.open),
             Totals::get(&t.dropped),
             delivered.per_second(Totals::get(&t.delivered), dt),
