@@ -31,7 +31,9 @@
 //! drift is reported, not judged: what is a leak depends on the run; a
 //! violation or an error makes the exit status 1.
 //!
-//! Native protocol only: the resume with `since` is what it exercises.
+//! A reconnecting member comes back as the same guest (`?guest=` with the
+//! credential of its last welcome), as a real client does. Native protocol
+//! only: the resume with `since` is what it exercises.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -46,7 +48,7 @@ use rand::Rng;
 use serde::Serialize;
 use tokio::sync::{Notify, Semaphore, mpsc};
 
-use crate::fleet::{connect_and_join, connect_welcomed};
+use crate::fleet::{Welcomed, connect_welcomed, join_room};
 use crate::frame::{Peek, decode_full};
 use crate::pacer::{PacePlan, Pacer};
 use crate::plot::{self, Axis, Chart, Series};
@@ -413,6 +415,9 @@ struct Member {
     index: usize,
     shared: Arc<Shared>,
     url: String,
+    /// This guest's credential from the latest welcome: a reconnect comes
+    /// back as the same person, as a real client does (`?guest=`).
+    guest_token: Option<String>,
     source: Option<IpAddr>,
     read_buffer: usize,
     join_timeout: Duration,
@@ -522,16 +527,21 @@ impl Member {
         }
         let (room, since) = (view.room, view.last);
         let seed = self.shared.now_us() ^ ((self.index as u64) << 32);
+        let url = match &self.guest_token {
+            Some(token) => conn::with_query(&self.url, "guest", token),
+            None => self.url.clone(),
+        };
         let opened = tokio::time::timeout(
             self.join_timeout,
-            connect_welcomed(&self.url, self.source, self.read_buffer, seed),
+            connect_welcomed(&url, self.source, self.read_buffer, seed),
         )
         .await
         .map_err(|_| anyhow!("not connected within {:?}", self.join_timeout))
         .and_then(|r| r);
         let fresh = opened.map_err(|e| format!("reconnect: {e:#}"))?;
         // The old socket closes as it drops.
-        *ws = fresh;
+        *ws = fresh.ws;
+        self.guest_token = fresh.guest_token.or(self.guest_token.take());
         Totals::bump(&self.shared.totals.reconnects, 1);
         self.queue_join(ws, room, Some(since));
         ws.flush().await.map_err(|e| format!("write: {e}"))
@@ -1013,10 +1023,11 @@ async fn open_members(
         let seed = shared.now_us() ^ ((index as u64) << 32);
         let counted = shared.clone();
         opening.push(tokio::spawn(async move {
-            let opened = tokio::time::timeout(
-                timeout,
-                connect_and_join(&url, source, &room_json, read_buffer, seed),
-            )
+            let opened = tokio::time::timeout(timeout, async {
+                let mut welcomed = connect_welcomed(&url, source, read_buffer, seed).await?;
+                let seq = join_room(&mut welcomed.ws, &room_json).await?;
+                anyhow::Ok((welcomed, seq))
+            })
             .await
             .map_err(|_| anyhow!("not joined within {timeout:?}"))
             .and_then(|r| r);
@@ -1035,7 +1046,7 @@ async fn open_members(
     };
     for (index, opening) in opening.into_iter().enumerate() {
         let (url, source, opened) = opening.await?;
-        let (ws, seq) = match opened {
+        let (Welcomed { ws, guest_token }, seq) = match opened {
             Ok(x) => x,
             Err(e) => {
                 *fleet.join_failures.entry(format!("{e:#}")).or_insert(0) += 1;
@@ -1060,6 +1071,7 @@ async fn open_members(
             index,
             shared: shared.clone(),
             url,
+            guest_token,
             source,
             read_buffer: args.read_buffer,
             join_timeout: Duration::from_secs(args.join_timeout),
