@@ -459,7 +459,7 @@ impl Member {
                     Some(Command::Move(to)) => self.start_move(ws, to).await?,
                     Some(Command::Reconnect) => self.reconnect(ws).await?,
                 },
-                () = async { wake.as_ref().expect("guarded").notified().await }, if wake.is_some() => {
+                () = due(wake.as_deref()) => {
                     self.send_due(ws);
                     ws.flush().await.map_err(|e| format!("write: {e}"))?;
                 }
@@ -726,6 +726,15 @@ impl Member {
                 Ok(())
             }
         }
+    }
+}
+
+/// Resolves when the pacer says a send is due; never for a member that
+/// does not send.
+async fn due(wake: Option<&Notify>) {
+    match wake {
+        Some(wake) => wake.notified().await,
+        None => std::future::pending().await,
     }
 }
 
