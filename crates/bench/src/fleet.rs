@@ -40,7 +40,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, ensure};
-use chat_protocol::{ErrorBody, JoinedBody, Ref, ServerFrame};
+use chat_protocol::{ErrorBody, JoinedBody, Ref, ServerFrame, WelcomeBody};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, watch};
@@ -1245,22 +1245,35 @@ impl Connection {
     }
 }
 
-/// Upgrades (from `source`, see [`RawWs::connect`]), reads the welcome,
-/// joins `room_json` and waits for the reply; the room's `seq` at join time.
-async fn connect_and_join(
+/// A connection past its welcome.
+pub struct Welcomed {
+    pub ws: RawWs,
+    /// The credential that makes a later connection (`?guest=`) the same
+    /// guest, when the server gave one.
+    pub guest_token: Option<String>,
+}
+
+/// Upgrades (from `source`, see [`RawWs::connect`]) and reads the welcome.
+pub async fn connect_welcomed(
     url: &str,
     source: Option<IpAddr>,
-    room_json: &str,
     read_buffer: usize,
     seed: u64,
-) -> anyhow::Result<(RawWs, u64)> {
+) -> anyhow::Result<Welcomed> {
     let mut ws = RawWs::connect(url, read_buffer, seed, source).await?;
     let welcome = ws.next_text().await?;
     match decode_full(&welcome) {
-        Ok(ServerFrame::Welcome { .. }) => {}
+        Ok(ServerFrame::Welcome(WelcomeBody { guest_token, .. })) => {
+            Ok(Welcomed { ws, guest_token })
+        }
         Ok(other) => bail!("expected welcome, got {}", other.type_name()),
         Err(e) => bail!("undecodable first frame: {e}"),
     }
+}
+
+/// Joins `room_json` and waits for the reply; the room's `seq` at join
+/// time.
+pub async fn join_room(ws: &mut RawWs, room_json: &str) -> anyhow::Result<u64> {
     let join = format!(r#"{{"type":"join","room":{room_json},"ref":{JOIN_REF}}}"#);
     ws.send_text(join.as_bytes()).await?;
     loop {
@@ -1274,7 +1287,7 @@ async fn connect_and_join(
             Ok(ServerFrame::Joined {
                 body: JoinedBody { seq, .. },
                 ..
-            }) => return Ok((ws, seq)),
+            }) => return Ok(seq),
             Ok(ServerFrame::Error {
                 body: ErrorBody { code, message, .. },
                 ..
@@ -1285,6 +1298,20 @@ async fn connect_and_join(
             Err(e) => bail!("undecodable {} frame: {e}", peek.kind),
         }
     }
+}
+
+/// Upgrades (from `source`, see [`RawWs::connect`]), reads the welcome,
+/// joins `room_json` and waits for the reply; the room's `seq` at join time.
+async fn connect_and_join(
+    url: &str,
+    source: Option<IpAddr>,
+    room_json: &str,
+    read_buffer: usize,
+    seed: u64,
+) -> anyhow::Result<(RawWs, u64)> {
+    let mut welcomed = connect_welcomed(url, source, read_buffer, seed).await?;
+    let seq = join_room(&mut welcomed.ws, room_json).await?;
+    Ok((welcomed.ws, seq))
 }
 
 /// Accounts for every complete frame in the connection's buffer: one lock

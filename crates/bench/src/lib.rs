@@ -29,6 +29,13 @@
 //!   Redis behind nginx, [`cluster`]) restarted one node at a time under
 //!   load from `chat-client` clients; lost / duplicated / reordered
 //!   deliveries, time without connection, latency before vs during.
+//! - [`soak`]: many connections for a long time under steady traffic and
+//!   churn (moves, reconnects resuming with `since`); the drift of the
+//!   server's memory, open files and tasks, and nothing lost.
+//!
+//! [`plot`] draws the charts (`ramp`'s p99 against the offered rate,
+//! `soak`'s RSS and p99 over time, `rolling`'s latency and connected
+//! clients over time) as SVG.
 //!
 //! `fanout` and `ramp` can mix edits and reactions into the sends
 //! (`--changes-percent`, see [`mix`]) and have every member send read
@@ -75,6 +82,7 @@ pub mod schedule;
 pub mod seqcheck;
 pub mod seqset;
 pub mod sio;
+pub mod soak;
 pub mod source;
 pub mod stages;
 pub mod stamp;

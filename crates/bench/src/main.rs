@@ -12,14 +12,22 @@
 //! chat-bench ramp    --url ws://127.0.0.1:3000/ws --json ours.json   # also writes ours.svg
 //! chat-bench rolling --database-url postgres://127.0.0.1/chat --clients 1000 --rooms 100 --json rolling.json
 //! chat-bench plot ramp ours=ours.json peer=peer.json -o ramp.svg
+//! chat-bench soak    --url ws://127.0.0.1:3000/ws --server-pid PID --connections 10000 --rooms 100 \
+//!                    --rate 2 --churn-per-sec 20 --reconnects-per-sec 10 --duration 1h --json soak.json
 //! ```
+//!
+//! `--json PATH` writes the JSON summary to PATH (the table stays on
+//! stdout); `ramp`, `soak` and `rolling` also draw their chart beside it
+//! (`PATH` with the extension `.svg`): a ramp's p99 against the offered
+//! rate, a soak's server RSS and p99 over time, a rolling restart's latency
+//! and connected clients over time.
 //!
 //! `--protocol socketio` speaks Socket.IO with this server's events (acks,
 //! `seq`); `socketio-seed` the seed article's (the node-socketio and
 //! rust-socketioxide peers: no acks, no `seq`); both for `idle`, `fanout`
 //! and `ramp`, with `--url` the server's base URL.
 //!
-//! For `durable`, `fanout` and `ramp`, start the server with `--send-rate 1000000 --send-burst 1000000`
+//! For `durable`, `fanout`, `ramp` and `soak`, start the server with `--send-rate 1000000 --send-burst 1000000`
 //! so its per-connection rate limit does not cap the measurement. Pass
 //! `--server-pid` to get the server's RSS and CPU time in the report. Run the
 //! bench as its own process (and ideally on its own CPU, e.g. `taskset -c 1`)
@@ -41,7 +49,7 @@
 
 use std::process::ExitCode;
 
-use chat_bench::{durable, fanout, hostile, idle, ramp, summary};
+use chat_bench::{durable, fanout, hostile, idle, ramp, soak, summary};
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
@@ -80,6 +88,11 @@ enum Scenario {
     /// deliveries, time without connection, latency before vs during.
     #[cfg(target_os = "linux")]
     Rolling(chat_bench::rolling::RollingArgs),
+    /// Many connections for a long time under steady traffic and churn
+    /// (moves between rooms, reconnects resuming with `since`): the
+    /// server's RSS, open files and tasks over time and their drift,
+    /// latency early and late, and nothing lost, repeated or reordered.
+    Soak(soak::SoakArgs),
     /// Markdown tables from the results file of crates/bench/scripts/bench-all.sh.
     Summarize(summary::SummarizeArgs),
     /// SVG charts from results files.
@@ -123,6 +136,7 @@ fn main() -> ExitCode {
             Scenario::Hostile(args) => hostile::run(args).await,
             #[cfg(target_os = "linux")]
             Scenario::Rolling(args) => chat_bench::rolling::run(args).await,
+            Scenario::Soak(args) => soak::run(args).await,
             Scenario::Summarize(args) => summary::run(args),
             Scenario::Plot(PlotKind::Ramp(args)) => ramp::plot(args),
         }

@@ -98,22 +98,23 @@ fn finite(points: &[(f64, f64)]) -> impl Iterator<Item = (f64, f64)> + '_ {
         .filter(|(x, y)| x.is_finite() && y.is_finite())
 }
 
-/// The range spanned by `values`, widened so that it is never empty, and
-/// from 0 when `from_zero` and every value is positive; `0..1` without any.
-fn span(values: impl Iterator<Item = f64>, from_zero: bool) -> Range<f64> {
+/// The range spanned by `values` with a little room on either side, so no
+/// point sits on the frame; never empty, and `0..1` without any value. It
+/// follows the data rather than starting at 0: a soak's RSS that grows by
+/// a few percent must show as growing.
+fn span(values: impl Iterator<Item = f64>) -> Range<f64> {
     let (lo, hi) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
         (lo.min(v), hi.max(v))
     });
     if lo > hi {
         return 0.0..1.0;
     }
-    let lo = if from_zero && lo > 0.0 { 0.0 } else { lo };
     if hi - lo < f64::EPSILON * hi.abs().max(1.0) {
         let pad = (hi.abs() * 0.1).max(1.0);
         return lo - pad..hi + pad;
     }
-    // A little headroom so the highest point is not on the frame.
-    lo..hi + (hi - lo) * 0.05
+    let pad = (hi - lo) * 0.05;
+    lo - pad..hi + pad
 }
 
 fn axis_span(chart: &Chart<'_>, axis: Axis) -> Range<f64> {
@@ -123,7 +124,6 @@ fn axis_span(chart: &Chart<'_>, axis: Axis) -> Range<f64> {
             .iter()
             .filter(|s| s.axis == axis)
             .flat_map(|s| finite(&s.points).map(|p| p.1)),
-        true,
     )
 }
 
@@ -143,7 +143,6 @@ fn draw(root: &DrawingArea<SVGBackend<'_>, Shift>, chart: &Chart<'_>) -> Result<
             .iter()
             .flat_map(|s| finite(&s.points).map(|p| p.0))
             .chain(chart.markers.iter().map(|m| m.0).filter(|x| x.is_finite())),
-        false,
     );
     let left = axis_span(chart, Axis::Left);
     let right = axis_span(chart, Axis::Right);
@@ -196,16 +195,18 @@ fn draw(root: &DrawingArea<SVGBackend<'_>, Shift>, chart: &Chart<'_>) -> Result<
         anno.label(name)
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
     }
-    let grey = RGBColor(120, 120, 120);
+    // Markers are labelled near the bottom, away from the legend.
+    let grey = RGBColor(90, 90, 90);
+    let label_at = left.start + (left.end - left.start) * 0.06;
     for (at, label) in chart.markers.iter().filter(|m| m.0.is_finite()) {
         ctx.draw_series(std::iter::once(PathElement::new(
             vec![(*at, left.start), (*at, left.end)],
-            grey.stroke_width(1),
+            grey.stroke_width(2),
         )))
         .map_err(draw_error)?;
         ctx.draw_series(std::iter::once(Text::new(
-            label.clone(),
-            (*at, left.end),
+            format!(" {label}"),
+            (*at, label_at),
             ("sans-serif", 13).into_font().color(&grey),
         )))
         .map_err(draw_error)?;
@@ -357,13 +358,11 @@ mod tests {
     }
 
     #[test]
-    fn spans_are_never_empty() {
-        assert_eq!(span(std::iter::empty(), true), 0.0..1.0);
-        assert_eq!(span([5.0].into_iter(), false), 4.0..6.0);
-        let r = span([2.0, 4.0].into_iter(), true);
-        assert_eq!(r.start, 0.0);
-        assert!(r.end > 4.0);
-        assert_eq!(span([-2.0, 4.0].into_iter(), true).start, -2.0);
+    fn spans_are_never_empty_and_follow_the_data() {
+        assert_eq!(span(std::iter::empty()), 0.0..1.0);
+        assert_eq!(span([5.0].into_iter()), 4.0..6.0);
+        assert_eq!(span([100.0, 110.0].into_iter()), 99.5..110.5);
+        assert_eq!(span([-2.0, 2.0].into_iter()), -2.2..2.2);
     }
 
     #[test]

@@ -104,6 +104,11 @@ pub fn sample(pid: Option<u32>) -> Option<ProcSample> {
     }
 }
 
+/// File descriptors process `pid` has open (the entries of /proc/PID/fd).
+pub fn open_fds(pid: u32) -> std::io::Result<u64> {
+    Ok(std::fs::read_dir(format!("/proc/{pid}/fd"))?.count() as u64)
+}
+
 /// The calling thread's id, as in `/proc/self/task/TID` (read from the
 /// `/proc/thread-self` link, `PID/task/TID`).
 pub fn current_thread_id() -> Option<u32> {
@@ -168,6 +173,14 @@ mod tests {
     fn own_process_can_be_sampled() {
         let me = ProcSample::own().unwrap();
         assert!(me.rss_kib > 0);
+    }
+
+    #[test]
+    fn own_open_files_are_counted() {
+        // At least the file held here (other tests' files come and go).
+        let _file = std::fs::File::open("/proc/self/status").unwrap();
+        assert!(open_fds(std::process::id()).unwrap() >= 1);
+        assert!(open_fds(u32::MAX).is_err());
     }
 
     #[test]

@@ -58,11 +58,26 @@ pub struct StageReport {
 /// `None` for a server that has none, cannot be reached, or is behind TLS.
 pub async fn scrape(url: &str) -> Option<Snapshot> {
     let authority = url.strip_prefix("ws://")?.split('/').next()?;
-    let body = tokio::time::timeout(SCRAPE_TIMEOUT, get_metrics(authority))
-        .await
-        .ok()??;
+    let body = fetch_metrics(authority).await?;
     let snapshot = parse(&body);
     (!snapshot.0.is_empty()).then_some(snapshot)
+}
+
+/// The body of `GET http://AUTHORITY/metrics` (plain HTTP only); `None`
+/// when it cannot be had within [`SCRAPE_TIMEOUT`].
+pub async fn fetch_metrics(authority: &str) -> Option<String> {
+    tokio::time::timeout(SCRAPE_TIMEOUT, get_metrics(authority))
+        .await
+        .ok()?
+}
+
+/// The value of the unlabelled metric `name` in a Prometheus text
+/// exposition.
+pub fn gauge(exposition: &str, name: &str) -> Option<f64> {
+    exposition.lines().find_map(|line| {
+        let value = line.strip_prefix(name)?.strip_prefix(' ')?;
+        value.trim().parse().ok()
+    })
 }
 
 async fn get_metrics(authority: &str) -> Option<String> {
@@ -182,6 +197,15 @@ pub fn rows(stages: &[StageReport], t: &mut Table) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_gauge_is_read_by_its_exact_name() {
+        let text = "# TYPE chat_runtime_alive_tasks gauge\nchat_runtime_alive_tasks_other 9\n\
+                    chat_runtime_alive_tasks 1234\nchat_rooms 3\n";
+        assert_eq!(gauge(text, "chat_runtime_alive_tasks"), Some(1234.0));
+        assert_eq!(gauge(text, "chat_rooms"), Some(3.0));
+        assert_eq!(gauge(text, "chat_connections"), None);
+    }
 
     fn exposition(commit: [u64; 4]) -> String {
         format!(
