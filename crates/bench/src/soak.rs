@@ -706,7 +706,7 @@ impl Member {
             (
                 ServerFrame::Error {
                     reference,
-                    body: ErrorBody { code, message },
+                    body: ErrorBody { code, message, .. },
                 },
                 _,
             ) => {
