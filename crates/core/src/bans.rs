@@ -7,7 +7,7 @@
 //! access check, `docs/architecture.md`), `Hub::connect` for every new
 //! connection, and `Hub::post` for the API's posts as a user.
 //!
-//! A ban made on one node is carried out there ([`Rooms::enforce`]: the
+//! A ban made on one node is carried out there ([`Rooms::enforce`](crate::rooms::Rooms::enforce): the
 //! user's connections leave the room with an unsolicited `forbidden`, or
 //! are closed with 1008 for a server ban) and announced to the others
 //! through [`Broker::publish_ban`](crate::broker::Broker::publish_ban),

@@ -3,7 +3,7 @@
 //! Handles are resolved once at start-up so the hot paths (one increment per
 //! delivery) do not look metrics up by name. Without an installed recorder
 //! (unit tests) every handle is a no-op. The counts the admin dashboard
-//! reads back also go to [`Counters`](crate::stats::Counters).
+//! reads back also go to [`Counters`].
 
 use std::collections::HashMap;
 use std::sync::Arc;

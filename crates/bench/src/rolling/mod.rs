@@ -55,14 +55,14 @@ pub struct RollingArgs {
     /// PostgreSQL the nodes share.
     #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
     pub database_url: String,
-    /// The schema of this run [default: a fresh `rolling_<time>_<pid>`,
-    /// left in place afterwards for inspection].
+    /// The schema of this run (by default a fresh one, `rolling_<time>_<pid>`,
+    /// left in place afterwards for inspection).
     #[arg(long)]
     pub database_schema: Option<String>,
     /// Redis the nodes share.
     #[arg(long, default_value = "redis://127.0.0.1:6379/")]
     pub redis_url: String,
-    /// The Redis key prefix of this run [default: `rolling:<time>:<pid>:`].
+    /// The Redis key prefix of this run (by default `rolling:<time>:<pid>:`).
     #[arg(long)]
     pub redis_prefix: Option<String>,
     /// The nginx executable.
