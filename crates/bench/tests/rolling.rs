@@ -5,8 +5,10 @@
 //! and every client must come back.
 //!
 //! Needs PostgreSQL (`CHAT_TEST_DATABASE_URL`), Redis
-//! (`CHAT_TEST_REDIS_URL`) and nginx (`CHAT_TEST_NGINX`); `#[ignore]`d,
-//! and failing when they are missing: `scripts/test` provides them. It
+//! (`CHAT_TEST_REDIS_URL`) and nginx (`CHAT_TEST_NGINX`). `scripts/test`
+//! provides them and runs it (`--run-ignored all`); it fails, never passes,
+//! when one is missing, and a bare `cargo nextest run` lists it as
+//! ignored, by name, with the reason. It
 //! builds `chat-server` first (`cargo build -p chat-server`, same profile),
 //! since cargo builds only this package's binaries for its tests.
 
